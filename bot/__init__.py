@@ -1,0 +1,1 @@
+"""jit-bot: role-based just-in-time cloud access, driven from Slack."""

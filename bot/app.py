@@ -1,0 +1,220 @@
+"""The composition root: read settings, build every client, wire everything, in one place.
+
+Nothing else in the bot builds a client or reads the environment.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from slack_bolt import App
+from slack_sdk import WebClient
+from sqlalchemy import Engine, event, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.clock import Clock, SystemClock
+from bot.config import ConfigError, ConfigIssue, JitConfig, load_config
+from bot.scheduler import Timers
+from bot.service import AccessService
+from bot.settings import Settings
+from bot.slack import handlers
+from bot.slack.directory import SlackDirectory
+from bot.slack.notifier import SlackNotifier
+from bot.slack.outbox import OutboxWorker
+from bot.storage.db import make_engine, upgrade
+from providers.base import Provider, ProviderError
+from providers.webhook import WebhookProvider
+
+log = logging.getLogger(__name__)
+
+
+class TrackedExecutor(ThreadPoolExecutor):
+    """A thread pool that knows how much work is in flight, so tests (and shutdown) can
+    wait for the bot to be idle instead of sleeping."""
+
+    def __init__(self, max_workers: int, name: str) -> None:
+        super().__init__(max_workers=max_workers, thread_name_prefix=name)
+        self._in_flight = 0
+        self._idle = threading.Condition()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        with self._idle:
+            self._in_flight += 1
+        try:
+            return super().submit(self._tracked, fn, *args, **kwargs)
+        except BaseException:
+            self._done()
+            raise
+
+    def _tracked(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception:
+            log.exception("background task failed")
+            raise
+        finally:
+            self._done()
+
+    def _done(self) -> None:
+        with self._idle:
+            self._in_flight -= 1
+            self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
+
+def default_providers(environ: Mapping[str, str]) -> dict[str, Provider]:
+    """The real providers, built with their clients. Cloud providers join here."""
+    return {"webhook": WebhookProvider(environ)}
+
+
+def load_checked_config(
+    settings: Settings, providers: Mapping[str, Provider], *, live: bool = False
+) -> tuple[JitConfig, list[str]]:
+    """Load both files and let every provider check its targets; return warnings."""
+    models = {name: p.target_model for name, p in providers.items()}
+    config = load_config(settings.roles_file, settings.approvers_file, models)
+    issues, warnings = [], []
+    for (role, env), targets in config.targets.items():
+        for i, target in enumerate(targets):
+            loc = ("roles", role, "environments", env, i)
+            try:
+                warnings += [
+                    f"{config.roles_file}: {'.'.join(map(str, loc))}: {w}"
+                    for w in providers[target.provider].validate(target, live=live)
+                ]
+            except ProviderError as exc:
+                issues.append(ConfigIssue(config.roles_file, loc, str(exc)))
+    if issues:
+        raise ConfigError(issues)
+    return config, warnings
+
+
+@dataclass
+class Runtime:
+    """Everything a running bot is made of."""
+
+    settings: Settings
+    engine: Engine
+    service: AccessService
+    bolt: App
+    outbox: OutboxWorker
+    timers: Timers
+    listeners: TrackedExecutor
+    work: TrackedExecutor
+    config_warnings: list[str] = field(default_factory=list)
+
+    def start(self) -> None:
+        """Start the outbox worker and the timers (which sweep at once)."""
+        self.outbox.start()
+        self.timers.start(
+            self.service.config.settings.sweep_interval, self.service.active_expiries()
+        )
+
+    def stop(self) -> None:
+        self.timers.stop()
+        self.listeners.shutdown(wait=True, cancel_futures=False)
+        self.work.shutdown(wait=True, cancel_futures=False)
+        self.outbox.stop()
+        self.engine.dispose()
+
+    def healthy(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception:
+            log.exception("health check: database unreachable")
+            return False
+        return True
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until listeners and background work are done and every due Slack message
+        has been attempted. For tests and graceful shutdown."""
+        for _ in range(20):
+            listeners_idle = self.listeners.wait_idle(timeout)
+            work_idle = self.work.wait_idle(timeout)
+            if not (listeners_idle and work_idle):
+                raise TimeoutError("the bot did not become idle")
+            if (
+                not self.outbox.deliver_due()
+                and self.listeners.wait_idle(0)
+                and self.work.wait_idle(0)
+            ):
+                return
+        raise TimeoutError("the bot kept itself busy")
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    providers: Mapping[str, Provider] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Runtime:
+    """Wire a bot. Migrates the database to the latest schema first."""
+    clock = clock or SystemClock()
+    providers = dict(
+        providers
+        if providers is not None
+        else default_providers(environ if environ is not None else os.environ)
+    )
+    config, warnings = load_checked_config(settings, providers)
+    for warning in warnings:
+        log.warning("%s", warning)
+
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @event.listens_for(sessions, "after_commit")
+    def _after_commit(session: Session) -> None:
+        for callback in session.info.pop("after_commit", []):
+            callback()
+
+    @event.listens_for(sessions, "after_rollback")
+    def _after_rollback(session: Session) -> None:
+        session.info.pop("after_commit", None)
+
+    client = WebClient(
+        token=settings.bot_token, base_url=settings.api_url or WebClient.BASE_URL, timeout=10
+    )
+    outbox = OutboxWorker(sessions, client, clock)
+    notifier = SlackNotifier(clock, settings.audit_channel, outbox.wake)
+    directory = SlackDirectory(client, clock)
+    work = TrackedExecutor(16, "jit-work")
+    listeners = TrackedExecutor(32, "jit-listener")
+
+    # The timers call into the service and the service schedules timers; the lambdas
+    # resolve ``service`` when they run, after it exists.
+    timers = Timers(expire=lambda rid: service.expire(rid), sweep=lambda: service.sweep())
+    service = AccessService(
+        config=config,
+        sessions=sessions,
+        directory=directory,
+        providers=providers,
+        clock=clock,
+        notifier=notifier,
+        expiry=timers,
+        background=lambda job: _discard(work.submit(job)),
+    )
+    bolt = App(
+        client=client,
+        signing_secret=settings.signing_secret,
+        process_before_response=False,
+        listener_executor=listeners,
+        raise_error_for_unhandled_request=False,
+    )
+    handlers.register(bolt, service, clock)
+    return Runtime(settings, engine, service, bolt, outbox, timers, listeners, work, warnings)
+
+
+def _discard(_: object) -> None:
+    """Background jobs report their own failures (TrackedExecutor logs them)."""

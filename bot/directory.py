@@ -1,0 +1,38 @@
+"""Who people are: the interface the domain uses to resolve users and groups.
+
+Entries in the config are Slack user ids, emails or user-group handles (``@sre-leads``);
+an implementation turns them into Slack user ids. The Slack-backed one lives in
+bot/slack/directory.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Person:
+    user_id: str
+    email: str
+    name: str
+
+
+class Directory(Protocol):
+    def person(self, user_id: str) -> Person:
+        """The Slack user with this id; raise DirectoryError if unknown or deactivated."""
+        ...
+
+    def resolve(self, entries: Sequence[str]) -> set[str]:
+        """The Slack user ids named by the entries. Entries that name nobody are skipped
+        (and logged); a lookup that fails for another reason raises DirectoryError."""
+        ...
+
+    def is_member(self, entries: Sequence[str], user_id: str) -> bool:
+        """Whether ``user_id`` is named by any entry."""
+        ...
+
+    def refresh(self) -> None:
+        """Forget cached answers so the next lookups ask Slack again."""
+        ...

@@ -1,0 +1,60 @@
+"""The domain's exception tree. Raised by the domain, turned into a Slack message at the
+edge. Every message is written for the person who will read it in Slack."""
+
+from __future__ import annotations
+
+
+class JitError(Exception):
+    """Something the user asked for cannot be done; ``str(error)`` says why and how to fix
+    it. ``field`` names the modal field at fault, when there is one."""
+
+    field: str | None = None
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        if field is not None:
+            self.field = field
+
+
+class UnknownRole(JitError):
+    field = "role"
+
+
+class UnknownEnvironment(JitError):
+    field = "environment"
+
+
+class NotEligible(JitError):
+    field = "role"
+
+
+class BadDuration(JitError):
+    field = "duration"
+
+
+class MissingReason(JitError):
+    field = "reason"
+
+
+class NoApprovalRule(JitError):
+    pass
+
+
+class NotEnoughApprovers(JitError):
+    pass
+
+
+class RequestNotFound(JitError):
+    pass
+
+
+class NotAllowed(JitError):
+    """The person clicking or typing may not do this to this request."""
+
+
+class WrongState(JitError):
+    """The request has moved on (decided, ended …) and this action no longer applies."""
+
+
+class DirectoryError(JitError):
+    """A user or group could not be looked up in Slack."""

@@ -1,0 +1,54 @@
+"""What the domain tells people, as an interface. The Slack implementation renders these
+into messages and writes them to the outbox in the caller's transaction, so a state
+change and the news of it are committed together."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Protocol
+
+from sqlalchemy.orm import Session
+
+from bot.storage.models import AccessRequest, AuditEvent, RequestTarget, Vote
+
+
+class RequesterNews(StrEnum):
+    SUBMITTED = "submitted"
+    GRANTED = "granted"
+    DENIED = "denied"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    ENDED = "ended"
+    REVOKE_FAILED = "revoke_failed"
+
+
+class Notifier(Protocol):
+    def ask_approvers(
+        self, session: Session, request: AccessRequest, targets: Sequence[RequestTarget]
+    ) -> None:
+        """DM every approver the request, with Approve / Deny buttons."""
+        ...
+
+    def refresh_approver_messages(
+        self,
+        session: Session,
+        request: AccessRequest,
+        targets: Sequence[RequestTarget],
+        votes: Sequence[Vote],
+    ) -> None:
+        """Update the approvers' DMs in place to show the request's current state."""
+        ...
+
+    def tell_requester(
+        self,
+        session: Session,
+        request: AccessRequest,
+        targets: Sequence[RequestTarget],
+        news: RequesterNews,
+    ) -> None: ...
+
+    def post_audit(self, session: Session, event: AuditEvent) -> None:
+        """Post one audit event to the audit channel."""
+        ...

@@ -1,0 +1,158 @@
+"""Pure decisions: who may request what, which rule applies, who may decide, whether a
+duration is allowed. Functions of config and plain values only, tested as tables.
+
+Group membership is passed in as a predicate (``is_member(entries) -> bool``) so the
+functions here need neither Slack nor a network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from bot.config import JitConfig, Rule
+from bot.durations import InvalidDuration, format_duration, parse_duration
+from bot.errors import (
+    BadDuration,
+    MissingReason,
+    NoApprovalRule,
+    NotEligible,
+    UnknownEnvironment,
+    UnknownRole,
+)
+
+Membership = Callable[[Sequence[str]], bool]
+"""Whether the person in question is named by any of the entries (ids, emails, @groups)."""
+
+
+def may_request(config: JitConfig, role: str, is_member: Membership) -> bool:
+    requesters = config.roles[role].requesters
+    return requesters is None or is_member(requesters)
+
+
+def requestable_roles(config: JitConfig, is_member: Membership) -> list[str]:
+    return [name for name in config.roles if may_request(config, name, is_member)]
+
+
+def match_rule(
+    config: JitConfig, role: str, environment: str, is_member: Membership
+) -> tuple[int, Rule] | None:
+    """The first rule for this role and environment whose requester filter (if any)
+    includes the requester."""
+    for index, rule in enumerate(config.rules):
+        if not rule.matches(role, environment):
+            continue
+        if rule.requesters is not None and not is_member(rule.requesters):
+            continue
+        return index, rule
+    return None
+
+
+def parse_requested_duration(config: JitConfig, role: str, text: str) -> timedelta:
+    limit = config.roles[role].max_duration
+    try:
+        duration = parse_duration(text)
+    except InvalidDuration as exc:
+        raise BadDuration(f"{exc}. {role} allows up to {format_duration(limit)}.") from None
+    if duration > limit:
+        raise BadDuration(
+            f"{format_duration(duration)} is longer than {role} allows "
+            f"({format_duration(limit)}); ask for {format_duration(limit)} or less."
+        )
+    return duration
+
+
+@dataclass(frozen=True)
+class RequestCheck:
+    """A request that passed every static check."""
+
+    role: str
+    environment: str
+    duration: timedelta
+    reason: str
+    rule_index: int
+    rule: Rule
+
+
+def check_request(
+    config: JitConfig,
+    role: str,
+    environment: str,
+    duration_text: str,
+    reason: str,
+    is_member: Membership,
+) -> RequestCheck:
+    """Raise the first problem with a request, naming the valid choices."""
+    allowed = requestable_roles(config, is_member)
+    if role not in config.roles:
+        choices = ", ".join(allowed) if allowed else "none: you may not request any role"
+        raise UnknownRole(f"There is no role `{role}`. Roles you may request: {choices}.")
+    if role not in allowed:
+        choices = ", ".join(allowed) if allowed else "none"
+        raise NotEligible(
+            f"You are not among the requesters of `{role}`. Roles you may request: {choices}."
+        )
+    environments = config.environments(role)
+    if environment not in environments:
+        raise UnknownEnvironment(
+            f"`{role}` has no environment `{environment}`. "
+            f"Choose one of: {', '.join(environments)}."
+        )
+    duration = parse_requested_duration(config, role, duration_text)
+    if not reason.strip():
+        raise MissingReason(
+            "Say why you need access (a ticket or incident id helps the approvers)."
+        )
+    matched = match_rule(config, role, environment, is_member)
+    if matched is None:
+        raise NoApprovalRule(
+            f"No rule in {config.approvers_file} covers `{role}` in `{environment}` for you; "
+            "ask the bot's administrators to add one."
+        )
+    index, rule = matched
+    return RequestCheck(role, environment, duration, reason.strip(), index, rule)
+
+
+class Refusal(StrEnum):
+    NOT_PENDING = "not_pending"
+    NOT_AN_APPROVER = "not_an_approver"
+    SELF_APPROVAL = "self_approval"
+    ALREADY_VOTED = "already_voted"
+
+
+@dataclass(frozen=True)
+class VoteDecision:
+    allowed: bool
+    refusal: Refusal | None = None
+
+
+def decide_vote(
+    *,
+    status: str,
+    voter: str,
+    requester: str,
+    approvers: Collection[str],
+    allow_self_approval: bool,
+    voted: Collection[str],
+) -> VoteDecision:
+    """Whether ``voter`` may approve or deny now. ``approvers`` is the approver set as
+    resolved at this moment, not as it was when the request was made."""
+    if status != "pending":
+        return VoteDecision(False, Refusal.NOT_PENDING)
+    if voter == requester and not allow_self_approval:
+        return VoteDecision(False, Refusal.SELF_APPROVAL)
+    if voter not in approvers:
+        return VoteDecision(False, Refusal.NOT_AN_APPROVER)
+    if voter in voted:
+        return VoteDecision(False, Refusal.ALREADY_VOTED)
+    return VoteDecision(True)
+
+
+REFUSAL_TEXT = {
+    Refusal.NOT_PENDING: "This request has already been decided; nothing changed.",
+    Refusal.NOT_AN_APPROVER: "You are not an approver of this request; nothing changed.",
+    Refusal.SELF_APPROVAL: "You cannot decide your own request; nothing changed.",
+    Refusal.ALREADY_VOTED: "You have already voted on this request; nothing changed.",
+}

@@ -1,0 +1,75 @@
+"""Timers: one APScheduler date job per active grant, and the sweeper.
+
+Jobs are derived from the database and rebuilt at start-up; losing them (a crash, a
+restart) loses nothing, because the sweeper revokes whatever is past its time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from bot.service import ExpiryScheduler
+
+log = logging.getLogger(__name__)
+
+
+class Timers(ExpiryScheduler):
+    def __init__(self, expire: Callable[[str], None], sweep: Callable[[], None]) -> None:
+        self._expire = expire
+        self._sweep = sweep
+        self._scheduler = BackgroundScheduler(
+            timezone="UTC",
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            executors={"default": {"type": "threadpool", "max_workers": 8}},
+        )
+
+    def start(self, sweep_every: timedelta, active: list[tuple[str, datetime]]) -> None:
+        self._scheduler.start()
+        for request_id, at in active:
+            self.schedule(request_id, at)
+        # The first sweep runs at once: anything that expired while we were down goes now.
+        self._scheduler.add_job(
+            self._sweep_safely,
+            "interval",
+            seconds=sweep_every.total_seconds(),
+            id="sweeper",
+            next_run_time=datetime.now().astimezone(),
+        )
+
+    def stop(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+
+    def schedule(self, request_id: str, at: datetime) -> None:
+        self._scheduler.add_job(
+            self._expire,
+            "date",
+            run_date=at,
+            args=[request_id],
+            id=f"expire:{request_id}",
+            replace_existing=True,
+        )
+
+    def cancel(self, request_id: str) -> None:
+        with contextlib.suppress(JobLookupError):
+            self._scheduler.remove_job(f"expire:{request_id}")
+
+    def scheduled(self) -> dict[str, datetime]:
+        """Request id → when its expiry job fires."""
+        return {
+            job.id.removeprefix("expire:"): job.next_run_time
+            for job in self._scheduler.get_jobs()
+            if job.id.startswith("expire:")
+        }
+
+    def _sweep_safely(self) -> None:
+        try:
+            self._sweep()
+        except Exception:  # the next sweep tries again; say so loudly
+            log.exception("sweep failed")

@@ -1,0 +1,57 @@
+"""HTTP mode: one WSGI app serving Slack at /slack/events and a health check at /healthz,
+on waitress (threaded, pure Python, fine behind any load balancer)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from waitress.server import create_server
+
+from bot.app import Runtime
+
+StartResponse = Callable[..., Any]
+
+
+def wsgi_app(runtime: Runtime) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    slack = SlackRequestHandler(runtime.bolt, path="/slack/events")
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == "/healthz":
+            ok = runtime.healthy()
+            body = json.dumps({"status": "ok" if ok else "unavailable"}).encode()
+            start_response(
+                "200 OK" if ok else "503 Service Unavailable",
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
+        return slack(environ, start_response)
+
+    return app
+
+
+class HttpServer:
+    """A running waitress server; ``port`` is the one actually bound (PORT=0 works)."""
+
+    def __init__(self, runtime: Runtime, host: str, port: int, threads: int = 16) -> None:
+        self._server = create_server(
+            wsgi_app(runtime), host=host, port=port, threads=threads, ident="jit-bot"
+        )
+        self.port: int = self._server.effective_port  # type: ignore[union-attr]
+        self._thread: threading.Thread | None = None
+
+    def serve_forever(self) -> None:
+        self._server.run()
+
+    def start_in_background(self) -> HttpServer:
+        self._thread = threading.Thread(target=self._server.run, name="jit-http", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._server.close()
+        if self._thread:
+            self._thread.join(timeout=5)

@@ -1,0 +1,871 @@
+"""The request lifecycle: request, decide, grant, expire, revoke. No Slack, no cloud SDK.
+
+Every state change is one compare-and-set on the request row (``UPDATE … WHERE id = ?
+AND status IN (…)``), committed together with its audit event and the outbox messages
+that tell people about it. Provider calls happen outside transactions; their results are
+recorded per target so a crash at any point can be resumed from the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Result, and_, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlmodel import col
+
+from bot.clock import Clock
+from bot.config import JitConfig, Rule
+from bot.directory import Directory, Person
+from bot.durations import format_duration
+from bot.errors import NotAllowed, NotEnoughApprovers, RequestNotFound, WrongState
+from bot.notify import Notifier, RequesterNews
+from bot.policy import (
+    REFUSAL_TEXT,
+    Refusal,
+    RequestCheck,
+    check_request,
+    decide_vote,
+    match_rule,
+    requestable_roles,
+)
+from bot.storage.models import (
+    TERMINAL,
+    AccessRequest,
+    AuditEvent,
+    RequestTarget,
+    Status,
+    TargetStatus,
+    Vote,
+)
+from providers.base import GrantContext, Principal, Provider, ProviderError, TargetSpec
+
+log = logging.getLogger(__name__)
+
+BOT = "jit-bot"
+_ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
+# Statuses whose granted targets count as "still needed" when another grant ends.
+_HOLDING = (Status.GRANTING, Status.ACTIVE)
+_RELEASABLE = (TargetStatus.GRANTED, TargetStatus.FAILED, TargetStatus.REVOKE_FAILED)
+
+
+def new_request_id() -> str:
+    return "R-" + "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
+
+
+@dataclass(frozen=True)
+class VoteResult:
+    request: AccessRequest
+    approvals: int
+    outcome: str  # "recorded" | "approved" | "denied"
+
+
+class ExpiryScheduler:
+    """Where the service asks for a revocation at a given instant (APScheduler in the
+    runtime). The database stays the truth: the sweeper catches anything missed."""
+
+    def schedule(self, request_id: str, at: datetime) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def cancel(self, request_id: str) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+
+class AccessService:
+    def __init__(
+        self,
+        *,
+        config: JitConfig,
+        sessions: sessionmaker[Session],
+        directory: Directory,
+        providers: Mapping[str, Provider],
+        clock: Clock,
+        notifier: Notifier,
+        expiry: ExpiryScheduler,
+        background: Callable[[Callable[[], None]], None],
+        lease: timedelta = timedelta(minutes=5),
+    ) -> None:
+        self.config = config
+        self._sessions = sessions
+        self.directory = directory
+        self._providers = providers
+        self._clock = clock
+        self._notify = notifier
+        self._expiry = expiry
+        self._background = background
+        self._lease = lease
+        self._busy: set[str] = set()
+        self._busy_lock = threading.Lock()
+
+    # ----------------------------------------------------------------- requesting
+
+    def check(
+        self, requester_id: str, role: str, environment: str, duration: str, reason: str
+    ) -> RequestCheck:
+        """Validate a request without storing anything; raise a JitError naming the fix."""
+        return check_request(
+            self.config, role, environment, duration, reason, self._membership(requester_id)
+        )
+
+    def submit(self, requester_id: str, checked: RequestCheck) -> AccessRequest:
+        """Store a checked request, ask its approvers (or approve it by rule) and return it."""
+        requester = self.directory.person(requester_id)
+        rule = checked.rule
+        allow_self = self.config.allows_self_approval(rule)
+        approvers: list[str] = []
+        if not rule.auto_approve:
+            resolved = self._approvers_of(rule)
+            eligible = resolved if allow_self else resolved - {requester_id}
+            if len(eligible) < rule.required_approvals:
+                raise NotEnoughApprovers(
+                    f"`{checked.role}` in `{checked.environment}` needs "
+                    f"{rule.required_approvals} approval(s) but only {len(eligible)} "
+                    "approver(s) other than you can be found in Slack; "
+                    "ask the bot's administrators to check approvers.yaml."
+                )
+            approvers = sorted(resolved)
+        units = self._units(checked.role, checked.environment)
+        now = self._clock.now()
+        request = AccessRequest(
+            id=new_request_id(),
+            requester_id=requester_id,
+            requester_email=requester.email,
+            role=checked.role,
+            environment=checked.environment,
+            reason=checked.reason,
+            duration_seconds=int(checked.duration.total_seconds()),
+            status=Status.APPROVED if rule.auto_approve else Status.PENDING,
+            rule_index=checked.rule_index,
+            required_approvals=0 if rule.auto_approve else rule.required_approvals,
+            auto_approve=rule.auto_approve,
+            allow_self_approval=allow_self,
+            approvers=approvers,
+            created_at=now,
+            updated_at=now,
+            decided_at=now if rule.auto_approve else None,
+        )
+        with self._transaction() as session:
+            session.add(request)
+            session.flush()
+            targets = [
+                RequestTarget(
+                    request_id=request.id,
+                    position=i,
+                    provider=provider.name,
+                    spec=unit.model_dump(mode="json"),
+                    target_key=f"{provider.name}:{unit.key()}",
+                    description=provider.describe(unit),
+                )
+                for i, (provider, unit) in enumerate(units)
+            ]
+            session.add_all(targets)
+            session.flush()
+            self._audit(
+                session,
+                requester_id,
+                "requested",
+                request,
+                duration=format_duration(checked.duration),
+                reason=checked.reason,
+                approvers=approvers,
+                targets=[t.description for t in targets],
+            )
+            if rule.auto_approve:
+                self._audit(session, BOT, "auto_approved", request, rule=checked.rule_index + 1)
+            else:
+                self._notify.ask_approvers(session, request, targets)
+            self._notify.tell_requester(session, request, targets, RequesterNews.SUBMITTED)
+        if rule.auto_approve:
+            self._background(lambda: self.grant(request.id))
+        return request
+
+    # ------------------------------------------------------------------ deciding
+
+    def vote(
+        self, request_id: str, voter_id: str, decision: str, reason: str | None = None
+    ) -> VoteResult:
+        """Record an approve/deny click after re-checking, from the database and the
+        current config, that this person may decide this request now."""
+        assert decision in ("approve", "deny")
+        request = self.get(request_id)
+        approvers = self._current_approvers(request)
+        with self._transaction() as session:
+            # Take the row lock first: concurrent voters on one request queue up here, so
+            # the count below sees every committed vote and exactly one voter completes it.
+            locked = session.execute(
+                update(AccessRequest)
+                .where(col(AccessRequest.id) == request_id)
+                .where(col(AccessRequest.status) == Status.PENDING)
+                .values(version=col(AccessRequest.version) + 1)
+            )
+            voted = _voters(session, request_id)
+            verdict = decide_vote(
+                status=Status.PENDING if _rowcount(locked) == 1 else Status.APPROVED,
+                voter=voter_id,
+                requester=request.requester_id,
+                approvers=approvers,
+                allow_self_approval=request.allow_self_approval,
+                voted=voted,
+            )
+            if not verdict.allowed:
+                assert verdict.refusal is not None
+                raise NotAllowed(REFUSAL_TEXT[verdict.refusal])
+            session.add(
+                Vote(
+                    request_id=request_id,
+                    voter_id=voter_id,
+                    decision=decision,
+                    reason=reason,
+                    created_at=self._clock.now(),
+                )
+            )
+            try:
+                session.flush()
+            except IntegrityError:
+                raise NotAllowed(REFUSAL_TEXT[Refusal.ALREADY_VOTED]) from None
+            approvals = (
+                session.scalar(
+                    select(func.count())
+                    .select_from(Vote)
+                    .where(col(Vote.request_id) == request_id, col(Vote.decision) == "approve")
+                )
+                or 0
+            )
+            outcome = "recorded"
+            if decision == "deny":
+                self._set_status(
+                    session, request_id, [Status.PENDING], Status.DENIED, decided_at=self._now()
+                )
+                outcome = "denied"
+                self._audit(session, voter_id, "denied", request, reason=reason)
+            else:
+                self._audit(
+                    session,
+                    voter_id,
+                    "approval_recorded",
+                    request,
+                    approvals=approvals,
+                    required=request.required_approvals,
+                )
+                if approvals >= request.required_approvals:
+                    self._set_status(
+                        session,
+                        request_id,
+                        [Status.PENDING],
+                        Status.APPROVED,
+                        decided_at=self._now(),
+                    )
+                    outcome = "approved"
+                    self._audit(session, BOT, "approved", request, approvals=approvals)
+            request = self._load(session, request_id)
+            self._refresh(session, request)
+            if outcome == "denied":
+                self._tell(session, request, RequesterNews.DENIED)
+        if outcome == "approved":
+            self._background(lambda: self.grant(request_id))
+        return VoteResult(request, approvals, outcome)
+
+    def can_decide(self, request_id: str, user_id: str) -> None:
+        """Raise NotAllowed unless ``user_id`` could approve or deny the request now."""
+        request = self.get(request_id)
+        with self._transaction() as session:
+            voted = _voters(session, request_id)
+        verdict = decide_vote(
+            status=request.status,
+            voter=user_id,
+            requester=request.requester_id,
+            approvers=self._current_approvers(request),
+            allow_self_approval=request.allow_self_approval,
+            voted=voted,
+        )
+        if not verdict.allowed:
+            assert verdict.refusal is not None
+            raise NotAllowed(REFUSAL_TEXT[verdict.refusal])
+
+    def cancel(self, request_id: str, actor: str) -> AccessRequest:
+        request = self.get(request_id)
+        if actor != request.requester_id:
+            raise NotAllowed("Only the requester can cancel a request; nothing changed.")
+        with self._transaction() as session:
+            if not self._set_status(
+                session, request_id, [Status.PENDING], Status.CANCELLED, decided_at=self._now()
+            ):
+                raise WrongState(
+                    f"{request_id} is {self._load(session, request_id).status}, not pending; "
+                    "only a pending request can be cancelled (use `/jit revoke` to end access)."
+                )
+            request = self._load(session, request_id)
+            self._audit(session, actor, "cancelled", request)
+            self._refresh(session, request)
+            self._tell(session, request, RequesterNews.CANCELLED)
+        return request
+
+    # ------------------------------------------------------------------- granting
+
+    def grant(self, request_id: str) -> None:
+        """Grant every target of an approved request; roll back on a partial failure."""
+        with self._claim(request_id) as claimed:
+            if claimed:
+                self._grant(request_id)
+
+    def _grant(self, request_id: str) -> None:
+        with self._transaction() as session:
+            request = self._load(session, request_id)
+            if request.status == Status.APPROVED:
+                expires_at = self._now() + timedelta(seconds=request.duration_seconds)
+                if not self._set_status(
+                    session, request_id, [Status.APPROVED], Status.GRANTING, expires_at=expires_at
+                ):
+                    return
+                request = self._load(session, request_id)
+                self._audit(session, BOT, "grant_started", request, expires_at=expires_at)
+            elif request.status == Status.GRANTING:
+                # Resuming after a crash: take the request over (the CAS on version makes
+                # sure only one process does) and continue where the targets say.
+                if not self._take_over(session, request):
+                    return
+                self._audit(session, BOT, "grant_resumed", request)
+            else:
+                return
+        assert request.expires_at is not None
+        expires_at = request.expires_at
+        context = self._context(request)
+        principal = self._principal(request)
+        failure: str | None = None
+        for target in self._targets(request_id):
+            if target.status != TargetStatus.PENDING:
+                continue
+            provider, spec = self._spec(target)
+            try:
+                outcome = provider.grant(principal, spec, context)
+            except ProviderError as exc:
+                failure = f"{target.description}: {exc}"
+                self._record_target(target.id, TargetStatus.FAILED, error=str(exc))
+                break
+            self._record_target(
+                target.id,
+                TargetStatus.GRANTED,
+                granted_at=self._now(),
+                preexisting=outcome.preexisting,
+                error=None,
+            )
+            if outcome.preexisting:
+                with self._transaction() as session:
+                    self._audit(
+                        session,
+                        BOT,
+                        "standing_access_found",
+                        request,
+                        target=target.description,
+                        detail=outcome.detail,
+                    )
+        if failure is None:
+            with self._transaction() as session:
+                if not self._set_status(
+                    session, request_id, [Status.GRANTING], Status.ACTIVE, granted_at=self._now()
+                ):
+                    return
+                request = self._load(session, request_id)
+                self._audit(session, BOT, "granted", request, expires_at=request.expires_at)
+                self._refresh(session, request)
+                self._tell(session, request, RequesterNews.GRANTED)
+            self._expiry.schedule(request_id, expires_at)
+            return
+        rollback_errors = self._release(request, self._targets(request_id), principal, context)
+        with self._transaction() as session:
+            self._set_status(
+                session,
+                request_id,
+                [Status.GRANTING],
+                Status.FAILED,
+                error=failure,
+                ended_at=self._now(),
+            )
+            request = self._load(session, request_id)
+            self._audit(
+                session,
+                BOT,
+                "grant_failed",
+                request,
+                error=failure,
+                rollback_errors=rollback_errors,
+            )
+            self._refresh(session, request)
+            self._tell(session, request, RequesterNews.FAILED)
+
+    # ------------------------------------------------------------------- revoking
+
+    def end_early(self, request_id: str, actor: str) -> AccessRequest:
+        """End access now, on the requester's or one of its approvers' word."""
+        request = self.get(request_id)
+        if actor != request.requester_id and actor not in self._current_approvers(request):
+            raise NotAllowed(
+                "Only the requester or an approver of this request can end it; nothing changed."
+            )
+        if request.status not in (Status.ACTIVE, Status.REVOKE_FAILED):
+            raise WrongState(f"{request_id} is {request.status}; only active access can be ended.")
+        self.revoke(request_id, actor=actor, reason="ended early")
+        return self.get(request_id)
+
+    def expire(self, request_id: str) -> None:
+        """Revoke if the request is active and its time is up (the expiry job's entry)."""
+        request = self.get(request_id)
+        due = request.expires_at is not None and request.expires_at <= self._now()
+        if request.status == Status.ACTIVE and due:
+            self.revoke(request_id, actor=BOT, reason="expired")
+
+    def revoke(self, request_id: str, *, actor: str, reason: str) -> None:
+        with self._claim(request_id) as claimed:
+            if claimed:
+                self._revoke(request_id, actor, reason)
+
+    def _revoke(self, request_id: str, actor: str, reason: str) -> None:
+        with self._transaction() as session:
+            request = self._load(session, request_id)
+            if request.status == Status.REVOKING:
+                if not self._take_over(session, request):
+                    return
+            elif self._set_status(
+                session,
+                request_id,
+                [Status.ACTIVE, Status.REVOKE_FAILED],
+                Status.REVOKING,
+                ended_at=request.ended_at or self._now(),
+                ended_by=request.ended_by or actor,
+                end_reason=request.end_reason or reason,
+            ):
+                request = self._load(session, request_id)
+                self._audit(session, actor, "revoke_started", request, reason=reason)
+            else:
+                return
+        self._expiry.cancel(request_id)
+        errors = self._release(
+            request, self._targets(request_id), self._principal(request), self._context(request)
+        )
+        with self._transaction() as session:
+            if errors:
+                self._set_status(
+                    session,
+                    request_id,
+                    [Status.REVOKING],
+                    Status.REVOKE_FAILED,
+                    error="; ".join(errors),
+                )
+                request = self._load(session, request_id)
+                self._audit(session, BOT, "revoke_failed", request, errors=errors)
+                self._refresh(session, request)
+                self._tell(session, request, RequesterNews.REVOKE_FAILED)
+                return
+            self._set_status(session, request_id, [Status.REVOKING], Status.REVOKED, error=None)
+            request = self._load(session, request_id)
+            self._audit(
+                session, request.ended_by or actor, "revoked", request, reason=request.end_reason
+            )
+            self._refresh(session, request)
+            self._tell(session, request, RequesterNews.ENDED)
+
+    def _release(
+        self,
+        request: AccessRequest,
+        targets: Sequence[RequestTarget],
+        principal: Principal,
+        context: GrantContext,
+    ) -> list[str]:
+        """Revoke every target this request granted, except access that was there before
+        jit-bot (standing) or that another active grant of the same person still needs.
+        Returns the errors; targets that failed stay marked for the sweeper to retry."""
+        errors: list[str] = []
+        for target in targets:
+            # A grant call that failed may still have landed in the cloud (a timeout after
+            # the cloud accepted it); revoking is idempotent, so revoke those too.
+            if target.status not in _RELEASABLE:
+                continue
+            if target.preexisting:
+                self._record_target(target.id, TargetStatus.KEPT, error="standing access")
+                continue
+            holder = self._other_holder(request, target)
+            if holder is not None:
+                self._record_target(target.id, TargetStatus.KEPT, error=f"still needed by {holder}")
+                continue
+            provider, spec = self._spec(target)
+            try:
+                provider.revoke(principal, spec, context)
+            except ProviderError as exc:
+                errors.append(f"{target.description}: {exc}")
+                self._record_target(target.id, TargetStatus.REVOKE_FAILED, error=str(exc))
+                continue
+            self._record_target(target.id, TargetStatus.REVOKED, revoked_at=self._now())
+        return errors
+
+    def _other_holder(self, request: AccessRequest, target: RequestTarget) -> str | None:
+        with self._transaction() as session:
+            other = session.scalar(
+                select(col(AccessRequest.id))
+                .join(RequestTarget, col(RequestTarget.request_id) == col(AccessRequest.id))
+                .where(
+                    col(AccessRequest.requester_email) == request.requester_email,
+                    col(AccessRequest.id) != request.id,
+                    col(AccessRequest.status).in_(_HOLDING),
+                    col(RequestTarget.target_key) == target.target_key,
+                    col(RequestTarget.status) == TargetStatus.GRANTED,
+                )
+                .limit(1)
+            )
+        return other
+
+    # ------------------------------------------------------------------- sweeping
+
+    def sweep(self) -> None:
+        """Make the world match the database: expire stale pending requests, revoke
+        overdue grants, retry failed revocations and resume work a crash interrupted."""
+        now = self._now()
+        ttl = self.config.settings.pending_ttl
+        with self._transaction() as session:
+            stale = list(
+                session.scalars(
+                    select(col(AccessRequest.id)).where(
+                        col(AccessRequest.status) == Status.PENDING,
+                        col(AccessRequest.created_at) <= now - ttl,
+                    )
+                )
+            )
+            overdue = list(
+                session.scalars(
+                    select(col(AccessRequest.id)).where(
+                        col(AccessRequest.status).in_([Status.ACTIVE, Status.REVOKE_FAILED]),
+                        col(AccessRequest.expires_at) <= now,
+                    )
+                )
+            )
+            retry = list(
+                session.scalars(
+                    select(col(AccessRequest.id)).where(
+                        col(AccessRequest.status) == Status.REVOKE_FAILED,
+                        col(AccessRequest.expires_at) > now,
+                    )
+                )
+            )
+            stuck_before = now - self._lease
+            stuck = list(
+                session.scalars(
+                    select(col(AccessRequest.id)).where(
+                        col(AccessRequest.status).in_(
+                            [Status.APPROVED, Status.GRANTING, Status.REVOKING]
+                        ),
+                        col(AccessRequest.updated_at) <= stuck_before,
+                    )
+                )
+            )
+        for request_id in stale:
+            self._expire_pending(request_id)
+        for request_id in overdue + retry:
+            self.revoke(request_id, actor=BOT, reason="expired")
+        for request_id in stuck:
+            status = self.get(request_id).status
+            if status == Status.REVOKING:
+                self.revoke(request_id, actor=BOT, reason="expired")
+            else:
+                self.grant(request_id)
+
+    def _expire_pending(self, request_id: str) -> None:
+        with self._transaction() as session:
+            if not self._set_status(
+                session, request_id, [Status.PENDING], Status.EXPIRED, decided_at=self._now()
+            ):
+                return
+            request = self._load(session, request_id)
+            self._audit(
+                session,
+                BOT,
+                "expired_undecided",
+                request,
+                pending_ttl=format_duration(self.config.settings.pending_ttl),
+            )
+            self._refresh(session, request)
+            self._tell(session, request, RequesterNews.EXPIRED)
+
+    def active_expiries(self) -> list[tuple[str, datetime]]:
+        """Every active grant and when it ends: the scheduler is rebuilt from this."""
+        with self._transaction() as session:
+            rows = session.execute(
+                select(col(AccessRequest.id), col(AccessRequest.expires_at)).where(
+                    col(AccessRequest.status) == Status.ACTIVE
+                )
+            ).all()
+        return [(r[0], r[1]) for r in rows if r[1] is not None]
+
+    # ------------------------------------------------------------------- reading
+
+    def get(self, request_id: str) -> AccessRequest:
+        with self._transaction() as session:
+            return self._load(session, request_id)
+
+    def targets_of(self, request_id: str) -> list[RequestTarget]:
+        return self._targets(request_id)
+
+    def votes_of(self, request_id: str) -> list[Vote]:
+        with self._transaction() as session:
+            return list(
+                session.scalars(
+                    select(Vote).where(col(Vote.request_id) == request_id).order_by(col(Vote.id))
+                )
+            )
+
+    def mine(self, user_id: str) -> list[AccessRequest]:
+        """The user's requests that are not finished yet."""
+        with self._transaction() as session:
+            return list(
+                session.scalars(
+                    select(AccessRequest)
+                    .where(
+                        col(AccessRequest.requester_id) == user_id,
+                        col(AccessRequest.status).not_in(list(TERMINAL)),
+                    )
+                    .order_by(col(AccessRequest.created_at))
+                )
+            )
+
+    def awaiting(self, user_id: str) -> list[AccessRequest]:
+        """Pending requests that this user may decide now."""
+        with self._transaction() as session:
+            pending = list(
+                session.scalars(
+                    select(AccessRequest)
+                    .where(col(AccessRequest.status) == Status.PENDING)
+                    .order_by(col(AccessRequest.created_at))
+                )
+            )
+            voted = set(
+                session.scalars(select(col(Vote.request_id)).where(col(Vote.voter_id) == user_id))
+            )
+        return [
+            r
+            for r in pending
+            if user_id in r.approvers
+            and r.id not in voted
+            and (r.requester_id != user_id or r.allow_self_approval)
+        ]
+
+    def audit_events(self, request_id: str | None = None) -> list[AuditEvent]:
+        with self._transaction() as session:
+            query = select(AuditEvent).order_by(col(AuditEvent.id))
+            if request_id is not None:
+                query = query.where(col(AuditEvent.request_id) == request_id)
+            return list(session.scalars(query))
+
+    def requestable(self, user_id: str) -> list[tuple[str, str]]:
+        """(name, description) of every role this user may request."""
+        names = requestable_roles(self.config, self._membership(user_id))
+        return [(name, self.config.roles[name].description) for name in names]
+
+    def approvers_for(self, role: str, environment: str, requester_id: str) -> Rule | None:
+        matched = match_rule(self.config, role, environment, self._membership(requester_id))
+        return matched[1] if matched else None
+
+    def person(self, user_id: str) -> Person:
+        return self.directory.person(user_id)
+
+    # ------------------------------------------------------------------- helpers
+
+    def _membership(self, user_id: str) -> Callable[[Sequence[str]], bool]:
+        return lambda entries: self.directory.is_member(entries, user_id)
+
+    def _approvers_of(self, rule: Rule) -> set[str]:
+        entries = [entry for group in rule.approvers for entry in self.config.groups[group]]
+        return self.directory.resolve(entries)
+
+    def _current_approvers(self, request: AccessRequest) -> set[str]:
+        """The approvers of this request as the config and Slack say right now."""
+        matched = match_rule(
+            self.config, request.role, request.environment, self._membership(request.requester_id)
+        )
+        if matched is None or matched[1].auto_approve:
+            return set()
+        return self._approvers_of(matched[1])
+
+    def _units(self, role: str, environment: str) -> list[tuple[Provider, TargetSpec]]:
+        units: list[tuple[Provider, TargetSpec]] = []
+        for target in self.config.targets[(role, environment)]:
+            provider = self._providers[target.provider]
+            units.extend((provider, unit) for unit in provider.expand(target))
+        return units
+
+    def _spec(self, target: RequestTarget) -> tuple[Provider, TargetSpec]:
+        provider = self._providers[target.provider]
+        return provider, provider.target_model.model_validate(target.spec)
+
+    def _targets(self, request_id: str) -> list[RequestTarget]:
+        with self._transaction() as session:
+            return list(
+                session.scalars(
+                    select(RequestTarget)
+                    .where(col(RequestTarget.request_id) == request_id)
+                    .order_by(col(RequestTarget.position))
+                )
+            )
+
+    def _record_target(self, target_id: int | None, status: TargetStatus, **values: Any) -> None:
+        with self._transaction() as session:
+            session.execute(
+                update(RequestTarget)
+                .where(col(RequestTarget.id) == target_id)
+                .values(status=status, **values)
+            )
+
+    @staticmethod
+    def _principal(request: AccessRequest) -> Principal:
+        return Principal(slack_user_id=request.requester_id, email=request.requester_email)
+
+    @staticmethod
+    def _context(request: AccessRequest) -> GrantContext:
+        assert request.expires_at is not None
+        return GrantContext(
+            request_id=request.id,
+            role=request.role,
+            environment=request.environment,
+            reason=request.reason,
+            expires_at=request.expires_at,
+        )
+
+    def _now(self) -> datetime:
+        return self._clock.now()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def _claim(self, request_id: str) -> Iterator[bool]:
+        """In-process guard: one thread at a time works on a request's grant or revoke."""
+        with self._busy_lock:
+            if request_id in self._busy:
+                yield False
+                return
+            self._busy.add(request_id)
+        try:
+            yield True
+        finally:
+            with self._busy_lock:
+                self._busy.discard(request_id)
+
+    def _load(self, session: Session, request_id: str) -> AccessRequest:
+        request = session.get(AccessRequest, request_id, populate_existing=True)
+        if request is None:
+            raise RequestNotFound(f"There is no request `{request_id}`.")
+        return request
+
+    def _set_status(
+        self,
+        session: Session,
+        request_id: str,
+        expected: Collection[Status],
+        new: Status,
+        **values: Any,
+    ) -> bool:
+        """Compare-and-set: move the request to ``new`` only if it is still in one of the
+        ``expected`` states. Returns whether this call made the move."""
+        result = session.execute(
+            update(AccessRequest)
+            .where(
+                and_(
+                    col(AccessRequest.id) == request_id,
+                    col(AccessRequest.status).in_(list(expected)),
+                )
+            )
+            .values(
+                status=new,
+                updated_at=self._now(),
+                version=col(AccessRequest.version) + 1,
+                **values,
+            )
+        )
+        return _rowcount(result) == 1
+
+    def _take_over(self, session: Session, request: AccessRequest) -> bool:
+        """Claim a request stuck in granting/revoking once its lease has run out."""
+        if request.updated_at > self._now() - self._lease:
+            return False
+        result = session.execute(
+            update(AccessRequest)
+            .where(
+                col(AccessRequest.id) == request.id,
+                col(AccessRequest.version) == request.version,
+            )
+            .values(updated_at=self._now(), version=col(AccessRequest.version) + 1)
+        )
+        return _rowcount(result) == 1
+
+    def _audit(
+        self, session: Session, actor: str, action: str, request: AccessRequest, **details: Any
+    ) -> None:
+        event = AuditEvent(
+            at=self._now(),
+            actor=actor,
+            action=action,
+            request_id=request.id,
+            details=_jsonable(
+                {
+                    "role": request.role,
+                    "environment": request.environment,
+                    "requester": request.requester_id,
+                    **details,
+                }
+            ),
+        )
+        session.add(event)
+        session.flush()
+        self._notify.post_audit(session, event)
+
+    def _refresh(self, session: Session, request: AccessRequest) -> None:
+        votes = list(
+            session.scalars(
+                select(Vote).where(col(Vote.request_id) == request.id).order_by(col(Vote.id))
+            )
+        )
+        targets = list(
+            session.scalars(
+                select(RequestTarget)
+                .where(col(RequestTarget.request_id) == request.id)
+                .order_by(col(RequestTarget.position))
+            )
+        )
+        self._notify.refresh_approver_messages(session, request, targets, votes)
+
+    def _tell(self, session: Session, request: AccessRequest, news: RequesterNews) -> None:
+        targets = list(
+            session.scalars(
+                select(RequestTarget)
+                .where(col(RequestTarget.request_id) == request.id)
+                .order_by(col(RequestTarget.position))
+            )
+        )
+        self._notify.tell_requester(session, request, targets, news)
+
+
+def _voters(session: Session, request_id: str) -> set[str]:
+    return set(
+        session.scalars(select(col(Vote.voter_id)).where(col(Vote.request_id) == request_id))
+    )
+
+
+def _rowcount(result: Result[Any]) -> int:
+    return cast(CursorResult[Any], result).rowcount
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_jsonable(v) for v in value]
+    return value

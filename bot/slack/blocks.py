@@ -1,0 +1,331 @@
+"""Every Slack message and modal the bot shows, as pure functions of stored values.
+
+Built with slack_sdk.models so Slack's limits (text lengths, element counts) are checked
+by the library rather than discovered in production.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    HeaderBlock,
+    InputBlock,
+    MarkdownTextObject,
+    Option,
+    PlainTextInputElement,
+    PlainTextObject,
+    SectionBlock,
+    StaticSelectElement,
+)
+from slack_sdk.models.views import View
+
+from bot.durations import format_duration
+from bot.notify import RequesterNews
+from bot.storage.models import AccessRequest, AuditEvent, RequestTarget, Status, Vote
+
+APPROVE = "approve"
+DENY = "deny"
+END_ACCESS = "end_access"
+REQUEST_MODAL = "jit_request"
+DENY_MODAL = "jit_deny"
+ROLE_SELECT = "role"
+
+_STATUS_LINE = {
+    Status.PENDING: ":hourglass_flowing_sand: Waiting for approval",
+    Status.APPROVED: ":white_check_mark: Approved; granting access",
+    Status.GRANTING: ":gear: Granting access",
+    Status.ACTIVE: ":unlock: Access active",
+    Status.REVOKING: ":gear: Removing access",
+    Status.REVOKE_FAILED: ":rotating_light: Removing access FAILED; retrying",
+    Status.REVOKED: ":lock: Access ended",
+    Status.DENIED: ":no_entry: Denied",
+    Status.EXPIRED: ":zzz: Expired without a decision",
+    Status.CANCELLED: ":leftwards_arrow_with_hook: Cancelled by the requester",
+    Status.FAILED: ":x: Grant failed; nothing is left granted",
+}
+
+
+def mention(user_id: str) -> str:
+    return f"<@{user_id}>"
+
+
+def when(moment: datetime) -> str:
+    """A time every reader sees in their own time zone (ISO UTC as the fallback)."""
+    iso = moment.strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} {{time}}|{iso}>"
+
+
+def _duration(request: AccessRequest) -> str:
+    return format_duration(timedelta(seconds=request.duration_seconds))
+
+
+def _summary(request: AccessRequest) -> SectionBlock:
+    return SectionBlock(
+        fields=[
+            MarkdownTextObject(text=f"*Requester*\n{mention(request.requester_id)}"),
+            MarkdownTextObject(text=f"*Role*\n`{request.role}`"),
+            MarkdownTextObject(text=f"*Environment*\n`{request.environment}`"),
+            MarkdownTextObject(text=f"*Duration*\n{_duration(request)}"),
+        ]
+    )
+
+
+def _targets(targets: Sequence[RequestTarget]) -> SectionBlock:
+    lines = "\n".join(f"• {t.description}" for t in targets) or "• (nothing)"
+    return SectionBlock(text=MarkdownTextObject(text=f"*Will grant*\n{lines}"[:3000]))
+
+
+def _reason(request: AccessRequest) -> SectionBlock:
+    return SectionBlock(text=MarkdownTextObject(text=f"*Reason*\n{request.reason}"[:3000]))
+
+
+def _outcome(request: AccessRequest, votes: Sequence[Vote]) -> str:
+    line = _STATUS_LINE[Status(request.status)]
+    approvers = [mention(v.voter_id) for v in votes if v.decision == "approve"]
+    deniers = [v for v in votes if v.decision == "deny"]
+    parts = [f"*{line}*"]
+    if request.auto_approve:
+        parts.append("Approved automatically by rule.")
+    if approvers:
+        parts.append(f"Approved by {', '.join(approvers)}.")
+    for vote in deniers:
+        why = f": {vote.reason}" if vote.reason else ""
+        parts.append(f"Denied by {mention(vote.voter_id)}{why}.")
+    if request.status == Status.ACTIVE and request.expires_at:
+        parts.append(f"Until {when(request.expires_at)}.")
+    if request.status == Status.REVOKED and request.ended_at:
+        by = f" by {mention(request.ended_by)}" if request.ended_by not in (None, "jit-bot") else ""
+        parts.append(f"Ended{by} at {when(request.ended_at)} ({request.end_reason}).")
+    if request.error and request.status in (Status.FAILED, Status.REVOKE_FAILED):
+        parts.append(f"Error: {request.error}")
+    return "\n".join(parts)[:3000]
+
+
+def approver_message(
+    request: AccessRequest, targets: Sequence[RequestTarget], votes: Sequence[Vote]
+) -> tuple[str, list[dict[str, Any]]]:
+    """The DM an approver gets; re-rendered on every change, buttons only while pending."""
+    text = (
+        f"{request.id}: {mention(request.requester_id)} requests `{request.role}` in "
+        f"`{request.environment}` for {_duration(request)}"
+    )
+    blocks: list[Block] = [
+        HeaderBlock(text=PlainTextObject(text=f"Access request {request.id}")),
+        _summary(request),
+        _reason(request),
+        _targets(targets),
+    ]
+    if request.status == Status.PENDING:
+        approvals = sum(1 for v in votes if v.decision == "approve")
+        blocks.append(
+            ContextBlock(
+                elements=[
+                    MarkdownTextObject(
+                        text=f"Needs {request.required_approvals} approval(s); "
+                        f"{approvals} so far. Approvers: "
+                        + ", ".join(mention(a) for a in request.approvers)
+                    )
+                ]
+            )
+        )
+        blocks.append(
+            ActionsBlock(
+                block_id="decision",
+                elements=[
+                    ButtonElement(
+                        text="Approve", action_id=APPROVE, value=request.id, style="primary"
+                    ),
+                    ButtonElement(text="Deny", action_id=DENY, value=request.id, style="danger"),
+                ],
+            )
+        )
+    else:
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=_outcome(request, votes))))
+    return text, [b.to_dict() for b in blocks]
+
+
+_NEWS_TEXT = {
+    RequesterNews.SUBMITTED: "Your request {id} for `{role}` in `{env}` was sent to {approvers}.",
+    RequesterNews.GRANTED: "Access granted: `{role}` in `{env}` until {until} ({id}).",
+    RequesterNews.DENIED: "Your request {id} for `{role}` in `{env}` was denied.",
+    RequesterNews.FAILED: "Granting `{role}` in `{env}` failed ({id}); nothing is left granted.",
+    RequesterNews.EXPIRED: "Your request {id} for `{role}` in `{env}` expired without a decision.",
+    RequesterNews.CANCELLED: "You cancelled request {id}.",
+    RequesterNews.ENDED: "Your access `{role}` in `{env}` has ended ({id}).",
+    RequesterNews.REVOKE_FAILED: "Removing `{role}` in `{env}` ({id}) failed; the bot keeps "
+    "retrying and the audit channel has been told.",
+}
+
+
+def requester_message(
+    request: AccessRequest, targets: Sequence[RequestTarget], news: RequesterNews
+) -> tuple[str, list[dict[str, Any]]]:
+    approvers = ", ".join(mention(a) for a in request.approvers) or "nobody"
+    if news == RequesterNews.SUBMITTED and request.auto_approve:
+        approvers = "no one: an auto-approve rule covers it, granting now"
+    text = _NEWS_TEXT[news].format(
+        id=request.id,
+        role=request.role,
+        env=request.environment,
+        approvers=approvers,
+        until=when(request.expires_at) if request.expires_at else "?",
+    )
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=text))]
+    if news in (RequesterNews.DENIED, RequesterNews.FAILED, RequesterNews.ENDED):
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=_outcome(request, []))))
+    if news == RequesterNews.GRANTED:
+        blocks.append(_targets(targets))
+        blocks.append(
+            ActionsBlock(
+                block_id="access",
+                elements=[
+                    ButtonElement(
+                        text="End access now",
+                        action_id=END_ACCESS,
+                        value=request.id,
+                        style="danger",
+                    )
+                ],
+            )
+        )
+    return text, [b.to_dict() for b in blocks]
+
+
+def audit_line(event: AuditEvent) -> str:
+    details = dict(event.details)
+    role, env = details.pop("role", None), details.pop("environment", None)
+    requester = details.pop("requester", None)
+    actor = event.actor if event.actor == "jit-bot" else mention(event.actor)
+    head = f"`{event.request_id}` *{event.action}* by {actor}"
+    if role:
+        head += f" · `{role}` in `{env}` for {mention(requester) if requester else '?'}"
+    rest = ", ".join(f"{k}={v}" for k, v in details.items() if v not in (None, "", []))
+    return f"{head}{' · ' + rest if rest else ''}"[:3000]
+
+
+def request_modal(
+    roles: Sequence[tuple[str, str]],
+    role: str,
+    environments: Sequence[str],
+    default_duration: timedelta,
+    max_duration: timedelta,
+) -> dict[str, Any]:
+    """The /jit request modal. Choosing a role re-renders it with that role's choices."""
+    role_options = [
+        Option(value=name, text=f"{name}: {description}"[:75] if description else name)
+        for name, description in roles
+    ]
+    selected = next(o for o in role_options if o.value == role)
+    env_options = [Option(value=env, text=env) for env in environments]
+    view = View(
+        type="modal",
+        callback_id=REQUEST_MODAL,
+        title=PlainTextObject(text="Request access"),
+        submit=PlainTextObject(text="Request"),
+        close=PlainTextObject(text="Cancel"),
+        blocks=[
+            InputBlock(
+                block_id="role",
+                label="Role",
+                dispatch_action=True,
+                element=StaticSelectElement(
+                    action_id=ROLE_SELECT, options=role_options, initial_option=selected
+                ),
+            ),
+            InputBlock(
+                block_id="environment",
+                label="Environment",
+                element=StaticSelectElement(
+                    action_id="environment", options=env_options, initial_option=env_options[0]
+                ),
+            ),
+            InputBlock(
+                block_id="duration",
+                label="Duration",
+                hint=f"For example 30m, 2h or 1h30m; at most {format_duration(max_duration)}.",
+                element=PlainTextInputElement(
+                    action_id="duration", initial_value=format_duration(default_duration)
+                ),
+            ),
+            InputBlock(
+                block_id="reason",
+                label="Reason",
+                hint="A ticket or incident id helps the approvers.",
+                element=PlainTextInputElement(action_id="reason", multiline=True, max_length=1000),
+            ),
+        ],
+    )
+    return view.to_dict()
+
+
+def deny_modal(request_id: str) -> dict[str, Any]:
+    view = View(
+        type="modal",
+        callback_id=DENY_MODAL,
+        private_metadata=request_id,
+        title=PlainTextObject(text="Deny request"),
+        submit=PlainTextObject(text="Deny"),
+        close=PlainTextObject(text="Back"),
+        blocks=[
+            SectionBlock(text=MarkdownTextObject(text=f"Deny request *{request_id}*?")),
+            InputBlock(
+                block_id="reason",
+                label="Reason (optional, shown to the requester)",
+                optional=True,
+                element=PlainTextInputElement(action_id="reason", multiline=True, max_length=500),
+            ),
+        ],
+    )
+    return view.to_dict()
+
+
+HELP = """*jit-bot*: just-in-time access, approved by people you trust.
+• `/jit request` opens a form.
+• `/jit request <role> <environment> <duration> <reason…>` asks in one line, e.g. \
+`/jit request prod-support prod 2h INC-123 checkout errors`.
+• `/jit list` shows your requests, your active access and what waits for your decision.
+• `/jit roles` shows what you may request, where, for how long and who approves it.
+• `/jit revoke <request-id>` ends access now (requester or approver).
+• `/jit cancel <request-id>` withdraws a pending request.
+• `/jit help` shows this."""
+
+
+def list_text(
+    mine: Sequence[AccessRequest], awaiting: Sequence[AccessRequest], now: datetime
+) -> str:
+    pending = [r for r in mine if r.status == Status.PENDING]
+    active = [r for r in mine if r.status == Status.ACTIVE]
+    other = [r for r in mine if r not in pending and r not in active]
+    lines = ["*Your pending requests*"]
+    lines += [
+        f"• {r.id} `{r.role}` in `{r.environment}` for {_duration(r)}, waiting for "
+        + ", ".join(mention(a) for a in r.approvers)
+        for r in pending
+    ] or ["• none"]
+    lines.append("*Your active access*")
+    for r in active:
+        assert r.expires_at is not None
+        left = format_duration(max(r.expires_at - now, timedelta(seconds=0)))
+        lines.append(
+            f"• {r.id} `{r.role}` in `{r.environment}`, {left} left "
+            f"(until {when(r.expires_at)}) · `/jit revoke {r.id}` to end it"
+        )
+    if not active:
+        lines.append("• none")
+    if other:
+        lines.append("*In progress*")
+        lines += [f"• {r.id} `{r.role}` in `{r.environment}`: {r.status}" for r in other]
+    lines.append("*Waiting for your decision*")
+    lines += [
+        f"• {r.id} {mention(r.requester_id)} asks `{r.role}` in `{r.environment}` "
+        f"for {_duration(r)}: {r.reason}"
+        for r in awaiting
+    ] or ["• none"]
+    return "\n".join(lines)

@@ -1,0 +1,125 @@
+"""The Directory backed by the Slack Web API, with a time-bounded cache.
+
+The cache keeps approver checks at click time fast while still noticing, within
+``ttl``, that someone left a group.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.clock import Clock
+from bot.directory import Person
+from bot.errors import DirectoryError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class SlackDirectory:
+    def __init__(
+        self, client: WebClient, clock: Clock, ttl: timedelta = timedelta(seconds=60)
+    ) -> None:
+        self._client = client
+        self._clock = clock
+        self._ttl = ttl
+        self._cache: dict[str, tuple[datetime, Any]] = {}
+        self._lock = threading.Lock()
+
+    def refresh(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
+    def person(self, user_id: str) -> Person:
+        def load() -> Person:
+            try:
+                user = self._client.users_info(user=user_id)["user"]
+            except SlackApiError as exc:
+                raise DirectoryError(
+                    f"Slack does not know the user {user_id} ({exc.response.get('error')})."
+                ) from None
+            if user.get("deleted"):
+                raise DirectoryError(f"The Slack user {user_id} is deactivated.")
+            profile = user.get("profile") or {}
+            email = (profile.get("email") or "").lower()
+            if not email:
+                raise DirectoryError(
+                    f"Slack shows no email for {user_id}; the bot needs the users:read.email "
+                    "scope and the user needs an email to be granted access."
+                )
+            name = profile.get("real_name") or user.get("real_name") or user.get("name", "")
+            return Person(user_id=user_id, email=email, name=name)
+
+        return self._cached(f"user:{user_id}", load)
+
+    def resolve(self, entries: Sequence[str]) -> set[str]:
+        ids: set[str] = set()
+        for entry in entries:
+            ids |= self._resolve_entry(entry)
+        return ids
+
+    def is_member(self, entries: Sequence[str], user_id: str) -> bool:
+        for entry in entries:
+            if entry == user_id:
+                return True
+            if "@" in entry and not entry.startswith("@"):
+                # An email: compare with the user's own email instead of looking it up.
+                try:
+                    if self.person(user_id).email == entry.lower():
+                        return True
+                except DirectoryError:
+                    return False
+                continue
+            if user_id in self._resolve_entry(entry):
+                return True
+        return False
+
+    def _resolve_entry(self, entry: str) -> set[str]:
+        if entry.startswith("@"):
+            return self._cached(f"group:{entry}", lambda: self._group_members(entry[1:]))
+        if "@" in entry:
+            return self._cached(f"email:{entry}", lambda: self._lookup_email(entry))
+        return {entry}
+
+    def _lookup_email(self, email: str) -> set[str]:
+        try:
+            user = self._client.users_lookupByEmail(email=email)["user"]
+        except SlackApiError as exc:
+            if exc.response.get("error") == "users_not_found":
+                log.warning("No Slack user has the email %s; skipping it", email)
+                return set()
+            raise DirectoryError(f"Looking up {email} in Slack failed: {exc}") from None
+        return set() if user.get("deleted") else {user["id"]}
+
+    def _group_members(self, handle: str) -> set[str]:
+        try:
+            groups = self._cached(
+                "usergroups", lambda: self._client.usergroups_list()["usergroups"]
+            )
+            match = [g for g in groups if g.get("handle", "").lower() == handle.lower()]
+            if not match:
+                log.warning("No Slack user group has the handle @%s; skipping it", handle)
+                return set()
+            members = self._client.usergroups_users_list(usergroup=match[0]["id"])["users"]
+        except SlackApiError as exc:
+            raise DirectoryError(f"Reading the Slack user group @{handle} failed: {exc}") from None
+        return set(members)
+
+    def _cached(self, key: str, load: Callable[[], T]) -> T:
+        now = self._clock.now()
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit and now - hit[0] < self._ttl:
+                value: T = hit[1]
+                return value
+        value = load()
+        with self._lock:
+            self._cache[key] = (now, value)
+        return value

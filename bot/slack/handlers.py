@@ -1,0 +1,251 @@
+"""Bolt listeners: acknowledge, parse, call the domain, render. Nothing else.
+
+Every listener calls ``ack()`` before anything that may be slow (Slack lookups, the
+database, providers). Domain errors (JitError) become an ephemeral message saying what
+was wrong; anything unexpected is logged with an id the user can quote.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+
+from bot.clock import Clock
+from bot.errors import JitError, RequestNotFound
+from bot.service import AccessService
+from bot.slack import blocks
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID = re.compile(r"^R-[0-9A-Z]{8}$")
+
+
+@contextmanager
+def reply_errors(tell: Callable[[str], Any]) -> Iterator[None]:
+    """The one place domain errors and surprises are turned into words for the user."""
+    try:
+        yield
+    except JitError as exc:
+        tell(f":warning: {exc}")
+    except Exception:
+        incident = uuid.uuid4().hex[:8]
+        log.exception("unexpected error (incident %s)", incident)
+        tell(f":boom: Something went wrong on our side (incident `{incident}`); nothing changed.")
+
+
+def _request_id(value: str) -> str:
+    value = (value or "").strip()
+    if not REQUEST_ID.match(value):
+        raise RequestNotFound(f"There is no request `{value[:40]}`.")
+    return value
+
+
+def register(app: App, service: AccessService, clock: Clock) -> None:
+    def ephemeral(respond: Respond) -> Callable[[str], Any]:
+        return lambda text: respond(text=text, response_type="ephemeral", replace_original=False)
+
+    @app.command("/jit")
+    def jit_command(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        ack()
+        user = command["user_id"]
+        words = (command.get("text") or "").split()
+        sub, args = (words[0].lower(), words[1:]) if words else ("help", [])
+        tell = ephemeral(respond)
+        with reply_errors(tell):
+            if sub == "request" and not args:
+                _open_request_modal(client, service, user, command["trigger_id"], tell)
+            elif sub == "request":
+                _inline_request(service, user, args, tell)
+            elif sub == "list":
+                tell(blocks.list_text(service.mine(user), service.awaiting(user), clock.now()))
+            elif sub == "roles":
+                tell(_roles_text(service, user))
+            elif sub == "revoke" and len(args) == 1:
+                request = service.end_early(_request_id(args[0]), user)
+                tell(f"Ending access for {request.id} now.")
+            elif sub == "cancel" and len(args) == 1:
+                request = service.cancel(_request_id(args[0]), user)
+                tell(f"Cancelled {request.id}.")
+            elif sub == "help":
+                tell(blocks.HELP)
+            else:
+                tell(f"I don't know `/jit {' '.join(words)[:60]}`.\n{blocks.HELP}")
+
+    @app.action(blocks.ROLE_SELECT)
+    def role_chosen(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        user = body["user"]["id"]
+        view = body["view"]
+        role = body["actions"][0]["selected_option"]["value"]
+        roles = service.requestable(user)
+        if role not in dict(roles):
+            return
+        client.views_update(
+            view_id=view["id"], hash=view.get("hash"), view=_modal(service, roles, role)
+        )
+
+    @app.view(blocks.REQUEST_MODAL)
+    def request_submitted(
+        ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient
+    ) -> None:
+        user = body["user"]["id"]
+        values = view["state"]["values"]
+        role = _selected(values, "role", blocks.ROLE_SELECT)
+        environment = _selected(values, "environment", "environment")
+        duration = _text(values, "duration")
+        reason = _text(values, "reason")
+        try:
+            checked = service.check(user, role, environment, duration, reason)
+        except JitError as exc:
+            ack(response_action="errors", errors={exc.field or "reason": str(exc)[:150]})
+            return
+        ack()
+
+        def tell(text: str) -> None:
+            client.chat_postMessage(channel=user, text=text)
+
+        with reply_errors(tell):
+            service.submit(user, checked)
+
+    @app.action(blocks.APPROVE)
+    def approve(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
+        ack()
+        tell = ephemeral(respond)
+        with reply_errors(tell):
+            result = service.vote(
+                _request_id(action.get("value", "")), body["user"]["id"], "approve"
+            )
+            if result.outcome == "approved":
+                tell(f"Approved {result.request.id}; granting access now.")
+            else:
+                tell(
+                    f"Your approval of {result.request.id} is recorded "
+                    f"({result.approvals} of {result.request.required_approvals})."
+                )
+
+    @app.action(blocks.DENY)
+    def deny(
+        ack: Ack,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        respond: Respond,
+        client: WebClient,
+    ) -> None:
+        ack()
+        with reply_errors(ephemeral(respond)):
+            request_id = _request_id(action.get("value", ""))
+            service.can_decide(request_id, body["user"]["id"])
+            client.views_open(trigger_id=body["trigger_id"], view=blocks.deny_modal(request_id))
+
+    @app.view(blocks.DENY_MODAL)
+    def deny_submitted(
+        ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient
+    ) -> None:
+        ack()
+        user = body["user"]["id"]
+        reason = _text(view["state"]["values"], "reason") or None
+
+        def tell(text: str) -> None:
+            client.chat_postMessage(channel=user, text=text)
+
+        with reply_errors(tell):
+            result = service.vote(
+                _request_id(view.get("private_metadata", "")), user, "deny", reason
+            )
+            tell(f"You denied {result.request.id}.")
+
+    @app.action(blocks.END_ACCESS)
+    def end_access(
+        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond
+    ) -> None:
+        ack()
+        tell = ephemeral(respond)
+        with reply_errors(tell):
+            request = service.end_early(_request_id(action.get("value", "")), body["user"]["id"])
+            tell(f"Ending access for {request.id} now.")
+
+
+def _open_request_modal(
+    client: WebClient,
+    service: AccessService,
+    user: str,
+    trigger_id: str,
+    tell: Callable[[str], Any],
+) -> None:
+    roles = service.requestable(user)
+    if not roles:
+        tell("There is no role you may request. `/jit roles` shows who may request what.")
+        return
+    client.views_open(trigger_id=trigger_id, view=_modal(service, roles, roles[0][0]))
+
+
+def _modal(service: AccessService, roles: list[tuple[str, str]], role: str) -> dict[str, Any]:
+    spec = service.config.roles[role]
+    return blocks.request_modal(
+        roles,
+        role,
+        service.config.environments(role),
+        spec.effective_default,
+        spec.max_duration,
+    )
+
+
+def _inline_request(
+    service: AccessService, user: str, args: list[str], tell: Callable[[str], Any]
+) -> None:
+    role, environment, duration = [*args, "", "", ""][:3]
+    reason = " ".join(args[3:])
+    checked = service.check(user, role, environment, duration, reason)
+    request = service.submit(user, checked)
+    if request.auto_approve:
+        tell(
+            f"{request.id}: approved by rule; granting `{request.role}` in "
+            f"`{request.environment}` now."
+        )
+    else:
+        names = ", ".join(blocks.mention(a) for a in request.approvers)
+        tell(f"{request.id} sent to {names}. I'll DM you when it is decided.")
+
+
+def _roles_text(service: AccessService, user: str) -> str:
+    roles = service.requestable(user)
+    if not roles:
+        return "There is no role you may request."
+    lines = ["*Roles you may request*"]
+    for name, description in roles:
+        spec = service.config.roles[name]
+        lines.append(f"*{name}*{': ' + description if description else ''}")
+        for env in service.config.environments(name):
+            rule = service.approvers_for(name, env, user)
+            if rule is None:
+                approval = "no rule covers you here"
+            elif rule.auto_approve:
+                approval = "approved automatically"
+            else:
+                approval = f"{rule.required_approvals} approval(s) from " + ", ".join(
+                    rule.approvers
+                )
+            lines.append(f"• `{env}`: up to {_fmt(spec.max_duration)}, {approval}")
+    return "\n".join(lines)
+
+
+def _fmt(value: Any) -> str:
+    from bot.durations import format_duration
+
+    return format_duration(value)
+
+
+def _selected(values: dict[str, Any], block: str, action: str) -> str:
+    option = (values.get(block, {}).get(action) or {}).get("selected_option") or {}
+    return str(option.get("value") or "")
+
+
+def _text(values: dict[str, Any], block: str) -> str:
+    return str((values.get(block, {}).get(block) or {}).get("value") or "")

@@ -1,0 +1,217 @@
+"""Delivers queued Slack calls from the database outbox.
+
+Messages are written in the same transaction as the state change they report. This
+worker sends them in order per ordering key (one request's messages never overtake each
+other), waits out a 429's Retry-After, backs off on 5xx and network errors, and never
+drops a message for a transient failure: a Slack outage delays posts and loses none.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackRequestError
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+from sqlmodel import col
+
+from bot.clock import Clock
+from bot.storage.models import OutboxMessage, OutboxStatus, SlackMessage
+
+log = logging.getLogger(__name__)
+
+# Slack error codes that mean "try again later" rather than "this will never work".
+_TRANSIENT = {
+    "ratelimited",
+    "service_unavailable",
+    "fatal_error",
+    "internal_error",
+    "request_timeout",
+}
+_MAX_BACKOFF = timedelta(minutes=5)
+
+
+def enqueue(
+    session: Session,
+    clock: Clock,
+    *,
+    key: str,
+    method: str,
+    payload: dict[str, Any],
+    message_ref: str | None = None,
+) -> None:
+    """Queue a Slack call in the caller's transaction."""
+    now = clock.now()
+    session.add(
+        OutboxMessage(
+            created_at=now,
+            ordering_key=key,
+            method=method,
+            payload=payload,
+            message_ref=message_ref,
+            next_attempt_at=now,
+        )
+    )
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        client: WebClient,
+        clock: Clock,
+        *,
+        batch: int = 200,
+        idle_wait: float = 1.0,
+    ) -> None:
+        self._sessions = sessions
+        self._client = client
+        self._clock = clock
+        self._batch = batch
+        self._idle_wait = idle_wait
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._pass_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="jit-outbox", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def pending(self) -> int:
+        with self._sessions.begin() as session:
+            return len(
+                session.scalars(
+                    select(col(OutboxMessage.id)).where(
+                        col(OutboxMessage.status) == OutboxStatus.PENDING
+                    )
+                ).all()
+            )
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                sent = self.deliver_due()
+            except Exception:  # keep the worker alive; the message stays queued
+                log.exception("outbox pass failed")
+                sent = 0
+            if not sent:
+                self._wake.wait(self._idle_wait)
+                self._wake.clear()
+
+    def deliver_due(self) -> int:
+        """One pass over due messages; returns how many were delivered."""
+        with self._pass_lock:
+            now = self._clock.now()
+            with self._sessions.begin() as session:
+                queued = list(
+                    session.scalars(
+                        select(OutboxMessage)
+                        .where(col(OutboxMessage.status) == OutboxStatus.PENDING)
+                        .order_by(col(OutboxMessage.id))
+                        .limit(self._batch)
+                    )
+                )
+            blocked: set[str] = set()
+            sent = 0
+            for message in queued:
+                if message.ordering_key in blocked:
+                    continue
+                if message.next_attempt_at > now:
+                    blocked.add(message.ordering_key)
+                    continue
+                if self._deliver(message):
+                    sent += 1
+                else:
+                    blocked.add(message.ordering_key)
+            return sent
+
+    def _deliver(self, message: OutboxMessage) -> bool:
+        payload = dict(message.payload)
+        if message.method == "chat.update":
+            with self._sessions.begin() as session:
+                target = session.get(SlackMessage, message.message_ref)
+            if target is None:
+                self._finish(message, OutboxStatus.DEAD, "the message to update was never posted")
+                return True
+            payload.update(channel=target.channel, ts=target.ts)
+        try:
+            response = self._client.api_call(message.method, json=payload)
+        except SlackApiError as exc:
+            return self._failed(message, exc)
+        except (SlackRequestError, OSError) as exc:
+            self._retry(message, f"network: {exc}", None)
+            return False
+        with self._sessions.begin() as session:
+            if message.method == "chat.postMessage" and message.message_ref:
+                session.merge(
+                    SlackMessage(
+                        ref=message.message_ref,
+                        channel=str(response["channel"]),
+                        ts=str(response["ts"]),
+                    )
+                )
+            self._mark(session, message, OutboxStatus.SENT, None)
+        return True
+
+    def _failed(self, message: OutboxMessage, exc: SlackApiError) -> bool:
+        status = exc.response.status_code
+        error = str(exc.response.get("error", "")) if exc.response.data else ""
+        if status == 429:
+            retry_after = int(exc.response.headers.get("Retry-After", "1") or 1)
+            self._retry(message, f"429 ratelimited, retry after {retry_after}s", retry_after)
+            return False
+        if status >= 500 or error in _TRANSIENT:
+            self._retry(message, f"HTTP {status} {error}".strip(), None)
+            return False
+        log.error("Slack refused %s #%s for good: %s", message.method, message.id, error or status)
+        self._finish(message, OutboxStatus.DEAD, error or f"HTTP {status}")
+        return True
+
+    def _retry(self, message: OutboxMessage, reason: str, retry_after: int | None) -> None:
+        if retry_after is not None:
+            delay = timedelta(seconds=retry_after)
+        else:
+            delay = min(timedelta(seconds=2 ** min(message.attempts, 10)), _MAX_BACKOFF)
+        log.warning("Slack %s #%s deferred %s: %s", message.method, message.id, delay, reason)
+        with self._sessions.begin() as session:
+            session.execute(
+                update(OutboxMessage)
+                .where(col(OutboxMessage.id) == message.id)
+                .values(
+                    attempts=message.attempts + 1,
+                    next_attempt_at=self._clock.now() + delay,
+                    last_error=reason,
+                )
+            )
+
+    def _finish(self, message: OutboxMessage, status: OutboxStatus, error: str | None) -> None:
+        with self._sessions.begin() as session:
+            self._mark(session, message, status, error)
+
+    def _mark(
+        self, session: Session, message: OutboxMessage, status: OutboxStatus, error: str | None
+    ) -> None:
+        session.execute(
+            update(OutboxMessage)
+            .where(col(OutboxMessage.id) == message.id)
+            .values(
+                status=status,
+                attempts=message.attempts + 1,
+                sent_at=self._clock.now() if status == OutboxStatus.SENT else None,
+                last_error=error,
+            )
+        )

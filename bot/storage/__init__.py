@@ -1,0 +1,1 @@
+"""Persistence: the tables (the source of truth), the engine and schema migrations."""

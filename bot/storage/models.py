@@ -1,0 +1,172 @@
+"""Tables. The database is the truth about every request; nothing about a request's state
+lives only in process memory or in a Slack message."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, whatever the database keeps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use aware UTC")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _when(*, index: bool = False, nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), index=index, nullable=nullable))
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    GRANTING = "granting"
+    ACTIVE = "active"
+    REVOKING = "revoking"
+    REVOKE_FAILED = "revoke_failed"
+    REVOKED = "revoked"
+    DENIED = "denied"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+
+
+TERMINAL = frozenset(
+    {Status.REVOKED, Status.DENIED, Status.EXPIRED, Status.CANCELLED, Status.FAILED}
+)
+
+
+class AccessRequest(SQLModel, table=True):
+    __tablename__ = "access_request"
+
+    id: str = Field(primary_key=True, max_length=32)
+    requester_id: str = Field(index=True, max_length=32)
+    requester_email: str = Field(max_length=320)
+    role: str = Field(max_length=100)
+    environment: str = Field(max_length=100)
+    reason: str
+    duration_seconds: int
+    status: str = Field(index=True, max_length=20)
+    rule_index: int
+    required_approvals: int
+    auto_approve: bool = False
+    allow_self_approval: bool = False
+    approvers: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _when(nullable=False)
+    updated_at: datetime = _when(nullable=False)
+    decided_at: datetime | None = _when()
+    granted_at: datetime | None = _when()
+    expires_at: datetime | None = _when(index=True)
+    ended_at: datetime | None = _when()
+    ended_by: str | None = Field(default=None, max_length=32)
+    end_reason: str | None = None
+    error: str | None = None
+    version: int = 0
+
+
+class TargetStatus(StrEnum):
+    PENDING = "pending"
+    GRANTED = "granted"
+    FAILED = "failed"
+    REVOKED = "revoked"
+    KEPT = "kept"  # left in place: standing access, or another active grant still needs it
+    REVOKE_FAILED = "revoke_failed"
+
+
+class RequestTarget(SQLModel, table=True):
+    """One concrete unit of access a request grants (one account, one project …)."""
+
+    __tablename__ = "request_target"
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: str = Field(foreign_key="access_request.id", index=True, max_length=32)
+    position: int
+    provider: str = Field(max_length=50)
+    spec: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    target_key: str = Field(index=True)
+    description: str
+    status: str = Field(default=TargetStatus.PENDING, max_length=20)
+    preexisting: bool = False
+    error: str | None = None
+    granted_at: datetime | None = _when()
+    revoked_at: datetime | None = _when()
+
+
+class Vote(SQLModel, table=True):
+    __tablename__ = "vote"
+    __table_args__ = (UniqueConstraint("request_id", "voter_id", name="uq_vote_request_voter"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: str = Field(foreign_key="access_request.id", index=True, max_length=32)
+    voter_id: str = Field(max_length=32)
+    decision: str = Field(max_length=10)  # approve | deny
+    reason: str | None = None
+    created_at: datetime = _when(nullable=False)
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only: the code never updates or deletes a row of this table."""
+
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _when(nullable=False)
+    actor: str = Field(max_length=64)
+    action: str = Field(max_length=64)
+    request_id: str | None = Field(default=None, index=True, max_length=32)
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class OutboxStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    DEAD = "dead"
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A Slack call to make. Written in the same transaction as the change it reports, so
+    a Slack outage delays a post and never loses it."""
+
+    __tablename__ = "outbox_message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = _when(nullable=False)
+    ordering_key: str = Field(index=True, max_length=64)
+    method: str = Field(max_length=40)
+    payload: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    message_ref: str | None = Field(default=None, max_length=128)
+    status: str = Field(default=OutboxStatus.PENDING, index=True, max_length=10)
+    attempts: int = 0
+    next_attempt_at: datetime = _when(index=True, nullable=False)
+    sent_at: datetime | None = _when()
+    last_error: str | None = None
+
+
+class SlackMessage(SQLModel, table=True):
+    """Where a message we posted landed, so it can be updated in place later."""
+
+    __tablename__ = "slack_message"
+
+    ref: str = Field(primary_key=True, max_length=128)
+    channel: str = Field(max_length=32)
+    ts: str = Field(max_length=32)

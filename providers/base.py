@@ -1,0 +1,102 @@
+"""The provider interface every cloud module implements, and the values it passes around.
+
+A *target* is one entry of a role's environment in roles.yaml (``provider: …`` plus that
+provider's fields). ``expand`` splits it into the concrete units that are granted one by
+one (one AWS account, one GCP project …), so a partial failure can be rolled back unit by
+unit and approvers see exactly what they approve.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+
+class TargetSpec(BaseModel):
+    """Base of every provider's target model; subclasses add their own fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    provider: str
+
+    def key(self) -> str:
+        """A stable identity: two grants with the same key give the same access."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who receives access."""
+
+    slack_user_id: str
+    email: str
+
+
+@dataclass(frozen=True)
+class GrantContext:
+    """Why access is granted; providers use it for idempotency keys, titles and audit."""
+
+    request_id: str
+    role: str
+    environment: str
+    reason: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class GrantOutcome:
+    """What a grant found. ``preexisting`` means the principal already held this access
+    outside jit-bot (standing access): revocation must then leave it alone."""
+
+    preexisting: bool = False
+    detail: str = ""
+
+
+class ProviderError(Exception):
+    """A provider could not do what it was asked. ``retryable`` says whether trying the
+    same call again later may succeed (throttling, 5xx, timeouts)."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class Provider(ABC):
+    """Grants and revokes one kind of target. Implementations hold their SDK clients,
+    built by the composition root and passed in; nothing is built at import time."""
+
+    name: ClassVar[str]
+    target_model: ClassVar[type[TargetSpec]]
+
+    def validate(self, target: TargetSpec, *, live: bool = False) -> list[str]:
+        """Check a target beyond its model: raise ProviderError for what is wrong, return
+        warnings. With ``live`` also check it exists and the bot's credentials can act."""
+        return []
+
+    def expand(self, target: TargetSpec) -> list[TargetSpec]:
+        """The concrete units a target stands for; by default the target itself."""
+        return [target]
+
+    @abstractmethod
+    def describe(self, target: TargetSpec) -> str:
+        """One line for humans: what granting this unit gives."""
+
+    @abstractmethod
+    def grant(
+        self, principal: Principal, target: TargetSpec, context: GrantContext
+    ) -> GrantOutcome:
+        """Return once access is effective, or raise ProviderError. Idempotent for the
+        same request."""
+
+    @abstractmethod
+    def revoke(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
+        """Remove the access; "already absent" is success. Raise ProviderError otherwise."""
+
+    def is_granted(self, principal: Principal, target: TargetSpec) -> bool | None:
+        """Whether the principal holds this access now; None where the provider cannot tell."""
+        return None

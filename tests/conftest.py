@@ -1,0 +1,233 @@
+"""Shared fixtures: databases (SQLite always, PostgreSQL when JIT_TEST_DATABASE_URL is set),
+the fake Slack Web API, and a running bot reached over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from bot.app import Runtime, build_runtime
+from bot.clock import FakeClock
+from bot.server import HttpServer
+from bot.settings import Settings
+from providers.base import Provider
+from providers.fake import FakeProvider
+from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_client import SlackSim
+
+SIGNING_SECRET = "test-signing-secret"
+BOT_TOKEN = "xoxb-test"
+AUDIT_CHANNEL = "C0AUDIT"
+
+# The people of the test workspace.
+ALICE = "UALICE"  # engineer, in @engineering: may request prod-support
+BOB = "UBOB"  # in @sre-leads
+CAROL = "UCAROL"  # in @sre-leads
+SEC1 = "USEC1"  # security, named by id
+SEC2 = "USEC2"  # security, named by email
+MALLORY = "UMALLORY"  # in no group at all
+
+ROLES_YAML = """
+roles:
+  prod-support:
+    description: Troubleshoot production services
+    max_duration: 4h
+    default_duration: 1h
+    requesters: ["@engineering"]
+    environments:
+      prod:
+        - provider: fake
+          resource: prod-db
+        - provider: fake
+          resource: prod-logs
+      staging:
+        - provider: fake
+          resource: staging-db
+  db-admin:
+    description: Fix data by hand
+    max_duration: 2h
+    default_duration: 30m
+    environments:
+      prod:
+        - provider: fake
+          resource: db-prod
+      dev:
+        - provider: fake
+          resource: db-dev
+"""
+
+APPROVERS_YAML = """
+groups:
+  sre-leads: ["@sre-leads"]
+  security: [USEC1, sec2@example.com]
+rules:
+  - environments: [dev]
+    roles: ["*"]
+    auto_approve: true
+  - roles: [prod-support]
+    environments: [prod]
+    approvers: [sre-leads]
+    required_approvals: 1
+  - roles: [db-admin]
+    environments: [prod]
+    approvers: [sre-leads, security]
+    required_approvals: 2
+  - roles: ["*"]
+    environments: ["*"]
+    approvers: [security]
+settings:
+  pending_ttl: 1h
+  allow_self_approval: false
+"""
+
+
+def _database_params() -> list[object]:
+    params: list[object] = [pytest.param("sqlite", id="sqlite")]
+    if os.environ.get("JIT_TEST_DATABASE_URL"):
+        params.append(pytest.param("postgresql", id="postgresql"))
+    else:
+        params.append(
+            pytest.param(
+                "postgresql",
+                id="postgresql",
+                marks=pytest.mark.skip(reason="JIT_TEST_DATABASE_URL is not set"),
+            )
+        )
+    return params
+
+
+@pytest.fixture(params=_database_params())
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database of each kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'jit.db'}"
+    url = os.environ["JIT_TEST_DATABASE_URL"]
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return url
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    fake = FakeSlack(token=BOT_TOKEN).start()
+    fake.add_user(ALICE, "alice@example.com", "alice")
+    fake.add_user(BOB, "bob@example.com", "bob")
+    fake.add_user(CAROL, "carol@example.com", "carol")
+    fake.add_user(SEC1, "sec1@example.com", "sec1")
+    fake.add_user(SEC2, "sec2@example.com", "sec2")
+    fake.add_user(MALLORY, "mallory@example.com", "mallory")
+    fake.add_usergroup("SENG", "engineering", [ALICE, BOB, CAROL])
+    fake.add_usergroup("SSRE", "sre-leads", [BOB, CAROL])
+    yield fake
+    assert not fake.internal_errors, fake.internal_errors
+    fake.stop()
+
+
+@dataclass
+class Bot:
+    """A running bot and everything around it, as a test sees it."""
+
+    runtime: Runtime
+    server: HttpServer
+    sim: SlackSim
+    slack: FakeSlack
+    clock: FakeClock
+    provider: FakeProvider
+    settings: Settings
+
+    @property
+    def service(self):  # type: ignore[no-untyped-def]
+        return self.runtime.service
+
+    def settle(self) -> None:
+        self.runtime.settle()
+
+    def command(self, user: str, text: str) -> dict:  # type: ignore[type-arg]
+        """Send ``/jit <text>`` and return what the bot answered through response_url."""
+        reply = self.sim.command(user, text)
+        assert reply.status == 200, reply
+        return self.slack.wait_for_response(name=reply.response_url_name)
+
+    def dms_to(self, user: str) -> list[dict]:  # type: ignore[type-arg]
+        self.settle()
+        return self.slack.messages_in(user)
+
+    def audit_posts(self) -> list[str]:
+        self.settle()
+        return [m["text"] for m in self.slack.messages_in(AUDIT_CHANNEL)]
+
+
+@pytest.fixture
+def config_files(tmp_path: Path) -> Callable[..., Settings]:
+    def write(roles: str = ROLES_YAML, approvers: str = APPROVERS_YAML) -> tuple[str, str]:
+        roles_path = tmp_path / "roles.yaml"
+        approvers_path = tmp_path / "approvers.yaml"
+        roles_path.write_text(textwrap.dedent(roles))
+        approvers_path.write_text(textwrap.dedent(approvers))
+        return str(roles_path), str(approvers_path)
+
+    return write
+
+
+@pytest.fixture
+def make_bot(
+    database_url: str, slack: FakeSlack, config_files: Callable[..., tuple[str, str]]
+) -> Iterator[Callable[..., Bot]]:
+    """Start bots (several in a row share the database, like restarts do)."""
+    started: list[Bot] = []
+    clock = FakeClock()
+    provider = FakeProvider()
+
+    def start(
+        roles: str = ROLES_YAML,
+        approvers: str = APPROVERS_YAML,
+        providers: dict[str, Provider] | None = None,
+    ) -> Bot:
+        roles_file, approvers_file = config_files(roles, approvers)
+        settings = Settings(
+            bot_token=BOT_TOKEN,
+            signing_secret=SIGNING_SECRET,
+            api_url=slack.api_url,
+            audit_channel=AUDIT_CHANNEL,
+            database_url=database_url,
+            roles_file=roles_file,
+            approvers_file=approvers_file,
+            port=0,
+        )
+        runtime = build_runtime(
+            settings, clock=clock, providers=providers or {"fake": provider}, environ={}
+        )
+        runtime.start()
+        server = HttpServer(runtime, "127.0.0.1", 0).start_in_background()
+        sim = SlackSim(f"http://127.0.0.1:{server.port}", SIGNING_SECRET, slack)
+        bot = Bot(runtime, server, sim, slack, clock, provider, settings)
+        started.append(bot)
+        bot.settle()
+        return bot
+
+    yield start
+    for bot in started:
+        stop(bot)
+
+
+def stop(bot: Bot) -> None:
+    """Stop a bot as a crash would: no revocation, no goodbye."""
+    if getattr(bot, "_stopped", False):
+        return
+    bot._stopped = True  # type: ignore[attr-defined]
+    bot.server.close()
+    bot.runtime.stop()
+
+
+@pytest.fixture
+def bot(make_bot: Callable[..., Bot]) -> Bot:
+    return make_bot()

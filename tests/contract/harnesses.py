@@ -1,0 +1,101 @@
+"""How the provider contract suite reaches each provider and the backend behind it.
+
+A harness builds one provider against a real-shaped backend (in-memory for the fake, a
+local HTTP receiver for the webhook, moto or a local REST fake for the clouds), makes
+valid targets for it and reads the backend's own state, so the contract is checked
+against what the backend holds rather than what the provider says.
+
+To put a new provider under the contract, subclass ProviderHarness and add the class to
+HARNESSES.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from providers.base import Principal, Provider, TargetSpec
+from providers.fake import FakeProvider, FakeTarget
+from providers.webhook import WebhookProvider, WebhookTarget
+from tests.fakes.webhook_receiver import WebhookReceiver
+
+
+class ProviderHarness(ABC):
+    """One provider wired to its backend. Constructed fresh for every test."""
+
+    id: ClassVar[str]
+    provider: Provider
+
+    @abstractmethod
+    def make_target(self, name: str) -> TargetSpec:
+        """A valid target of this provider; different names give independent targets."""
+
+    @abstractmethod
+    def holds(self, principal: Principal, target: TargetSpec) -> bool:
+        """Whether the backend itself says the principal has this access now."""
+
+    def break_next_grant(self, target: TargetSpec) -> None:
+        """Make the next grant of ``target`` fail however many times the provider retries.
+        Harnesses that cannot inject failures leave this as is and the test is skipped."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release whatever the harness started (servers, temporary accounts)."""
+
+
+class FakeHarness(ProviderHarness):
+    id = "fake"
+
+    def __init__(self) -> None:
+        self.backend = FakeProvider()
+        self.provider = self.backend
+
+    def make_target(self, name: str) -> TargetSpec:
+        return FakeTarget(provider="fake", resource=name)
+
+    def holds(self, principal: Principal, target: TargetSpec) -> bool:
+        assert isinstance(target, FakeTarget)
+        return (principal.email, target.resource) in self.backend.holdings
+
+    def break_next_grant(self, target: TargetSpec) -> None:
+        assert isinstance(target, FakeTarget)
+        self.backend.fail("grant", target.resource, "injected failure", retryable=True)
+
+    def close(self) -> None:
+        """The in-memory backend goes away with the harness; nothing to release."""
+
+
+class WebhookHarness(ProviderHarness):
+    id = "webhook"
+    SECRET_ENV = "JIT_CONTRACT_WEBHOOK_SECRET"
+    SECRET = "contract-test-secret-0f1e2d3c"  # a test key, not a credential
+
+    def __init__(self) -> None:
+        self.receiver = WebhookReceiver(self.SECRET).start()
+        self.delays: list[float] = []
+        self.provider = WebhookProvider({self.SECRET_ENV: self.SECRET}, sleep=self.delays.append)
+
+    def make_target(self, name: str) -> TargetSpec:
+        return WebhookTarget(
+            provider="webhook",
+            name=name,
+            url=self.receiver.url,
+            secret_env=self.SECRET_ENV,
+            timeout_seconds=5,
+            max_attempts=3,
+        )
+
+    def holds(self, principal: Principal, target: TargetSpec) -> bool:
+        assert isinstance(target, WebhookTarget)
+        return (principal.email, target.name) in self.receiver.holdings
+
+    def break_next_grant(self, target: TargetSpec) -> None:
+        assert isinstance(target, WebhookTarget)
+        self.receiver.fail_next(times=target.max_attempts, status=503, body="unavailable")
+
+    def close(self) -> None:
+        self.receiver.stop()
+
+
+HARNESSES: list[type[ProviderHarness]] = [FakeHarness, WebhookHarness]

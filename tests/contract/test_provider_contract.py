@@ -1,0 +1,175 @@
+"""The contract every provider honours, run against each harness in harnesses.HARNESSES.
+
+What the domain relies on: grant returns once access is effective and is idempotent for
+the same request; revoke is idempotent and "already absent" is success; targets are
+independent of each other and principals of each other; target models are strict and
+survive a round trip through the database; failures are ProviderError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from providers.base import GrantContext, GrantOutcome, Principal, ProviderError
+from tests.contract.harnesses import HARNESSES, ProviderHarness
+
+ALICE = Principal(slack_user_id="U0ALICE", email="alice@example.com")
+BOB = Principal(slack_user_id="U0BOB", email="bob@example.com")
+
+
+def context(request_id: str = "req-1") -> GrantContext:
+    return GrantContext(
+        request_id=request_id,
+        role="prod-support",
+        environment="prod",
+        reason="INC-123 investigating errors",
+        expires_at=datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2),
+    )
+
+
+@pytest.fixture(params=HARNESSES, ids=[harness.id for harness in HARNESSES])
+def harness(request: pytest.FixtureRequest) -> Iterator[ProviderHarness]:
+    built: ProviderHarness = request.param()
+    try:
+        yield built
+    finally:
+        built.close()
+
+
+def test_grant_makes_access_effective(harness: ProviderHarness) -> None:
+    target = harness.make_target("alpha")
+
+    outcome = harness.provider.grant(ALICE, target, context())
+
+    assert isinstance(outcome, GrantOutcome)
+    assert harness.holds(ALICE, target)
+    assert harness.provider.is_granted(ALICE, target) in (True, None)
+
+
+def test_granting_twice_for_the_same_request_leaves_one_effective_grant(
+    harness: ProviderHarness,
+) -> None:
+    target = harness.make_target("alpha")
+
+    harness.provider.grant(ALICE, target, context())
+    harness.provider.grant(ALICE, target, context())
+    assert harness.holds(ALICE, target)
+
+    harness.provider.revoke(ALICE, target, context())
+    assert not harness.holds(ALICE, target)
+
+
+def test_revoke_removes_access(harness: ProviderHarness) -> None:
+    target = harness.make_target("alpha")
+    harness.provider.grant(ALICE, target, context())
+
+    harness.provider.revoke(ALICE, target, context())
+
+    assert not harness.holds(ALICE, target)
+    assert harness.provider.is_granted(ALICE, target) in (False, None)
+
+
+def test_revoking_twice_is_success(harness: ProviderHarness) -> None:
+    target = harness.make_target("alpha")
+    harness.provider.grant(ALICE, target, context())
+
+    harness.provider.revoke(ALICE, target, context())
+    harness.provider.revoke(ALICE, target, context())
+
+    assert not harness.holds(ALICE, target)
+
+
+def test_revoking_access_never_granted_is_success(harness: ProviderHarness) -> None:
+    target = harness.make_target("alpha")
+
+    harness.provider.revoke(ALICE, target, context())
+
+    assert not harness.holds(ALICE, target)
+
+
+def test_revoking_one_target_leaves_another_target_of_the_same_principal(
+    harness: ProviderHarness,
+) -> None:
+    alpha, beta = harness.make_target("alpha"), harness.make_target("beta")
+    harness.provider.grant(ALICE, alpha, context())
+    harness.provider.grant(ALICE, beta, context())
+
+    harness.provider.revoke(ALICE, alpha, context())
+
+    assert not harness.holds(ALICE, alpha)
+    assert harness.holds(ALICE, beta)
+
+
+def test_grants_for_two_principals_are_independent(harness: ProviderHarness) -> None:
+    target = harness.make_target("alpha")
+    harness.provider.grant(ALICE, target, context("req-alice"))
+    harness.provider.grant(BOB, target, context("req-bob"))
+
+    harness.provider.revoke(ALICE, target, context("req-alice"))
+
+    assert not harness.holds(ALICE, target)
+    assert harness.holds(BOB, target)
+
+
+def test_expand_gives_units_of_the_providers_own_model_each_described_on_one_line(
+    harness: ProviderHarness,
+) -> None:
+    units = harness.provider.expand(harness.make_target("alpha"))
+
+    assert units
+    for unit in units:
+        assert isinstance(unit, harness.provider.target_model)
+        line = harness.provider.describe(unit)
+        assert line.strip()
+        assert "\n" not in line
+
+
+def test_target_model_rejects_unknown_keys(harness: ProviderHarness) -> None:
+    fields = harness.make_target("alpha").model_dump(mode="json")
+
+    with pytest.raises(ValidationError):
+        harness.provider.target_model.model_validate({**fields, "surprise": "value"})
+
+
+def test_target_model_round_trips_through_json_with_an_equal_key(
+    harness: ProviderHarness,
+) -> None:
+    target = harness.make_target("alpha")
+
+    again = harness.provider.target_model.model_validate(target.model_dump(mode="json"))
+
+    assert again == target
+    assert again.key() == target.key()
+
+
+def test_targets_with_different_names_have_different_keys(harness: ProviderHarness) -> None:
+    assert harness.make_target("alpha").key() != harness.make_target("beta").key()
+
+
+def test_validate_of_a_valid_target_returns_a_list_of_warnings(
+    harness: ProviderHarness,
+) -> None:
+    warnings = harness.provider.validate(harness.make_target("alpha"))
+
+    assert isinstance(warnings, list)
+    assert all(isinstance(warning, str) for warning in warnings)
+
+
+def test_a_backend_failure_surfaces_as_provider_error_and_a_later_grant_succeeds(
+    harness: ProviderHarness,
+) -> None:
+    target = harness.make_target("alpha")
+    try:
+        harness.break_next_grant(target)
+    except NotImplementedError:
+        pytest.skip(f"the {harness.id} harness cannot inject failures")
+
+    with pytest.raises(ProviderError):
+        harness.provider.grant(ALICE, target, context())
+
+    harness.provider.grant(ALICE, target, context())
+    assert harness.holds(ALICE, target)

@@ -1,0 +1,952 @@
+"""A local, in-process fake of the Slack Web API for tests.
+
+`FakeSlack` runs a real HTTP server (stdlib `ThreadingHTTPServer` in a daemon thread) on
+127.0.0.1 with an OS-chosen port, so the code under test talks to it through the real
+`slack_sdk.WebClient` (``WebClient(base_url=slack.api_url)``) or Bolt (``SLACK_API_URL``)
+exactly as it would talk to slack.com: same transport, same headers, same
+``{"ok": false, "error": ...}`` envelopes and the same error codes for the subset of methods
+the bot uses.
+
+Typical use::
+
+    slack = FakeSlack(token="xoxb-test").start()
+    slack.add_user("U1", "alice@example.com")
+    client = WebClient(token="xoxb-test", base_url=slack.api_url)
+    ...  # exercise the code under test
+    call = slack.wait_for_calls("chat.postMessage")[0]
+    slack.stop()
+
+Besides answering, the fake records every request (`calls`), keeps the messages and views
+the app created (`messages`, `views`) so tests can read their latest content, captures what
+the app POSTs to slash-command/interaction ``response_url``s (`responses`), and can inject
+faults (`fail_next`, `outage`).
+
+It deliberately models only what the bot needs; any other method answers ``unknown_method``
+so a test notices immediately when the app starts depending on something new.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import itertools
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+__all__ = [
+    "APP_ID",
+    "BOT_ID",
+    "BOT_USER_ID",
+    "BOT_USER_NAME",
+    "TEAM_DOMAIN",
+    "TEAM_ID",
+    "FakeSlack",
+    "SlackCall",
+]
+
+T = TypeVar("T")
+
+# Identity of the workspace and of the bot, as reported by auth.test.
+TEAM_ID = "T0001"
+TEAM_DOMAIN = "jit-test"
+APP_ID = "A0001"
+BOT_USER_ID = "UBOT"
+BOT_ID = "BBOT"
+BOT_USER_NAME = "jit-bot"
+
+# Parameters Slack documents as JSON-encoded strings when sent form-encoded. They are decoded
+# so tests can inspect them as Python objects however the client chose to send them. Other
+# values are left alone so a message text such as "[1]" is never mistaken for JSON.
+_JSON_VALUED_KEYS = frozenset(
+    {"blocks", "attachments", "view", "metadata", "unfurls", "options", "user_auth_blocks"}
+)
+
+# First message ts handed out; later ones grow by 100 µs, like real (strictly increasing) ts.
+_TS_BASE_MICROS = 1_700_000_000_000_000
+_TS_STEP_MICROS = 100
+
+_POLL_INTERVAL = 0.01
+_JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class SlackCall:
+    """One request the fake received, whatever its outcome.
+
+    `params` merges query string, form and JSON body (minus the token); `status` is the HTTP
+    status answered; `ok`/`error` mirror the response envelope and `response` is the whole
+    JSON body sent back.
+    """
+
+    method: str
+    params: dict[str, Any]
+    status: int
+    at: float
+    ok: bool = False
+    error: str | None = None
+    response: dict[str, Any] = field(default_factory=dict)
+
+
+class _SlackError(Exception):
+    """Raised by a method implementation to answer ``{"ok": false, "error": code}``."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@dataclass
+class _Fault:
+    """A pending injected failure (see `FakeSlack.fail_next`)."""
+
+    method: str
+    remaining: int
+    status: int
+    retry_after: int | None
+    error: str
+
+
+@dataclass(frozen=True)
+class _HttpAnswer:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _json_answer(
+    status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+) -> _HttpAnswer:
+    return _HttpAnswer(
+        status=status,
+        body=json.dumps(payload).encode("utf-8"),
+        headers={"Content-Type": _JSON_CONTENT_TYPE, **(headers or {})},
+    )
+
+
+def _truthy(value: Any) -> bool:
+    """Interpret a Slack boolean argument; slack_sdk sends form booleans as "1"/"0"."""
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes"}
+    return bool(value)
+
+
+def _decode_json_values(params: dict[str, Any]) -> dict[str, Any]:
+    for key in _JSON_VALUED_KEYS & params.keys():
+        value = params[key]
+        if isinstance(value, str) and value.lstrip()[:1] in ("{", "["):
+            # Undecodable values are left as they are for the method to reject, as Slack does.
+            with contextlib.suppress(ValueError):
+                params[key] = json.loads(value)
+    return params
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # Tests start and stop many fakes; never wait for TIME_WAIT sockets to expire.
+    allow_reuse_address = True
+
+    def __init__(self, fake: FakeSlack, address: tuple[str, int]) -> None:
+        super().__init__(address, _Handler)
+        self.fake = fake
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client hanging up mid-answer (e.g. a timed-out test) is not worth a traceback.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        fake = self.server.fake
+        try:
+            answer = fake._handle_http(
+                path=self.path,
+                content_type=self.headers.get("Content-Type", ""),
+                authorization=self.headers.get("Authorization", ""),
+                body=body,
+            )
+        except Exception as exc:
+            # A bug in the fake must surface in the test, not as a hung or reset connection.
+            fake._internal_errors.append(exc)
+            answer = _json_answer(500, {"ok": False, "error": "fake_internal_error"})
+        self.send_response(answer.status)
+        for name, value in answer.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(answer.body)))
+        self.end_headers()
+        self.wfile.write(answer.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # Keep test output clean; `FakeSlack.calls` is the log.
+
+
+class FakeSlack:
+    """A fake Slack Web API server. See the module docstring for an overview."""
+
+    def __init__(
+        self, token: str = "xoxb-test", *, app_token: str = "xapp-test", host: str = "127.0.0.1"
+    ) -> None:
+        """`token` is the bot token accepted by every method; `app_token` is the app-level
+        token accepted (only) by ``apps.connections.open``, as for Socket Mode."""
+        self.token = token
+        self.app_token = app_token
+        self.host = host
+        #: What ``apps.connections.open`` answers; point it at a fake Socket Mode server.
+        self.socket_url = "ws://127.0.0.1:1/"
+
+        self._lock = threading.RLock()
+        # Notified whenever something is recorded, so waits wake up promptly.
+        self._changed = threading.Condition(self._lock)
+        self._calls: list[SlackCall] = []
+        self._responses: list[dict[str, Any]] = []
+        self._messages: list[dict[str, Any]] = []
+        self._ephemerals: list[dict[str, Any]] = []
+        self._views: dict[str, dict[str, Any]] = {}
+        self._used_trigger_ids: set[str] = set()
+        self._faults: list[_Fault] = []
+        self._outage = False
+        self._users: dict[str, dict[str, Any]] = {}
+        self._usergroups: dict[str, dict[str, Any]] = {}
+        self._internal_errors: list[BaseException] = []
+        # Never reset: ts and ids stay unique across `reset()`, as they would on Slack.
+        self._ts_counter = itertools.count(1)
+        self._id_counter = itertools.count(1)
+
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+        self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._chat_post_message,
+            "chat.update": self._chat_update,
+            "chat.postEphemeral": self._chat_post_ephemeral,
+            "conversations.open": self._conversations_open,
+            "views.open": self._views_open,
+            "views.update": self._views_update,
+            "views.push": self._views_push,
+            "users.info": self._users_info,
+            "users.lookupByEmail": self._users_lookup_by_email,
+            "usergroups.list": self._usergroups_list,
+            "usergroups.users.list": self._usergroups_users_list,
+            "apps.connections.open": self._apps_connections_open,
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> FakeSlack:
+        """Bind an OS-chosen port on `host` and serve in a daemon thread."""
+        if self._server is not None:
+            raise RuntimeError("FakeSlack already started")
+        self._server = _Server(self, (self.host, 0))
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"FakeSlack:{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the port. Safe to call twice."""
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if thread is not None:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> FakeSlack:
+        return self if self._server is not None else self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("FakeSlack is not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT`` (no trailing slash)."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        """Web API base URL for ``WebClient(base_url=...)`` / ``SLACK_API_URL``."""
+        return f"{self.base_url}/api/"
+
+    def response_url(self, name: str) -> str:
+        """A response_url whose POSTs are recorded in `responses` under ``_url_name``."""
+        return f"{self.base_url}/respond/{name}"
+
+    # ------------------------------------------------------------------ directory
+
+    def add_user(
+        self,
+        user_id: str,
+        email: str,
+        name: str | None = None,
+        deleted: bool = False,
+        *,
+        real_name: str | None = None,
+    ) -> None:
+        """Add (or replace) a workspace member visible to users.* methods."""
+        handle = name or email.split("@", 1)[0]
+        with self._lock:
+            self._users[user_id] = {
+                "id": user_id,
+                "email": email,
+                "name": handle,
+                "real_name": real_name or handle,
+                "deleted": deleted,
+            }
+
+    def add_usergroup(
+        self,
+        group_id: str,
+        handle: str,
+        user_ids: list[str],
+        *,
+        name: str | None = None,
+        description: str = "",
+    ) -> None:
+        """Add (or replace) a user group (``S…`` id) with the given members."""
+        with self._lock:
+            self._usergroups[group_id] = {
+                "id": group_id,
+                "handle": handle,
+                "name": name or handle,
+                "description": description,
+                "users": list(user_ids),
+            }
+
+    def get_user(self, user_id: str) -> dict[str, Any] | None:
+        """The directory entry ``{id, email, name, real_name, deleted}`` or None."""
+        with self._lock:
+            user = self._users.get(user_id)
+            return dict(user) if user is not None else None
+
+    # ------------------------------------------------------------------ fault injection
+
+    def fail_next(
+        self,
+        method: str,
+        *,
+        times: int = 1,
+        status: int | None = None,
+        retry_after: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Make the next `times` calls of `method` ("*" = any method) fail.
+
+        `status` defaults to 429 (body ``{"ok": false, "error": "ratelimited"}``), or to 200
+        when `error` is given, which answers ``{"ok": false, "error": error}`` the way Slack
+        reports API-level errors. `retry_after` adds a ``Retry-After`` header (seconds).
+        Failures queue up in order; failed calls are recorded but change no state.
+        """
+        if times < 1:
+            raise ValueError("times must be >= 1")
+        if status is None:
+            status = 200 if error is not None else 429
+        if error is None:
+            if status == 200:
+                raise ValueError("status 200 needs an error code to fail with")
+            error = {429: "ratelimited", 503: "service_unavailable"}.get(status, "fatal_error")
+        with self._lock:
+            self._faults.append(_Fault(method, times, status, retry_after, error))
+
+    def outage(self, on: bool = True) -> None:
+        """While on, every Web API method answers HTTP 503."""
+        with self._lock:
+            self._outage = on
+
+    def reset(self) -> None:
+        """Forget recorded calls, responses, messages, views and pending faults; end any
+        outage. The user directory and tokens are kept."""
+        with self._lock:
+            self._calls.clear()
+            self._responses.clear()
+            self._messages.clear()
+            self._ephemerals.clear()
+            self._views.clear()
+            self._used_trigger_ids.clear()
+            self._faults.clear()
+            self._outage = False
+            self._internal_errors.clear()
+
+    # ------------------------------------------------------------------ inspection
+
+    @property
+    def calls(self) -> list[SlackCall]:
+        """Every request received so far, oldest first (a snapshot)."""
+        with self._lock:
+            return list(self._calls)
+
+    def calls_to(self, method: str) -> list[SlackCall]:
+        """Calls of `method` that were answered ``ok``."""
+        with self._lock:
+            return [c for c in self._calls if c.method == method and c.ok]
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """Posted messages, oldest first, each ``{channel, ts, text, blocks, thread_ts,
+        updates}`` holding the *latest* text/blocks; `updates` lists the chat.update params
+        applied, in order."""
+        with self._lock:
+            return copy.deepcopy(self._messages)
+
+    def message(self, channel: str, ts: str) -> dict[str, Any]:
+        """The message at (`channel`, `ts`); a ``U…`` channel means the DM with that user."""
+        wanted = self._dm_channel(channel)
+        for msg in self.messages:
+            if msg["channel"] == wanted and msg["ts"] == ts:
+                return msg
+        raise KeyError(f"no message {ts} in {channel}")
+
+    def messages_in(self, channel: str) -> list[dict[str, Any]]:
+        """Messages in `channel` (a ``U…`` id means the DM with that user), oldest first."""
+        wanted = self._dm_channel(channel)
+        return [m for m in self.messages if m["channel"] == wanted]
+
+    @property
+    def ephemerals(self) -> list[dict[str, Any]]:
+        """Ephemeral messages, each ``{channel, user, ts, text, blocks}``."""
+        with self._lock:
+            return copy.deepcopy(self._ephemerals)
+
+    @property
+    def views(self) -> list[dict[str, Any]]:
+        """Views opened/pushed, oldest first, as Slack last returned them (with ``id``,
+        ``hash``, ``callback_id``, ``private_metadata``, ``blocks``, ``state``)."""
+        with self._lock:
+            return copy.deepcopy(list(self._views.values()))
+
+    def view(self, view_id: str) -> dict[str, Any]:
+        """The current state of view `view_id`."""
+        with self._lock:
+            return copy.deepcopy(self._views[view_id])
+
+    @property
+    def responses(self) -> list[dict[str, Any]]:
+        """JSON bodies POSTed to response URLs, each with ``_url_name`` added."""
+        with self._lock:
+            return copy.deepcopy(self._responses)
+
+    @property
+    def internal_errors(self) -> list[BaseException]:
+        """Exceptions raised inside the fake itself (answered as HTTP 500); should be empty."""
+        with self._lock:
+            return list(self._internal_errors)
+
+    # ------------------------------------------------------------------ waiting
+
+    def wait_for(self, predicate: Callable[[], T], timeout: float = 10.0) -> T:
+        """Poll `predicate` (every 10 ms, or sooner when a request arrives) until it
+        returns something truthy, and return that. Raises AssertionError on timeout."""
+        name = getattr(predicate, "__qualname__", repr(predicate))
+        return self._wait(predicate, timeout, lambda: f"{name} to become truthy")
+
+    def wait_for_calls(
+        self,
+        method: str,
+        count: int = 1,
+        timeout: float = 10.0,
+        where: Callable[[SlackCall], bool] | None = None,
+    ) -> list[SlackCall]:
+        """Wait until at least `count` ok calls of `method` (matching `where`) were
+        received; return all such calls, oldest first."""
+
+        def matching() -> list[SlackCall]:
+            return [c for c in self.calls_to(method) if where is None or where(c)]
+
+        def ready() -> list[SlackCall] | None:
+            found = matching()
+            return found if len(found) >= count else None
+
+        def describe() -> str:
+            cond = "" if where is None else " matching `where`"
+            return f"{count} ok call(s) to {method}{cond} (got {len(matching())})"
+
+        result = self._wait(ready, timeout, describe)
+        assert result is not None
+        return result
+
+    def wait_for_response(
+        self,
+        timeout: float = 10.0,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+        *,
+        name: str | None = None,
+    ) -> dict[str, Any]:
+        """Wait for the first response_url POST (optionally for response URL `name` and
+        matching `where`) and return its body."""
+
+        def ready() -> dict[str, Any] | None:
+            for body in self.responses:
+                if (name is None or body["_url_name"] == name) and (where is None or where(body)):
+                    return body
+            return None
+
+        def describe() -> str:
+            target = "any response_url" if name is None else f"response_url {name!r}"
+            got = [r["_url_name"] for r in self.responses]
+            return f"a POST to {target} (received for: {got})"
+
+        result = self._wait(ready, timeout, describe)
+        assert result is not None
+        return result
+
+    def _wait(self, predicate: Callable[[], T], timeout: float, describe: Callable[[], str]) -> T:
+        deadline = time.monotonic() + timeout
+        while True:
+            # The predicate runs without the lock: it may itself call the fake over HTTP.
+            result = predicate()
+            if result:
+                return result
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(
+                    f"timed out after {timeout}s waiting for {describe()}; "
+                    f"Slack calls so far: {self._describe_calls()}"
+                )
+            with self._changed:
+                self._changed.wait(min(_POLL_INTERVAL, remaining))
+
+    def _describe_calls(self, limit: int = 50) -> str:
+        calls = self.calls
+        shown = [f"{c.method}[{c.status} {'ok' if c.ok else c.error}]" for c in calls[-limit:]]
+        prefix = f"... {len(calls) - limit} earlier, " if len(calls) > limit else ""
+        return prefix + (", ".join(shown) or "none")
+
+    # ------------------------------------------------------------------ HTTP plumbing
+
+    def _handle_http(
+        self, *, path: str, content_type: str, authorization: str, body: bytes
+    ) -> _HttpAnswer:
+        parts = urlsplit(path)
+        if parts.path.startswith("/api/"):
+            method = unquote(parts.path[len("/api/") :]).strip("/")
+            return self._handle_api(method, parts.query, content_type, authorization, body)
+        if parts.path.startswith("/respond/"):
+            return self._handle_response_url(unquote(parts.path[len("/respond/") :]), body)
+        return _HttpAnswer(404, b"not found", {"Content-Type": "text/plain"})
+
+    def _handle_response_url(self, name: str, body: bytes) -> _HttpAnswer:
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            # What Slack's webhook endpoints answer for a body they cannot parse.
+            return _HttpAnswer(400, b"invalid_payload", {"Content-Type": "text/plain"})
+        _decode_json_values(payload)
+        with self._changed:
+            self._responses.append({**payload, "_url_name": name})
+            self._changed.notify_all()
+        return _json_answer(200, {"ok": True})
+
+    def _handle_api(
+        self, method: str, query: str, content_type: str, authorization: str, body: bytes
+    ) -> _HttpAnswer:
+        params: dict[str, Any] = dict(parse_qsl(query, keep_blank_values=True))
+        parse_error: str | None = None
+        if "application/json" in content_type:
+            try:
+                decoded = json.loads(body or b"{}")
+            except ValueError:
+                decoded = None
+            if isinstance(decoded, dict):
+                params.update(decoded)
+            else:
+                parse_error = "invalid_json"
+        elif body:
+            # Form encoding is what slack_sdk (and curl) send when no content type says JSON.
+            params.update(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        _decode_json_values(params)
+
+        # Slack accepts the token as a bearer header or as a `token` argument.
+        body_token = params.pop("token", None)
+        token = authorization[len("Bearer ") :] if authorization.startswith("Bearer ") else None
+        token = token or body_token
+
+        with self._changed:
+            answer = self._answer_api(method, params, token, parse_error)
+            payload = json.loads(answer.body)
+            self._calls.append(
+                SlackCall(
+                    method=method,
+                    params=copy.deepcopy(params),
+                    status=answer.status,
+                    at=time.time(),
+                    ok=bool(payload.get("ok")),
+                    error=payload.get("error"),
+                    response=payload,
+                )
+            )
+            self._changed.notify_all()
+        return answer
+
+    def _answer_api(
+        self, method: str, params: dict[str, Any], token: str | None, parse_error: str | None
+    ) -> _HttpAnswer:
+        """Decide the answer; called with the lock held so each call is atomic."""
+        if self._outage:
+            return _json_answer(503, {"ok": False, "error": "service_unavailable"})
+        fault = self._take_fault(method)
+        if fault is not None:
+            headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+            return _json_answer(fault.status, {"ok": False, "error": fault.error}, headers)
+        implementation = self._methods.get(method)
+        if implementation is None:
+            # Slack reports this before looking at the token.
+            return _json_answer(200, {"ok": False, "error": "unknown_method", "req_method": method})
+        try:
+            self._check_token(method, token)
+            if parse_error is not None:
+                raise _SlackError(parse_error)
+            result = implementation(params)
+        except _SlackError as exc:
+            return _json_answer(200, {"ok": False, "error": exc.code})
+        return _json_answer(200, {"ok": True, **result})
+
+    def _take_fault(self, method: str) -> _Fault | None:
+        for fault in self._faults:
+            if fault.method in (method, "*"):
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    self._faults.remove(fault)
+                return fault
+        return None
+
+    def _check_token(self, method: str, token: str | None) -> None:
+        if token == self.app_token:
+            # App-level tokens only open Socket Mode connections (and may call auth.test).
+            if method not in ("apps.connections.open", "auth.test"):
+                raise _SlackError("not_allowed_token_type")
+        elif token == self.token:
+            if method == "apps.connections.open":
+                raise _SlackError("not_allowed_token_type")
+        else:
+            raise _SlackError("invalid_auth")
+
+    # ------------------------------------------------------------------ helpers
+
+    def _next_ts(self) -> str:
+        micros = _TS_BASE_MICROS + next(self._ts_counter) * _TS_STEP_MICROS
+        return f"{micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+    @staticmethod
+    def _dm_channel(channel: str) -> str:
+        """Posting to a user id lands in the DM with that user; give it a stable id."""
+        return "D" + channel[1:] if channel[:1] in ("U", "W") else channel
+
+    def _post_target(self, params: dict[str, Any]) -> str:
+        channel = params.get("channel")
+        if not isinstance(channel, str) or channel[:1] not in ("C", "G", "D", "U", "W"):
+            raise _SlackError("channel_not_found")
+        return self._dm_channel(channel)
+
+    @staticmethod
+    def _content(params: dict[str, Any], *, required: bool = True) -> dict[str, Any]:
+        """The text/blocks/attachments in `params`, validated as Slack does."""
+        content: dict[str, Any] = {
+            k: params[k] for k in ("text", "blocks", "attachments") if k in params
+        }
+        if "blocks" in content:
+            blocks = content["blocks"]
+            if not isinstance(blocks, list):
+                raise _SlackError("invalid_blocks_format")
+            if not all(isinstance(b, dict) and b.get("type") for b in blocks):
+                raise _SlackError("invalid_blocks")
+        if required and not any(content.values()):
+            raise _SlackError("no_text")
+        return content
+
+    def _message_payload(self, stored: dict[str, Any]) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "type": "message",
+            "user": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "app_id": APP_ID,
+            "team": TEAM_ID,
+            "ts": stored["ts"],
+            "text": stored["text"],
+        }
+        for key in ("blocks", "attachments", "thread_ts", "metadata"):
+            if stored.get(key):
+                message[key] = copy.deepcopy(stored[key])
+        return message
+
+    def _find_message(self, channel: Any, ts: Any) -> dict[str, Any]:
+        for msg in self._messages:
+            if msg["channel"] == channel and msg["ts"] == ts:
+                return msg
+        raise _SlackError("message_not_found")
+
+    @staticmethod
+    def _user_payload(user: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": user["id"],
+            "team_id": TEAM_ID,
+            "name": user["name"],
+            "real_name": user["real_name"],
+            "deleted": user["deleted"],
+            "is_bot": False,
+            "is_admin": False,
+            "tz": "UTC",
+            "profile": {
+                "email": user["email"],
+                "real_name": user["real_name"],
+                "real_name_normalized": user["real_name"],
+                "display_name": user["name"],
+                "display_name_normalized": user["name"],
+            },
+        }
+
+    def _consume_trigger(self, params: dict[str, Any]) -> None:
+        trigger_id = params.get("trigger_id")
+        if not trigger_id:
+            raise _SlackError("invalid_arguments")
+        # Slack lets each trigger_id open exactly one view.
+        if trigger_id in self._used_trigger_ids:
+            raise _SlackError("exchanged_trigger_id")
+
+    @staticmethod
+    def _view_spec(params: dict[str, Any]) -> dict[str, Any]:
+        spec = params.get("view")
+        if not isinstance(spec, dict) or spec.get("type") not in ("modal", "home"):
+            raise _SlackError("invalid_arguments")
+        if "blocks" in spec and not isinstance(spec["blocks"], list):
+            raise _SlackError("invalid_arguments")
+        return spec
+
+    def _new_hash(self) -> str:
+        return f"{int(time.time())}.{next(self._id_counter):08x}"
+
+    def _render_view(
+        self, spec: dict[str, Any], *, view_id: str, root_view_id: str, previous: str | None
+    ) -> dict[str, Any]:
+        return {
+            "id": view_id,
+            "team_id": TEAM_ID,
+            "type": spec["type"],
+            "title": copy.deepcopy(spec.get("title")),
+            "submit": copy.deepcopy(spec.get("submit")),
+            "close": copy.deepcopy(spec.get("close")),
+            "blocks": copy.deepcopy(spec.get("blocks", [])),
+            "private_metadata": spec.get("private_metadata", ""),
+            "callback_id": spec.get("callback_id", ""),
+            "external_id": spec.get("external_id", ""),
+            "state": {"values": {}},
+            "hash": self._new_hash(),
+            "clear_on_close": bool(spec.get("clear_on_close", False)),
+            "notify_on_close": bool(spec.get("notify_on_close", False)),
+            "root_view_id": root_view_id,
+            "previous_view_id": previous,
+            "app_id": APP_ID,
+            "app_installed_team_id": TEAM_ID,
+            "bot_id": BOT_ID,
+        }
+
+    def _open_view(self, params: dict[str, Any]) -> dict[str, Any]:
+        self._consume_trigger(params)
+        spec = self._view_spec(params)
+        external_id = spec.get("external_id")
+        if external_id and any(v["external_id"] == external_id for v in self._views.values()):
+            raise _SlackError("duplicate_external_id")
+        self._used_trigger_ids.add(params["trigger_id"])
+        view_id = f"V{next(self._id_counter):010d}"
+        view = self._render_view(spec, view_id=view_id, root_view_id=view_id, previous=None)
+        self._views[view_id] = view
+        return {"view": copy.deepcopy(view)}
+
+    # ------------------------------------------------------------------ methods
+
+    def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "url": f"https://{TEAM_DOMAIN}.slack.com/",
+            "team": "JIT Test",
+            "user": BOT_USER_NAME,
+            "team_id": TEAM_ID,
+            "user_id": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "is_enterprise_install": False,
+        }
+
+    def _chat_post_message(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self._post_target(params)
+        content = self._content(params)
+        stored: dict[str, Any] = {
+            "channel": channel,
+            "ts": self._next_ts(),
+            "text": content.get("text") or "",
+            "blocks": content.get("blocks") or [],
+            "attachments": content.get("attachments") or [],
+            "thread_ts": params.get("thread_ts"),
+            "metadata": params.get("metadata"),
+            "updates": [],
+        }
+        self._messages.append(stored)
+        return {
+            "channel": channel,
+            "ts": stored["ts"],
+            "message": self._message_payload(stored),
+        }
+
+    def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        # Unlike postMessage, chat.update needs the conversation id, not a user id.
+        channel = params.get("channel")
+        if not isinstance(channel, str) or channel[:1] not in ("C", "G", "D"):
+            raise _SlackError("channel_not_found")
+        stored = self._find_message(channel, params.get("ts"))
+        content = self._content(params)
+        # Fields left out keep their previous value, as Slack documents for blocks.
+        stored.update(copy.deepcopy(content))
+        stored["text"] = stored["text"] or ""
+        if "metadata" in params:
+            stored["metadata"] = params["metadata"]
+        stored["updates"].append(copy.deepcopy({**content, "at": time.time()}))
+        return {
+            "channel": channel,
+            "ts": stored["ts"],
+            "text": stored["text"],
+            "message": self._message_payload(stored),
+        }
+
+    def _chat_post_ephemeral(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = self._post_target(params)
+        user = params.get("user")
+        if not user:
+            raise _SlackError("invalid_arguments")
+        content = self._content(params)
+        ts = self._next_ts()
+        self._ephemerals.append(
+            {
+                "channel": channel,
+                "user": user,
+                "ts": ts,
+                "text": content.get("text") or "",
+                "blocks": content.get("blocks") or [],
+            }
+        )
+        return {"message_ts": ts}
+
+    def _conversations_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        if params.get("channel"):
+            return {"no_op": True, "already_open": True, "channel": {"id": params["channel"]}}
+        users = params.get("users")
+        if isinstance(users, list):
+            users = ",".join(users)
+        user_ids = [u.strip() for u in (users or "").split(",") if u.strip()]
+        if not user_ids:
+            raise _SlackError("users_list_not_supplied")
+        if any(u[:1] not in ("U", "W") for u in user_ids):
+            raise _SlackError("user_not_found")
+        if len(user_ids) == 1:
+            channel_id = self._dm_channel(user_ids[0])
+        else:
+            digest = hashlib.sha1(",".join(sorted(user_ids)).encode()).hexdigest()
+            channel_id = "G" + digest[:10].upper()
+        return {"no_op": False, "already_open": False, "channel": {"id": channel_id}}
+
+    def _views_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._open_view(params)
+
+    def _views_push(self, params: dict[str, Any]) -> dict[str, Any]:
+        # The fake cannot tell which modal the trigger came from, so a pushed view is its
+        # own root; tests only need it to exist and be updatable.
+        return self._open_view(params)
+
+    def _views_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        view_id, external_id = params.get("view_id"), params.get("external_id")
+        if not view_id and not external_id:
+            raise _SlackError("invalid_arguments")
+        if view_id:
+            current = self._views.get(view_id)
+        else:
+            current = next(
+                (v for v in self._views.values() if v["external_id"] == external_id), None
+            )
+        if current is None:
+            raise _SlackError("not_found")
+        spec = self._view_spec(params)
+        if params.get("hash") and params["hash"] != current["hash"]:
+            raise _SlackError("hash_conflict")
+        updated = self._render_view(
+            {"external_id": current["external_id"], **spec},
+            view_id=current["id"],
+            root_view_id=current["root_view_id"],
+            previous=current["previous_view_id"],
+        )
+        self._views[current["id"]] = updated
+        return {"view": copy.deepcopy(updated)}
+
+    def _users_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        user = self._users.get(params.get("user") or "")
+        if user is None:
+            raise _SlackError("user_not_found")
+        return {"user": self._user_payload(user)}
+
+    def _users_lookup_by_email(self, params: dict[str, Any]) -> dict[str, Any]:
+        email = (params.get("email") or "").strip().lower()
+        if not email:
+            raise _SlackError("invalid_arguments")
+        for user in self._users.values():
+            if user["email"].lower() == email:
+                return {"user": self._user_payload(user)}
+        raise _SlackError("users_not_found")
+
+    def _usergroups_list(self, params: dict[str, Any]) -> dict[str, Any]:
+        include_users = _truthy(params.get("include_users", False))
+        groups = []
+        for group in self._usergroups.values():
+            entry: dict[str, Any] = {
+                "id": group["id"],
+                "team_id": TEAM_ID,
+                "is_usergroup": True,
+                "name": group["name"],
+                "handle": group["handle"],
+                "description": group["description"],
+                "date_delete": 0,
+                "user_count": len(group["users"]),
+            }
+            if include_users:
+                entry["users"] = list(group["users"])
+            groups.append(entry)
+        return {"usergroups": groups}
+
+    def _usergroups_users_list(self, params: dict[str, Any]) -> dict[str, Any]:
+        group_id = params.get("usergroup")
+        if not group_id:
+            raise _SlackError("invalid_arguments")
+        group = self._usergroups.get(group_id)
+        if group is None:
+            raise _SlackError("no_such_subteam")
+        return {"users": list(group["users"])}
+
+    def _apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"url": self.socket_url}

@@ -1,0 +1,442 @@
+"""Tests for the Slack test kit: `FakeSlack` must answer the real `slack_sdk.WebClient` the
+way slack.com does, and `SlackSim` must produce requests a real Bolt app accepts.
+
+If these drift from Slack's behaviour every higher-level test built on the kit lies, so the
+checks go through the real client/verifier instead of poking the fake's internals.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import pytest
+from slack_bolt import Ack, App, Respond
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.webhook import WebhookClient
+
+from tests.fakes.slack_api import FakeSlack, SlackCall
+from tests.fakes.slack_client import SlackSim, select_value, text_value
+
+TOKEN = "xoxb-test"
+SECRET = "test-signing-secret"
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    fake = FakeSlack(token=TOKEN).start()
+    yield fake
+    fake.stop()
+    # A bug inside the fake is answered as HTTP 500; make sure none slipped by.
+    assert fake.internal_errors == []
+
+
+@pytest.fixture
+def client(slack: FakeSlack) -> WebClient:
+    return WebClient(token=TOKEN, base_url=slack.api_url, timeout=5)
+
+
+def api_error(call: Callable[[], object]) -> SlackApiError:
+    with pytest.raises(SlackApiError) as info:
+        call()
+    return info.value
+
+
+def error_code(call: Callable[[], object]) -> str:
+    return str(api_error(call).response["error"])
+
+
+# --------------------------------------------------------------------------- Web API
+
+
+def test_auth_test_identifies_the_bot(client: WebClient, slack: FakeSlack) -> None:
+    resp = client.auth_test()
+    assert (resp["user_id"], resp["bot_id"], resp["team_id"], resp["user"]) == (
+        "UBOT",
+        "BBOT",
+        "T0001",
+        "jit-bot",
+    )
+    assert slack.calls_to("auth.test")[0].status == 200
+
+
+def test_post_message_to_user_then_update(client: WebClient, slack: FakeSlack) -> None:
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "Approve?"}}]
+    posted = client.chat_postMessage(channel="U123", text="Approve?", blocks=blocks)
+    assert posted["channel"] == "D123"  # a DM channel, stable per user
+    assert posted["message"]["blocks"] == blocks
+    second = client.chat_postMessage(channel="C0GENERAL", text="hello")
+    assert float(second["ts"]) > float(posted["ts"])
+
+    new_blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "Approved"}}]
+    updated = client.chat_update(
+        channel=posted["channel"], ts=posted["ts"], text="Approved", blocks=new_blocks
+    )
+    assert updated["ts"] == posted["ts"]
+
+    msg = slack.message("U123", posted["ts"])  # user id resolves to the DM
+    assert (msg["channel"], msg["text"], msg["blocks"]) == ("D123", "Approved", new_blocks)
+    assert [u["text"] for u in msg["updates"]] == ["Approved"]
+    assert [m["text"] for m in slack.messages_in("C0GENERAL")] == ["hello"]
+    # Params are recorded as Python objects even though slack_sdk sent JSON.
+    assert slack.calls_to("chat.postMessage")[0].params["blocks"] == blocks
+
+
+def test_form_encoded_json_values_and_query_params_are_decoded(
+    client: WebClient, slack: FakeSlack
+) -> None:
+    blocks = [{"type": "divider"}]
+    client.api_call(
+        "chat.postMessage", data={"channel": "C1", "text": "[1]", "blocks": json.dumps(blocks)}
+    )
+    client.api_call("auth.test", http_verb="GET", params={"probe": "yes"})
+    post = slack.calls_to("chat.postMessage")[0]
+    assert post.params["blocks"] == blocks
+    assert post.params["text"] == "[1]"  # only JSON-valued arguments are decoded
+    assert slack.calls_to("auth.test")[0].params == {"probe": "yes"}
+
+
+def test_chat_errors_use_slack_codes(client: WebClient, slack: FakeSlack) -> None:
+    assert error_code(lambda: client.chat_postMessage(channel="", text="x")) == "channel_not_found"
+    # Through api_call: chat_postMessage would (rightly) warn about the missing text.
+    assert error_code(lambda: client.api_call("chat.postMessage", json={"channel": "C1"})) == (
+        "no_text"
+    )
+    err = api_error(lambda: client.chat_update(channel="C1", ts="1.000001", text="x"))
+    assert err.response["error"] == "message_not_found"
+    assert slack.messages == []
+    assert [c.error for c in slack.calls] == ["channel_not_found", "no_text", "message_not_found"]
+
+
+def test_ephemeral_and_conversations_open(client: WebClient, slack: FakeSlack) -> None:
+    assert client.conversations_open(users="U42")["channel"]["id"] == "D42"
+    resp = client.chat_postEphemeral(channel="C1", user="U42", text="only you")
+    assert slack.ephemerals[0]["ts"] == resp["message_ts"]
+    assert slack.ephemerals[0]["user"] == "U42"
+
+
+def test_users_info_and_lookup_by_email(client: WebClient, slack: FakeSlack) -> None:
+    slack.add_user("U1", "Alice@Example.com", name="alice")
+    slack.add_user("U2", "bob@example.com", deleted=True)
+
+    user = client.users_lookupByEmail(email="alice@example.com")["user"]
+    assert user["id"] == "U1"
+    assert user["profile"]["email"] == "Alice@Example.com"
+    info = client.users_info(user="U2")["user"]
+    assert (info["name"], info["deleted"], info["profile"]["email"]) == (
+        "bob",
+        True,
+        "bob@example.com",
+    )
+
+    err = api_error(lambda: client.users_lookupByEmail(email="nobody@example.com"))
+    assert err.response["error"] == "users_not_found"
+    assert err.response.status_code == 200
+    assert error_code(lambda: client.users_info(user="U404")) == "user_not_found"
+
+
+def test_usergroups(client: WebClient, slack: FakeSlack) -> None:
+    slack.add_usergroup("S1", "db-approvers", ["U1", "U2"])
+
+    plain = client.usergroups_list()["usergroups"]
+    assert [(g["id"], g["handle"]) for g in plain] == [("S1", "db-approvers")]
+    assert "users" not in plain[0]
+    assert client.usergroups_list(include_users=True)["usergroups"][0]["users"] == ["U1", "U2"]
+    assert client.usergroups_users_list(usergroup="S1")["users"] == ["U1", "U2"]
+    err = api_error(lambda: client.usergroups_users_list(usergroup="S404"))
+    assert err.response["error"] == "no_such_subteam"
+
+
+def test_views_open_update_push(client: WebClient, slack: FakeSlack) -> None:
+    modal = {
+        "type": "modal",
+        "callback_id": "request",
+        "private_metadata": "meta",
+        "title": {"type": "plain_text", "text": "Request"},
+        "blocks": [],
+    }
+    opened = client.views_open(trigger_id="t1", view=modal)["view"]
+    assert opened["id"].startswith("V") and opened["hash"]
+    assert slack.views[0]["callback_id"] == "request"
+
+    # A trigger_id opens one view only.
+    err = api_error(lambda: client.views_open(trigger_id="t1", view=modal))
+    assert err.response["error"] == "exchanged_trigger_id"
+
+    updated = client.views_update(
+        view_id=opened["id"], hash=opened["hash"], view={**modal, "private_metadata": "v2"}
+    )["view"]
+    assert updated["id"] == opened["id"] and updated["hash"] != opened["hash"]
+    assert slack.view(opened["id"])["private_metadata"] == "v2"
+
+    stale = api_error(lambda: client.views_update(view_id=opened["id"], hash="old", view=modal))
+    assert stale.response["error"] == "hash_conflict"
+    missing = api_error(lambda: client.views_update(view_id="V404", view=modal))
+    assert missing.response["error"] == "not_found"
+
+    pushed = client.views_push(trigger_id="t2", view=modal)["view"]
+    assert [v["id"] for v in slack.views] == [opened["id"], pushed["id"]]
+
+
+def test_apps_connections_open_needs_the_app_token(client: WebClient, slack: FakeSlack) -> None:
+    slack.socket_url = "ws://127.0.0.1:9/socket"
+    assert client.apps_connections_open(app_token="xapp-test")["url"] == slack.socket_url
+    err = api_error(lambda: client.apps_connections_open(app_token=TOKEN))
+    assert err.response["error"] == "not_allowed_token_type"
+
+
+def test_unknown_method_and_invalid_token(client: WebClient, slack: FakeSlack) -> None:
+    assert api_error(lambda: client.api_call("chat.nope")).response["error"] == "unknown_method"
+    bad = WebClient(token="xoxb-wrong", base_url=slack.api_url, timeout=5)
+    err = api_error(lambda: bad.chat_postMessage(channel="C1", text="x"))
+    assert err.response["error"] == "invalid_auth"
+    anonymous = WebClient(base_url=slack.api_url, timeout=5)
+    assert api_error(anonymous.auth_test).response["error"] == "invalid_auth"
+    assert slack.messages == []
+
+
+# --------------------------------------------------------------------------- faults
+
+
+def test_fail_next_rate_limit_with_retry_after(client: WebClient, slack: FakeSlack) -> None:
+    slack.fail_next("chat.postMessage", retry_after=30)
+
+    err = api_error(lambda: client.chat_postMessage(channel="C1", text="x"))
+    assert err.response.status_code == 429
+    assert err.response["error"] == "ratelimited"
+    assert err.response.headers["Retry-After"] == "30"
+
+    # Only the next call fails, and the failed one changed nothing.
+    client.chat_postMessage(channel="C1", text="x")
+    assert len(slack.messages) == 1
+    assert [c.status for c in slack.calls] == [429, 200]
+    assert len(slack.calls_to("chat.postMessage")) == 1
+
+
+def test_fail_next_with_error_and_wildcard(client: WebClient, slack: FakeSlack) -> None:
+    slack.fail_next("users.info", error="fatal_error")
+    slack.fail_next("*", times=2, status=500)
+
+    err = api_error(lambda: client.users_info(user="U1"))
+    assert (err.response.status_code, err.response["error"]) == (200, "fatal_error")
+    assert api_error(client.auth_test).response.status_code == 500
+    assert api_error(client.auth_test).response.status_code == 500
+    assert client.auth_test()["ok"] is True
+
+
+def test_outage_answers_503_until_lifted(client: WebClient, slack: FakeSlack) -> None:
+    slack.outage(True)
+    assert api_error(client.auth_test).response.status_code == 503
+    assert error_code(lambda: client.chat_postMessage(channel="C1", text="x")) == (
+        "service_unavailable"
+    )
+    slack.outage(False)
+    assert client.auth_test()["ok"] is True
+    assert slack.messages == []
+
+
+def test_reset_forgets_calls_but_keeps_directory(client: WebClient, slack: FakeSlack) -> None:
+    slack.add_user("U1", "a@example.com")
+    client.chat_postMessage(channel="C1", text="x")
+    slack.fail_next("auth.test")
+    slack.reset()
+    assert (slack.calls, slack.messages, slack.responses) == ([], [], [])
+    assert client.auth_test()["ok"]  # pending fault dropped too
+    assert client.users_info(user="U1")["user"]["id"] == "U1"
+
+
+# --------------------------------------------------------------------------- waiting
+
+
+def test_wait_for_calls_sees_calls_from_other_threads(client: WebClient, slack: FakeSlack) -> None:
+    worker = threading.Thread(
+        target=lambda: [client.chat_postMessage(channel=f"C{i}", text=str(i)) for i in range(3)]
+    )
+    worker.start()
+    calls = slack.wait_for_calls("chat.postMessage", count=3, timeout=5)
+    worker.join(5)
+    assert [c.params["channel"] for c in calls] == ["C0", "C1", "C2"]
+
+    only_c2: Callable[[SlackCall], bool] = lambda c: c.params["channel"] == "C2"  # noqa: E731
+    assert len(slack.wait_for_calls("chat.postMessage", where=only_c2)) == 1
+
+
+def test_wait_for_times_out_with_recorded_methods(client: WebClient, slack: FakeSlack) -> None:
+    client.auth_test()
+    started = time.monotonic()
+    with pytest.raises(AssertionError, match=r"chat\.update.*auth\.test\[200 ok\]"):
+        slack.wait_for_calls("chat.update", timeout=0.2)
+    assert time.monotonic() - started < 2
+    with pytest.raises(AssertionError, match=r"auth\.test"):
+        slack.wait_for(lambda: None, timeout=0.05)
+
+
+def test_response_url_posts_are_recorded(slack: FakeSlack) -> None:
+    hook = WebhookClient(slack.response_url("cmd-1"), timeout=5)
+    assert hook.send_dict({"text": "done", "response_type": "ephemeral"}).status_code == 200
+    body = slack.wait_for_response(name="cmd-1", timeout=5)
+    assert body == {"text": "done", "response_type": "ephemeral", "_url_name": "cmd-1"}
+
+
+# --------------------------------------------------------------------------- SlackSim
+
+
+class _Capture(BaseHTTPRequestHandler):
+    """Records the one request SlackSim sends, to check it against Slack's verifier."""
+
+    seen: list[tuple[dict[str, str], bytes]]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.seen.append((dict(self.headers.items()), body))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_slack_sim_signature_verifies_with_slack_sdk(slack: FakeSlack) -> None:
+    seen: list[tuple[dict[str, str], bytes]] = []
+    handler = type("Capture", (_Capture,), {"seen": seen})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        sim = SlackSim(f"http://127.0.0.1:{server.server_address[1]}", SECRET, slack)
+        reply = sim.command("U1", "request db 1h")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+    assert reply.status == 200
+    headers, body = seen[0]
+    verifier = SignatureVerifier(SECRET)
+    assert verifier.is_valid(
+        body, headers["X-Slack-Request-Timestamp"], headers["X-Slack-Signature"]
+    )
+    assert verifier.is_valid_request(body, headers)
+    assert not SignatureVerifier("other-secret").is_valid_request(body, headers)
+    fields = dict(urllib.parse.parse_qsl(body.decode()))
+    assert fields["response_url"] == slack.response_url(reply.response_url_name or "")
+    assert (fields["command"], fields["text"], fields["trigger_id"]) == (
+        "/jit",
+        "request db 1h",
+        reply.trigger_id,
+    )
+
+
+class _QuietWSGIHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def bolt_app(slack: FakeSlack) -> Iterator[str]:
+    """A tiny real Bolt app behind a real HTTP server, wired to the fake Web API."""
+    app = App(
+        signing_secret=SECRET, client=WebClient(token=TOKEN, base_url=slack.api_url, timeout=5)
+    )
+
+    @app.command("/jit")
+    def on_command(ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient) -> None:
+        ack()
+        respond(text=f"got {body['text']}")
+        client.views_open(
+            trigger_id=body["trigger_id"],
+            view={
+                "type": "modal",
+                "callback_id": "request",
+                "title": {"type": "plain_text", "text": "Request"},
+                "submit": {"type": "plain_text", "text": "Submit"},
+                "blocks": [],
+            },
+        )
+
+    @app.action("approve")
+    def on_approve(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        client.chat_update(
+            channel=body["channel"]["id"],
+            ts=body["message"]["ts"],
+            text=f"approved {body['actions'][0]['value']} by {body['user']['id']}",
+        )
+
+    @app.action("duration")
+    def on_duration(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
+        ack()
+        chosen = body["actions"][0]["selected_option"]["value"]
+        client.views_update(
+            view_id=body["view"]["id"],
+            view={"type": "modal", "callback_id": "request", "private_metadata": chosen},
+        )
+
+    @app.view("request")
+    def on_submit(ack: Ack, view: dict[str, Any]) -> None:
+        values = view["state"]["values"]
+        if not values["reason"]["reason"]["value"]:
+            ack(response_action="errors", errors={"reason": "Required"})
+        else:
+            ack()
+
+    server: WSGIServer = make_server(
+        "127.0.0.1", 0, SlackRequestHandler(app), handler_class=_QuietWSGIHandler
+    )
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_slack_sim_drives_a_real_bolt_app(bolt_app: str, slack: FakeSlack) -> None:
+    sim = SlackSim(bolt_app, SECRET, slack)
+
+    reply = sim.command("U1", "request db")
+    assert reply.status == 200
+    assert slack.wait_for_response(name=reply.response_url_name)["text"] == "got request db"
+    view = slack.wait_for(lambda: slack.views)[0]
+
+    assert sim.select_action("U1", "duration", "2h", view=view, block_id="dur").status == 200
+    slack.wait_for(lambda: slack.view(view["id"])["private_metadata"] == "2h")
+
+    rejected = sim.submit_view("U1", view, {"reason": {"reason": text_value("")}})
+    assert rejected.json == {"response_action": "errors", "errors": {"reason": "Required"}}
+    accepted = sim.submit_view(
+        "U1",
+        view,
+        {"reason": {"reason": text_value("incident")}, "dur": {"duration": select_value("1h")}},
+    )
+    assert (accepted.status, accepted.body) == (200, "")
+
+    posted = WebClient(token=TOKEN, base_url=slack.api_url).chat_postMessage(
+        channel="U2", text="approve?"
+    )
+    click = sim.block_action("U2", "approve", "req-7", message=slack.messages[0])
+    assert click.status == 200
+    slack.wait_for(lambda: slack.message(posted["channel"], posted["ts"])["updates"])
+    assert slack.message("D2", posted["ts"])["text"] == "approved req-7 by U2"
+
+
+def test_badly_signed_requests_are_rejected_by_bolt(bolt_app: str, slack: FakeSlack) -> None:
+    sim = SlackSim(bolt_app, SECRET, slack)
+    body = b"command=%2Fjit&text=x&user_id=U1"
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+
+    forged = SlackSim(bolt_app, "wrong-secret", slack).sign(body)
+    assert sim.raw(body, {**form, **forged}).status == 401
+    stale = sim.sign(body, timestamp=int(time.time()) - 600)
+    assert sim.raw(body, {**form, **stale}).status == 401
+    assert sim.raw(body, form).status == 401
