@@ -46,6 +46,7 @@ class Notifier(Protocol):
         session: Session,
         request: AccessRequest,
         targets: Sequence[RequestTarget],
+        votes: Sequence[Vote],
         news: RequesterNews,
     ) -> None: ...
 

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from waitress import wasyncore
 from waitress.server import create_server
 
 from bot.app import Runtime
@@ -52,6 +53,14 @@ class HttpServer:
         return self
 
     def close(self) -> None:
-        self._server.close()
+        """Finish requests in flight, then close every socket; the loop then ends."""
+        server: Any = self._server
+        server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)
+        if self._thread and self._thread.is_alive():
+            # Sockets belong to the loop thread: close them there, or its poll() trips
+            # over descriptors closed under its feet.
+            server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        else:
+            wasyncore.close_all(server._map)
         if self._thread:
             self._thread.join(timeout=5)

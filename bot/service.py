@@ -182,7 +182,7 @@ class AccessService:
                 self._audit(session, BOT, "auto_approved", request, rule=checked.rule_index + 1)
             else:
                 self._notify.ask_approvers(session, request, targets)
-            self._notify.tell_requester(session, request, targets, RequesterNews.SUBMITTED)
+            self._notify.tell_requester(session, request, targets, [], RequesterNews.SUBMITTED)
         if rule.auto_approve:
             self._background(lambda: self.grant(request.id))
         return request
@@ -613,11 +613,7 @@ class AccessService:
 
     def votes_of(self, request_id: str) -> list[Vote]:
         with self._transaction() as session:
-            return list(
-                session.scalars(
-                    select(Vote).where(col(Vote.request_id) == request_id).order_by(col(Vote.id))
-                )
-            )
+            return _snapshot(session, request_id)[1]
 
     def mine(self, user_id: str) -> list[AccessRequest]:
         """The user's requests that are not finished yet."""
@@ -704,13 +700,7 @@ class AccessService:
 
     def _targets(self, request_id: str) -> list[RequestTarget]:
         with self._transaction() as session:
-            return list(
-                session.scalars(
-                    select(RequestTarget)
-                    .where(col(RequestTarget.request_id) == request_id)
-                    .order_by(col(RequestTarget.position))
-                )
-            )
+            return _snapshot(session, request_id)[0]
 
     def _record_target(self, target_id: int | None, status: TargetStatus, **values: Any) -> None:
         with self._transaction() as session:
@@ -826,29 +816,24 @@ class AccessService:
         self._notify.post_audit(session, event)
 
     def _refresh(self, session: Session, request: AccessRequest) -> None:
-        votes = list(
-            session.scalars(
-                select(Vote).where(col(Vote.request_id) == request.id).order_by(col(Vote.id))
-            )
-        )
-        targets = list(
-            session.scalars(
-                select(RequestTarget)
-                .where(col(RequestTarget.request_id) == request.id)
-                .order_by(col(RequestTarget.position))
-            )
-        )
+        targets, votes = _snapshot(session, request.id)
         self._notify.refresh_approver_messages(session, request, targets, votes)
 
     def _tell(self, session: Session, request: AccessRequest, news: RequesterNews) -> None:
-        targets = list(
-            session.scalars(
-                select(RequestTarget)
-                .where(col(RequestTarget.request_id) == request.id)
-                .order_by(col(RequestTarget.position))
-            )
-        )
-        self._notify.tell_requester(session, request, targets, news)
+        targets, votes = _snapshot(session, request.id)
+        self._notify.tell_requester(session, request, targets, votes, news)
+
+
+def _snapshot(session: Session, request_id: str) -> tuple[list[RequestTarget], list[Vote]]:
+    targets = session.scalars(
+        select(RequestTarget)
+        .where(col(RequestTarget.request_id) == request_id)
+        .order_by(col(RequestTarget.position))
+    )
+    votes = session.scalars(
+        select(Vote).where(col(Vote.request_id) == request_id).order_by(col(Vote.id))
+    )
+    return list(targets), list(votes)
 
 
 def _voters(session: Session, request_id: str) -> set[str]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import textwrap
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from bot.app import Runtime, build_runtime
 from bot.clock import FakeClock
@@ -102,12 +103,27 @@ def _database_params() -> list[object]:
     return params
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A database of our own on the PostgreSQL server named by JIT_TEST_DATABASE_URL, so
+    concurrent test runs on one server do not reset each other's tables."""
+    base = make_url(os.environ["JIT_TEST_DATABASE_URL"])
+    name = f"jit_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield base.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
 @pytest.fixture(params=_database_params())
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database of each kind."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'jit.db'}"
-    url = os.environ["JIT_TEST_DATABASE_URL"]
+    url: str = request.getfixturevalue("postgres_url")
     engine = create_engine(url)
     with engine.begin() as connection:
         connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))

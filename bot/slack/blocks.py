@@ -165,7 +165,10 @@ _NEWS_TEXT = {
 
 
 def requester_message(
-    request: AccessRequest, targets: Sequence[RequestTarget], news: RequesterNews
+    request: AccessRequest,
+    targets: Sequence[RequestTarget],
+    votes: Sequence[Vote],
+    news: RequesterNews,
 ) -> tuple[str, list[dict[str, Any]]]:
     approvers = ", ".join(mention(a) for a in request.approvers) or "nobody"
     if news == RequesterNews.SUBMITTED and request.auto_approve:
@@ -179,7 +182,7 @@ def requester_message(
     )
     blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=text))]
     if news in (RequesterNews.DENIED, RequesterNews.FAILED, RequesterNews.ENDED):
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=_outcome(request, []))))
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=_outcome(request, votes))))
     if news == RequesterNews.GRANTED:
         blocks.append(_targets(targets))
         blocks.append(

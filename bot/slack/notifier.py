@@ -56,9 +56,10 @@ class SlackNotifier:
         session: Session,
         request: AccessRequest,
         targets: Sequence[RequestTarget],
+        votes: Sequence[Vote],
         news: RequesterNews,
     ) -> None:
-        text, body = blocks.requester_message(request, targets, news)
+        text, body = blocks.requester_message(request, targets, votes, news)
         granted_ref = f"granted:{request.id}"
         if news == RequesterNews.ENDED:
             # Take the "End access now" button off the message that announced the grant.

@@ -1,0 +1,50 @@
+"""Small readers of what the fake Slack received, shared by the end-to-end tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import Bot
+
+
+def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        element
+        for block in message.get("blocks") or []
+        if block["type"] == "actions"
+        for element in block["elements"]
+    ]
+
+
+def latest(message: dict[str, Any]) -> dict[str, Any]:
+    """A message as it reads now, after any chat.update."""
+    if message.get("updates"):
+        return {**message, **message["updates"][-1]}
+    return message
+
+
+def submit(bot: Bot, user: str, text: str) -> str:
+    """Send an inline request that must succeed; return its request id."""
+    answer = bot.command(user, f"request {text}")
+    words = answer["text"].split()
+    request_id = next((w.rstrip(":") for w in words if w.startswith("R-")), None)
+    assert request_id, answer
+    bot.settle()
+    return request_id
+
+
+def open_deny(bot: Bot, user: str, request_id: str) -> dict[str, Any]:
+    """Click Deny; return the reason modal the bot opened."""
+    opened = len(bot.slack.calls_to("views.open"))
+    assert bot.sim.block_action(user, "deny", request_id).status == 200
+    bot.slack.wait_for_calls("views.open", count=opened + 1)
+    return bot.slack.views[-1]
+
+
+def click(bot: Bot, user: str, action: str, request_id: str) -> str:
+    """Click a button as ``user``; return the ephemeral answer the bot sent back."""
+    reply = bot.sim.block_action(user, action, request_id)
+    assert reply.status == 200, reply
+    answer = bot.slack.wait_for_response(name=reply.response_url_name)
+    bot.settle()
+    return str(answer["text"])

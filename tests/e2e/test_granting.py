@@ -1,0 +1,231 @@
+"""Granting and taking access away: rollback, expiry, restarts, early end, pending
+timeout, overlapping grants and standing access."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+from providers.base import GrantContext, GrantOutcome, Principal, TargetSpec
+from providers.fake import FakeProvider
+from tests.conftest import ALICE, BOB, CAROL, MALLORY, Bot, stop
+from tests.e2e.helpers import buttons, click, latest, submit
+
+ALICE_EMAIL = "alice@example.com"
+
+
+def _approved(bot: Bot, text: str = "prod-support prod 1h INC-1") -> str:
+    request_id = submit(bot, ALICE, text)
+    click(bot, BOB, "approve", request_id)
+    return request_id
+
+
+def test_a_partial_failure_rolls_back_what_was_granted_and_says_why(bot: Bot) -> None:
+    bot.provider.fail("grant", "prod-logs", "AccessDenied: the bot may not touch prod-logs")
+    request_id = _approved(bot)
+    request = bot.service.get(request_id)
+    assert request.status == "failed"
+    assert "AccessDenied" in (request.error or "")
+    assert bot.provider.holdings == set()
+    assert [(c.action, c.resource) for c in bot.provider.calls] == [
+        ("grant", "prod-db"),
+        ("grant", "prod-logs"),
+        ("revoke", "prod-db"),
+        ("revoke", "prod-logs"),  # it may have landed before failing: revoke to be sure
+    ]
+    failed = bot.dms_to(ALICE)[-1]
+    assert "failed" in failed["text"] and "AccessDenied" in str(failed["blocks"])
+    assert any("grant_failed" in p and "AccessDenied" in p for p in bot.audit_posts())
+    for approver in (BOB, CAROL):
+        assert "Grant failed" in str(latest(bot.dms_to(approver)[0])["blocks"])
+
+
+def test_granted_requester_gets_the_expiry_time_and_an_end_access_button(bot: Bot) -> None:
+    request_id = _approved(bot)
+    request = bot.service.get(request_id)
+    assert request.expires_at == request.granted_at + timedelta(hours=1)  # type: ignore[operator]
+    dm = bot.dms_to(ALICE)[-1]
+    assert f"<!date^{int(request.expires_at.timestamp())}^" in dm["text"]  # type: ignore[union-attr]
+    assert [(b["action_id"], b["value"]) for b in buttons(dm)] == [("end_access", request_id)]
+
+
+def test_the_expiry_job_fires_at_expires_at(bot: Bot) -> None:
+    # Put the fake clock so that a 1h grant ends two real seconds from now; the
+    # APScheduler date job (not the 30 s sweeper) must revoke it.
+    bot.clock.set(datetime.now(UTC) - timedelta(hours=1) + timedelta(seconds=2))
+    request_id = _approved(bot)
+    expires_at = bot.service.get(request_id).expires_at
+    assert bot.runtime.timers.scheduled()[request_id] == expires_at
+    bot.clock.advance(timedelta(hours=1))
+    bot.slack.wait_for(lambda: bot.service.get(request_id).status == "revoked", timeout=15)
+    assert bot.provider.holdings == set()
+    assert request_id not in bot.runtime.timers.scheduled()
+
+
+def test_the_sweeper_revokes_whatever_is_past_expiry(bot: Bot) -> None:
+    request_id = _approved(bot)
+    bot.clock.advance(timedelta(minutes=59))
+    bot.service.sweep()
+    assert bot.service.get(request_id).status == "active"
+    bot.clock.advance(timedelta(minutes=1))
+    bot.service.sweep()
+    bot.settle()
+    assert bot.service.get(request_id).status == "revoked"
+    assert bot.provider.holdings == set()
+    assert "has ended" in bot.dms_to(ALICE)[-1]["text"]
+    for approver in (BOB, CAROL):
+        assert "Access ended" in str(latest(bot.dms_to(approver)[0])["blocks"])
+    # The grant message loses its button.
+    [granted] = [m for m in bot.dms_to(ALICE) if m["updates"]]
+    assert not buttons(latest(granted)) and "has ended" in latest(granted)["text"]
+
+
+def test_access_that_expired_while_the_bot_was_down_is_revoked_right_after_start(
+    make_bot,  # type: ignore[no-untyped-def]
+) -> None:
+    first = make_bot()
+    request_id = _approved(first)
+    assert first.provider.holdings
+    stop(first)  # no revocation on the way down, as in a crash
+    first.clock.advance(timedelta(hours=2))
+    second = make_bot()
+    second.slack.wait_for(lambda: second.service.get(request_id).status == "revoked")
+    assert second.provider.holdings == set()
+    second.settle()
+    assert "has ended" in second.slack.messages_in(ALICE)[-1]["text"]
+
+
+def test_a_restart_reschedules_every_active_grant(make_bot) -> None:  # type: ignore[no-untyped-def]
+    first = make_bot()
+    request_id = _approved(first)
+    stop(first)
+    second = make_bot()
+    assert second.runtime.timers.scheduled() == {
+        request_id: second.service.get(request_id).expires_at
+    }
+
+
+def test_end_access_button_revokes_at_once(bot: Bot) -> None:
+    request_id = _approved(bot)
+    assert "Ending access" in click(bot, ALICE, "end_access", request_id)
+    request = bot.service.get(request_id)
+    assert request.status == "revoked" and request.ended_by == ALICE
+    assert bot.provider.holdings == set()
+
+
+def test_an_approver_can_end_access_with_jit_revoke(bot: Bot) -> None:
+    request_id = _approved(bot)
+    assert "Ending access" in bot.command(CAROL, f"revoke {request_id}")["text"]
+    bot.settle()
+    assert bot.service.get(request_id).status == "revoked"
+    assert bot.service.get(request_id).end_reason == "ended early"
+
+
+def test_others_cannot_end_someone_elses_access(bot: Bot) -> None:
+    request_id = _approved(bot)
+    assert (
+        "Only the requester or an approver" in bot.command(MALLORY, f"revoke {request_id}")["text"]
+    )
+    assert "Only the requester or an approver" in click(bot, MALLORY, "end_access", request_id)
+    assert bot.service.get(request_id).status == "active"
+    assert "no request" in bot.command(ALICE, "revoke nonsense")["text"]
+
+
+def test_ending_access_that_is_not_active_says_so(bot: Bot) -> None:
+    request_id = submit(bot, ALICE, "prod-support prod 1h INC-1")
+    assert "only active access can be ended" in bot.command(ALICE, f"revoke {request_id}")["text"]
+
+
+def test_a_request_nobody_decides_in_time_expires(bot: Bot) -> None:
+    request_id = submit(bot, ALICE, "prod-support prod 1h INC-1")
+    bot.clock.advance(timedelta(minutes=59))
+    bot.service.sweep()
+    assert bot.service.get(request_id).status == "pending"
+    bot.clock.advance(timedelta(minutes=1))
+    bot.service.sweep()
+    bot.settle()
+    assert bot.service.get(request_id).status == "expired"
+    assert "expired without a decision" in bot.dms_to(ALICE)[-1]["text"]
+    for approver in (BOB, CAROL):
+        message = latest(bot.dms_to(approver)[0])
+        assert not buttons(message) and "Expired" in str(message["blocks"])
+    assert "already been decided" in click(bot, BOB, "approve", request_id)
+    assert bot.provider.calls == []
+
+
+def test_access_another_active_grant_still_needs_stays_in_place(bot: Bot) -> None:
+    first = _approved(bot, "prod-support prod 1h INC-1")
+    bot.clock.advance(timedelta(minutes=30))
+    second = _approved(bot, "prod-support prod 2h INC-2")
+    bot.clock.advance(timedelta(minutes=31))
+    bot.service.sweep()
+    bot.settle()
+    assert bot.service.get(first).status == "revoked"
+    assert bot.provider.holdings == {(ALICE_EMAIL, "prod-db"), (ALICE_EMAIL, "prod-logs")}
+    kept = [t.error for t in bot.service.targets_of(first)]
+    assert kept == [f"still needed by {second}"] * 2
+    bot.clock.advance(timedelta(hours=2))
+    bot.service.sweep()
+    assert bot.provider.holdings == set()
+
+
+def test_standing_access_found_at_grant_time_is_left_alone_at_revocation(bot: Bot) -> None:
+    bot.provider.standing.add((ALICE_EMAIL, "prod-db"))
+    request_id = _approved(bot)
+    events = bot.service.audit_events(request_id)
+    assert [e.details.get("target") for e in events if e.action == "standing_access_found"] == [
+        "fake resource `prod-db`"
+    ]
+    click(bot, ALICE, "end_access", request_id)
+    assert bot.provider.holdings == {(ALICE_EMAIL, "prod-db")}
+    assert [c.resource for c in bot.provider.calls if c.action == "revoke"] == ["prod-logs"]
+
+
+def test_a_failed_revocation_is_retried_by_the_sweeper_and_shouted_about(bot: Bot) -> None:
+    request_id = _approved(bot)
+    bot.provider.fail("revoke", "prod-logs", "Throttled", times=2, retryable=True)
+    click(bot, ALICE, "end_access", request_id)
+    assert bot.service.get(request_id).status == "revoke_failed"
+    assert bot.provider.holdings == {(ALICE_EMAIL, "prod-logs")}
+    assert any("revoke_failed" in p and "Throttled" in p for p in bot.audit_posts())
+    assert "failed" in bot.dms_to(ALICE)[-1]["text"]
+    bot.service.sweep()
+    assert bot.service.get(request_id).status == "revoke_failed"
+    bot.service.sweep()
+    bot.settle()
+    assert bot.service.get(request_id).status == "revoked"
+    assert bot.provider.holdings == set()
+
+
+class _BlockingProvider(FakeProvider):
+    """Blocks inside grant until released, to observe what happens meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def grant(
+        self, principal: Principal, target: TargetSpec, context: GrantContext
+    ) -> GrantOutcome:
+        self.entered.set()
+        assert self.release.wait(20), "test never released the provider"
+        return super().grant(principal, target, context)
+
+
+def test_slack_is_acknowledged_before_any_provider_call(make_bot) -> None:  # type: ignore[no-untyped-def]
+    provider = _BlockingProvider()
+    bot = make_bot(providers={"fake": provider})
+    request_id = submit(bot, ALICE, "prod-support prod 1h INC-1")
+    try:
+        reply = bot.sim.block_action(BOB, "approve", request_id)
+        # The click was answered while the provider is still stuck in grant.
+        assert reply.status == 200
+        assert provider.entered.wait(10)
+        assert not provider.release.is_set()
+        auto = bot.sim.command(ALICE, "request db-admin dev 30m seed")
+        assert auto.status == 200
+    finally:
+        provider.release.set()
+    bot.settle()
+    assert bot.service.get(request_id).status == "active"

@@ -1,0 +1,217 @@
+"""Asking for access: the modal, the one-line form, routing to approvers, auto-approval,
+and the read-only commands."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from tests.conftest import ALICE, BOB, CAROL, MALLORY, SEC1, SEC2, Bot
+from tests.e2e.helpers import buttons, click, latest, submit
+from tests.fakes.slack_client import select_value, text_value
+
+
+def _options(view: dict, block_id: str) -> list[str]:  # type: ignore[type-arg]
+    block = next(b for b in view["blocks"] if b.get("block_id") == block_id)
+    return [o["value"] for o in block["element"]["options"]]
+
+
+def test_request_without_text_opens_a_modal_with_only_the_roles_i_may_request(bot: Bot) -> None:
+    reply = bot.sim.command(MALLORY, "request")
+    assert reply.status == 200
+    call = bot.slack.wait_for_calls("views.open")[0]
+    assert call.params["trigger_id"] == reply.trigger_id
+    view = bot.slack.views[-1]
+    assert _options(view, "role") == ["db-admin"]  # prod-support is for @engineering only
+
+    bot.sim.command(ALICE, "request")
+    bot.slack.wait_for_calls("views.open", count=2)
+    view = bot.slack.views[-1]
+    assert _options(view, "role") == ["prod-support", "db-admin"]
+    assert _options(view, "environment") == ["prod", "staging"]
+    duration = next(b for b in view["blocks"] if b["block_id"] == "duration")
+    assert duration["element"]["initial_value"] == "1h"
+    assert "at most 4h" in duration["hint"]["text"]
+
+
+def test_choosing_a_role_in_the_modal_offers_that_roles_environments(bot: Bot) -> None:
+    bot.sim.command(ALICE, "request")
+    view = bot.slack.wait_for(lambda: bot.slack.views)[-1]
+    bot.sim.select_action(ALICE, "role", "db-admin", view=view, block_id="role")
+    bot.slack.wait_for_calls("views.update")
+    updated = bot.slack.view(view["id"])
+    assert _options(updated, "environment") == ["prod", "dev"]
+    duration = next(b for b in updated["blocks"] if b["block_id"] == "duration")
+    assert duration["element"]["initial_value"] == "30m"
+
+
+def _form(role: str, env: str, duration: str, reason: str) -> dict:  # type: ignore[type-arg]
+    return {
+        "role": {"role": select_value(role)},
+        "environment": {"environment": select_value(env)},
+        "duration": {"duration": text_value(duration)},
+        "reason": {"reason": text_value(reason)},
+    }
+
+
+@pytest.mark.parametrize(
+    ("form", "field", "words"),
+    [
+        (("prod-support", "prod", "9h", "INC-1"), "duration", "4h"),
+        (("prod-support", "prod", "soon", "INC-1"), "duration", "not a duration"),
+        (("prod-support", "prod", "1h", "   "), "reason", "why"),
+        (("prod-support", "qa", "1h", "INC-1"), "environment", "prod, staging"),
+    ],
+)
+def test_an_invalid_modal_submission_gets_inline_field_errors(
+    bot: Bot, form: tuple[str, str, str, str], field: str, words: str
+) -> None:
+    bot.sim.command(ALICE, "request")
+    view = bot.slack.wait_for(lambda: bot.slack.views)[-1]
+    reply = bot.sim.submit_view(ALICE, view, _form(*form))
+    assert reply.status == 200
+    assert reply.json is not None and reply.json["response_action"] == "errors"
+    assert list(reply.json["errors"]) == [field]
+    assert words in reply.json["errors"][field]
+    bot.settle()
+    assert bot.service.mine(ALICE) == []
+
+
+def test_a_valid_modal_submission_stores_the_request_and_asks_the_approvers(bot: Bot) -> None:
+    bot.sim.command(ALICE, "request")
+    view = bot.slack.wait_for(lambda: bot.slack.views)[-1]
+    reply = bot.sim.submit_view(ALICE, view, _form("prod-support", "prod", "90m", "INC-9"))
+    assert reply.status == 200 and not reply.body
+    bot.settle()
+    [request] = bot.service.mine(ALICE)
+    assert (request.role, request.environment, request.duration_seconds) == (
+        "prod-support",
+        "prod",
+        5400,
+    )
+    assert request.reason == "INC-9"
+    assert len(bot.dms_to(BOB)) == 1 and len(bot.dms_to(CAROL)) == 1
+
+
+@pytest.mark.parametrize(
+    ("user", "text", "words"),
+    [
+        (ALICE, "request nope prod 1h x", ["no role `nope`", "prod-support, db-admin"]),
+        (MALLORY, "request prod-support prod 1h x", ["not among the requesters", "db-admin"]),
+        (ALICE, "request prod-support qa 1h x", ["no environment `qa`", "prod, staging"]),
+        (ALICE, "request prod-support prod 5h x", ["longer than", "4h"]),
+        (ALICE, "request prod-support prod 2hours x", ["not a duration", "30m"]),
+        (ALICE, "request prod-support prod 1h", ["Say why"]),
+        (ALICE, "request prod-support", ["no environment ``", "prod, staging"]),
+    ],
+)
+def test_every_mistake_in_an_inline_request_is_explained_and_nothing_is_stored(
+    bot: Bot, user: str, text: str, words: list[str]
+) -> None:
+    answer = bot.command(user, text)
+    assert answer["response_type"] == "ephemeral"
+    for word in words:
+        assert word in answer["text"]
+    bot.settle()
+    assert bot.service.mine(user) == []
+    assert bot.service.audit_events() == []
+    assert not bot.slack.calls_to("chat.postMessage")
+
+
+def test_approvers_come_from_ids_emails_and_user_groups_and_each_gets_the_concrete_targets(
+    bot: Bot,
+) -> None:
+    request_id = submit(bot, ALICE, "db-admin prod 1h fix order 42")
+    # @sre-leads → BOB, CAROL; security → USEC1 by id, sec2@example.com by email.
+    assert bot.slack.calls_to("usergroups.users.list")
+    assert [c.params["email"] for c in bot.slack.calls_to("users.lookupByEmail")] == [
+        "sec2@example.com"
+    ]
+    for approver in (BOB, CAROL, SEC1, SEC2):
+        [dm] = bot.dms_to(approver)
+        body = str(dm["blocks"])
+        for fact in (f"<@{ALICE}>", "db-admin", "prod", "1h", "fix order 42", "db-prod"):
+            assert fact in body
+        assert [(b["action_id"], b["value"]) for b in buttons(dm)] == [
+            ("approve", request_id),
+            ("deny", request_id),
+        ]
+    assert bot.dms_to(MALLORY) == [] and bot.dms_to(ALICE)[-1]["text"].count("<@U") == 4
+    assert bot.service.get(request_id).approvers == sorted([BOB, CAROL, SEC1, SEC2])
+
+
+def test_first_matching_rule_wins_by_role_environment_and_requester(make_bot, slack) -> None:  # type: ignore[no-untyped-def]
+    approvers = """
+    groups:
+      sre-leads: ["@sre-leads"]
+      security: [USEC1]
+    rules:
+      - roles: [db-admin]
+        environments: [prod]
+        requesters: [UMALLORY]
+        approvers: [security]
+      - roles: ["*"]
+        environments: ["*"]
+        approvers: [sre-leads]
+    """
+    bot = make_bot(approvers=approvers)
+    submit(bot, MALLORY, "db-admin prod 1h x")
+    submit(bot, ALICE, "db-admin prod 1h x")
+    assert len(bot.dms_to(SEC1)) == 1  # only Mallory's request
+    assert len(bot.dms_to(BOB)) == 1  # only Alice's request
+
+
+def test_auto_approved_requests_are_granted_at_once_and_still_audited_and_posted(
+    bot: Bot,
+) -> None:
+    answer = bot.command(ALICE, "request db-admin dev 30m seed data")
+    assert "approved by rule" in answer["text"]
+    bot.settle()
+    assert bot.provider.holdings == {("alice@example.com", "db-dev")}
+    [request] = bot.service.mine(ALICE)
+    assert request.status == "active" and request.auto_approve
+    actions = [e.action for e in bot.service.audit_events(request.id)]
+    assert actions == ["requested", "auto_approved", "grant_started", "granted"]
+    posts = bot.audit_posts()
+    assert len(posts) == 4 and "auto_approved" in posts[1]
+    assert not any(bot.dms_to(u) for u in (BOB, CAROL, SEC1, SEC2))
+
+
+def test_list_shows_my_pending_and_active_requests_and_what_waits_for_me(bot: Bot) -> None:
+    pending = submit(bot, ALICE, "prod-support prod 1h INC-7")
+    bot.command(ALICE, "request db-admin dev 2h seed")
+    bot.settle()
+    bot.clock.advance(timedelta(minutes=30))
+    mine = bot.command(ALICE, "list")["text"]
+    assert pending in mine and "db-admin" in mine and "1h30m left" in mine
+    theirs = bot.command(BOB, "list")["text"]
+    assert "Waiting for your decision" in theirs and pending in theirs and "INC-7" in theirs
+    assert pending not in bot.command(MALLORY, "list")["text"]
+
+
+def test_roles_shows_what_i_may_request_where_for_how_long_approved_by_whom(bot: Bot) -> None:
+    text = bot.command(ALICE, "roles")["text"]
+    assert "prod-support" in text and "db-admin" in text
+    assert "`prod`: up to 4h, 1 approval(s) from sre-leads" in text
+    assert "`prod`: up to 2h, 2 approval(s) from sre-leads, security" in text
+    assert "`dev`: up to 2h, approved automatically" in text
+    assert "prod-support" not in bot.command(MALLORY, "roles")["text"]
+
+
+@pytest.mark.parametrize("text", ["help", "", "frobnicate now"])
+def test_help_and_unknown_subcommands_get_the_grammar(bot: Bot, text: str) -> None:
+    answer = bot.command(ALICE, text)["text"]
+    assert "/jit request <role> <environment> <duration> <reason…>" in answer
+    assert "Traceback" not in answer
+    if text.startswith("frob"):
+        assert "I don't know `/jit frobnicate now`" in answer
+
+
+def test_requester_can_cancel_a_pending_request(bot: Bot) -> None:
+    request_id = submit(bot, ALICE, "prod-support prod 1h INC-1")
+    assert "Cancelled" in bot.command(ALICE, f"cancel {request_id}")["text"]
+    bot.settle()
+    assert bot.service.get(request_id).status == "cancelled"
+    assert not buttons(latest(bot.dms_to(BOB)[-1]))
+    assert "already been decided" in click(bot, BOB, "approve", request_id)
