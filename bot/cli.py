@@ -7,9 +7,19 @@ import logging
 import os
 import signal
 import sys
+import threading
 from types import FrameType
+from typing import TYPE_CHECKING
+
+from slack_sdk.errors import SlackApiError
 
 from bot.config import ConfigError
+
+if TYPE_CHECKING:
+    from slack_bolt import App
+    from slack_bolt.adapter.socket_mode.base_handler import BaseSocketModeHandler
+
+log = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,28 +58,116 @@ def _serve() -> int:
         print(f"jit-bot: {exc}", file=sys.stderr)
         return 2
     runtime = build_runtime(settings)
-    runtime.start()
-    server = HttpServer(runtime, "0.0.0.0", settings.port)
+    try:
+        server = HttpServer(runtime, "0.0.0.0", settings.port)
+    except OSError as exc:
+        runtime.stop()
+        print(f"jit-bot: cannot listen on port {settings.port} (PORT): {exc}", file=sys.stderr)
+        return 2
+
+    stopping = threading.Event()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
-        logging.getLogger(__name__).info("signal %s: shutting down", signum)
-        server.close()
+        if stopping.is_set():
+            return  # already on the way out; let the clean-up finish
+        stopping.set()
+        log.info("signal %s: shutting down", signum)
+        # Unwinds the main thread out of waitress's loop, which catches SystemExit, lets
+        # in-flight requests finish and returns. Closing the server's sockets from here
+        # instead would leave the loop select()ing on closed descriptors (EBADF).
+        raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    if settings.app_token:
-        from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-        handler = SocketModeHandler(runtime.bolt, settings.app_token)
-        handler.connect()
-        logging.getLogger(__name__).info("Socket Mode connected; /healthz on %s", server.port)
-    else:
-        logging.getLogger(__name__).info("listening on :%s (/slack/events, /healthz)", server.port)
+    socket_mode: BaseSocketModeHandler | None = None
     try:
+        runtime.start()
+        if settings.app_token:
+            socket_mode = _start_socket_mode(runtime.bolt, settings.app_token, stopping)
+            log.info("Socket Mode; /healthz on :%s", server.port)
+        else:
+            log.info("listening on :%s (/slack/events, /healthz)", server.port)
         server.serve_forever()
+    except SystemExit:
+        pass  # a signal arrived before the server loop was running
+    except SocketModeRefused as exc:
+        print(f"jit-bot: {exc}", file=sys.stderr)
+        return 2
     finally:
+        stopping.set()
+        if socket_mode is not None:
+            socket_mode.close()
+        server.close()
         runtime.stop()
     return 0
+
+
+# Answers of apps.connections.open that no retry can fix: the token or the app is wrong.
+_FATAL_SOCKET_MODE_ERRORS = frozenset(
+    {
+        "invalid_auth",
+        "not_authed",
+        "not_allowed_token_type",
+        "token_revoked",
+        "token_expired",
+        "account_inactive",
+        "missing_scope",
+    }
+)
+_RECONNECT_FIRST_DELAY = 1.0
+_RECONNECT_MAX_DELAY = 60.0
+
+
+class SocketModeRefused(Exception):
+    """Slack refused SLACK_APP_TOKEN; retrying would not help."""
+
+
+def _start_socket_mode(
+    app: App, app_token: str, stopping: threading.Event
+) -> BaseSocketModeHandler:
+    """Open the Socket Mode connection. A refused token is fatal; anything else (Slack
+    unreachable, 5xx) is logged and retried in the background with backoff while /healthz
+    keeps answering. Once a session exists, slack_sdk itself reconnects dropped ones."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    handler = SocketModeHandler(app, app_token)
+    try:
+        handler.connect()
+    except SlackApiError as exc:
+        error = exc.response.get("error")
+        if error in _FATAL_SOCKET_MODE_ERRORS:
+            raise SocketModeRefused(
+                f"Slack refused SLACK_APP_TOKEN for Socket Mode ({error}). Set it to an "
+                "app-level token (xapp-…) with the connections:write scope (Basic "
+                "Information → App-Level Tokens) of the app created from "
+                "slack-manifest.yaml, or unset it to serve HTTP on $PORT."
+            ) from exc
+        _retry_socket_mode_in_background(handler, stopping, exc)
+    except OSError as exc:  # URLError, refused or reset connections, timeouts
+        _retry_socket_mode_in_background(handler, stopping, exc)
+    return handler
+
+
+def _retry_socket_mode_in_background(
+    handler: BaseSocketModeHandler, stopping: threading.Event, first_error: Exception
+) -> None:
+    def keep_trying() -> None:
+        delay, error = _RECONNECT_FIRST_DELAY, first_error
+        while True:
+            log.warning(
+                "Socket Mode: could not connect to Slack (%s); retrying in %.0fs", error, delay
+            )
+            if stopping.wait(delay):
+                return
+            try:
+                handler.connect()
+            except (SlackApiError, OSError) as exc:
+                error, delay = exc, min(delay * 2, _RECONNECT_MAX_DELAY)
+            else:
+                log.info("Socket Mode: connected")
+                return
+
+    threading.Thread(target=keep_trying, name="jit-socket-mode-connect", daemon=True).start()
 
 
 def _check(*, live: bool) -> int:

@@ -553,14 +553,21 @@ class AccessService:
                     )
                 )
             )
-            stuck_before = now - self._lease
+            # An approved request has no provider call in flight (approved → granting is a
+            # compare-and-set), so it is picked up at once; granting/revoking ones only once
+            # their lease has run out, in case another process is still working on them.
+            approved = list(
+                session.scalars(
+                    select(col(AccessRequest.id)).where(
+                        col(AccessRequest.status) == Status.APPROVED
+                    )
+                )
+            )
             stuck = list(
                 session.scalars(
                     select(col(AccessRequest.id)).where(
-                        col(AccessRequest.status).in_(
-                            [Status.APPROVED, Status.GRANTING, Status.REVOKING]
-                        ),
-                        col(AccessRequest.updated_at) <= stuck_before,
+                        col(AccessRequest.status).in_([Status.GRANTING, Status.REVOKING]),
+                        col(AccessRequest.updated_at) <= now - self._lease,
                     )
                 )
             )
@@ -568,9 +575,10 @@ class AccessService:
             self._expire_pending(request_id)
         for request_id in overdue + retry:
             self.revoke(request_id, actor=BOT, reason="expired")
+        for request_id in approved:
+            self.grant(request_id)
         for request_id in stuck:
-            status = self.get(request_id).status
-            if status == Status.REVOKING:
+            if self.get(request_id).status == Status.REVOKING:
                 self.revoke(request_id, actor=BOT, reason="expired")
             else:
                 self.grant(request_id)

@@ -183,7 +183,7 @@ class Bot:
 
 
 @pytest.fixture
-def config_files(tmp_path: Path) -> Callable[..., Settings]:
+def config_files(tmp_path: Path) -> Callable[..., tuple[str, str]]:
     def write(roles: str = ROLES_YAML, approvers: str = APPROVERS_YAML) -> tuple[str, str]:
         roles_path = tmp_path / "roles.yaml"
         approvers_path = tmp_path / "approvers.yaml"

@@ -15,7 +15,7 @@ from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
@@ -93,13 +93,12 @@ class OutboxWorker:
 
     def pending(self) -> int:
         with self._sessions.begin() as session:
-            return len(
-                session.scalars(
-                    select(col(OutboxMessage.id)).where(
-                        col(OutboxMessage.status) == OutboxStatus.PENDING
-                    )
-                ).all()
+            count = session.scalar(
+                select(func.count())
+                .select_from(OutboxMessage)
+                .where(col(OutboxMessage.status) == OutboxStatus.PENDING)
             )
+        return int(count or 0)
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -6,6 +6,10 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import update
+from sqlmodel import col
+
+from bot.storage.models import AccessRequest, RequestTarget
 from providers.base import GrantContext, GrantOutcome, Principal, TargetSpec
 from providers.fake import FakeProvider
 from tests.conftest import ALICE, BOB, CAROL, MALLORY, Bot, stop
@@ -229,3 +233,51 @@ def test_slack_is_acknowledged_before_any_provider_call(make_bot) -> None:  # ty
         provider.release.set()
     bot.settle()
     assert bot.service.get(request_id).status == "active"
+
+
+def _force(bot: Bot, request_id: str, **values: object) -> None:
+    """Put a request into the state a crash would have left it in."""
+    with bot.runtime.engine.begin() as connection:
+        connection.execute(
+            update(AccessRequest).where(col(AccessRequest.id) == request_id).values(**values)
+        )
+
+
+def test_an_approval_a_crash_interrupted_before_granting_is_granted_after_restart(
+    make_bot,  # type: ignore[no-untyped-def]
+) -> None:
+    first = make_bot()
+    request_id = submit(first, ALICE, "prod-support prod 1h INC-1")
+    _force(first, request_id, status="approved", decided_at=first.clock.now())
+    stop(first)
+    second = make_bot()
+    second.slack.wait_for(lambda: second.service.get(request_id).status == "active")
+    assert second.provider.holdings == {(ALICE_EMAIL, "prod-db"), (ALICE_EMAIL, "prod-logs")}
+
+
+def test_a_grant_a_crash_interrupted_midway_is_resumed_once_its_lease_runs_out(
+    make_bot,  # type: ignore[no-untyped-def]
+) -> None:
+    first = make_bot()
+    request_id = submit(first, ALICE, "prod-support prod 1h INC-1")
+    now = first.clock.now()
+    _force(
+        first, request_id, status="granting", expires_at=now + timedelta(hours=1), updated_at=now
+    )
+    prod_db = first.service.targets_of(request_id)[0]
+    with first.runtime.engine.begin() as connection:
+        connection.execute(
+            update(RequestTarget)
+            .where(col(RequestTarget.id) == prod_db.id)
+            .values(status="granted")
+        )
+    first.provider.holdings.add((ALICE_EMAIL, "prod-db"))
+    stop(first)
+    second = make_bot()
+    second.service.sweep()
+    assert second.service.get(request_id).status == "granting"  # another process may own it
+    second.clock.advance(timedelta(minutes=5))
+    second.service.sweep()
+    second.settle()
+    assert second.service.get(request_id).status == "active"
+    assert [(c.action, c.resource) for c in second.provider.calls] == [("grant", "prod-logs")]

@@ -1,0 +1,505 @@
+"""The bot as operators run it: a real OS process started with ``python -m bot serve``.
+
+These tests cover what the in-process tests cannot: the command line, the environment
+contract, start-up migrations, Socket Mode selection, and that a crash loses nothing —
+the database is the truth, so a new process revokes what expired while none was running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+import sqlalchemy as sa
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+from bot.slack.blocks import HELP
+from bot.storage.db import MIGRATIONS
+from bot.storage.models import AccessRequest
+from tests.conftest import ALICE, BOT_TOKEN, SIGNING_SECRET
+from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_client import SlackSim
+from tests.fakes.webhook_receiver import WebhookReceiver
+
+REPO = Path(__file__).resolve().parents[2]
+JIT_BOT_SCRIPT = Path(sys.executable).with_name("jit-bot")
+WEBHOOK_SECRET = "webhook-hmac-key"
+APP_TOKEN = "xapp-1-A0001-test"
+START_TIMEOUT = 10.0
+TARGET = "grafana-admin"
+
+ROLES_YAML = """
+roles:
+  tooling:
+    description: Admin of the internal tools
+    max_duration: 4h
+    default_duration: 1h
+    environments:
+      dev:
+        - provider: webhook
+          name: {target}
+          url: {url}
+          secret_env: JIT_WEBHOOK_SECRET
+"""
+
+APPROVERS_YAML = """
+rules:
+  - environments: [dev]
+    roles: ["*"]
+    auto_approve: true
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _head_revision() -> str:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    # Talk to the bot directly even if the environment configures an HTTP proxy.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.read()
+
+
+def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+@dataclass
+class BotProcess:
+    """One ``jit-bot`` process with its output captured to files."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    stdout: Path
+    stderr: Path
+    port: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return (
+            f"--- {self.name} stdout ---\n{self.stdout.read_text(errors='replace')}"
+            f"--- {self.name} stderr ---\n{self.stderr.read_text(errors='replace')}"
+        )
+
+    def wait_exit(self, timeout: float = START_TIMEOUT) -> int:
+        try:
+            return self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{self.name} did not exit\n{self.output()}") from None
+
+    def wait_healthy(self, timeout: float = START_TIMEOUT) -> dict[str, Any]:
+        """Poll /healthz until it answers 200 (bounded); fail early if the process died."""
+        deadline = time.monotonic() + timeout
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            code = self.popen.poll()
+            if code is not None:
+                raise AssertionError(f"{self.name} exited with {code}\n{self.output()}")
+            try:
+                status, body = _get(f"{self.url}/healthz", timeout=1.0)
+            except OSError as exc:
+                last = repr(exc)
+            else:
+                if status == 200:
+                    parsed: dict[str, Any] = json.loads(body)
+                    return parsed
+                last = f"HTTP {status}: {body[:200]!r}"
+            time.sleep(0.05)
+        raise AssertionError(f"{self.name}: /healthz not ready ({last})\n{self.output()}")
+
+    def crash(self) -> None:
+        """SIGKILL: no shutdown hooks, no goodbye, as when a host dies."""
+        self.popen.send_signal(signal.SIGKILL)
+        self.popen.wait(timeout=START_TIMEOUT)
+
+    def terminate(self) -> None:
+        if self.popen.poll() is not None:
+            return
+        self.popen.terminate()
+        try:
+            self.popen.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(timeout=5)
+
+
+@dataclass
+class Launcher:
+    """Starts bot processes and guarantees they are all gone at teardown."""
+
+    tmp_path: Path
+    started: list[BotProcess] = field(default_factory=list)
+
+    def env(self, **overrides: str | None) -> dict[str, str]:
+        """A clean environment: nothing of the developer's Slack/JIT settings leaks in."""
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("SLACK_", "JIT_", "DATABASE_URL", "PORT"))
+        }
+        env.update(
+            PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+            PYTHONUNBUFFERED="1",
+            NO_PROXY="127.0.0.1,localhost",
+            no_proxy="127.0.0.1,localhost",
+        )
+        for name, value in overrides.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        return env
+
+    def start(
+        self, args: list[str], env: dict[str, str], name: str = "bot", *, script: bool = False
+    ) -> BotProcess:
+        """Run ``python -m bot ARGS``, or the installed ``jit-bot`` console script."""
+        name = f"{name}-{len(self.started) + 1}"
+        command = [str(JIT_BOT_SCRIPT)] if script else [sys.executable, "-m", "bot"]
+        stdout = self.tmp_path / f"{name}.stdout"
+        stderr = self.tmp_path / f"{name}.stderr"
+        with stdout.open("wb") as out, stderr.open("wb") as err:
+            popen = subprocess.Popen(
+                [*command, *args],
+                env=env,
+                cwd=self.tmp_path,
+                stdout=out,
+                stderr=err,
+            )
+        port = int(env["PORT"]) if env.get("PORT") else None
+        process = BotProcess(name, popen, stdout, stderr, port)
+        self.started.append(process)
+        return process
+
+    def serve(self, env: dict[str, str]) -> BotProcess:
+        env = {**env, "PORT": str(_free_port())}
+        return self.start(["serve"], env, name="serve")
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            try:
+                process.terminate()
+            finally:
+                if process.popen.poll() is None:
+                    process.popen.kill()
+                    process.popen.wait(timeout=5)
+
+
+@pytest.fixture
+def launcher(tmp_path: Path) -> Iterator[Launcher]:
+    runner = Launcher(tmp_path)
+    try:
+        yield runner
+    finally:
+        runner.stop_all()
+        # pytest shows captured teardown output only when the test failed.
+        for process in runner.started:
+            sys.stderr.write(process.output())
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    hook = WebhookReceiver(WEBHOOK_SECRET).start()
+    try:
+        yield hook
+    finally:
+        hook.stop()
+
+
+@pytest.fixture
+def fake_slack() -> Iterator[FakeSlack]:
+    fake = FakeSlack(token=BOT_TOKEN, app_token=APP_TOKEN).start()
+    fake.add_user(ALICE, "alice@example.com", "alice")
+    try:
+        yield fake
+        assert not fake.internal_errors, fake.internal_errors
+    finally:
+        fake.stop()
+
+
+def _bot_env(
+    launcher: Launcher,
+    slack: FakeSlack,
+    receiver: WebhookReceiver,
+    database_url: str,
+    **overrides: str | None,
+) -> dict[str, str]:
+    roles = launcher.tmp_path / "roles.yaml"
+    approvers = launcher.tmp_path / "approvers.yaml"
+    roles.write_text(textwrap.dedent(ROLES_YAML.format(target=TARGET, url=receiver.url)))
+    approvers.write_text(textwrap.dedent(APPROVERS_YAML))
+    return launcher.env(
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_API_URL=slack.api_url,
+        DATABASE_URL=database_url,
+        JIT_ROLES_FILE=str(roles),
+        JIT_APPROVERS_FILE=str(approvers),
+        JIT_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        **overrides,
+    )
+
+
+def _rows(database_url: str) -> list[sa.Row[Any]]:
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return list(connection.execute(sa.text("SELECT id, status FROM access_request")))
+    finally:
+        engine.dispose()
+
+
+# ---------------------------------------------------------------------------- start-up
+
+
+@pytest.mark.parametrize(
+    "missing",
+    [
+        ["SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"],
+        ["SLACK_BOT_TOKEN"],
+        ["SLACK_SIGNING_SECRET"],
+    ],
+)
+def test_serve_without_slack_credentials_exits_naming_each_missing_variable(
+    launcher: Launcher, missing: list[str]
+) -> None:
+    present = {"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET}
+    env = launcher.env(
+        **{name: None if name in missing else value for name, value in present.items()}
+    )
+    process = launcher.start(["serve"], {**env, "PORT": str(_free_port())})
+
+    assert process.wait_exit() != 0, process.output()
+    stderr = process.stderr.read_text()
+    first_line = stderr.strip().splitlines()[0]
+    for name in missing:
+        assert name in first_line, process.output()
+    assert "slack-manifest.yaml" in stderr, process.output()
+    assert "Traceback" not in stderr, process.output()
+
+
+def test_serve_in_http_mode_answers_health_and_signed_slack_requests_only(
+    launcher: Launcher, fake_slack: FakeSlack, receiver: WebhookReceiver, database_url: str
+) -> None:
+    process = launcher.serve(_bot_env(launcher, fake_slack, receiver, database_url))
+
+    assert process.wait_healthy() == {"status": "ok"}
+    status, body = _get(f"{process.url}/healthz")
+    assert status == 200 and json.loads(body) == {"status": "ok"}
+
+    sim = SlackSim(process.url, SIGNING_SECRET, fake_slack)
+    reply = sim.command(ALICE, "help")
+    assert reply.status == 200, reply
+    answer = fake_slack.wait_for_response(name=reply.response_url_name)
+    assert answer["text"] == HELP
+    assert answer.get("response_type") == "ephemeral"
+
+    command = urlencode(
+        {"command": "/jit", "text": "help", "user_id": ALICE, "response_url": "http://x/"}
+    )
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    unsigned = sim.raw(command, form)
+    assert unsigned.status == 401, unsigned
+    forged = SlackSim(process.url, "not-the-signing-secret", fake_slack)
+    assert forged.raw(command, {**form, **forged.sign(command)}).status == 401
+    stale = sim.sign(command, timestamp=int(time.time()) - 600)
+    assert sim.raw(command, {**form, **stale}).status == 401
+    assert len(fake_slack.responses) == 1, "a rejected request must not be processed"
+
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            versions = connection.execute(sa.text("SELECT version_num FROM alembic_version"))
+            assert [row[0] for row in versions] == [_head_revision()]
+            assert "access_request" in sa.inspect(connection).get_table_names()
+    finally:
+        engine.dispose()
+    assert process.popen.poll() is None, process.output()
+
+
+def test_socket_mode_is_chosen_when_an_app_token_is_set(
+    launcher: Launcher, fake_slack: FakeSlack, receiver: WebhookReceiver, database_url: str
+) -> None:
+    # socket_url points at a closed port: the websocket connect fails, and the process must
+    # stay up (retrying) rather than die on its first connection attempt.
+    env = _bot_env(launcher, fake_slack, receiver, database_url, SLACK_APP_TOKEN=APP_TOKEN)
+    process = launcher.serve(env)
+
+    opened = fake_slack.wait_for_calls("apps.connections.open", timeout=START_TIMEOUT)
+    assert opened[0].ok
+    assert process.wait_healthy() == {"status": "ok"}
+    time.sleep(1.0)  # long enough for a failed first connect to have killed the process
+    assert process.popen.poll() is None, process.output()
+    assert process.wait_healthy() == {"status": "ok"}
+
+    process.popen.send_signal(signal.SIGTERM)
+    assert process.wait_exit(timeout=5) == 0, process.output()
+
+
+def test_socket_mode_keeps_retrying_when_slack_is_unavailable_at_start_up(
+    launcher: Launcher, fake_slack: FakeSlack, receiver: WebhookReceiver, database_url: str
+) -> None:
+    fake_slack.fail_next("apps.connections.open", status=503)
+    env = _bot_env(launcher, fake_slack, receiver, database_url, SLACK_APP_TOKEN=APP_TOKEN)
+    process = launcher.serve(env)
+
+    assert process.wait_healthy() == {"status": "ok"}
+    opened = fake_slack.wait_for_calls("apps.connections.open", timeout=START_TIMEOUT)
+    assert len([c for c in fake_slack.calls if c.method == "apps.connections.open"]) >= 2
+    assert opened[0].ok
+    assert process.popen.poll() is None, process.output()
+
+
+def test_socket_mode_with_a_token_slack_refuses_exits_with_a_clear_message(
+    launcher: Launcher, fake_slack: FakeSlack, receiver: WebhookReceiver, database_url: str
+) -> None:
+    env = _bot_env(launcher, fake_slack, receiver, database_url, SLACK_APP_TOKEN="xapp-1-revoked")
+    process = launcher.serve(env)
+
+    assert process.wait_exit() == 2, process.output()
+    stderr = process.stderr.read_text()
+    assert "SLACK_APP_TOKEN" in stderr and "invalid_auth" in stderr, process.output()
+    assert "Traceback" not in stderr, process.output()
+
+
+def test_sigterm_stops_the_bot_cleanly(
+    launcher: Launcher, fake_slack: FakeSlack, receiver: WebhookReceiver, database_url: str
+) -> None:
+    process = launcher.serve(_bot_env(launcher, fake_slack, receiver, database_url))
+    process.wait_healthy()
+
+    process.popen.send_signal(signal.SIGTERM)
+
+    assert process.wait_exit() == 0, process.output()
+    assert "Traceback" not in process.stderr.read_text(), process.output()
+
+
+# ---------------------------------------------------------------------------- crash
+
+
+def test_grant_that_expired_while_the_bot_was_down_is_revoked_at_next_start(
+    launcher: Launcher, fake_slack: FakeSlack, receiver: WebhookReceiver, database_url: str
+) -> None:
+    env = _bot_env(launcher, fake_slack, receiver, database_url)
+    first = launcher.serve(env)
+    first.wait_healthy()
+
+    sim = SlackSim(first.url, SIGNING_SECRET, fake_slack)
+    reply = sim.command(ALICE, "request tooling dev 1h INC-7 rotate the dashboards")
+    assert reply.status == 200, reply
+    answer = fake_slack.wait_for_response(name=reply.response_url_name)
+    assert "approved by rule" in answer["text"], answer
+    _wait(
+        lambda: ("alice@example.com", TARGET) in receiver.holdings,
+        START_TIMEOUT,
+        "the webhook receiver to hold the grant",
+    )
+    [(request_id, status)] = _wait(
+        lambda: [r for r in _rows(database_url) if r.status == "active"],
+        START_TIMEOUT,
+        "the request to be active",
+    )
+    assert request_id.startswith("R-") and status == "active"
+
+    first.crash()
+    assert receiver.holdings == {("alice@example.com", TARGET)}, "nothing revokes a dead bot"
+
+    # Time passes while no bot runs: the grant's end is now in the past.
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            table = AccessRequest.__table__  # type: ignore[attr-defined]
+            moved = connection.execute(
+                sa.update(table)
+                .where(table.c.id == request_id)
+                .values(expires_at=datetime.now(UTC) - timedelta(minutes=5))
+            )
+            assert moved.rowcount == 1
+    finally:
+        engine.dispose()
+
+    second = launcher.serve(env)
+    second.wait_healthy()
+
+    _wait(lambda: not receiver.holdings, START_TIMEOUT, "the receiver to lose the grant")
+    revokes = [e for e in receiver.events if e["event"] == "revoke" and not e["replay"]]
+    assert [(e["request_id"], e["target"]["name"]) for e in revokes] == [(request_id, TARGET)]
+    _wait(
+        lambda: _rows(database_url) == [(request_id, "revoked")],
+        START_TIMEOUT,
+        "the request to be revoked",
+    )
+    fake_slack.wait_for(
+        lambda: [
+            m
+            for m in fake_slack.messages_in(ALICE)
+            if "has ended" in m["text"] and request_id in m["text"]
+        ],
+        timeout=START_TIMEOUT,
+    )
+    assert second.popen.poll() is None, second.output()
+
+
+# ---------------------------------------------------------------------------- db upgrade
+
+
+@pytest.mark.skipif(not JIT_BOT_SCRIPT.exists(), reason="jit-bot console script not installed")
+def test_db_upgrade_creates_the_schema_and_is_idempotent(
+    launcher: Launcher, database_url: str
+) -> None:
+    env = launcher.env(DATABASE_URL=database_url)
+    for run in (1, 2):
+        process = launcher.start(["db", "upgrade"], env, name=f"upgrade{run}", script=True)
+        assert process.wait_exit() == 0, process.output()
+        assert "up to date" in process.stdout.read_text()
+
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            tables = set(sa.inspect(connection).get_table_names())
+            versions = connection.execute(sa.text("SELECT version_num FROM alembic_version"))
+            assert [row[0] for row in versions] == [_head_revision()]
+    finally:
+        engine.dispose()
+    assert {"access_request", "request_target", "vote", "alembic_version"} <= tables
