@@ -19,7 +19,7 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import Clock, SystemClock
-from bot.config import ConfigError, ConfigIssue, JitConfig, load_config
+from bot.config import ConfigError, ConfigIssue, JitConfig, Loc, line_in, load_config
 from bot.scheduler import Timers
 from bot.service import AccessService
 from bot.settings import Settings
@@ -82,17 +82,18 @@ def load_checked_config(
     """Load both files and let every provider check its targets; return warnings."""
     models = {name: p.target_model for name, p in providers.items()}
     config = load_config(settings.roles_file, settings.approvers_file, models)
-    issues, warnings = [], []
+    issues: list[ConfigIssue] = []
+    warnings: list[str] = []
+    file = config.roles_file
     for (role, env), targets in config.targets.items():
         for i, target in enumerate(targets):
-            loc = ("roles", role, "environments", env, i)
+            loc: Loc = ("roles", role, "environments", env, i)
             try:
-                warnings += [
-                    f"{config.roles_file}: {'.'.join(map(str, loc))}: {w}"
-                    for w in providers[target.provider].validate(target, live=live)
-                ]
+                found = providers[target.provider].validate(target, live=live)
             except ProviderError as exc:
-                issues.append(ConfigIssue(config.roles_file, loc, str(exc)))
+                issues.append(ConfigIssue(file, loc, str(exc), line_in(file, loc)))
+                continue
+            warnings += [str(ConfigIssue(file, loc, w, line_in(file, loc))) for w in found]
     if issues:
         raise ConfigError(issues)
     return config, warnings

@@ -7,6 +7,7 @@ are collected and reported together.
 
 from __future__ import annotations
 
+import difflib
 import re
 import types
 import typing
@@ -26,6 +27,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from bot.durations import InvalidDuration, format_duration, parse_duration
 from providers.base import TargetSpec
@@ -37,17 +39,23 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 HANDLE = re.compile(r"^@[a-z0-9][a-z0-9._-]*$")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 ENTRY_HELP = "a Slack user id (U0123ABCD), an email address or a user-group handle (@sre-leads)"
+DURATION_HELP = "a duration such as 30m, 2h or 1h30m (a number followed by d, h, m or s)"
 
 
 def _duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         return value
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"expected {DURATION_HELP}")
     if not isinstance(value, str):
-        raise ValueError("expected a duration such as 30m, 2h or 1h30m")
+        # YAML reads "90" (and even "1:30") as a number; the unit is what is missing.
+        raise ValueError(f"{value} has no unit; expected {DURATION_HELP}")
     try:
         return parse_duration(value)
     except InvalidDuration as exc:
-        raise ValueError(str(exc)) from None
+        # parse_duration's own advice is worded for Slack users; keep only the diagnosis.
+        reason = str(exc).split(";")[0]
+        raise ValueError(f"{reason}; expected {DURATION_HELP}") from None
 
 
 def _entry(value: Any) -> str:
@@ -55,14 +63,18 @@ def _entry(value: Any) -> str:
         raise ValueError(f"expected {ENTRY_HELP}")
     text = value.strip()
     if USER_ID.match(text) or EMAIL.match(text) or HANDLE.match(text.lower()):
-        return text.lower() if text.startswith("@") or "@" in text else text
-    raise ValueError(f"'{value}' is not {ENTRY_HELP}")
+        return text.lower() if "@" in text else text
+    hint = ""
+    if HANDLE.match(f"@{text.lower()}"):
+        hint = f" (did you mean '@{text}'? user-group handles start with @)"
+    raise ValueError(f"'{value}' is not a valid entry{hint}; expected {ENTRY_HELP}")
 
 
 def _name(value: Any) -> str:
     if not isinstance(value, str) or not NAME.match(value):
         raise ValueError(
-            f"'{value}' is not a valid name; use lower-case letters, digits, '-' and '_'"
+            f"'{value}' is not a valid name; expected lower-case letters, digits, '-' and '_' "
+            "(for example prod-support)"
         )
     return value
 
@@ -80,20 +92,11 @@ class Role(_Strict):
     description: str = ""
     max_duration: Duration
     default_duration: Duration | None = None
-    requesters: list[Entry] | None = Field(
+    requesters: Annotated[list[Entry], Field(min_length=1)] | None = Field(
         default=None, description="who may request; omitted means anyone"
     )
-    environments: dict[Name, list[dict[str, Any]]] = Field(min_length=1)
-
-    @field_validator("environments")
-    @classmethod
-    def _environments_have_targets(
-        cls, value: dict[str, list[dict[str, Any]]]
-    ) -> dict[str, list[dict[str, Any]]]:
-        for env, targets in value.items():
-            if not targets:
-                raise ValueError(f"environment '{env}' has no targets; expected at least one")
-        return value
+    # Targets stay raw here: each is parsed by its provider's model in _parse_targets.
+    environments: dict[Name, Annotated[list[Any], Field(min_length=1)]] = Field(min_length=1)
 
     @property
     def effective_default(self) -> timedelta:
@@ -107,7 +110,7 @@ class RolesFile(_Strict):
 class Rule(_Strict):
     roles: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
     environments: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
-    requesters: list[Entry] | None = Field(
+    requesters: Annotated[list[Entry], Field(min_length=1)] | None = Field(
         default=None, description="the rule applies only to these requesters"
     )
     approvers: list[str] = Field(default_factory=list)
@@ -123,10 +126,11 @@ class Rule(_Strict):
     @model_validator(mode="after")
     def _approvers_or_auto(self) -> Rule:
         if self.auto_approve and self.approvers:
-            raise ValueError("an auto_approve rule takes no approvers; remove one of the two")
+            raise ValueError("has both auto_approve: true and approvers; expected one or the other")
         if not self.auto_approve and not self.approvers:
             raise ValueError(
-                "a rule needs approvers (group names from 'groups') or auto_approve: true"
+                "has neither approvers nor auto_approve; expected approvers (group names "
+                "from 'groups') or auto_approve: true"
             )
         return self
 
@@ -140,12 +144,16 @@ class Settings(_Strict):
     @classmethod
     def _sweep_often_enough(cls, value: timedelta) -> timedelta:
         if value > timedelta(seconds=30):
-            raise ValueError("expected at most 30s: the sweeper is the backstop for revocation")
+            raise ValueError(
+                f"{format_duration(value)} is too long; expected at most 30s "
+                "(the sweeper is the backstop for revocation)"
+            )
         return value
 
 
 class ApproversFile(_Strict):
-    groups: dict[Name, list[Entry]] = Field(default_factory=dict)
+    # An empty group could never approve anything: requests would wait until they expire.
+    groups: dict[Name, Annotated[list[Entry], Field(min_length=1)]] = Field(default_factory=dict)
     rules: list[Rule] = Field(min_length=1)
     settings: Settings = Field(default_factory=Settings)
 
@@ -202,48 +210,135 @@ def format_loc(loc: Loc) -> str:
     return out
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML keeps the last of two equal keys; in access config that hides mistakes."""
+# Plain-language advice for the YAML mistakes people make in these files, by a phrase
+# of PyYAML's problem text.
+_YAML_HINTS = (
+    (
+        "'@' that cannot start any token",
+        'expected the value in quotes, such as "@sre-leads" (a plain YAML value cannot '
+        "start with @)",
+    ),
+    ("'\\t'", "expected spaces for indentation; YAML does not allow tabs"),
+    ("<block end>", "expected this line to be indented like the lines around it"),
+    (
+        "mapping values are not allowed here",
+        "expected one 'key: value' per line; quote a value that contains ': '",
+    ),
+    ("end of stream", "expected the quote or bracket opened above to be closed"),
+)
 
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    f"found duplicate key '{key}' (first on line {seen[key]})",
-                    key_node.start_mark,
-                )
-            seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)
+
+def _yaml_syntax_issue(file: str, exc: yaml.MarkedYAMLError) -> ConfigIssue:
+    mark = exc.problem_mark or exc.context_mark
+    problem = exc.problem or "invalid YAML"
+    message = "YAML syntax error"
+    if mark is not None:
+        message += f" at column {mark.column + 1}"
+    message += f": {problem}"
+    if exc.context:
+        message += f" ({exc.context})"
+    hint = next((h for phrase, h in _YAML_HINTS if phrase in problem), None)
+    if hint is None and not problem.startswith("expected"):
+        hint = "expected valid YAML; check indentation, quotes and brackets"
+    if hint:
+        message += f"; {hint}"
+    return ConfigIssue(file, (), message, mark.line + 1 if mark else None)
 
 
-def _read_yaml(path: Path) -> tuple[Any, yaml.Node | None]:
+def _duplicate_keys(file: str, root: yaml.Node) -> list[ConfigIssue]:
+    """PyYAML silently keeps the last of two equal keys; in access config that hides
+    mistakes (a second ``max_duration``, a role defined twice), so each is an error."""
+    issues: list[ConfigIssue] = []
+    seen_nodes: set[int] = set()
+
+    def walk(node: yaml.Node, loc: Loc) -> None:
+        if id(node) in seen_nodes:  # anchors and aliases share (even recursive) nodes
+            return
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    continue
+                key, line = key_node.value, key_node.start_mark.line + 1
+                if key in first:
+                    issues.append(
+                        ConfigIssue(
+                            file,
+                            (*loc, key),
+                            f"duplicate key '{key}' (first on line {first[key]}); expected "
+                            "each key once: YAML would silently keep only the last",
+                            line,
+                        )
+                    )
+                else:
+                    first[key] = line
+                walk(value_node, (*loc, key))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, (*loc, index))
+
+    walk(root, ())
+    return issues
+
+
+def _read_yaml(path: Path, model: type[BaseModel]) -> tuple[Any, yaml.Node | None]:
     name = str(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([ConfigIssue(name, (), f"cannot read file: {exc.strerror}")]) from None
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        column = f", column {mark.column + 1}" if mark else ""
-        problem = " ".join(p for p in (exc.context, exc.problem) if p)
         raise ConfigError(
-            [ConfigIssue(name, (), f"YAML syntax error{column}: {problem}", line)]
+            [ConfigIssue(name, (), f"cannot read file: {exc.strerror}; expected a readable file")]
         ) from None
+    except UnicodeDecodeError:
+        raise ConfigError([ConfigIssue(name, (), "expected a UTF-8 text file")]) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None and (duplicates := _duplicate_keys(name, node)):
+            raise ConfigError(duplicates)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError([_yaml_syntax_issue(name, exc)]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([ConfigIssue(name, (), f"YAML syntax error: {exc}")]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError([ConfigIssue(name, (), "expected a mapping at the top of the file", 1)])
+        keys = ", ".join(f"{k}:" for k in model.model_fields)
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    name,
+                    (),
+                    f"the file holds {_got(data)}; expected a mapping at the top of the file "
+                    f"(with the keys {keys})",
+                    1,
+                )
+            ]
+        )
     return data, node
+
+
+def _got(value: Any) -> str:
+    """A short description of a wrong value, for "…, got X" messages."""
+    if value is None:
+        return "nothing (an empty value)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:37] + "...")
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _suggest(word: object, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _line_of(node: yaml.Node | None, loc: Loc) -> int | None:
@@ -268,6 +363,16 @@ def _line_of(node: yaml.Node | None, loc: Loc) -> int | None:
         else:
             return line
     return line
+
+
+def line_in(path: str | Path, loc: Loc) -> int | None:
+    """The line where ``loc`` is written in a YAML file, for problems found after loading
+    (a provider's ``validate``); None when the file cannot be read or parsed."""
+    try:
+        node = yaml.compose(Path(path).read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return _line_of(node, loc)
 
 
 def _fields_at(model: type[BaseModel], loc: Loc) -> list[str] | None:
@@ -309,23 +414,74 @@ def _issues_from(
 ) -> list[ConfigIssue]:
     issues = []
     for error in exc.errors():
+        # "function-…" parts name validators and "[key]" a dict key, not places in the file.
         loc: Loc = prefix + tuple(
-            p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-"))
+            p
+            for p in error["loc"]
+            if not (isinstance(p, str) and (p.startswith("function-") or p == "[key]"))
         )
-        kind = error["type"]
-        if kind == "extra_forbidden":
-            allowed = _fields_at(model, loc[len(prefix) : -1])
-            message = f"unknown key '{loc[-1]}'"
-            if allowed:
-                message += f"; expected one of: {', '.join(allowed)}"
-        elif kind == "missing":
-            message = f"required key '{loc[-1]}' is missing"
-        else:
-            message = error["msg"].removeprefix("Value error, ")
-            if kind in ("dict_type", "list_type", "string_type", "bool_type", "int_type"):
-                message += f" (got {type(error['input']).__name__})"
+        message = _describe(error, model, loc, prefix)
         issues.append(ConfigIssue(file, loc, message, _line_of(node, loc)))
     return issues
+
+
+_ITEM_NAMES = {"roles": "role", "environments": "environment", "rules": "rule"}
+
+
+def _describe(error: ErrorDetails, model: type[BaseModel], loc: Loc, prefix: Loc) -> str:
+    """Pydantic's message reworded as "what is wrong; what was expected"."""
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    value = error.get("input")
+    got = _got(value)
+    if kind == "extra_forbidden":
+        allowed = _fields_at(model, loc[len(prefix) : -1]) or []
+        message = f"unknown key '{loc[-1]}'{_suggest(loc[-1], allowed)}"
+        return f"{message}; expected one of: {', '.join(allowed)}" if allowed else message
+    if kind == "missing":
+        where = f"in {format_loc(loc[:-1])}" if loc[:-1] else "at the top of the file"
+        return f"required key '{loc[-1]}' is missing; expected it {where}"
+    if kind == "dict_type":
+        return f"expected a mapping of 'key: value' entries, got {got}"
+    if kind == "list_type":
+        return f"expected a list such as [a, b], got {got}"
+    if kind == "string_type":
+        return f"expected text, got {got}"
+    if kind in ("bool_type", "bool_parsing"):
+        return f"expected true or false, got {got}"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"expected a whole number, got {got}"
+    if kind in ("float_type", "float_parsing"):
+        return f"expected a number, got {got}"
+    if kind == "greater_than_equal":
+        return f"{got} is too small; expected at least {ctx.get('ge')}"
+    if kind == "greater_than":
+        return f"{got} is too small; expected more than {ctx.get('gt')}"
+    if kind == "less_than_equal":
+        return f"{got} is too large; expected at most {ctx.get('le')}"
+    if kind == "less_than":
+        return f"{got} is too large; expected less than {ctx.get('lt')}"
+    if kind == "too_short":
+        if len(loc) >= 2 and loc[-2] == "environments":
+            what = "target (a mapping with a 'provider' key)"
+        elif len(loc) >= 2 and loc[-2] == "groups":
+            what = "member (an approver cannot come from an empty group)"
+        elif loc and loc[-1] == "requesters":
+            what = "entry (leave requesters out to mean anyone)"
+        else:
+            what = _ITEM_NAMES.get(str(loc[-1]) if loc else "", "entry")
+        return f"is empty; expected at least {ctx.get('min_length', 1)} {what}"
+    if kind == "too_long":
+        return f"has too many entries; expected at most {ctx.get('max_length')}"
+    if kind == "string_too_short":
+        return f"is empty; expected at least {ctx.get('min_length')} character(s)"
+    if kind == "string_too_long":
+        return f"is too long; expected at most {ctx.get('max_length')} characters"
+    if kind == "string_pattern_mismatch":
+        return f"{got} has the wrong form; expected text matching {ctx.get('pattern')}"
+    if kind == "literal_error":
+        return f"expected {ctx.get('expected')}, got {got}"
+    return str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
 
 
 def load_config(
@@ -338,9 +494,13 @@ def load_config(
     rfile, afile = str(roles_path), str(approvers_path)
     issues: list[ConfigIssue] = []
     parsed: dict[str, tuple[Any, yaml.Node | None]] = {}
-    for path in (roles_path, approvers_path):
+    files: tuple[tuple[Path, type[BaseModel]], ...] = (
+        (roles_path, RolesFile),
+        (approvers_path, ApproversFile),
+    )
+    for path, model in files:
         try:
-            parsed[str(path)] = _read_yaml(path)
+            parsed[str(path)] = _read_yaml(path, model)
         except ConfigError as exc:
             issues.extend(exc.issues)
     if issues:
@@ -353,14 +513,12 @@ def load_config(
         roles_model = RolesFile.model_validate(rdata)
     except ValidationError as exc:
         issues.extend(_issues_from(exc, rfile, rnode, RolesFile, ()))
+    targets = _parse_targets(rdata, target_models, rfile, rnode, issues)
     try:
         approvers_model = ApproversFile.model_validate(adata)
     except ValidationError as exc:
         issues.extend(_issues_from(exc, afile, anode, ApproversFile, ()))
 
-    targets: dict[tuple[str, str], list[TargetSpec]] = {}
-    if roles_model is not None:
-        targets = _parse_targets(roles_model, target_models, rfile, rnode, issues)
     if roles_model is not None:
         issues.extend(_check_roles(roles_model, rfile, rnode))
     if approvers_model is not None:
@@ -368,7 +526,8 @@ def load_config(
     if roles_model is not None and approvers_model is not None:
         issues.extend(_cross_check(roles_model, approvers_model, rfile, afile, anode, rnode))
     if issues:
-        raise ConfigError(issues)
+        # Read like a compiler's output: roles.yaml then approvers.yaml, top to bottom.
+        raise ConfigError(sorted(issues, key=lambda i: (i.file != rfile, i.line or 0)))
     assert roles_model is not None and approvers_model is not None
     return JitConfig(
         roles=dict(roles_model.roles),
@@ -381,48 +540,66 @@ def load_config(
     )
 
 
+def _raw_environments(data: Any) -> list[tuple[str, str, list[Any]]]:
+    """(role, environment, targets) wherever the raw file is shaped well enough to say.
+    Targets are read from the raw data, not the RolesFile model, so a provider's problems
+    are reported even while another part of the file is still wrong."""
+    found = []
+    roles = data.get("roles") if isinstance(data, dict) else None
+    for role_name, role in roles.items() if isinstance(roles, dict) else ():
+        environments = role.get("environments") if isinstance(role, dict) else None
+        for env, targets in environments.items() if isinstance(environments, dict) else ():
+            if isinstance(targets, list):
+                found.append((str(role_name), str(env), targets))
+    return found
+
+
 def _parse_targets(
-    roles: RolesFile,
+    data: Any,
     target_models: Mapping[str, type[TargetSpec]],
     file: str,
     node: yaml.Node | None,
     issues: list[ConfigIssue],
 ) -> dict[tuple[str, str], list[TargetSpec]]:
-    known = ", ".join(sorted(target_models))
+    known = sorted(target_models)
     out: dict[tuple[str, str], list[TargetSpec]] = {}
-    for role_name, role in roles.roles.items():
-        for env, raw_targets in role.environments.items():
-            parsed: list[TargetSpec] = []
-            for i, raw in enumerate(raw_targets):
-                loc: Loc = ("roles", role_name, "environments", env, i)
-                if not isinstance(raw, dict):
-                    issues.append(
-                        ConfigIssue(file, loc, "expected a mapping with a 'provider' key")
+    for role_name, env, raw_targets in _raw_environments(data):
+        parsed: list[TargetSpec] = []
+        for i, raw in enumerate(raw_targets):
+            loc: Loc = ("roles", role_name, "environments", env, i)
+            if not isinstance(raw, dict):
+                issues.append(
+                    ConfigIssue(
+                        file,
+                        loc,
+                        f"expected a mapping with a 'provider' key, got {_got(raw)}",
+                        _line_of(node, loc),
                     )
-                    continue
-                provider = raw.get("provider")
-                model = target_models.get(str(provider))
-                if model is None:
-                    where = (*loc, "provider")
-                    message = (
-                        "required key is missing"
-                        if provider is None
-                        else f"unknown provider '{provider}'"
+                )
+                continue
+            provider = raw.get("provider")
+            model = target_models.get(str(provider))
+            if model is None:
+                where = (*loc, "provider")
+                message = (
+                    "required key 'provider' is missing"
+                    if provider is None
+                    else f"unknown provider '{provider}'{_suggest(provider, list(known))}"
+                )
+                issues.append(
+                    ConfigIssue(
+                        file,
+                        where,
+                        f"{message}; expected one of: {', '.join(known)}",
+                        _line_of(node, where),
                     )
-                    issues.append(
-                        ConfigIssue(
-                            file,
-                            where,
-                            f"{message}; expected one of: {known}",
-                            _line_of(node, where),
-                        )
-                    )
-                    continue
-                try:
-                    parsed.append(model.model_validate(raw))
-                except ValidationError as exc:
-                    issues.extend(_issues_from(exc, file, node, model, loc))
-            out[(role_name, env)] = parsed
+                )
+                continue
+            try:
+                parsed.append(model.model_validate(raw))
+            except ValidationError as exc:
+                issues.extend(_issues_from(exc, file, node, model, loc))
+        out[(role_name, env)] = parsed
     return out
 
 
@@ -451,12 +628,16 @@ def _check_groups(approvers: ApproversFile, file: str, node: yaml.Node | None) -
         for i, group in enumerate(rule.approvers):
             if group not in approvers.groups:
                 loc: Loc = ("rules", r, "approvers", i)
-                expected = ", ".join(groups) if groups else "(no groups are defined)"
+                expected = (
+                    f"one of: {', '.join(groups)}"
+                    if groups
+                    else "a group defined under 'groups' (none are defined)"
+                )
                 issues.append(
                     ConfigIssue(
                         file,
                         loc,
-                        f"unknown group '{group}'; expected one of: {expected}",
+                        f"unknown group '{group}'{_suggest(group, groups)}; expected {expected}",
                         _line_of(node, loc),
                     )
                 )
@@ -484,7 +665,8 @@ def _cross_check(
                     afile,
                     anode,
                     ("rules", r, "roles", i),
-                    f"unknown role '{role}'; expected '*' or one of: {', '.join(roles.roles)}",
+                    f"unknown role '{role}'{_suggest(role, list(roles.roles))}; "
+                    f"expected '*' or one of: {', '.join(roles.roles)}",
                 )
         for i, env in enumerate(rule.environments):
             if env != "*" and env not in all_envs:
@@ -492,7 +674,8 @@ def _cross_check(
                     afile,
                     anode,
                     ("rules", r, "environments", i),
-                    f"unknown environment '{env}'; expected '*' or one of: {', '.join(all_envs)}",
+                    f"unknown environment '{env}'{_suggest(env, all_envs)}; "
+                    f"expected '*' or one of: {', '.join(all_envs)}",
                 )
     for role_name, role_spec in roles.roles.items():
         for env in role_spec.environments:

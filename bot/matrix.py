@@ -11,15 +11,20 @@ HEADER = ("ROLE", "ENVIRONMENT", "REQUESTERS", "APPROVERS", "APPROVALS", "AUTO",
 def matrix_rows(config: JitConfig) -> list[tuple[str, ...]]:
     """One row per role × environment × rule that can apply to it. A rule limited to some
     requesters only shadows later rules for those requesters, so every rule up to and
-    including the first unrestricted match can apply."""
+    including the first unrestricted match can apply; a later row says whom the earlier
+    ones took ("anyone except @dba")."""
     rows: list[tuple[str, ...]] = []
     for name, role in config.roles.items():
         requesters = ", ".join(role.requesters) if role.requesters is not None else "anyone"
         for env in role.environments:
+            taken: list[str] = []
             for rule in _applicable(config, name, env):
                 who = requesters
                 if rule.requesters is not None:
                     who = f"{requesters} ∩ {', '.join(rule.requesters)}"
+                if taken:
+                    who += f" except {', '.join(taken)}"
+                taken += [e for e in rule.requesters or () if e not in taken]
                 rows.append(
                     (
                         name,

@@ -1,0 +1,458 @@
+"""The pure decisions of bot/policy.py as tables: which rule applies to whom, who may
+request what, why a request is refused, and who may vote on a pending request.
+
+A person is modelled as the set of config entries that name them (their user id, their
+email, the @handles of their user groups), so membership needs no Slack."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.config import JitConfig, load_config
+from bot.errors import (
+    BadDuration,
+    JitError,
+    MissingReason,
+    NoApprovalRule,
+    NotEligible,
+    UnknownEnvironment,
+    UnknownRole,
+)
+from bot.policy import (
+    REFUSAL_TEXT,
+    Membership,
+    Refusal,
+    VoteDecision,
+    check_request,
+    decide_vote,
+    match_rule,
+    may_request,
+    requestable_roles,
+)
+from providers.fake import FakeTarget
+
+ROLES = """\
+roles:
+  prod-support:
+    max_duration: 4h
+    requesters: ["@engineering"]
+    environments:
+      prod: [{provider: fake, resource: prod-db}]
+      staging: [{provider: fake, resource: staging-db}]
+  db-admin:
+    max_duration: 2h
+    environments:
+      prod: [{provider: fake, resource: db-prod}]
+      dev: [{provider: fake, resource: db-dev}]
+  break-glass:
+    max_duration: 1h
+    requesters: ["@oncall"]
+    environments:
+      prod: [{provider: fake, resource: everything}]
+"""
+
+APPROVERS = """\
+groups:
+  sre-leads: ["@sre-leads"]
+  security: [USEC1]
+rules:
+  - environments: [dev]                 # 0
+    roles: ["*"]
+    auto_approve: true
+  - roles: [db-admin]                   # 1: DBAs get a lighter path
+    environments: [prod]
+    requesters: ["@dba"]
+    approvers: [sre-leads]
+  - roles: [db-admin]                   # 2
+    environments: [prod]
+    approvers: [security]
+    required_approvals: 2
+  - roles: [prod-support]               # 3
+    environments: [prod]
+    approvers: [sre-leads]
+    allow_self_approval: true
+  - roles: ["*"]                        # 4
+    environments: [staging]
+    approvers: [security]
+  - roles: [break-glass]                # 5: only incident commanders have a rule
+    environments: [prod]
+    requesters: ["@incident-commanders"]
+    approvers: [security]
+"""
+
+# People, as the entries that name them.
+ENGINEER = ("UENG", "@engineering")
+DBA = ("UDBA", "@dba")
+ENGINEER_DBA = ("UED", "@engineering", "@dba")
+ONCALL = ("UONCALL", "@oncall")
+COMMANDER = ("UIC", "@oncall", "@incident-commanders")
+NOBODY = ("UNOBODY",)
+
+
+def member(*names: str) -> Membership:
+    def is_member(entries: Sequence[str]) -> bool:
+        return any(entry in names for entry in entries)
+
+    return is_member
+
+
+def never_asked(entries: Sequence[str]) -> bool:
+    raise AssertionError(f"membership of {entries} should not have been looked up")
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory: pytest.TempPathFactory) -> JitConfig:
+    folder = tmp_path_factory.mktemp("policy")
+    (folder / "roles.yaml").write_text(textwrap.dedent(ROLES))
+    (folder / "approvers.yaml").write_text(textwrap.dedent(APPROVERS))
+    return load_config(
+        Path(folder / "roles.yaml"), Path(folder / "approvers.yaml"), {"fake": FakeTarget}
+    )
+
+
+# --- which rule applies ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("role", "environment", "person", "rule_index"),
+    [
+        pytest.param("db-admin", "dev", NOBODY, 0, id="wildcard_role_rule_for_dev_comes_first"),
+        pytest.param("db-admin", "prod", DBA, 1, id="requester_filtered_rule_wins_for_its_people"),
+        pytest.param(
+            "db-admin", "prod", ENGINEER, 2, id="requester_filtered_rule_is_skipped_for_others"
+        ),
+        pytest.param(
+            "db-admin", "prod", ENGINEER_DBA, 1, id="one_matching_group_is_enough_for_a_filter"
+        ),
+        pytest.param("prod-support", "prod", ENGINEER, 3, id="specific_rule_before_catch_all"),
+        pytest.param("prod-support", "staging", ENGINEER, 4, id="later_wildcard_rule"),
+        pytest.param("prod-support", "dev", ENGINEER, 0, id="first_match_wins_over_later_rules"),
+        pytest.param("break-glass", "prod", COMMANDER, 5, id="filtered_rule_as_the_only_match"),
+        pytest.param("break-glass", "prod", ONCALL, None, id="no_rule_when_the_filter_excludes"),
+        pytest.param("db-admin", "qa", DBA, None, id="no_rule_for_an_unruled_environment"),
+    ],
+)
+def test_match_rule_returns_the_first_rule_that_applies_to_the_requester(
+    config: JitConfig,
+    role: str,
+    environment: str,
+    person: tuple[str, ...],
+    rule_index: int | None,
+) -> None:
+    matched = match_rule(config, role, environment, member(*person))
+
+    if rule_index is None:
+        assert matched is None
+    else:
+        assert matched == (rule_index, config.rules[rule_index])
+
+
+def test_an_unfiltered_rule_never_asks_about_membership(config: JitConfig) -> None:
+    assert match_rule(config, "prod-support", "prod", never_asked) == (3, config.rules[3])
+
+
+# --- who may request what -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("role", "person", "allowed"),
+    [
+        pytest.param("prod-support", ENGINEER, True, id="member_of_a_requester_group"),
+        pytest.param("prod-support", DBA, False, id="not_a_member_of_any_requester_entry"),
+        pytest.param("db-admin", NOBODY, True, id="role_without_requesters_is_open_to_anyone"),
+        pytest.param("break-glass", ONCALL, True, id="another_requester_group"),
+        pytest.param("break-glass", ENGINEER, False, id="engineers_are_not_on_call"),
+    ],
+)
+def test_may_request(config: JitConfig, role: str, person: tuple[str, ...], allowed: bool) -> None:
+    assert may_request(config, role, member(*person)) is allowed
+
+
+def test_a_role_without_requesters_never_asks_about_membership(config: JitConfig) -> None:
+    assert may_request(config, "db-admin", never_asked) is True
+
+
+@pytest.mark.parametrize(
+    ("person", "roles"),
+    [
+        pytest.param(NOBODY, ["db-admin"], id="anyone_gets_the_open_roles"),
+        pytest.param(ENGINEER, ["prod-support", "db-admin"], id="in_config_order"),
+        pytest.param(COMMANDER, ["db-admin", "break-glass"], id="on_call"),
+    ],
+)
+def test_requestable_roles(config: JitConfig, person: tuple[str, ...], roles: list[str]) -> None:
+    assert requestable_roles(config, member(*person)) == roles
+
+
+# --- checking a request ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("person", "role", "environment", "duration", "reason", "error", "field", "message"),
+    [
+        pytest.param(
+            NOBODY,
+            "prod-suport",
+            "prod",
+            "1h",
+            "INC-1",
+            UnknownRole,
+            "role",
+            "There is no role `prod-suport`. Roles you may request: db-admin.",
+            id="unknown_role_lists_only_the_roles_this_person_may_request",
+        ),
+        pytest.param(
+            ENGINEER,
+            "admin",
+            "prod",
+            "1h",
+            "INC-1",
+            UnknownRole,
+            "role",
+            "There is no role `admin`. Roles you may request: prod-support, db-admin.",
+            id="unknown_role_for_an_engineer",
+        ),
+        pytest.param(
+            NOBODY,
+            "prod-support",
+            "prod",
+            "1h",
+            "INC-1",
+            NotEligible,
+            "role",
+            "You are not among the requesters of `prod-support`. Roles you may request: db-admin.",
+            id="not_eligible_names_what_may_be_requested_instead",
+        ),
+        pytest.param(
+            ENGINEER,
+            "prod-support",
+            "dev",
+            "1h",
+            "INC-1",
+            UnknownEnvironment,
+            "environment",
+            "`prod-support` has no environment `dev`. Choose one of: prod, staging.",
+            id="unknown_environment_lists_the_roles_environments",
+        ),
+        pytest.param(
+            ENGINEER,
+            "prod-support",
+            "prod",
+            "5h",
+            "INC-1",
+            BadDuration,
+            "duration",
+            "5h is longer than prod-support allows (4h); ask for 4h or less.",
+            id="duration_over_the_maximum_names_the_maximum",
+        ),
+        pytest.param(
+            ENGINEER,
+            "prod-support",
+            "prod",
+            "2 hours",
+            "INC-1",
+            BadDuration,
+            "duration",
+            "'2 hours' is not a duration; use a number followed by d, h, m or s, for example "
+            "30m, 2h or 1h30m. prod-support allows up to 4h.",
+            id="malformed_duration_says_the_format_and_the_maximum",
+        ),
+        pytest.param(
+            ENGINEER,
+            "prod-support",
+            "prod",
+            "0m",
+            "INC-1",
+            BadDuration,
+            "duration",
+            "'0m' is zero; a duration must be longer than that. prod-support allows up to 4h.",
+            id="zero_duration",
+        ),
+        pytest.param(
+            ENGINEER,
+            "prod-support",
+            "prod",
+            "1h",
+            "   ",
+            MissingReason,
+            "reason",
+            "Say why you need access (a ticket or incident id helps the approvers).",
+            id="blank_reason",
+        ),
+        pytest.param(
+            ONCALL,
+            "break-glass",
+            "prod",
+            "30m",
+            "INC-1",
+            NoApprovalRule,
+            None,
+            "covers `break-glass` in `prod` for you; ask the bot's administrators to add one.",
+            id="no_rule_for_this_requester",
+        ),
+    ],
+)
+def test_check_request_refuses_with_a_typed_error_that_says_how_to_fix_it(
+    config: JitConfig,
+    person: tuple[str, ...],
+    role: str,
+    environment: str,
+    duration: str,
+    reason: str,
+    error: type[JitError],
+    field: str | None,
+    message: str,
+) -> None:
+    with pytest.raises(error) as caught:
+        check_request(config, role, environment, duration, reason, member(*person))
+
+    assert message in str(caught.value)
+    assert caught.value.field == field
+
+
+def test_no_rule_error_names_the_approvers_file(config: JitConfig) -> None:
+    with pytest.raises(NoApprovalRule) as caught:
+        check_request(config, "break-glass", "prod", "30m", "INC-1", member(*ONCALL))
+
+    assert str(caught.value).startswith(f"No rule in {config.approvers_file} covers")
+
+
+@pytest.mark.parametrize(
+    ("person", "role", "environment", "duration", "rule_index", "expected"),
+    [
+        pytest.param(
+            ENGINEER, "prod-support", "prod", "4h", 3, timedelta(hours=4), id="exactly_the_max"
+        ),
+        pytest.param(
+            DBA, "db-admin", "prod", "1h30m", 1, timedelta(minutes=90), id="filtered_rule_picked"
+        ),
+        pytest.param(NOBODY, "db-admin", "dev", "45m", 0, timedelta(minutes=45), id="auto_rule"),
+        pytest.param(
+            COMMANDER, "break-glass", "prod", "15m", 5, timedelta(minutes=15), id="break_glass"
+        ),
+    ],
+)
+def test_check_request_accepts_and_returns_the_matched_rule(
+    config: JitConfig,
+    person: tuple[str, ...],
+    role: str,
+    environment: str,
+    duration: str,
+    rule_index: int,
+    expected: timedelta,
+) -> None:
+    checked = check_request(
+        config, role, environment, duration, "  INC-123 db down  ", member(*person)
+    )
+
+    assert (checked.role, checked.environment, checked.duration) == (role, environment, expected)
+    assert checked.reason == "INC-123 db down"
+    assert (checked.rule_index, checked.rule) == (rule_index, config.rules[rule_index])
+
+
+# --- who may vote ---------------------------------------------------------------------
+
+APPROVERS_NOW = frozenset({"UBOB", "UCAROL", "UALICE"})
+
+
+@pytest.mark.parametrize(
+    ("status", "voter", "allow_self", "voted", "decision"),
+    [
+        pytest.param(
+            "pending", "UBOB", False, (), VoteDecision(True), id="an_approver_on_a_pending_request"
+        ),
+        pytest.param(
+            "pending",
+            "UCAROL",
+            False,
+            ("UBOB",),
+            VoteDecision(True),
+            id="a_second_approver_after_another_voted",
+        ),
+        pytest.param(
+            "approved",
+            "UBOB",
+            False,
+            (),
+            VoteDecision(False, Refusal.NOT_PENDING),
+            id="not_pending_once_approved",
+        ),
+        pytest.param(
+            "denied",
+            "UALICE",
+            True,
+            ("UALICE",),
+            VoteDecision(False, Refusal.NOT_PENDING),
+            id="not_pending_is_checked_before_anything_else",
+        ),
+        pytest.param(
+            "pending",
+            "UALICE",
+            False,
+            (),
+            VoteDecision(False, Refusal.SELF_APPROVAL),
+            id="self_approval_refused_even_for_an_approver",
+        ),
+        pytest.param(
+            "pending",
+            "UALICE",
+            True,
+            (),
+            VoteDecision(True),
+            id="self_approval_allowed_when_the_rule_allows_it",
+        ),
+        pytest.param(
+            "pending",
+            "UMALLORY",
+            False,
+            (),
+            VoteDecision(False, Refusal.NOT_AN_APPROVER),
+            id="not_an_approver",
+        ),
+        pytest.param(
+            "pending",
+            "UBOB",
+            False,
+            ("UBOB",),
+            VoteDecision(False, Refusal.ALREADY_VOTED),
+            id="already_voted",
+        ),
+    ],
+)
+def test_decide_vote(
+    status: str, voter: str, allow_self: bool, voted: tuple[str, ...], decision: VoteDecision
+) -> None:
+    assert (
+        decide_vote(
+            status=status,
+            voter=voter,
+            requester="UALICE",
+            approvers=APPROVERS_NOW,
+            allow_self_approval=allow_self,
+            voted=voted,
+        )
+        == decision
+    )
+
+
+def test_allowed_self_approval_still_requires_being_an_approver() -> None:
+    decision = decide_vote(
+        status="pending",
+        voter="UMALLORY",
+        requester="UMALLORY",
+        approvers=APPROVERS_NOW,
+        allow_self_approval=True,
+        voted=(),
+    )
+
+    assert decision == VoteDecision(False, Refusal.NOT_AN_APPROVER)
+
+
+def test_every_refusal_has_a_message_that_says_nothing_changed() -> None:
+    assert set(REFUSAL_TEXT) == set(Refusal)
+    assert all(text.endswith("nothing changed.") for text in REFUSAL_TEXT.values())
