@@ -35,6 +35,7 @@ from bot.policy import (
     check_request,
     decide_vote,
     match_rule,
+    may_request,
     requestable_roles,
 )
 from bot.storage.models import (
@@ -319,6 +320,15 @@ class AccessService:
     def _grant(self, request_id: str) -> None:
         with self._transaction() as session:
             request = self._load(session, request_id)
+        if request.status == Status.APPROVED and not self._still_eligible(request):
+            self._fail(
+                request_id,
+                Status.APPROVED,
+                f"<@{request.requester_id}> may no longer request `{request.role}`; "
+                "nothing was granted.",
+            )
+            return
+        with self._transaction() as session:
             if request.status == Status.APPROVED:
                 expires_at = self._now() + timedelta(seconds=request.duration_seconds)
                 if not self._set_status(
@@ -380,26 +390,26 @@ class AccessService:
             self._expiry.schedule(request_id, expires_at)
             return
         rollback_errors = self._release(request, self._targets(request_id), principal, context)
+        self._fail(request_id, Status.GRANTING, failure, rollback_errors=rollback_errors)
+
+    def _fail(self, request_id: str, current: Status, error: str, **details: Any) -> None:
         with self._transaction() as session:
-            self._set_status(
-                session,
-                request_id,
-                [Status.GRANTING],
-                Status.FAILED,
-                error=failure,
-                ended_at=self._now(),
-            )
+            if not self._set_status(
+                session, request_id, [current], Status.FAILED, error=error, ended_at=self._now()
+            ):
+                return
             request = self._load(session, request_id)
-            self._audit(
-                session,
-                BOT,
-                "grant_failed",
-                request,
-                error=failure,
-                rollback_errors=rollback_errors,
-            )
+            self._audit(session, BOT, "grant_failed", request, error=error, **details)
             self._refresh(session, request)
             self._tell(session, request, RequesterNews.FAILED)
+
+    def _still_eligible(self, request: AccessRequest) -> bool:
+        """Eligibility is checked again when access is about to be granted: someone who
+        left the role's requesters since asking gets nothing."""
+        role = self.config.roles.get(request.role)
+        if role is None or request.environment not in role.environments:
+            return False
+        return may_request(self.config, request.role, self._membership(request.requester_id))
 
     # ------------------------------------------------------------------- revoking
 
@@ -412,8 +422,8 @@ class AccessService:
             )
         if request.status not in (Status.ACTIVE, Status.REVOKE_FAILED):
             raise WrongState(f"{request_id} is {request.status}; only active access can be ended.")
-        self.revoke(request_id, actor=actor, reason="ended early")
-        return self.get(request_id)
+        self._background(lambda: self.revoke(request_id, actor=actor, reason="ended early"))
+        return request
 
     def expire(self, request_id: str) -> None:
         """Revoke if the request is active and its time is up (the expiry job's entry)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 from tests.conftest import ALICE, APPROVERS_YAML, BOB, CAROL, MALLORY, SEC1, Bot
 from tests.e2e.helpers import buttons, click, latest, open_deny, submit
@@ -131,3 +132,22 @@ def test_the_last_two_approvals_arriving_at_once_complete_the_request_once(bot: 
         assert len(bot.service.votes_of(request_id)) == 2
         grants = [c for c in bot.provider.calls if c.request_id == request_id]
         assert [c.action for c in grants] == ["grant"]
+
+
+def test_an_approver_removed_from_the_group_before_clicking_is_refused(bot: Bot) -> None:
+    request_id = submit(bot, ALICE, "prod-support prod 1h INC-1")
+    bot.slack.add_usergroup("SSRE", "sre-leads", [BOB])
+    bot.clock.advance(timedelta(minutes=2))  # past the directory cache
+    assert "not an approver" in click(bot, CAROL, "approve", request_id)
+    assert bot.service.get(request_id).status == "pending"
+
+
+def test_a_requester_who_lost_eligibility_before_approval_gets_nothing(bot: Bot) -> None:
+    request_id = submit(bot, ALICE, "prod-support prod 1h INC-1")
+    bot.slack.add_usergroup("SENG", "engineering", [BOB, CAROL])
+    bot.clock.advance(timedelta(minutes=2))
+    click(bot, BOB, "approve", request_id)
+    request = bot.service.get(request_id)
+    assert request.status == "failed" and "may no longer request" in (request.error or "")
+    assert bot.provider.calls == []
+    assert "failed" in bot.dms_to(ALICE)[-1]["text"]
