@@ -28,6 +28,7 @@ from bot.slack.directory import SlackDirectory
 from bot.slack.notifier import SlackNotifier
 from bot.slack.outbox import OutboxWorker
 from bot.storage.db import make_engine, upgrade
+from providers.aws import AwsClients, AwsProvider
 from providers.base import Provider, ProviderError
 from providers.webhook import WebhookProvider
 
@@ -73,7 +74,10 @@ class TrackedExecutor(ThreadPoolExecutor):
 
 def default_providers(environ: Mapping[str, str]) -> dict[str, Provider]:
     """The real providers, built with their clients. Cloud providers join here."""
-    return {"webhook": WebhookProvider(environ)}
+    return {
+        "webhook": WebhookProvider(environ),
+        "aws": AwsProvider(AwsClients.from_environ(environ)),
+    }
 
 
 def load_checked_config(

@@ -360,14 +360,20 @@ class AccessService:
                 failure = f"{target.description}: {exc}"
                 self._record_target(target.id, TargetStatus.FAILED, error=str(exc))
                 break
+            # A cloud cannot tell our own earlier grant from standing access: what another
+            # active jit-bot grant of this person holds is not standing, and must still be
+            # revoked when the last grant needing it ends.
+            preexisting = outcome.preexisting and not self._other_holder(
+                request, target, jit_owned=True
+            )
             self._record_target(
                 target.id,
                 TargetStatus.GRANTED,
                 granted_at=self._now(),
-                preexisting=outcome.preexisting,
+                preexisting=preexisting,
                 error=None,
             )
-            if outcome.preexisting:
+            if preexisting:
                 with self._transaction() as session:
                     self._audit(
                         session,
@@ -515,21 +521,26 @@ class AccessService:
             self._record_target(target.id, TargetStatus.REVOKED, revoked_at=self._now())
         return errors
 
-    def _other_holder(self, request: AccessRequest, target: RequestTarget) -> str | None:
-        with self._transaction() as session:
-            other = session.scalar(
-                select(col(AccessRequest.id))
-                .join(RequestTarget, col(RequestTarget.request_id) == col(AccessRequest.id))
-                .where(
-                    col(AccessRequest.requester_email) == request.requester_email,
-                    col(AccessRequest.id) != request.id,
-                    col(AccessRequest.status).in_(_HOLDING),
-                    col(RequestTarget.target_key) == target.target_key,
-                    col(RequestTarget.status) == TargetStatus.GRANTED,
-                )
-                .limit(1)
+    def _other_holder(
+        self, request: AccessRequest, target: RequestTarget, *, jit_owned: bool = False
+    ) -> str | None:
+        """Another active request of the same person that holds this same access (with
+        ``jit_owned``, only one whose access jit-bot itself granted)."""
+        query = (
+            select(col(AccessRequest.id))
+            .join(RequestTarget, col(RequestTarget.request_id) == col(AccessRequest.id))
+            .where(
+                col(AccessRequest.requester_email) == request.requester_email,
+                col(AccessRequest.id) != request.id,
+                col(AccessRequest.status).in_(_HOLDING),
+                col(RequestTarget.target_key) == target.target_key,
+                col(RequestTarget.status) == TargetStatus.GRANTED,
             )
-        return other
+        )
+        if jit_owned:
+            query = query.where(col(RequestTarget.preexisting).is_(False))
+        with self._transaction() as session:
+            return session.scalar(query.limit(1))
 
     # ------------------------------------------------------------------- sweeping
 

@@ -57,6 +57,15 @@ class GrantOutcome:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class Holding:
+    """Access the cloud says someone holds: for finding drift between the cloud and the
+    grants jit-bot believes are active."""
+
+    email: str
+    unit: TargetSpec
+
+
 class ProviderError(Exception):
     """A provider could not do what it was asked. ``retryable`` says whether trying the
     same call again later may succeed (throttling, 5xx, timeouts)."""
@@ -99,4 +108,13 @@ class Provider(ABC):
 
     def is_granted(self, principal: Principal, target: TargetSpec) -> bool | None:
         """Whether the principal holds this access now; None where the provider cannot tell."""
+        return None
+
+    def inventory(self, target: TargetSpec) -> list[Holding] | None:
+        """Who holds the access this target stands for, per unit; None where the provider
+        cannot list it (drift is then not checked for it)."""
+        return None
+
+    def refresh(self) -> None:
+        """Forget cached lookups (users, accounts, names), e.g. after ``/jit sync``."""
         return None

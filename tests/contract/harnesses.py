@@ -12,11 +12,14 @@ HARNESSES.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from types import SimpleNamespace
 from typing import ClassVar
 
+from providers.aws import AwsClients, AwsProvider, AwsTarget
 from providers.base import Principal, Provider, TargetSpec
 from providers.fake import FakeProvider, FakeTarget
 from providers.webhook import WebhookProvider, WebhookTarget
+from tests.fakes.aws import REGION, MotoAws
 from tests.fakes.webhook_receiver import WebhookReceiver
 
 
@@ -99,3 +102,59 @@ class WebhookHarness(ProviderHarness):
 
 
 HARNESSES: list[type[ProviderHarness]] = [FakeHarness, WebhookHarness]
+
+
+class AwsHarness(ProviderHarness):
+    """IAM Identity Center in moto's server mode, reached over HTTP."""
+
+    id = "aws"
+    _moto: MotoAws | None = None
+
+    def __init__(self) -> None:
+        if AwsHarness._moto is None:  # one server for the run; reset per test
+            AwsHarness._moto = MotoAws().start()
+        self.moto = AwsHarness._moto
+        self.moto.reset()
+        self.seeded = self.moto.seed()
+        self.clients = AwsClients(
+            self.moto.session(), region=REGION, endpoint_url=self.moto.endpoint
+        )
+        self.provider = AwsProvider(self.clients, sleep=lambda _: None)
+        self._accounts = iter(self.seeded.accounts.values())
+        self._by_name: dict[str, str] = {}
+
+    def make_target(self, name: str) -> TargetSpec:
+        # Different names give different accounts, so targets are independent.
+        if name not in self._by_name:
+            self._by_name[name] = next(self._accounts)
+        return AwsTarget(permission_set="ProdSupport", accounts=[self._by_name[name]])
+
+    def holds(self, principal: Principal, target: TargetSpec) -> bool:
+        assert isinstance(target, AwsTarget)
+        sso = self.moto.client("sso-admin")
+        user_id = self.seeded.users[principal.email]
+        listed = sso.list_account_assignments(
+            InstanceArn=self.seeded.instance_arn,
+            AccountId=target.accounts[0],
+            PermissionSetArn=self.seeded.permission_sets["ProdSupport"],
+        )["AccountAssignments"]
+        return any(a["PrincipalId"] == user_id for a in listed)
+
+    def break_next_grant(self, target: TargetSpec) -> None:
+        """AWS refuses the next CreateAccountAssignment (answered before it is sent)."""
+        events = self.clients.client("sso-admin").meta.events
+        error = {"Error": {"Code": "AccessDeniedException", "Message": "injected"}}
+        pending = [error]
+
+        def refuse(**_: object) -> tuple[object, dict[str, object]] | None:
+            if not pending:
+                return None
+            return (SimpleNamespace(status_code=400, headers={}), pending.pop())
+
+        events.register("before-call.sso-admin.CreateAccountAssignment", refuse)
+
+    def close(self) -> None:
+        """The moto server is shared by the run; reset() clears it for the next test."""
+
+
+HARNESSES.append(AwsHarness)

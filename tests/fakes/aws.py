@@ -1,0 +1,126 @@
+"""AWS for tests: moto in server mode, reached over HTTP through an endpoint URL exactly as
+the bot reaches AWS, seeded with an organization, Identity Center users and permission
+sets."""
+
+from __future__ import annotations
+
+import logging
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+REGION = "us-east-1"
+
+
+@dataclass
+class Seeded:
+    """What ``MotoAws.seed`` created."""
+
+    instance_arn: str
+    identity_store_id: str
+    accounts: dict[str, str] = field(default_factory=dict)  # name → id
+    ous: dict[str, str] = field(default_factory=dict)  # name → id
+    permission_sets: dict[str, str] = field(default_factory=dict)  # name → ARN
+    users: dict[str, str] = field(default_factory=dict)  # email → user id
+
+
+class MotoAws:
+    def __init__(self) -> None:
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+
+    def start(self) -> MotoAws:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def reset(self) -> None:
+        request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
+        urllib.request.urlopen(request, timeout=10).close()
+
+    def session(self) -> boto3.Session:
+        return boto3.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+        )
+
+    def client(self, service: str) -> Any:
+        return self.session().client(service, endpoint_url=self.endpoint)
+
+    def environ(self) -> dict[str, str]:
+        """What a bot process needs to reach this AWS."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_REGION": REGION,
+        }
+
+    def seed(self) -> Seeded:
+        sso = self.client("sso-admin")
+        instance = sso.list_instances()["Instances"][0]
+        seeded = Seeded(instance["InstanceArn"], instance["IdentityStoreId"])
+        org = self.client("organizations")
+        org.create_organization(FeatureSet="ALL")
+        root = org.list_roots()["Roots"][0]["Id"]
+        prod_ou = org.create_organizational_unit(ParentId=root, Name="prod")
+        seeded.ous["prod"] = prod_ou["OrganizationalUnit"]["Id"]
+        nested = org.create_organizational_unit(ParentId=seeded.ous["prod"], Name="prod-eu")
+        seeded.ous["prod-eu"] = nested["OrganizationalUnit"]["Id"]
+        for name, parent in (
+            ("shared", None),
+            ("prod-a", "prod"),
+            ("prod-b", "prod"),
+            ("prod-eu-1", "prod-eu"),
+        ):
+            created = org.create_account(Email=f"{name}@aws.example.com", AccountName=name)
+            account_id = created["CreateAccountStatus"]["AccountId"]
+            seeded.accounts[name] = account_id
+            if parent:
+                org.move_account(
+                    AccountId=account_id,
+                    SourceParentId=root,
+                    DestinationParentId=seeded.ous[parent],
+                )
+        for name, duration in (("ProdSupport", "PT1H"), ("Admin", "PT8H"), ("ReadOnly", "PT1H")):
+            created = sso.create_permission_set(
+                Name=name, InstanceArn=seeded.instance_arn, SessionDuration=duration
+            )
+            seeded.permission_sets[name] = created["PermissionSet"]["PermissionSetArn"]
+        for email in ("alice@example.com", "bob@example.com", "carol@example.com"):
+            seeded.users[email] = self.add_user(seeded, email)
+        return seeded
+
+    def add_user(self, seeded: Seeded, email: str, user_name: str | None = None) -> str:
+        store = self.client("identitystore")
+        created = store.create_user(
+            IdentityStoreId=seeded.identity_store_id,
+            UserName=user_name or email,
+            DisplayName=email,
+            Name={"GivenName": email.split("@")[0], "FamilyName": "Test"},
+            Emails=[{"Value": email, "Type": "work", "Primary": True}],
+        )
+        return str(created["UserId"])
+
+    def assignments(self, seeded: Seeded) -> set[tuple[str, str, str]]:
+        """Every user assignment: (email, account name, permission set name)."""
+        sso = self.client("sso-admin")
+        emails = {uid: email for email, uid in seeded.users.items()}
+        found = set()
+        for account_name, account_id in seeded.accounts.items():
+            for ps_name, ps_arn in seeded.permission_sets.items():
+                listed = sso.list_account_assignments(
+                    InstanceArn=seeded.instance_arn, AccountId=account_id, PermissionSetArn=ps_arn
+                )["AccountAssignments"]
+                for a in listed:
+                    if a["PrincipalType"] == "USER":
+                        found.add(
+                            (emails.get(a["PrincipalId"], a["PrincipalId"]), account_name, ps_name)
+                        )
+        return found
