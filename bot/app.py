@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.clock import Clock, SystemClock
 from bot.config import ConfigError, ConfigIssue, JitConfig, Loc, line_in, load_config
+from bot.drift import DriftChecker
 from bot.scheduler import Timers
 from bot.service import AccessService
 from bot.settings import Settings
@@ -113,6 +114,7 @@ class Runtime:
     bolt: App
     outbox: OutboxWorker
     timers: Timers
+    drift: DriftChecker
     listeners: TrackedExecutor
     work: TrackedExecutor
     config_warnings: list[str] = field(default_factory=list)
@@ -120,8 +122,9 @@ class Runtime:
     def start(self) -> None:
         """Start the outbox worker and the timers (which sweep at once)."""
         self.outbox.start()
+        settings = self.service.config.settings
         self.timers.start(
-            self.service.config.settings.sweep_interval, self.service.active_expiries()
+            settings.sweep_interval, settings.reconcile_interval, self.service.active_expiries()
         )
 
     def stop(self) -> None:
@@ -199,7 +202,12 @@ def build_runtime(
 
     # The timers call into the service and the service schedules timers; the lambdas
     # resolve ``service`` when they run, after it exists.
-    timers = Timers(expire=lambda rid: service.expire(rid), sweep=lambda: service.sweep())
+    drift = DriftChecker(
+        config=config, sessions=sessions, providers=providers, clock=clock, notifier=notifier
+    )
+    timers = Timers(
+        expire=lambda rid: service.expire(rid), sweep=lambda: service.sweep(), reconcile=drift.run
+    )
     service = AccessService(
         config=config,
         sessions=sessions,
@@ -218,7 +226,9 @@ def build_runtime(
         raise_error_for_unhandled_request=False,
     )
     handlers.register(bolt, service, clock)
-    return Runtime(settings, engine, service, bolt, outbox, timers, listeners, work, warnings)
+    return Runtime(
+        settings, engine, service, bolt, outbox, timers, drift, listeners, work, warnings
+    )
 
 
 def _discard(_: object) -> None:

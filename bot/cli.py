@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--live", action="store_true", help="also ask each cloud")
     db = commands.add_parser("db", help="database schema")
     db.add_argument("action", choices=["upgrade"])
+    commands.add_parser(
+        "sync", help="make running bots re-read users, groups and cloud accounts now"
+    )
     args = parser.parse_args(argv)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.basicConfig(
@@ -41,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
             return _serve()
         if args.command == "check":
             return _check(live=args.live)
+        if args.command == "sync":
+            return _sync()
         return _db_upgrade()
     except ConfigError as exc:
         print(f"jit-bot: configuration is invalid:\n{exc}", file=sys.stderr)
@@ -186,6 +191,31 @@ def _check(*, live: bool) -> int:
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"\n{settings.roles_file} and {settings.approvers_file} are valid.")
+    return 0
+
+
+def _sync() -> int:
+    from sqlalchemy.orm import sessionmaker
+
+    from bot import audit
+    from bot.clock import SystemClock
+    from bot.service import raise_signal
+    from bot.slack.notifier import SlackNotifier
+    from bot.storage.db import make_engine, upgrade
+
+    engine = make_engine(os.environ.get("DATABASE_URL") or "sqlite:///jit-bot.db")
+    upgrade(engine)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    clock = SystemClock()
+    raise_signal(sessions, "sync", clock.now())
+    # The running bot's outbox worker posts this to the audit channel.
+    notifier = SlackNotifier(clock, os.environ.get("JIT_AUDIT_CHANNEL"), on_enqueue=lambda: None)
+    with sessions.begin() as session:
+        audit.record(
+            session, clock, notifier, actor="cli", action="sync", request_id=None, details={}
+        )
+    print("sync requested: running bots re-read users, groups and cloud accounts before their")
+    print("next request, and within one sweep interval at the latest.")
     return 0
 
 

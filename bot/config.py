@@ -139,6 +139,12 @@ class Settings(_Strict):
     pending_ttl: Duration = timedelta(hours=1)
     allow_self_approval: bool = False
     sweep_interval: Duration = timedelta(seconds=30)
+    # People who may run /jit sync besides approvers.
+    admins: list[Entry] = Field(default_factory=list)
+    # How often cloud assignments are compared with the grants the database knows.
+    reconcile_interval: Duration = timedelta(minutes=10)
+    # Remove cloud assignments that no jit-bot grant explains (otherwise only report them).
+    revoke_unknown: bool = False
 
     @field_validator("sweep_interval")
     @classmethod

@@ -20,26 +20,43 @@ log = logging.getLogger(__name__)
 
 
 class Timers(ExpiryScheduler):
-    def __init__(self, expire: Callable[[str], None], sweep: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        expire: Callable[[str], None],
+        sweep: Callable[[], None],
+        reconcile: Callable[[], object],
+    ) -> None:
         self._expire = expire
         self._sweep = sweep
+        self._reconcile = reconcile
         self._scheduler = BackgroundScheduler(
             timezone="UTC",
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             executors={"default": {"type": "threadpool", "max_workers": 8}},
         )
 
-    def start(self, sweep_every: timedelta, active: list[tuple[str, datetime]]) -> None:
+    def start(
+        self,
+        sweep_every: timedelta,
+        reconcile_every: timedelta,
+        active: list[tuple[str, datetime]],
+    ) -> None:
         self._scheduler.start()
         for request_id, at in active:
             self.schedule(request_id, at)
         # The first sweep runs at once: anything that expired while we were down goes now.
         self._scheduler.add_job(
-            self._sweep_safely,
+            self._safely(self._sweep, "sweep"),
             "interval",
             seconds=sweep_every.total_seconds(),
             id="sweeper",
             next_run_time=datetime.now().astimezone(),
+        )
+        self._scheduler.add_job(
+            self._safely(self._reconcile, "drift check"),
+            "interval",
+            seconds=reconcile_every.total_seconds(),
+            id="reconcile",
         )
 
     def stop(self) -> None:
@@ -68,8 +85,12 @@ class Timers(ExpiryScheduler):
             if job.id.startswith("expire:")
         }
 
-    def _sweep_safely(self) -> None:
-        try:
-            self._sweep()
-        except Exception:  # the next sweep tries again; say so loudly
-            log.exception("sweep failed")
+    @staticmethod
+    def _safely(job: Callable[[], object], what: str) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                job()
+            except Exception:  # the next run tries again; say so loudly
+                log.exception("%s failed", what)
+
+        return run

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
+from bot import audit
 from bot.clock import Clock
 from bot.config import JitConfig, Rule
 from bot.directory import Directory, Person
@@ -42,6 +43,7 @@ from bot.storage.models import (
     TERMINAL,
     AccessRequest,
     AuditEvent,
+    BotSignal,
     RequestTarget,
     Status,
     TargetStatus,
@@ -105,6 +107,7 @@ class AccessService:
         self._lease = lease
         self._busy: set[str] = set()
         self._busy_lock = threading.Lock()
+        self._synced_at: datetime | None = None
 
     # ----------------------------------------------------------------- requesting
 
@@ -118,6 +121,7 @@ class AccessService:
 
     def submit(self, requester_id: str, checked: RequestCheck) -> AccessRequest:
         """Store a checked request, ask its approvers (or approve it by rule) and return it."""
+        self.follow_signals()
         requester = self.directory.person(requester_id)
         rule = checked.rule
         allow_self = self.config.allows_self_approval(rule)
@@ -547,6 +551,7 @@ class AccessService:
     def sweep(self) -> None:
         """Make the world match the database: expire stale pending requests, revoke
         overdue grants, retry failed revocations and resume work a crash interrupted."""
+        self.follow_signals()
         now = self._now()
         ttl = self.config.settings.pending_ttl
         with self._transaction() as session:
@@ -685,6 +690,41 @@ class AccessService:
             if request_id is not None:
                 query = query.where(col(AuditEvent.request_id) == request_id)
             return list(session.scalars(query))
+
+    # ------------------------------------------------------------------- caches
+
+    def sync(self, actor: str) -> None:
+        """Forget cached users, groups, accounts and names here, and ask every other
+        running bot to do the same (``/jit sync``)."""
+        allowed = self.config.settings.admins + [
+            entry for members in self.config.groups.values() for entry in members
+        ]
+        if actor != BOT and not self.directory.is_member(allowed, actor):
+            raise NotAllowed("Only approvers and admins can run `/jit sync`.")
+        raise_signal(self._sessions, "sync", self._now())
+        with self._transaction() as session:
+            audit.record(
+                session,
+                self._clock,
+                self._notify,
+                actor=actor,
+                action="sync",
+                request_id=None,
+                details={},
+            )
+        self.follow_signals()
+
+    def follow_signals(self) -> None:
+        """Act on a sync raised by `jit-bot sync` or another replica since we last looked."""
+        with self._transaction() as session:
+            signal = session.get(BotSignal, "sync")
+        if signal is None or (self._synced_at and signal.raised_at <= self._synced_at):
+            return
+        self._synced_at = signal.raised_at
+        self.directory.refresh()
+        for provider in self._providers.values():
+            provider.refresh()
+        log.info("caches refreshed (sync raised at %s)", signal.raised_at)
 
     def requestable(self, user_id: str) -> list[tuple[str, str]]:
         """(name, description) of every role this user may request."""
@@ -826,23 +866,20 @@ class AccessService:
     def _audit(
         self, session: Session, actor: str, action: str, request: AccessRequest, **details: Any
     ) -> None:
-        event = AuditEvent(
-            at=self._now(),
+        audit.record(
+            session,
+            self._clock,
+            self._notify,
             actor=actor,
             action=action,
             request_id=request.id,
-            details=_jsonable(
-                {
-                    "role": request.role,
-                    "environment": request.environment,
-                    "requester": request.requester_id,
-                    **details,
-                }
-            ),
+            details={
+                "role": request.role,
+                "environment": request.environment,
+                "requester": request.requester_id,
+                **details,
+            },
         )
-        session.add(event)
-        session.flush()
-        self._notify.post_audit(session, event)
 
     def _refresh(self, session: Session, request: AccessRequest) -> None:
         targets, votes = _snapshot(session, request.id)
@@ -851,6 +888,16 @@ class AccessService:
     def _tell(self, session: Session, request: AccessRequest, news: RequesterNews) -> None:
         targets, votes = _snapshot(session, request.id)
         self._notify.tell_requester(session, request, targets, votes, news)
+
+
+def raise_signal(sessions: sessionmaker[Session], name: str, at: datetime) -> None:
+    """Record a signal for every running bot (upsert: the newest time wins)."""
+    with sessions.begin() as session:
+        signal = session.get(BotSignal, name)
+        if signal is None:
+            session.add(BotSignal(name=name, raised_at=at))
+        elif signal.raised_at < at:
+            signal.raised_at = at
 
 
 def _snapshot(session: Session, request_id: str) -> tuple[list[RequestTarget], list[Vote]]:
@@ -873,13 +920,3 @@ def _voters(session: Session, request_id: str) -> set[str]:
 
 def _rowcount(result: Result[Any]) -> int:
     return cast(CursorResult[Any], result).rowcount
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set):
-        return [_jsonable(v) for v in value]
-    return value

@@ -206,7 +206,8 @@ def audit_line(event: AuditEvent) -> str:
     role, env = details.pop("role", None), details.pop("environment", None)
     requester = details.pop("requester", None)
     actor = event.actor if event.actor == "jit-bot" else mention(event.actor)
-    head = f"`{event.request_id}` *{event.action}* by {actor}"
+    subject = f"`{event.request_id}` " if event.request_id else ""
+    head = f"{subject}*{event.action}* by {actor}"
     if role:
         head += f" · `{role}` in `{env}` for {mention(requester) if requester else '?'}"
     rest = ", ".join(f"{k}={v}" for k, v in details.items() if v not in (None, "", []))
@@ -297,6 +298,7 @@ HELP = """*jit-bot*: just-in-time access, approved by people you trust.
 • `/jit roles` shows what you may request, where, for how long and who approves it.
 • `/jit revoke <request-id>` ends access now (requester or approver).
 • `/jit cancel <request-id>` withdraws a pending request.
+• `/jit sync` re-reads users, groups and cloud accounts now (approvers and admins).
 • `/jit help` shows this."""
 
 

@@ -73,6 +73,9 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
             elif sub == "cancel" and len(args) == 1:
                 request = service.cancel(_request_id(args[0]), user)
                 tell(f"Cancelled {request.id}.")
+            elif sub == "sync" and not args:
+                service.sync(user)
+                tell("Caches refreshed: users, groups, accounts and names are read afresh.")
             elif sub == "help":
                 tell(blocks.HELP)
             else:

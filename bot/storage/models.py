@@ -170,3 +170,13 @@ class SlackMessage(SQLModel, table=True):
     ref: str = Field(primary_key=True, max_length=128)
     channel: str = Field(max_length=32)
     ts: str = Field(max_length=32)
+
+
+class BotSignal(SQLModel, table=True):
+    """A request from outside the process (``jit-bot sync``) that every running bot acts
+    on when it next looks: the newest ``raised_at`` wins."""
+
+    __tablename__ = "bot_signal"
+
+    name: str = Field(primary_key=True, max_length=32)
+    raised_at: datetime = _when(nullable=False)
