@@ -77,6 +77,14 @@ class Timers(ExpiryScheduler):
         with contextlib.suppress(JobLookupError):
             self._scheduler.remove_job(f"expire:{request_id}")
 
+    def intervals(self) -> dict[str, timedelta]:
+        """Periodic job id → how often it runs."""
+        return {
+            job.id: job.trigger.interval
+            for job in self._scheduler.get_jobs()
+            if hasattr(job.trigger, "interval")
+        }
+
     def scheduled(self) -> dict[str, datetime]:
         """Request id → when its expiry job fires."""
         return {

@@ -12,7 +12,7 @@ from sqlmodel import col
 from bot.storage.models import AccessRequest, RequestTarget
 from providers.base import GrantContext, GrantOutcome, Principal, TargetSpec
 from providers.fake import FakeProvider
-from tests.conftest import ALICE, BOB, CAROL, MALLORY, Bot, stop
+from tests.conftest import ALICE, APPROVERS_YAML, BOB, CAROL, MALLORY, Bot, stop
 from tests.e2e.helpers import buttons, click, latest, submit
 
 ALICE_EMAIL = "alice@example.com"
@@ -281,3 +281,15 @@ def test_a_grant_a_crash_interrupted_midway_is_resumed_once_its_lease_runs_out(
     second.settle()
     assert second.service.get(request_id).status == "active"
     assert [(c.action, c.resource) for c in second.provider.calls] == [("grant", "prod-logs")]
+
+
+def test_the_sweeper_and_the_drift_check_run_periodically(make_bot) -> None:  # type: ignore[no-untyped-def]
+    bot = make_bot(
+        approvers=APPROVERS_YAML.replace(
+            "settings:", "settings:\n  sweep_interval: 20s\n  reconcile_interval: 5m"
+        )
+    )
+    assert bot.runtime.timers.intervals() == {
+        "sweeper": timedelta(seconds=20),
+        "reconcile": timedelta(minutes=5),
+    }
