@@ -1,13 +1,15 @@
-"""The ``jit-bot`` command: serve, check, db upgrade."""
+"""The ``jit-bot`` command: serve, check, sync, audit, db upgrade."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
+from datetime import UTC, datetime
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -33,6 +35,21 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "sync", help="make running bots re-read users, groups and cloud accounts now"
     )
+    audit_cmd = commands.add_parser("audit", help="verify or export the audit trail")
+    audit_actions = audit_cmd.add_subparsers(dest="audit_action", required=True)
+    audit_actions.add_parser("verify", help="check the hash chain; name the first bad event")
+    export = audit_actions.add_parser("export", help="write the trail for auditors")
+    export.add_argument("--since", type=_when, help="ISO date/time (UTC unless given)")
+    export.add_argument("--until", type=_when, help="ISO date/time, exclusive")
+    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    export.add_argument(
+        "--kind",
+        choices=["events", "grants"],
+        default="events",
+        help="every event, or one row per grant: who had which role where, approved by "
+        "whom, from when to when",
+    )
+    export.add_argument("--output", help="file to write (default: standard output)")
     args = parser.parse_args(argv)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.basicConfig(
@@ -46,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             return _check(live=args.live)
         if args.command == "sync":
             return _sync()
+        if args.command == "audit":
+            return _audit(args)
         return _db_upgrade()
     except ConfigError as exc:
         print(f"jit-bot: configuration is invalid:\n{exc}", file=sys.stderr)
@@ -216,6 +235,49 @@ def _sync() -> int:
         )
     print("sync requested: running bots re-read users, groups and cloud accounts before their")
     print("next request, and within one sweep interval at the latest.")
+    return 0
+
+
+def _when(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{value}' is not an ISO date or time, e.g. 2026-11-01 or 2026-11-01T09:00"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from sqlalchemy.orm import sessionmaker
+
+    from bot import audit
+    from bot.storage.db import make_engine, upgrade
+
+    engine = make_engine(os.environ.get("DATABASE_URL") or "sqlite:///jit-bot.db")
+    upgrade(engine)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    if args.audit_action == "verify":
+        verdict = audit.verify(sessions)
+        if verdict.ok:
+            print(f"audit trail intact: {verdict.checked} events, hash chain verified")
+            return 0
+        print(
+            f"audit trail BROKEN at event #{verdict.first_bad_id}: {verdict.problem} "
+            f"({verdict.checked} events before it verified)",
+            file=sys.stderr,
+        )
+        return 1
+    with contextlib.ExitStack() as stack:
+        out = (
+            stack.enter_context(open(args.output, "w", newline="", encoding="utf-8"))
+            if args.output
+            else sys.stdout
+        )
+        count = audit.export(
+            sessions, out, since=args.since, until=args.until, fmt=args.format, kind=args.kind
+        )
+    print(f"exported {count} {args.kind}", file=sys.stderr)
     return 0
 
 

@@ -211,7 +211,9 @@ def audit_line(event: AuditEvent) -> str:
     if role:
         head += f" · `{role}` in `{env}` for {mention(requester) if requester else '?'}"
     rest = ", ".join(f"{k}={v}" for k, v in details.items() if v not in (None, "", []))
-    return f"{head}{' · ' + rest if rest else ''}"[:3000]
+    # The event's id and hash make the channel a witness of the chain (see bot/audit.py).
+    seal = f" · #{event.id} `{event.hash[:12]}`"
+    return f"{head}{' · ' + rest if rest else ''}"[: 3000 - len(seal)] + seal
 
 
 def request_modal(

@@ -135,6 +135,10 @@ class AuditEvent(SQLModel, table=True):
     action: str = Field(max_length=64)
     request_id: str | None = Field(default=None, index=True, max_length=32)
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # A hash chain: ``hash`` covers ``prev_hash`` and this event's own content (id
+    # included), so a changed, removed or reordered event breaks the chain after it.
+    prev_hash: str = Field(default="", max_length=64, sa_column_kwargs={"server_default": ""})
+    hash: str = Field(default="", max_length=64, sa_column_kwargs={"server_default": ""})
 
 
 class OutboxStatus(StrEnum):
