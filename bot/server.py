@@ -4,6 +4,7 @@ on waitress (threaded, pure Python, fine behind any load balancer)."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -29,9 +30,32 @@ def wsgi_app(runtime: Runtime) -> Callable[[dict[str, Any], StartResponse], Iter
                 [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
             )
             return [body]
+        if not _well_formed(environ):
+            return _unauthorized(start_response)
         return slack(environ, start_response)
 
     return app
+
+
+_SIGNATURE = re.compile(r"^v0=[0-9a-f]{64}$")
+_TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
+
+
+def _well_formed(environ: dict[str, Any]) -> bool:
+    """Slack's signature headers have one exact shape. Anything else is refused before
+    Bolt sees it: its verifier raises on non-ASCII signatures instead of saying no."""
+    signature = environ.get("HTTP_X_SLACK_SIGNATURE", "")
+    timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", "")
+    return bool(_SIGNATURE.match(signature) and _TIMESTAMP.match(timestamp))
+
+
+def _unauthorized(start_response: StartResponse) -> Iterable[bytes]:
+    body = b'{"error": "invalid request signature"}'
+    start_response(
+        "401 Unauthorized",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+    )
+    return [body]
 
 
 class HttpServer:

@@ -57,7 +57,12 @@ BOT = "jit-bot"
 _ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
 # Statuses whose granted targets count as "still needed" when another grant ends.
 _HOLDING = (Status.GRANTING, Status.ACTIVE)
-_RELEASABLE = (TargetStatus.GRANTED, TargetStatus.FAILED, TargetStatus.REVOKE_FAILED)
+_RELEASABLE = (
+    TargetStatus.GRANTING,
+    TargetStatus.GRANTED,
+    TargetStatus.FAILED,
+    TargetStatus.REVOKE_FAILED,
+)
 
 
 def new_request_id() -> str:
@@ -355,8 +360,12 @@ class AccessService:
         principal = self._principal(request)
         failure: str | None = None
         for target in self._targets(request_id):
-            if target.status != TargetStatus.PENDING:
+            if target.status not in (TargetStatus.PENDING, TargetStatus.GRANTING):
                 continue
+            # Mark the call before making it: if we crash in between, the resumed grant
+            # knows this access may be ours, not standing access found in the cloud.
+            called_before = target.status == TargetStatus.GRANTING
+            self._record_target(target.id, TargetStatus.GRANTING)
             provider, spec = self._spec(target)
             try:
                 outcome = provider.grant(principal, spec, context)
@@ -367,8 +376,10 @@ class AccessService:
             # A cloud cannot tell our own earlier grant from standing access: what another
             # active jit-bot grant of this person holds is not standing, and must still be
             # revoked when the last grant needing it ends.
-            preexisting = outcome.preexisting and not self._other_holder(
-                request, target, jit_owned=True
+            preexisting = (
+                outcome.preexisting
+                and not called_before
+                and not self._other_holder(request, target, jit_owned=True)
             )
             self._record_target(
                 target.id,

@@ -8,7 +8,8 @@ success so a revocation can always be repeated.
 The bot runs outside the accounts: it uses the default credential chain, or assumes a
 role through STS (``assume_role_arn``/``external_id`` on a target, or
 ``JIT_AWS_ASSUME_ROLE_ARN``/``JIT_AWS_EXTERNAL_ID``). The permissions it needs are in
-providers/aws-policy.json.
+providers/aws-policy.json (for the role it acts through) and
+providers/aws-assume-role-policy.json (for the identity that assumes that role).
 """
 
 from __future__ import annotations
@@ -272,10 +273,20 @@ class AwsProvider(Provider):
                 "(1 hour or less is recommended)"
             )
         org = self._clients.client("organizations", aws)
+        # AWS's "not found" messages do not say which id they mean; the error must.
         for account in aws.accounts:
-            self._call(org.describe_account, AccountId=account)
+            try:
+                self._call(org.describe_account, AccountId=account)
+            except ProviderError as exc:
+                raise ProviderError(f"account {account}: {exc}", retryable=exc.retryable) from None
         for ou in aws.organizational_units:
-            if not self._accounts_under(aws, ou):
+            try:
+                accounts = self._accounts_under(aws, ou)
+            except ProviderError as exc:
+                raise ProviderError(
+                    f"organizational unit {ou}: {exc}", retryable=exc.retryable
+                ) from None
+            if not accounts:
                 warnings.append(f"organizational unit {ou} holds no accounts")
         return warnings
 
@@ -284,9 +295,6 @@ class AwsProvider(Provider):
         aws = _as_aws(target)
         instance = self._instance(aws)
         ps_arn = self._permission_set_arn(aws, instance)
-        accounts = list(aws.accounts)
-        for ou in aws.organizational_units:
-            accounts += self._accounts_under(aws, ou)
         return [
             aws.model_copy(
                 update={
@@ -296,7 +304,7 @@ class AwsProvider(Provider):
                     "instance_arn": instance.instance_arn,
                 }
             )
-            for account in dict.fromkeys(accounts)
+            for account in self._all_accounts(aws)
         ]
 
     def describe(self, target: TargetSpec) -> str:
@@ -316,7 +324,7 @@ class AwsProvider(Provider):
         user_id = self._user_id(aws, instance, principal.email)
         sso = self._clients.client("sso-admin", aws)
         outcomes = []
-        for account in aws.accounts:
+        for account in self._all_accounts(aws):
             if self._assigned(aws, instance, ps_arn, account, user_id):
                 outcomes.append(True)
                 continue
@@ -334,7 +342,8 @@ class AwsProvider(Provider):
                 what=f"granting {account}",
             )
             outcomes.append(False)
-        if all(outcomes):
+        # Granting on no account at all (an empty OU) found no standing access either.
+        if outcomes and all(outcomes):
             return GrantOutcome(preexisting=True, detail="the user already held this assignment")
         return GrantOutcome()
 
@@ -344,7 +353,7 @@ class AwsProvider(Provider):
         ps_arn = self._permission_set_arn(aws, instance)
         user_id = self._user_id(aws, instance, principal.email)
         sso = self._clients.client("sso-admin", aws)
-        for account in aws.accounts:
+        for account in self._all_accounts(aws):
             try:
                 answer = self._call(
                     sso.delete_account_assignment,
@@ -367,7 +376,10 @@ class AwsProvider(Provider):
         instance = self._instance(aws)
         ps_arn = self._permission_set_arn(aws, instance)
         user_id = self._user_id(aws, instance, principal.email)
-        return all(self._assigned(aws, instance, ps_arn, a, user_id) for a in aws.accounts)
+        accounts = self._all_accounts(aws)
+        return bool(accounts) and all(
+            self._assigned(aws, instance, ps_arn, a, user_id) for a in accounts
+        )
 
     def inventory(self, target: TargetSpec) -> list[Holding] | None:
         """Every user assignment of the target's permission set on its accounts."""
@@ -388,6 +400,15 @@ class AwsProvider(Provider):
             self._cache.clear()
 
     # -------------------------------------------------------------- lookups
+
+    def _all_accounts(self, aws: AwsTarget) -> list[str]:
+        """Explicit accounts, then the accounts of the OUs, each once. The domain hands
+        grant/revoke/is_granted expanded one-account units, but a target that still names
+        OUs must not be "granted" (or "revoked", or "held") on its explicit accounts only."""
+        accounts = list(aws.accounts)
+        for ou in aws.organizational_units:
+            accounts += self._accounts_under(aws, ou)
+        return list(dict.fromkeys(accounts))
 
     def _instance(self, aws: AwsTarget) -> _Resolved:
         def load() -> _Resolved:

@@ -21,6 +21,7 @@ from bot.clock import Clock
 from bot.errors import JitError, RequestNotFound
 from bot.service import AccessService
 from bot.slack import blocks
+from bot.slack.replay import ReplayGuard
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ def _request_id(value: str) -> str:
 
 
 def register(app: App, service: AccessService, clock: Clock) -> None:
+    app.middleware(ReplayGuard().middleware)
+
     def ephemeral(respond: Respond) -> Callable[[str], Any]:
         return lambda text: respond(text=text, response_type="ephemeral", replace_original=False)
 

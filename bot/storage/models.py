@@ -86,6 +86,7 @@ class AccessRequest(SQLModel, table=True):
 
 class TargetStatus(StrEnum):
     PENDING = "pending"
+    GRANTING = "granting"  # the provider was called; whether it landed is not known yet
     GRANTED = "granted"
     FAILED = "failed"
     REVOKED = "revoked"

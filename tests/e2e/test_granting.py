@@ -293,3 +293,32 @@ def test_the_sweeper_and_the_drift_check_run_periodically(make_bot) -> None:  # 
         "sweeper": timedelta(seconds=20),
         "reconcile": timedelta(minutes=5),
     }
+
+
+def test_access_a_crash_left_unrecorded_is_not_mistaken_for_standing_access(
+    make_bot,  # type: ignore[no-untyped-def]
+) -> None:
+    first = make_bot()
+    request_id = submit(first, ALICE, "prod-support prod 1h INC-1")
+    now = first.clock.now()
+    _force(first, request_id, status="granting", expires_at=now + timedelta(hours=1))
+    prod_db = first.service.targets_of(request_id)[0]
+    with first.runtime.engine.begin() as connection:
+        connection.execute(
+            update(RequestTarget)
+            .where(col(RequestTarget.id) == prod_db.id)
+            .values(status="granting")
+        )
+    # The call landed just before the crash; like AWS, the cloud now cannot tell it from
+    # standing access.
+    first.provider.standing.add((ALICE_EMAIL, "prod-db"))
+    first.provider.holdings.add((ALICE_EMAIL, "prod-db"))
+    stop(first)
+    second = make_bot()
+    second.clock.advance(timedelta(minutes=5))
+    second.service.sweep()
+    second.settle()
+    assert second.service.get(request_id).status == "active"
+    assert not second.service.targets_of(request_id)[0].preexisting
+    click(second, ALICE, "end_access", request_id)
+    assert ("revoke", "prod-db") in [(c.action, c.resource) for c in second.provider.calls]
