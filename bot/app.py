@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.clock import Clock, SystemClock
 from bot.config import ConfigError, ConfigIssue, JitConfig, Loc, line_in, load_config
 from bot.drift import DriftChecker
-from bot.scheduler import Timers
+from bot.scheduler import Periodic, Timers
 from bot.service import AccessService
 from bot.settings import Settings
 from bot.slack import handlers
@@ -123,9 +124,13 @@ class Runtime:
         """Start the outbox worker and the timers (which sweep at once)."""
         self.outbox.start()
         settings = self.service.config.settings
-        self.timers.start(
-            settings.sweep_interval, settings.reconcile_interval, self.service.active_expiries()
-        )
+        # The first sweep runs at once: anything that expired while we were down goes now.
+        periodic = [
+            Periodic("sweeper", self.service.sweep, settings.sweep_interval, at_start=True),
+            Periodic("heartbeat", self.service.heartbeat, self.service.lease / 3),
+            Periodic("reconcile", self.drift.run, settings.reconcile_interval),
+        ]
+        self.timers.start(self.service.active_expiries(), periodic)
 
     def stop(self) -> None:
         self.timers.stop()
@@ -166,6 +171,7 @@ def build_runtime(
     clock: Clock | None = None,
     providers: Mapping[str, Provider] | None = None,
     environ: Mapping[str, str] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Runtime:
     """Wire a bot. Migrates the database to the latest schema first."""
     clock = clock or SystemClock()
@@ -205,9 +211,7 @@ def build_runtime(
     drift = DriftChecker(
         config=config, sessions=sessions, providers=providers, clock=clock, notifier=notifier
     )
-    timers = Timers(
-        expire=lambda rid: service.expire(rid), sweep=lambda: service.sweep(), reconcile=drift.run
-    )
+    timers = Timers(expire=lambda rid: service.expire(rid))
     service = AccessService(
         config=config,
         sessions=sessions,
@@ -217,6 +221,7 @@ def build_runtime(
         notifier=notifier,
         expiry=timers,
         background=lambda job: _discard(work.submit(job)),
+        sleep=sleep,
     )
     bolt = App(
         client=client,

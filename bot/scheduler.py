@@ -1,4 +1,5 @@
-"""Timers: one APScheduler date job per active grant, and the sweeper.
+"""Timers: one APScheduler date job per active grant, and the periodic jobs (sweeper,
+lease heartbeat, drift check).
 
 Jobs are derived from the database and rebuilt at start-up; losing them (a crash, a
 restart) loses nothing, because the sweeper revokes whatever is past its time.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from apscheduler.jobstores.base import JobLookupError
@@ -19,45 +21,35 @@ from bot.service import ExpiryScheduler
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Periodic:
+    name: str
+    job: Callable[[], object]
+    every: timedelta
+    at_start: bool = False  # also run once right away
+
+
 class Timers(ExpiryScheduler):
-    def __init__(
-        self,
-        expire: Callable[[str], None],
-        sweep: Callable[[], None],
-        reconcile: Callable[[], object],
-    ) -> None:
+    def __init__(self, expire: Callable[[str], None]) -> None:
         self._expire = expire
-        self._sweep = sweep
-        self._reconcile = reconcile
         self._scheduler = BackgroundScheduler(
             timezone="UTC",
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             executors={"default": {"type": "threadpool", "max_workers": 8}},
         )
 
-    def start(
-        self,
-        sweep_every: timedelta,
-        reconcile_every: timedelta,
-        active: list[tuple[str, datetime]],
-    ) -> None:
+    def start(self, active: list[tuple[str, datetime]], periodic: list[Periodic]) -> None:
         self._scheduler.start()
         for request_id, at in active:
             self.schedule(request_id, at)
-        # The first sweep runs at once: anything that expired while we were down goes now.
-        self._scheduler.add_job(
-            self._safely(self._sweep, "sweep"),
-            "interval",
-            seconds=sweep_every.total_seconds(),
-            id="sweeper",
-            next_run_time=datetime.now().astimezone(),
-        )
-        self._scheduler.add_job(
-            self._safely(self._reconcile, "drift check"),
-            "interval",
-            seconds=reconcile_every.total_seconds(),
-            id="reconcile",
-        )
+        for task in periodic:
+            self._scheduler.add_job(
+                self._safely(task.job, task.name),
+                "interval",
+                seconds=task.every.total_seconds(),
+                id=task.name,
+                **({"next_run_time": datetime.now().astimezone()} if task.at_start else {}),
+            )
 
     def stop(self) -> None:
         if self._scheduler.running:

@@ -9,13 +9,16 @@ recorded per target so a crash at any point can be resumed from the database.
 from __future__ import annotations
 
 import logging
+import random
 import secrets
 import threading
+import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from functools import partial
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import CursorResult, Result, and_, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -52,6 +55,7 @@ from bot.storage.models import (
 from providers.base import GrantContext, Principal, Provider, ProviderError, TargetSpec
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BOT = "jit-bot"
 _ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"
@@ -99,7 +103,9 @@ class AccessService:
         notifier: Notifier,
         expiry: ExpiryScheduler,
         background: Callable[[Callable[[], None]], None],
-        lease: timedelta = timedelta(minutes=5),
+        lease: timedelta = timedelta(seconds=30),
+        sleep: Callable[[float], None] = time.sleep,
+        attempts: int = 4,
     ) -> None:
         self.config = config
         self._sessions = sessions
@@ -110,6 +116,8 @@ class AccessService:
         self._expiry = expiry
         self._background = background
         self._lease = lease
+        self._sleep = sleep
+        self._attempts = attempts
         self._busy: set[str] = set()
         self._busy_lock = threading.Lock()
         self._synced_at: datetime | None = None
@@ -368,7 +376,7 @@ class AccessService:
             self._record_target(target.id, TargetStatus.GRANTING)
             provider, spec = self._spec(target)
             try:
-                outcome = provider.grant(principal, spec, context)
+                outcome = self._retrying(partial(provider.grant, principal, spec, context))
             except ProviderError as exc:
                 failure = f"{target.description}: {exc}"
                 self._record_target(target.id, TargetStatus.FAILED, error=str(exc))
@@ -528,7 +536,7 @@ class AccessService:
                 continue
             provider, spec = self._spec(target)
             try:
-                provider.revoke(principal, spec, context)
+                self._retrying(partial(provider.revoke, principal, spec, context))
             except ProviderError as exc:
                 errors.append(f"{target.description}: {exc}")
                 self._record_target(target.id, TargetStatus.REVOKE_FAILED, error=str(exc))
@@ -812,6 +820,41 @@ class AccessService:
     def _transaction(self) -> Iterator[Session]:
         with self._sessions.begin() as session:
             yield session
+
+    def _retrying(self, call: Callable[[], T]) -> T:
+        """A provider call, tried again with jittered backoff while the provider says the
+        failure is temporary (throttling, 5xx). Providers retry their own calls too; this
+        covers what they give up on, so one bad minute does not fail a grant."""
+        for attempt in range(1, self._attempts + 1):
+            try:
+                return call()
+            except ProviderError as exc:
+                if not exc.retryable or attempt == self._attempts:
+                    raise
+                log.warning("provider call failed (attempt %d), retrying: %s", attempt, exc)
+                self._sleep(random.uniform(0.5, 1.0) * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def heartbeat(self) -> None:
+        """Renew the lease on every request this process is granting or revoking, so no
+        other process takes it over while we are still at it."""
+        with self._busy_lock:
+            busy = list(self._busy)
+        if not busy:
+            return
+        with self._transaction() as session:
+            session.execute(
+                update(AccessRequest)
+                .where(
+                    col(AccessRequest.id).in_(busy),
+                    col(AccessRequest.status).in_([Status.GRANTING, Status.REVOKING]),
+                )
+                .values(updated_at=self._now())
+            )
+
+    @property
+    def lease(self) -> timedelta:
+        return self._lease
 
     @contextmanager
     def _claim(self, request_id: str) -> Iterator[bool]:

@@ -220,7 +220,11 @@ def make_bot(
             port=0,
         )
         runtime = build_runtime(
-            settings, clock=clock, providers=providers or {"fake": provider}, environ={}
+            settings,
+            clock=clock,
+            providers=providers or {"fake": provider},
+            environ={},
+            sleep=lambda _: None,  # retries back off in fake time
         )
         runtime.start()
         server = HttpServer(runtime, "127.0.0.1", 0).start_in_background()

@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
@@ -33,6 +33,7 @@ _TRANSIENT = {
     "request_timeout",
 }
 _MAX_BACKOFF = timedelta(minutes=5)
+_CLAIM = timedelta(minutes=1)
 
 
 def enqueue(
@@ -138,7 +139,24 @@ class OutboxWorker:
                     blocked.add(message.ordering_key)
             return sent
 
+    def _claim(self, message: OutboxMessage) -> bool:
+        """Take the message for the next minute, so another replica's worker leaves it
+        alone while we send it (and takes it over if we die mid-send)."""
+        with self._sessions.begin() as session:
+            claimed = session.execute(
+                update(OutboxMessage)
+                .where(
+                    col(OutboxMessage.id) == message.id,
+                    col(OutboxMessage.status) == OutboxStatus.PENDING,
+                    col(OutboxMessage.next_attempt_at) == message.next_attempt_at,
+                )
+                .values(next_attempt_at=self._clock.now() + _CLAIM)
+            )
+        return cast(CursorResult[Any], claimed).rowcount == 1
+
     def _deliver(self, message: OutboxMessage) -> bool:
+        if not self._claim(message):
+            return False  # another worker has it; its key stays blocked for this pass
         payload = dict(message.payload)
         if message.method == "chat.update":
             with self._sessions.begin() as session:

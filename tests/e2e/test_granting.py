@@ -187,7 +187,8 @@ def test_standing_access_found_at_grant_time_is_left_alone_at_revocation(bot: Bo
 
 def test_a_failed_revocation_is_retried_by_the_sweeper_and_shouted_about(bot: Bot) -> None:
     request_id = _approved(bot)
-    bot.provider.fail("revoke", "prod-logs", "Throttled", times=2, retryable=True)
+    # Eight failures: the revoke click and the first sweep each give up after four tries.
+    bot.provider.fail("revoke", "prod-logs", "Throttled", times=8, retryable=True)
     click(bot, ALICE, "end_access", request_id)
     assert bot.service.get(request_id).status == "revoke_failed"
     assert bot.provider.holdings == {(ALICE_EMAIL, "prod-logs")}
@@ -291,6 +292,7 @@ def test_the_sweeper_and_the_drift_check_run_periodically(make_bot) -> None:  # 
     )
     assert bot.runtime.timers.intervals() == {
         "sweeper": timedelta(seconds=20),
+        "heartbeat": timedelta(seconds=10),
         "reconcile": timedelta(minutes=5),
     }
 
@@ -322,3 +324,12 @@ def test_access_a_crash_left_unrecorded_is_not_mistaken_for_standing_access(
     assert not second.service.targets_of(request_id)[0].preexisting
     click(second, ALICE, "end_access", request_id)
     assert ("revoke", "prod-db") in [(c.action, c.resource) for c in second.provider.calls]
+
+
+def test_a_temporary_provider_failure_is_retried_and_the_grant_converges(bot: Bot) -> None:
+    bot.provider.fail("grant", "prod-logs", "Throttled", times=2, retryable=True)
+    request_id = _approved(bot)
+    assert bot.service.get(request_id).status == "active"
+    attempts = [c.resource for c in bot.provider.calls if c.action == "grant"]
+    assert attempts == ["prod-db", "prod-logs", "prod-logs", "prod-logs"]
+    assert bot.provider.holdings == {(ALICE_EMAIL, "prod-db"), (ALICE_EMAIL, "prod-logs")}

@@ -63,6 +63,9 @@ class MotoAws:
         }
 
     def seed(self) -> Seeded:
+        """Reset, then create the test organization. moto keeps its state per Python
+        process, shared by every server in it, so seeding always starts from empty."""
+        self.reset()
         sso = self.client("sso-admin")
         instance = sso.list_instances()["Instances"][0]
         seeded = Seeded(instance["InstanceArn"], instance["IdentityStoreId"])

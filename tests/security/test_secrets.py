@@ -67,7 +67,7 @@ rules:
         click(bot, BOB, "approve", ok)
         click(bot, ALICE, "end_access", ok)
         # A receiver that echoes the secret back in its error page.
-        receiver.fail_next(times=2, status=500, body=f"bad key {WEBHOOK_SECRET}")
+        receiver.fail_next(times=8, status=500, body=f"bad key {WEBHOOK_SECRET}")
         bot.slack.fail_next("chat.postMessage", times=2, retry_after=1)
         failed = submit(bot, ALICE, "prod-support prod 1h INC-2")
         click(bot, BOB, "approve", failed)
