@@ -8,17 +8,11 @@ the database is the truth, so a new process revokes what expired while none was 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import subprocess
 import sys
 import textwrap
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,15 +27,13 @@ from bot.slack.blocks import HELP
 from bot.storage.db import MIGRATIONS
 from bot.storage.models import AccessRequest
 from tests.conftest import ALICE, BOT_TOKEN, SIGNING_SECRET
+from tests.fakes.processes import JIT_BOT_SCRIPT, START_TIMEOUT, Launcher, free_port, get, wait
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_client import SlackSim
 from tests.fakes.webhook_receiver import WebhookReceiver
 
-REPO = Path(__file__).resolve().parents[2]
-JIT_BOT_SCRIPT = Path(sys.executable).with_name("jit-bot")
 WEBHOOK_SECRET = "webhook-hmac-key"
 APP_TOKEN = "xapp-1-A0001-test"
-START_TIMEOUT = 10.0
 TARGET = "grafana-admin"
 
 ROLES_YAML = """
@@ -66,164 +58,12 @@ rules:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _head_revision() -> str:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     head = ScriptDirectory.from_config(config).get_current_head()
     assert head is not None
     return head
-
-
-def _get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    # Talk to the bot directly even if the environment configures an HTTP proxy.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, error.read()
-
-
-def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
-
-@dataclass
-class BotProcess:
-    """One ``jit-bot`` process with its output captured to files."""
-
-    name: str
-    popen: subprocess.Popen[bytes]
-    stdout: Path
-    stderr: Path
-    port: int | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def output(self) -> str:
-        return (
-            f"--- {self.name} stdout ---\n{self.stdout.read_text(errors='replace')}"
-            f"--- {self.name} stderr ---\n{self.stderr.read_text(errors='replace')}"
-        )
-
-    def wait_exit(self, timeout: float = START_TIMEOUT) -> int:
-        try:
-            return self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"{self.name} did not exit\n{self.output()}") from None
-
-    def wait_healthy(self, timeout: float = START_TIMEOUT) -> dict[str, Any]:
-        """Poll /healthz until it answers 200 (bounded); fail early if the process died."""
-        deadline = time.monotonic() + timeout
-        last = "no answer yet"
-        while time.monotonic() < deadline:
-            code = self.popen.poll()
-            if code is not None:
-                raise AssertionError(f"{self.name} exited with {code}\n{self.output()}")
-            try:
-                status, body = _get(f"{self.url}/healthz", timeout=1.0)
-            except OSError as exc:
-                last = repr(exc)
-            else:
-                if status == 200:
-                    parsed: dict[str, Any] = json.loads(body)
-                    return parsed
-                last = f"HTTP {status}: {body[:200]!r}"
-            time.sleep(0.05)
-        raise AssertionError(f"{self.name}: /healthz not ready ({last})\n{self.output()}")
-
-    def crash(self) -> None:
-        """SIGKILL: no shutdown hooks, no goodbye, as when a host dies."""
-        self.popen.send_signal(signal.SIGKILL)
-        self.popen.wait(timeout=START_TIMEOUT)
-
-    def terminate(self) -> None:
-        if self.popen.poll() is not None:
-            return
-        self.popen.terminate()
-        try:
-            self.popen.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait(timeout=5)
-
-
-@dataclass
-class Launcher:
-    """Starts bot processes and guarantees they are all gone at teardown."""
-
-    tmp_path: Path
-    started: list[BotProcess] = field(default_factory=list)
-
-    def env(self, **overrides: str | None) -> dict[str, str]:
-        """A clean environment: nothing of the developer's Slack/JIT settings leaks in."""
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("SLACK_", "JIT_", "DATABASE_URL", "PORT"))
-        }
-        env.update(
-            PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
-            PYTHONUNBUFFERED="1",
-            NO_PROXY="127.0.0.1,localhost",
-            no_proxy="127.0.0.1,localhost",
-        )
-        for name, value in overrides.items():
-            if value is None:
-                env.pop(name, None)
-            else:
-                env[name] = value
-        return env
-
-    def start(
-        self, args: list[str], env: dict[str, str], name: str = "bot", *, script: bool = False
-    ) -> BotProcess:
-        """Run ``python -m bot ARGS``, or the installed ``jit-bot`` console script."""
-        name = f"{name}-{len(self.started) + 1}"
-        command = [str(JIT_BOT_SCRIPT)] if script else [sys.executable, "-m", "bot"]
-        stdout = self.tmp_path / f"{name}.stdout"
-        stderr = self.tmp_path / f"{name}.stderr"
-        with stdout.open("wb") as out, stderr.open("wb") as err:
-            popen = subprocess.Popen(
-                [*command, *args],
-                env=env,
-                cwd=self.tmp_path,
-                stdout=out,
-                stderr=err,
-            )
-        port = int(env["PORT"]) if env.get("PORT") else None
-        process = BotProcess(name, popen, stdout, stderr, port)
-        self.started.append(process)
-        return process
-
-    def serve(self, env: dict[str, str]) -> BotProcess:
-        env = {**env, "PORT": str(_free_port())}
-        return self.start(["serve"], env, name="serve")
-
-    def stop_all(self) -> None:
-        for process in self.started:
-            try:
-                process.terminate()
-            finally:
-                if process.popen.poll() is None:
-                    process.popen.kill()
-                    process.popen.wait(timeout=5)
 
 
 @pytest.fixture
@@ -308,7 +148,7 @@ def test_serve_without_slack_credentials_exits_naming_each_missing_variable(
     env = launcher.env(
         **{name: None if name in missing else value for name, value in present.items()}
     )
-    process = launcher.start(["serve"], {**env, "PORT": str(_free_port())})
+    process = launcher.start(["serve"], {**env, "PORT": str(free_port())})
 
     assert process.wait_exit() != 0, process.output()
     stderr = process.stderr.read_text()
@@ -325,7 +165,7 @@ def test_serve_in_http_mode_answers_health_and_signed_slack_requests_only(
     process = launcher.serve(_bot_env(launcher, fake_slack, receiver, database_url))
 
     assert process.wait_healthy() == {"status": "ok"}
-    status, body = _get(f"{process.url}/healthz")
+    status, body = get(f"{process.url}/healthz")
     assert status == 200 and json.loads(body) == {"status": "ok"}
 
     sim = SlackSim(process.url, SIGNING_SECRET, fake_slack)
@@ -430,12 +270,12 @@ def test_grant_that_expired_while_the_bot_was_down_is_revoked_at_next_start(
     assert reply.status == 200, reply
     answer = fake_slack.wait_for_response(name=reply.response_url_name)
     assert "approved by rule" in answer["text"], answer
-    _wait(
+    wait(
         lambda: ("alice@example.com", TARGET) in receiver.holdings,
         START_TIMEOUT,
         "the webhook receiver to hold the grant",
     )
-    [(request_id, status)] = _wait(
+    [(request_id, status)] = wait(
         lambda: [r for r in _rows(database_url) if r.status == "active"],
         START_TIMEOUT,
         "the request to be active",
@@ -462,10 +302,10 @@ def test_grant_that_expired_while_the_bot_was_down_is_revoked_at_next_start(
     second = launcher.serve(env)
     second.wait_healthy()
 
-    _wait(lambda: not receiver.holdings, START_TIMEOUT, "the receiver to lose the grant")
+    wait(lambda: not receiver.holdings, START_TIMEOUT, "the receiver to lose the grant")
     revokes = [e for e in receiver.events if e["event"] == "revoke" and not e["replay"]]
     assert [(e["request_id"], e["target"]["name"]) for e in revokes] == [(request_id, TARGET)]
-    _wait(
+    wait(
         lambda: _rows(database_url) == [(request_id, "revoked")],
         START_TIMEOUT,
         "the request to be revoked",

@@ -1,0 +1,175 @@
+"""Real bot processes for tests: start ``python -m bot …`` with a clean environment,
+capture its output to files, wait for /healthz, SIGKILL it, and make sure every process
+is gone at teardown."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+JIT_BOT_SCRIPT = Path(sys.executable).with_name("jit-bot")
+START_TIMEOUT = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    # Talk to the bot directly even if the environment configures an HTTP proxy.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.read()
+
+
+def wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+@dataclass
+class BotProcess:
+    """One ``jit-bot`` process with its output captured to files."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    stdout: Path
+    stderr: Path
+    port: int | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return (
+            f"--- {self.name} stdout ---\n{self.stdout.read_text(errors='replace')}"
+            f"--- {self.name} stderr ---\n{self.stderr.read_text(errors='replace')}"
+        )
+
+    def wait_exit(self, timeout: float = START_TIMEOUT) -> int:
+        try:
+            return self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{self.name} did not exit\n{self.output()}") from None
+
+    def wait_healthy(self, timeout: float = START_TIMEOUT) -> dict[str, Any]:
+        """Poll /healthz until it answers 200 (bounded); fail early if the process died."""
+        deadline = time.monotonic() + timeout
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            code = self.popen.poll()
+            if code is not None:
+                raise AssertionError(f"{self.name} exited with {code}\n{self.output()}")
+            try:
+                status, body = get(f"{self.url}/healthz", timeout=1.0)
+            except OSError as exc:
+                last = repr(exc)
+            else:
+                if status == 200:
+                    parsed: dict[str, Any] = json.loads(body)
+                    return parsed
+                last = f"HTTP {status}: {body[:200]!r}"
+            time.sleep(0.05)
+        raise AssertionError(f"{self.name}: /healthz not ready ({last})\n{self.output()}")
+
+    def crash(self) -> None:
+        """SIGKILL: no shutdown hooks, no goodbye, as when a host dies."""
+        self.popen.send_signal(signal.SIGKILL)
+        self.popen.wait(timeout=START_TIMEOUT)
+
+    def terminate(self) -> None:
+        if self.popen.poll() is not None:
+            return
+        self.popen.terminate()
+        try:
+            self.popen.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(timeout=5)
+
+
+@dataclass
+class Launcher:
+    """Starts bot processes and guarantees they are all gone at teardown."""
+
+    tmp_path: Path
+    started: list[BotProcess] = field(default_factory=list)
+
+    def env(self, **overrides: str | None) -> dict[str, str]:
+        """A clean environment: nothing of the developer's Slack/JIT settings leaks in."""
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("SLACK_", "JIT_", "DATABASE_URL", "PORT"))
+        }
+        env.update(
+            PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+            PYTHONUNBUFFERED="1",
+            NO_PROXY="127.0.0.1,localhost",
+            no_proxy="127.0.0.1,localhost",
+        )
+        for name, value in overrides.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        return env
+
+    def start(
+        self, args: list[str], env: dict[str, str], name: str = "bot", *, script: bool = False
+    ) -> BotProcess:
+        """Run ``python -m bot ARGS``, or the installed ``jit-bot`` console script."""
+        name = f"{name}-{len(self.started) + 1}"
+        command = [str(JIT_BOT_SCRIPT)] if script else [sys.executable, "-m", "bot"]
+        stdout = self.tmp_path / f"{name}.stdout"
+        stderr = self.tmp_path / f"{name}.stderr"
+        with stdout.open("wb") as out, stderr.open("wb") as err:
+            popen = subprocess.Popen(
+                [*command, *args],
+                env=env,
+                cwd=self.tmp_path,
+                stdout=out,
+                stderr=err,
+            )
+        port = int(env["PORT"]) if env.get("PORT") else None
+        process = BotProcess(name, popen, stdout, stderr, port)
+        self.started.append(process)
+        return process
+
+    def serve(self, env: dict[str, str]) -> BotProcess:
+        env = {**env, "PORT": str(free_port())}
+        return self.start(["serve"], env, name="serve")
+
+    def stop_all(self) -> None:
+        for process in self.started:
+            try:
+                process.terminate()
+            finally:
+                if process.popen.poll() is None:
+                    process.popen.kill()
+                    process.popen.wait(timeout=5)
