@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -61,6 +62,12 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.receiver = receiver
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A caller killed mid-request (the crash tests do that on purpose) is not news.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
@@ -105,6 +112,8 @@ class WebhookReceiver:
         self._fault: _Fault | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        # Seconds to take over each answer, like a slow downstream system.
+        self.delay = 0.0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -195,6 +204,8 @@ class WebhookReceiver:
     def _handle(
         self, path: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
+        if self.delay:
+            time.sleep(self.delay)
         with self._lock:
             status, extra, answer = self._decide(path, headers, body)
             self._requests.append(ReceivedRequest(path, headers, body, status))
@@ -221,7 +232,7 @@ class WebhookReceiver:
             return self._reject(400, problem)
         key = event["idempotency_key"]
         if key in self._seen_keys:
-            self._events.append({**event, "replay": True})
+            self._events.append({**event, "replay": True, "received_at": self._clock()})
             return _ok("duplicate")
         self._seen_keys.add(key)
         holding = (event["principal"]["email"], event["target"]["name"])
@@ -229,7 +240,7 @@ class WebhookReceiver:
             self._holdings.add(holding)
         else:
             self._holdings.discard(holding)
-        self._events.append({**event, "replay": False})
+        self._events.append({**event, "replay": False, "received_at": self._clock()})
         return _ok("applied")
 
     def _signature_problem(self, headers: dict[str, str], body: bytes) -> str:
