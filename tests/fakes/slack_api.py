@@ -379,6 +379,11 @@ class FakeSlack:
         with self._lock:
             self._faults.append(_Fault(method, times, status, retry_after, error))
 
+    def clear_faults(self) -> None:
+        """Forget every pending ``fail_next``: the storm is over."""
+        with self._lock:
+            self._faults.clear()
+
     def outage(self, on: bool = True) -> None:
         """While on, every Web API method answers HTTP 503."""
         with self._lock:

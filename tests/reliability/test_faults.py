@@ -1,0 +1,176 @@
+"""Faults: a provider that throttles, fails and conflicts on 30% of its calls, and a
+Slack that answers storms of 429s and 5xxs. Everything converges; nothing is duplicated,
+left standing or lost."""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+from collections import Counter
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlmodel import col
+
+from bot.storage.models import AccessRequest
+from providers.base import GrantContext, GrantOutcome, Principal, ProviderError, TargetSpec
+from providers.fake import FakeProvider
+from tests.conftest import ALICE, AUDIT_CHANNEL, BOB, CAROL, Bot
+
+ROLES = """
+roles:
+  ops:
+    max_duration: 2h
+    environments:
+      dev:
+        - provider: fake
+          resource: logs
+        - provider: fake
+          resource: db
+"""
+APPROVERS = """
+groups:
+  leads: ["@sre-leads"]
+rules:
+  - roles: ["*"]
+    environments: ["*"]
+    auto_approve: true
+"""
+TEMPORARY = ["ThrottlingException: rate exceeded", "HTTP 503 from upstream", "ConflictException"]
+
+
+class FlakyProvider(FakeProvider):
+    """Fails 30% of calls with a temporary error (half of them after the change landed,
+    as when the answer is lost), and a few with a permanent one."""
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        self.rng = random.Random(seed)
+        self.injected = Counter[str]()
+        self.operations = 0
+        self._dice = threading.Lock()
+
+    def _roll(self) -> float:
+        with self._dice:
+            self.operations += 1
+            return self.rng.random()
+
+    def grant(
+        self, principal: Principal, target: TargetSpec, context: GrantContext
+    ) -> GrantOutcome:
+        return self._flaky(
+            "grant", lambda: super(FlakyProvider, self).grant(principal, target, context)
+        )
+
+    def revoke(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
+        self._flaky("revoke", lambda: super(FlakyProvider, self).revoke(principal, target, context))
+
+    def _flaky(self, action: str, call):  # type: ignore[no-untyped-def]
+        dice = self._roll()
+        if dice < 0.15:
+            self.injected[f"{action}: temporary, not applied"] += 1
+            raise ProviderError(self.rng.choice(TEMPORARY), retryable=True)
+        if dice < 0.30:
+            call()
+            self.injected[f"{action}: temporary, applied but answer lost"] += 1
+            raise ProviderError(self.rng.choice(TEMPORARY), retryable=True)
+        if action == "grant" and dice < 0.31:
+            self.injected["grant: permanent"] += 1
+            raise ProviderError("AccessDenied: not allowed", retryable=False)
+        return call()
+
+
+def test_thirty_percent_provider_faults_over_500_operations_all_converge(make_bot) -> None:  # type: ignore[no-untyped-def]
+    provider = FlakyProvider(seed=42)
+    bot: Bot = make_bot(roles=ROLES, approvers=APPROVERS, providers={"fake": provider})
+    users = [f"UFLAKY{i:03d}" for i in range(130)]
+    for user in users:
+        bot.slack.add_user(user, f"{user.lower()}@example.com")
+        assert bot.sim.command(user, "request ops dev 1h work").status == 200
+    bot.settle()
+    bot.clock.advance(timedelta(hours=1))
+    for _ in range(10):  # the sweeper retries whatever did not revoke at first
+        bot.service.sweep()
+        bot.settle()
+        bot.clock.advance(timedelta(seconds=30))
+
+    requests = [r for u in users for r in _all_of(bot, u)]
+    assert len(requests) == len(users)
+    statuses = Counter(r.status for r in requests)
+    assert set(statuses) <= {"revoked", "failed"}, statuses
+    assert provider.holdings == set(), "access left standing"
+    assert provider.operations >= 500
+    assert sum(provider.injected.values()) >= 0.25 * provider.operations
+    for request in requests:
+        applied = Counter(
+            c.resource for c in provider.calls if c.request_id == request.id and c.action == "grant"
+        )
+        if request.status == "failed":
+            assert request.error
+            told = bot.slack.messages_in(request.requester_id)[-1]
+            assert "failed" in told["text"] and request.error.split(":")[0] in str(told["blocks"])
+            assert any(f"`{request.id}` *grant_failed*" in p for p in _audit_posts(bot)), (
+                "a failed grant not reported to the audit channel"
+            )
+        else:
+            assert set(applied) == {"logs", "db"}
+    assert statuses["revoked"] > statuses["failed"]
+
+
+def _all_of(bot: Bot, user: str) -> list[AccessRequest]:
+    with bot.runtime.engine.connect() as connection:
+        ids = list(
+            connection.execute(
+                select(col(AccessRequest.id)).where(col(AccessRequest.requester_id) == user)
+            ).scalars()
+        )
+    return [bot.service.get(i) for i in ids]
+
+
+def _audit_posts(bot: Bot) -> list[str]:
+    return [m["text"] for m in bot.slack.messages_in(AUDIT_CHANNEL)]
+
+
+def test_slack_storms_of_429_and_5xx_deliver_everything_once_in_order(bot: Bot) -> None:
+    rng = random.Random(7)
+    request_ids = []
+    for round_ in range(12):
+        method = rng.choice(["chat.postMessage", "chat.update", "*"])
+        if rng.random() < 0.5:
+            bot.slack.fail_next(method, times=rng.randint(3, 12), retry_after=rng.randint(1, 30))
+        else:
+            bot.slack.fail_next(
+                method, times=rng.randint(3, 12), status=rng.choice([500, 502, 503])
+            )
+        who = rng.choice([ALICE, CAROL])
+        answer = bot.command(who, f"request db-admin dev 30m storm {round_}")
+        request_ids.append(answer["text"].split(":")[0])
+        if round_ % 3 == 0:
+            prod = bot.command(ALICE, f"request prod-support prod 1h storm {round_}")
+            request_ids.append(prod["text"].split()[0])
+            bot.sim.block_action(BOB, "approve", request_ids[-1])
+        bot.settle()
+        bot.clock.advance(timedelta(seconds=rng.randint(1, 20)))
+    bot.slack.clear_faults()  # the storm is over
+    for _ in range(8):  # recovery: time passes, backoffs run out, the worker drains
+        bot.clock.advance(timedelta(minutes=1))
+        bot.runtime.outbox.wake()
+        bot.settle()
+    assert bot.runtime.outbox.pending() == 0
+    assert any(c.status in (429, 500, 502, 503) for c in bot.slack.calls), "no storm happened"
+
+    events = bot.service.audit_events()
+    posted = [int(m.group(1)) for text in _audit_posts(bot) if (m := re.search(r"#(\d+) `", text))]
+    assert sorted(posted) == [e.id for e in events], "an audit post lost or sent twice"
+    by_request: dict[str | None, list[int]] = {}
+    for event_id in posted:
+        request_id = next(e.request_id for e in events if e.id == event_id)
+        by_request.setdefault(request_id, []).append(event_id)
+    for request_id, ids in by_request.items():
+        assert ids == sorted(ids), f"audit posts of {request_id} out of order"
+    posts = Counter(
+        (c.params["channel"], c.params["text"], str(c.params.get("blocks")))
+        for c in bot.slack.calls_to("chat.postMessage")
+    )
+    assert max(posts.values()) == 1, "a DM or post sent twice"
