@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.clock import Clock, SystemClock
 from bot.config import ConfigError, ConfigIssue, JitConfig, Loc, line_in, load_config
 from bot.drift import DriftChecker
+from bot.google_groups import GoogleGroups
 from bot.scheduler import Periodic, Timers
 from bot.service import AccessService
 from bot.settings import Settings
@@ -31,7 +32,9 @@ from bot.slack.notifier import SlackNotifier
 from bot.slack.outbox import OutboxWorker
 from bot.storage.db import make_engine, upgrade
 from providers.aws import AwsClients, AwsProvider
+from providers.azure import AzureClients, AzureProvider
 from providers.base import Provider, ProviderError
+from providers.gcp import GcpProvider
 from providers.webhook import WebhookProvider
 
 log = logging.getLogger(__name__)
@@ -79,6 +82,8 @@ def default_providers(environ: Mapping[str, str]) -> dict[str, Provider]:
     return {
         "webhook": WebhookProvider(environ),
         "aws": AwsProvider(AwsClients.from_environ(environ)),
+        "gcp": GcpProvider.from_environ(environ),
+        "azure": AzureProvider(AzureClients.from_environ(environ)),
     }
 
 
@@ -202,7 +207,9 @@ def build_runtime(
     )
     outbox = OutboxWorker(sessions, client, clock)
     notifier = SlackNotifier(clock, settings.audit_channel, outbox.wake)
-    directory = SlackDirectory(client, clock)
+    # google:… entries (Google groups) ask for Google credentials only when first read.
+    google_groups = GoogleGroups.from_environ(environ if environ is not None else os.environ, clock)
+    directory = SlackDirectory(client, clock, groups=google_groups)
     work = TrackedExecutor(16, "jit-work")
     listeners = TrackedExecutor(32, "jit-listener")
 

@@ -39,6 +39,7 @@ EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 HANDLE = re.compile(r"^@[a-z0-9][a-z0-9._-]*$")
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 ENTRY_HELP = "a Slack user id (U0123ABCD), an email address or a user-group handle (@sre-leads)"
+GOOGLE_GROUP = "google:"  # google:<group email>: a Google Workspace group
 DURATION_HELP = "a duration such as 30m, 2h or 1h30m (a number followed by d, h, m or s)"
 
 
@@ -62,6 +63,15 @@ def _entry(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected {ENTRY_HELP}")
     text = value.strip()
+    if text.lower().startswith(GOOGLE_GROUP):
+        # A Google Workspace group, resolved through the Admin SDK (bot/google_groups.py).
+        group = text[len(GOOGLE_GROUP) :].strip()
+        if not EMAIL.match(group):
+            raise ValueError(
+                f"'{value}' is not a valid Google group entry; expected google:<group email>, "
+                "for example google:sre-leads@example.com"
+            )
+        return f"{GOOGLE_GROUP}{group.lower()}"
     if USER_ID.match(text) or EMAIL.match(text) or HANDLE.match(text.lower()):
         return text.lower() if "@" in text else text
     hint = ""

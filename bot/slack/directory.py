@@ -1,7 +1,8 @@
 """The Directory backed by the Slack Web API, with a time-bounded cache.
 
 The cache keeps approver checks at click time fast while still noticing, within
-``ttl``, that someone left a group.
+``ttl``, that someone left a group. ``google:<group email>`` entries are Google groups:
+their members come from an injected GroupResolver and are matched to Slack users by email.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.clock import Clock
+from bot.config import GOOGLE_GROUP
 from bot.directory import Person
 from bot.errors import DirectoryError
 
@@ -23,19 +25,34 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+class GroupResolver(Protocol):
+    """Groups kept outside Slack (bot/google_groups.py): their members as Slack emails."""
+
+    def emails(self, group: str) -> set[str]: ...
+
+    def refresh(self) -> None: ...
+
+
 class SlackDirectory:
     def __init__(
-        self, client: WebClient, clock: Clock, ttl: timedelta = timedelta(seconds=60)
+        self,
+        client: WebClient,
+        clock: Clock,
+        ttl: timedelta = timedelta(seconds=60),
+        groups: GroupResolver | None = None,
     ) -> None:
         self._client = client
         self._clock = clock
         self._ttl = ttl
+        self._groups = groups
         self._cache: dict[str, tuple[datetime, Any]] = {}
         self._lock = threading.Lock()
 
     def refresh(self) -> None:
         with self._lock:
             self._cache.clear()
+        if self._groups is not None:
+            self._groups.refresh()
 
     def person(self, user_id: str) -> Person:
         def load() -> Person:
@@ -69,6 +86,15 @@ class SlackDirectory:
         for entry in entries:
             if entry == user_id:
                 return True
+            if entry.startswith(GOOGLE_GROUP):
+                # One group listing and the user's own email, not a Slack lookup per member.
+                try:
+                    email = self.person(user_id).email
+                except DirectoryError:
+                    return False
+                if email in self._google_emails(entry):
+                    return True
+                continue
             if "@" in entry and not entry.startswith("@"):
                 # An email: compare with the user's own email instead of looking it up.
                 try:
@@ -82,11 +108,24 @@ class SlackDirectory:
         return False
 
     def _resolve_entry(self, entry: str) -> set[str]:
+        if entry.startswith(GOOGLE_GROUP):
+            # Checked before the email branch below: a group entry contains an "@" too.
+            return {
+                uid for email in self._google_emails(entry) for uid in self._resolve_entry(email)
+            }
         if entry.startswith("@"):
             return self._cached(f"group:{entry}", lambda: self._group_members(entry[1:]))
         if "@" in entry:
             return self._cached(f"email:{entry}", lambda: self._lookup_email(entry))
         return {entry}
+
+    def _google_emails(self, entry: str) -> set[str]:
+        if self._groups is None:
+            raise DirectoryError(
+                f"`{entry}` names a Google group, but Google groups are not set up for this "
+                "bot; ask its administrators to configure them (README, 'GCP')."
+            )
+        return self._groups.emails(entry.removeprefix(GOOGLE_GROUP))
 
     def _lookup_email(self, email: str) -> set[str]:
         try:

@@ -158,3 +158,11 @@ class AwsHarness(ProviderHarness):
 
 
 HARNESSES.append(AwsHarness)
+
+from tests.contract.harness_azure import AzureHarness, AzureRbacHarness  # noqa: E402
+
+HARNESSES += [AzureHarness, AzureRbacHarness]
+
+from tests.contract.harness_gcp import GcpHarness  # noqa: E402 (it subclasses ProviderHarness)
+
+HARNESSES.append(GcpHarness)

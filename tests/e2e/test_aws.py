@@ -259,16 +259,13 @@ def test_revoke_unknown_removes_assignments_nobody_explains(
 
 
 def test_the_example_roles_file_has_an_aws_target_that_validates() -> None:
+    from bot.app import default_providers
     from bot.config import load_config
     from providers.aws import AwsTarget
-    from providers.webhook import WebhookTarget
 
     root = Path(__file__).resolve().parents[2]
-    config: JitConfig = load_config(
-        root / "roles.yaml",
-        root / "approvers.yaml",
-        {"aws": AwsTarget, "webhook": WebhookTarget},
-    )
+    models = {name: p.target_model for name, p in default_providers({}).items()}
+    config: JitConfig = load_config(root / "roles.yaml", root / "approvers.yaml", models)
     assert any(isinstance(t, AwsTarget) for ts in config.targets.values() for t in ts)
 
 

@@ -1,0 +1,64 @@
+"""The azure provider under the contract suite, in both modes, against the local fake of
+Azure Resource Manager, Microsoft Graph and the Entra ID token endpoints (over HTTPS,
+through the official SDK and azure-identity's ClientSecretCredential)."""
+
+from __future__ import annotations
+
+import atexit
+from typing import ClassVar, Literal
+
+from providers.azure import AzureProvider, AzureTarget
+from providers.base import Principal, TargetSpec
+from tests.contract.harnesses import ProviderHarness
+from tests.fakes.azure import SUBSCRIPTION, FakeAzure
+
+
+class AzureHarness(ProviderHarness):
+    """PIM mode: the assignment exists while a schedule Azure would end is active."""
+
+    id = "azure-pim"
+    mode: ClassVar[Literal["pim", "rbac"]] = "pim"
+    _fake: ClassVar[FakeAzure | None] = None
+
+    def __init__(self) -> None:
+        if AzureHarness._fake is None:  # one server for the run; reset per test
+            AzureHarness._fake = FakeAzure().start()
+            atexit.register(AzureHarness._fake.stop)
+        self.fake = AzureHarness._fake
+        self.fake.reset()
+        self.fake.add_user("alice@example.com", mail="alice@example.com")
+        self.fake.add_user("bob@example.com", mail="bob@example.com")
+        self.delays: list[float] = []
+        self.provider = AzureProvider(self.fake.clients(), sleep=self.delays.append)
+
+    def make_target(self, name: str) -> TargetSpec:
+        # Different names give different resource groups, so targets are independent.
+        scope = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/contract-{name}"
+        self.fake.add_scope(scope)
+        return AzureTarget(role="Reader", scopes=[scope], mode=self.mode)
+
+    def holds(self, principal: Principal, target: TargetSpec) -> bool:
+        assert isinstance(target, AzureTarget)
+        return (principal.email, target.scopes[0], "Reader") in self.fake.assignments()
+
+    def break_next_grant(self, target: TargetSpec) -> None:
+        """ARM refuses the next write at the target's scope, as it does without rights."""
+        assert isinstance(target, AzureTarget)
+        self.fake.fail_next(
+            403,
+            "AuthorizationFailed",
+            "The client does not have authorization to perform action "
+            "'Microsoft.Authorization/roleAssignments/write'.",
+            method="PUT",
+            path_contains=target.scopes[0],
+        )
+
+    def close(self) -> None:
+        """The fake is shared by the run; reset() clears it for the next test."""
+
+
+class AzureRbacHarness(AzureHarness):
+    """RBAC mode: a plain role assignment that only the bot removes."""
+
+    id = "azure-rbac"
+    mode = "rbac"

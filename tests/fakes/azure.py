@@ -1,0 +1,1037 @@
+"""Azure for tests: one real HTTPS server on 127.0.0.1 that answers as Azure Resource
+Manager (the Microsoft.Authorization endpoints jit-bot uses), Microsoft Graph (users) and
+the Microsoft Entra ID token endpoints do, so the official ``AuthorizationManagementClient``
+and azure-identity's credentials can be pointed at it unchanged.
+
+Why HTTPS: azure-core's bearer-token policy refuses to send a token over plain http, and
+that check is worth keeping. The server's certificate is issued at start-up by a throw-away
+certificate authority; clients trust it through ``ca_bundle`` (``connection_verify`` in
+process, ``REQUESTS_CA_BUNDLE`` for a child process).
+
+Three origins, one server: ARM is ``https://127.0.0.1:<port>``, Graph is
+``https://localhost:<port>`` and the authority is ``https://127.0.0.1:<port>/<tenant>``.
+Tokens are issued per scope and each API accepts only tokens for its own audience, so a
+provider asking for the wrong scope fails as it would against Azure.
+
+What the fake enforces, following the published REST contracts:
+- role assignments: PUT 201, or 409 ``RoleAssignmentExists`` when the principal already has
+  the role at that exact scope (under any assignment name, as ARM does); GET 200/404;
+  DELETE 200 with the deleted assignment, or 204 when there was none; list with
+  ``atScope()`` / ``principalId eq '…'`` filters;
+- role definitions: list with ``roleName eq '…'`` (built-in roles everywhere, custom roles
+  within their assignable scopes), GET by id, 404 ``RoleDefinitionDoesNotExist``;
+- PIM: ``roleAssignmentScheduleRequests`` PUT with AdminAssign / AdminUpdate / AdminRemove
+  (400 ``RoleAssignmentExists`` / ``RoleAssignmentDoesNotExist``), GET, cancel, and
+  ``roleAssignmentSchedules`` listing; an active PIM assignment is also a role assignment;
+- scopes that do not exist answer 404 ``SubscriptionNotFound`` / ``ResourceGroupNotFound``
+  / ``ResourceNotFound``; unknown principals 400 ``PrincipalNotFound``;
+- Graph ``/v1.0/users/{id|userPrincipalName}`` (404 ``Request_ResourceNotFound``) and
+  ``/v1.0/users?$filter=mail eq '…'``.
+
+Tests inject failures with ``fail_next`` (any status, ARM error body, optional
+Retry-After), read every call in ``calls`` and the state through ``assignments()``,
+``schedules()`` and ``schedule_requests()``; ``expire(at)`` ends PIM schedules whose time
+is up, as Azure does by itself.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import re
+import secrets
+import shutil
+import ssl
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from azure.identity import ClientSecretCredential
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from providers.azure import AzureClients
+
+logger = logging.getLogger(__name__)
+
+TENANT_ID = "72f988bf-0000-4000-8000-00000000aaaa"
+CLIENT_ID = "0f0e0d0c-0000-4000-8000-00000000bbbb"
+CLIENT_SECRET = "fake-azure-client-secret"  # a test value, not a credential
+
+SUBSCRIPTION = "00000000-0000-4000-8000-000000000001"
+OTHER_SUBSCRIPTION = "00000000-0000-4000-8000-000000000002"
+
+# Built-in roles with their real, well-known definition ids.
+BUILT_IN_ROLES = {
+    "acdd72a7-3385-48ef-bd42-f606fba81ae7": "Reader",
+    "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
+    "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": "Owner",
+    "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1": "Storage Blob Data Reader",
+}
+READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
+CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
+
+_AUTHZ = "/providers/microsoft.authorization/"
+_GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
+_ACTIVE_PIM = ("Provisioned",)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request as the fake saw it, and the status it answered."""
+
+    method: str
+    host: str
+    path: str
+    query: dict[str, str]
+    body: Any
+    status: int
+
+
+@dataclass
+class _Fault:
+    remaining: int
+    status: int
+    code: str
+    message: str
+    method: str | None
+    path_contains: str | None
+    retry_after: str | None
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method and self.method != method:
+            return False
+        return not self.path_contains or self.path_contains.lower() in path.lower()
+
+
+@dataclass
+class _Assignment:
+    name: str
+    scope: str
+    role_guid: str
+    principal_id: str
+    principal_type: str
+    description: str | None
+    created_on: datetime
+    schedule_request: str | None = None  # set when PIM made it
+
+
+@dataclass
+class _Schedule:
+    name: str
+    scope: str
+    role_guid: str
+    principal_id: str
+    start: datetime
+    end: datetime | None
+    request_id: str
+    assignment: str  # the role assignment's name
+
+
+@dataclass
+class _User:
+    id: str
+    user_principal_name: str
+    mail: str | None
+    display_name: str
+
+
+@dataclass
+class _State:
+    scopes: set[str] = field(default_factory=set)  # lower-case
+    custom_roles: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+    assignments: dict[str, _Assignment] = field(default_factory=dict)  # by lower name
+    requests: dict[str, dict[str, Any]] = field(default_factory=dict)  # by lower name
+    schedules: dict[str, _Schedule] = field(default_factory=dict)
+    users: dict[str, _User] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)  # token → scope
+    token_requests: list[dict[str, str]] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
+    faults: list[_Fault] = field(default_factory=list)
+    pending_gets: int = 0  # PIM requests answer PendingProvisioning for this many GETs
+
+
+class _ArmError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class FakeAzure:
+    """Start with ``start()``; ``reset()`` between tests; ``stop()`` at the end."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = _State()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._dir: Path | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> FakeAzure:
+        self._dir = Path(tempfile.mkdtemp(prefix="fake-azure-"))
+        context = _tls_context(self._dir)
+        self._server = _Server(self, context)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name="fake-azure",
+            daemon=True,
+        )
+        self._thread.start()
+        self.reset()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+        self._server = self._thread = self._dir = None
+
+    def reset(self) -> None:
+        """Forget everything; one subscription with resource groups ``prod`` and
+        ``staging`` and a storage account in ``prod`` exist, and nobody holds anything."""
+        with self._lock:
+            tokens = self._state.tokens  # clients keep their cached tokens across resets
+            self._state = _State(tokens=tokens)
+        self.add_scope(f"/subscriptions/{SUBSCRIPTION}/resourceGroups/prod")
+        self.add_scope(f"/subscriptions/{SUBSCRIPTION}/resourceGroups/staging")
+        self.add_scope(
+            f"/subscriptions/{SUBSCRIPTION}/resourceGroups/prod/providers/"
+            "Microsoft.Storage/storageAccounts/prodlogs"
+        )
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "the fake is not started"
+        return int(self._server.server_address[1])
+
+    @property
+    def arm_endpoint(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def graph_endpoint(self) -> str:
+        return f"https://localhost:{self.port}"
+
+    @property
+    def authority(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def ca_bundle(self) -> str:
+        assert self._dir is not None, "the fake is not started"
+        return str(self._dir / "ca.pem")
+
+    # -- clients pointed at the fake ------------------------------------------------------
+
+    def credential(self, secret: str = CLIENT_SECRET) -> ClientSecretCredential:
+        """azure-identity's service-principal credential, talking to the fake authority."""
+        return ClientSecretCredential(
+            TENANT_ID,
+            CLIENT_ID,
+            secret,
+            authority=self.authority,
+            disable_instance_discovery=True,
+            connection_verify=self.ca_bundle,
+        )
+
+    def clients(self) -> AzureClients:
+        return AzureClients(
+            self.credential(),
+            arm_endpoint=self.arm_endpoint,
+            graph_endpoint=self.graph_endpoint,
+            connection_verify=self.ca_bundle,
+        )
+
+    def environ(self) -> dict[str, str]:
+        """What a bot process needs to reach this Azure through DefaultAzureCredential (its
+        EnvironmentCredential reads the service principal from AZURE_*)."""
+        return {
+            "AZURE_TENANT_ID": TENANT_ID,
+            "AZURE_CLIENT_ID": CLIENT_ID,
+            "AZURE_CLIENT_SECRET": CLIENT_SECRET,
+            "AZURE_AUTHORITY_HOST": self.authority,
+            "JIT_AZURE_DISABLE_INSTANCE_DISCOVERY": "true",
+            "JIT_AZURE_ARM_ENDPOINT": self.arm_endpoint,
+            "JIT_AZURE_GRAPH_ENDPOINT": self.graph_endpoint,
+            "REQUESTS_CA_BUNDLE": self.ca_bundle,
+        }
+
+    # -- seeding -----------------------------------------------------------------------
+
+    def add_scope(self, scope: str) -> None:
+        """Make a subscription, resource group or resource exist (and its parents)."""
+        parts = scope.strip("/").split("/")
+        with self._lock:
+            for end in range(2, len(parts) + 1, 2):
+                if end == 6:  # .../providers/<namespace> is not a scope of its own
+                    continue
+                self._state.scopes.add("/" + "/".join(parts[:end]).lower())
+
+    def add_custom_role(self, name: str, assignable_scopes: list[str]) -> str:
+        guid = str(uuid.uuid4())
+        with self._lock:
+            self._state.custom_roles[guid] = (name, assignable_scopes)
+        return guid
+
+    def add_user(self, upn: str, *, mail: str | None = None, name: str = "") -> str:
+        """A Microsoft Entra ID user; returns its object id."""
+        user = _User(str(uuid.uuid4()), upn, mail, name or upn.split("@")[0])
+        with self._lock:
+            self._state.users[user.id] = user
+        return user.id
+
+    def rename_user(self, object_id: str, *, upn: str, mail: str | None) -> None:
+        with self._lock:
+            user = self._state.users[object_id]
+            user.user_principal_name, user.mail = upn, mail
+
+    def assign(
+        self, upn_or_id: str, role_guid: str, scope: str, *, description: str | None = None
+    ) -> str:
+        """A role assignment made outside jit-bot (standing access); returns its name."""
+        with self._lock:
+            user = self._user(upn_or_id)
+            name = str(uuid.uuid4())
+            self._state.assignments[name] = _Assignment(
+                name, scope, role_guid, user.id, "User", description, datetime.now(UTC)
+            )
+            return name
+
+    # -- fault injection ---------------------------------------------------------------
+
+    def fail_next(
+        self,
+        status: int,
+        code: str = "InternalServerError",
+        message: str = "injected failure",
+        *,
+        times: int = 1,
+        method: str | None = None,
+        path_contains: str | None = None,
+        retry_after: str | None = None,
+    ) -> None:
+        """Answer the next ``times`` matching ARM/Graph calls with ``status`` and an error
+        body in Azure's format (``{"error": {"code", "message"}}``)."""
+        with self._lock:
+            self._state.faults.append(
+                _Fault(times, status, code, message, method, path_contains, retry_after)
+            )
+
+    def answer_pending(self, gets: int) -> None:
+        """New PIM requests report PendingProvisioning until GET ``gets`` times."""
+        with self._lock:
+            self._state.pending_gets = gets
+
+    # -- what tests look at ------------------------------------------------------------
+
+    @property
+    def calls(self) -> list[Call]:
+        with self._lock:
+            return list(self._state.calls)
+
+    def calls_to(self, method: str, path_contains: str) -> list[Call]:
+        return [
+            c for c in self.calls if c.method == method and path_contains.lower() in c.path.lower()
+        ]
+
+    @property
+    def token_requests(self) -> list[dict[str, str]]:
+        with self._lock:
+            return list(self._state.token_requests)
+
+    def assignments(self) -> set[tuple[str, str, str]]:
+        """Every role assignment as (user principal name, scope, role name)."""
+        with self._lock:
+            return {
+                (
+                    self._state.users[a.principal_id].user_principal_name,
+                    a.scope,
+                    self._role_name(a.role_guid),
+                )
+                for a in self._state.assignments.values()
+            }
+
+    def assignment(self, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            found = self._state.assignments.get(name.lower())
+            return None if found is None else _assignment_json(found)
+
+    def schedules(self) -> list[dict[str, Any]]:
+        """Active PIM schedules as (principal upn, scope, role name, start, end)."""
+        with self._lock:
+            return [
+                {
+                    "user": self._state.users[s.principal_id].user_principal_name,
+                    "scope": s.scope,
+                    "role": self._role_name(s.role_guid),
+                    "start": s.start,
+                    "end": s.end,
+                    "request": s.request_id,
+                }
+                for s in self._state.schedules.values()
+            ]
+
+    def schedule_requests(self) -> list[dict[str, Any]]:
+        """Every roleAssignmentScheduleRequest PUT that was accepted, oldest first."""
+        with self._lock:
+            return [dict(r) for r in self._state.requests.values()]
+
+    def expire(self, at: datetime) -> None:
+        """End every PIM schedule whose end has come, as Azure does without being asked."""
+        with self._lock:
+            for key, schedule in list(self._state.schedules.items()):
+                if schedule.end is not None and schedule.end <= at:
+                    del self._state.schedules[key]
+                    self._state.assignments.pop(schedule.assignment, None)
+
+    # -- the server side ---------------------------------------------------------------
+
+    def _handle(
+        self, method: str, host: str, raw_path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], Any]:
+        parts = urlsplit(raw_path)
+        path = re.sub("/+", "/", unquote(parts.path))
+        query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        payload: Any = None
+        if body:
+            if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+                payload = {k: v[0] for k, v in parse_qs(body.decode()).items()}
+            else:
+                payload = json.loads(body)
+        with self._lock:
+            status, extra, answer = self._route(method, host, path, query, headers, payload)
+            self._state.calls.append(Call(method, host, path, query, payload, status))
+        return status, extra, answer
+
+    def _route(
+        self,
+        method: str,
+        host: str,
+        path: str,
+        query: dict[str, str],
+        headers: dict[str, str],
+        payload: Any,
+    ) -> tuple[int, dict[str, str], Any]:
+        lower = path.lower()
+        if lower.startswith(f"/{TENANT_ID}/"):
+            return self._login(method, lower, payload)
+        graph = lower.startswith("/v1.0/")
+        audience = f"https://{'localhost' if graph else '127.0.0.1'}:{self.port}/.default"
+        token = headers.get("authorization", "").removeprefix("Bearer ")
+        if self._state.tokens.get(token) != audience:
+            code = "InvalidAuthenticationToken"
+            return 401, {}, _error(code, f"The access token is missing or not for {audience}.")
+        for fault in self._state.faults:
+            if fault.remaining > 0 and fault.matches(method, path):
+                fault.remaining -= 1
+                extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+                return fault.status, extra, _error(fault.code, fault.message)
+        try:
+            if graph:
+                return 200, {}, self._graph(method, path, query)
+            return self._arm(method, path, query, payload)
+        except _ArmError as exc:
+            return exc.status, {}, _error(exc.code, exc.message)
+
+    # Microsoft Entra ID: OpenID discovery and the client-credentials token endpoint.
+    def _login(self, method: str, path: str, payload: Any) -> tuple[int, dict[str, str], Any]:
+        base = f"{self.authority}/{TENANT_ID}"
+        if method == "GET" and path.endswith("/v2.0/.well-known/openid-configuration"):
+            return (
+                200,
+                {},
+                {
+                    "issuer": f"{base}/v2.0",
+                    "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                    "token_endpoint": f"{base}/oauth2/v2.0/token",
+                    "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+                    "response_types_supported": ["code", "id_token", "token"],
+                    "tenant_region_scope": "EU",
+                },
+            )
+        if method == "POST" and path.endswith("/oauth2/v2.0/token"):
+            form = payload or {}
+            self._state.token_requests.append(
+                {"client_id": form.get("client_id", ""), "scope": form.get("scope", "")}
+            )
+            if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
+                return (
+                    401,
+                    {},
+                    {
+                        "error": "invalid_client",
+                        "error_description": "AADSTS7000215: Invalid client secret provided.",
+                    },
+                )
+            token = secrets.token_urlsafe(24)
+            self._state.tokens[token] = form.get("scope", "").split()[0]
+            return 200, {}, {"token_type": "Bearer", "expires_in": 3599, "access_token": token}
+        return 404, {}, {"error": "not_found"}
+
+    # Microsoft Graph: the users endpoint.
+    def _graph(self, method: str, path: str, query: dict[str, str]) -> Any:
+        if method != "GET":
+            raise _ArmError(405, "Request_BadRequest", "Only GET is faked.")
+        rest = path[len("/v1.0/") :]
+        if rest.lower() == "users":
+            match = re.match(r"^mail eq '(.*)'$", query.get("$filter", ""), re.I)
+            if not match:
+                raise _ArmError(400, "Request_UnsupportedQuery", "Unsupported query.")
+            mail = match.group(1).replace("''", "'").lower()
+            found = [u for u in self._state.users.values() if (u.mail or "").lower() == mail]
+            return {"value": [_user_json(u) for u in found]}
+        if rest.lower().startswith("users/"):
+            key = rest[len("users/") :]
+            try:
+                return _user_json(self._user(key))
+            except KeyError:
+                raise _ArmError(
+                    404,
+                    "Request_ResourceNotFound",
+                    f"Resource '{key}' does not exist or one of its queried reference-property "
+                    "objects are not present.",
+                ) from None
+        raise _ArmError(404, "Request_ResourceNotFound", f"No route {path}.")
+
+    # Azure Resource Manager: Microsoft.Authorization.
+    def _arm(
+        self, method: str, path: str, query: dict[str, str], payload: Any
+    ) -> tuple[int, dict[str, str], Any]:
+        at = path.lower().rfind(_AUTHZ)
+        if at < 0:
+            raise _ArmError(404, "InvalidResourceType", f"No route {path}.")
+        scope, rest = path[:at], path[at + len(_AUTHZ) :]
+        self._check_scope(scope)
+        kind, _, name = rest.partition("/")
+        kind = kind.lower()
+        if kind == "roledefinitions":
+            if method == "GET" and not name:
+                return 200, {}, {"value": self._role_definitions(scope, query.get("$filter"))}
+            if method == "GET":
+                return 200, {}, self._role_definition(scope, name)
+        if kind == "roleassignments":
+            if method == "GET" and not name:
+                return 200, {}, {"value": self._list_assignments(scope, query.get("$filter"))}
+            if method == "GET":
+                found = self._state.assignments.get(name.lower())
+                if found is None or found.scope.lower() != scope.lower():
+                    raise _ArmError(
+                        404, "RoleAssignmentNotFound", "The role assignment does not exist."
+                    )
+                return 200, {}, _assignment_json(found)
+            if method == "PUT":
+                return 201, {}, self._create_assignment(scope, name, payload)
+            if method == "DELETE":
+                found = self._state.assignments.get(name.lower())
+                if found is None or found.scope.lower() != scope.lower():
+                    return 204, {}, None
+                del self._state.assignments[name.lower()]
+                return 200, {}, _assignment_json(found)
+        if kind == "roleassignmentschedulerequests":
+            if method == "PUT":
+                return 201, {}, self._schedule_request(scope, name, payload)
+            if method == "GET" and name:
+                return 200, {}, self._get_schedule_request(name)
+            if method == "POST" and name.lower().endswith("/cancel"):
+                request = self._get_schedule_request(name.rsplit("/", 1)[0])
+                request["properties"]["status"] = "Canceled"
+                return 200, {}, None
+        if kind == "roleassignmentschedules" and method == "GET" and not name:
+            return 200, {}, {"value": self._list_schedules(scope, query.get("$filter"))}
+        raise _ArmError(404, "InvalidResourceType", f"No route {method} {path}.")
+
+    def _check_scope(self, scope: str) -> None:
+        parts = scope.strip("/").split("/")
+        for end in range(2, len(parts) + 1, 2):
+            if end == 6:
+                continue
+            prefix = "/" + "/".join(parts[:end])
+            if prefix.lower() in self._state.scopes:
+                continue
+            if end == 2:
+                raise _ArmError(
+                    404,
+                    "SubscriptionNotFound",
+                    f"The subscription '{parts[1]}' could not be found.",
+                )
+            if end == 4:
+                raise _ArmError(
+                    404, "ResourceGroupNotFound", f"Resource group '{parts[3]}' could not be found."
+                )
+            raise _ArmError(
+                404,
+                "ResourceNotFound",
+                f"The Resource '{'/'.join(parts[5:end])}' under resource group '{parts[3]}' "
+                "was not found. For more details please go to https://aka.ms/ARMResourceNotFoundFix",
+            )
+
+    def _roles_at(self, scope: str) -> dict[str, str]:
+        roles = dict(BUILT_IN_ROLES)
+        for guid, (name, assignable) in self._state.custom_roles.items():
+            if any(_within(scope, a) for a in assignable):
+                roles[guid] = name
+        return roles
+
+    def _role_definitions(self, scope: str, filter_: str | None) -> list[dict[str, Any]]:
+        roles = self._roles_at(scope)
+        if filter_:
+            match = re.match(r"^roleName eq '(.*)'$", filter_, re.I)
+            if not match:
+                raise _ArmError(400, "InvalidFilter", f"Unsupported filter {filter_}.")
+            wanted = match.group(1).replace("''", "'").lower()
+            roles = {g: n for g, n in roles.items() if n.lower() == wanted}
+        return [self._definition_json(scope, guid, name) for guid, name in roles.items()]
+
+    def _role_definition(self, scope: str, guid: str) -> dict[str, Any]:
+        name = self._roles_at(scope).get(guid.lower())
+        if name is None:
+            raise _ArmError(
+                404,
+                "RoleDefinitionDoesNotExist",
+                f"The specified role definition with ID '{guid}' does not exist.",
+            )
+        return self._definition_json(scope, guid.lower(), name)
+
+    def _definition_json(self, scope: str, guid: str, name: str) -> dict[str, Any]:
+        subscription = scope.strip("/").split("/")[1]
+        builtin = guid in BUILT_IN_ROLES
+        return {
+            "id": f"/subscriptions/{subscription}/providers/Microsoft.Authorization/"
+            f"roleDefinitions/{guid}",
+            "name": guid,
+            "type": "Microsoft.Authorization/roleDefinitions",
+            "properties": {
+                "roleName": name,
+                "type": "BuiltInRole" if builtin else "CustomRole",
+                "description": f"{name} (fake)",
+                "assignableScopes": ["/"] if builtin else self._state.custom_roles[guid][1],
+                "permissions": [{"actions": ["*/read"], "notActions": []}],
+            },
+        }
+
+    def _role_guid(self, scope: str, role_definition_id: str) -> str:
+        guid = role_definition_id.rstrip("/").rsplit("/", 1)[-1].lower()
+        if not _GUID.match(guid) or guid not in self._roles_at(scope):
+            raise _ArmError(
+                400,
+                "RoleDefinitionDoesNotExist",
+                f"The specified role definition with ID '{guid}' does not exist.",
+            )
+        return guid
+
+    def _principal(self, principal_id: str) -> _User:
+        user = self._state.users.get(str(principal_id).lower())
+        if user is None:
+            raise _ArmError(
+                400,
+                "PrincipalNotFound",
+                f"Principal {principal_id} does not exist in the directory {TENANT_ID}. Check "
+                "that you have the correct principal ID.",
+            )
+        return user
+
+    def _holding(self, scope: str, role_guid: str, principal_id: str) -> _Assignment | None:
+        return next(
+            (
+                a
+                for a in self._state.assignments.values()
+                if a.scope.lower() == scope.lower()
+                and a.role_guid == role_guid
+                and a.principal_id == principal_id
+            ),
+            None,
+        )
+
+    def _create_assignment(self, scope: str, name: str, payload: Any) -> dict[str, Any]:
+        if not _GUID.match(name):
+            raise _ArmError(
+                400, "InvalidRoleAssignmentId", f"The role assignment ID '{name}' is not valid."
+            )
+        props = (payload or {}).get("properties") or {}
+        guid = self._role_guid(scope, props.get("roleDefinitionId", ""))
+        user = self._principal(props.get("principalId", ""))
+        if self._holding(scope, guid, user.id) is not None:
+            raise _ArmError(409, "RoleAssignmentExists", "The role assignment already exists.")
+        if name.lower() in self._state.assignments:
+            raise _ArmError(
+                409,
+                "RoleAssignmentUpdateNotPermitted",
+                "Tenant ID, application ID, principal ID, and scope are not allowed to be updated.",
+            )
+        assignment = _Assignment(
+            name.lower(),
+            scope,
+            guid,
+            user.id,
+            props.get("principalType") or "User",
+            props.get("description"),
+            datetime.now(UTC),
+        )
+        self._state.assignments[name.lower()] = assignment
+        return _assignment_json(assignment)
+
+    def _list_assignments(self, scope: str, filter_: str | None) -> list[dict[str, Any]]:
+        principal = None
+        above_only = False
+        if filter_:
+            match = re.match(r"^principalId eq '([^']*)'$", filter_, re.I)
+            if match:
+                principal = match.group(1).lower()
+            elif filter_.strip().lower() == "atscope()":
+                above_only = True
+            else:
+                raise _ArmError(400, "InvalidFilter", f"Unsupported filter {filter_}.")
+        found = []
+        for a in self._state.assignments.values():
+            related = _within(scope, a.scope) or (not above_only and _within(a.scope, scope))
+            if related and (principal is None or a.principal_id == principal):
+                found.append(_assignment_json(a))
+        return found
+
+    def _list_schedules(self, scope: str, filter_: str | None) -> list[dict[str, Any]]:
+        match = re.match(r"^principalId eq '([^']*)'$", filter_ or "", re.I)
+        if not match:
+            raise _ArmError(400, "InvalidFilter", f"Unsupported filter {filter_}.")
+        principal = match.group(1).lower()
+        by_assignment = {s.assignment: s for s in self._state.schedules.values()}
+        found = []
+        for a in self._state.assignments.values():
+            if a.principal_id != principal or not (
+                _within(scope, a.scope) or _within(a.scope, scope)
+            ):
+                continue
+            # Direct (non-PIM) assignments show up as permanent schedules, as in PIM.
+            schedule = by_assignment.get(a.name) or _Schedule(
+                a.name, a.scope, a.role_guid, a.principal_id, a.created_on, None, "", a.name
+            )
+            found.append(self._schedule_json(schedule))
+        return found
+
+    def _schedule_json(self, s: _Schedule) -> dict[str, Any]:
+        subscription = s.scope.strip("/").split("/")[1]
+        return {
+            "id": f"{s.scope}/providers/Microsoft.Authorization/roleAssignmentSchedules/{s.name}",
+            "name": s.name,
+            "type": "Microsoft.Authorization/roleAssignmentSchedules",
+            "properties": {
+                "scope": s.scope,
+                "roleDefinitionId": f"/subscriptions/{subscription}/providers/"
+                f"Microsoft.Authorization/roleDefinitions/{s.role_guid}",
+                "principalId": s.principal_id,
+                "principalType": "User",
+                "roleAssignmentScheduleRequestId": (
+                    f"{s.scope}/providers/Microsoft.Authorization/"
+                    f"roleAssignmentScheduleRequests/{s.request_id}"
+                    if s.request_id
+                    else None
+                ),
+                "assignmentType": "Assigned",
+                "memberType": "Direct",
+                "status": "Provisioned",
+                "startDateTime": _iso(s.start),
+                "endDateTime": _iso(s.end) if s.end else None,
+                "createdOn": _iso(s.start),
+            },
+        }
+
+    def _get_schedule_request(self, name: str) -> dict[str, Any]:
+        request = self._state.requests.get(name.lower())
+        if request is None:
+            raise _ArmError(
+                404,
+                "RoleAssignmentScheduleRequestNotFound",
+                f"The role assignment schedule request '{name}' does not exist.",
+            )
+        props = request["properties"]
+        if props["status"] == "PendingProvisioning":
+            if request["_pending"] > 0:
+                request["_pending"] -= 1
+            else:
+                props["status"] = "Provisioned"
+        return {k: v for k, v in request.items() if not k.startswith("_")}
+
+    def _schedule_request(self, scope: str, name: str, payload: Any) -> dict[str, Any]:
+        if not _GUID.match(name):
+            raise _ArmError(400, "InvalidRequest", f"The request name '{name}' is not a GUID.")
+        if name.lower() in self._state.requests:
+            # The service refuses to reuse a request name.
+            raise _ArmError(
+                409,
+                "RoleAssignmentRequestExists",
+                f"A role assignment request with Id: {name} already exists",
+            )
+        props = dict((payload or {}).get("properties") or {})
+        guid = self._role_guid(scope, props.get("roleDefinitionId", ""))
+        user = self._principal(props.get("principalId", ""))
+        kind = props.get("requestType")
+        held = self._holding(scope, guid, user.id)
+        now = datetime.now(UTC)
+        if kind in ("AdminAssign", "AdminUpdate"):
+            start, end = _schedule_window(props.get("scheduleInfo") or {}, now)
+            if kind == "AdminAssign" and held is not None:
+                raise _ArmError(400, "RoleAssignmentExists", "The Role assignment already exists.")
+            if kind == "AdminUpdate":
+                if held is None:
+                    raise _ArmError(
+                        400, "RoleAssignmentDoesNotExist", "The Role assignment does not exist."
+                    )
+                self._drop_schedule_of(held.name)
+                del self._state.assignments[held.name]
+            assignment = _Assignment(
+                str(uuid.uuid4()), scope, guid, user.id, "User", None, now, name.lower()
+            )
+            self._state.assignments[assignment.name] = assignment
+            schedule_name = str(uuid.uuid4())
+            self._state.schedules[schedule_name] = _Schedule(
+                schedule_name, scope, guid, user.id, start, end, name.lower(), assignment.name
+            )
+            status = "PendingProvisioning" if self._state.pending_gets else "Provisioned"
+        elif kind == "AdminRemove":
+            if held is None:
+                raise _ArmError(
+                    400, "RoleAssignmentDoesNotExist", "The Role assignment does not exist."
+                )
+            self._drop_schedule_of(held.name)
+            del self._state.assignments[held.name]
+            status = "Revoked"
+        else:
+            raise _ArmError(400, "InvalidRequestType", f"Request type {kind} is not faked.")
+        subscription = scope.strip("/").split("/")[1]
+        request = {
+            "id": f"{scope}/providers/Microsoft.Authorization/roleAssignmentScheduleRequests/"
+            f"{name}",
+            "name": name,
+            "type": "Microsoft.Authorization/RoleAssignmentScheduleRequests",
+            "properties": {
+                **props,
+                "scope": scope,
+                "roleDefinitionId": f"/subscriptions/{subscription}/providers/"
+                f"Microsoft.Authorization/roleDefinitions/{guid}",
+                "principalType": "User",
+                "status": status,
+                "createdOn": _iso(now),
+                "requestorId": CLIENT_ID,
+            },
+            "_pending": self._state.pending_gets,
+        }
+        self._state.requests[name.lower()] = request
+        return {k: v for k, v in request.items() if not k.startswith("_")}
+
+    def _drop_schedule_of(self, assignment: str) -> None:
+        for key, schedule in list(self._state.schedules.items()):
+            if schedule.assignment == assignment:
+                del self._state.schedules[key]
+
+    def _user(self, key: str) -> _User:
+        key = key.lower()
+        for user in self._state.users.values():
+            if key in (user.id, user.user_principal_name.lower()):
+                return user
+        raise KeyError(key)
+
+    def _role_name(self, guid: str) -> str:
+        if guid in BUILT_IN_ROLES:
+            return BUILT_IN_ROLES[guid]
+        return self._state.custom_roles[guid][0]
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, fake: FakeAzure, context: ssl.SSLContext) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.fake = fake
+        # The handshake happens in the handler's thread (on first read), so one slow client
+        # cannot stall the accept loop.
+        self.socket = context.wrap_socket(
+            self.socket, server_side=True, do_handshake_on_connect=False
+        )
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        host = headers.get("host", "").rsplit(":", 1)[0]
+        try:
+            status, extra, answer = self.server.fake._handle(
+                self.command, host, self.path, headers, body
+            )
+        except Exception:  # a bug in the fake must show up as a 500, not a hung client
+            logger.exception("fake azure failed on %s %s", self.command, self.path)
+            status, extra, answer = 500, {}, _error("FakeAzureBug", "see the test log")
+        data = b"" if answer is None else json.dumps(answer).encode()
+        self.send_response(status)
+        for name, value in extra.items():
+            self.send_header(name, value)
+        if status != 204:
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-ms-request-id", str(uuid.uuid4()))
+        self.end_headers()
+        if status != 204:
+            self.wfile.write(data)
+
+    do_GET = do_PUT = do_POST = do_DELETE = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug(format, *args)
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def _assignment_json(a: _Assignment) -> dict[str, Any]:
+    subscription = a.scope.strip("/").split("/")[1]
+    return {
+        "id": f"{a.scope}/providers/Microsoft.Authorization/roleAssignments/{a.name}",
+        "name": a.name,
+        "type": "Microsoft.Authorization/roleAssignments",
+        "properties": {
+            "scope": a.scope,
+            "roleDefinitionId": f"/subscriptions/{subscription}/providers/"
+            f"Microsoft.Authorization/roleDefinitions/{a.role_guid}",
+            "principalId": a.principal_id,
+            "principalType": a.principal_type,
+            "description": a.description,
+            "createdOn": _iso(a.created_on),
+            "updatedOn": _iso(a.created_on),
+            "createdBy": CLIENT_ID,
+        },
+    }
+
+
+def _user_json(user: _User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "userPrincipalName": user.user_principal_name,
+        "mail": user.mail,
+        "displayName": user.display_name,
+    }
+
+
+def _within(inner: str, outer: str) -> bool:
+    """Whether ``inner`` is ``outer`` or below it."""
+    inner, outer = inner.lower().rstrip("/"), outer.lower().rstrip("/")
+    return outer in ("", "/") or inner == outer or inner.startswith(outer + "/")
+
+
+def _schedule_window(info: dict[str, Any], now: datetime) -> tuple[datetime, datetime | None]:
+    start = _parse_time(info["startDateTime"]) if info.get("startDateTime") else now
+    expiration = info.get("expiration") or {}
+    kind = expiration.get("type")
+    if kind == "AfterDuration":
+        match = _DURATION.match(expiration.get("duration") or "")
+        if not match or not any(match.groups()):
+            raise _ArmError(400, "InvalidDuration", "The expiration duration is not valid.")
+        days, hours, minutes, seconds = match.groups()
+        length = timedelta(
+            days=int(days or 0),
+            hours=int(hours or 0),
+            minutes=int(minutes or 0),
+            seconds=float(seconds or 0),
+        )
+        return start, start + length
+    if kind == "AfterDateTime":
+        return start, _parse_time(expiration["endDateTime"])
+    if kind == "NoExpiration":
+        return start, None
+    raise _ArmError(400, "InvalidExpirationType", f"Expiration type {kind} is not valid.")
+
+
+def _parse_time(text: str) -> datetime:
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _tls_context(directory: Path) -> ssl.SSLContext:
+    """A certificate authority and a server certificate for 127.0.0.1 and localhost,
+    valid for a day; the CA goes to ``ca.pem`` for clients to trust."""
+    now = datetime.now(UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "jit-bot test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "fake azure")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    (directory / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (directory / "server.pem").write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM)
+        + key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(directory / "server.pem")
+    return context

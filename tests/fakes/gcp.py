@@ -1,0 +1,846 @@
+"""Google Cloud for tests: local servers that follow Google's published API contracts, so
+the official clients reach them exactly as they reach Google.
+
+One `FakeGoogle` runs two real servers on 127.0.0.1, each on an OS-chosen port:
+
+- an HTTP/1.1 server (stdlib ``ThreadingHTTPServer``) for the REST APIs:
+  Cloud Resource Manager v3 ``POST /v3/{projects|folders|organizations}/{id}:getIamPolicy``,
+  ``:setIamPolicy`` and ``:testIamPermissions``; the Admin SDK Directory API
+  ``GET /admin/directory/v1/groups/{groupKey}/members``; the OAuth 2.0 token endpoint a
+  service-account key's ``token_uri`` names (``POST /token``, the JWT-bearer grant used
+  for domain-wide delegation); and IAM Credentials ``generateAccessToken`` (impersonation);
+- a gRPC server for IAM admin v1 (``google.iam.admin.v1.IAM/GetRole`` and
+  ``QueryGrantableRoles``): google-cloud-iam ships ``iam_admin_v1`` with a gRPC transport
+  only, so that is the wire the bot uses and the one faked here.
+
+Behaviour follows the published contracts where the bot depends on it: IAM policies with
+an etag that changes on every write and ``409 ABORTED`` for a stale one; conditional
+bindings only in version 3 policies (read at a lower ``requestedPolicyVersion`` they come
+back as ``<role>_withcond_<hash>`` without their condition, as Google does); no conditions
+on basic roles; ``403 PERMISSION_DENIED`` for a resource that does not exist or is not
+visible; errors in Google's JSON error format (``{"error": {"code", "message", "status"}}``,
+and the older ``errors[].reason`` form for the Directory API); page tokens on every list.
+
+Tests seed and read state through methods (`add_project`, `policy`, `set_policy`,
+`add_group` …), inject faults (`fail_next`, `before_next`) and read `calls`, one record
+per request received.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import hashlib
+import itertools
+import json
+import re
+import struct
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import grpc
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from google.cloud import iam_admin_v1
+from google.protobuf import json_format
+
+Policy = dict[str, Any]
+
+SERVICE_ACCOUNT = "jit-bot@acme-admin.iam.gserviceaccount.com"
+CRM = "//cloudresourcemanager.googleapis.com/"
+BASIC_ROLES = frozenset({"roles/owner", "roles/editor", "roles/viewer"})
+
+# A small predefined-role catalogue: name → the resource kinds it can be granted on.
+ALL_LEVELS = frozenset({"projects", "folders", "organizations"})
+PREDEFINED_ROLES: dict[str, tuple[str, frozenset[str]]] = {
+    "roles/owner": ("Owner", ALL_LEVELS),
+    "roles/editor": ("Editor", ALL_LEVELS),
+    "roles/viewer": ("Viewer", ALL_LEVELS),
+    "roles/browser": ("Browser", ALL_LEVELS),
+    "roles/logging.viewer": ("Logs Viewer", ALL_LEVELS),
+    "roles/compute.viewer": ("Compute Viewer", ALL_LEVELS),
+    "roles/cloudsql.client": ("Cloud SQL Client", ALL_LEVELS),
+    "roles/bigquery.dataViewer": ("BigQuery Data Viewer", ALL_LEVELS),
+    "roles/iam.securityReviewer": ("Security Reviewer", ALL_LEVELS),
+    "roles/resourcemanager.folderAdmin": ("Folder Admin", frozenset({"folders", "organizations"})),
+    "roles/resourcemanager.organizationAdmin": (
+        "Organization Administrator",
+        frozenset({"organizations"}),
+    ),
+}
+
+_STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
+_GRPC_CODES = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.NOT_FOUND,
+    409: grpc.StatusCode.ABORTED,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    500: grpc.StatusCode.INTERNAL,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
+# Directory API (the older discovery-based style) names its error reasons differently.
+_DIRECTORY_REASONS = {400: "invalid", 401: "authError", 403: "forbidden", 404: "notFound"}
+
+
+@dataclass(frozen=True)
+class GoogleCall:
+    """One request a fake server received. ``operation`` is the API method
+    (``setIamPolicy``, ``GetRole``, ``members.list``, ``token`` …)."""
+
+    operation: str
+    path: str
+    body: dict[str, Any]
+    authorization: str
+    status: int
+
+
+class GoogleError(Exception):
+    """Raised inside the fake to answer a Google error."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class _Fault:
+    operation: str
+    remaining: int
+    status: int
+    message: str
+
+
+@dataclass
+class _Resource:
+    policy: Policy
+    etag: int
+    denied: bool = False
+    # Permissions testIamPermissions says the caller holds; None means all asked for.
+    caller_permissions: set[str] | None = None
+    not_grantable: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Role:
+    name: str
+    title: str
+    levels: frozenset[str]
+    stage: str = "GA"
+    deleted: bool = False
+
+
+class FakeGoogle:
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._http: _HttpServer | None = None
+        self._grpc: grpc.Server | None = None
+        self._grpc_port = 0
+        self._etags = itertools.count(1)
+        self._tokens = itertools.count(1)
+        self.page_size = 3  # small, so every list is paged
+        self.require_auth = False
+        self.internal_errors: list[BaseException] = []
+        self.reset()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> FakeGoogle:
+        self._http = _HttpServer(self)
+        threading.Thread(
+            target=self._http.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="FakeGoogle-http",
+            daemon=True,
+        ).start()
+        server = grpc.server(ThreadPoolExecutor(max_workers=8, thread_name_prefix="FakeGoogle"))
+        server.add_generic_rpc_handlers((self._iam_handlers(),))
+        # Local credentials: plaintext on loopback, yet call credentials (the bearer token)
+        # still travel, as they do to Google over TLS.
+        self._grpc_port = server.add_secure_port(
+            "127.0.0.1:0", grpc.local_server_credentials(grpc.LocalConnectionType.LOCAL_TCP)
+        )
+        server.start()
+        self._grpc = server
+        return self
+
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+        if self._grpc is not None:
+            self._grpc.stop(grace=None)
+            self._grpc = None
+
+    def reset(self) -> None:
+        """Forget every resource, role, group, fault and call."""
+        with self._lock:
+            self._resources: dict[str, _Resource] = {}
+            self._roles: dict[str, _Role] = {
+                name: _Role(name, title, levels)
+                for name, (title, levels) in PREDEFINED_ROLES.items()
+            }
+            self._groups: dict[str, list[dict[str, str]]] = {}
+            self.directory_denied = False
+            # Google accounts that exist; None accepts any. Google refuses a policy that
+            # adds a user: member without an account.
+            self.known_users: set[str] | None = None
+            self._faults: list[_Fault] = []
+            self._hooks: list[tuple[str, Callable[[], object]]] = []
+            self.calls: list[GoogleCall] = []
+            self.token_grants: dict[str, dict[str, Any]] = {}  # access token → JWT claims
+            self.impersonations: list[dict[str, Any]] = []
+            self.require_auth = False
+            self.internal_errors.clear()
+
+    @property
+    def url(self) -> str:
+        """Base URL of the REST APIs: ``JIT_GCP_ENDPOINT`` / ``JIT_GOOGLE_DIRECTORY_ENDPOINT``."""
+        assert self._http is not None, "FakeGoogle is not started"
+        return f"http://127.0.0.1:{self._http.server_address[1]}"
+
+    @property
+    def iam_endpoint(self) -> str:
+        """Where IAM admin (gRPC) listens: ``JIT_GCP_IAM_ENDPOINT``."""
+        assert self._grpc is not None, "FakeGoogle is not started"
+        return f"http://127.0.0.1:{self._grpc_port}"
+
+    def environ(self, key_file: Path | None = None) -> dict[str, str]:
+        """What a bot process needs to reach this Google."""
+        env = {
+            "JIT_GCP_ENDPOINT": self.url,
+            "JIT_GCP_IAM_ENDPOINT": self.iam_endpoint,
+            "JIT_GOOGLE_DIRECTORY_ENDPOINT": self.url,
+        }
+        if key_file is not None:
+            env["GOOGLE_APPLICATION_CREDENTIALS"] = str(key_file)
+        return env
+
+    def service_account_key(self, path: Path, email: str = SERVICE_ACCOUNT) -> Path:
+        """Write a service-account key file whose token_uri is this fake, for Application
+        Default Credentials (GOOGLE_APPLICATION_CREDENTIALS)."""
+        key = {
+            "type": "service_account",
+            "project_id": email.split("@")[1].split(".")[0],
+            "private_key_id": "0123456789abcdef",
+            "private_key": _private_key_pem(),
+            "client_email": email,
+            "client_id": "100000000000000000001",
+            "auth_uri": f"{self.url}/auth",
+            "token_uri": f"{self.url}/token",
+        }
+        path.write_text(json.dumps(key))
+        return path
+
+    # ------------------------------------------------------------------ seeding
+
+    def add_project(self, project: str, policy: Policy | None = None) -> str:
+        return self._add(f"projects/{project}", policy)
+
+    def add_folder(self, folder: str, policy: Policy | None = None) -> str:
+        return self._add(f"folders/{folder}", policy)
+
+    def add_organization(self, organization: str, policy: Policy | None = None) -> str:
+        return self._add(f"organizations/{organization}", policy)
+
+    def _add(self, resource: str, policy: Policy | None) -> str:
+        with self._lock:
+            self._resources[resource] = _Resource(
+                policy=_normalised(policy or {}), etag=next(self._etags)
+            )
+        return resource
+
+    def deny(self, resource: str) -> None:
+        """Answer every call on ``resource`` with 403, as Google does without access."""
+        with self._lock:
+            self._resources[resource].denied = True
+
+    def limit_permissions(self, resource: str, permissions: Iterable[str]) -> None:
+        """What testIamPermissions says the caller holds on ``resource``."""
+        with self._lock:
+            self._resources[resource].caller_permissions = set(permissions)
+
+    def not_grantable(self, resource: str, role: str) -> None:
+        """Leave ``role`` out of queryGrantableRoles for ``resource``."""
+        with self._lock:
+            self._resources[resource].not_grantable.add(role)
+
+    def add_role(
+        self,
+        name: str,
+        *,
+        title: str = "Custom role",
+        stage: str = "GA",
+        deleted: bool = False,
+        levels: frozenset[str] = ALL_LEVELS,
+    ) -> None:
+        """A custom role (``projects/p/roles/x``, ``organizations/o/roles/x``) or a change
+        to a predefined one."""
+        with self._lock:
+            self._roles[name] = _Role(name, title, levels, stage, deleted)
+
+    def add_group(self, email: str, members: Iterable[str | tuple[str, str]]) -> None:
+        """A Google group; members are emails (type USER) or (email, type) pairs."""
+        listed = []
+        for member in members:
+            address, kind = (member, "USER") if isinstance(member, str) else member
+            listed.append(_member(address, kind))
+        with self._lock:
+            self._groups[email.lower()] = listed
+
+    def remove_member(self, group: str, email: str) -> None:
+        with self._lock:
+            self._groups[group.lower()] = [
+                m for m in self._groups[group.lower()] if m["email"] != email.lower()
+            ]
+
+    def set_member_status(self, group: str, email: str, status: str) -> None:
+        with self._lock:
+            for member in self._groups[group.lower()]:
+                if member["email"] == email.lower():
+                    member["status"] = status
+
+    # ------------------------------------------------------------------ reading
+
+    def policy(self, resource: str) -> Policy:
+        """The stored policy of ``resource`` (version 3 view, with its etag)."""
+        with self._lock:
+            stored = self._resources[resource]
+            return {**copy.deepcopy(stored.policy), "etag": _etag(stored.etag)}
+
+    def set_policy(self, resource: str, policy: Policy) -> Policy:
+        """Write a policy as another administrator would (the etag changes)."""
+        with self._lock:
+            stored = self._resources[resource]
+            stored.policy = _normalised({k: v for k, v in policy.items() if k != "etag"})
+            stored.etag = next(self._etags)
+        return self.policy(resource)
+
+    def add_binding(
+        self,
+        resource: str,
+        role: str,
+        members: list[str],
+        condition: dict[str, str] | None = None,
+    ) -> Policy:
+        policy = self.policy(resource)
+        binding: dict[str, Any] = {"role": role, "members": list(members)}
+        if condition is not None:
+            binding["condition"] = dict(condition)
+            policy["version"] = 3
+        policy.setdefault("bindings", []).append(binding)
+        return self.set_policy(resource, policy)
+
+    def resources(self) -> list[str]:
+        with self._lock:
+            return list(self._resources)
+
+    @staticmethod
+    def expiry(condition: dict[str, str]) -> datetime | None:
+        """When a ``request.time < timestamp("…")`` condition stops granting; None for
+        any other condition. Written out here rather than imported from the provider, so
+        a parsing bug cannot hide by being mirrored."""
+        match = re.fullmatch(
+            r'request\.time < timestamp\("(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)"\)',
+            condition.get("expression", "").strip(),
+        )
+        if match is None:
+            return None
+        return datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+    def calls_to(self, operation: str) -> list[GoogleCall]:
+        with self._lock:
+            return [c for c in self.calls if c.operation == operation]
+
+    # ------------------------------------------------------------------ faults
+
+    def fail_next(
+        self, operation: str, *, times: int = 1, status: int = 503, message: str = ""
+    ) -> None:
+        """Answer the next ``times`` calls of ``operation`` with ``status`` instead."""
+        with self._lock:
+            self._faults.append(_Fault(operation, times, status, message or f"injected {status}"))
+
+    def before_next(self, operation: str, hook: Callable[[], object]) -> None:
+        """Run ``hook`` when the next ``operation`` call arrives, before it is served (for
+        example another administrator writing the policy between our read and write)."""
+        with self._lock:
+            self._hooks.append((operation, hook))
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _serve(
+        self, operation: str, path: str, body: dict[str, Any], authorization: str, serve: Any
+    ) -> tuple[int, Any]:
+        """Run one operation with fault injection and recording; returns (status, answer),
+        the answer being a GoogleError for failures."""
+        with self._lock:
+            hooks = [h for op, h in self._hooks if op == operation]
+            self._hooks = [(op, h) for op, h in self._hooks if op != operation]
+        for hook in hooks:
+            hook()
+        status: int
+        answer: Any
+        with self._lock:
+            fault = next(
+                (f for f in self._faults if f.operation == operation and f.remaining > 0), None
+            )
+            if fault is not None:
+                fault.remaining -= 1
+                status, answer = fault.status, GoogleError(fault.status, fault.message)
+            elif (
+                self.require_auth
+                and operation != "token"  # the token endpoint is where bearers come from
+                and not authorization.startswith("Bearer ")
+            ):
+                answer = GoogleError(401, "Request is missing required authentication credential.")
+                status = 401
+            else:
+                try:
+                    status, answer = 200, serve(body)
+                except GoogleError as exc:
+                    status, answer = exc.status, exc
+            self.calls.append(GoogleCall(operation, path, body, authorization, status))
+        return status, answer
+
+    # ------------------------------------------------------------------ Resource Manager
+
+    def _resource(self, name: str) -> _Resource:
+        stored = self._resources.get(name)
+        if stored is None or stored.denied:
+            kind, _, ident = name.partition("/")
+            raise GoogleError(
+                403,
+                f"Permission denied on resource {kind.rstrip('s')} {ident} (or it may not exist).",
+            )
+        return stored
+
+    def _get_iam_policy(self, resource: str, body: dict[str, Any]) -> Policy:
+        stored = self._resource(resource)
+        requested = int((body.get("options") or {}).get("requestedPolicyVersion") or 0)
+        if requested not in (0, 1, 3):
+            raise GoogleError(400, f"Invalid requested policy version {requested}.")
+        policy = copy.deepcopy(stored.policy)
+        if requested < 3 and any("condition" in b for b in policy.get("bindings", [])):
+            # What Google answers a client that did not ask for version 3: conditional
+            # bindings lose their condition and their role is renamed, so a client that
+            # wrote this back would change them.
+            for binding in policy["bindings"]:
+                condition = binding.pop("condition", None)
+                if condition is not None:
+                    digest = hashlib.sha256(json.dumps(condition).encode()).hexdigest()[:20]
+                    binding["role"] = f"{binding['role']}_withcond_{digest}"
+            policy["version"] = 1
+        return {**policy, "etag": _etag(stored.etag)}
+
+    def _set_iam_policy(self, resource: str, body: dict[str, Any]) -> Policy:
+        stored = self._resource(resource)
+        policy = body.get("policy")
+        if not isinstance(policy, dict):
+            raise GoogleError(400, "Request contains an invalid argument: policy is required.")
+        etag = policy.get("etag")
+        if etag and etag != _etag(stored.etag):
+            raise GoogleError(
+                409,
+                "There were concurrent policy changes. Please retry the whole "
+                "read-modify-write with exponential backoff.",
+            )
+        mask = [p.strip() for p in str(body.get("updateMask") or "bindings,etag").split(",")]
+        version = int(policy.get("version") or 0)
+        if version not in (0, 1, 3):
+            raise GoogleError(400, f"Invalid policy version {version}.")
+        updated = copy.deepcopy(stored.policy)
+        if "bindings" in mask:
+            bindings = copy.deepcopy(policy.get("bindings") or [])
+            _check_bindings(bindings, version)
+            self._check_new_users(stored.policy, bindings)
+            updated["bindings"] = bindings
+        if "auditConfigs" in mask or "audit_configs" in mask:
+            updated["auditConfigs"] = copy.deepcopy(policy.get("auditConfigs") or [])
+        has_conditions = any("condition" in b for b in updated.get("bindings", []))
+        updated["version"] = 3 if has_conditions else max(version, 1)
+        stored.policy = _normalised(updated)
+        stored.etag = next(self._etags)
+        return {**copy.deepcopy(stored.policy), "etag": _etag(stored.etag)}
+
+    def _check_new_users(self, old: Policy, bindings: list[dict[str, Any]]) -> None:
+        if self.known_users is None:
+            return
+        present = {m for b in old.get("bindings", []) for m in b["members"]}
+        for binding in bindings:
+            for member in binding["members"]:
+                email = str(member).removeprefix("user:")
+                new = member.startswith("user:") and member not in present
+                if new and email.lower() not in self.known_users:
+                    raise GoogleError(400, f"User {email} does not exist.")
+
+    def _test_iam_permissions(self, resource: str, body: dict[str, Any]) -> dict[str, Any]:
+        stored = self._resource(resource)
+        asked = list(body.get("permissions") or [])
+        held = stored.caller_permissions
+        granted = [p for p in asked if held is None or p in held]
+        return {"permissions": granted} if granted else {}
+
+    # ------------------------------------------------------------------ IAM admin (gRPC)
+
+    def _get_role(self, name: str) -> iam_admin_v1.Role:
+        role = self._roles.get(name)
+        if role is None:
+            raise GoogleError(404, f"The role named {name} was not found.")
+        return iam_admin_v1.Role(
+            name=role.name,
+            title=role.title,
+            stage=getattr(iam_admin_v1.Role.RoleLaunchStage, role.stage),
+            deleted=role.deleted,
+        )
+
+    def _grantable(self, full_name: str) -> list[str]:
+        if not full_name.startswith(CRM):
+            raise GoogleError(400, f"Invalid full resource name {full_name}.")
+        resource = full_name.removeprefix(CRM)
+        stored = self._resource(resource)
+        kind = resource.split("/")[0]
+        names = []
+        for role in self._roles.values():
+            if role.deleted or role.name in stored.not_grantable:
+                continue
+            if role.name.startswith("roles/") and kind not in role.levels:
+                continue
+            if role.name.startswith("projects/") and not role.name.startswith(f"{resource}/"):
+                continue  # a project's custom roles are grantable on that project only
+            names.append(role.name)
+        return sorted(names)
+
+    def _iam_handlers(self) -> grpc.GenericRpcHandler:
+        def unary(
+            operation: str,
+            request_type: Any,
+            response_type: Any,
+            serve: Callable[[Any], Any],
+        ) -> grpc.RpcMethodHandler:
+            def handle(request: Any, context: grpc.ServicerContext) -> Any:
+                metadata = dict(context.invocation_metadata())
+                body = json_format.MessageToDict(type(request).pb(request))
+                status, answer = self._serve(
+                    operation,
+                    f"/google.iam.admin.v1.IAM/{operation}",
+                    body,
+                    str(metadata.get("authorization", "")),
+                    lambda _: serve(request),
+                )
+                if isinstance(answer, GoogleError):
+                    context.abort(_GRPC_CODES.get(status, grpc.StatusCode.UNKNOWN), answer.message)
+                return answer
+
+            return grpc.unary_unary_rpc_method_handler(
+                handle,
+                request_deserializer=request_type.deserialize,
+                response_serializer=response_type.serialize,
+            )
+
+        def query(request: iam_admin_v1.QueryGrantableRolesRequest) -> Any:
+            names = self._grantable(request.full_resource_name)
+            start = int(request.page_token or 0)
+            size = min(request.page_size or self.page_size, self.page_size)
+            page = names[start : start + size]
+            token = str(start + size) if start + size < len(names) else ""
+            return iam_admin_v1.QueryGrantableRolesResponse(
+                roles=[self._get_role(n) for n in page], next_page_token=token
+            )
+
+        return grpc.method_handlers_generic_handler(
+            "google.iam.admin.v1.IAM",
+            {
+                "GetRole": unary(
+                    "GetRole",
+                    iam_admin_v1.GetRoleRequest,
+                    iam_admin_v1.Role,
+                    lambda request: self._get_role(request.name),
+                ),
+                "QueryGrantableRoles": unary(
+                    "QueryGrantableRoles",
+                    iam_admin_v1.QueryGrantableRolesRequest,
+                    iam_admin_v1.QueryGrantableRolesResponse,
+                    query,
+                ),
+            },
+        )
+
+    # ------------------------------------------------------------------ Directory API
+
+    def _list_members(self, group: str, query: dict[str, str]) -> dict[str, Any]:
+        if self.directory_denied:
+            raise GoogleError(403, "Not Authorized to access this resource/api")
+        key = group.lower()
+        if key not in self._groups:
+            raise GoogleError(404, "Resource Not Found: groupKey")
+        members = list(self._groups[key])
+        if query.get("includeDerivedMembership") == "true":
+            members = self._derived(key, set())
+        try:
+            start = int(base64.urlsafe_b64decode(query["pageToken"])) if "pageToken" in query else 0
+        except ValueError:
+            raise GoogleError(400, "Invalid Input: pageToken") from None
+        size = min(int(query.get("maxResults") or 200), 200, self.page_size)
+        page = members[start : start + size]
+        answer: dict[str, Any] = {"kind": "admin#directory#members", "etag": '"fake"'}
+        if page:
+            answer["members"] = copy.deepcopy(page)
+        if start + size < len(members):
+            answer["nextPageToken"] = base64.urlsafe_b64encode(str(start + size).encode()).decode()
+        return answer
+
+    def _derived(self, group: str, seen: set[str]) -> list[dict[str, str]]:
+        """Direct members, then the members of nested groups, each once."""
+        seen.add(group)
+        found: list[dict[str, str]] = []
+        for member in self._groups.get(group, []):
+            found.append(member)
+            if member["type"] == "GROUP" and member["email"] not in seen:
+                found += self._derived(member["email"], seen)
+        unique: dict[str, dict[str, str]] = {}
+        for member in found:
+            unique.setdefault(member["email"], member)
+        return list(unique.values())
+
+    # ------------------------------------------------------------------ OAuth / IAM Credentials
+
+    def _token(self, form: dict[str, str]) -> dict[str, Any]:
+        if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            raise GoogleError(400, "unsupported_grant_type")
+        try:
+            payload = form["assertion"].split(".")[1]
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        except (KeyError, IndexError, ValueError):
+            raise GoogleError(400, "invalid_grant: malformed assertion") from None
+        token = f"ya29.fake-{next(self._tokens)}"
+        self.token_grants[token] = claims
+        return {"access_token": token, "expires_in": 3600, "token_type": "Bearer"}
+
+    def _generate_access_token(self, account: str, body: dict[str, Any]) -> dict[str, Any]:
+        token = f"ya29.impersonated-{next(self._tokens)}"
+        self.impersonations.append({"account": account, "token": token, **body})
+        return {"accessToken": token, "expireTime": "2099-01-01T00:00:00Z"}
+
+    # ------------------------------------------------------------------ HTTP routing
+
+    def _handle_http(
+        self, method: str, raw_path: str, headers: dict[str, str], raw: bytes
+    ) -> tuple[int, dict[str, Any]]:
+        parts = urlsplit(raw_path)
+        path = unquote(parts.path)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        authorization = headers.get("authorization", "")
+        directory = path.startswith("/admin/directory/v1/")
+        if method == "POST" and path == "/token":
+            form = {k: v[-1] for k, v in parse_qs(raw.decode()).items()}
+            status, answer = self._serve("token", path, form, "", lambda b: self._token(b))
+            if isinstance(answer, GoogleError):  # OAuth's own error shape
+                return status, {"error": "invalid_grant", "error_description": answer.message}
+            return status, answer
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            return 400, _google_error(400, "Invalid JSON payload received.", directory)
+        route = self._route(method, path, query)
+        if route is None:
+            return 404, _google_error(404, f"No such method: {method} {path}", directory)
+        operation, serve = route
+        status, answer = self._serve(operation, path, body, authorization, serve)
+        if isinstance(answer, GoogleError):
+            return status, _google_error(status, answer.message, directory)
+        return status, answer
+
+    def _route(
+        self, method: str, path: str, query: dict[str, str]
+    ) -> tuple[str, Callable[[dict[str, Any]], Any]] | None:
+        if method == "POST" and path.startswith("/v3/") and ":" in path:
+            resource, _, verb = path.removeprefix("/v3/").rpartition(":")
+            if resource.split("/")[0] in ALL_LEVELS and resource.count("/") == 1:
+                serve = {
+                    "getIamPolicy": self._get_iam_policy,
+                    "setIamPolicy": self._set_iam_policy,
+                    "testIamPermissions": self._test_iam_permissions,
+                }.get(verb)
+                if serve is not None:
+                    return verb, lambda body: serve(resource, body)
+        prefix, suffix = "/admin/directory/v1/groups/", "/members"
+        if method == "GET" and path.startswith(prefix) and path.endswith(suffix):
+            group = path[len(prefix) : -len(suffix)]
+            return "members.list", lambda _: self._list_members(group, query)
+        credentials = "/v1/projects/-/serviceAccounts/"
+        if (
+            method == "POST"
+            and path.startswith(credentials)
+            and path.endswith(":generateAccessToken")
+        ):
+            account = path[len(credentials) :].removesuffix(":generateAccessToken")
+            return "generateAccessToken", lambda body: self._generate_access_token(account, body)
+        return None
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _etag(counter: int) -> str:
+    return base64.b64encode(struct.pack(">Q", counter)).decode()
+
+
+def _normalised(policy: Policy) -> Policy:
+    """The stored form: no etag, empty fields left out as Google leaves them out."""
+    out = {k: copy.deepcopy(v) for k, v in policy.items() if k != "etag" and v not in ([], None)}
+    if any("condition" in b for b in out.get("bindings", [])):
+        out["version"] = 3
+    out.setdefault("version", 1)
+    return out
+
+
+def _member(email: str, kind: str = "USER", status: str = "ACTIVE") -> dict[str, str]:
+    member = {
+        "kind": "admin#directory#member",
+        "etag": '"fake"',
+        "id": hashlib.sha256(email.lower().encode()).hexdigest()[:21],
+        "email": email.lower(),
+        "role": "MEMBER",
+        "type": kind,
+    }
+    if kind == "USER":
+        member["status"] = status
+    return member
+
+
+def _check_bindings(bindings: list[dict[str, Any]], version: int) -> None:
+    for binding in bindings:
+        role = binding.get("role")
+        if not role:
+            raise GoogleError(400, "Request contains an invalid argument: binding without role.")
+        members = binding.get("members") or []
+        if not members:
+            raise GoogleError(400, f"Request contains an invalid argument: {role} has no members.")
+        for member in members:
+            kind, _, rest = str(member).partition(":")
+            if kind in ("user", "group", "serviceAccount", "domain") and not rest:
+                raise GoogleError(400, f"Invalid member {member}.")
+            if kind == "user" and "@" not in rest:
+                raise GoogleError(400, f"Invalid member {member}.")
+        condition = binding.get("condition")
+        if condition is None:
+            continue
+        if version != 3:
+            raise GoogleError(
+                400,
+                "Request contains an invalid argument: a policy with conditional role "
+                "bindings must have version 3.",
+            )
+        if role in BASIC_ROLES:
+            raise GoogleError(
+                400,
+                f"Request contains an invalid argument: conditions are not supported for "
+                f"basic role {role}.",
+            )
+        if not condition.get("expression"):
+            raise GoogleError(400, "Request contains an invalid argument: condition expression.")
+        if not condition.get("title") or len(condition["title"]) > 100:
+            raise GoogleError(400, "Request contains an invalid argument: condition title.")
+        if len(condition.get("description", "")) > 256:
+            raise GoogleError(400, "Request contains an invalid argument: condition description.")
+
+
+def _google_error(status: int, message: str, directory: bool) -> dict[str, Any]:
+    if directory:
+        reason = _DIRECTORY_REASONS.get(status, "backendError")
+        return {
+            "error": {
+                "code": status,
+                "message": message,
+                "errors": [{"message": message, "domain": "global", "reason": reason}],
+            }
+        }
+    return {
+        "error": {
+            "code": status,
+            "message": message,
+            "status": _STATUS_NAMES.get(status, "UNKNOWN"),
+        }
+    }
+
+
+_KEY_PEM: str | None = None
+
+
+def _private_key_pem() -> str:
+    global _KEY_PEM
+    if _KEY_PEM is None:
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        _KEY_PEM = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+    return _KEY_PEM
+
+
+class _HttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, fake: FakeGoogle) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.fake = fake
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _HttpServer
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def _dispatch(self, method: str) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length > 0 else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        fake = self.server.fake
+        try:
+            status, answer = fake._handle_http(method, self.path, headers, raw)
+        except Exception as exc:
+            # A bug in the fake must fail the test, not hang or reset the connection.
+            fake.internal_errors.append(exc)
+            status, answer = 500, _google_error(500, f"fake internal error: {exc}", False)
+        body = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # FakeGoogle.calls is the log
