@@ -74,6 +74,7 @@ class Figures:
     kills_in_grant: int
     kills_in_revoke: int
     requests: int
+    lost_before_stored: int
     late_revocations: int
     duplicate_grants: int
     unaudited: int
@@ -89,7 +90,12 @@ class Figures:
                 f"{self.kills_in_grant} / {self.kills_in_revoke}",
                 "",
             ),
-            ("requests", self.requests, ""),
+            ("requests stored", self.requests, ""),
+            (
+                "asks killed between ack and storing (nothing granted)",
+                self.lost_before_stored,
+                "reported",
+            ),
             ("grants left > expires_at + 60 s", self.late_revocations, "0"),
             ("duplicate grants", self.duplicate_grants, "0"),
             ("requests with unaudited transitions", self.unaudited, "0"),
@@ -153,7 +159,10 @@ def run(runs: int, database_url: str | None, seed: int = 1) -> Figures:
                     kills["revoke"] += 1
                 process.crash()
                 process = _start(launcher, env)
-            wait(lambda: _settled(engine, runs), 120, "every request settled")
+            try:
+                wait(lambda: _settled(engine), 180, "every request settled")
+            except AssertionError:
+                raise AssertionError(f"not settled: {_statuses(engine)}") from None
             wait(lambda: _outbox_empty(engine), 60, "every Slack post sent")
             return _figures(engine, receiver, slack, runs, kills)
         finally:
@@ -184,10 +193,14 @@ def _expiry(engine: sa.Engine, request_id: str) -> float | None:
     return _aware(value).timestamp() if value else None
 
 
-def _settled(engine: sa.Engine, runs: int) -> bool:
+def _statuses(engine: sa.Engine) -> Counter[str]:
     with engine.connect() as connection:
         rows = connection.execute(sa.text("SELECT status FROM access_request")).all()
-    return len(rows) == runs and {r[0] for r in rows} <= {"revoked", "failed"}
+    return Counter(r[0] for r in rows)
+
+
+def _settled(engine: sa.Engine) -> bool:
+    return set(_statuses(engine)) <= {"revoked", "failed"}
 
 
 def _outbox_empty(engine: sa.Engine) -> bool:
@@ -264,6 +277,7 @@ def _figures(
         kills_in_grant=kills["grant"],
         kills_in_revoke=kills["revoke"],
         requests=len(requests),
+        lost_before_stored=runs - len(requests),
         late_revocations=late,
         duplicate_grants=duplicate_grants,
         unaudited=unaudited,
