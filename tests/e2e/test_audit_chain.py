@@ -6,10 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import random
 import subprocess
-import sys
 from datetime import timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -22,6 +20,7 @@ from bot import audit
 from bot.storage.models import AuditEvent
 from tests.conftest import ALICE, BOB, SEC1, Bot
 from tests.e2e.helpers import click, submit
+from tests.fakes.processes import run_cli
 
 TABLE = AuditEvent.__table__  # type: ignore[attr-defined]
 
@@ -99,13 +98,7 @@ def test_the_verifier_catches_every_edited_deleted_or_reordered_event(bot: Bot) 
 
 
 def _cli(bot: Bot, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bot", "audit", *args],
-        env={**os.environ, "DATABASE_URL": bot.settings.database_url},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_cli(["audit", *args], {"DATABASE_URL": bot.settings.database_url})
 
 
 def test_audit_verify_command_reports_the_first_bad_event(bot: Bot) -> None:

@@ -3,9 +3,6 @@ exists in AWS (moto in server mode, over HTTP) → expiry → it is gone."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +15,7 @@ from providers.fake import FakeProvider
 from tests.conftest import ALICE, APPROVERS_YAML, BOB, MALLORY, SEC1, Bot, stop
 from tests.e2e.helpers import click, latest, submit
 from tests.fakes.aws import REGION, MotoAws, Seeded
+from tests.fakes.processes import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -269,17 +267,6 @@ def test_the_example_roles_file_has_an_aws_target_that_validates() -> None:
     assert any(isinstance(t, AwsTarget) for ts in config.targets.values() for t in ts)
 
 
-def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        env={**os.environ, **env},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_check_live_verifies_aws_targets_and_warns_about_long_sessions(
     moto: MotoAws, aws: Seeded, tmp_path: Path
 ) -> None:
@@ -289,14 +276,14 @@ def test_check_live_verifies_aws_targets_and_warns_about_long_sessions(
           accounts: ["{aws.accounts["shared"]}"]"""
     (tmp_path / "approvers.yaml").write_text(APPROVERS_YAML)
     (tmp_path / "roles.yaml").write_text(_roles(aws, dev=only_aws))
-    done = _cli(["check", "--live"], moto.environ(), tmp_path)
+    done = run_cli(["check", "--live"], moto.environ(), tmp_path)
     assert done.returncode == 0, done.stderr
     assert "prod-support" in done.stdout
     assert "permission set `Admin` has a session duration of 8:00:00" in done.stderr
     assert "ProdSupport` has a session" not in done.stderr
 
     (tmp_path / "roles.yaml").write_text(_roles(aws, admin="Admni", dev=only_aws))
-    done = _cli(["check", "--live"], moto.environ(), tmp_path)
+    done = run_cli(["check", "--live"], moto.environ(), tmp_path)
     assert done.returncode == 2
     assert "no permission set named `Admni`" in done.stderr
     assert "roles.db-admin.environments.prod[0]" in done.stderr
@@ -315,7 +302,7 @@ def test_jit_bot_sync_makes_a_running_bot_re_read_accounts(
     org.move_account(
         AccountId=new_account, SourceParentId=root, DestinationParentId=aws.ous["prod"]
     )
-    done = _cli(["sync"], {"DATABASE_URL": bot.settings.database_url}, tmp_path)
+    done = run_cli(["sync"], {"DATABASE_URL": bot.settings.database_url}, tmp_path)
     assert done.returncode == 0, done.stderr
     submit(bot, ALICE, "prod-support prod 1h INC-2")
     assert new_account in str(bot.dms_to(BOB)[-1]["blocks"])

@@ -4,9 +4,6 @@ the official SDK) → early end or expiry → AdminRemove sent, or the assignmen
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,6 +19,7 @@ from providers.fake import FakeProvider
 from tests.conftest import ALICE, APPROVERS_YAML, BOB, MALLORY, SEC1, Bot
 from tests.e2e.helpers import click, latest, submit
 from tests.fakes.azure import READER, SUBSCRIPTION, FakeAzure
+from tests.fakes.processes import run_cli
 
 PROD = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/prod"
 LOGS = f"{PROD}/providers/Microsoft.Storage/storageAccounts/prodlogs"
@@ -244,17 +242,6 @@ def test_standing_access_is_kept_when_the_grant_ends(
     assert azure.calls_to("DELETE", "/roleAssignments/") == []
 
 
-def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        env={**os.environ, **env},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 ONLY_AZURE_DEV = f"""
         - provider: azure
           role: Reader
@@ -265,7 +252,7 @@ def test_check_live_verifies_each_role_at_each_scope(azure: FakeAzure, tmp_path:
     (tmp_path / "approvers.yaml").write_text(APPROVERS_YAML)
     (tmp_path / "roles.yaml").write_text(_roles(dev=ONLY_AZURE_DEV))
 
-    done = _cli(["check", "--live"], azure.environ(), tmp_path)
+    done = run_cli(["check", "--live"], azure.environ(), tmp_path)
 
     assert done.returncode == 0, done.stderr
     assert "prod-support" in done.stdout
@@ -278,7 +265,7 @@ def test_check_live_verifies_each_role_at_each_scope(azure: FakeAzure, tmp_path:
     assert azure.token_requests
 
     (tmp_path / "roles.yaml").write_text(_roles(admin="Contributer", dev=ONLY_AZURE_DEV))
-    done = _cli(["check", "--live"], azure.environ(), tmp_path)
+    done = run_cli(["check", "--live"], azure.environ(), tmp_path)
 
     assert done.returncode == 2
     assert "roles.db-admin.environments.prod[0]" in done.stderr

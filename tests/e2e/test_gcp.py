@@ -9,9 +9,6 @@ fake, which refuses every API call that carries no bearer token.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from datetime import timedelta
@@ -28,6 +25,7 @@ from providers.gcp import GcpProvider, GcpTarget
 from tests.conftest import ALICE, BOB, CAROL, MALLORY, SEC1, Bot
 from tests.e2e.helpers import click, submit
 from tests.fakes.gcp import FakeGoogle
+from tests.fakes.processes import run_cli
 
 ADMIN = "admin@example.com"  # the Workspace user the bot reads groups as
 
@@ -246,17 +244,6 @@ def test_drift_finds_bindings_nobody_explains_and_grants_google_no_longer_has(
 # ------------------------------------------------------------------ jit-bot check --live
 
 
-def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        env={**os.environ, **env},
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_check_live_verifies_each_gcp_role_exists_and_is_grantable_where_it_is_granted(
     google: FakeGoogle, google_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -278,7 +265,7 @@ def test_check_live_verifies_each_gcp_role_exists_and_is_grantable_where_it_is_g
     (tmp_path / "approvers.yaml").write_text(APPROVERS)
     (tmp_path / "roles.yaml").write_text(custom)
 
-    done = _cli(["check", "--live"], google_env, tmp_path)
+    done = run_cli(["check", "--live"], google_env, tmp_path)
 
     assert done.returncode == 0, done.stderr
     assert "prod-support" in done.stdout and "db-admin" in done.stdout
@@ -287,7 +274,7 @@ def test_check_live_verifies_each_gcp_role_exists_and_is_grantable_where_it_is_g
 
     google.not_grantable("folders/123456789012", "roles/logging.viewer")
     (tmp_path / "roles.yaml").write_text(custom.replace("jitDebugger", "jitDebuger"))
-    done = _cli(["check", "--live"], google_env, tmp_path)
+    done = run_cli(["check", "--live"], google_env, tmp_path)
 
     assert done.returncode == 2
     assert "role roles/logging.viewer is not grantable on folder 123456789012" in done.stderr

@@ -173,3 +173,17 @@ class Launcher:
                 if process.popen.poll() is None:
                     process.popen.kill()
                     process.popen.wait(timeout=5)
+
+
+def run_cli(
+    args: list[str], env: dict[str, str], cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m bot ARGS`` to completion with ``env`` added to this environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        env={**os.environ, **env},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
