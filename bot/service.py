@@ -103,7 +103,7 @@ class AccessService:
         notifier: Notifier,
         expiry: ExpiryScheduler,
         background: Callable[[Callable[[], None]], None],
-        lease: timedelta = timedelta(seconds=12),
+        lease: timedelta = timedelta(seconds=8),
         sleep: Callable[[float], None] = time.sleep,
         attempts: int = 4,
     ) -> None:

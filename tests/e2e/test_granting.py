@@ -292,7 +292,7 @@ def test_the_sweeper_and_the_drift_check_run_periodically(make_bot) -> None:  # 
     )
     assert bot.runtime.timers.intervals() == {
         "sweeper": timedelta(seconds=20),
-        "heartbeat": timedelta(seconds=4),
+        "heartbeat": bot.service.lease / 3,
         "reconcile": timedelta(minutes=5),
     }
 
