@@ -1,0 +1,47 @@
+"""The baseline for the acknowledgement benchmark: a Bolt app whose one ``/jit`` listener
+only acknowledges, on the bot's own server stack (``bot.server.HttpServer``: waitress,
+16 threads, the same WSGI app with its signature pre-check and /healthz).
+
+Run as ``python -m bench.bare_app`` with PORT, SLACK_SIGNING_SECRET, SLACK_BOT_TOKEN and
+SLACK_API_URL set, like the bot.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+
+from bot.server import HttpServer
+
+
+class BareRuntime:
+    """The two things ``bot.server.wsgi_app`` asks of a runtime."""
+
+    def __init__(self, bolt: App) -> None:
+        self.bolt = bolt
+
+    def healthy(self) -> bool:
+        return True
+
+
+def build() -> App:
+    client = WebClient(token=os.environ["SLACK_BOT_TOKEN"], base_url=os.environ["SLACK_API_URL"])
+    app = App(client=client, signing_secret=os.environ["SLACK_SIGNING_SECRET"])
+
+    @app.command("/jit")
+    def jit_command(ack: Ack) -> None:
+        ack()
+
+    return app
+
+
+def main() -> None:
+    runtime: Any = BareRuntime(build())
+    HttpServer(runtime, "127.0.0.1", int(os.environ["PORT"])).serve_forever()
+
+
+if __name__ == "__main__":
+    main()
