@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from providers.fake import FakeProvider
 from tests.conftest import ALICE, BOB, CAROL, Bot
 
 
@@ -59,7 +58,3 @@ def test_inline_request_is_approved_granted_and_revoked_at_expiry(bot: Bot) -> N
         "revoked",
     ]
     assert len(bot.audit_posts()) == len(actions)
-
-
-def test_fake_provider_records_one_grant_per_target(bot: Bot) -> None:
-    assert isinstance(bot.provider, FakeProvider)
