@@ -5,15 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from tests.conftest import ALICE, BOB, CAROL, Bot
-
-
-def _buttons(message: dict) -> list[dict]:  # type: ignore[type-arg]
-    return [
-        element
-        for block in message["blocks"]
-        if block["type"] == "actions"
-        for element in block["elements"]
-    ]
+from tests.e2e.helpers import buttons
 
 
 def test_inline_request_is_approved_granted_and_revoked_at_expiry(bot: Bot) -> None:
@@ -22,7 +14,7 @@ def test_inline_request_is_approved_granted_and_revoked_at_expiry(bot: Bot) -> N
 
     dm = bot.dms_to(BOB)[-1]
     assert "prod-db" in str(dm["blocks"]) and "INC-123 checkout errors" in str(dm["blocks"])
-    approve = next(b for b in _buttons(dm) if b["action_id"] == "approve")
+    approve = next(b for b in buttons(dm) if b["action_id"] == "approve")
     request_id = approve["value"]
     assert request_id.startswith("R-")
 
@@ -35,11 +27,11 @@ def test_inline_request_is_approved_granted_and_revoked_at_expiry(bot: Bot) -> N
     }
     granted = bot.dms_to(ALICE)[-1]
     assert "Access granted" in granted["text"]
-    assert [b["action_id"] for b in _buttons(granted)] == ["end_access"]
+    assert [b["action_id"] for b in buttons(granted)] == ["end_access"]
     for approver in (BOB, CAROL):
         latest = bot.slack.messages_in(approver)[-1]
         assert latest["updates"], "approver DM was not updated in place"
-        assert not _buttons(latest), "buttons must be gone once decided"
+        assert not buttons(latest), "buttons must be gone once decided"
         assert f"<@{BOB}>" in str(latest["blocks"])
 
     bot.clock.advance(timedelta(hours=2, seconds=1))
