@@ -96,9 +96,9 @@ def _serve() -> int:
             return  # already on the way out; let the clean-up finish
         stopping.set()
         log.info("signal %s: shutting down", signum)
-        # Unwinds the main thread out of waitress's loop, which catches SystemExit, lets
-        # in-flight requests finish and returns. Closing the server's sockets from here
-        # instead would leave the loop select()ing on closed descriptors (EBADF).
+        # Unwinds the main thread out of the server loop, which lets in-flight requests
+        # finish and closes its sockets on the way out. Closing them from this handler
+        # instead would leave the loop polling closed descriptors (EBADF).
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, _stop)

@@ -59,32 +59,50 @@ def _unauthorized(start_response: StartResponse) -> Iterable[bytes]:
 
 
 class HttpServer:
-    """A running waitress server; ``port`` is the one actually bound (PORT=0 works)."""
+    """A running waitress server; ``port`` is the one actually bound (PORT=0 works).
+
+    The wasyncore loop is driven here rather than by ``server.run()``: it polls in short
+    slices and checks a stop flag between them, so the loop thread closes its own sockets
+    when asked to stop. Waking it through waitress's trigger pipe from another thread
+    instead races with the loop closing that pipe (EBADF on shutdown)."""
+
+    _POLL_SECONDS = 0.05
 
     def __init__(self, runtime: Runtime, host: str, port: int, threads: int = 16) -> None:
-        self._server = create_server(
+        self._server: Any = create_server(
             wsgi_app(runtime), host=host, port=port, threads=threads, ident="jit-bot"
         )
-        self.port: int = self._server.effective_port  # type: ignore[union-attr]
+        self.port: int = self._server.effective_port
+        self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
     def serve_forever(self) -> None:
-        self._server.run()
+        server = self._server
+        try:
+            while server._map and not self._stopping.is_set():
+                wasyncore.loop(
+                    timeout=self._POLL_SECONDS,
+                    map=server._map,
+                    use_poll=server.adj.asyncore_use_poll,
+                    count=1,
+                )
+        finally:
+            # Requests in flight finish before their sockets go.
+            server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)
+            wasyncore.close_all(server._map)
 
     def start_in_background(self) -> HttpServer:
-        self._thread = threading.Thread(target=self._server.run, name="jit-http", daemon=True)
+        self._thread = threading.Thread(target=self.serve_forever, name="jit-http", daemon=True)
         self._thread.start()
         return self
 
     def close(self) -> None:
-        """Finish requests in flight, then close every socket; the loop then ends."""
-        server: Any = self._server
-        server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)
-        if self._thread and self._thread.is_alive():
-            # Sockets belong to the loop thread: close them there, or its poll() trips
-            # over descriptors closed under its feet.
-            server.trigger.pull_trigger(lambda: wasyncore.close_all(server._map))
+        """Let requests in flight finish (the loop keeps flushing their answers), then stop
+        the loop, which closes every socket."""
+        self._server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
         else:
-            wasyncore.close_all(server._map)
-        if self._thread:
-            self._thread.join(timeout=5)
+            # serve_forever ran in this thread and was left, or never ran at all.
+            wasyncore.close_all(self._server._map)

@@ -33,7 +33,9 @@ _TRANSIENT = {
     "request_timeout",
 }
 _MAX_BACKOFF = timedelta(minutes=5)
-_CLAIM = timedelta(minutes=1)
+# Longer than one Slack call can take (a 10 s timeout, one retry after a connection
+# error), so a live sender never loses its claim; a dead one's is taken over after this.
+_CLAIM = timedelta(seconds=30)
 
 
 def enqueue(
@@ -140,8 +142,8 @@ class OutboxWorker:
             return sent
 
     def _claim(self, message: OutboxMessage) -> bool:
-        """Take the message for the next minute, so another replica's worker leaves it
-        alone while we send it (and takes it over if we die mid-send)."""
+        """Take the message for a while, so another replica's worker leaves it alone while
+        we send it (and takes it over if we die mid-send)."""
         with self._sessions.begin() as session:
             claimed = session.execute(
                 update(OutboxMessage)

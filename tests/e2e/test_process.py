@@ -130,6 +130,18 @@ def _rows(database_url: str) -> list[sa.Row[Any]]:
         engine.dispose()
 
 
+def _outbox_pending(database_url: str) -> int:
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            count = connection.scalar(
+                sa.text("SELECT count(*) FROM outbox_message WHERE status = 'pending'")
+            )
+            return int(count or 0)
+    finally:
+        engine.dispose()
+
+
 # ---------------------------------------------------------------------------- start-up
 
 
@@ -281,6 +293,9 @@ def test_grant_that_expired_while_the_bot_was_down_is_revoked_at_next_start(
         "the request to be active",
     )
     assert request_id.startswith("R-") and status == "active"
+    # Crash at a quiet moment: a Slack post the dead bot had claimed mid-send would wait
+    # out its claim before the next bot may send it (test_crash_safety covers that case).
+    wait(lambda: _outbox_pending(database_url) == 0, START_TIMEOUT, "the outbox to drain")
 
     first.crash()
     assert receiver.holdings == {("alice@example.com", TARGET)}, "nothing revokes a dead bot"
