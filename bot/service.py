@@ -549,21 +549,28 @@ class AccessService:
     ) -> str | None:
         """Another active request of the same person that holds this same access (with
         ``jit_owned``, only one whose access jit-bot itself granted)."""
-        query = (
-            select(col(AccessRequest.id))
-            .join(RequestTarget, col(RequestTarget.request_id) == col(AccessRequest.id))
-            .where(
-                col(AccessRequest.requester_email) == request.requester_email,
-                col(AccessRequest.id) != request.id,
-                col(AccessRequest.status).in_(_HOLDING),
+        # Start from the person's own live requests (indexed by email, a handful), not
+        # from every grant of the target, which a popular role shares with thousands.
+        with self._transaction() as session:
+            theirs = list(
+                session.scalars(
+                    select(col(AccessRequest.id)).where(
+                        col(AccessRequest.requester_email) == request.requester_email,
+                        col(AccessRequest.id) != request.id,
+                        col(AccessRequest.status).in_(_HOLDING),
+                    )
+                )
+            )
+            if not theirs:
+                return None
+            query = select(col(RequestTarget.request_id)).where(
+                col(RequestTarget.request_id).in_(theirs),
                 col(RequestTarget.target_key) == target.target_key,
                 col(RequestTarget.status) == TargetStatus.GRANTED,
             )
-        )
-        if jit_owned:
-            query = query.where(col(RequestTarget.preexisting).is_(False))
-        with self._transaction() as session:
-            return session.scalar(query.limit(1))
+            if jit_owned:
+                query = query.where(col(RequestTarget.preexisting).is_(False))
+            return session.scalar(query.order_by(col(RequestTarget.request_id)).limit(1))
 
     # ------------------------------------------------------------------- sweeping
 

@@ -61,7 +61,7 @@ class AccessRequest(SQLModel, table=True):
 
     id: str = Field(primary_key=True, max_length=32)
     requester_id: str = Field(index=True, max_length=32)
-    requester_email: str = Field(max_length=320)
+    requester_email: str = Field(index=True, max_length=320)
     role: str = Field(max_length=100)
     environment: str = Field(max_length=100)
     reason: str
