@@ -351,7 +351,15 @@ class AwsProvider(Provider):
         aws = _as_aws(target)
         instance = self._instance(aws)
         ps_arn = self._permission_set_arn(aws, instance)
-        user_id = self._user_id(aws, instance, principal.email)
+        try:
+            user_id = self._user_id(aws, instance, principal.email)
+        except _NoSuchUser:
+            # A user gone from the Identity Store can no longer sign in, and AWS removes
+            # its assignments with it: the access is already absent.
+            log.warning(
+                "revoke %s: %s; nothing left to remove", context.request_id, principal.email
+            )
+            return
         sso = self._clients.client("sso-admin", aws)
         for account in self._all_accounts(aws):
             try:
@@ -509,7 +517,7 @@ class AwsProvider(Provider):
                     continue
                 found.add(answer["UserId"])
             if not found:
-                raise ProviderError(
+                raise _NoSuchUser(
                     f"no IAM Identity Center user has the email or user name {email}; "
                     "provision the user (then `/jit sync`) and ask again"
                 )
@@ -658,6 +666,10 @@ class AwsProvider(Provider):
         with self._lock:
             self._cache[key] = (now, value)
         return value
+
+
+class _NoSuchUser(ProviderError):
+    """No Identity Store user has the requester's email or user name."""
 
 
 class _NotFound(ProviderError):

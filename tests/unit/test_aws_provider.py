@@ -348,6 +348,25 @@ def test_revoking_an_assignment_that_is_already_gone_succeeds(stubbed: Stubbed) 
     assert stubbed.clock.sleeps == []
 
 
+def test_revoking_for_a_user_deleted_from_identity_center_succeeds(stubbed: Stubbed) -> None:
+    _instances(stubbed.sso, (INSTANCE, STORE))
+    _user_lookup(stubbed.store, by_email=None, by_name=None)
+
+    stubbed.provider().revoke(ALICE, TARGET, CONTEXT)  # no delete call is stubbed
+
+    stubbed.store.assert_no_pending_responses()
+    assert stubbed.operations("DeleteAccountAssignment") == 0
+
+
+def test_granting_to_a_user_missing_from_identity_center_still_fails(stubbed: Stubbed) -> None:
+    _instances(stubbed.sso, (INSTANCE, STORE))
+    _user_lookup(stubbed.store, by_email=None, by_name=None)
+
+    with pytest.raises(ProviderError, match="no IAM Identity Center user"):
+        stubbed.provider().grant(ALICE, TARGET, CONTEXT)
+    assert stubbed.operations("CreateAccountAssignment") == 0
+
+
 def test_revoke_polls_an_in_progress_deletion_until_it_succeeds(stubbed: Stubbed) -> None:
     _instances(stubbed.sso, (INSTANCE, STORE))
     _user_lookup(stubbed.store, by_email=USER_ID, by_name=USER_ID)
