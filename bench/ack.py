@@ -3,11 +3,12 @@
 Fifty clients, each with a persistent connection, send signed ``/jit request`` commands
 with a random pause between them (uniform 0–2 s: about 40 requests/s together, in
 bursts). Every request is auto-approved, so each one also starts a grant that the
-provider takes 2 s to answer. The same load, with the same random schedule, is sent
-first to a bare Bolt app that only acknowledges, on the same server stack
-(bench/bare_app.py), then to the bot. The figure is the client-side time from sending
-the request to having read the whole answer; the clients run in a process of their own
-(bench/loadgen.py).
+provider takes 2 s to answer. The same load, with the same random schedule, goes to a
+bare Bolt app that only acknowledges, on the same server stack (bench/bare_app.py): once
+with Bolt's defaults (the target's baseline), once acking on the request thread
+(``process_before_response=True``); then to the bot. The figure is the client-side time
+from sending the request to having read the whole answer; the clients run in a process
+of their own (bench/loadgen.py).
 """
 
 from __future__ import annotations
@@ -62,29 +63,46 @@ def run(size: str, db: str) -> list[Row]:
         bot = bench.bot
         assert bot is not None
         bare = Process("bare", "bench.bare_app", [], bench.env(free_port()), bench.workdir)
+        quick = Process(
+            "bare-quick",
+            "bench.bare_app",
+            ["--on-request-thread"],
+            bench.env(free_port()),
+            bench.workdir,
+        )
         try:
             bare.wait_healthy()
-            # Warm up both (connections, Bolt's auth.test, the bot's user cache), then let
-            # the bot's warm-up grants finish so they do not overlap the bare app's run.
-            generate(bench, bare, users, 1, "warm")
-            generate(bench, bot, users, 1, "warm")
+            quick.wait_healthy()
+            # Warm up all three (connections, Bolt's auth.test, the bot's user cache), then
+            # let the bot's warm-up grants finish so they do not overlap the baselines.
+            for app in (bare, quick, bot):
+                generate(bench, app, users, 1, "warm")
             bench.provider.wait_distinct("grant", clients, timeout=60)
             _settle(bench)
             base = generate(bench, bare, users, per_client, "bare")
+            fast = generate(bench, quick, users, per_client, "quick")
             load = generate(bench, bot, users, per_client, "bot")
             backlog = _grant_backlog(bench, load)
         finally:
             bare.stop()
+            quick.stop()
     note = "" if db == "sqlite" else f" ({db})"
     bot_p99, bare_p99 = percentile(load.latencies, 99), percentile(base.latencies, 99)
     ratio = bot_p99 / bare_p99 if bare_p99 else float("inf")
-    errors = len(load.errors) + len(base.errors)
+    errors = len(load.errors) + len(base.errors) + len(fast.errors)
     return [
         Row(NAME, f"bot p50{note}", "", ms(percentile(load.latencies, 50)), None),
         Row(NAME, f"bot p99{note}", "< 100 ms", ms(bot_p99), bot_p99 < 0.100),
         Row(NAME, "bare Bolt p50", "", ms(percentile(base.latencies, 50)), None),
         Row(NAME, "bare Bolt p99", "", ms(bare_p99), None),
         Row(NAME, "bot p99 / bare p99", "≤ 1.2×", f"{ratio:.2f}×", ratio <= 1.2),
+        Row(
+            NAME,
+            "bare Bolt acking on the request thread, p50 / p99",
+            "",
+            f"{ms(percentile(fast.latencies, 50))} / {ms(percentile(fast.latencies, 99))}",
+            None,
+        ),
         Row(
             NAME,
             "load",

@@ -436,7 +436,8 @@ class Process:
 
 def _attach_profiler(name: str, pid: int, workdir: Path) -> subprocess.Popen[bytes] | None:
     """With JIT_BENCH_PROFILE=<dir> (``run.py --profile``), sample the process with py-spy
-    (all threads, idle ones included) into <dir>/<name>-<pid>.txt, collapsed stacks."""
+    (all threads, idle ones included, unless JIT_BENCH_PROFILE_CPU=1) into
+    <dir>/<name>-<pid>.txt, collapsed stacks."""
     out_dir = os.environ.get("JIT_BENCH_PROFILE")
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not out_dir or not Path(py_spy).exists():
@@ -444,7 +445,8 @@ def _attach_profiler(name: str, pid: int, workdir: Path) -> subprocess.Popen[byt
     output = Path(out_dir) / f"{name}-{pid}.txt"
     output.parent.mkdir(parents=True, exist_ok=True)
     with (workdir / f"{name}.py-spy").open("wb") as log:
-        options = ["--rate", "250", "--idle", "--threads", "--format", "raw"]
+        idle = [] if os.environ.get("JIT_BENCH_PROFILE_CPU") == "1" else ["--idle"]
+        options = ["--rate", "250", *idle, "--threads", "--format", "raw"]
         return subprocess.Popen(
             [py_spy, "record", "--pid", str(pid), *options, "--output", str(output)],
             stdout=log,
