@@ -171,6 +171,22 @@ def test_serve_without_slack_credentials_exits_naming_each_missing_variable(
     assert "Traceback" not in stderr, process.output()
 
 
+def test_serve_with_a_bad_roles_file_exits_naming_file_path_and_expectation(
+    launcher: Launcher, fake_slack: FakeSlack, receiver: WebhookReceiver, database_url: str
+) -> None:
+    env = _bot_env(launcher, fake_slack, receiver, database_url)
+    roles = Path(env["JIT_ROLES_FILE"])
+    roles.write_text(roles.read_text().replace("max_duration:", "max_durration:", 1))
+
+    process = launcher.start(["serve"], {**env, "PORT": str(free_port())})
+
+    assert process.wait_exit() != 0, process.output()
+    stderr = process.stderr.read_text()
+    assert str(roles) in stderr, process.output()
+    assert "max_durration" in stderr, process.output()
+    assert "Traceback" not in stderr, process.output()
+
+
 def test_serve_in_http_mode_answers_health_and_signed_slack_requests_only(
     launcher: Launcher, fake_slack: FakeSlack, receiver: WebhookReceiver, database_url: str
 ) -> None:
