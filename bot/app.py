@@ -135,7 +135,7 @@ class Runtime:
             Periodic("heartbeat", self.service.heartbeat, self.service.lease / 3),
             Periodic("reconcile", self.drift.run, settings.reconcile_interval),
         ]
-        self.timers.start(self.service.active_expiries(), periodic)
+        self.timers.start(self.service.upcoming_expiries(), periodic)
 
     def stop(self) -> None:
         self.timers.stop()
@@ -205,7 +205,7 @@ def build_runtime(
     client = WebClient(
         token=settings.bot_token, base_url=settings.api_url or WebClient.BASE_URL, timeout=10
     )
-    outbox = OutboxWorker(sessions, client, clock)
+    outbox = OutboxWorker(sessions, client, clock, hold=lambda: service.catching_up)
     notifier = SlackNotifier(clock, settings.audit_channel, outbox.wake)
     # google:… entries (Google groups) ask for Google credentials only when first read.
     google_groups = GoogleGroups.from_environ(environ if environ is not None else os.environ, clock)

@@ -14,12 +14,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
@@ -32,6 +32,16 @@ from bot.storage.models import AccessRequest, AuditEvent, RequestTarget, Vote
 _CHAIN_LOCK = 0x6A17_0A0D
 
 
+@dataclass(frozen=True)
+class Entry:
+    """An event to append: who did what, to which request, with which details."""
+
+    actor: str
+    action: str
+    request_id: str | None
+    details: dict[str, Any]
+
+
 def record(
     session: Session,
     clock: Clock,
@@ -41,27 +51,49 @@ def record(
     action: str,
     request_id: str | None,
     details: dict[str, Any],
-) -> AuditEvent:
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
+) -> None:
+    record_all(session, clock, notifier, [Entry(actor, action, request_id, details)])
+
+
+def record_all(
+    session: Session, clock: Clock, notifier: Notifier, entries: Sequence[Entry]
+) -> None:
+    """Append the events in order, in the caller's transaction, and post each to the audit
+    channel. Rows are inserted together; their ids (which the hashes cover) come back
+    from the insert, and the chain is computed here and written in one more statement."""
+    if not entries:
+        return
+    if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK})
-    previous = session.scalar(
-        select(col(AuditEvent.hash)).order_by(col(AuditEvent.id).desc()).limit(1)
+    previous = (
+        session.scalar(select(col(AuditEvent.hash)).order_by(col(AuditEvent.id).desc()).limit(1))
+        or ""
     )
-    event = AuditEvent(
-        at=clock.now(),
-        actor=actor,
-        action=action,
-        request_id=request_id,
-        details=jsonable(details),
-        prev_hash=previous or "",
+    at = clock.now()
+    rows = [
+        {
+            "at": at,
+            "actor": entry.actor,
+            "action": entry.action,
+            "request_id": entry.request_id,
+            "details": jsonable(entry.details),
+        }
+        for entry in entries
+    ]
+    ids = session.scalars(
+        insert(AuditEvent).returning(col(AuditEvent.id), sort_by_parameter_order=True), rows
+    ).all()
+    events: list[AuditEvent] = []
+    for event_id, row in zip(ids, rows, strict=True):
+        event = AuditEvent(id=event_id, prev_hash=previous, **row)
+        event.hash = previous = chain_hash(event.prev_hash, event.model_dump())
+        events.append(event)
+    session.execute(
+        update(AuditEvent),
+        [{"id": e.id, "prev_hash": e.prev_hash, "hash": e.hash} for e in events],
     )
-    session.add(event)
-    session.flush()  # assigns the id, which the hash covers
-    event.hash = chain_hash(event.prev_hash, event.model_dump())
-    session.flush()
-    notifier.post_audit(session, event)
-    return event
+    for event in events:
+        notifier.post_audit(session, event)
 
 
 def chain_hash(previous: str, event: dict[str, Any]) -> str:

@@ -14,13 +14,14 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-from sqlalchemy import CursorResult, Result, and_, func, select, update
+from sqlalchemy import Update, and_, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
@@ -67,6 +68,12 @@ _RELEASABLE = (
     TargetStatus.FAILED,
     TargetStatus.REVOKE_FAILED,
 )
+
+
+# Provider calls made at once when many grants are revoked together (the sweeper).
+_PARALLEL_CALLS = 8
+# Requests the sweeper revokes in one go.
+_SWEEP_BATCH = 200
 
 
 def new_request_id() -> str:
@@ -119,6 +126,7 @@ class AccessService:
         self._sleep = sleep
         self._attempts = attempts
         self._busy: set[str] = set()
+        self._catching_up = False  # the sweeper is working off a backlog
         self._busy_lock = threading.Lock()
         self._synced_at: datetime | None = None
 
@@ -218,15 +226,16 @@ class AccessService:
         with self._transaction() as session:
             # Take the row lock first: concurrent voters on one request queue up here, so
             # the count below sees every committed vote and exactly one voter completes it.
-            locked = session.execute(
+            locked = _moved(
+                session,
                 update(AccessRequest)
                 .where(col(AccessRequest.id) == request_id)
                 .where(col(AccessRequest.status) == Status.PENDING)
-                .values(version=col(AccessRequest.version) + 1)
+                .values(version=col(AccessRequest.version) + 1),
             )
             voted = _voters(session, request_id)
             verdict = decide_vote(
-                status=Status.PENDING if _rowcount(locked) == 1 else Status.APPROVED,
+                status=Status.PENDING if locked else Status.APPROVED,
                 voter=voter_id,
                 requester=request.requester_id,
                 approvers=approvers,
@@ -357,7 +366,7 @@ class AccessService:
             elif request.status == Status.GRANTING:
                 # Resuming after a crash: take the request over (the CAS on version makes
                 # sure only one process does) and continue where the targets say.
-                if not self._take_over(session, request):
+                if not self._take_over(session, [request_id], Status.GRANTING):
                     return
                 self._audit(session, BOT, "grant_resumed", request)
             else:
@@ -387,7 +396,8 @@ class AccessService:
             preexisting = (
                 outcome.preexisting
                 and not called_before
-                and not self._other_holder(request, target, jit_owned=True)
+                and (request.requester_email, target.target_key)
+                not in self._other_holders([request], jit_owned=True)
             )
             self._record_target(
                 target.id,
@@ -418,7 +428,7 @@ class AccessService:
                 self._tell(session, request, RequesterNews.GRANTED)
             self._expiry.schedule(request_id, expires_at)
             return
-        rollback_errors = self._release(request, self._targets(request_id), principal, context)
+        rollback_errors = self._release([(request, self._targets(request_id))])[request_id]
         self._fail(request_id, Status.GRANTING, failure, rollback_errors=rollback_errors)
 
     def _fail(self, request_id: str, current: Status, error: str, **details: Any) -> None:
@@ -462,115 +472,198 @@ class AccessService:
             self.revoke(request_id, actor=BOT, reason="expired")
 
     def revoke(self, request_id: str, *, actor: str, reason: str) -> None:
-        with self._claim(request_id) as claimed:
-            if claimed:
-                self._revoke(request_id, actor, reason)
+        self.revoke_many([request_id], actor=actor, reason=reason)
 
-    def _revoke(self, request_id: str, actor: str, reason: str) -> None:
+    def revoke_many(self, request_ids: Sequence[str], *, actor: str, reason: str) -> None:
+        """Revoke several grants together: one transaction starts them all, their provider
+        calls run in parallel, one transaction records how each ended. A bot starting on
+        thousands of overdue grants catches up in seconds, not minutes."""
+        with self._claim_all(request_ids) as claimed:
+            if claimed:
+                self._revoke(claimed, actor, reason)
+
+    def _revoke(self, request_ids: Sequence[str], actor: str, reason: str) -> None:
+        now = self._now()
         with self._transaction() as session:
-            request = self._load(session, request_id)
-            if request.status == Status.REVOKING:
-                if not self._take_over(session, request):
-                    return
-            elif self._set_status(
+            started = self._set_statuses(
                 session,
-                request_id,
+                request_ids,
                 [Status.ACTIVE, Status.REVOKE_FAILED],
                 Status.REVOKING,
-                ended_at=request.ended_at or self._now(),
-                ended_by=request.ended_by or actor,
-                end_reason=request.end_reason or reason,
-            ):
-                request = self._load(session, request_id)
-                self._audit(session, actor, "revoke_started", request, reason=reason)
-            else:
-                return
-        self._expiry.cancel(request_id)
-        errors = self._release(
-            request, self._targets(request_id), self._principal(request), self._context(request)
-        )
+                ended_at=func.coalesce(col(AccessRequest.ended_at), now),
+                ended_by=func.coalesce(col(AccessRequest.ended_by), actor),
+                end_reason=func.coalesce(col(AccessRequest.end_reason), reason),
+            )
+            rest = [request_id for request_id in request_ids if request_id not in started]
+            resumed = self._take_over(session, rest, Status.REVOKING)
+            requests = _load_all(session, started + resumed)
+            self._audit_all(
+                session,
+                [(actor, "revoke_started", requests[rid], {"reason": reason}) for rid in started],
+            )
+            granted = _snapshots(session, list(requests))
+        if not requests:
+            return
+        for request_id in requests:
+            self._expiry.cancel(request_id)
+        errors = self._release([(request, granted[rid][0]) for rid, request in requests.items()])
         with self._transaction() as session:
-            if errors:
-                self._set_status(
+            failed: list[str] = []
+            for request_id, problems in errors.items():
+                if problems and self._set_status(
                     session,
                     request_id,
                     [Status.REVOKING],
                     Status.REVOKE_FAILED,
-                    error="; ".join(errors),
-                )
-                request = self._load(session, request_id)
-                self._audit(session, BOT, "revoke_failed", request, errors=errors)
-                self._refresh(session, request)
-                self._tell(session, request, RequesterNews.REVOKE_FAILED)
-                return
-            self._set_status(session, request_id, [Status.REVOKING], Status.REVOKED, error=None)
-            request = self._load(session, request_id)
-            self._audit(
-                session, request.ended_by or actor, "revoked", request, reason=request.end_reason
+                    error="; ".join(problems),
+                ):
+                    failed.append(request_id)
+            revoked = self._set_statuses(
+                session,
+                [rid for rid in requests if not errors.get(rid)],
+                [Status.REVOKING],
+                Status.REVOKED,
+                error=None,
             )
-            self._refresh(session, request)
-            self._tell(session, request, RequesterNews.ENDED)
+            ended = _load_all(session, failed + revoked)
+            self._audit_all(
+                session,
+                [(BOT, "revoke_failed", ended[rid], {"errors": errors[rid]}) for rid in failed]
+                + [
+                    (
+                        ended[rid].ended_by or actor,
+                        "revoked",
+                        ended[rid],
+                        {"reason": ended[rid].end_reason},
+                    )
+                    for rid in revoked
+                ],
+            )
+            snapshots = _snapshots(session, list(ended))
+            for request_id, request in ended.items():
+                news = RequesterNews.REVOKE_FAILED if request_id in failed else RequesterNews.ENDED
+                self._notify.refresh_approver_messages(session, request, *snapshots[request_id])
+                self._notify.tell_requester(session, request, *snapshots[request_id], news)
 
     def _release(
-        self,
-        request: AccessRequest,
-        targets: Sequence[RequestTarget],
-        principal: Principal,
-        context: GrantContext,
-    ) -> list[str]:
-        """Revoke every target this request granted, except access that was there before
+        self, grants: Sequence[tuple[AccessRequest, Sequence[RequestTarget]]]
+    ) -> dict[str, list[str]]:
+        """Revoke every target these requests granted, except access that was there before
         jit-bot (standing) or that another active grant of the same person still needs.
-        Returns the errors; targets that failed stay marked for the sweeper to retry."""
-        errors: list[str] = []
-        for target in targets:
-            # A grant call that failed may still have landed in the cloud (a timeout after
-            # the cloud accepted it); revoking is idempotent, so revoke those too.
-            if target.status not in _RELEASABLE:
-                continue
-            if target.preexisting:
-                self._record_target(target.id, TargetStatus.KEPT, error="standing access")
-                continue
-            holder = self._other_holder(request, target)
-            if holder is not None:
-                self._record_target(target.id, TargetStatus.KEPT, error=f"still needed by {holder}")
-                continue
-            provider, spec = self._spec(target)
-            try:
-                self._retrying(partial(provider.revoke, principal, spec, context))
-            except ProviderError as exc:
-                errors.append(f"{target.description}: {exc}")
-                self._record_target(target.id, TargetStatus.REVOKE_FAILED, error=str(exc))
-                continue
-            self._record_target(target.id, TargetStatus.REVOKED, revoked_at=self._now())
+        Returns each request's errors; targets that failed stay marked for the sweeper to
+        retry."""
+        holders = self._other_holders([request for request, _ in grants])
+        kept: list[dict[str, Any]] = []
+        calls: list[tuple[AccessRequest, RequestTarget]] = []
+        for request, targets in grants:
+            for target in targets:
+                # A grant call that failed may still have landed in the cloud (a timeout
+                # after the cloud accepted it); revoking is idempotent, so revoke those too.
+                if target.status not in _RELEASABLE:
+                    continue
+                holder = holders.get((request.requester_email, target.target_key))
+                if target.preexisting:
+                    kept.append({"id": target.id, "error": "standing access"})
+                elif holder is not None:
+                    kept.append({"id": target.id, "error": f"still needed by {holder}"})
+                else:
+                    calls.append((request, target))
+        outcomes = self._in_lanes(calls, self._revoke_one)
+        errors: dict[str, list[str]] = {request.id: [] for request, _ in grants}
+        revoked: list[dict[str, Any]] = []
+        refused: list[dict[str, Any]] = []
+        for (request, target), problem in zip(calls, outcomes, strict=True):
+            if problem is None:
+                revoked.append({"id": target.id, "revoked_at": self._now()})
+            else:
+                errors[request.id].append(f"{target.description}: {problem}")
+                refused.append({"id": target.id, "error": problem})
+        with self._transaction() as session:
+            for status, rows in (
+                (TargetStatus.KEPT, kept),
+                (TargetStatus.REVOKED, revoked),
+                (TargetStatus.REVOKE_FAILED, refused),
+            ):
+                if rows:
+                    session.execute(update(RequestTarget), [{**r, "status": status} for r in rows])
         return errors
 
-    def _other_holder(
-        self, request: AccessRequest, target: RequestTarget, *, jit_owned: bool = False
-    ) -> str | None:
-        """Another active request of the same person that holds this same access (with
-        ``jit_owned``, only one whose access jit-bot itself granted)."""
-        # Start from the person's own live requests (indexed by email, a handful), not
-        # from every grant of the target, which a popular role shares with thousands.
-        with self._transaction() as session:
-            theirs = list(
-                session.scalars(
-                    select(col(AccessRequest.id)).where(
-                        col(AccessRequest.requester_email) == request.requester_email,
-                        col(AccessRequest.id) != request.id,
-                        col(AccessRequest.status).in_(_HOLDING),
-                    )
-                )
+    def _revoke_one(self, request: AccessRequest, target: RequestTarget) -> str | None:
+        provider, spec = self._spec(target)
+        principal, context = self._principal(request), self._context(request)
+        try:
+            self._retrying(partial(provider.revoke, principal, spec, context))
+        except ProviderError as exc:
+            return str(exc)
+        return None
+
+    def _in_lanes(
+        self,
+        calls: Sequence[tuple[AccessRequest, RequestTarget]],
+        call: Callable[[AccessRequest, RequestTarget], T],
+    ) -> list[T]:
+        """Make the provider calls, in parallel across requests. One request's targets go
+        in their order, and calls a provider says write the same thing (its ``lane``) go
+        one after the other."""
+        lanes: dict[tuple[str, str], list[int]] = {}
+        for index, (request, target) in enumerate(calls):
+            lane = self._providers[target.provider].lane(self._spec(target)[1])
+            key = ("request", request.id) if lane is None else (target.provider, lane)
+            lanes.setdefault(key, []).append(index)
+        if len(lanes) <= 1:
+            return [call(request, target) for request, target in calls]
+        results: dict[int, T] = {}
+
+        def run(indexes: list[int]) -> None:
+            for index in indexes:
+                results[index] = call(*calls[index])
+
+        with ThreadPoolExecutor(min(_PARALLEL_CALLS, len(lanes)), "jit-provider") as pool:
+            for done in [pool.submit(run, indexes) for indexes in lanes.values()]:
+                done.result()
+        return [results[index] for index in range(len(calls))]
+
+    def _other_holders(
+        self, requests: Sequence[AccessRequest], *, jit_owned: bool = False
+    ) -> dict[tuple[str, str], str]:
+        """(email, target key) → another active request of the same person that holds
+        this same access. The requests asked about never count as holders of each other's.
+
+        With ``jit_owned`` (asked when a cloud reports access as already there): any
+        other request of the person through which jit-bot may have put it there, even
+        one being granted or revoked right now. Access found then is jit-bot's own, not
+        standing, and is revoked when the last grant needing it ends; in doubt, access
+        ends rather than stays."""
+        # Start from the people's own live requests (indexed by email, a handful each),
+        # not from every grant of a target, which a popular role shares with thousands.
+        emails = {request.requester_email for request in requests}
+        query = (
+            select(
+                col(AccessRequest.requester_email),
+                col(RequestTarget.target_key),
+                col(RequestTarget.request_id),
             )
-            if not theirs:
-                return None
-            query = select(col(RequestTarget.request_id)).where(
-                col(RequestTarget.request_id).in_(theirs),
-                col(RequestTarget.target_key) == target.target_key,
+            .join(RequestTarget, col(RequestTarget.request_id) == col(AccessRequest.id))
+            .where(
+                col(AccessRequest.requester_email).in_(emails),
+                col(AccessRequest.id).not_in([request.id for request in requests]),
+            )
+            .order_by(col(RequestTarget.request_id).desc())
+        )
+        if jit_owned:
+            query = query.where(
+                col(AccessRequest.status).in_([*_HOLDING, Status.REVOKING, Status.REVOKE_FAILED]),
+                col(RequestTarget.status).in_(_RELEASABLE),
+                col(RequestTarget.preexisting).is_(False),
+            )
+        else:
+            query = query.where(
+                col(AccessRequest.status).in_(_HOLDING),
                 col(RequestTarget.status) == TargetStatus.GRANTED,
             )
-            if jit_owned:
-                query = query.where(col(RequestTarget.preexisting).is_(False))
-            return session.scalar(query.order_by(col(RequestTarget.request_id)).limit(1))
+        with self._transaction() as session:
+            # Ordered newest id first, so the dict keeps the lowest id: a stable answer.
+            return {(email, key): holder for email, key, holder in session.execute(query)}
 
     # ------------------------------------------------------------------- sweeping
 
@@ -615,25 +708,26 @@ class AccessService:
                     )
                 )
             )
-            stuck = list(
-                session.scalars(
-                    select(col(AccessRequest.id)).where(
-                        col(AccessRequest.status).in_([Status.GRANTING, Status.REVOKING]),
-                        col(AccessRequest.updated_at) <= now - self._lease,
-                    )
+            stuck = session.execute(
+                select(col(AccessRequest.id), col(AccessRequest.status)).where(
+                    col(AccessRequest.status).in_([Status.GRANTING, Status.REVOKING]),
+                    col(AccessRequest.updated_at) <= now - self._lease,
                 )
-            )
+            ).all()
         for request_id in stale:
             self._expire_pending(request_id)
-        for request_id in overdue + retry:
-            self.revoke(request_id, actor=BOT, reason="expired")
-        for request_id in approved:
+        unfinished = [rid for rid, status in stuck if status == Status.REVOKING]
+        due = overdue + retry + unfinished
+        # More than one batch is a backlog (the bot was down): say so until it is gone,
+        # so Slack posts wait rather than compete with taking access away.
+        self._catching_up = len(due) > _SWEEP_BATCH
+        try:
+            for start in range(0, len(due), _SWEEP_BATCH):
+                self.revoke_many(due[start : start + _SWEEP_BATCH], actor=BOT, reason="expired")
+        finally:
+            self._catching_up = False
+        for request_id in approved + [rid for rid, status in stuck if status == Status.GRANTING]:
             self.grant(request_id)
-        for request_id in stuck:
-            if self.get(request_id).status == Status.REVOKING:
-                self.revoke(request_id, actor=BOT, reason="expired")
-            else:
-                self.grant(request_id)
 
     def _expire_pending(self, request_id: str) -> None:
         with self._transaction() as session:
@@ -652,12 +746,14 @@ class AccessService:
             self._refresh(session, request)
             self._tell(session, request, RequesterNews.EXPIRED)
 
-    def active_expiries(self) -> list[tuple[str, datetime]]:
-        """Every active grant and when it ends: the scheduler is rebuilt from this."""
+    def upcoming_expiries(self) -> list[tuple[str, datetime]]:
+        """Every active grant not yet due and when it ends: the scheduler is rebuilt from
+        this at start-up. Grants already due are the first sweep's, revoked in batches."""
         with self._transaction() as session:
             rows = session.execute(
                 select(col(AccessRequest.id), col(AccessRequest.expires_at)).where(
-                    col(AccessRequest.status) == Status.ACTIVE
+                    col(AccessRequest.status) == Status.ACTIVE,
+                    col(AccessRequest.expires_at) > self._now(),
                 )
             ).all()
         return [(r[0], r[1]) for r in rows if r[1] is not None]
@@ -860,22 +956,31 @@ class AccessService:
             )
 
     @property
+    def catching_up(self) -> bool:
+        """Whether the sweeper is working off a backlog of overdue grants."""
+        return self._catching_up
+
+    @property
     def lease(self) -> timedelta:
         return self._lease
 
     @contextmanager
     def _claim(self, request_id: str) -> Iterator[bool]:
         """In-process guard: one thread at a time works on a request's grant or revoke."""
+        with self._claim_all([request_id]) as claimed:
+            yield bool(claimed)
+
+    @contextmanager
+    def _claim_all(self, request_ids: Sequence[str]) -> Iterator[list[str]]:
+        """Claim those of ``request_ids`` no other thread of this process is working on."""
         with self._busy_lock:
-            if request_id in self._busy:
-                yield False
-                return
-            self._busy.add(request_id)
+            claimed = [rid for rid in dict.fromkeys(request_ids) if rid not in self._busy]
+            self._busy.update(claimed)
         try:
-            yield True
+            yield claimed
         finally:
             with self._busy_lock:
-                self._busy.discard(request_id)
+                self._busy.difference_update(claimed)
 
     def _load(self, session: Session, request_id: str) -> AccessRequest:
         request = session.get(AccessRequest, request_id, populate_existing=True)
@@ -893,11 +998,25 @@ class AccessService:
     ) -> bool:
         """Compare-and-set: move the request to ``new`` only if it is still in one of the
         ``expected`` states. Returns whether this call made the move."""
-        result = session.execute(
+        return bool(self._set_statuses(session, [request_id], expected, new, **values))
+
+    def _set_statuses(
+        self,
+        session: Session,
+        request_ids: Sequence[str],
+        expected: Collection[Status],
+        new: Status,
+        **values: Any,
+    ) -> list[str]:
+        """Compare-and-set on several requests at once; returns the ids this call moved."""
+        if not request_ids:
+            return []
+        return _moved(
+            session,
             update(AccessRequest)
             .where(
                 and_(
-                    col(AccessRequest.id) == request_id,
+                    col(AccessRequest.id).in_(request_ids),
                     col(AccessRequest.status).in_(list(expected)),
                 )
             )
@@ -906,40 +1025,55 @@ class AccessService:
                 updated_at=self._now(),
                 version=col(AccessRequest.version) + 1,
                 **values,
-            )
+            ),
         )
-        return _rowcount(result) == 1
 
-    def _take_over(self, session: Session, request: AccessRequest) -> bool:
-        """Claim a request stuck in granting/revoking once its lease has run out."""
-        if request.updated_at > self._now() - self._lease:
-            return False
-        result = session.execute(
+    def _take_over(self, session: Session, request_ids: Sequence[str], status: Status) -> list[str]:
+        """Claim requests stuck in granting/revoking once their lease has run out; returns
+        the ids claimed. The lease check is part of the compare-and-set, so only one
+        process wins each."""
+        if not request_ids:
+            return []
+        return _moved(
+            session,
             update(AccessRequest)
             .where(
-                col(AccessRequest.id) == request.id,
-                col(AccessRequest.version) == request.version,
+                col(AccessRequest.id).in_(request_ids),
+                col(AccessRequest.status) == status,
+                col(AccessRequest.updated_at) <= self._now() - self._lease,
             )
-            .values(updated_at=self._now(), version=col(AccessRequest.version) + 1)
+            .values(updated_at=self._now(), version=col(AccessRequest.version) + 1),
         )
-        return _rowcount(result) == 1
 
     def _audit(
         self, session: Session, actor: str, action: str, request: AccessRequest, **details: Any
     ) -> None:
-        audit.record(
+        self._audit_all(session, [(actor, action, request, details)])
+
+    def _audit_all(
+        self,
+        session: Session,
+        events: Sequence[tuple[str, str, AccessRequest, Mapping[str, Any]]],
+    ) -> None:
+        """Append (actor, action, request, details) events to the trail, in order."""
+        audit.record_all(
             session,
             self._clock,
             self._notify,
-            actor=actor,
-            action=action,
-            request_id=request.id,
-            details={
-                "role": request.role,
-                "environment": request.environment,
-                "requester": request.requester_id,
-                **details,
-            },
+            [
+                audit.Entry(
+                    actor=actor,
+                    action=action,
+                    request_id=request.id,
+                    details={
+                        "role": request.role,
+                        "environment": request.environment,
+                        "requester": request.requester_id,
+                        **details,
+                    },
+                )
+                for actor, action, request, details in events
+            ],
         )
 
     def _refresh(self, session: Session, request: AccessRequest) -> None:
@@ -962,22 +1096,55 @@ def raise_signal(sessions: sessionmaker[Session], name: str, at: datetime) -> No
 
 
 def _snapshot(session: Session, request_id: str) -> tuple[list[RequestTarget], list[Vote]]:
-    targets = session.scalars(
+    return _snapshots(session, [request_id])[request_id]
+
+
+def _snapshots(
+    session: Session, request_ids: Sequence[str]
+) -> dict[str, tuple[list[RequestTarget], list[Vote]]]:
+    """Each request's targets (in order) and votes, read in two queries."""
+    found: dict[str, tuple[list[RequestTarget], list[Vote]]] = {
+        request_id: ([], []) for request_id in request_ids
+    }
+    if not request_ids:
+        return found
+    for target in session.scalars(
         select(RequestTarget)
-        .where(col(RequestTarget.request_id) == request_id)
-        .order_by(col(RequestTarget.position))
+        .where(col(RequestTarget.request_id).in_(request_ids))
+        .order_by(col(RequestTarget.request_id), col(RequestTarget.position))
+    ):
+        found[target.request_id][0].append(target)
+    for vote in session.scalars(
+        select(Vote).where(col(Vote.request_id).in_(request_ids)).order_by(col(Vote.id))
+    ):
+        found[vote.request_id][1].append(vote)
+    return found
+
+
+def _load_all(session: Session, request_ids: Sequence[str]) -> dict[str, AccessRequest]:
+    """The requests, fresh from the database, in the order asked for."""
+    if not request_ids:
+        return {}
+    loaded = {
+        request.id: request
+        for request in session.scalars(
+            select(AccessRequest)
+            .where(col(AccessRequest.id).in_(request_ids))
+            .execution_options(populate_existing=True)
+        )
+    }
+    return {request_id: loaded[request_id] for request_id in request_ids}
+
+
+def _moved(session: Session, statement: Update) -> list[str]:
+    """Run a compare-and-set UPDATE on requests; the ids it changed."""
+    returning = statement.returning(col(AccessRequest.id)).execution_options(
+        synchronize_session=False
     )
-    votes = session.scalars(
-        select(Vote).where(col(Vote.request_id) == request_id).order_by(col(Vote.id))
-    )
-    return list(targets), list(votes)
+    return list(session.scalars(returning))
 
 
 def _voters(session: Session, request_id: str) -> set[str]:
     return set(
         session.scalars(select(col(Vote.voter_id)).where(col(Vote.request_id) == request_id))
     )
-
-
-def _rowcount(result: Result[Any]) -> int:
-    return cast(CursorResult[Any], result).rowcount

@@ -106,6 +106,12 @@ class Provider(ABC):
     def revoke(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
         """Remove the access; "already absent" is success. Raise ProviderError otherwise."""
 
+    def lane(self, target: TargetSpec) -> str | None:
+        """When jit-bot makes many calls at once (revoking a batch of grants), calls on
+        targets in the same lane are made one after the other: for a provider whose calls
+        rewrite one shared document, such as a cloud IAM policy. None: no such limit."""
+        return None
+
     def is_granted(self, principal: Principal, target: TargetSpec) -> bool | None:
         """Whether the principal holds this access now; None where the provider cannot tell."""
         return None

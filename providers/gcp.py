@@ -503,6 +503,11 @@ class GcpProvider(Provider):
             )
         return units
 
+    def lane(self, target: TargetSpec) -> str | None:
+        # Every grant and revoke rewrites the resource's whole IAM policy: calls on one
+        # resource at once would only fail each other's etag check.
+        return ",".join(_as_gcp(target).resources())
+
     def describe(self, target: TargetSpec) -> str:
         gcp = _as_gcp(target)
         where = ", ".join(_label(r) for r in gcp.resources())

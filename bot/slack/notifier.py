@@ -41,6 +41,8 @@ class SlackNotifier:
         targets: Sequence[RequestTarget],
         votes: Sequence[Vote],
     ) -> None:
+        if not request.approvers:  # auto-approved: nobody was asked
+            return
         text, body = blocks.approver_message(request, targets, votes)
         for approver in request.approvers:
             self._send(

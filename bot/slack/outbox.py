@@ -4,18 +4,21 @@ Messages are written in the same transaction as the state change they report. Th
 worker sends them in order per ordering key (one request's messages never overtake each
 other), waits out a 429's Retry-After, backs off on 5xx and network errors, and never
 drops a message for a transient failure: a Slack outage delays posts and loses none.
+While the bot works off a backlog of revocations (``hold``), posts wait: taking access
+away on time matters more than saying so a few seconds sooner.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, cast
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import CursorResult, event, func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
@@ -36,6 +39,10 @@ _MAX_BACKOFF = timedelta(minutes=5)
 # Longer than one Slack call can take (a 10 s timeout, one retry after a connection
 # error), so a live sender never loses its claim; a dead one's is taken over after this.
 _CLAIM = timedelta(seconds=30)
+# How long the worker waits before looking again while it is told to hold.
+_HOLD_WAIT = 0.05
+# Where a session keeps the outbox rows its transaction will insert at commit.
+_QUEUED = "jit_outbox_queued"
 
 
 def enqueue(
@@ -47,18 +54,33 @@ def enqueue(
     payload: dict[str, Any],
     message_ref: str | None = None,
 ) -> None:
-    """Queue a Slack call in the caller's transaction."""
+    """Queue a Slack call in the caller's transaction. The rows are inserted together
+    when the transaction commits (and dropped with it on rollback), in the order queued."""
     now = clock.now()
-    session.add(
-        OutboxMessage(
-            created_at=now,
-            ordering_key=key,
-            method=method,
-            payload=payload,
-            message_ref=message_ref,
-            next_attempt_at=now,
-        )
+    session.info.setdefault(_QUEUED, []).append(
+        {
+            "created_at": now,
+            "ordering_key": key,
+            "method": method,
+            "payload": payload,
+            "message_ref": message_ref,
+            "status": OutboxStatus.PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+        }
     )
+
+
+@event.listens_for(Session, "before_commit")
+def _insert_queued(session: Session) -> None:
+    rows = session.info.pop(_QUEUED, None)
+    if rows:
+        session.execute(insert(OutboxMessage), rows)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_queued(session: Session) -> None:
+    session.info.pop(_QUEUED, None)
 
 
 class OutboxWorker:
@@ -70,12 +92,14 @@ class OutboxWorker:
         *,
         batch: int = 200,
         idle_wait: float = 1.0,
+        hold: Callable[[], bool] = lambda: False,
     ) -> None:
         self._sessions = sessions
         self._client = client
         self._clock = clock
         self._batch = batch
         self._idle_wait = idle_wait
+        self._hold = hold
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._pass_lock = threading.Lock()
@@ -105,6 +129,10 @@ class OutboxWorker:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            if self._hold():
+                # Revoking a backlog of access comes first; the posts wait a little.
+                self._stop.wait(_HOLD_WAIT)
+                continue
             try:
                 sent = self.deliver_due()
             except Exception:  # keep the worker alive; the message stays queued
@@ -130,6 +158,8 @@ class OutboxWorker:
             blocked: set[str] = set()
             sent = 0
             for message in queued:
+                if self._hold():
+                    break
                 if message.ordering_key in blocked:
                     continue
                 if message.next_attempt_at > now:

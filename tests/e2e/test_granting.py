@@ -173,6 +173,29 @@ def test_access_another_active_grant_still_needs_stays_in_place(bot: Bot) -> Non
     assert bot.provider.holdings == set()
 
 
+def test_access_granted_again_while_it_is_being_revoked_is_not_taken_for_standing_access(
+    bot: Bot,
+) -> None:
+    first = _approved(bot, "prod-support prod 1h INC-1")
+    now = bot.clock.now()
+    # The first grant is being revoked, its cloud calls not yet made, when a second
+    # request for the same access is granted: the cloud answers "already assigned", as AWS
+    # does, and cannot say that jit-bot put it there.
+    _force(bot, first, status="revoking", ended_at=now, ended_by=ALICE, updated_at=now)
+    bot.provider.standing |= {(ALICE_EMAIL, "prod-db"), (ALICE_EMAIL, "prod-logs")}
+    second = _approved(bot, "prod-support prod 2h INC-2")
+    assert [t.preexisting for t in bot.service.targets_of(second)] == [False, False]
+
+    bot.clock.advance(bot.service.lease + timedelta(seconds=1))
+    bot.service.sweep()  # the first revocation resumes, and leaves what the second needs
+    bot.settle()
+    assert bot.service.get(first).status == "revoked"
+    assert [t.error for t in bot.service.targets_of(first)] == [f"still needed by {second}"] * 2
+
+    click(bot, ALICE, "end_access", second)
+    assert bot.provider.holdings == set(), "access jit-bot granted must not outlive its grants"
+
+
 def test_standing_access_found_at_grant_time_is_left_alone_at_revocation(bot: Bot) -> None:
     bot.provider.standing.add((ALICE_EMAIL, "prod-db"))
     request_id = _approved(bot)
@@ -209,13 +232,17 @@ class _BlockingProvider(FakeProvider):
         super().__init__()
         self.entered = threading.Event()
         self.release = threading.Event()
+        self.returned = threading.Event()
 
     def grant(
         self, principal: Principal, target: TargetSpec, context: GrantContext
     ) -> GrantOutcome:
         self.entered.set()
         assert self.release.wait(20), "test never released the provider"
-        return super().grant(principal, target, context)
+        try:
+            return super().grant(principal, target, context)
+        finally:
+            self.returned.set()
 
 
 def test_slack_is_acknowledged_before_any_provider_call(make_bot) -> None:  # type: ignore[no-untyped-def]
@@ -224,12 +251,14 @@ def test_slack_is_acknowledged_before_any_provider_call(make_bot) -> None:  # ty
     request_id = submit(bot, ALICE, "prod-support prod 1h INC-1")
     try:
         reply = bot.sim.block_action(BOB, "approve", request_id)
-        # The click was answered while the provider is still stuck in grant.
+        # The click was answered while the provider is still stuck in grant: had the bot
+        # granted before acknowledging, the answer would only come once grant returned.
         assert reply.status == 200
         assert provider.entered.wait(10)
-        assert not provider.release.is_set()
+        assert not provider.returned.is_set()
         auto = bot.sim.command(ALICE, "request db-admin dev 30m seed")
         assert auto.status == 200
+        assert not provider.returned.is_set()
     finally:
         provider.release.set()
     bot.settle()

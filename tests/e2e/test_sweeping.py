@@ -1,0 +1,178 @@
+"""The sweeper revokes many overdue grants together: one batch, every grant handled as if
+alone (audit, requester told, shared access kept), provider calls in parallel except
+where the provider says they must not be."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import cast
+
+import pytest
+from sqlalchemy.orm import sessionmaker
+
+from bot import audit
+from bot import service as service_module
+from providers.base import GrantContext, Principal, TargetSpec
+from providers.fake import FakeProvider
+from providers.gcp import GcpProvider, GcpTarget
+from tests.conftest import ALICE, BOB, CAROL, MALLORY, Bot
+from tests.e2e.helpers import submit
+from tests.fakes.slack_api import FakeSlack
+
+# ``lane`` reads nothing but its target.
+_NO_CLIENTS = cast(GcpProvider, object())
+PEOPLE = {ALICE: "alice@example.com", BOB: "bob@example.com", CAROL: "carol@example.com"}
+
+
+def test_one_sweep_revokes_every_overdue_grant_and_keeps_what_another_grant_needs(
+    bot: Bot,
+) -> None:
+    short = {user: submit(bot, user, "db-admin dev 30m batch") for user in PEOPLE}
+    long = submit(bot, ALICE, "db-admin dev 1h still needed")
+    assert bot.provider.holdings == {(email, "db-dev") for email in PEOPLE.values()}
+
+    bot.clock.advance(timedelta(minutes=31))
+    bot.service.sweep()
+    bot.settle()
+
+    assert {rid: bot.service.get(rid).status for rid in short.values()} == {
+        rid: "revoked" for rid in short.values()
+    }
+    assert bot.service.get(long).status == "active"
+    # Alice's second grant still needs db-dev: hers stays, the others' are gone.
+    assert bot.provider.holdings == {("alice@example.com", "db-dev")}
+    assert bot.provider.count("revoke") == {
+        ("bob@example.com", "db-dev"): 1,
+        ("carol@example.com", "db-dev"): 1,
+    }
+    kept = bot.service.targets_of(short[ALICE])[0]
+    assert (kept.status, kept.error) == ("kept", f"still needed by {long}")
+    for user, request_id in short.items():
+        actions = [e.action for e in bot.service.audit_events(request_id)]
+        assert actions[-2:] == ["revoke_started", "revoked"], actions
+        assert "has ended" in bot.dms_to(user)[-1]["text"]
+    assert audit.verify(sessionmaker(bot.runtime.engine)).ok
+
+    bot.clock.advance(timedelta(minutes=30))
+    bot.service.sweep()
+    bot.settle()
+    assert bot.provider.holdings == set()
+    assert bot.service.get(long).status == "revoked"
+
+
+def test_a_failed_revocation_in_a_batch_fails_only_its_own_grant(bot: Bot) -> None:
+    ids = {user: submit(bot, user, "db-admin dev 30m batch") for user in PEOPLE}
+    bot.provider.fail("revoke", "db-dev", "AccessDenied: not now", times=1)
+
+    bot.clock.advance(timedelta(minutes=31))
+    bot.service.sweep()
+    bot.settle()
+
+    statuses = sorted(bot.service.get(rid).status for rid in ids.values())
+    assert statuses == ["revoke_failed", "revoked", "revoked"]
+    failed = next(rid for rid in ids.values() if bot.service.get(rid).status == "revoke_failed")
+    assert "AccessDenied: not now" in (bot.service.get(failed).error or "")
+    assert len(bot.provider.holdings) == 1
+
+    bot.service.sweep()  # the next sweep retries it
+    bot.settle()
+    assert bot.provider.holdings == set()
+    assert bot.service.get(failed).status == "revoked"
+
+
+class _Overlapping(FakeProvider):
+    """Counts how many revoke calls run at once. With ``lane`` set, every target shares
+    one lane; without, the first two calls must meet (they wait for each other), which
+    only parallel calls can."""
+
+    def __init__(self, lane: str | None) -> None:
+        super().__init__()
+        self._lane = lane
+        self._meet = threading.Barrier(2, timeout=5)
+        self._running = 0
+        self.most = 0
+        self._count = threading.Lock()
+
+    def lane(self, target: TargetSpec) -> str | None:
+        return self._lane
+
+    def revoke(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
+        with self._count:
+            self._running += 1
+            self.most = max(self.most, self._running)
+        try:
+            if self._lane is None and not self._meet.broken:
+                self._meet.wait()  # raises if the calls were made one after the other
+            else:
+                threading.Event().wait(0.02)  # room for an overlap, if there were one
+            super().revoke(principal, target, context)
+        finally:
+            with self._count:
+                self._running -= 1
+
+
+def _sweep_four_grants(make_bot, provider: _Overlapping) -> Bot:  # type: ignore[no-untyped-def]
+    bot: Bot = make_bot(providers={"fake": provider})
+    for user in (*PEOPLE, MALLORY):
+        submit(bot, user, "db-admin dev 30m batch")
+    bot.clock.advance(timedelta(minutes=31))
+    bot.service.sweep()
+    bot.settle()
+    return bot
+
+
+def test_a_batch_makes_its_provider_calls_in_parallel(make_bot) -> None:  # type: ignore[no-untyped-def]
+    provider = _Overlapping(lane=None)
+    _sweep_four_grants(make_bot, provider)
+    assert provider.holdings == set()
+    assert provider.most >= 2
+
+
+def test_calls_in_one_lane_are_made_one_after_the_other(make_bot) -> None:  # type: ignore[no-untyped-def]
+    provider = _Overlapping(lane="one-policy")
+    _sweep_four_grants(make_bot, provider)
+    assert provider.holdings == set()
+    assert provider.count("revoke") and provider.most == 1
+
+
+def test_the_gcp_provider_puts_calls_on_one_resource_in_one_lane() -> None:
+    # Grants and revokes rewrite the resource's whole IAM policy (read, modify, write).
+    lane = GcpProvider.lane
+    one = GcpTarget(role="roles/logging.viewer", projects=["proj-one"])
+    other = GcpTarget(role="roles/browser", projects=["proj-one"])
+    elsewhere = GcpTarget(role="roles/logging.viewer", projects=["proj-two"])
+    assert lane(_NO_CLIENTS, one) == lane(_NO_CLIENTS, other) == "projects/proj-one"
+    assert lane(_NO_CLIENTS, elsewhere) == "projects/proj-two"
+
+
+class _Watching(FakeProvider):
+    """Notes how many Slack calls had been made each time a revoke call starts."""
+
+    def __init__(self, slack: FakeSlack) -> None:
+        super().__init__()
+        self._slack = slack
+        self.slack_calls_seen: list[int] = []
+
+    def revoke(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
+        self.slack_calls_seen.append(len(self._slack.calls))
+        super().revoke(principal, target, context)
+
+
+def test_slack_posts_wait_while_the_sweeper_works_off_a_backlog(
+    make_bot, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    provider = _Watching(slack)
+    bot: Bot = make_bot(providers={"fake": provider})
+    ids = [submit(bot, user, "db-admin dev 30m batch") for user in PEOPLE]
+    monkeypatch.setattr(service_module, "_SWEEP_BATCH", 1)  # three batches: a backlog
+    bot.clock.advance(timedelta(minutes=31))
+    before = len(slack.calls)
+
+    bot.service.sweep()
+
+    # Each batch's "revoke started" posts were queued, yet none went out while revoking.
+    assert provider.slack_calls_seen == [before] * len(ids)
+    bot.settle()
+    assert len(slack.calls) > before
+    assert all("has ended" in bot.dms_to(user)[-1]["text"] for user in PEOPLE)
