@@ -10,13 +10,15 @@ from tests.e2e.helpers import buttons
 
 def test_inline_request_is_approved_granted_and_revoked_at_expiry(bot: Bot) -> None:
     answer = bot.command(ALICE, "request prod-support prod 2h INC-123 checkout errors")
-    assert "sent to" in answer["text"]
+    # The requester is told who decides: the sre-leads, resolved from the user group.
+    request_id, sent_to = answer["text"].split(" sent to ")
+    assert sent_to == f"<@{BOB}>, <@{CAROL}>. I'll DM you when it is decided."
+    assert answer.get("response_type") == "ephemeral"
 
     dm = bot.dms_to(BOB)[-1]
     assert "prod-db" in str(dm["blocks"]) and "INC-123 checkout errors" in str(dm["blocks"])
     approve = next(b for b in buttons(dm) if b["action_id"] == "approve")
-    request_id = approve["value"]
-    assert request_id.startswith("R-")
+    assert approve["value"] == request_id and request_id.startswith("R-")
 
     reply = bot.sim.block_action(BOB, "approve", request_id, message=dm)
     assert reply.status == 200

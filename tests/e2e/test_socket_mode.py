@@ -1,0 +1,239 @@
+"""Socket Mode end to end: ``jit-bot serve`` with SLACK_APP_TOKEN set, as a real process,
+receives slash commands and button clicks over the WebSocket the way Slack delivers them.
+
+test_process.py shows that Socket Mode is chosen; these show that it works. Each envelope
+is acknowledged exactly once and within Slack's three seconds; the bot acknowledges
+before it works, then answers through the response_url and the Web API as in HTTP mode.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from bot.slack.blocks import END_ACCESS, HELP
+from tests.conftest import ALICE
+from tests.e2e.helpers import buttons
+from tests.e2e.test_process import (  # noqa: F401 (fixtures)
+    APP_TOKEN,
+    TARGET,
+    _bot_env,
+    fake_slack,
+    launcher,
+    receiver,
+)
+from tests.fakes.processes import START_TIMEOUT, BotProcess, Launcher, wait
+from tests.fakes.slack_api import APP_ID, BOT_ID, BOT_USER_ID, TEAM_DOMAIN, TEAM_ID, FakeSlack
+from tests.fakes.socket_mode import FakeSocketMode
+from tests.fakes.webhook_receiver import WebhookReceiver
+
+GRANT = "request tooling dev 1h INC-7 rotate the dashboards"
+
+
+@pytest.fixture
+def socket_mode(fake_slack: FakeSlack) -> Iterator[FakeSocketMode]:  # noqa: F811
+    server = FakeSocketMode().start()
+    fake_slack.socket_url = server.url
+    try:
+        yield server
+        assert not server.errors, server.errors
+    finally:
+        server.close()
+
+
+# Tests name `socket_mode` before `launcher`: teardown then stops the bot before its
+# Socket Mode server goes away, and the bot never sees Slack vanish under it.
+def _serve(
+    launcher: Launcher,  # noqa: F811
+    slack: FakeSlack,
+    receiver: WebhookReceiver,  # noqa: F811
+    database_url: str,
+    socket_mode: FakeSocketMode,
+) -> BotProcess:
+    env = _bot_env(launcher, slack, receiver, database_url, SLACK_APP_TOKEN=APP_TOKEN)
+    process = launcher.serve(env)
+    assert process.wait_healthy() == {"status": "ok"}
+    socket_mode.wait_connected(timeout=START_TIMEOUT)
+    return process
+
+
+def _stop(process: BotProcess, socket_mode: FakeSocketMode) -> None:
+    """SIGTERM the bot and wait until the fake has read all it sent: what it acked by
+    then is all it will ever ack."""
+    process.popen.send_signal(signal.SIGTERM)
+    assert process.wait_exit() == 0, process.output()
+    socket_mode.wait_open(0)
+    assert "Traceback" not in process.stderr.read_text(), process.output()
+
+
+def _trigger_id() -> str:
+    return f"{int(time.time())}.{uuid.uuid4().hex[:20]}"
+
+
+def _command(slack: FakeSlack, user: str, text: str, response_url_name: str) -> dict[str, Any]:
+    """``/jit <text>`` as a slash_commands envelope carries it: the form fields Slack
+    would POST in HTTP mode, as one JSON object."""
+    known = slack.get_user(user)
+    return {
+        "token": "legacy-verification-token",
+        "team_id": TEAM_ID,
+        "team_domain": TEAM_DOMAIN,
+        "channel_id": "C0GENERAL",
+        "channel_name": "general",
+        "user_id": user,
+        "user_name": known["name"] if known else user.lower(),
+        "command": "/jit",
+        "text": text,
+        "api_app_id": APP_ID,
+        "is_enterprise_install": "false",
+        "response_url": slack.response_url(response_url_name),
+        "trigger_id": _trigger_id(),
+    }
+
+
+def _click(
+    slack: FakeSlack, user: str, message: dict[str, Any], action_id: str, response_url_name: str
+) -> dict[str, Any]:
+    """The block_actions payload of clicking `action_id` on `message` in `user`'s DM."""
+    [(block_id, button)] = [
+        (block.get("block_id", ""), element)
+        for block in message["blocks"]
+        if block["type"] == "actions"
+        for element in block["elements"]
+        if element["action_id"] == action_id
+    ]
+    known = slack.get_user(user)
+    name = known["name"] if known else user.lower()
+    return {
+        "type": "block_actions",
+        "token": "legacy-verification-token",
+        "api_app_id": APP_ID,
+        "team": {"id": TEAM_ID, "domain": TEAM_DOMAIN},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "user": {"id": user, "username": name, "name": name, "team_id": TEAM_ID},
+        "trigger_id": _trigger_id(),
+        "container": {
+            "type": "message",
+            "message_ts": message["ts"],
+            "channel_id": message["channel"],
+            "is_ephemeral": False,
+        },
+        "channel": {"id": message["channel"], "name": "directmessage"},
+        "message": {
+            "type": "message",
+            "user": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "ts": message["ts"],
+            "text": message["text"],
+            "blocks": message["blocks"],
+        },
+        "state": {"values": {}},
+        "response_url": slack.response_url(response_url_name),
+        "actions": [{**button, "block_id": block_id, "action_ts": f"{time.time():.6f}"}],
+    }
+
+
+def _dms_with_end_access(slack: FakeSlack, request_id: str) -> list[dict[str, Any]]:
+    return [
+        message
+        for message in slack.messages_in(ALICE)
+        if (END_ACCESS, request_id) in [(b["action_id"], b.get("value")) for b in buttons(message)]
+    ]
+
+
+def test_help_over_the_websocket_is_acked_once_then_answered_through_the_response_url(
+    socket_mode: FakeSocketMode,
+    launcher: Launcher,  # noqa: F811
+    fake_slack: FakeSlack,  # noqa: F811
+    receiver: WebhookReceiver,  # noqa: F811
+    database_url: str,
+) -> None:
+    process = _serve(launcher, fake_slack, receiver, database_url, socket_mode)
+
+    envelope = socket_mode.slash_command(_command(fake_slack, ALICE, "help", "help"))
+
+    # An empty ack: the bot acknowledges before it works and answers afterwards.
+    assert socket_mode.wait_for_ack(envelope) == {"envelope_id": envelope}
+    answer = fake_slack.wait_for_response(name="help")
+    assert answer["text"] == HELP
+    assert answer.get("response_type") == "ephemeral"
+    _stop(process, socket_mode)
+    assert socket_mode.received == [{"envelope_id": envelope}]
+    assert [r["_url_name"] for r in fake_slack.responses] == ["help"]
+    assert socket_mode.connections == 1
+
+
+def test_request_over_the_websocket_is_granted_and_the_dm_button_ends_it(
+    socket_mode: FakeSocketMode,
+    launcher: Launcher,  # noqa: F811
+    fake_slack: FakeSlack,  # noqa: F811
+    receiver: WebhookReceiver,  # noqa: F811
+    database_url: str,
+) -> None:
+    process = _serve(launcher, fake_slack, receiver, database_url, socket_mode)
+
+    request = socket_mode.slash_command(_command(fake_slack, ALICE, GRANT, "request"))
+
+    assert socket_mode.wait_for_ack(request) == {"envelope_id": request}
+    text = fake_slack.wait_for_response(name="request")["text"]
+    request_id = text.split(":")[0]
+    assert re.fullmatch(r"R-[0-9A-Z]{8}", request_id), text
+    assert text == f"{request_id}: approved by rule; granting `tooling` in `dev` now."
+    wait(
+        lambda: receiver.holdings == {("alice@example.com", TARGET)},
+        START_TIMEOUT,
+        "the webhook receiver to hold the grant",
+    )
+    [dm] = fake_slack.wait_for(lambda: _dms_with_end_access(fake_slack, request_id), START_TIMEOUT)
+
+    click = socket_mode.interactive(_click(fake_slack, ALICE, dm, END_ACCESS, "end"))
+
+    assert socket_mode.wait_for_ack(click) == {"envelope_id": click}
+    answer = fake_slack.wait_for_response(name="end")
+    assert answer["text"] == f"Ending access for {request_id} now."
+    wait(lambda: not receiver.holdings, START_TIMEOUT, "the receiver to lose the grant")
+    applied = [
+        (e["event"], e["request_id"], e["target"]["name"])
+        for e in receiver.events
+        if not e["replay"]
+    ]
+    assert applied == [("grant", request_id, TARGET), ("revoke", request_id, TARGET)]
+    fake_slack.wait_for(
+        lambda: "has ended" in fake_slack.message(dm["channel"], dm["ts"])["text"], START_TIMEOUT
+    )
+    assert not buttons(fake_slack.message(dm["channel"], dm["ts"]))
+    _stop(process, socket_mode)
+    assert socket_mode.received == [{"envelope_id": request}, {"envelope_id": click}]
+
+
+def test_after_slack_asks_for_a_refresh_the_new_connection_carries_the_commands(
+    socket_mode: FakeSocketMode,
+    launcher: Launcher,  # noqa: F811
+    fake_slack: FakeSlack,  # noqa: F811
+    receiver: WebhookReceiver,  # noqa: F811
+    database_url: str,
+) -> None:
+    process = _serve(launcher, fake_slack, receiver, database_url, socket_mode)
+    opened = len(fake_slack.calls_to("apps.connections.open"))
+
+    socket_mode.refresh()
+
+    socket_mode.wait_connected(count=2, timeout=START_TIMEOUT)
+    # slack_sdk reads the new connection only once it has closed the old one, which can
+    # take its whole 3 s receive timeout; an envelope sent before that would miss Slack's
+    # deadline. Real Slack would deliver it anyway: that window is slack_sdk's, not ours.
+    socket_mode.wait_open(1, timeout=START_TIMEOUT)
+    assert len(fake_slack.calls_to("apps.connections.open")) == opened + 1
+    envelope = socket_mode.slash_command(_command(fake_slack, ALICE, "help", "help"))
+    assert socket_mode.wait_for_ack(envelope) == {"envelope_id": envelope}
+    assert fake_slack.wait_for_response(name="help")["text"] == HELP
+    _stop(process, socket_mode)
+    assert socket_mode.received == [{"envelope_id": envelope}]
+    assert socket_mode.connections == 2
