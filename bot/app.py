@@ -233,7 +233,7 @@ def build_runtime(
     bolt = App(
         client=client,
         signing_secret=settings.signing_secret,
-        process_before_response=False,
+        process_before_response=True,  # ack on the request thread; work is lazy
         listener_executor=listeners,
         raise_error_for_unhandled_request=False,
     )

@@ -1,8 +1,11 @@
 """Bolt listeners: acknowledge, parse, call the domain, render. Nothing else.
 
-Every listener calls ``ack()`` before anything that may be slow (Slack lookups, the
-database, providers). Domain errors (JitError) become an ephemeral message saying what
-was wrong; anything unexpected is logged with an id the user can quote.
+The App runs with ``process_before_response=True``: each listener is an ``ack`` function,
+run on the request thread and answered at once, and a lazy function that does the work
+on Bolt's executor afterwards, so nothing that may be slow (Slack lookups, the database,
+providers) ever stands between Slack and its acknowledgement. Domain errors (JitError)
+become an ephemeral message saying what was wrong; anything unexpected is logged with an
+id the user can quote.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from slack_sdk import WebClient
 
 from bot.clock import Clock
 from bot.errors import JitError, RequestNotFound
+from bot.policy import RequestCheck
 from bot.service import AccessService
 from bot.slack import blocks
 from bot.slack.replay import ReplayGuard
@@ -54,9 +58,10 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
     def ephemeral(respond: Respond) -> Callable[[str], Any]:
         return lambda text: respond(text=text, response_type="ephemeral", replace_original=False)
 
-    @app.command("/jit")
-    def jit_command(ack: Ack, command: dict[str, Any], respond: Respond, client: WebClient) -> None:
+    def just_ack(ack: Ack) -> None:
         ack()
+
+    def jit_command(command: dict[str, Any], respond: Respond, client: WebClient) -> None:
         user = command["user_id"]
         words = (command.get("text") or "").split()
         sub, args = (words[0].lower(), words[1:]) if words else ("help", [])
@@ -84,9 +89,7 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
             else:
                 tell(f"I don't know `/jit {' '.join(words)[:60]}`.\n{blocks.HELP}")
 
-    @app.action(blocks.ROLE_SELECT)
-    def role_chosen(ack: Ack, body: dict[str, Any], client: WebClient) -> None:
-        ack()
+    def role_chosen(body: dict[str, Any], client: WebClient) -> None:
         user = body["user"]["id"]
         view = body["view"]
         role = body["actions"][0]["selected_option"]["value"]
@@ -97,32 +100,25 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
             view_id=view["id"], hash=view.get("hash"), view=_modal(service, roles, role)
         )
 
-    @app.view(blocks.REQUEST_MODAL)
-    def request_submitted(
-        ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient
-    ) -> None:
-        user = body["user"]["id"]
-        values = view["state"]["values"]
-        role = _selected(values, "role", blocks.ROLE_SELECT)
-        environment = _selected(values, "environment", "environment")
-        duration = _text(values, "duration")
-        reason = _text(values, "reason")
+    def check_request(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        # The modal's answer carries its field errors, so this check is part of the ack.
         try:
-            checked = service.check(user, role, environment, duration, reason)
+            _check_submission(service, body, view)
         except JitError as exc:
             ack(response_action="errors", errors={exc.field or "reason": str(exc)[:150]})
             return
         ack()
 
+    def request_submitted(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
+        user = body["user"]["id"]
+
         def tell(text: str) -> None:
             client.chat_postMessage(channel=user, text=text)
 
         with reply_errors(tell):
-            service.submit(user, checked)
+            service.submit(user, _check_submission(service, body, view))
 
-    @app.action(blocks.APPROVE)
-    def approve(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
-        ack()
+    def approve(body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
         tell = ephemeral(respond)
         with reply_errors(tell):
             result = service.vote(
@@ -136,25 +132,15 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
                     f"({result.approvals} of {result.request.required_approvals})."
                 )
 
-    @app.action(blocks.DENY)
     def deny(
-        ack: Ack,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        respond: Respond,
-        client: WebClient,
+        body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient
     ) -> None:
-        ack()
         with reply_errors(ephemeral(respond)):
             request_id = _request_id(action.get("value", ""))
             service.can_decide(request_id, body["user"]["id"])
             client.views_open(trigger_id=body["trigger_id"], view=blocks.deny_modal(request_id))
 
-    @app.view(blocks.DENY_MODAL)
-    def deny_submitted(
-        ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient
-    ) -> None:
-        ack()
+    def deny_submitted(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         user = body["user"]["id"]
         reason = _text(view["state"]["values"], "reason") or None
 
@@ -167,15 +153,32 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
             )
             tell(f"You denied {result.request.id}.")
 
-    @app.action(blocks.END_ACCESS)
-    def end_access(
-        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond
-    ) -> None:
-        ack()
+    def end_access(body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
         tell = ephemeral(respond)
         with reply_errors(tell):
             request = service.end_early(_request_id(action.get("value", "")), body["user"]["id"])
             tell(f"Ending access for {request.id} now.")
+
+    app.command("/jit")(ack=just_ack, lazy=[jit_command])
+    app.action(blocks.ROLE_SELECT)(ack=just_ack, lazy=[role_chosen])
+    app.view(blocks.REQUEST_MODAL)(ack=check_request, lazy=[request_submitted])
+    app.action(blocks.APPROVE)(ack=just_ack, lazy=[approve])
+    app.action(blocks.DENY)(ack=just_ack, lazy=[deny])
+    app.view(blocks.DENY_MODAL)(ack=just_ack, lazy=[deny_submitted])
+    app.action(blocks.END_ACCESS)(ack=just_ack, lazy=[end_access])
+
+
+def _check_submission(
+    service: AccessService, body: dict[str, Any], view: dict[str, Any]
+) -> RequestCheck:
+    values = view["state"]["values"]
+    return service.check(
+        body["user"]["id"],
+        _selected(values, "role", blocks.ROLE_SELECT),
+        _selected(values, "environment", "environment"),
+        _text(values, "duration"),
+        _text(values, "reason"),
+    )
 
 
 def _open_request_modal(
