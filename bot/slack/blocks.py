@@ -181,7 +181,13 @@ def requester_message(
         until=when(request.expires_at) if request.expires_at else "?",
     )
     blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=text))]
-    if news in (RequesterNews.DENIED, RequesterNews.FAILED, RequesterNews.ENDED):
+    outcomes = (
+        RequesterNews.DENIED,
+        RequesterNews.FAILED,
+        RequesterNews.REVOKE_FAILED,
+        RequesterNews.ENDED,
+    )
+    if news in outcomes:  # these say how it ended, and with which error
         blocks.append(SectionBlock(text=MarkdownTextObject(text=_outcome(request, votes))))
     if news == RequesterNews.GRANTED:
         blocks.append(_targets(targets))

@@ -15,7 +15,7 @@ from sqlmodel import col
 
 from bot.storage.models import AccessRequest
 from providers.base import GrantContext, GrantOutcome, Principal, ProviderError, TargetSpec
-from providers.fake import FakeProvider
+from providers.fake import FakeProvider, FakeTarget
 from tests.conftest import ALICE, AUDIT_CHANNEL, BOB, CAROL, Bot
 
 ROLES = """
@@ -49,6 +49,10 @@ class FlakyProvider(FakeProvider):
         self.rng = random.Random(seed)
         self.injected = Counter[str]()
         self.operations = 0
+        #: (request id, action, resource) → calls that returned success: a grant or
+        #: revocation made twice shows up here as 2.
+        self.succeeded = Counter[tuple[str, str, str]]()
+        self.refused_revokes: set[str] = set()  # requests a revocation was refused for
         self._dice = threading.Lock()
 
     def _roll(self) -> float:
@@ -59,12 +63,28 @@ class FlakyProvider(FakeProvider):
     def grant(
         self, principal: Principal, target: TargetSpec, context: GrantContext
     ) -> GrantOutcome:
-        return self._flaky(
+        outcome = self._flaky(
             "grant", lambda: super(FlakyProvider, self).grant(principal, target, context)
         )
+        self._count_success("grant", target, context)
+        return outcome
 
     def revoke(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
-        self._flaky("revoke", lambda: super(FlakyProvider, self).revoke(principal, target, context))
+        try:
+            self._flaky(
+                "revoke", lambda: super(FlakyProvider, self).revoke(principal, target, context)
+            )
+        except ProviderError as exc:
+            if not exc.retryable:
+                with self._dice:
+                    self.refused_revokes.add(context.request_id)
+            raise
+        self._count_success("revoke", target, context)
+
+    def _count_success(self, action: str, target: TargetSpec, context: GrantContext) -> None:
+        assert isinstance(target, FakeTarget)
+        with self._dice:
+            self.succeeded[(context.request_id, action, target.resource)] += 1
 
     def _flaky(self, action: str, call):  # type: ignore[no-untyped-def]
         dice = self._roll()
@@ -75,8 +95,8 @@ class FlakyProvider(FakeProvider):
             call()
             self.injected[f"{action}: temporary, applied but answer lost"] += 1
             raise ProviderError(self.rng.choice(TEMPORARY), retryable=True)
-        if action == "grant" and dice < 0.31:
-            self.injected["grant: permanent"] += 1
+        if dice < 0.31:
+            self.injected[f"{action}: permanent"] += 1
             raise ProviderError("AccessDenied: not allowed", retryable=False)
         return call()
 
@@ -115,7 +135,25 @@ def test_thirty_percent_provider_faults_over_500_operations_all_converge(make_bo
             )
         else:
             assert set(applied) == {"logs", "db"}
+            # Granted once and revoked once per target: retries after a lost answer land
+            # on what is already there, and nothing is granted or revoked a second time.
+            assert {
+                (action, resource): provider.succeeded[(request.id, action, resource)]
+                for action in ("grant", "revoke")
+                for resource in ("logs", "db")
+            } == {(a, r): 1 for a in ("grant", "revoke") for r in ("logs", "db")}
     assert statuses["revoked"] > statuses["failed"]
+    # A refused revocation is said out loud, to the requester and the audit channel, and
+    # the sweeper keeps at it until the access is gone (asserted above).
+    assert provider.refused_revokes, "no revocation was refused: the test shows nothing"
+    for request_id in provider.refused_revokes:
+        request = bot.service.get(request_id)
+        assert "revoke_failed" in [e.action for e in bot.service.audit_events(request_id)]
+        assert any(f"`{request_id}` *revoke_failed*" in p for p in _audit_posts(bot))
+        assert any(
+            "AccessDenied" in str(m) and request_id in str(m)
+            for m in bot.slack.messages_in(request.requester_id)
+        ), "the requester was not told why the revocation failed"
 
 
 def _all_of(bot: Bot, user: str) -> list[AccessRequest]:
