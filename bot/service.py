@@ -74,6 +74,8 @@ _RELEASABLE = (
 _PARALLEL_CALLS = 8
 # Requests the sweeper revokes in one go.
 _SWEEP_BATCH = 200
+# Seconds Slack posts may wait for the sweeper to work off a backlog.
+_BACKLOG_PRIORITY = 15.0
 
 
 def new_request_id() -> str:
@@ -126,7 +128,7 @@ class AccessService:
         self._sleep = sleep
         self._attempts = attempts
         self._busy: set[str] = set()
-        self._catching_up = False  # the sweeper is working off a backlog
+        self._backlog_since: float | None = None  # when the sweeper met a backlog
         self._busy_lock = threading.Lock()
         self._synced_at: datetime | None = None
 
@@ -589,13 +591,24 @@ class AccessService:
         return errors
 
     def _revoke_one(self, request: AccessRequest, target: RequestTarget) -> str | None:
-        provider, spec = self._spec(target)
-        principal, context = self._principal(request), self._context(request)
+        """One provider revoke call; the error, if it failed."""
         try:
+            provider, spec = self._spec(target)
+            principal, context = self._principal(request), self._context(request)
             self._retrying(partial(provider.revoke, principal, spec, context))
         except ProviderError as exc:
             return str(exc)
+        except Exception as exc:  # a bug in one call must not hold up the whole batch
+            log.exception("revoking %s of %s failed", target.description, request.id)
+            return f"unexpected error: {exc!r}"
         return None
+
+    def _lane(self, target: RequestTarget) -> str | None:
+        try:
+            provider, spec = self._spec(target)
+            return provider.lane(spec)
+        except Exception:  # the call itself will fail and say why
+            return None
 
     def _in_lanes(
         self,
@@ -607,7 +620,7 @@ class AccessService:
         one after the other."""
         lanes: dict[tuple[str, str], list[int]] = {}
         for index, (request, target) in enumerate(calls):
-            lane = self._providers[target.provider].lane(self._spec(target)[1])
+            lane = self._lane(target)
             key = ("request", request.id) if lane is None else (target.provider, lane)
             lanes.setdefault(key, []).append(index)
         if len(lanes) <= 1:
@@ -720,12 +733,12 @@ class AccessService:
         due = overdue + retry + unfinished
         # More than one batch is a backlog (the bot was down): say so until it is gone,
         # so Slack posts wait rather than compete with taking access away.
-        self._catching_up = len(due) > _SWEEP_BATCH
+        self._backlog_since = time.monotonic() if len(due) > _SWEEP_BATCH else None
         try:
             for start in range(0, len(due), _SWEEP_BATCH):
                 self.revoke_many(due[start : start + _SWEEP_BATCH], actor=BOT, reason="expired")
         finally:
-            self._catching_up = False
+            self._backlog_since = None
         for request_id in approved + [rid for rid, status in stuck if status == Status.GRANTING]:
             self.grant(request_id)
 
@@ -957,8 +970,11 @@ class AccessService:
 
     @property
     def catching_up(self) -> bool:
-        """Whether the sweeper is working off a backlog of overdue grants."""
-        return self._catching_up
+        """Whether the sweeper is working off a backlog of overdue grants, for at most
+        ``_BACKLOG_PRIORITY`` seconds: a provider that hangs must not silence Slack (and
+        the audit channel, which reports failed revocations) for longer."""
+        since = self._backlog_since
+        return since is not None and time.monotonic() - since < _BACKLOG_PRIORITY
 
     @property
     def lease(self) -> timedelta:

@@ -176,3 +176,54 @@ def test_slack_posts_wait_while_the_sweeper_works_off_a_backlog(
     bot.settle()
     assert len(slack.calls) > before
     assert all("has ended" in bot.dms_to(user)[-1]["text"] for user in PEOPLE)
+
+
+def test_the_backlog_has_priority_over_slack_for_a_bounded_time_only(
+    make_bot, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    seen: list[bool] = []
+
+    class Noting(FakeProvider):
+        def revoke(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
+            seen.append(bot.service.catching_up)
+            super().revoke(principal, target, context)
+
+    bot: Bot = make_bot(providers={"fake": Noting()})
+    for user in PEOPLE:
+        submit(bot, user, "db-admin dev 30m batch")
+    monkeypatch.setattr(service_module, "_SWEEP_BATCH", 1)
+    monkeypatch.setattr(service_module, "_BACKLOG_PRIORITY", 0.0)  # already used up
+    bot.clock.advance(timedelta(minutes=31))
+
+    bot.service.sweep()
+
+    assert seen == [False] * len(PEOPLE)  # Slack was not held back
+    assert not bot.service.catching_up
+
+
+class _Broken(FakeProvider):
+    """Raises something no provider should (a bug) when revoking Bob's access."""
+
+    def revoke(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
+        if principal.email == PEOPLE[BOB]:
+            raise KeyError("a bug in the provider")
+        super().revoke(principal, target, context)
+
+
+def test_a_provider_bug_on_one_grant_does_not_hold_up_the_rest_of_the_batch(make_bot) -> None:  # type: ignore[no-untyped-def]
+    provider = _Broken()
+    bot: Bot = make_bot(providers={"fake": provider})
+    ids = {user: submit(bot, user, "db-admin dev 30m batch") for user in PEOPLE}
+    bot.clock.advance(timedelta(minutes=31))
+
+    bot.service.sweep()
+    bot.settle()
+
+    assert {user: bot.service.get(rid).status for user, rid in ids.items()} == {
+        ALICE: "revoked",
+        BOB: "revoke_failed",
+        CAROL: "revoked",
+    }
+    assert "unexpected error: KeyError" in (bot.service.get(ids[BOB]).error or "")
+    assert provider.holdings == {(PEOPLE[BOB], "db-dev")}
+    assert any(f"`{ids[BOB]}` *revoke_failed*" in p for p in bot.audit_posts())
