@@ -142,6 +142,13 @@ class AccessService:
             self.config, role, environment, duration, reason, self._membership(requester_id)
         )
 
+    def check_form(self, role: str, environment: str, duration: str, reason: str) -> None:
+        """What can be checked from the config alone, with no Slack lookup: the role and
+        environment exist, the duration is valid and within the role's maximum, a reason
+        is given. (The request modal's answer must carry these errors, and it has to
+        come within Slack's three seconds; who may ask is checked by ``check``.)"""
+        check_request(self.config, role, environment, duration, reason, lambda _: True)
+
     def submit(self, requester_id: str, checked: RequestCheck) -> AccessRequest:
         """Store a checked request, ask its approvers (or approve it by rule) and return it."""
         self.follow_signals()

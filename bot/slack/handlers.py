@@ -22,7 +22,6 @@ from slack_sdk import WebClient
 
 from bot.clock import Clock
 from bot.errors import JitError, RequestNotFound
-from bot.policy import RequestCheck
 from bot.service import AccessService
 from bot.slack import blocks
 from bot.slack.replay import ReplayGuard
@@ -100,10 +99,12 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
             view_id=view["id"], hash=view.get("hash"), view=_modal(service, roles, role)
         )
 
-    def check_request(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        # The modal's answer carries its field errors, so this check is part of the ack.
+    def check_request(ack: Ack, view: dict[str, Any]) -> None:
+        # The modal's answer carries its field errors, so the checks that need no lookup
+        # are part of the ack; eligibility is checked again, fully, afterwards.
+        values = view["state"]["values"]
         try:
-            _check_submission(service, body, view)
+            service.check_form(*_submitted(values))
         except JitError as exc:
             ack(response_action="errors", errors={exc.field or "reason": str(exc)[:150]})
             return
@@ -116,7 +117,7 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
             client.chat_postMessage(channel=user, text=text)
 
         with reply_errors(tell):
-            service.submit(user, _check_submission(service, body, view))
+            service.submit(user, service.check(user, *_submitted(view["state"]["values"])))
 
     def approve(body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
         tell = ephemeral(respond)
@@ -168,12 +169,9 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
     app.action(blocks.END_ACCESS)(ack=just_ack, lazy=[end_access])
 
 
-def _check_submission(
-    service: AccessService, body: dict[str, Any], view: dict[str, Any]
-) -> RequestCheck:
-    values = view["state"]["values"]
-    return service.check(
-        body["user"]["id"],
+def _submitted(values: dict[str, Any]) -> tuple[str, str, str, str]:
+    """Role, environment, duration and reason as the request modal submitted them."""
+    return (
         _selected(values, "role", blocks.ROLE_SELECT),
         _selected(values, "environment", "environment"),
         _text(values, "duration"),

@@ -78,6 +78,20 @@ def test_an_invalid_modal_submission_gets_inline_field_errors(
     assert bot.service.mine(ALICE) == []
 
 
+def test_a_modal_submission_from_someone_not_eligible_is_refused_by_dm_after_the_ack(
+    bot: Bot,
+) -> None:
+    # Who may ask is looked up in Slack, so it is not part of the modal's answer (which
+    # must come within three seconds): the modal closes and the refusal comes as a DM.
+    bot.sim.command(ALICE, "request")
+    view = bot.slack.wait_for(lambda: bot.slack.views)[-1]
+    reply = bot.sim.submit_view(MALLORY, view, _form("prod-support", "prod", "1h", "INC-1"))
+    assert reply.status == 200 and not reply.body
+    bot.settle()
+    assert "not among the requesters of `prod-support`" in bot.dms_to(MALLORY)[-1]["text"]
+    assert bot.service.mine(MALLORY) == []
+
+
 def test_a_valid_modal_submission_stores_the_request_and_asks_the_approvers(bot: Bot) -> None:
     bot.sim.command(ALICE, "request")
     view = bot.slack.wait_for(lambda: bot.slack.views)[-1]
