@@ -577,7 +577,7 @@ class AccessService:
                     kept.append({"id": target.id, "error": f"still needed by {holder}"})
                 else:
                     calls.append((request, target))
-        outcomes = self._in_lanes(calls, self._revoke_one)
+        outcomes = self._revoke_in_lanes(calls)
         errors: dict[str, list[str]] = {request.id: [] for request, _ in grants}
         revoked: list[dict[str, Any]] = []
         refused: list[dict[str, Any]] = []
@@ -617,12 +617,10 @@ class AccessService:
         except Exception:  # the call itself will fail and say why
             return None
 
-    def _in_lanes(
-        self,
-        calls: Sequence[tuple[AccessRequest, RequestTarget]],
-        call: Callable[[AccessRequest, RequestTarget], T],
-    ) -> list[T]:
-        """Make the provider calls, in parallel across requests. One request's targets go
+    def _revoke_in_lanes(
+        self, calls: Sequence[tuple[AccessRequest, RequestTarget]]
+    ) -> list[str | None]:
+        """Make the revoke calls, in parallel across requests. One request's targets go
         in their order, and calls a provider says write the same thing (its ``lane``) go
         one after the other."""
         lanes: dict[tuple[str, str], list[int]] = {}
@@ -631,12 +629,12 @@ class AccessService:
             key = ("request", request.id) if lane is None else (target.provider, lane)
             lanes.setdefault(key, []).append(index)
         if len(lanes) <= 1:
-            return [call(request, target) for request, target in calls]
-        results: dict[int, T] = {}
+            return [self._revoke_one(request, target) for request, target in calls]
+        results: dict[int, str | None] = {}
 
         def run(indexes: list[int]) -> None:
             for index in indexes:
-                results[index] = call(*calls[index])
+                results[index] = self._revoke_one(*calls[index])
 
         with ThreadPoolExecutor(min(_PARALLEL_CALLS, len(lanes)), "jit-provider") as pool:
             for done in [pool.submit(run, indexes) for indexes in lanes.values()]:
