@@ -60,6 +60,7 @@ class DriftChecker:
     def run(self) -> list[Finding]:
         """One comparison. Returns every current finding; reports the new ones."""
         seen: dict[tuple[str, str], tuple[Provider, TargetSpec]] = {}
+        sources: dict[tuple[str, str], set[str | None]] = {}  # the grants the cloud names
         checked_keys: set[str] = set()  # units whose holders the clouds listed
         for targets in self._config.targets.values():
             for target in targets:
@@ -76,6 +77,7 @@ class DriftChecker:
                 for holding in holdings:
                     key = f"{provider.name}:{holding.unit.key()}"
                     seen[(holding.email.lower(), key)] = (provider, holding.unit)
+                    sources.setdefault((holding.email.lower(), key), set()).add(holding.request_id)
         explained, active = self._database_view()
         findings = [
             Finding("unexplained", email, provider.describe(unit))
@@ -91,9 +93,10 @@ class DriftChecker:
         if self._config.settings.revoke_unknown:
             self._remove(
                 [
-                    (email, seen[(email, key)])
+                    (email, seen[(email, key)], request_id)
                     for (email, key) in seen
                     if (email, key) not in explained
+                    for request_id in sorted(sources[(email, key)], key=str)
                 ]
             )
         return findings
@@ -148,10 +151,13 @@ class DriftChecker:
                 },
             )
 
-    def _remove(self, unexplained: list[tuple[str, tuple[Provider, TargetSpec]]]) -> None:
+    def _remove(
+        self, unexplained: list[tuple[str, tuple[Provider, TargetSpec], str | None]]
+    ) -> None:
         now = self._clock.now()
-        context = GrantContext("drift", "", "", "revoke_unknown", now)
-        for email, (provider, unit) in unexplained:
+        for email, (provider, unit), request_id in unexplained:
+            # Where the cloud names the grant an access came from, remove that grant.
+            context = GrantContext(request_id or "drift", "", "", "revoke_unknown", now)
             error: str | None = None
             try:
                 provider.revoke(Principal(slack_user_id="", email=email), unit, context)

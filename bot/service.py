@@ -558,7 +558,8 @@ class AccessService:
         self, grants: Sequence[tuple[AccessRequest, Sequence[RequestTarget]]]
     ) -> dict[str, list[str]]:
         """Revoke every target these requests granted, except access that was there before
-        jit-bot (standing) or that another active grant of the same person still needs.
+        jit-bot (standing) or that another active grant of the same person still needs
+        (where the cloud does not keep each grant apart).
         Returns each request's errors; targets that failed stay marked for the sweeper to
         retry."""
         holders = self._other_holders([request for request, _ in grants])
@@ -571,6 +572,8 @@ class AccessService:
                 if target.status not in _RELEASABLE:
                     continue
                 holder = holders.get((request.requester_email, target.target_key))
+                if self._providers[target.provider].separate_grants:
+                    holder = None  # revoking this grant leaves the other one in place
                 if target.preexisting:
                     kept.append({"id": target.id, "error": "standing access"})
                 elif holder is not None:

@@ -64,6 +64,9 @@ class Holding:
 
     email: str
     unit: TargetSpec
+    #: The jit-bot request the cloud says this access came from, where it records one
+    #: (a GCP binding's condition title); drift's clean-up removes exactly that grant.
+    request_id: str | None = None
 
 
 class ProviderError(Exception):
@@ -81,6 +84,11 @@ class Provider(ABC):
 
     name: ClassVar[str]
     target_model: ClassVar[type[TargetSpec]]
+    #: True when the cloud keeps each request's grant apart (a GCP binding per request):
+    #: revoking one request's grant never takes away another's, so access is revoked when
+    #: its own grant ends, whoever else holds the same. False (most clouds: one assignment
+    #: per person, role and scope): jit-bot keeps access another active grant still needs.
+    separate_grants: ClassVar[bool] = False
 
     def validate(self, target: TargetSpec, *, live: bool = False) -> list[str]:
         """Check a target beyond its model: raise ProviderError for what is wrong, return

@@ -418,6 +418,7 @@ class _NotFound(ProviderError):
 class GcpProvider(Provider):
     name = "gcp"
     target_model = GcpTarget
+    separate_grants = True  # a binding per request, found by its condition title
 
     def __init__(
         self,
@@ -530,18 +531,18 @@ class GcpProvider(Provider):
         return GrantOutcome(detail=f"expires by IAM condition at {_timestamp(context.expires_at)}")
 
     def revoke(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
-        """Take ``principal`` out of every jit-bot binding of this role on the resource
-        (this request's binding, titled ``jit-bot <request id>``, among them), and drop
-        expired jit-bot bindings of anyone while the policy is open anyway.
+        """Take ``principal`` out of this request's binding of the role (the one titled
+        ``jit-bot <request id>``), and drop expired jit-bot bindings of anyone while the
+        policy is open anyway (an IAM policy has a size limit).
 
-        The domain revokes a unit only once no other live grant of this person needs it,
-        so a jit-bot binding of another of their requests is a leftover too (one ended
-        early while an overlapping one was active; a drift clean-up). Bindings jit-bot did
-        not write, standing access among them, are never touched."""
+        Another request's binding of the same person stays: it ends with that request, or
+        by its own condition. Bindings jit-bot did not write, standing access among them,
+        are never touched."""
         gcp = _as_gcp(target)
         member = self._member(principal)
+        title = condition_title(context.request_id)
         for resource in gcp.resources():
-            self._revoke_on(resource, gcp.role, member)
+            self._revoke_on(resource, gcp.role, member, title)
 
     def is_granted(self, principal: Principal, target: TargetSpec) -> bool | None:
         gcp = _as_gcp(target)
@@ -565,7 +566,8 @@ class GcpProvider(Provider):
                 for member in binding.members:
                     if member.startswith("user:"):
                         email = self._domains.slack_email(member.removeprefix("user:"))
-                        found.append(Holding(email=email, unit=unit))
+                        request_id = binding.condition.title.removeprefix(TITLE_PREFIX)
+                        found.append(Holding(email=email, unit=unit, request_id=request_id))
         return found
 
     def refresh(self) -> None:
@@ -609,7 +611,7 @@ class GcpProvider(Provider):
         self._modify(resource, edit)
         return standing
 
-    def _revoke_on(self, resource: str, role: str, member: str) -> None:
+    def _revoke_on(self, resource: str, role: str, member: str, title: str) -> None:
         now = self._now()
 
         def edit(policy: policy_pb2.Policy) -> bool:
@@ -619,7 +621,12 @@ class GcpProvider(Provider):
                 if _ours(binding) and _expired(binding, now):
                     changed = True  # left behind: Google ignores it, but it fills the policy
                     continue
-                if _ours(binding) and binding.role == role and _has(binding, member):
+                if (
+                    _ours(binding)
+                    and binding.role == role
+                    and binding.condition.title == title
+                    and _has(binding, member)
+                ):
                     changed = True
                     others = [m for m in binding.members if m.lower() != member.lower()]
                     if not others:

@@ -14,7 +14,7 @@ from providers.aws import AwsClients, AwsProvider
 from providers.fake import FakeProvider
 from tests.conftest import ALICE, APPROVERS_YAML, BOB, MALLORY, SEC1, Bot, stop
 from tests.e2e.helpers import click, latest, submit
-from tests.fakes.aws import REGION, MotoAws, Seeded
+from tests.fakes.aws import MotoAws, Seeded
 from tests.fakes.processes import run_cli
 
 
@@ -67,9 +67,16 @@ roles:
 
 
 @pytest.fixture
-def aws_bot(make_bot: Callable[..., Bot], moto: MotoAws, aws: Seeded) -> Callable[..., Bot]:
+def aws_bot(
+    make_bot: Callable[..., Bot], moto: MotoAws, aws: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Bot]:
+    """A bot whose aws provider is built as `jit-bot serve` builds it: from an environment
+    naming moto's server in AWS_ENDPOINT_URL, credentials from boto3's default chain."""
+    for name, value in moto.environ().items():
+        monkeypatch.setenv(name, value)
+
     def start(approvers: str = APPROVERS_YAML) -> Bot:
-        clients = AwsClients(moto.session(), region=REGION, endpoint_url=moto.endpoint)
+        clients = AwsClients.from_environ(moto.environ())
         providers = {"aws": AwsProvider(clients, sleep=lambda _: None), "fake": FakeProvider()}
         return make_bot(roles=_roles(aws), approvers=approvers, providers=providers)
 

@@ -216,6 +216,36 @@ def test_standing_access_is_left_in_place_when_the_grant_ends(
     assert google.policy("projects/acme-staging")["bindings"] == before
 
 
+def test_overlapping_grants_each_have_their_own_binding_and_end_on_their_own(
+    gcp_bot: Callable[..., Bot], google: FakeGoogle
+) -> None:
+    """Google keeps each request's binding apart, so ending one grant takes away that
+    binding only: the other grant keeps its own, and nothing outlives its request (a
+    longer grant ended early is not kept alive by a shorter one still running)."""
+    bot = gcp_bot()
+    longer = submit(bot, ALICE, "prod-support staging 4h INC-1")
+    click(bot, SEC1, "approve", longer)
+    shorter = submit(bot, ALICE, "prod-support staging 1h INC-2")
+    click(bot, SEC1, "approve", shorter)
+    staging = "projects/acme-staging"
+    titles = sorted(b["condition"]["title"] for b in _ours(google, staging))
+    assert titles == sorted([f"jit-bot {longer}", f"jit-bot {shorter}"])
+
+    click(bot, ALICE, "end_access", longer)
+
+    assert bot.service.get(longer).status == "revoked"
+    assert [t.status for t in bot.service.targets_of(longer)] == ["revoked"]
+    assert [b["condition"]["title"] for b in _ours(google, staging)] == [f"jit-bot {shorter}"]
+    assert bot.service.get(shorter).status == "active"
+
+    bot.clock.advance(timedelta(hours=1))
+    bot.service.sweep()
+    bot.settle()
+
+    assert bot.service.get(shorter).status == "revoked"
+    assert _ours(google, staging) == []
+
+
 def test_drift_finds_bindings_nobody_explains_and_grants_google_no_longer_has(
     gcp_bot: Callable[..., Bot], google: FakeGoogle
 ) -> None:

@@ -896,6 +896,14 @@ def test_the_role_to_assume_can_come_from_the_environment(
         "JIT_AWS_ASSUME_ROLE_ARN": ROLE_ARN,
         "JIT_AWS_EXTERNAL_ID": "jit-bot-external-id",
     }
+    # from_environ builds its own boto3 session (the default chain); watch what it sends.
+    sent: list[dict[str, Any]] = []
+    session = boto3.Session()
+    session.events.register(
+        "provide-client-params.sts.AssumeRole", lambda params, **_: sent.append(dict(params))
+    )
+    built = boto3.Session
+    monkeypatch.setattr(boto3, "Session", lambda *a, **kw: built(*a, **kw) if a or kw else session)
     clients = AwsClients.from_environ(environ)
     provider = AwsProvider(clients, sleep=_never_sleep)
 
@@ -907,6 +915,12 @@ def test_the_role_to_assume_can_come_from_the_environment(
     credentials = clients.client("sso-admin")._get_credentials()
     assert credentials is not None and credentials.access_key != "testing"
     assert credentials.token  # temporary credentials from STS carry a session token
+    assert sent  # once per service client
+    assert all(
+        params
+        == {"RoleArn": ROLE_ARN, "RoleSessionName": "jit-bot", "ExternalId": "jit-bot-external-id"}
+        for params in sent
+    ), sent
     assert ("bob@example.com", "shared", "ReadOnly") in moto.assignments(seeded)
 
 

@@ -446,18 +446,26 @@ def test_revoke_never_touches_standing_access(provider: GcpProvider, google: Fak
     assert provider.is_granted(ALICE, TARGET) is True
 
 
-def test_revoke_takes_out_a_leftover_binding_of_another_request_of_the_same_person(
+def test_revoke_removes_this_requests_binding_only_by_its_title(
     provider: GcpProvider, google: FakeGoogle
 ) -> None:
-    """The domain revokes once no live grant of this person needs the unit (here: a
-    request ended early while an overlapping one was active), so every jit-bot binding of
-    theirs for the role goes, and drift's revoke_unknown can remove what it reports."""
-    earlier = GrantContext("R-EARLIER1", "prod-support", "prod", "x", EXPIRES + timedelta(hours=1))
-    provider.grant(ALICE, TARGET, earlier)
+    """Another request of the same person has a binding of its own: it ends with that
+    request (or by its condition), so a revocation running while it is being granted
+    can never take it away."""
+    other = GrantContext("R-OTHER001", "prod-support", "prod", "x", EXPIRES + timedelta(hours=1))
+    provider.grant(ALICE, TARGET, other)
     provider.grant(ALICE, TARGET, CONTEXT)
+    [others] = [
+        b
+        for b in google.policy(PROJECT)["bindings"]
+        if b.get("condition", {}).get("title") == "jit-bot R-OTHER001"
+    ]
 
     provider.revoke(ALICE, TARGET, CONTEXT)
 
+    assert google.policy(PROJECT)["bindings"] == [*UNRELATED["bindings"], others]
+    assert provider.is_granted(ALICE, TARGET) is True
+    provider.revoke(ALICE, TARGET, other)
     assert google.policy(PROJECT)["bindings"] == UNRELATED["bindings"]
 
 
@@ -477,7 +485,9 @@ def test_inventory_lists_who_holds_the_role_through_live_jit_bot_bindings(
 
     holdings = provider.inventory(TARGET)
 
-    assert [(h.email, h.unit) for h in holdings or []] == [("alice@example.com", TARGET)]
+    assert [(h.email, h.unit, h.request_id) for h in holdings or []] == [
+        ("alice@example.com", TARGET, CONTEXT.request_id)
+    ]
 
 
 # ------------------------------------------------------------------ 4. who
