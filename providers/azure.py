@@ -20,9 +20,10 @@ Credentials come from ``DefaultAzureCredential`` (workload identity, managed ide
 service principal in ``AZURE_*``): nothing runs inside the subscriptions.
 
 Azure answers that mean "already done" are success: 409 ``RoleAssignmentExists`` on a
-grant, 204/404 on a delete, ``RoleAssignmentDoesNotExist`` on ``AdminRemove``. 429 and
-5xx are retried, honouring ``Retry-After``; every other error fails with Azure's code and
-message, which the requester sees.
+grant, 204/404 on a delete, ``RoleAssignmentDoesNotExist`` on ``AdminRemove``, and
+``RoleAssignmentRequestExists`` on resending a PIM grant whose first answer was lost. 408,
+429 and 500/502/503/504 (and no answer) are retried, honouring ``Retry-After``; every other
+error fails with Azure's code and message, which the requester sees.
 """
 
 from __future__ import annotations
@@ -287,9 +288,12 @@ class _OnFirstUse:
             if self._credential is None:
                 from azure.identity import DefaultAzureCredential
 
-                self._credential = DefaultAzureCredential(
-                    **self._options, http_logging_level=logging.DEBUG
-                )
+                try:
+                    self._credential = DefaultAzureCredential(
+                        **self._options, http_logging_level=logging.DEBUG
+                    )
+                except ValueError as exc:  # e.g. AZURE_CLIENT_SECRET set but empty
+                    raise ProviderError(f"Azure credentials are misconfigured: {exc}") from None
             return self._credential
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
@@ -531,12 +535,10 @@ class AzureProvider(Provider):
         client = self._client(scope)
         name = self.schedule_request_name(context.request_id, scope, role.guid, object_id)
         what = f"PIM assignment of `{role.name}` at {scope}"
+        read = partial(client.role_assignment_schedule_requests.get, _path(scope), name)
         # A retried grant finds its own request (request names cannot be reused).
         try:
-            earlier = self._arm(
-                f"reading the {what}",
-                lambda: client.role_assignment_schedule_requests.get(_path(scope), name),
-            )
+            earlier = self._arm(f"reading the {what}", read)
         except AzureFailure as failure:
             if failure.status != 404:
                 raise
@@ -568,9 +570,14 @@ class AzureProvider(Provider):
                 ),
             )
         except AzureFailure as failure:
-            if failure.code != "RoleAssignmentExists":
+            if failure.code == "RoleAssignmentRequestExists":
+                # A resent PUT whose first answer was lost (a timeout, a 5xx after PIM took
+                # it): the request of this name is ours.
+                created = self._arm(f"reading the {what}", read)
+            elif failure.code == "RoleAssignmentExists":
+                return self._existing(scope, role, object_id, ours=set(), until=context.expires_at)
+            else:
                 raise
-            return self._existing(scope, role, object_id, ours=set(), until=context.expires_at)
         self._settle(client, scope, name, str(created.status), what)
         return GrantOutcome(detail=f"PIM ends it after {_iso_duration(remaining)}")
 
@@ -621,13 +628,13 @@ class AzureProvider(Provider):
                 ticket_number=context.request_id, ticket_system=MARKER
             ),
         )
-        # A fresh name each time: a removal is idempotent by its answer, not by its name.
-        name = str(uuid.uuid4())
+        # A fresh name for every attempt: a removal is idempotent by its answer, not by its
+        # name (a resend whose first answer was lost is told RoleAssignmentDoesNotExist).
         try:
             self._arm(
                 f"removing the PIM assignment of `{role.name}` at {scope}",
                 lambda: client.role_assignment_schedule_requests.create(
-                    _path(scope), name, request
+                    _path(scope), str(uuid.uuid4()), request
                 ),
             )
         except AzureFailure as failure:

@@ -44,11 +44,12 @@ class AzureHarness(ProviderHarness):
     def break_next_grant(self, target: TargetSpec) -> None:
         """ARM refuses the next write at the target's scope, as it does without rights."""
         assert isinstance(target, AzureTarget)
+        written = "roleAssignmentScheduleRequests" if self.mode == "pim" else "roleAssignments"
         self.fake.fail_next(
             403,
             "AuthorizationFailed",
             "The client does not have authorization to perform action "
-            "'Microsoft.Authorization/roleAssignments/write'.",
+            f"'Microsoft.Authorization/{written}/write'.",
             method="PUT",
             path_contains=target.scopes[0],
         )

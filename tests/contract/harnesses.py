@@ -143,7 +143,9 @@ class AwsHarness(ProviderHarness):
     def break_next_grant(self, target: TargetSpec) -> None:
         """AWS refuses the next CreateAccountAssignment (answered before it is sent)."""
         events = self.clients.client("sso-admin").meta.events
-        error = {"Error": {"Code": "AccessDeniedException", "Message": "injected"}}
+        error: dict[str, object] = {
+            "Error": {"Code": "AccessDeniedException", "Message": "injected"}
+        }
         pending = [error]
 
         def refuse(**_: object) -> tuple[object, dict[str, object]] | None:

@@ -18,7 +18,7 @@ from providers.azure import AzureProvider, AzureTarget
 from providers.fake import FakeProvider
 from tests.conftest import ALICE, APPROVERS_YAML, BOB, MALLORY, SEC1, Bot
 from tests.e2e.helpers import click, latest, submit
-from tests.fakes.azure import READER, SUBSCRIPTION, FakeAzure
+from tests.fakes.azure import READER, SUBSCRIPTION, FakeAzure, Identity
 from tests.fakes.processes import run_cli
 
 PROD = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/prod"
@@ -79,10 +79,18 @@ def azure(server: FakeAzure) -> FakeAzure:
 
 
 @pytest.fixture
-def azure_bot(make_bot: Callable[..., Bot], azure: FakeAzure) -> Callable[[], Bot]:
+def waits() -> list[float]:
+    """What the azure provider was told to sleep, instead of sleeping."""
+    return []
+
+
+@pytest.fixture
+def azure_bot(
+    make_bot: Callable[..., Bot], azure: FakeAzure, waits: list[float]
+) -> Callable[[], Bot]:
     def start() -> Bot:
         providers = {
-            "azure": AzureProvider(azure.clients(), sleep=lambda _: None),
+            "azure": AzureProvider(azure.clients(), sleep=waits.append),
             "fake": FakeProvider(),
         }
         return make_bot(roles=_roles(), approvers=APPROVERS_YAML, providers=providers)
@@ -203,10 +211,62 @@ def test_a_failed_grant_shows_azures_code_and_message_to_the_requester(
 
     request = bot.service.get(request_id)
     assert request.status == "failed"
-    for text in (request.error or "", str(bot.dms_to(ALICE)[-1]["blocks"])):
+    approver_dm = latest(bot.dms_to(BOB)[0])
+    for text in (
+        request.error or "",
+        str(bot.dms_to(ALICE)[-1]["blocks"]),
+        str(approver_dm["blocks"]),
+    ):
         assert "AuthorizationFailed" in text
         assert "roleAssignmentScheduleRequests/write" in text
     assert azure.assignments() == set()
+
+
+def test_a_graph_refusal_fails_the_grant_with_its_code_shown_to_requester_and_approver(
+    azure_bot: Callable[[], Bot], azure: FakeAzure
+) -> None:
+    bot = azure_bot()
+    request_id = submit(bot, ALICE, "prod-support staging 1h INC-7")
+    # What Graph answers when the bot's identity lacks User.Read.All.
+    azure.fail_next(
+        403,
+        "Authorization_RequestDenied",
+        "Insufficient privileges to complete the operation.",
+        path_contains="/v1.0/users",
+    )
+
+    click(bot, SEC1, "approve", request_id)
+
+    request = bot.service.get(request_id)
+    assert request.status == "failed"
+    shown = "Authorization_RequestDenied: Insufficient privileges to complete the operation."
+    assert shown in (request.error or "")
+    assert shown in str(bot.dms_to(ALICE)[-1]["blocks"])
+    assert shown in str(latest(bot.dms_to(SEC1)[0])["blocks"])
+    assert azure.calls_to("PUT", "/providers/") == []
+    assert azure.assignments() == set()
+
+
+def test_a_throttled_pim_grant_waits_as_azure_asks_and_becomes_active(
+    azure_bot: Callable[[], Bot], azure: FakeAzure, waits: list[float]
+) -> None:
+    bot = azure_bot()
+    request_id = submit(bot, ALICE, "prod-support prod 1h INC-42")
+    azure.fail_next(
+        429,
+        "TooManyRequests",
+        "slow down",
+        method="PUT",
+        path_contains=f"{PROD}/providers/Microsoft.Authorization/roleAssignmentScheduleRequests/",
+        retry_after="17",
+    )
+
+    click(bot, BOB, "approve", request_id)
+
+    assert bot.service.get(request_id).status == "active"
+    assert waits == [17.0]
+    assert azure.assignments() == ALICE_PROD
+    assert [r["scope"] for r in _requests(azure, "AdminAssign")] == [PROD, LOGS]
 
 
 def test_a_requester_unknown_to_entra_id_gets_nothing_and_everyone_is_told(
@@ -270,6 +330,23 @@ def test_check_live_verifies_each_role_at_each_scope(azure: FakeAzure, tmp_path:
     assert done.returncode == 2
     assert "roles.db-admin.environments.prod[0]" in done.stderr
     assert f"no Azure role named `Contributer` is assignable at {PROD}" in done.stderr
+
+
+@pytest.mark.parametrize("identity", ["workload_identity", "app_service"])
+def test_check_live_signs_in_as_the_hosts_workload_or_managed_identity(
+    azure: FakeAzure, tmp_path: Path, identity: Identity
+) -> None:
+    (tmp_path / "approvers.yaml").write_text(APPROVERS_YAML)
+    (tmp_path / "roles.yaml").write_text(_roles(dev=ONLY_AZURE_DEV))
+    # The bot process gets its host's identity variables and no client secret.
+    done = run_cli(["check", "--live"], azure.environ(identity), tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    via = "federated_token" if identity == "workload_identity" else "app_service"
+    issued = {t["token"] for t in azure.token_requests if t["via"] == via}
+    assert {t["via"] for t in azure.token_requests} == {via}
+    lookups = azure.calls_to("GET", "/roleDefinitions")
+    assert lookups and {c.bearer for c in lookups} <= issued
 
 
 # The azure entry for the example roles.yaml (also in the README's Azure section).

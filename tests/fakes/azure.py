@@ -13,6 +13,14 @@ Three origins, one server: ARM is ``https://127.0.0.1:<port>``, Graph is
 Tokens are issued per scope and each API accepts only tokens for its own audience, so a
 provider asking for the wrong scope fails as it would against Azure.
 
+Tokens are issued the ways ``DefaultAzureCredential`` asks for them (``environ(identity)``
+sets each up): a service principal's client secret, a workload identity's federated token
+(a client assertion read from ``AZURE_FEDERATED_TOKEN_FILE``), and managed identities
+through the App Service endpoint (``IDENTITY_ENDPOINT`` + ``IDENTITY_HEADER``, as App
+Service, Functions and Container Apps set them) and the instance metadata service (IMDS,
+moved here with ``AZURE_POD_IDENTITY_AUTHORITY_HOST``). Every token issued is in
+``token_requests``; every call records the bearer token it carried.
+
 What the fake enforces, following the published REST contracts:
 - role assignments: PUT 201, or 409 ``RoleAssignmentExists`` when the principal already has
   the role at that exact scope (under any assignment name, as ARM does); GET 200/404;
@@ -29,7 +37,8 @@ What the fake enforces, following the published REST contracts:
   ``/v1.0/users?$filter=mail eq '…'``.
 
 Tests inject failures with ``fail_next`` (any status, ARM error body, optional
-Retry-After), read every call in ``calls`` and the state through ``assignments()``,
+Retry-After; ``lose_answer`` does the work first, as when a gateway times out after the
+backend acted), read every call in ``calls`` and the state through ``assignments()``,
 ``schedules()`` and ``schedule_requests()``; ``expire(at)`` ends PIM schedules whose time
 is up, as Azure does by itself.
 """
@@ -50,7 +59,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from azure.identity import ClientSecretCredential
@@ -66,6 +75,20 @@ logger = logging.getLogger(__name__)
 TENANT_ID = "72f988bf-0000-4000-8000-00000000aaaa"
 CLIENT_ID = "0f0e0d0c-0000-4000-8000-00000000bbbb"
 CLIENT_SECRET = "fake-azure-client-secret"  # a test value, not a credential
+# What a Kubernetes projected service account token looks like; the fake authority trusts
+# it as the app registration's federated credential. Test values, not credentials.
+FEDERATED_TOKEN = (
+    "eyJhbGciOiJSUzI1NiIsImtpZCI6ImZha2UifQ."
+    "eyJpc3MiOiJodHRwczovL29pZGMuZmFrZS5leGFtcGxlIiwic3ViIjoic3lzdGVtOnNlcnZpY2VhY2NvdW50"
+    "OmppdC1ib3Q6aml0LWJvdCIsImF1ZCI6ImFwaTovL0F6dXJlQURUb2tlbkV4Y2hhbmdlIn0."
+    "ZmFrZS1zaWduYXR1cmU"
+)
+IDENTITY_HEADER = "fake-identity-header"  # the per-host secret App Service hands its app
+# A user-assigned managed identity (chosen with AZURE_CLIENT_ID); without a client id the
+# host's system-assigned identity answers.
+MANAGED_IDENTITY_CLIENT_ID = "0f0e0d0c-0000-4000-8000-00000000cccc"
+APP_SERVICE_TOKEN_PATH = "/msi/token"
+IMDS_TOKEN_PATH = "/metadata/identity/oauth2/token"
 
 SUBSCRIPTION = "00000000-0000-4000-8000-000000000001"
 OTHER_SUBSCRIPTION = "00000000-0000-4000-8000-000000000002"
@@ -84,6 +107,10 @@ _AUTHZ = "/providers/microsoft.authorization/"
 _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 _DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
 _ACTIVE_PIM = ("Provisioned",)
+_JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+_SYSTEM_ASSIGNED_CLIENT_ID = "0f0e0d0c-0000-4000-8000-00000000dddd"
+
+Identity = Literal["service_principal", "workload_identity", "app_service", "imds_user_assigned"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +123,7 @@ class Call:
     query: dict[str, str]
     body: Any
     status: int
+    bearer: str = ""  # the access token in its Authorization header
 
 
 @dataclass
@@ -107,6 +135,7 @@ class _Fault:
     method: str | None
     path_contains: str | None
     retry_after: str | None
+    lose_answer: bool = False
 
     def matches(self, method: str, path: str) -> bool:
         if self.method and self.method != method:
@@ -259,18 +288,49 @@ class FakeAzure:
             connection_verify=self.ca_bundle,
         )
 
-    def environ(self) -> dict[str, str]:
-        """What a bot process needs to reach this Azure through DefaultAzureCredential (its
-        EnvironmentCredential reads the service principal from AZURE_*)."""
-        return {
-            "AZURE_TENANT_ID": TENANT_ID,
-            "AZURE_CLIENT_ID": CLIENT_ID,
-            "AZURE_CLIENT_SECRET": CLIENT_SECRET,
-            "AZURE_AUTHORITY_HOST": self.authority,
+    def environ(self, identity: Identity = "service_principal") -> dict[str, str]:
+        """What a bot process needs to reach this Azure through DefaultAzureCredential, with
+        the variables each kind of host sets for its identity:
+
+        - ``service_principal``: AZURE_* with a client secret (EnvironmentCredential);
+        - ``workload_identity``: what the AKS workload identity webhook injects, the
+          federated token file included (WorkloadIdentityCredential);
+        - ``app_service``: IDENTITY_ENDPOINT and IDENTITY_HEADER, the system-assigned
+          identity of App Service, Functions or Container Apps (ManagedIdentityCredential);
+        - ``imds_user_assigned``: a VM's metadata service, with AZURE_CLIENT_ID choosing a
+          user-assigned identity (ManagedIdentityCredential).
+        """
+        common = {
             "JIT_AZURE_DISABLE_INSTANCE_DISCOVERY": "true",
             "JIT_AZURE_ARM_ENDPOINT": self.arm_endpoint,
             "JIT_AZURE_GRAPH_ENDPOINT": self.graph_endpoint,
             "REQUESTS_CA_BUNDLE": self.ca_bundle,
+        }
+        if identity == "service_principal":
+            return common | {
+                "AZURE_TENANT_ID": TENANT_ID,
+                "AZURE_CLIENT_ID": CLIENT_ID,
+                "AZURE_CLIENT_SECRET": CLIENT_SECRET,
+                "AZURE_AUTHORITY_HOST": self.authority,
+            }
+        if identity == "workload_identity":
+            assert self._dir is not None, "the fake is not started"
+            token_file = self._dir / "azure-identity-token"
+            token_file.write_text(FEDERATED_TOKEN)
+            return common | {
+                "AZURE_TENANT_ID": TENANT_ID,
+                "AZURE_CLIENT_ID": CLIENT_ID,
+                "AZURE_FEDERATED_TOKEN_FILE": str(token_file),
+                "AZURE_AUTHORITY_HOST": self.authority,
+            }
+        if identity == "app_service":
+            return common | {
+                "IDENTITY_ENDPOINT": f"{self.authority}{APP_SERVICE_TOKEN_PATH}",
+                "IDENTITY_HEADER": IDENTITY_HEADER,
+            }
+        return common | {
+            "AZURE_POD_IDENTITY_AUTHORITY_HOST": self.authority,
+            "AZURE_CLIENT_ID": MANAGED_IDENTITY_CLIENT_ID,
         }
 
     # -- seeding -----------------------------------------------------------------------
@@ -326,12 +386,16 @@ class FakeAzure:
         method: str | None = None,
         path_contains: str | None = None,
         retry_after: str | None = None,
+        lose_answer: bool = False,
     ) -> None:
         """Answer the next ``times`` matching ARM/Graph calls with ``status`` and an error
-        body in Azure's format (``{"error": {"code", "message"}}``)."""
+        body in Azure's format (``{"error": {"code", "message"}}``). With ``lose_answer``
+        the call is carried out first and only its answer is replaced."""
         with self._lock:
             self._state.faults.append(
-                _Fault(times, status, code, message, method, path_contains, retry_after)
+                _Fault(
+                    times, status, code, message, method, path_contains, retry_after, lose_answer
+                )
             )
 
     def answer_pending(self, gets: int) -> None:
@@ -353,6 +417,9 @@ class FakeAzure:
 
     @property
     def token_requests(self) -> list[dict[str, str]]:
+        """Every token asked for: ``via`` (client_secret, federated_token, app_service,
+        imds), ``client_id`` ("" for a system-assigned identity), ``scope`` and the
+        ``token`` issued ("" when refused)."""
         with self._lock:
             return list(self._state.token_requests)
 
@@ -415,9 +482,10 @@ class FakeAzure:
                 payload = {k: v[0] for k, v in parse_qs(body.decode()).items()}
             else:
                 payload = json.loads(body)
+        bearer = headers.get("authorization", "").removeprefix("Bearer ")
         with self._lock:
             status, extra, answer = self._route(method, host, path, query, headers, payload)
-            self._state.calls.append(Call(method, host, path, query, payload, status))
+            self._state.calls.append(Call(method, host, path, query, payload, status, bearer))
         return status, extra, answer
 
     def _route(
@@ -432,17 +500,28 @@ class FakeAzure:
         lower = path.lower()
         if lower.startswith(f"/{TENANT_ID}/"):
             return self._login(method, lower, payload)
+        if lower in (APP_SERVICE_TOKEN_PATH, IMDS_TOKEN_PATH):
+            return self._managed_identity(method, lower, query, headers)
         graph = lower.startswith("/v1.0/")
         audience = f"https://{'localhost' if graph else '127.0.0.1'}:{self.port}/.default"
         token = headers.get("authorization", "").removeprefix("Bearer ")
         if self._state.tokens.get(token) != audience:
             code = "InvalidAuthenticationToken"
             return 401, {}, _error(code, f"The access token is missing or not for {audience}.")
-        for fault in self._state.faults:
-            if fault.remaining > 0 and fault.matches(method, path):
-                fault.remaining -= 1
-                extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-                return fault.status, extra, _error(fault.code, fault.message)
+        fault = next(
+            (f for f in self._state.faults if f.remaining > 0 and f.matches(method, path)), None
+        )
+        if fault is not None:
+            fault.remaining -= 1
+            if fault.lose_answer:
+                self._serve(graph, method, path, query, payload)
+            extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            return fault.status, extra, _error(fault.code, fault.message)
+        return self._serve(graph, method, path, query, payload)
+
+    def _serve(
+        self, graph: bool, method: str, path: str, query: dict[str, str], payload: Any
+    ) -> tuple[int, dict[str, str], Any]:
         try:
             if graph:
                 return 200, {}, self._graph(method, path, query)
@@ -468,22 +547,103 @@ class FakeAzure:
             )
         if method == "POST" and path.endswith("/oauth2/v2.0/token"):
             form = payload or {}
-            self._state.token_requests.append(
-                {"client_id": form.get("client_id", ""), "scope": form.get("scope", "")}
-            )
-            if form.get("client_id") != CLIENT_ID or form.get("client_secret") != CLIENT_SECRET:
-                return (
-                    401,
-                    {},
-                    {
-                        "error": "invalid_client",
-                        "error_description": "AADSTS7000215: Invalid client secret provided.",
-                    },
+            client_id, scope = form.get("client_id", ""), form.get("scope", "").split()[0]
+            if "client_assertion" in form:
+                via = "federated_token"
+                if form.get("client_assertion_type") != _JWT_BEARER or (
+                    form["client_assertion"] != FEDERATED_TOKEN
+                ):
+                    return self._refused(
+                        via,
+                        client_id,
+                        scope,
+                        "invalid_client",
+                        "AADSTS70021: No matching federated identity record found for "
+                        "presented assertion.",
+                    )
+            else:
+                via = "client_secret"
+                if form.get("client_secret") != CLIENT_SECRET:
+                    return self._refused(
+                        via,
+                        client_id,
+                        scope,
+                        "invalid_client",
+                        "AADSTS7000215: Invalid client secret provided.",
+                    )
+            if client_id != CLIENT_ID:
+                return self._refused(
+                    via,
+                    client_id,
+                    scope,
+                    "unauthorized_client",
+                    f"AADSTS700016: Application with identifier '{client_id}' was not found "
+                    f"in the directory '{TENANT_ID}'.",
                 )
-            token = secrets.token_urlsafe(24)
-            self._state.tokens[token] = form.get("scope", "").split()[0]
+            token = self._issue(via, client_id, scope)
             return 200, {}, {"token_type": "Bearer", "expires_in": 3599, "access_token": token}
         return 404, {}, {"error": "not_found"}
+
+    # Managed identity: the App Service endpoint and the instance metadata service.
+    def _managed_identity(
+        self, method: str, path: str, query: dict[str, str], headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], Any]:
+        app_service = path == APP_SERVICE_TOKEN_PATH
+        via = "app_service" if app_service else "imds"
+        client_id = query.get("client_id", "")
+        resource = query.get("resource", "").rstrip("/")
+        if method != "GET" or not resource:
+            return 400, {}, {"error": "invalid_request", "error_description": "bad request"}
+        if app_service and headers.get("x-identity-header") != IDENTITY_HEADER:
+            # What App Service answers a caller without the host's secret.
+            return 401, {}, {"statusCode": 401, "message": "Unauthorized"}
+        if not app_service and headers.get("metadata") != "true":
+            return (
+                400,
+                {},
+                {
+                    "error": "invalid_request",
+                    "error_description": "Required metadata header not specified",
+                },
+            )
+        if client_id not in ("", MANAGED_IDENTITY_CLIENT_ID):
+            return self._refused(
+                via,
+                client_id,
+                f"{resource}/.default",
+                "invalid_request",
+                "Identity not found",
+                status=400,
+            )
+        # A managed identity asks for a resource; the token is for its .default scope.
+        token = self._issue(via, client_id, f"{resource}/.default")
+        expires_on = str(int(datetime.now(UTC).timestamp()) + 3599)
+        answer = {
+            "access_token": token,
+            "expires_on": expires_on,
+            "resource": resource,
+            "token_type": "Bearer",
+            "client_id": client_id or _SYSTEM_ASSIGNED_CLIENT_ID,
+        }
+        if not app_service:
+            answer |= {"expires_in": "3599", "refresh_token": "", "not_before": expires_on}
+        return 200, {}, answer
+
+    def _issue(self, via: str, client_id: str, scope: str) -> str:
+        token = secrets.token_urlsafe(24)
+        self._state.tokens[token] = scope
+        self._state.token_requests.append(
+            {"via": via, "client_id": client_id, "scope": scope, "token": token}
+        )
+        return token
+
+    def _refused(
+        self, via: str, client_id: str, scope: str, error: str, text: str, *, status: int = 401
+    ) -> tuple[int, dict[str, str], Any]:
+        self._state.token_requests.append(
+            {"via": via, "client_id": client_id, "scope": scope, "token": ""}
+        )
+        return status, {}, {"error": error, "error_description": text}
 
     # Microsoft Graph: the users endpoint.
     def _graph(self, method: str, path: str, query: dict[str, str]) -> Any:

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -30,10 +31,12 @@ from providers.base import GrantContext, Holding, Principal, ProviderError
 from tests.fakes.azure import (
     CLIENT_ID,
     CONTRIBUTOR,
+    MANAGED_IDENTITY_CLIENT_ID,
     OTHER_SUBSCRIPTION,
     READER,
     SUBSCRIPTION,
     FakeAzure,
+    Identity,
 )
 
 NOW = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -297,6 +300,44 @@ def test_a_retried_rbac_grant_is_idempotent(provider: AzureProvider, azure: Fake
     assert azure.assignments() == {("alice@example.com", PROD, "Reader")}
 
 
+def test_a_retried_rbac_grant_puts_the_same_name_and_another_request_another_name(
+    azure: FakeAzure, sleeps: Sleeps
+) -> None:
+    # Two provider instances: the retry may come from a restarted bot.
+    first = AzureProvider(azure.clients(), sleep=sleeps, now=lambda: NOW)
+    first.grant(ALICE, rbac(PROD), context("R-1"))
+    AzureProvider(azure.clients(), sleep=sleeps, now=lambda: NOW).grant(
+        ALICE, rbac(PROD), context("R-1")
+    )
+    first.revoke(ALICE, rbac(PROD), context("R-1"))
+    first.grant(ALICE, rbac(PROD), context("R-2"))
+
+    names = [c.path.rsplit("/", 1)[-1] for c in azure.calls_to("PUT", "/roleAssignments/")]
+    assert names[0] == names[1]
+    assert names[2] != names[0]
+    # uuid5 of request, scope and role: pinned, because a bot upgraded between a grant and
+    # its retry must compute the same name (or the retry would make a second assignment).
+    assert names[0] == "413248ff-cc8d-599e-ac06-9cec7d2def7d"
+    assert names[0] == AzureProvider.assignment_name("R-1", PROD, READER)
+
+
+def test_an_rbac_grant_whose_answer_was_lost_is_retried_into_success(
+    provider: AzureProvider, azure: FakeAzure, sleeps: Sleeps
+) -> None:
+    # The assignment was made but the gateway timed out: the retry's PUT, of the same name,
+    # meets ARM's 409 RoleAssignmentExists, which is success.
+    azure.fail_next(504, "GatewayTimeout", "timed out", method="PUT", lose_answer=True)
+
+    outcome = provider.grant(ALICE, rbac(PROD), context())
+
+    assert not outcome.preexisting
+    assert [c.status for c in azure.calls_to("PUT", "/roleAssignments/")] == [504, 409]
+    assert len(sleeps.seconds) == 1
+    assert azure.assignments() == {("alice@example.com", PROD, "Reader")}
+    provider.revoke(ALICE, rbac(PROD), context())
+    assert azure.assignments() == set()
+
+
 def test_role_assignment_exists_is_success_even_before_azure_lists_it(
     provider: AzureProvider, azure: FakeAzure
 ) -> None:
@@ -375,6 +416,94 @@ def test_graph_throttling_is_retried_after_the_time_graph_asks_for(
     assert sleeps.seconds == [3.0]
 
 
+def test_a_throttled_pim_admin_assign_is_retried_after_the_time_azure_asks_for(
+    provider: AzureProvider, azure: FakeAzure, sleeps: Sleeps
+) -> None:
+    azure.fail_next(
+        429,
+        "TooManyRequests",
+        "slow down",
+        times=2,
+        method="PUT",
+        path_contains="/roleAssignmentScheduleRequests/",
+        retry_after="11",
+    )
+
+    outcome = provider.grant(ALICE, pim(PROD), context(hours=2))
+
+    assert sleeps.seconds == [11.0, 11.0]
+    puts = azure.calls_to("PUT", "/roleAssignmentScheduleRequests/")
+    assert [c.status for c in puts] == [429, 429, 201]
+    # The same request, resent unchanged: same name, same AdminAssign for the same time.
+    assert len({c.path for c in puts}) == 1
+    assert all(c.body == puts[0].body for c in puts)
+    assert puts[0].body["properties"]["requestType"] == "AdminAssign"
+    assert not outcome.preexisting
+    [schedule] = azure.schedules()
+    assert schedule["end"] == NOW + timedelta(hours=2)
+
+
+def test_a_throttled_pim_admin_remove_is_retried_after_the_time_azure_asks_for(
+    provider: AzureProvider, azure: FakeAzure, sleeps: Sleeps
+) -> None:
+    provider.grant(ALICE, pim(PROD), context())
+    azure.fail_next(
+        429,
+        "TooManyRequests",
+        "slow down",
+        method="PUT",
+        path_contains="/roleAssignmentScheduleRequests/",
+        retry_after="9",
+    )
+
+    provider.revoke(ALICE, pim(PROD), context())
+
+    assert sleeps.seconds == [9.0]
+    removals = azure.calls_to("PUT", "/roleAssignmentScheduleRequests/")[1:]
+    assert [c.status for c in removals] == [429, 201]
+    assert [c.body["properties"]["requestType"] for c in removals] == ["AdminRemove"] * 2
+    assert azure.assignments() == set()
+    assert azure.schedules() == []
+
+
+@pytest.mark.parametrize(
+    ("mode", "step", "method", "path"),
+    [
+        pytest.param("pim", "grant", "GET", "/v1.0/users/", id="graph user lookup"),
+        pytest.param("pim", "grant", "GET", "/roleDefinitions", id="role lookup"),
+        pytest.param("pim", "grant", "GET", "/roleAssignmentScheduleRequests/", id="pim read"),
+        pytest.param("rbac", "revoke", "GET", "/roleAssignments", id="rbac listing"),
+        pytest.param("rbac", "revoke", "DELETE", "/roleAssignments/", id="rbac delete"),
+    ],
+)
+def test_every_azure_call_honours_retry_after(
+    provider: AzureProvider,
+    azure: FakeAzure,
+    sleeps: Sleeps,
+    mode: str,
+    step: str,
+    method: str,
+    path: str,
+) -> None:
+    target = pim(PROD) if mode == "pim" else rbac(PROD)
+    throttle = partial(
+        azure.fail_next, 429, "TooManyRequests", "slow down", method=method, path_contains=path
+    )
+    if step == "grant":
+        throttle(retry_after="4")
+    provider.grant(ALICE, target, context())
+    if step == "revoke":
+        throttle(retry_after="4")
+        provider.revoke(ALICE, target, context())
+
+    assert sleeps.seconds == [4.0]
+    statuses = [c.status for c in azure.calls_to(method, path)]
+    assert statuses[0] == 429
+    assert statuses.count(429) == 1  # answered at the next attempt, not given up on
+    held = {("alice@example.com", PROD, "Reader")} if step == "grant" else set()
+    assert azure.assignments() == held
+
+
 def test_throttling_that_does_not_stop_fails_as_retryable(azure: FakeAzure, sleeps: Sleeps) -> None:
     provider = AzureProvider(azure.clients(), sleep=sleeps, now=lambda: NOW, attempts=3)
     azure.fail_next(429, "TooManyRequests", "slow down", times=5, method="PUT", retry_after="2")
@@ -416,6 +545,51 @@ def test_other_errors_fail_at_once_with_azures_code_and_message(
     assert "'Microsoft.Authorization/roleAssignments/write'" in message
     assert not caught.value.retryable
     assert sleeps.seconds == []
+    assert azure.assignments() == set()
+
+
+def test_a_graph_error_fails_the_grant_with_its_code_and_message_and_grants_nothing(
+    provider: AzureProvider, azure: FakeAzure, sleeps: Sleeps
+) -> None:
+    # What Graph answers when the bot's identity lacks User.Read.All.
+    azure.fail_next(
+        403,
+        "Authorization_RequestDenied",
+        "Insufficient privileges to complete the operation.",
+        path_contains="/v1.0/users",
+    )
+
+    with pytest.raises(ProviderError) as caught:
+        provider.grant(ALICE, pim(PROD), context())
+
+    assert str(caught.value) == (
+        "Azure Graph looking up alice@example.com: Authorization_RequestDenied: "
+        "Insufficient privileges to complete the operation."
+    )
+    assert not caught.value.retryable
+    assert sleeps.seconds == []
+    assert azure.calls_to("PUT", "/providers/") == []
+
+
+def test_a_pim_policy_refusal_fails_the_grant_with_azures_code_and_message(
+    provider: AzureProvider, azure: FakeAzure
+) -> None:
+    azure.fail_next(
+        400,
+        "RoleAssignmentRequestPolicyValidationFailed",
+        'The following policy rules failed: ["ExpirationRule"]',
+        method="PUT",
+    )
+
+    with pytest.raises(ProviderError) as caught:
+        provider.grant(ALICE, pim(PROD), context())
+
+    assert str(caught.value) == (
+        f"Azure creating the PIM assignment of `Reader` at {PROD}: "
+        "RoleAssignmentRequestPolicyValidationFailed: The following policy rules failed: "
+        '["ExpirationRule"]'
+    )
+    assert not caught.value.retryable
     assert azure.assignments() == set()
 
 
@@ -515,6 +689,50 @@ def test_a_retried_pim_grant_reuses_its_request(provider: AzureProvider, azure: 
     assert not again.preexisting
     assert len(requests_of(azure, "AdminAssign")) == 1
     assert len(azure.calls_to("PUT", "/roleAssignmentScheduleRequests/")) == 1
+
+
+def test_a_pim_grant_whose_answer_was_lost_is_retried_into_success(
+    provider: AzureProvider, azure: FakeAzure, sleeps: Sleeps
+) -> None:
+    # PIM took the request but the gateway timed out; the resent PUT of the same request
+    # name is refused (names are not reused), and the request it names is ours.
+    azure.fail_next(
+        504,
+        "GatewayTimeout",
+        "timed out",
+        method="PUT",
+        path_contains="/roleAssignmentScheduleRequests/",
+        lose_answer=True,
+    )
+
+    outcome = provider.grant(ALICE, pim(PROD), context())
+
+    assert not outcome.preexisting
+    assert [c.status for c in azure.calls_to("PUT", "/roleAssignmentScheduleRequests/")] == [
+        504,
+        409,
+    ]
+    assert len(requests_of(azure, "AdminAssign")) == 1
+    assert azure.assignments() == {("alice@example.com", PROD, "Reader")}
+
+
+def test_a_pim_removal_whose_answer_was_lost_is_retried_into_success(
+    provider: AzureProvider, azure: FakeAzure
+) -> None:
+    provider.grant(ALICE, pim(PROD), context())
+    azure.fail_next(
+        504,
+        "GatewayTimeout",
+        "timed out",
+        method="PUT",
+        path_contains="/roleAssignmentScheduleRequests/",
+        lose_answer=True,
+    )
+
+    provider.revoke(ALICE, pim(PROD), context())
+
+    assert azure.assignments() == set()
+    assert len(requests_of(azure, "AdminRemove")) == 1
 
 
 def test_pim_grant_returns_once_the_assignment_is_provisioned(
@@ -715,6 +933,87 @@ def test_default_azure_credential_signs_in_from_the_azure_environment_when_first
     said = {r.name for r in caplog.records}
     assert "azure.identity._credentials.chained" in said  # DefaultAzureCredential's chain
     assert not any("http_logging_policy" in name for name in said)  # request lines: DEBUG
+
+
+_IDENTITY_VARIABLES = ("AZURE_", "IDENTITY_", "MSI_", "IMDS_")
+
+
+def _host_environment(monkeypatch: pytest.MonkeyPatch, variables: dict[str, str]) -> None:
+    """Only what the host sets: no AZURE_* or managed identity variables of the runner."""
+    for name in list(os.environ):
+        if name.startswith(_IDENTITY_VARIABLES):
+            monkeypatch.delenv(name)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.mark.parametrize(
+    ("identity", "credential", "via", "client_id"),
+    [
+        # AKS workload identity: the webhook's AZURE_FEDERATED_TOKEN_FILE, client and tenant.
+        ("workload_identity", "WorkloadIdentityCredential", "federated_token", CLIENT_ID),
+        # App Service / Functions / Container Apps: IDENTITY_ENDPOINT + IDENTITY_HEADER.
+        ("app_service", "ManagedIdentityCredential", "app_service", ""),
+        # A VM's metadata service; AZURE_CLIENT_ID picks a user-assigned identity.
+        ("imds_user_assigned", "ManagedIdentityCredential", "imds", MANAGED_IDENTITY_CLIENT_ID),
+    ],
+)
+def test_default_azure_credential_signs_in_with_the_hosts_identity_and_azure_gets_its_token(
+    azure: FakeAzure,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    identity: Identity,
+    credential: str,
+    via: str,
+    client_id: str,
+) -> None:
+    _host_environment(monkeypatch, azure.environ(identity))
+    assert "AZURE_CLIENT_SECRET" not in os.environ
+    caplog.set_level(logging.INFO)
+    provider = AzureProvider(AzureClients.from_environ(os.environ), sleep=lambda _: None)
+
+    provider.grant(ALICE, rbac(PROD), context())
+    provider.revoke(ALICE, rbac(PROD), context())
+
+    issued = azure.token_requests
+    assert {(t["via"], t["client_id"]) for t in issued} == {(via, client_id)}
+    by_audience = {t["scope"]: t["token"] for t in issued}
+    assert len(issued) == len(by_audience) == 2  # one token per API, then cached
+    arm = {c.bearer for c in azure.calls if c.host == "127.0.0.1" and "/providers/" in c.path}
+    graph = {c.bearer for c in azure.calls if c.path.startswith("/v1.0/")}
+    assert arm == {by_audience[f"{azure.arm_endpoint}/.default"]}
+    assert graph == {by_audience[f"{azure.graph_endpoint}/.default"]}
+    assert [c.status for c in azure.calls_to("PUT", "/roleAssignments/")] == [201]
+    assert [c.status for c in azure.calls_to("DELETE", "/roleAssignments/")] == [200]
+    assert f"DefaultAzureCredential acquired a token from {credential}" in caplog.text
+
+
+def test_a_workload_identity_azure_does_not_trust_is_a_sign_in_error_naming_it(
+    azure: FakeAzure, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    environ = azure.environ("workload_identity")
+    stale = tmp_path / "token"
+    stale.write_text("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJvdGhlciJ9.c2ln")  # another subject
+    _host_environment(monkeypatch, environ | {"AZURE_FEDERATED_TOKEN_FILE": str(stale)})
+    provider = AzureProvider(AzureClients.from_environ(os.environ), sleep=lambda _: None)
+
+    with pytest.raises(ProviderError, match=r"(?s)sign-in .* failed.*AADSTS70021"):
+        provider.grant(ALICE, rbac(PROD), context())
+
+    assert azure.calls_to("PUT", "/providers/") == []
+
+
+def test_a_malformed_azure_environment_is_an_error_naming_it_not_a_crash(
+    azure: FakeAzure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A deployment manifest that sets the secret's variable from an empty value.
+    _host_environment(monkeypatch, azure.environ() | {"AZURE_CLIENT_SECRET": ""})
+    provider = AzureProvider(AzureClients.from_environ(os.environ), sleep=lambda _: None)
+
+    with pytest.raises(ProviderError, match="Azure credentials are misconfigured: secret"):
+        provider.grant(ALICE, rbac(PROD), context())
+
+    assert azure.calls_to("PUT", "/providers/") == []
 
 
 def test_endpoints_can_be_moved_for_sovereign_clouds() -> None:
