@@ -51,11 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     export.add_argument("--output", help="file to write (default: standard output)")
     args = parser.parse_args(argv)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.basicConfig(
-        level=os.environ.get("JIT_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(os.environ.get("JIT_LOG_LEVEL", "INFO"))
     try:
         if args.command == "serve":
             return _serve()
@@ -69,6 +65,21 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"jit-bot: configuration is invalid:\n{exc}", file=sys.stderr)
         return 2
+
+
+# Loggers that write credentials at DEBUG, so they never go below INFO: botocore logs each
+# request's headers and canonical request (X-Amz-Security-Token) and each response body
+# (an STS AssumeRole answer holds SecretAccessKey and SessionToken).
+_LEAKY_AT_DEBUG = ("boto3", "botocore")
+
+
+def configure_logging(level: str) -> None:
+    """Log at ``level`` (JIT_LOG_LEVEL), except where that would print secrets."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    floor = max(logging.INFO, logging.getLogger().getEffectiveLevel())
+    for name in _LEAKY_AT_DEBUG:
+        logging.getLogger(name).setLevel(floor)
 
 
 def _serve() -> int:

@@ -56,5 +56,9 @@ class WrongState(JitError):
     """The request has moved on (decided, ended …) and this action no longer applies."""
 
 
+class TargetsUnavailable(JitError):
+    """A cloud could not say what a role grants right now (an OU's accounts, a name)."""
+
+
 class DirectoryError(JitError):
     """A user or group could not be looked up in Slack."""

@@ -22,6 +22,7 @@ class RequesterNews(StrEnum):
     CANCELLED = "cancelled"
     ENDED = "ended"
     REVOKE_FAILED = "revoke_failed"
+    ROLLED_BACK = "rolled_back"  # what a failed grant left behind is gone at last
 
 
 class Notifier(Protocol):

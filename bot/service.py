@@ -31,7 +31,13 @@ from bot.clock import Clock
 from bot.config import JitConfig, Rule
 from bot.directory import Directory, Person
 from bot.durations import format_duration
-from bot.errors import NotAllowed, NotEnoughApprovers, RequestNotFound, WrongState
+from bot.errors import (
+    NotAllowed,
+    NotEnoughApprovers,
+    RequestNotFound,
+    TargetsUnavailable,
+    WrongState,
+)
 from bot.notify import Notifier, RequesterNews
 from bot.policy import (
     REFUSAL_TEXT,
@@ -149,9 +155,16 @@ class AccessService:
         come within Slack's three seconds; who may ask is checked by ``check``.)"""
         check_request(self.config, role, environment, duration, reason, lambda _: True)
 
-    def submit(self, requester_id: str, checked: RequestCheck) -> AccessRequest:
-        """Store a checked request, ask its approvers (or approve it by rule) and return it."""
+    def submit(
+        self, requester_id: str, checked: RequestCheck, *, origin: str | None = None
+    ) -> AccessRequest:
+        """Store a checked request, ask its approvers (or approve it by rule) and return it.
+
+        ``origin`` names the Slack interaction that asked (its trigger_id): the same one
+        delivered again, to this process or another, gets back the request it stored."""
         self.follow_signals()
+        if origin is not None and (earlier := self._by_origin(origin)) is not None:
+            return earlier
         requester = self.directory.person(requester_id)
         rule = checked.rule
         allow_self = self.config.allows_self_approval(rule)
@@ -186,7 +199,33 @@ class AccessService:
             created_at=now,
             updated_at=now,
             decided_at=now if rule.auto_approve else None,
+            origin=origin,
         )
+        try:
+            self._store(request, checked, units)
+        except IntegrityError:
+            earlier = self._by_origin(origin) if origin is not None else None
+            if earlier is None:
+                raise
+            return earlier  # the same interaction, stored at once by another process
+        if rule.auto_approve:
+            self._background(lambda: self.grant(request.id))
+        return request
+
+    def _by_origin(self, origin: str) -> AccessRequest | None:
+        with self._transaction() as session:
+            return session.scalars(
+                select(AccessRequest).where(col(AccessRequest.origin) == origin)
+            ).first()
+
+    def _store(
+        self,
+        request: AccessRequest,
+        checked: RequestCheck,
+        units: Sequence[tuple[Provider, TargetSpec, str]],
+    ) -> None:
+        """The request, its targets, its audit event and its messages, in one transaction."""
+        requester_id, rule, approvers = request.requester_id, checked.rule, request.approvers
         with self._transaction() as session:
             session.add(request)
             session.flush()
@@ -197,9 +236,9 @@ class AccessService:
                     provider=provider.name,
                     spec=unit.model_dump(mode="json"),
                     target_key=f"{provider.name}:{unit.key()}",
-                    description=provider.describe(unit),
+                    description=description,
                 )
-                for i, (provider, unit) in enumerate(units)
+                for i, (provider, unit, description) in enumerate(units)
             ]
             session.add_all(targets)
             session.flush()
@@ -218,9 +257,6 @@ class AccessService:
             else:
                 self._notify.ask_approvers(session, request, targets)
             self._notify.tell_requester(session, request, targets, [], RequesterNews.SUBMITTED)
-        if rule.auto_approve:
-            self._background(lambda: self.grant(request.id))
-        return request
 
     # ------------------------------------------------------------------ deciding
 
@@ -439,6 +475,33 @@ class AccessService:
             return
         rollback_errors = self._release([(request, self._targets(request_id))])[request_id]
         self._fail(request_id, Status.GRANTING, failure, rollback_errors=rollback_errors)
+
+    def _finish_rollbacks(self, request_ids: Sequence[str]) -> None:
+        """A failed grant whose rollback a cloud refused left access behind: take it back
+        now. The request stays ``failed`` (a terminal state); only its targets move, and
+        the lease on the request row keeps two processes from doing it at once."""
+        with self._claim_all(request_ids) as claimed:
+            if not claimed:
+                return
+            with self._transaction() as session:
+                taken = self._take_over(session, claimed, Status.FAILED)
+                requests = _load_all(session, taken)
+                granted = _snapshots(session, taken)
+            if not requests:
+                return
+            errors = self._release([(r, granted[rid][0]) for rid, r in requests.items()])
+            done = [rid for rid in requests if not errors[rid]]
+            if not done:
+                return  # still refused: the grant_failed post said so, the next sweep retries
+            with self._transaction() as session:
+                ended = _load_all(session, done)
+                self._audit_all(session, [(BOT, "rolled_back", ended[rid], {}) for rid in done])
+                snapshots = _snapshots(session, done)
+                for request_id, request in ended.items():
+                    self._notify.refresh_approver_messages(session, request, *snapshots[request_id])
+                    self._notify.tell_requester(
+                        session, request, *snapshots[request_id], RequesterNews.ROLLED_BACK
+                    )
 
     def _fail(self, request_id: str, current: Status, error: str, **details: Any) -> None:
         with self._transaction() as session:
@@ -735,6 +798,18 @@ class AccessService:
                     col(AccessRequest.updated_at) <= now - self._lease,
                 )
             ).all()
+            left_behind = list(
+                session.scalars(
+                    select(col(AccessRequest.id))
+                    .join(RequestTarget, col(RequestTarget.request_id) == col(AccessRequest.id))
+                    .where(
+                        col(AccessRequest.status) == Status.FAILED,
+                        col(AccessRequest.updated_at) <= now - self._lease,
+                        col(RequestTarget.status) == TargetStatus.REVOKE_FAILED,
+                    )
+                    .distinct()
+                )
+            )
         for request_id in stale:
             self._expire_pending(request_id)
         unfinished = [rid for rid, status in stuck if status == Status.REVOKING]
@@ -747,6 +822,8 @@ class AccessService:
                 self.revoke_many(due[start : start + _SWEEP_BATCH], actor=BOT, reason="expired")
         finally:
             self._backlog_since = None
+        if left_behind:
+            self._finish_rollbacks(left_behind)
         for request_id in approved + [rid for rid, status in stuck if status == Status.GRANTING]:
             self.grant(request_id)
 
@@ -899,11 +976,21 @@ class AccessService:
             return set()
         return self._approvers_of(matched[1])
 
-    def _units(self, role: str, environment: str) -> list[tuple[Provider, TargetSpec]]:
-        units: list[tuple[Provider, TargetSpec]] = []
+    def _units(self, role: str, environment: str) -> list[tuple[Provider, TargetSpec, str]]:
+        """The concrete units a request grants, each with its description, asked of the
+        clouds now (an OU's accounts, a permission set's ARN)."""
+        units: list[tuple[Provider, TargetSpec, str]] = []
         for target in self.config.targets[(role, environment)]:
             provider = self._providers[target.provider]
-            units.extend((provider, unit) for unit in provider.expand(target))
+            try:
+                units.extend((provider, u, provider.describe(u)) for u in provider.expand(target))
+            except ProviderError as exc:
+                raise TargetsUnavailable(
+                    f"jit-bot could not work out what `{role}` in `{environment}` grants "
+                    f"({target.provider}: {exc}); nothing was requested. Try again in a "
+                    "minute; if it keeps failing, ask the bot's administrators to run "
+                    "`jit-bot check --live`."
+                ) from None
         return units
 
     def _spec(self, target: RequestTarget) -> tuple[Provider, TargetSpec]:
@@ -971,7 +1058,10 @@ class AccessService:
                 update(AccessRequest)
                 .where(
                     col(AccessRequest.id).in_(busy),
-                    col(AccessRequest.status).in_([Status.GRANTING, Status.REVOKING]),
+                    # failed: taking back what a failed grant left behind
+                    col(AccessRequest.status).in_(
+                        [Status.GRANTING, Status.REVOKING, Status.FAILED]
+                    ),
                 )
                 .values(updated_at=self._now())
             )
@@ -1053,7 +1143,8 @@ class AccessService:
         )
 
     def _take_over(self, session: Session, request_ids: Sequence[str], status: Status) -> list[str]:
-        """Claim requests stuck in granting/revoking once their lease has run out; returns
+        """Claim requests stuck in granting/revoking (or failed ones with access left
+        behind) once their lease has run out; returns
         the ids claimed. The lease check is part of the compare-and-set, so only one
         process wins each."""
         if not request_ids:

@@ -28,7 +28,14 @@ from slack_sdk.models.views import View
 
 from bot.durations import format_duration
 from bot.notify import RequesterNews
-from bot.storage.models import AccessRequest, AuditEvent, RequestTarget, Status, Vote
+from bot.storage.models import (
+    AccessRequest,
+    AuditEvent,
+    RequestTarget,
+    Status,
+    TargetStatus,
+    Vote,
+)
 
 APPROVE = "approve"
 DENY = "deny"
@@ -50,6 +57,8 @@ _STATUS_LINE = {
     Status.CANCELLED: ":leftwards_arrow_with_hook: Cancelled by the requester",
     Status.FAILED: ":x: Grant failed; nothing is left granted",
 }
+# A failed grant whose rollback was refused: access is still there until the bot removes it.
+_LEFT_BEHIND = ":rotating_light: Grant failed, and taking back what it granted FAILED; retrying"
 
 
 def mention(user_id: str) -> str:
@@ -86,8 +95,18 @@ def _reason(request: AccessRequest) -> SectionBlock:
     return SectionBlock(text=MarkdownTextObject(text=f"*Reason*\n{request.reason}"[:3000]))
 
 
-def _outcome(request: AccessRequest, votes: Sequence[Vote]) -> str:
-    line = _STATUS_LINE[Status(request.status)]
+def left_behind(request: AccessRequest, targets: Sequence[RequestTarget]) -> list[RequestTarget]:
+    """What a failed grant could not take back (the bot keeps trying)."""
+    if request.status != Status.FAILED:
+        return []
+    return [t for t in targets if t.status == TargetStatus.REVOKE_FAILED]
+
+
+def _outcome(
+    request: AccessRequest, targets: Sequence[RequestTarget], votes: Sequence[Vote]
+) -> str:
+    leftovers = left_behind(request, targets)
+    line = _LEFT_BEHIND if leftovers else _STATUS_LINE[Status(request.status)]
     approvers = [mention(v.voter_id) for v in votes if v.decision == "approve"]
     deniers = [v for v in votes if v.decision == "deny"]
     parts = [f"*{line}*"]
@@ -105,6 +124,8 @@ def _outcome(request: AccessRequest, votes: Sequence[Vote]) -> str:
         parts.append(f"Ended{by} at {when(request.ended_at)} ({request.end_reason}).")
     if request.error and request.status in (Status.FAILED, Status.REVOKE_FAILED):
         parts.append(f"Error: {request.error}")
+    for target in leftovers:
+        parts.append(f"Still granted: {target.description}: {target.error}")
     return "\n".join(parts)[:3000]
 
 
@@ -147,7 +168,7 @@ def approver_message(
             )
         )
     else:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=_outcome(request, votes))))
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=_outcome(request, targets, votes))))
     return text, [b.to_dict() for b in blocks]
 
 
@@ -156,6 +177,8 @@ _NEWS_TEXT = {
     RequesterNews.GRANTED: "Access granted: `{role}` in `{env}` until {until} ({id}).",
     RequesterNews.DENIED: "Your request {id} for `{role}` in `{env}` was denied.",
     RequesterNews.FAILED: "Granting `{role}` in `{env}` failed ({id}); nothing is left granted.",
+    RequesterNews.ROLLED_BACK: "What the failed grant of `{role}` in `{env}` left behind has "
+    "been removed ({id}); nothing is left granted.",
     RequesterNews.EXPIRED: "Your request {id} for `{role}` in `{env}` expired without a decision.",
     RequesterNews.CANCELLED: "You cancelled request {id}.",
     RequesterNews.ENDED: "Your access `{role}` in `{env}` has ended ({id}).",
@@ -173,7 +196,13 @@ def requester_message(
     approvers = ", ".join(mention(a) for a in request.approvers) or "nobody"
     if news == RequesterNews.SUBMITTED and request.auto_approve:
         approvers = "no one: an auto-approve rule covers it, granting now"
-    text = _NEWS_TEXT[news].format(
+    template = _NEWS_TEXT[news]
+    if news == RequesterNews.FAILED and left_behind(request, targets):
+        template = (
+            "Granting `{role}` in `{env}` failed ({id}), and taking back what was granted "
+            "failed too; the bot keeps trying and the audit channel has been told."
+        )
+    text = template.format(
         id=request.id,
         role=request.role,
         env=request.environment,
@@ -184,11 +213,12 @@ def requester_message(
     outcomes = (
         RequesterNews.DENIED,
         RequesterNews.FAILED,
+        RequesterNews.ROLLED_BACK,
         RequesterNews.REVOKE_FAILED,
         RequesterNews.ENDED,
     )
     if news in outcomes:  # these say how it ended, and with which error
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=_outcome(request, votes))))
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=_outcome(request, targets, votes))))
     if news == RequesterNews.GRANTED:
         blocks.append(_targets(targets))
         blocks.append(

@@ -69,7 +69,7 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
             if sub == "request" and not args:
                 _open_request_modal(client, service, user, command["trigger_id"], tell)
             elif sub == "request":
-                _inline_request(service, user, args, tell)
+                _inline_request(service, user, args, tell, command.get("trigger_id"))
             elif sub == "list":
                 tell(blocks.list_text(service.mine(user), service.awaiting(user), clock.now()))
             elif sub == "roles":
@@ -117,7 +117,8 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
             client.chat_postMessage(channel=user, text=text)
 
         with reply_errors(tell):
-            service.submit(user, service.check(user, *_submitted(view["state"]["values"])))
+            checked = service.check(user, *_submitted(view["state"]["values"]))
+            service.submit(user, checked, origin=_origin(body.get("trigger_id")))
 
     def approve(body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
         tell = ephemeral(respond)
@@ -204,13 +205,23 @@ def _modal(service: AccessService, roles: list[tuple[str, str]], role: str) -> d
     )
 
 
+def _origin(trigger_id: str | None) -> str | None:
+    """What makes one Slack interaction one request: a trigger_id is issued once per
+    command or submission, and comes back unchanged when the same one is delivered again."""
+    return f"slack:{trigger_id}" if trigger_id else None
+
+
 def _inline_request(
-    service: AccessService, user: str, args: list[str], tell: Callable[[str], Any]
+    service: AccessService,
+    user: str,
+    args: list[str],
+    tell: Callable[[str], Any],
+    trigger_id: str | None,
 ) -> None:
     role, environment, duration = [*args, "", "", ""][:3]
     reason = " ".join(args[3:])
     checked = service.check(user, role, environment, duration, reason)
-    request = service.submit(user, checked)
+    request = service.submit(user, checked, origin=_origin(trigger_id))
     if request.auto_approve:
         tell(
             f"{request.id}: approved by rule; granting `{request.role}` in "

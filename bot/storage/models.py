@@ -82,6 +82,8 @@ class AccessRequest(SQLModel, table=True):
     end_reason: str | None = None
     error: str | None = None
     version: int = 0
+    #: The Slack interaction that asked (its trigger_id): delivered twice, still one request.
+    origin: str | None = Field(default=None, max_length=200, unique=True, index=True)
 
 
 class TargetStatus(StrEnum):

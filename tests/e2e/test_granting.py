@@ -44,6 +44,44 @@ def test_a_partial_failure_rolls_back_what_was_granted_and_says_why(bot: Bot) ->
         assert "Grant failed" in str(latest(bot.dms_to(approver)[0])["blocks"])
 
 
+def test_access_a_refused_rollback_left_behind_is_taken_back_by_the_sweeper(bot: Bot) -> None:
+    """The request stays failed (a terminal state), but nobody is told "nothing is left
+    granted" while something is, and the sweeper keeps at it until it is gone."""
+    bot.provider.fail("grant", "prod-logs", "AccessDenied: the bot may not touch prod-logs")
+    bot.provider.fail("revoke", "prod-db", "AccessDenied: the bot may not revoke", times=2)
+    request_id = _approved(bot)
+
+    request = bot.service.get(request_id)
+    assert request.status == "failed"
+    assert (ALICE_EMAIL, "prod-db") in bot.provider.holdings
+    told = bot.dms_to(ALICE)[-1]
+    assert "nothing is left granted" not in told["text"]
+    assert "keeps trying" in told["text"] and "may not revoke" in str(told["blocks"])
+    for approver in (BOB, CAROL):
+        assert "taking back what it granted FAILED" in str(latest(bot.dms_to(approver)[0]))
+    assert any("grant_failed" in p and "may not revoke" in p for p in bot.audit_posts())
+
+    bot.service.sweep()  # within the lease of the failed attempt: left alone
+    assert bot.provider.count("revoke")[(ALICE_EMAIL, "prod-db")] == 1
+    bot.clock.advance(bot.service.lease)
+    bot.service.sweep()  # refused again
+    bot.settle()
+    assert (ALICE_EMAIL, "prod-db") in bot.provider.holdings
+    bot.clock.advance(bot.service.lease)
+    bot.service.sweep()
+    bot.settle()
+
+    assert bot.provider.holdings == set()
+    assert bot.service.get(request_id).status == "failed"
+    assert [t.status for t in bot.service.targets_of(request_id)] == ["revoked", "revoked"]
+    assert [e.action for e in bot.service.audit_events(request_id)][-1] == "rolled_back"
+    assert "nothing is left granted" in bot.dms_to(ALICE)[-1]["text"]
+    assert "Grant failed; nothing is left granted" in str(latest(bot.dms_to(BOB)[0]))
+    bot.clock.advance(bot.service.lease)
+    bot.service.sweep()
+    assert bot.provider.count("revoke")[(ALICE_EMAIL, "prod-db")] == 3  # done: not again
+
+
 def test_granted_requester_gets_the_expiry_time_and_an_end_access_button(bot: Bot) -> None:
     request_id = _approved(bot)
     request = bot.service.get(request_id)

@@ -7,6 +7,8 @@ from datetime import timedelta
 
 import pytest
 
+from providers.base import ProviderError, TargetSpec
+from providers.fake import FakeProvider
 from tests.conftest import ALICE, BOB, CAROL, MALLORY, SEC1, SEC2, Bot
 from tests.e2e.helpers import buttons, click, latest, submit
 from tests.fakes.slack_client import select_value, text_value
@@ -106,6 +108,67 @@ def test_a_valid_modal_submission_stores_the_request_and_asks_the_approvers(bot:
     )
     assert request.reason == "INC-9"
     assert len(bot.dms_to(BOB)) == 1 and len(bot.dms_to(CAROL)) == 1
+
+
+def test_one_slack_interaction_delivered_twice_is_one_request(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command or submission re-delivered where the replay guard cannot see it (another
+    replica, a restarted process) has the trigger_id of the first: one request, one DM."""
+    text = "request prod-support prod 1h INC-1"
+    replies = [bot.sim.command(ALICE, text)]
+    replies.append(bot.sim.command(ALICE, text, trigger_id=replies[0].trigger_id))
+    answers = [bot.slack.wait_for_response(name=r.response_url_name)["text"] for r in replies]
+    request_id = answers[0].split()[0]
+    assert request_id.startswith("R-") and answers[1].split()[0] == request_id
+
+    bot.sim.command(ALICE, "request")
+    view = bot.slack.wait_for(lambda: bot.slack.views)[-1]
+    form = _form("prod-support", "staging", "1h", "INC-2")
+    submitted = bot.sim.submit_view(ALICE, view, form)
+    bot.sim.submit_view(ALICE, view, form, trigger_id=submitted.trigger_id)
+    bot.settle()
+
+    # Two deliveries at once, on two replicas: both look before either has stored it.
+    # The second insert breaks the unique origin, and gets back the request stored.
+    lookups: list[str] = []
+    looked_up = bot.service._by_origin
+
+    def first_misses(origin: str):  # type: ignore[no-untyped-def]
+        lookups.append(origin)
+        return None if len(lookups) == 1 else looked_up(origin)
+
+    monkeypatch.setattr(bot.service, "_by_origin", first_misses)
+    origin = bot.service.get(request_id).origin
+    checked = bot.service.check(ALICE, "prod-support", "prod", "1h", "INC-1")
+    assert bot.service.submit(ALICE, checked, origin=origin).id == request_id
+    assert lookups == [origin, origin]
+
+    assert sorted((r.environment, r.reason) for r in bot.service.mine(ALICE)) == [
+        ("prod", "INC-1"),
+        ("staging", "INC-2"),
+    ]
+    # One DM per request to its approvers, none for the re-deliveries.
+    assert len(bot.dms_to(BOB)) == 1 and len(bot.dms_to(SEC1)) == 1
+    assert [e.action for e in bot.service.audit_events(request_id)].count("requested") == 1
+
+
+class _CloudDown(FakeProvider):
+    """A cloud that cannot say what a target stands for (an OU's accounts) right now."""
+
+    def expand(self, target: TargetSpec) -> list[TargetSpec]:
+        raise ProviderError("ThrottlingException: Rate exceeded", retryable=True)
+
+
+def test_a_cloud_that_cannot_expand_the_targets_is_a_clear_refusal(make_bot) -> None:  # type: ignore[no-untyped-def]
+    bot: Bot = make_bot(providers={"fake": _CloudDown()})
+
+    answer = bot.command(ALICE, "request prod-support prod 1h INC-1")["text"]
+
+    assert "could not work out what `prod-support` in `prod` grants" in answer
+    assert "ThrottlingException" in answer and "nothing was requested" in answer
+    assert "Something went wrong" not in answer
+    assert bot.service.mine(ALICE) == [] and bot.dms_to(BOB) == []
 
 
 @pytest.mark.parametrize(

@@ -22,8 +22,9 @@ visible; errors in Google's JSON error format (``{"error": {"code", "message", "
 and the older ``errors[].reason`` form for the Directory API); page tokens on every list.
 
 Tests seed and read state through methods (`add_project`, `policy`, `set_policy`,
-`add_group` …), inject faults (`fail_next`, `before_next`) and read `calls`, one record
-per request received.
+`add_group` …), inject faults (`fail_next`, `before_next`, or `chaos` for a seeded random
+share of the IAM policy calls) and read `calls`, one record per request received, and
+`policy_writes`, every policy setIamPolicy stored.
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ import copy
 import hashlib
 import itertools
 import json
+import random
 import re
 import struct
 import sys
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -131,6 +134,33 @@ class _Fault:
 
 
 @dataclass
+class _Chaos:
+    """`FakeGoogle.chaos`: which calls it may fail, how often, and its dice."""
+
+    operations: frozenset[str]
+    rate: float
+    permanent_rate: float
+    rng: random.Random
+
+
+# What Google answers when it says "later", by kind (the Counter key of `chaos_injected`
+# is "<operation>: <kind>").
+_TEMPORARY = {
+    "429 RESOURCE_EXHAUSTED": (
+        429,
+        "Quota exceeded for quota metric '{rw} requests' and limit '{rw} requests per "
+        "minute' of service 'cloudresourcemanager.googleapis.com'.",
+    ),
+    "503 UNAVAILABLE": (503, "The service is currently unavailable."),
+    "500 INTERNAL": (500, "Internal error encountered."),
+}
+CONFLICT = "409 ABORTED (etag changed by a concurrent write)"
+APPLIED_LOST = "503 UNAVAILABLE after applying the write"
+PERMANENT = "403 PERMISSION_DENIED"
+PERMANENT_MESSAGE = "The caller does not have permission"
+
+
+@dataclass
 class _Resource:
     policy: Policy
     etag: int
@@ -207,7 +237,13 @@ class FakeGoogle:
             self.known_users: set[str] | None = None
             self._faults: list[_Fault] = []
             self._hooks: list[tuple[str, Callable[[], object]]] = []
+            self._chaos: _Chaos | None = None
+            #: What `chaos` injected: "<operation>: <kind>" → how many times.
+            self.chaos_injected: Counter[str] = Counter()
             self.calls: list[GoogleCall] = []
+            #: (resource, policy stored) for every setIamPolicy that was applied, in the
+            #: order they landed: the whole history, for invariants over time.
+            self.policy_writes: list[tuple[str, Policy]] = []
             self.token_grants: dict[str, dict[str, Any]] = {}  # access token → JWT claims
             self.impersonations: list[dict[str, Any]] = []
             self.require_auth = False
@@ -387,6 +423,68 @@ class FakeGoogle:
         with self._lock:
             self._hooks.append((operation, hook))
 
+    def chaos(
+        self,
+        *,
+        rate: float = 0.30,
+        permanent_rate: float = 0.01,
+        seed: int = 0,
+        operations: Iterable[str] = ("getIamPolicy", "setIamPolicy"),
+    ) -> None:
+        """From now on answer a random share of ``operations`` (dice seeded by ``seed``)
+        with the faults Google answers. ``rate`` of the calls get a temporary fault, of
+        one kind chosen evenly among those the operation can meet: 429 RESOURCE_EXHAUSTED,
+        503 UNAVAILABLE, 500 INTERNAL, and for setIamPolicy also a concurrent write that
+        changes the etag first (so the call meets Google's own ``409 ABORTED``) and a
+        write that is applied but answered 503 (the answer lost). ``permanent_rate`` of
+        the calls are refused with 403 PERMISSION_DENIED, as for a role taken away.
+        Faults from `fail_next` come first; `calm` ends the chaos."""
+        with self._lock:
+            self._chaos = _Chaos(frozenset(operations), rate, permanent_rate, random.Random(seed))
+
+    def calm(self) -> None:
+        """End `chaos`; `chaos_injected` keeps its count."""
+        with self._lock:
+            self._chaos = None
+
+    def _roll(self, operation: str) -> str | None:
+        """The fault chaos picks for this call, if any (called with the lock held)."""
+        chaos = self._chaos
+        if chaos is None or operation not in chaos.operations:
+            return None
+        dice = chaos.rng.random()
+        if dice < chaos.permanent_rate:
+            return PERMANENT
+        if dice >= chaos.permanent_rate + chaos.rate:
+            return None
+        kinds = list(_TEMPORARY)
+        if operation == "setIamPolicy":
+            kinds += [CONFLICT, APPLIED_LOST]
+        return chaos.rng.choice(kinds)
+
+    def _serve_chaos(
+        self, kind: str, operation: str, path: str, body: dict[str, Any], serve: Any
+    ) -> tuple[int, Any]:
+        """Answer one call as ``kind`` says (called with the lock held)."""
+        if kind == PERMANENT:
+            return 403, GoogleError(403, PERMANENT_MESSAGE)
+        if kind in _TEMPORARY:
+            status, message = _TEMPORARY[kind]
+            rw = "Read" if operation == "getIamPolicy" else "Write"
+            return status, GoogleError(status, message.format(rw=rw))
+        if kind == CONFLICT:
+            # Another administrator wrote the policy between our read and our write.
+            resource = path.removeprefix("/v3/").rpartition(":")[0]
+            if resource in self._resources:
+                self._resources[resource].etag = next(self._etags)
+        try:
+            status, answer = 200, serve(body)
+        except GoogleError as exc:
+            return exc.status, exc
+        if kind == APPLIED_LOST:
+            return 503, GoogleError(503, "The service is currently unavailable.")
+        return status, answer
+
     # ------------------------------------------------------------------ dispatch
 
     def _serve(
@@ -415,6 +513,13 @@ class FakeGoogle:
             ):
                 answer = GoogleError(401, "Request is missing required authentication credential.")
                 status = 401
+            elif (kind := self._roll(operation)) is not None:
+                status, answer = self._serve_chaos(kind, operation, path, body, serve)
+                # A conflict or lost answer that did not come out as one (a write without
+                # an etag, a refusal) is what Google would have answered anyway.
+                shown = {CONFLICT: 409, APPLIED_LOST: 503}.get(kind, status)
+                if status == shown:
+                    self.chaos_injected[f"{operation}: {kind}"] += 1
             else:
                 try:
                     status, answer = 200, serve(body)
@@ -481,6 +586,7 @@ class FakeGoogle:
         updated["version"] = 3 if has_conditions else max(version, 1)
         stored.policy = _normalised(updated)
         stored.etag = next(self._etags)
+        self.policy_writes.append((resource, copy.deepcopy(stored.policy)))
         return {**copy.deepcopy(stored.policy), "etag": _etag(stored.etag)}
 
     def _check_new_users(self, old: Policy, bindings: list[dict[str, Any]]) -> None:
@@ -817,6 +923,9 @@ class _HttpServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: _HttpServer
     protocol_version = "HTTP/1.1"
+    # Headers and body go out as two writes; with Nagle on, a kept-alive connection
+    # waits for the client's delayed ACK (~40 ms) between them on every call.
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         self._dispatch("GET")
