@@ -420,8 +420,12 @@ class AccessService:
         expires_at = request.expires_at
         context = self._context(request)
         principal = self._principal(request)
-        failure: str | None = None
-        for target in self._targets(request_id):
+        targets = self._targets(request_id)
+        # A target that failed means the grant had failed and a crash cut its rollback
+        # short: finish the rollback, do not carry on granting the rest.
+        failed = next((t for t in targets if t.status == TargetStatus.FAILED), None)
+        failure = None if failed is None else f"{failed.description}: {failed.error}"
+        for target in targets if failure is None else []:
             if target.status not in (TargetStatus.PENDING, TargetStatus.GRANTING):
                 continue
             # Mark the call before making it: if we crash in between, the resumed grant

@@ -140,6 +140,8 @@ def test_an_approver_removed_from_the_group_before_clicking_is_refused(bot: Bot)
     bot.clock.advance(timedelta(minutes=2))  # past the directory cache
     assert "not an approver" in click(bot, CAROL, "approve", request_id)
     assert bot.service.get(request_id).status == "pending"
+    assert bot.service.votes_of(request_id) == []  # the refused click left no vote
+    assert bot.provider.calls == []
 
 
 def test_a_requester_who_lost_eligibility_before_approval_gets_nothing(bot: Bot) -> None:

@@ -351,6 +351,43 @@ def test_a_grant_a_crash_interrupted_midway_is_resumed_once_its_lease_runs_out(
     assert [(c.action, c.resource) for c in second.provider.calls] == [("grant", "prod-logs")]
 
 
+def test_a_rollback_a_crash_interrupted_is_finished_not_taken_for_a_grant(
+    make_bot,  # type: ignore[no-untyped-def]
+) -> None:
+    """The crash came after prod-logs failed and before the rollback of prod-db: the
+    resumed grant must fail and take prod-db back, not call the request active."""
+    first = make_bot()
+    request_id = submit(first, ALICE, "prod-support prod 1h INC-1")
+    now = first.clock.now()
+    _force(
+        first, request_id, status="granting", expires_at=now + timedelta(hours=1), updated_at=now
+    )
+    prod_db, prod_logs = first.service.targets_of(request_id)
+    with first.runtime.engine.begin() as connection:
+        for target, status in ((prod_db, "granted"), (prod_logs, "failed")):
+            connection.execute(
+                update(RequestTarget)
+                .where(col(RequestTarget.id) == target.id)
+                .values(status=status, error="AccessDenied: not allowed")
+            )
+    first.provider.holdings.add((ALICE_EMAIL, "prod-db"))
+    stop(first)
+    second = make_bot()
+    second.clock.advance(timedelta(minutes=5))
+    second.service.sweep()
+    second.settle()
+
+    request = second.service.get(request_id)
+    assert request.status == "failed" and "AccessDenied" in (request.error or "")
+    assert second.provider.holdings == set()
+    assert ("grant", "prod-logs") not in [(c.action, c.resource) for c in second.provider.calls]
+    assert [e.action for e in second.service.audit_events(request_id)][-2:] == [
+        "grant_resumed",
+        "grant_failed",
+    ]
+    assert "failed" in second.dms_to(ALICE)[-1]["text"]
+
+
 def test_the_sweeper_and_the_drift_check_run_periodically(make_bot) -> None:  # type: ignore[no-untyped-def]
     bot = make_bot(
         approvers=APPROVERS_YAML.replace(
