@@ -1148,9 +1148,8 @@ class AccessService:
 
     def _take_over(self, session: Session, request_ids: Sequence[str], status: Status) -> list[str]:
         """Claim requests stuck in granting/revoking (or failed ones with access left
-        behind) once their lease has run out; returns
-        the ids claimed. The lease check is part of the compare-and-set, so only one
-        process wins each."""
+        behind) once their lease has run out; returns the ids claimed. The lease check is
+        part of the compare-and-set, so only one process wins each."""
         if not request_ids:
             return []
         return _moved(
