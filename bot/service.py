@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
-from sqlalchemy import Update, and_, func, select, update
+from sqlalchemy import Update, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
@@ -78,6 +78,12 @@ _RELEASABLE = (
 
 # Provider calls made at once when many grants are revoked together (the sweeper).
 _PARALLEL_CALLS = 8
+
+# A request's owner confirms it still owns it (a write that renews the lease) before a
+# provider call or a write, unless it did so this recently: a batch costs nothing extra,
+# a thread that sat in a call for longer than a lease finds out.
+_OWNERS = (Status.GRANTING, Status.REVOKING, Status.FAILED)
+_LOST = "another jit-bot process took this request over"
 # Requests the sweeper revokes in one go.
 _SWEEP_BATCH = 200
 # Seconds Slack posts may wait for the sweeper to work off a backlog.
@@ -134,6 +140,9 @@ class AccessService:
         self._sleep = sleep
         self._attempts = attempts
         self._busy: set[str] = set()
+        # request id → (its version when this process took it, when that was last
+        # confirmed): a thread that lost its lease to another process stops, see _owned.
+        self._fences: dict[str, tuple[int, datetime]] = {}
         self._backlog_since: float | None = None  # when the sweeper met a backlog
         self._busy_lock = threading.Lock()
         self._synced_at: datetime | None = None
@@ -413,9 +422,11 @@ class AccessService:
                 # sure only one process does) and continue where the targets say.
                 if not self._take_over(session, [request_id], Status.GRANTING):
                     return
+                request = self._load(session, request_id)
                 self._audit(session, BOT, "grant_resumed", request)
             else:
                 return
+        self._fence([request])
         assert request.expires_at is not None
         expires_at = request.expires_at
         context = self._context(request)
@@ -431,13 +442,17 @@ class AccessService:
             # Mark the call before making it: if we crash in between, the resumed grant
             # knows this access may be ours, not standing access found in the cloud.
             called_before = target.status == TargetStatus.GRANTING
-            self._record_target(target.id, TargetStatus.GRANTING)
+            if not self._record_target(request_id, target.id, TargetStatus.GRANTING):
+                return  # another process took the grant over: it carries on, not us
             provider, spec = self._spec(target)
             try:
                 outcome = self._retrying(partial(provider.grant, principal, spec, context))
             except ProviderError as exc:
                 failure = f"{target.description}: {exc}"
-                self._record_target(target.id, TargetStatus.FAILED, error=str(exc))
+                if not self._record_target(
+                    request_id, target.id, TargetStatus.FAILED, error=str(exc)
+                ):
+                    return
                 break
             # A cloud cannot tell our own earlier grant from standing access: what another
             # active jit-bot grant of this person holds is not standing, and must still be
@@ -448,13 +463,15 @@ class AccessService:
                 and (request.requester_email, target.target_key)
                 not in self._other_holders([request], jit_owned=True)
             )
-            self._record_target(
+            if not self._record_target(
+                request_id,
                 target.id,
                 TargetStatus.GRANTED,
                 granted_at=self._now(),
                 preexisting=preexisting,
                 error=None,
-            )
+            ):
+                return
             if preexisting:
                 with self._transaction() as session:
                     self._audit(
@@ -468,7 +485,12 @@ class AccessService:
         if failure is None:
             with self._transaction() as session:
                 if not self._set_status(
-                    session, request_id, [Status.GRANTING], Status.ACTIVE, granted_at=self._now()
+                    session,
+                    request_id,
+                    [Status.GRANTING],
+                    Status.ACTIVE,
+                    fenced=True,
+                    granted_at=self._now(),
                 ):
                     return
                 request = self._load(session, request_id)
@@ -478,7 +500,9 @@ class AccessService:
             self._expiry.schedule(request_id, expires_at)
             return
         rollback_errors = self._release([(request, self._targets(request_id))])[request_id]
-        self._fail(request_id, Status.GRANTING, failure, rollback_errors=rollback_errors)
+        self._fail(
+            request_id, Status.GRANTING, failure, fenced=True, rollback_errors=rollback_errors
+        )
 
     def _finish_rollbacks(self, request_ids: Sequence[str]) -> None:
         """A failed grant whose rollback a cloud refused left access behind: take it back
@@ -493,6 +517,7 @@ class AccessService:
                 granted = _snapshots(session, taken)
             if not requests:
                 return
+            self._fence(list(requests.values()))
             errors = self._release([(r, granted[rid][0]) for rid, r in requests.items()])
             done = [rid for rid in requests if not errors[rid]]
             if not done:
@@ -507,10 +532,18 @@ class AccessService:
                         session, request, *snapshots[request_id], RequesterNews.ROLLED_BACK
                     )
 
-    def _fail(self, request_id: str, current: Status, error: str, **details: Any) -> None:
+    def _fail(
+        self, request_id: str, current: Status, error: str, *, fenced: bool = False, **details: Any
+    ) -> None:
         with self._transaction() as session:
             if not self._set_status(
-                session, request_id, [current], Status.FAILED, error=error, ended_at=self._now()
+                session,
+                request_id,
+                [current],
+                Status.FAILED,
+                fenced=fenced,
+                error=error,
+                ended_at=self._now(),
             ):
                 return
             request = self._load(session, request_id)
@@ -580,6 +613,7 @@ class AccessService:
             granted = _snapshots(session, list(requests))
         if not requests:
             return
+        self._fence(list(requests.values()))
         for request_id in requests:
             self._expiry.cancel(request_id)
         errors = self._release([(request, granted[rid][0]) for rid, request in requests.items()])
@@ -591,6 +625,7 @@ class AccessService:
                     request_id,
                     [Status.REVOKING],
                     Status.REVOKE_FAILED,
+                    fenced=True,
                     error="; ".join(problems),
                 ):
                     failed.append(request_id)
@@ -599,6 +634,7 @@ class AccessService:
                 [rid for rid in requests if not errors.get(rid)],
                 [Status.REVOKING],
                 Status.REVOKED,
+                fenced=True,
                 error=None,
             )
             ended = _load_all(session, failed + revoked)
@@ -630,7 +666,7 @@ class AccessService:
         Returns each request's errors; targets that failed stay marked for the sweeper to
         retry."""
         holders = self._other_holders([request for request, _ in grants])
-        kept: list[dict[str, Any]] = []
+        rows: list[tuple[str, TargetStatus, dict[str, Any]]] = []  # (request id, status, row)
         calls: list[tuple[AccessRequest, RequestTarget]] = []
         for request, targets in grants:
             for target in targets:
@@ -642,33 +678,43 @@ class AccessService:
                 if self._providers[target.provider].separate_grants:
                     holder = None  # revoking this grant leaves the other one in place
                 if target.preexisting:
-                    kept.append({"id": target.id, "error": "standing access"})
+                    why = "standing access"
                 elif holder is not None:
-                    kept.append({"id": target.id, "error": f"still needed by {holder}"})
+                    why = f"still needed by {holder}"
                 else:
                     calls.append((request, target))
+                    continue
+                rows.append((request.id, TargetStatus.KEPT, {"id": target.id, "error": why}))
         outcomes = self._revoke_in_lanes(calls)
         errors: dict[str, list[str]] = {request.id: [] for request, _ in grants}
-        revoked: list[dict[str, Any]] = []
-        refused: list[dict[str, Any]] = []
         for (request, target), problem in zip(calls, outcomes, strict=True):
             if problem is None:
-                revoked.append({"id": target.id, "revoked_at": self._now()})
-            else:
+                row = {"id": target.id, "revoked_at": self._now()}
+                rows.append((request.id, TargetStatus.REVOKED, row))
+            elif problem != _LOST:
                 errors[request.id].append(f"{target.description}: {problem}")
-                refused.append({"id": target.id, "error": problem})
+                rows.append(
+                    (request.id, TargetStatus.REVOKE_FAILED, {"id": target.id, "error": problem})
+                )
         with self._transaction() as session:
-            for status, rows in (
-                (TargetStatus.KEPT, kept),
-                (TargetStatus.REVOKED, revoked),
-                (TargetStatus.REVOKE_FAILED, refused),
-            ):
-                if rows:
-                    session.execute(update(RequestTarget), [{**r, "status": status} for r in rows])
+            # Only what this process still owns: a request another process took over is
+            # that process's to record (the row lock taken here keeps it from taking it now).
+            mine = self._renew(session, list(errors))
+            for status in (TargetStatus.KEPT, TargetStatus.REVOKED, TargetStatus.REVOKE_FAILED):
+                batch = [
+                    {**row, "status": status}
+                    for rid, st, row in rows
+                    if st == status and rid in mine
+                ]
+                if batch:
+                    session.execute(update(RequestTarget), batch)
         return errors
 
     def _revoke_one(self, request: AccessRequest, target: RequestTarget) -> str | None:
-        """One provider revoke call; the error, if it failed."""
+        """One provider revoke call; the error, if it failed (``_LOST`` if another
+        process has taken the request over, when no call is made)."""
+        if not self._owned(request.id):
+            return _LOST
         try:
             provider, spec = self._spec(target)
             principal, context = self._principal(request), self._context(request)
@@ -1005,13 +1051,67 @@ class AccessService:
         with self._transaction() as session:
             return _snapshot(session, request_id)[0]
 
-    def _record_target(self, target_id: int | None, status: TargetStatus, **values: Any) -> None:
+    def _record_target(
+        self, request_id: str, target_id: int | None, status: TargetStatus, **values: Any
+    ) -> bool:
+        """Record a target's state, if this process still owns the request (False: it
+        was taken over, nothing is written)."""
         with self._transaction() as session:
+            if not self._renew(session, [request_id]):
+                return False
             session.execute(
                 update(RequestTarget)
                 .where(col(RequestTarget.id) == target_id)
                 .values(status=status, **values)
             )
+            return True
+
+    def _fence(self, requests: Sequence[AccessRequest]) -> None:
+        """This process now owns these requests' grant or revoke, at their version."""
+        now = self._now()
+        with self._busy_lock:
+            for request in requests:
+                self._fences[request.id] = (request.version, now)
+
+    def _owned(self, request_id: str) -> bool:
+        """Whether this process still owns the request (and its lease is renewed)."""
+        with self._busy_lock:
+            fence = self._fences.get(request_id)
+        if fence is not None and self._now() - fence[1] < self._lease / 4:
+            return True
+        with self._transaction() as session:
+            return bool(self._renew(session, [request_id]))
+
+    def _renew(self, session: Session, request_ids: Sequence[str]) -> set[str]:
+        """Of these requests, those still at the version this process took them at; their
+        lease is renewed, and their row stays locked until the transaction ends."""
+        with self._busy_lock:
+            fences = {rid: self._fences[rid] for rid in request_ids if rid in self._fences}
+        if not fences:
+            return set()
+        now = self._now()
+        mine = set(
+            _moved(
+                session,
+                update(AccessRequest)
+                .where(
+                    or_(
+                        *(
+                            and_(
+                                col(AccessRequest.id) == rid, col(AccessRequest.version) == version
+                            )
+                            for rid, (version, _) in fences.items()
+                        )
+                    ),
+                    col(AccessRequest.status).in_(_OWNERS),
+                )
+                .values(updated_at=now),
+            )
+        )
+        with self._busy_lock:
+            for rid in mine:
+                self._fences[rid] = (fences[rid][0], now)
+        return mine
 
     @staticmethod
     def _principal(request: AccessRequest) -> Principal:
@@ -1052,23 +1152,14 @@ class AccessService:
 
     def heartbeat(self) -> None:
         """Renew the lease on every request this process is granting or revoking, so no
-        other process takes it over while we are still at it."""
+        other process takes it over while we are still at it; one another process took
+        over already (its version moved on) is not renewed."""
         with self._busy_lock:
             busy = list(self._busy)
         if not busy:
             return
         with self._transaction() as session:
-            session.execute(
-                update(AccessRequest)
-                .where(
-                    col(AccessRequest.id).in_(busy),
-                    # failed: taking back what a failed grant left behind
-                    col(AccessRequest.status).in_(
-                        [Status.GRANTING, Status.REVOKING, Status.FAILED]
-                    ),
-                )
-                .values(updated_at=self._now())
-            )
+            self._renew(session, busy)
 
     @property
     def catching_up(self) -> bool:
@@ -1099,6 +1190,8 @@ class AccessService:
         finally:
             with self._busy_lock:
                 self._busy.difference_update(claimed)
+                for request_id in claimed:
+                    self._fences.pop(request_id, None)
 
     def _load(self, session: Session, request_id: str) -> AccessRequest:
         request = session.get(AccessRequest, request_id, populate_existing=True)
@@ -1112,11 +1205,16 @@ class AccessService:
         request_id: str,
         expected: Collection[Status],
         new: Status,
+        *,
+        fenced: bool = False,
         **values: Any,
     ) -> bool:
         """Compare-and-set: move the request to ``new`` only if it is still in one of the
-        ``expected`` states. Returns whether this call made the move."""
-        return bool(self._set_statuses(session, [request_id], expected, new, **values))
+        ``expected`` states (and, ``fenced``, at the version this process owns it at).
+        Returns whether this call made the move."""
+        return bool(
+            self._set_statuses(session, [request_id], expected, new, fenced=fenced, **values)
+        )
 
     def _set_statuses(
         self,
@@ -1124,20 +1222,36 @@ class AccessService:
         request_ids: Sequence[str],
         expected: Collection[Status],
         new: Status,
+        *,
+        fenced: bool = False,
         **values: Any,
     ) -> list[str]:
-        """Compare-and-set on several requests at once; returns the ids this call moved."""
+        """Compare-and-set on several requests at once; returns the ids this call moved.
+        ``fenced``: only those still at the version this process owns them at."""
         if not request_ids:
             return []
+        condition = and_(
+            col(AccessRequest.id).in_(request_ids),
+            col(AccessRequest.status).in_(list(expected)),
+        )
+        if fenced:
+            with self._busy_lock:
+                fences = {rid: self._fences[rid][0] for rid in request_ids if rid in self._fences}
+            if not fences:
+                return []
+            condition = and_(
+                condition,
+                or_(
+                    *(
+                        and_(col(AccessRequest.id) == rid, col(AccessRequest.version) == version)
+                        for rid, version in fences.items()
+                    )
+                ),
+            )
         return _moved(
             session,
             update(AccessRequest)
-            .where(
-                and_(
-                    col(AccessRequest.id).in_(request_ids),
-                    col(AccessRequest.status).in_(list(expected)),
-                )
-            )
+            .where(condition)
             .values(
                 status=new,
                 updated_at=self._now(),

@@ -4,6 +4,7 @@ left standing or lost."""
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import threading
@@ -11,12 +12,14 @@ from collections import Counter
 from datetime import timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from bot.storage.models import AccessRequest
+from bot.storage.models import AccessRequest, OutboxMessage, SlackMessage
 from providers.base import GrantContext, GrantOutcome, Principal, ProviderError, TargetSpec
 from providers.fake import FakeProvider, FakeTarget
 from tests.conftest import ALICE, AUDIT_CHANNEL, BOB, CAROL, Bot
+from tests.fakes.slack_api import SlackCall
 
 ROLES = """
 roles:
@@ -212,3 +215,93 @@ def test_slack_storms_of_429_and_5xx_deliver_everything_once_in_order(bot: Bot) 
         for c in bot.slack.calls_to("chat.postMessage")
     )
     assert max(posts.values()) == 1, "a DM or post sent twice"
+
+    # Every queued Slack call ended sent: none given up on (dead) for a transient error.
+    outbox = _outbox(bot)
+    assert [(m.id, m.method, m.status, m.last_error) for m in outbox if m.status != "sent"] == []
+    assert any(m.attempts > 1 for m in outbox), "no message had to be retried"
+    storm = {(c.method, c.status) for c in bot.slack.calls if not c.ok}
+    assert {"chat.postMessage", "chat.update"} <= {method for method, _ in storm}, storm
+    assert 429 in {s for _, s in storm} and {s for _, s in storm} & {500, 502, 503}, storm
+
+    # What Slack accepted is exactly what the outbox queued: each row once, no call that
+    # no row asked for (a post or update repeated after a 429 or 5xx shows up here).
+    where = _posted_where(bot)
+    queued = {_queued_call(m, where): m for m in outbox}
+    assert len(queued) == len(outbox), "the same post or update queued twice"
+    delivered = [_delivered_call(c) for c in bot.slack.calls if c.ok and c.method in _CHAT]
+    assert Counter(delivered) == Counter(list(queued)), "a Slack call lost, repeated or invented"
+
+    # One request's messages arrive in the order they were queued, across every channel.
+    order: dict[str, list[int]] = {}
+    for call in delivered:
+        message = queued[call]
+        assert message.id is not None
+        order.setdefault(message.ordering_key, []).append(message.id)
+    for key, ids in order.items():
+        assert ids == sorted(ids), f"messages of {key} delivered out of order: {ids}"
+
+    # Each person got each DM once: every approver one ask per request, every requester
+    # one "submitted" and one "granted" (all these requests are active), in that order.
+    # (A request whose directory lookup met the storm was refused with a warning and
+    # stored nothing, so the requests are read from the database.)
+    with Session(bot.runtime.engine) as session:
+        requests = list(session.scalars(select(AccessRequest)))
+    assert len(requests) >= 6 and any(r.approvers for r in requests), "too few requests"
+    assert {r.status for r in requests} == {"active"}
+    for request in requests:
+        for approver in request.approvers:
+            dms = bot.slack.messages_in(approver)
+            asks = [m for m in dms if m["text"].startswith(f"{request.id}:")]
+            assert len(asks) == 1, (request.id, approver, len(asks))
+        told = [
+            m["text"]
+            for m in bot.slack.messages_in(request.requester_id)
+            if f"{request.id} " in m["text"] or f"({request.id})" in m["text"]
+        ]
+        assert len(told) == 2 and "was sent to" in told[0], (request.id, told)
+        assert told[1].startswith("Access granted"), (request.id, told)
+    # The approval asks were updated in place (approved, then granted), each content once.
+    updated = [c for c in delivered if c[0] == "chat.update"]
+    assert updated and len(set(updated)) == len(updated), "a chat.update repeated"
+
+
+_CHAT = ("chat.postMessage", "chat.update")
+# A Slack call as (method, channel, ts or "", text, blocks as canonical JSON).
+Call = tuple[str, str, str, str, str]
+
+
+def _outbox(bot: Bot) -> list[OutboxMessage]:
+    with Session(bot.runtime.engine) as session:
+        return list(session.scalars(select(OutboxMessage).order_by(col(OutboxMessage.id))))
+
+
+def _posted_where(bot: Bot) -> dict[str, tuple[str, str]]:
+    """message ref → (channel, ts) of the post it names, as the bot recorded it."""
+    with Session(bot.runtime.engine) as session:
+        return {m.ref: (m.channel, m.ts) for m in session.scalars(select(SlackMessage))}
+
+
+def _queued_call(message: OutboxMessage, where: dict[str, tuple[str, str]]) -> Call:
+    payload = message.payload
+    if message.method == "chat.update":
+        assert message.message_ref is not None
+        channel, ts = where[message.message_ref]
+    else:
+        channel, ts = payload["channel"], ""
+    return (message.method, channel, ts, payload["text"], _canonical(payload.get("blocks")))
+
+
+def _delivered_call(call: SlackCall) -> Call:
+    ts = call.params["ts"] if call.method == "chat.update" else ""
+    return (
+        call.method,
+        call.params["channel"],
+        ts,
+        call.params["text"],
+        _canonical(call.params.get("blocks")),
+    )
+
+
+def _canonical(value: object) -> str:
+    return json.dumps(value, sort_keys=True)
