@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
-from sqlalchemy import Update, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Update, and_, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
@@ -1095,14 +1095,7 @@ class AccessService:
                 session,
                 update(AccessRequest)
                 .where(
-                    or_(
-                        *(
-                            and_(
-                                col(AccessRequest.id) == rid, col(AccessRequest.version) == version
-                            )
-                            for rid, (version, _) in fences.items()
-                        )
-                    ),
+                    _at_versions({rid: version for rid, (version, _) in fences.items()}),
                     col(AccessRequest.status).in_(_OWNERS),
                 )
                 .values(updated_at=now),
@@ -1241,12 +1234,7 @@ class AccessService:
                 return []
             condition = and_(
                 condition,
-                or_(
-                    *(
-                        and_(col(AccessRequest.id) == rid, col(AccessRequest.version) == version)
-                        for rid, version in fences.items()
-                    )
-                ),
+                _at_versions(fences),
             )
         return _moved(
             session,
@@ -1366,6 +1354,11 @@ def _load_all(session: Session, request_ids: Sequence[str]) -> dict[str, AccessR
         )
     }
     return {request_id: loaded[request_id] for request_id in request_ids}
+
+
+def _at_versions(versions: Mapping[str, int]) -> ColumnElement[bool]:
+    """Requests at exactly these versions: ``(id, version) IN (…)``, one bound list."""
+    return tuple_(col(AccessRequest.id), col(AccessRequest.version)).in_(list(versions.items()))
 
 
 def _moved(session: Session, statement: Update) -> list[str]:
