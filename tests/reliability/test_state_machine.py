@@ -512,7 +512,7 @@ def test_the_lifecycle_keeps_its_invariants_under_any_sequence_of_events(
     run_state_machine_as_test(
         Lifecycle,
         settings=settings(
-            max_examples=15,
+            max_examples=10,
             stateful_step_count=25,
             deadline=None,
             derandomize=True,
@@ -522,6 +522,7 @@ def test_the_lifecycle_keeps_its_invariants_under_any_sequence_of_events(
     # The in-flight crashes did happen, of every kind.
     kinds = ["grant, landed", "grant, not landed", "revoke, landed", "revoke, not landed"]
     assert all(held[kind] for kind in [*kinds, "and the new bot moved on"]), held
+    print("\nin-flight crashes:", dict(held))  # the figures RELIABILITY.md reports
 
 
 # The bugs the state machine found, one named test each. They fail until bot/service.py
