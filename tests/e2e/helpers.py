@@ -1,9 +1,14 @@
-"""Small readers of what the fake Slack received, shared by the end-to-end tests."""
+"""Small readers of what the fake Slack received, and writers of the state a crash leaves
+behind, shared by the end-to-end and reliability tests."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select, update
+from sqlmodel import col
+
+from bot.storage.models import AccessRequest, RequestTarget
 from tests.conftest import Bot
 
 
@@ -48,3 +53,30 @@ def click(bot: Bot, user: str, action: str, request_id: str) -> str:
     answer = bot.slack.wait_for_response(name=reply.response_url_name)
     bot.settle()
     return str(answer["text"])
+
+
+def requests_of(bot: Bot, user: str) -> list[AccessRequest]:
+    """Every request ``user`` made, read from the database."""
+    with bot.runtime.engine.connect() as connection:
+        ids = list(
+            connection.execute(
+                select(col(AccessRequest.id)).where(col(AccessRequest.requester_id) == user)
+            ).scalars()
+        )
+    return [bot.service.get(i) for i in ids]
+
+
+def force(bot: Bot, request_id: str, **values: object) -> None:
+    """Put a request into the state a crash would have left it in."""
+    with bot.runtime.engine.begin() as connection:
+        connection.execute(
+            update(AccessRequest).where(col(AccessRequest.id) == request_id).values(**values)
+        )
+
+
+def force_target(bot: Bot, target_id: int | None, **values: object) -> None:
+    """Put one target of a request into the state a crash would have left it in."""
+    with bot.runtime.engine.begin() as connection:
+        connection.execute(
+            update(RequestTarget).where(col(RequestTarget.id) == target_id).values(**values)
+        )

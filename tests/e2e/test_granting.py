@@ -6,14 +6,10 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import update
-from sqlmodel import col
-
-from bot.storage.models import AccessRequest, RequestTarget
 from providers.base import GrantContext, GrantOutcome, Principal, TargetSpec
 from providers.fake import FakeProvider
 from tests.conftest import ALICE, APPROVERS_YAML, BOB, CAROL, MALLORY, Bot, stop
-from tests.e2e.helpers import buttons, click, latest, submit
+from tests.e2e.helpers import buttons, click, force, force_target, latest, submit
 
 ALICE_EMAIL = "alice@example.com"
 
@@ -219,7 +215,7 @@ def test_access_granted_again_while_it_is_being_revoked_is_not_taken_for_standin
     # The first grant is being revoked, its cloud calls not yet made, when a second
     # request for the same access is granted: the cloud answers "already assigned", as AWS
     # does, and cannot say that jit-bot put it there.
-    _force(bot, first, status="revoking", ended_at=now, ended_by=ALICE, updated_at=now)
+    force(bot, first, status="revoking", ended_at=now, ended_by=ALICE, updated_at=now)
     bot.provider.standing |= {(ALICE_EMAIL, "prod-db"), (ALICE_EMAIL, "prod-logs")}
     second = _approved(bot, "prod-support prod 2h INC-2")
     assert [t.preexisting for t in bot.service.targets_of(second)] == [False, False]
@@ -303,20 +299,12 @@ def test_slack_is_acknowledged_before_any_provider_call(make_bot) -> None:  # ty
     assert bot.service.get(request_id).status == "active"
 
 
-def _force(bot: Bot, request_id: str, **values: object) -> None:
-    """Put a request into the state a crash would have left it in."""
-    with bot.runtime.engine.begin() as connection:
-        connection.execute(
-            update(AccessRequest).where(col(AccessRequest.id) == request_id).values(**values)
-        )
-
-
 def test_an_approval_a_crash_interrupted_before_granting_is_granted_after_restart(
     make_bot,  # type: ignore[no-untyped-def]
 ) -> None:
     first = make_bot()
     request_id = submit(first, ALICE, "prod-support prod 1h INC-1")
-    _force(first, request_id, status="approved", decided_at=first.clock.now())
+    force(first, request_id, status="approved", decided_at=first.clock.now())
     stop(first)
     second = make_bot()
     second.slack.wait_for(lambda: second.service.get(request_id).status == "active")
@@ -329,16 +317,9 @@ def test_a_grant_a_crash_interrupted_midway_is_resumed_once_its_lease_runs_out(
     first = make_bot()
     request_id = submit(first, ALICE, "prod-support prod 1h INC-1")
     now = first.clock.now()
-    _force(
-        first, request_id, status="granting", expires_at=now + timedelta(hours=1), updated_at=now
-    )
+    force(first, request_id, status="granting", expires_at=now + timedelta(hours=1), updated_at=now)
     prod_db = first.service.targets_of(request_id)[0]
-    with first.runtime.engine.begin() as connection:
-        connection.execute(
-            update(RequestTarget)
-            .where(col(RequestTarget.id) == prod_db.id)
-            .values(status="granted")
-        )
+    force_target(first, prod_db.id, status="granted")
     first.provider.holdings.add((ALICE_EMAIL, "prod-db"))
     stop(first)
     second = make_bot()
@@ -359,17 +340,10 @@ def test_a_rollback_a_crash_interrupted_is_finished_not_taken_for_a_grant(
     first = make_bot()
     request_id = submit(first, ALICE, "prod-support prod 1h INC-1")
     now = first.clock.now()
-    _force(
-        first, request_id, status="granting", expires_at=now + timedelta(hours=1), updated_at=now
-    )
+    force(first, request_id, status="granting", expires_at=now + timedelta(hours=1), updated_at=now)
     prod_db, prod_logs = first.service.targets_of(request_id)
-    with first.runtime.engine.begin() as connection:
-        for target, status in ((prod_db, "granted"), (prod_logs, "failed")):
-            connection.execute(
-                update(RequestTarget)
-                .where(col(RequestTarget.id) == target.id)
-                .values(status=status, error="AccessDenied: not allowed")
-            )
+    for target, status in ((prod_db, "granted"), (prod_logs, "failed")):
+        force_target(first, target.id, status=status, error="AccessDenied: not allowed")
     first.provider.holdings.add((ALICE_EMAIL, "prod-db"))
     stop(first)
     second = make_bot()
@@ -407,14 +381,9 @@ def test_access_a_crash_left_unrecorded_is_not_mistaken_for_standing_access(
     first = make_bot()
     request_id = submit(first, ALICE, "prod-support prod 1h INC-1")
     now = first.clock.now()
-    _force(first, request_id, status="granting", expires_at=now + timedelta(hours=1))
+    force(first, request_id, status="granting", expires_at=now + timedelta(hours=1))
     prod_db = first.service.targets_of(request_id)[0]
-    with first.runtime.engine.begin() as connection:
-        connection.execute(
-            update(RequestTarget)
-            .where(col(RequestTarget.id) == prod_db.id)
-            .values(status="granting")
-        )
+    force_target(first, prod_db.id, status="granting")
     # The call landed just before the crash; like AWS, the cloud now cannot tell it from
     # standing access.
     first.provider.standing.add((ALICE_EMAIL, "prod-db"))

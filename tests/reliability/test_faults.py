@@ -19,6 +19,7 @@ from bot.storage.models import AccessRequest, OutboxMessage, SlackMessage
 from providers.base import GrantContext, GrantOutcome, Principal, ProviderError, TargetSpec
 from providers.fake import FakeProvider, FakeTarget
 from tests.conftest import ALICE, AUDIT_CHANNEL, BOB, CAROL, Bot
+from tests.e2e.helpers import requests_of
 from tests.fakes.slack_api import SlackCall
 
 ROLES = """
@@ -118,7 +119,7 @@ def test_thirty_percent_provider_faults_over_500_operations_all_converge(make_bo
         bot.settle()
         bot.clock.advance(timedelta(seconds=30))
 
-    requests = [r for u in users for r in _all_of(bot, u)]
+    requests = [r for u in users for r in requests_of(bot, u)]
     assert len(requests) == len(users)
     statuses = Counter(r.status for r in requests)
     assert set(statuses) <= {"revoked", "failed"}, statuses
@@ -157,16 +158,6 @@ def test_thirty_percent_provider_faults_over_500_operations_all_converge(make_bo
             "AccessDenied" in str(m) and request_id in str(m)
             for m in bot.slack.messages_in(request.requester_id)
         ), "the requester was not told why the revocation failed"
-
-
-def _all_of(bot: Bot, user: str) -> list[AccessRequest]:
-    with bot.runtime.engine.connect() as connection:
-        ids = list(
-            connection.execute(
-                select(col(AccessRequest.id)).where(col(AccessRequest.requester_id) == user)
-            ).scalars()
-        )
-    return [bot.service.get(i) for i in ids]
 
 
 def _audit_posts(bot: Bot) -> list[str]:

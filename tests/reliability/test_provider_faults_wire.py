@@ -20,12 +20,11 @@ from typing import Any
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
-from sqlalchemy import select
-from sqlmodel import col
 
 from bot.storage.models import AccessRequest
 from providers.gcp import GcpClients, GcpProvider
 from tests.conftest import AUDIT_CHANNEL, Bot
+from tests.e2e.helpers import requests_of
 from tests.fakes.gcp import (
     APPLIED_LOST,
     CONFLICT,
@@ -115,7 +114,7 @@ def test_thirty_percent_google_faults_on_the_wire_over_500_operations_all_conver
     google.fail_next("setIamPolicy", status=403, message=PERMANENT_MESSAGE)
     forced[f"setIamPolicy: {PERMANENT} (forced)"] += 1
     for user in USERS[::3]:
-        [request] = _all_of(bot, user)
+        [request] = requests_of(bot, user)
         if request.status == "active":
             assert bot.sim.block_action(user, "end_access", request.id).status == 200
     bot.settle()
@@ -127,7 +126,7 @@ def test_thirty_percent_google_faults_on_the_wire_over_500_operations_all_conver
     google.calm()
     wall = time.monotonic() - started
 
-    requests = [r for u in USERS for r in _all_of(bot, u)]
+    requests = [r for u in USERS for r in requests_of(bot, u)]
     assert len(requests) == len(USERS)
     statuses = Counter(r.status for r in requests)
     iam_calls = [c for c in google.calls if c.operation in IAM]
@@ -229,13 +228,3 @@ def _ours(policy: Policy) -> list[dict[str, Any]]:
         for b in policy.get("bindings", [])
         if b.get("condition", {}).get("title", "").startswith("jit-bot ")
     ]
-
-
-def _all_of(bot: Bot, user: str) -> list[AccessRequest]:
-    with bot.runtime.engine.connect() as connection:
-        ids = list(
-            connection.execute(
-                select(col(AccessRequest.id)).where(col(AccessRequest.requester_id) == user)
-            ).scalars()
-        )
-    return [bot.service.get(i) for i in ids]
