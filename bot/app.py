@@ -209,7 +209,7 @@ def build_runtime(
     notifier = SlackNotifier(clock, settings.audit_channel, outbox.wake)
     # google:… entries (Google groups) ask for Google credentials only when first read.
     google_groups = GoogleGroups.from_environ(environ if environ is not None else os.environ, clock)
-    directory = SlackDirectory(client, clock, groups=google_groups)
+    directory = SlackDirectory(client, clock, groups=google_groups, sleep=sleep)
     work = TrackedExecutor(16, "jit-work")
     listeners = TrackedExecutor(32, "jit-listener")
 

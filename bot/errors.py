@@ -62,3 +62,8 @@ class TargetsUnavailable(JitError):
 
 class DirectoryError(JitError):
     """A user or group could not be looked up in Slack."""
+
+
+class DirectoryUnavailable(DirectoryError):
+    """Slack kept answering 429 or 5xx (or nothing) to a lookup: no answer, so nothing may
+    be decided from it, neither a yes nor a no."""

@@ -32,6 +32,8 @@ from bot.config import JitConfig, Rule
 from bot.directory import Directory, Person
 from bot.durations import format_duration
 from bot.errors import (
+    DirectoryError,
+    DirectoryUnavailable,
     NotAllowed,
     NotEnoughApprovers,
     RequestNotFound,
@@ -400,7 +402,22 @@ class AccessService:
     def _grant(self, request_id: str) -> None:
         with self._transaction() as session:
             request = self._load(session, request_id)
-        if request.status == Status.APPROVED and not self._still_eligible(request):
+        try:
+            eligible = request.status != Status.APPROVED or self._still_eligible(request)
+        except DirectoryUnavailable as exc:
+            # Not an answer: the request stays approved and the sweeper asks again; failing
+            # it would refuse someone who may still be eligible.
+            log.warning("%s: eligibility not checked, granting later: %s", request_id, exc)
+            return
+        except DirectoryError as exc:
+            self._fail(
+                request_id,
+                Status.APPROVED,
+                f"Could not check that <@{request.requester_id}> may still request "
+                f"`{request.role}`: {exc} Nothing was granted.",
+            )
+            return
+        if not eligible:
             self._fail(
                 request_id,
                 Status.APPROVED,

@@ -207,6 +207,7 @@ def make_bot(
         roles: str = ROLES_YAML,
         approvers: str = APPROVERS_YAML,
         providers: dict[str, Provider] | None = None,
+        sleep: Callable[[float], None] = lambda _: None,  # retries back off in fake time
     ) -> Bot:
         roles_file, approvers_file = config_files(roles, approvers)
         settings = Settings(
@@ -224,7 +225,7 @@ def make_bot(
             clock=clock,
             providers=providers or {"fake": provider},
             environ={},
-            sleep=lambda _: None,  # retries back off in fake time
+            sleep=sleep,
         )
         runtime.start()
         server = HttpServer(runtime, "127.0.0.1", 0).start_in_background()

@@ -1,28 +1,38 @@
 """The Directory backed by the Slack Web API, with a time-bounded cache.
 
 The cache keeps approver checks at click time fast while still noticing, within
-``ttl``, that someone left a group. ``google:<group email>`` entries are Google groups:
-their members come from an injected GroupResolver and are matched to Slack users by email.
+``ttl``, that someone left a group. A read Slack rate limits (429) or fails on its side
+(5xx, no answer) is tried again a few times; one that still fails raises
+DirectoryUnavailable, never taken for "no such user" or "not a member" and never answered
+from an expired cache entry (a removed approver must not keep their say).
+``google:<group email>`` entries are Google groups: their members come from an injected
+GroupResolver and are matched to Slack users by email.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from bot.clock import Clock
 from bot.config import GOOGLE_GROUP
 from bot.directory import Person
-from bot.errors import DirectoryError
+from bot.errors import DirectoryError, DirectoryUnavailable
+from bot.slack import TRANSIENT_ERRORS
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# Reads run after Slack was acked, on a listener thread, so they may wait a little.
+_TRIES = 3
+_MAX_WAIT = 5.0  # seconds; a longer Retry-After is reported instead of waited out
 
 
 class GroupResolver(Protocol):
@@ -40,11 +50,13 @@ class SlackDirectory:
         clock: Clock,
         ttl: timedelta = timedelta(seconds=60),
         groups: GroupResolver | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._client = client
         self._clock = clock
         self._ttl = ttl
         self._groups = groups
+        self._sleep = sleep
         self._cache: dict[str, tuple[datetime, Any]] = {}
         self._lock = threading.Lock()
 
@@ -57,7 +69,9 @@ class SlackDirectory:
     def person(self, user_id: str) -> Person:
         def load() -> Person:
             try:
-                user = self._client.users_info(user=user_id)["user"]
+                user = self._read(
+                    f"who {user_id} is", lambda: self._client.users_info(user=user_id)
+                )["user"]
             except SlackApiError as exc:
                 raise DirectoryError(
                     f"Slack does not know the user {user_id} ({exc.response.get('error')})."
@@ -90,6 +104,8 @@ class SlackDirectory:
                 # One group listing and the user's own email, not a Slack lookup per member.
                 try:
                     email = self.person(user_id).email
+                except DirectoryUnavailable:
+                    raise  # not an answer: refusing would tell them they are not listed
                 except DirectoryError:
                     return False
                 if email in self._google_emails(entry):
@@ -100,6 +116,8 @@ class SlackDirectory:
                 try:
                     if self.person(user_id).email == entry.lower():
                         return True
+                except DirectoryUnavailable:
+                    raise
                 except DirectoryError:
                     return False
                 continue
@@ -129,7 +147,10 @@ class SlackDirectory:
 
     def _lookup_email(self, email: str) -> set[str]:
         try:
-            user = self._client.users_lookupByEmail(email=email)["user"]
+            user = self._read(
+                f"who has the email {email}",
+                lambda: self._client.users_lookupByEmail(email=email),
+            )["user"]
         except SlackApiError as exc:
             if exc.response.get("error") == "users_not_found":
                 log.warning("No Slack user has the email %s; skipping it", email)
@@ -140,16 +161,48 @@ class SlackDirectory:
     def _group_members(self, handle: str) -> set[str]:
         try:
             groups = self._cached(
-                "usergroups", lambda: self._client.usergroups_list()["usergroups"]
+                "usergroups",
+                lambda: self._read("its user groups", self._client.usergroups_list)["usergroups"],
             )
             match = [g for g in groups if g.get("handle", "").lower() == handle.lower()]
             if not match:
                 log.warning("No Slack user group has the handle @%s; skipping it", handle)
                 return set()
-            members = self._client.usergroups_users_list(usergroup=match[0]["id"])["users"]
+            members = self._read(
+                f"the members of @{handle}",
+                lambda: self._client.usergroups_users_list(usergroup=match[0]["id"]),
+            )["users"]
         except SlackApiError as exc:
             raise DirectoryError(f"Reading the Slack user group @{handle} failed: {exc}") from None
         return set(members)
+
+    def _read(self, what: str, call: Callable[[], T]) -> T:
+        """``call()``, tried again while Slack answers 429 (after its Retry-After), 5xx or
+        nothing (after a short backoff); API errors such as ``users_not_found`` are raised
+        at once."""
+        for attempt in range(1, _TRIES + 1):
+            try:
+                return call()
+            except SlackApiError as exc:
+                status = exc.response.status_code
+                error = exc.response.get("error") if exc.response.data else None
+                if status != 429 and status < 500 and error not in TRANSIENT_ERRORS:
+                    raise
+                if status == 429:
+                    problem, wait = "rate limited (429)", _retry_after(exc)
+                else:
+                    problem = f"HTTP {status} {error or ''}".strip()
+                    wait = 0.5 * 2 ** (attempt - 1)
+            except (SlackRequestError, OSError) as exc:
+                problem, wait = f"no answer ({type(exc).__name__})", 0.5 * 2 ** (attempt - 1)
+            if attempt == _TRIES or wait > _MAX_WAIT:
+                raise DirectoryUnavailable(
+                    f"Slack did not tell the bot {what}: {problem}, {attempt} tries. "
+                    "Nothing was changed; try again in a minute."
+                )
+            log.warning("Slack lookup of %s: %s; trying again in %.1fs", what, problem, wait)
+            self._sleep(wait)
+        raise AssertionError("unreachable")
 
     def _cached(self, key: str, load: Callable[[], T]) -> T:
         now = self._clock.now()
@@ -162,3 +215,10 @@ class SlackDirectory:
         with self._lock:
             self._cache[key] = (now, value)
         return value
+
+
+def _retry_after(exc: SlackApiError) -> float:
+    try:
+        return float(exc.response.headers.get("Retry-After", 1) or 1)
+    except (TypeError, ValueError):
+        return 1.0

@@ -23,18 +23,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
 from bot.clock import Clock
+from bot.slack import TRANSIENT_ERRORS
 from bot.storage.models import OutboxMessage, OutboxStatus, SlackMessage
 
 log = logging.getLogger(__name__)
 
-# Slack error codes that mean "try again later" rather than "this will never work".
-_TRANSIENT = {
-    "ratelimited",
-    "service_unavailable",
-    "fatal_error",
-    "internal_error",
-    "request_timeout",
-}
 _MAX_BACKOFF = timedelta(minutes=5)
 # Longer than one Slack call can take (a 10 s timeout, one retry after a connection
 # error), so a live sender never loses its claim; a dead one's is taken over after this.
@@ -223,7 +216,7 @@ class OutboxWorker:
             retry_after = int(exc.response.headers.get("Retry-After", "1") or 1)
             self._retry(message, f"429 ratelimited, retry after {retry_after}s", retry_after)
             return False
-        if status >= 500 or error in _TRANSIENT:
+        if status >= 500 or error in TRANSIENT_ERRORS:
             self._retry(message, f"HTTP {status} {error}".strip(), None)
             return False
         log.error("Slack refused %s #%s for good: %s", message.method, message.id, error or status)
