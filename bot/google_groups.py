@@ -26,7 +26,7 @@ import requests
 from google.auth.transport.requests import AuthorizedSession
 
 from bot.clock import Clock
-from bot.errors import DirectoryError
+from bot.errors import DirectoryError, DirectoryUnavailable
 from providers.base import ProviderError
 from providers.gcp import DomainMap, GoogleAuth
 
@@ -163,7 +163,10 @@ class GoogleGroups:
                     )
                 problem = f"Google answered {response.status_code}: {message}"
             if attempt == self._attempts:
-                raise DirectoryError(f"Reading the Google group {group} failed: {problem}.")
+                raise DirectoryUnavailable(
+                    f"Reading the Google group {group} failed: {problem}, {attempt} tries. "
+                    "Nothing was changed; try again in a minute."
+                )
             ceiling = min(0.5 * 2 ** (attempt - 1), 8.0)
             self._sleep(random.uniform(ceiling / 2, ceiling))
         raise AssertionError("unreachable")

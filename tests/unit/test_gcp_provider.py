@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from bot.clock import FakeClock
 from bot.config import ConfigError, load_config
-from bot.errors import DirectoryError
+from bot.errors import DirectoryError, DirectoryUnavailable
 from bot.google_groups import SCOPE, GoogleGroups
 from bot.slack.directory import SlackDirectory
 from providers.base import GrantContext, Principal, ProviderError
@@ -622,7 +622,8 @@ def test_directory_outages_are_retried_then_reported(google: FakeGoogle, clock: 
     assert "bob@example.com" in _groups(google, clock).members("sre@example.com")
 
     google.fail_next("members.list", status=503, times=10)
-    with pytest.raises(DirectoryError, match="Google answered 503"):
+    # No answer is not "nobody": the caller decides nothing from it.
+    with pytest.raises(DirectoryUnavailable, match="Google answered 503"):
         _groups(google, clock, attempts=3).members("leads@example.com")
 
 
