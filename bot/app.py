@@ -124,6 +124,8 @@ class Runtime:
     listeners: TrackedExecutor
     work: TrackedExecutor
     config_warnings: list[str] = field(default_factory=list)
+    # In Socket Mode: "connected" or "connecting", reported by /healthz (set by serve).
+    slack_connection: Callable[[], str] | None = None
 
     def start(self) -> None:
         """Start the outbox worker and the timers (which sweep at once)."""

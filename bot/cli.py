@@ -119,6 +119,8 @@ def _serve() -> int:
         runtime.start()
         if settings.app_token:
             socket_mode = _start_socket_mode(runtime.bolt, settings.app_token, stopping)
+            connected = socket_mode.client.is_connected
+            runtime.slack_connection = lambda: "connected" if connected() else "connecting"
             log.info("Socket Mode; /healthz on :%s", server.port)
         else:
             log.info("listening on :%s (/slack/events, /healthz)", server.port)

@@ -24,7 +24,12 @@ def wsgi_app(runtime: Runtime) -> Callable[[dict[str, Any], StartResponse], Iter
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == "/healthz":
             ok = runtime.healthy()
-            body = json.dumps({"status": "ok" if ok else "unavailable"}).encode()
+            health = {"status": "ok" if ok else "unavailable"}
+            if runtime.slack_connection is not None:
+                # Said, not failed on: grants still end on time while Slack is away, and a
+                # restart would not bring Slack back.
+                health["slack"] = runtime.slack_connection()
+            body = json.dumps(health).encode()
             start_response(
                 "200 OK" if ok else "503 Service Unavailable",
                 [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],

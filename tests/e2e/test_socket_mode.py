@@ -8,6 +8,7 @@ before it works, then answers through the response_url and the Web API as in HTT
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import time
@@ -28,7 +29,7 @@ from tests.e2e.test_process import (  # noqa: F401 (fixtures)
     launcher,
     receiver,
 )
-from tests.fakes.processes import START_TIMEOUT, BotProcess, Launcher, wait
+from tests.fakes.processes import START_TIMEOUT, BotProcess, Launcher, get, wait
 from tests.fakes.slack_api import APP_ID, BOT_ID, BOT_USER_ID, TEAM_DOMAIN, TEAM_ID, FakeSlack
 from tests.fakes.socket_mode import FakeSocketMode
 from tests.fakes.webhook_receiver import WebhookReceiver
@@ -58,9 +59,16 @@ def _serve(
 ) -> BotProcess:
     env = _bot_env(launcher, slack, receiver, database_url, SLACK_APP_TOKEN=APP_TOKEN)
     process = launcher.serve(env)
-    assert process.wait_healthy() == {"status": "ok"}
+    assert process.wait_healthy()["status"] == "ok"
     socket_mode.wait_connected(timeout=START_TIMEOUT)
+    wait(lambda: _slack_connection(process) == "connected", START_TIMEOUT, "/healthz connected")
     return process
+
+
+def _slack_connection(process: BotProcess) -> str:
+    status, body = get(f"{process.url}/healthz")
+    assert status == 200, body
+    return str(json.loads(body)["slack"])
 
 
 def _stop(process: BotProcess, socket_mode: FakeSocketMode) -> None:
@@ -237,3 +245,30 @@ def test_after_slack_asks_for_a_refresh_the_new_connection_carries_the_commands(
     _stop(process, socket_mode)
     assert socket_mode.received == [{"envelope_id": envelope}]
     assert socket_mode.connections == 2
+
+
+def test_healthz_says_when_the_socket_mode_connection_is_gone_and_when_it_is_back(
+    socket_mode: FakeSocketMode,
+    launcher: Launcher,  # noqa: F811
+    fake_slack: FakeSlack,  # noqa: F811
+    receiver: WebhookReceiver,  # noqa: F811
+    database_url: str,
+) -> None:
+    process = _serve(launcher, fake_slack, receiver, database_url, socket_mode)
+
+    socket_mode.close()  # Slack's Socket Mode endpoint goes away
+    wait(lambda: _slack_connection(process) == "connecting", START_TIMEOUT, "connecting")
+    assert process.popen.poll() is None, process.output()
+
+    back = FakeSocketMode().start()
+    try:
+        fake_slack.socket_url = back.url
+        # slack_sdk looks at its connection every few seconds and then asks for a new URL.
+        back.wait_connected(timeout=3 * START_TIMEOUT)
+        wait(lambda: _slack_connection(process) == "connected", START_TIMEOUT, "connected")
+        envelope = back.slash_command(_command(fake_slack, ALICE, "help", "help"))
+        assert back.wait_for_ack(envelope) == {"envelope_id": envelope}
+        assert fake_slack.wait_for_response(name="help")["text"] == HELP
+        _stop(process, back)
+    finally:
+        back.close()
