@@ -185,7 +185,8 @@ class SlackDirectory:
                 return call()
             except SlackApiError as exc:
                 status = exc.response.status_code
-                error = exc.response.get("error") if exc.response.data else None
+                data = exc.response.data
+                error = data.get("error") if isinstance(data, dict) else None
                 if status != 429 and status < 500 and error not in TRANSIENT_ERRORS:
                     raise
                 if status == 429:
