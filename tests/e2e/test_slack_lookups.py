@@ -3,9 +3,16 @@ tried again, and when Slack still gives no answer, nothing is decided from it.""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from datetime import timedelta
 
+import pytest
+from slack_sdk import WebClient
+
+from bot.clock import FakeClock
+from bot.errors import DirectoryUnavailable
+from bot.slack.directory import SlackDirectory
 from tests.conftest import ALICE, BOB, Bot
 from tests.e2e.helpers import click, force, submit
 
@@ -90,3 +97,17 @@ def test_an_eligibility_check_slack_refuses_for_good_fails_the_grant_and_says_wh
     assert "missing_scope" in (request.error or "")
     assert bot.provider.calls == []
     assert "failed" in bot.dms_to(ALICE)[-1]["text"]
+
+
+def test_a_lookup_slack_does_not_answer_at_all_is_no_answer_either() -> None:
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now: every call is refused
+    waits: list[float] = []
+    client = WebClient(token="xoxb-test", base_url=f"http://127.0.0.1:{port}/api/", timeout=2)
+    directory = SlackDirectory(client, FakeClock(), sleep=waits.append)
+    with pytest.raises(DirectoryUnavailable, match=r"who UALICE is: no answer \(URLError\)"):
+        directory.person(ALICE)
+    with pytest.raises(DirectoryUnavailable):
+        directory.is_member(["alice@example.com"], ALICE)  # not "not a member"
+    assert waits == [0.5, 1.0, 0.5, 1.0]
