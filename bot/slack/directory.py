@@ -25,7 +25,7 @@ from bot.clock import Clock
 from bot.config import GOOGLE_GROUP
 from bot.directory import Person
 from bot.errors import DirectoryError, DirectoryUnavailable
-from bot.slack import TRANSIENT_ERRORS
+from bot.slack import TRANSIENT_ERRORS, retry_after
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -190,7 +190,7 @@ class SlackDirectory:
                 if status != 429 and status < 500 and error not in TRANSIENT_ERRORS:
                     raise
                 if status == 429:
-                    problem, wait = "rate limited (429)", _retry_after(exc)
+                    problem, wait = "rate limited (429)", retry_after(exc)
                 else:
                     problem = f"HTTP {status} {error or ''}".strip()
                     wait = 0.5 * 2 ** (attempt - 1)
@@ -216,10 +216,3 @@ class SlackDirectory:
         with self._lock:
             self._cache[key] = (now, value)
         return value
-
-
-def _retry_after(exc: SlackApiError) -> float:
-    try:
-        return float(exc.response.headers.get("Retry-After", 1) or 1)
-    except (TypeError, ValueError):
-        return 1.0

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
 from bot.clock import Clock
-from bot.slack import TRANSIENT_ERRORS
+from bot.slack import TRANSIENT_ERRORS, retry_after
 from bot.storage.models import OutboxMessage, OutboxStatus, SlackMessage
 
 log = logging.getLogger(__name__)
@@ -213,8 +213,8 @@ class OutboxWorker:
         status = exc.response.status_code
         error = str(exc.response.get("error", "")) if exc.response.data else ""
         if status == 429:
-            retry_after = int(exc.response.headers.get("Retry-After", "1") or 1)
-            self._retry(message, f"429 ratelimited, retry after {retry_after}s", retry_after)
+            wait = retry_after(exc)
+            self._retry(message, f"429 ratelimited, retry after {wait:g}s", wait)
             return False
         if status >= 500 or error in TRANSIENT_ERRORS:
             self._retry(message, f"HTTP {status} {error}".strip(), None)
@@ -223,9 +223,9 @@ class OutboxWorker:
         self._finish(message, OutboxStatus.DEAD, error or f"HTTP {status}")
         return True
 
-    def _retry(self, message: OutboxMessage, reason: str, retry_after: int | None) -> None:
-        if retry_after is not None:
-            delay = timedelta(seconds=retry_after)
+    def _retry(self, message: OutboxMessage, reason: str, wait: float | None) -> None:
+        if wait is not None:
+            delay = timedelta(seconds=wait)
         else:
             delay = min(timedelta(seconds=2 ** min(message.attempts, 10)), _MAX_BACKOFF)
         log.warning("Slack %s #%s deferred %s: %s", message.method, message.id, delay, reason)
