@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+from types import SimpleNamespace
 from typing import Any
 
 from slack_bolt import Ack, App
@@ -22,10 +23,13 @@ from bot.server import HttpServer
 
 
 class BareRuntime:
-    """The two things ``bot.server.wsgi_app`` asks of a runtime."""
+    """The things ``bot.server.wsgi_app`` asks of a runtime."""
+
+    slack_connection = None
 
     def __init__(self, bolt: App) -> None:
         self.bolt = bolt
+        self.settings = SimpleNamespace(signing_secret=os.environ["SLACK_SIGNING_SECRET"])
 
     def healthy(self) -> bool:
         return True

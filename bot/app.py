@@ -28,6 +28,7 @@ from bot.service import AccessService
 from bot.settings import Settings
 from bot.slack import handlers
 from bot.slack.directory import SlackDirectory
+from bot.slack.edge import keep_request_bodies_out_of_logs
 from bot.slack.notifier import SlackNotifier
 from bot.slack.outbox import OutboxWorker
 from bot.storage.db import make_engine, upgrade
@@ -240,6 +241,7 @@ def build_runtime(
         raise_error_for_unhandled_request=False,
     )
     handlers.register(bolt, service, clock)
+    keep_request_bodies_out_of_logs()
     return Runtime(
         settings, engine, service, bolt, outbox, timers, drift, listeners, work, warnings
     )

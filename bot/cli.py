@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
 # Loggers that write credentials at DEBUG, so they never go below INFO: botocore logs each
 # request's headers and canonical request (X-Amz-Security-Token) and each response body
 # (an STS AssumeRole answer holds SecretAccessKey and SessionToken).
-_LEAKY_AT_DEBUG = ("boto3", "botocore")
+# slack_sdk's Socket Mode client logs each envelope it receives (a request body) at DEBUG.
+_LEAKY_AT_DEBUG = ("boto3", "botocore", "slack_sdk.socket_mode")
 
 
 def configure_logging(level: str) -> None:
@@ -94,7 +95,8 @@ def _serve() -> int:
         return 2
     runtime = build_runtime(settings)
     try:
-        server = HttpServer(runtime, "0.0.0.0", settings.port)
+        # In Socket Mode Slack comes over the WebSocket: $PORT answers /healthz only.
+        server = HttpServer(runtime, "0.0.0.0", settings.port, slack_events=not settings.app_token)
     except OSError as exc:
         runtime.stop()
         print(f"jit-bot: cannot listen on port {settings.port} (PORT): {exc}", file=sys.stderr)

@@ -4,60 +4,93 @@ on waitress (threaded, pure Python, fine behind any load balancer)."""
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import Any
 
-from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
+from slack_bolt.adapter.wsgi.http_response import WsgiHttpResponse
+from slack_bolt.request import BoltRequest
 from waitress import wasyncore
 from waitress.server import create_server
 
 from bot.app import Runtime
+from bot.slack import edge
 
 StartResponse = Callable[..., Any]
 
 
-def wsgi_app(runtime: Runtime) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
-    slack = SlackRequestHandler(runtime.bolt, path="/slack/events")
+def wsgi_app(
+    runtime: Runtime, *, slack_events: bool = True
+) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    """``/healthz``, and with ``slack_events`` Slack's ``POST /slack/events``; in Socket Mode
+    Slack arrives over the WebSocket and nothing else here may reach the app."""
+    secret = runtime.settings.signing_secret
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == "/healthz":
-            ok = runtime.healthy()
-            health = {"status": "ok" if ok else "unavailable"}
-            if runtime.slack_connection is not None:
-                # Said, not failed on: grants still end on time while Slack is away, and a
-                # restart would not bring Slack back.
-                health["slack"] = runtime.slack_connection()
-            body = json.dumps(health).encode()
-            start_response(
-                "200 OK" if ok else "503 Service Unavailable",
-                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
-            )
-            return [body]
-        if not _well_formed(environ):
-            return _unauthorized(start_response)
-        return slack(environ, start_response)
+        path = environ.get("PATH_INFO")
+        if path == "/healthz":
+            return _health(runtime, start_response)
+        if not (slack_events and path == SLACK_EVENTS and environ.get("REQUEST_METHOD") == "POST"):
+            return _answer(start_response, 404, {"error": "not found"})
+        refusal_or_request = _verified(environ, secret)
+        if isinstance(refusal_or_request, edge.Refusal):
+            return _refuse(start_response, refusal_or_request)
+        answer = runtime.bolt.dispatch(refusal_or_request)
+        if answer.status >= 500:
+            # Bolt answers 500 to a payload whose fields are not the types it reads (it
+            # has logged why). Only the holder of the signing secret can send one, and it
+            # is a bad request, not an outage: a 5xx would page whoever watches this edge.
+            return _answer(start_response, 400, {"error": "request could not be handled"})
+        response = WsgiHttpResponse(answer.status, answer.headers, answer.body)
+        start_response(response.status, response.get_headers())
+        return response.get_body()
 
     return app
 
 
-_SIGNATURE = re.compile(r"^v0=[0-9a-f]{64}$")
-_TIMESTAMP = re.compile(r"^[0-9]{1,12}$")
+SLACK_EVENTS = "/slack/events"
 
 
-def _well_formed(environ: dict[str, Any]) -> bool:
-    """Slack's signature headers have one exact shape. Anything else is refused before
-    Bolt sees it: its verifier raises on non-ASCII signatures instead of saying no."""
+def _verified(environ: dict[str, Any], secret: str) -> BoltRequest | edge.Refusal:
+    """The request as Bolt's, once it is known to be Slack's; each check is the cheapest
+    that can still refuse, so unsigned bodies are never read and nothing is parsed before
+    its signature holds."""
+    length = environ.get("CONTENT_LENGTH")
+    if edge.declared_too_large(length):
+        return edge.TOO_LARGE
     signature = environ.get("HTTP_X_SLACK_SIGNATURE", "")
     timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", "")
-    return bool(_SIGNATURE.match(signature) and _TIMESTAMP.match(timestamp))
+    if not edge.fresh_signature_headers(signature, timestamp):
+        return edge.BAD_SIGNATURE
+    body = edge.read_body(environ["wsgi.input"], length)
+    if isinstance(body, edge.Refusal):
+        return body
+    if not edge.signed_by_slack(secret, timestamp, signature, body):
+        return edge.BAD_SIGNATURE
+    headers = WsgiHttpRequest(environ).get_headers()
+    return edge.bolt_request(body, environ.get("QUERY_STRING", ""), headers)
 
 
-def _unauthorized(start_response: StartResponse) -> Iterable[bytes]:
-    body = b'{"error": "invalid request signature"}'
+def _health(runtime: Runtime, start_response: StartResponse) -> Iterable[bytes]:
+    ok = runtime.healthy()
+    health = {"status": "ok" if ok else "unavailable"}
+    if runtime.slack_connection is not None:
+        # Said, not failed on: grants still end on time while Slack is away, and a
+        # restart would not bring Slack back.
+        health["slack"] = runtime.slack_connection()
+    return _answer(start_response, 200 if ok else 503, health)
+
+
+def _refuse(start_response: StartResponse, refusal: edge.Refusal) -> Iterable[bytes]:
+    return _answer(start_response, refusal.status, {"error": refusal.error})
+
+
+def _answer(start_response: StartResponse, status: int, content: object) -> Iterable[bytes]:
+    body = json.dumps(content).encode()
     start_response(
-        "401 Unauthorized",
+        f"{status} {HTTPStatus(status).phrase}",
         [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
     )
     return [body]
@@ -73,9 +106,25 @@ class HttpServer:
 
     _POLL_SECONDS = 0.05
 
-    def __init__(self, runtime: Runtime, host: str, port: int, threads: int = 16) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        host: str,
+        port: int,
+        threads: int = 16,
+        *,
+        slack_events: bool = True,
+    ) -> None:
         self._server: Any = create_server(
-            wsgi_app(runtime), host=host, port=port, threads=threads, ident="jit-bot"
+            wsgi_app(runtime, slack_events=slack_events),
+            host=host,
+            port=port,
+            threads=threads,
+            ident="jit-bot",
+            # waitress refuses a longer body (413) from its Content-Length, or while it
+            # de-chunks, before buffering it or calling the app; its default is 1 GiB.
+            # +1: waitress refuses a body of exactly its limit, the app accepts the cap.
+            max_request_body_size=edge.MAX_BODY_BYTES + 1,
         )
         self.port: int = self._server.effective_port
         self._stopping = threading.Event()
