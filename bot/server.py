@@ -58,8 +58,9 @@ def _verified(environ: dict[str, Any], secret: str) -> BoltRequest | edge.Refusa
     that can still refuse, so unsigned bodies are never read and nothing is parsed before
     its signature holds."""
     length = environ.get("CONTENT_LENGTH")
-    if edge.declared_too_large(length):
-        return edge.TOO_LARGE
+    refusal = edge.refuse_declared_length(length)
+    if refusal is not None:
+        return refusal
     signature = environ.get("HTTP_X_SLACK_SIGNATURE", "")
     timestamp = environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", "")
     if not edge.fresh_signature_headers(signature, timestamp):

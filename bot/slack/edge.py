@@ -48,19 +48,22 @@ BAD_SIGNATURE = Refusal(401, "invalid request signature")
 NOT_A_PAYLOAD = Refusal(401, "request body is not a Slack payload")
 
 
-def declared_too_large(content_length: str | None) -> bool:
-    """Whether the declared length alone is over the cap (so nothing need be read)."""
-    return bool(content_length) and (
-        not _CONTENT_LENGTH.match(content_length or "") or int(content_length or 0) > MAX_BODY_BYTES
-    )
+def refuse_declared_length(content_length: str | None) -> Refusal | None:
+    """A refusal from the declared length alone, before a byte of the body is read."""
+    if not content_length:
+        return None
+    if not _CONTENT_LENGTH.match(content_length):
+        return NOT_A_PAYLOAD
+    return TOO_LARGE if int(content_length) > MAX_BODY_BYTES else None
 
 
 def read_body(stream: IO[bytes], content_length: str | None) -> bytes | Refusal:
     """At most ``MAX_BODY_BYTES`` (+1, to tell "over") from ``stream``, whatever the header
     says: a missing length (a chunked body some servers pass through) is read only to the
     cap, and a stream that holds more than it declared is never read past the cap."""
-    if declared_too_large(content_length):
-        return TOO_LARGE
+    refusal = refuse_declared_length(content_length)
+    if refusal is not None:
+        return refusal
     # WSGI forbids reading past a declared length (the read may block).
     wanted = int(content_length) if content_length else MAX_BODY_BYTES + 1
     chunks: list[bytes] = []

@@ -29,6 +29,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from bot.cli import configure_logging
 from bot.server import wsgi_app
 from bot.slack.blocks import HELP
 from bot.slack.edge import MAX_BODY_BYTES
@@ -304,6 +305,24 @@ def test_a_signed_request_nothing_handles_is_logged_without_its_body(
     assert status == 404
     assert "Unhandled request (request body not logged)" in caplog.text
     assert MARKER not in caplog.text
+
+
+def test_debug_logging_keeps_socket_mode_envelopes_out_of_the_log() -> None:
+    """slack_sdk's Socket Mode client logs every envelope it receives (a request body,
+    with what people typed) at DEBUG; JIT_LOG_LEVEL=DEBUG must not switch that on."""
+    names = ("alembic", "boto3", "botocore", "slack_sdk.socket_mode")
+    levels = {name: logging.getLogger(name).level for name in names}
+    root = logging.getLogger().level
+    try:
+        configure_logging("DEBUG")
+        assert not logging.getLogger("slack_sdk.socket_mode.builtin.client").isEnabledFor(
+            logging.DEBUG
+        )
+        assert logging.getLogger("slack_sdk.socket_mode.builtin.client").isEnabledFor(logging.INFO)
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        logging.getLogger().setLevel(root)
 
 
 # ------------------------------------------------------------------ a real process

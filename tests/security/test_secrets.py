@@ -292,7 +292,7 @@ def _leaks(secrets: Mapping[str, list[str]], places: Mapping[str, list[str]]) ->
 def bot_logging(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
     """Logging as `jit-bot serve` sets it up with JIT_LOG_LEVEL=DEBUG, captured; the
     loggers it changes get their levels back afterwards."""
-    names = ("alembic", "boto3", "botocore")
+    names = ("alembic", "boto3", "botocore", "slack_sdk.socket_mode")
     levels = {name: logging.getLogger(name).level for name in names}
     caplog.set_level(logging.DEBUG)
     configure_logging("DEBUG")
