@@ -351,14 +351,15 @@ def deny_modal(request_id: str) -> dict[str, Any]:
     return view.to_dict()
 
 
+# Placeholders are escaped: to Slack a bare <role> is markup, not text.
 HELP = """*jit-bot*: just-in-time access, approved by people you trust.
 • `/jit request` opens a form.
-• `/jit request <role> <environment> <duration> <reason…>` asks in one line, e.g. \
-`/jit request prod-support prod 2h INC-123 checkout errors`.
+• `/jit request &lt;role&gt; &lt;environment&gt; &lt;duration&gt; &lt;reason…&gt;` asks \
+in one line, e.g. `/jit request prod-support prod 2h INC-123 checkout errors`.
 • `/jit list` shows your requests, your active access and what waits for your decision.
 • `/jit roles` shows what you may request, where, for how long and who approves it.
-• `/jit revoke <request-id>` ends access now (requester or approver).
-• `/jit cancel <request-id>` withdraws a pending request.
+• `/jit revoke &lt;request-id&gt;` ends access now (requester or approver).
+• `/jit cancel &lt;request-id&gt;` withdraws a pending request.
 • `/jit sync` re-reads users, groups and cloud accounts now (approvers and admins).
 • `/jit help` shows this."""
 

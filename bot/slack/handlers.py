@@ -24,7 +24,7 @@ from bot.clock import Clock
 from bot.errors import JitError, RequestNotFound
 from bot.service import AccessService
 from bot.slack import blocks
-from bot.slack.mrkdwn import defuse, escape, inline
+from bot.slack.mrkdwn import clip, defuse, escape, inline
 from bot.slack.replay import ReplayGuard
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,8 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
         try:
             service.check_form(*_submitted(values))
         except JitError as exc:
-            ack(response_action="errors", errors={exc.field or "reason": str(exc)[:150]})
+            error = clip(escape(str(exc)), 150)
+            ack(response_action="errors", errors={exc.field or "reason": error})
             return
         ack()
 

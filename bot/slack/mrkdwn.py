@@ -13,6 +13,9 @@ passes through here on its way to Slack:
 - ``quote``: what a person typed (reasons, deny reasons, notes): escaped, defused, and
   set in a block quote where every line starts with ``>``, so no line of it can pass
   for one of the bot's.
+
+"Defused" means formatting characters shown as lookalikes, bare @channel/@here/@everyone
+unlinkable, direction overrides dropped (``defuse``, for text escaped later as a whole).
 """
 
 from __future__ import annotations
