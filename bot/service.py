@@ -413,7 +413,7 @@ class AccessService:
             self._fail(
                 request_id,
                 Status.APPROVED,
-                f"Could not check that <@{request.requester_id}> may still request "
+                "Could not check that the requester may still request "
                 f"`{request.role}`: {exc} Nothing was granted.",
             )
             return
@@ -421,8 +421,7 @@ class AccessService:
             self._fail(
                 request_id,
                 Status.APPROVED,
-                f"<@{request.requester_id}> may no longer request `{request.role}`; "
-                "nothing was granted.",
+                f"The requester may no longer request `{request.role}`; nothing was granted.",
             )
             return
         with self._transaction() as session:

@@ -28,6 +28,7 @@ from slack_sdk.models.views import View
 
 from bot.durations import format_duration
 from bot.notify import RequesterNews
+from bot.slack.mrkdwn import clip, escape, inline, quote
 from bot.storage.models import (
     AccessRequest,
     AuditEvent,
@@ -87,12 +88,19 @@ def _summary(request: AccessRequest) -> SectionBlock:
 
 
 def _targets(targets: Sequence[RequestTarget]) -> SectionBlock:
-    lines = "\n".join(f"• {t.description}" for t in targets) or "• (nothing)"
-    return SectionBlock(text=MarkdownTextObject(text=f"*Will grant*\n{lines}"[:3000]))
+    # Descriptions are the providers' own wording around names from config or a cloud.
+    lines = "\n".join(f"• {_one_line(t.description)}" for t in targets) or "• (nothing)"
+    return SectionBlock(text=MarkdownTextObject(text=clip(f"*Will grant*\n{lines}", 3000)))
+
+
+def _one_line(text: str) -> str:
+    return escape(" ".join(text.splitlines()))
 
 
 def _reason(request: AccessRequest) -> SectionBlock:
-    return SectionBlock(text=MarkdownTextObject(text=f"*Reason*\n{request.reason}"[:3000]))
+    # The requester's words come after the bot's fields, quoted: they cannot pass for one.
+    body = quote(request.reason, 3000 - len("*Reason*\n"))
+    return SectionBlock(text=MarkdownTextObject(text=f"*Reason*\n{body}"))
 
 
 def left_behind(request: AccessRequest, targets: Sequence[RequestTarget]) -> list[RequestTarget]:
@@ -115,18 +123,21 @@ def _outcome(
     if approvers:
         parts.append(f"Approved by {', '.join(approvers)}.")
     for vote in deniers:
-        why = f": {vote.reason}" if vote.reason else ""
-        parts.append(f"Denied by {mention(vote.voter_id)}{why}.")
+        why = f":\n{quote(vote.reason, 1000)}" if vote.reason else "."
+        parts.append(f"Denied by {mention(vote.voter_id)}{why}")
     if request.status == Status.ACTIVE and request.expires_at:
         parts.append(f"Until {when(request.expires_at)}.")
     if request.status == Status.REVOKED and request.ended_at:
         by = f" by {mention(request.ended_by)}" if request.ended_by not in (None, "jit-bot") else ""
-        parts.append(f"Ended{by} at {when(request.ended_at)} ({request.end_reason}).")
+        why = inline(request.end_reason or "", 200)
+        parts.append(f"Ended{by} at {when(request.ended_at)} ({why}).")
+    # Errors are a cloud's or a receiver's words, not ours.
     if request.error and request.status in (Status.FAILED, Status.REVOKE_FAILED):
-        parts.append(f"Error: {request.error}")
+        parts.append(f"Error: {inline(request.error, 1000)}")
     for target in leftovers:
-        parts.append(f"Still granted: {target.description}: {target.error}")
-    return "\n".join(parts)[:3000]
+        error = inline(target.error or "", 500)
+        parts.append(f"Still granted: {_one_line(target.description)}: {error}")
+    return clip("\n".join(parts), 3000)
 
 
 def approver_message(
@@ -237,19 +248,31 @@ def requester_message(
     return text, [b.to_dict() for b in blocks]
 
 
+# Details a person typed: quoted below the event's line rather than written into it.
+_TYPED_DETAILS = ("reason", "note")
+
+
 def audit_line(event: AuditEvent) -> str:
     details = dict(event.details)
     role, env = details.pop("role", None), details.pop("environment", None)
     requester = details.pop("requester", None)
+    typed = [str(v) for v in (details.pop(k, None) for k in _TYPED_DETAILS) if v]
     actor = event.actor if event.actor == "jit-bot" else mention(event.actor)
     subject = f"`{event.request_id}` " if event.request_id else ""
     head = f"{subject}*{event.action}* by {actor}"
     if role:
         head += f" · `{role}` in `{env}` for {mention(requester) if requester else '?'}"
-    rest = ", ".join(f"{k}={v}" for k, v in details.items() if v not in (None, "", []))
+    rest = ", ".join(f"{k}={inline(str(v))}" for k, v in details.items() if v not in (None, "", []))
     # The event's id and hash make the channel a witness of the chain (see bot/audit.py).
     seal = f" · #{event.id} `{event.hash[:12]}`"
-    return f"{head}{' · ' + rest if rest else ''}"[: 3000 - len(seal)] + seal
+    line = f"{head}{' · ' + rest if rest else ''}"
+    if not typed:
+        return clip(line, 3000 - len(seal)) + seal
+    # What a person typed sits between the bot's first line and the seal, every line of
+    # it quoted: it can neither extend the first line nor end the post with a seal.
+    words = "\n".join(quote(t, 1000) for t in typed)
+    seal = "\n" + seal.removeprefix(" · ")
+    return clip(line, 3000 - len(seal) - len(words) - 1) + "\n" + words + seal
 
 
 def request_modal(
@@ -328,14 +351,15 @@ def deny_modal(request_id: str) -> dict[str, Any]:
     return view.to_dict()
 
 
+# Placeholders are escaped: to Slack a bare <role> is markup, not text.
 HELP = """*jit-bot*: just-in-time access, approved by people you trust.
 • `/jit request` opens a form.
-• `/jit request <role> <environment> <duration> <reason…>` asks in one line, e.g. \
-`/jit request prod-support prod 2h INC-123 checkout errors`.
+• `/jit request &lt;role&gt; &lt;environment&gt; &lt;duration&gt; &lt;reason…&gt;` asks \
+in one line, e.g. `/jit request prod-support prod 2h INC-123 checkout errors`.
 • `/jit list` shows your requests, your active access and what waits for your decision.
 • `/jit roles` shows what you may request, where, for how long and who approves it.
-• `/jit revoke <request-id>` ends access now (requester or approver).
-• `/jit cancel <request-id>` withdraws a pending request.
+• `/jit revoke &lt;request-id&gt;` ends access now (requester or approver).
+• `/jit cancel &lt;request-id&gt;` withdraws a pending request.
 • `/jit sync` re-reads users, groups and cloud accounts now (approvers and admins).
 • `/jit help` shows this."""
 
@@ -368,7 +392,7 @@ def list_text(
     lines.append("*Waiting for your decision*")
     lines += [
         f"• {r.id} {mention(r.requester_id)} asks `{r.role}` in `{r.environment}` "
-        f"for {_duration(r)}: {r.reason}"
+        f"for {_duration(r)}, because:\n{quote(r.reason, 500)}"
         for r in awaiting
     ] or ["• none"]
     return "\n".join(lines)

@@ -24,6 +24,7 @@ from bot.clock import Clock
 from bot.errors import JitError, RequestNotFound
 from bot.service import AccessService
 from bot.slack import blocks
+from bot.slack.mrkdwn import clip, defuse, escape, inline
 from bot.slack.replay import ReplayGuard
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,8 @@ def reply_errors(tell: Callable[[str], Any]) -> Iterator[None]:
     try:
         yield
     except JitError as exc:
-        tell(f":warning: {exc}")
+        # Errors echo what was typed ("no role `X`") and what a cloud or Slack answered.
+        tell(f":warning: {escape(str(exc))}")
     except Exception:
         incident = uuid.uuid4().hex[:8]
         log.exception("unexpected error (incident %s)", incident)
@@ -47,7 +49,8 @@ def reply_errors(tell: Callable[[str], Any]) -> Iterator[None]:
 def _request_id(value: str) -> str:
     value = (value or "").strip()
     if not REQUEST_ID.match(value):
-        raise RequestNotFound(f"There is no request `{value[:40]}`.")
+        # Escaped with the rest of the message by reply_errors.
+        raise RequestNotFound(f"There is no request `{defuse(' '.join(value.split()))[:40]}`.")
     return value
 
 
@@ -86,7 +89,7 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
             elif sub == "help":
                 tell(blocks.HELP)
             else:
-                tell(f"I don't know `/jit {' '.join(words)[:60]}`.\n{blocks.HELP}")
+                tell(f"I don't know `/jit {inline(' '.join(words), 60)}`.\n{blocks.HELP}")
 
     def role_chosen(body: dict[str, Any], client: WebClient) -> None:
         user = body["user"]["id"]
@@ -106,7 +109,8 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
         try:
             service.check_form(*_submitted(values))
         except JitError as exc:
-            ack(response_action="errors", errors={exc.field or "reason": str(exc)[:150]})
+            error = clip(escape(str(exc)), 150)
+            ack(response_action="errors", errors={exc.field or "reason": error})
             return
         ack()
 
@@ -239,7 +243,7 @@ def _roles_text(service: AccessService, user: str) -> str:
     lines = ["*Roles you may request*"]
     for name, description in roles:
         spec = service.config.roles[name]
-        lines.append(f"*{name}*{': ' + description if description else ''}")
+        lines.append(f"*{name}*{': ' + escape(description) if description else ''}")
         for env in service.config.environments(name):
             rule = service.approvers_for(name, env, user)
             if rule is None:
@@ -248,7 +252,7 @@ def _roles_text(service: AccessService, user: str) -> str:
                 approval = "approved automatically"
             else:
                 approval = f"{rule.required_approvals} approval(s) from " + ", ".join(
-                    rule.approvers
+                    escape(a) for a in rule.approvers
                 )
             lines.append(f"• `{env}`: up to {_fmt(spec.max_duration)}, {approval}")
     return "\n".join(lines)

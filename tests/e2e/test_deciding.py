@@ -68,7 +68,7 @@ def test_deny_records_who_and_why_and_tells_everyone(bot: Bot) -> None:
     for approver in (BOB, CAROL):
         message = latest(bot.dms_to(approver)[0])
         assert not buttons(message)
-        assert f"Denied by <@{CAROL}>: change freeze" in str(message["blocks"])
+        assert f"Denied by <@{CAROL}>:\\n> change freeze" in str(message["blocks"])
     assert any("denied" in post and "change freeze" in post for post in bot.audit_posts())
     assert bot.provider.calls == []
 

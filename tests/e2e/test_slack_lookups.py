@@ -91,7 +91,7 @@ def test_an_eligibility_check_slack_refuses_for_good_fails_the_grant_and_says_wh
     bot.service.sweep()
     request = bot.service.get(request_id)
     assert request.status == "failed"
-    assert "Could not check that <@UALICE> may still request `prod-support`" in (
+    assert "Could not check that the requester may still request `prod-support`" in (
         request.error or ""
     )
     assert "missing_scope" in (request.error or "")
