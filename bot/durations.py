@@ -66,7 +66,7 @@ def format_duration(value: timedelta) -> str:
 
 def _too_long(shown: str) -> InvalidDuration:
     return InvalidDuration(
-        f"'{shown}' is too long; a duration may be at most {format_duration(MAX_DURATION)}"
+        f"'{shown}' is too long: a duration may be at most {format_duration(MAX_DURATION)}"
     )
 
 
