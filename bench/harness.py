@@ -73,12 +73,14 @@ roles:
         - provider: webhook
           name: {target}
           url: {url}
+          allow_insecure: true  # the receiver is plain http on 127.0.0.1
           secret_env: JIT_WEBHOOK_SECRET
           timeout_seconds: 30
       {approval}:
         - provider: webhook
           name: {target}
           url: {url}
+          allow_insecure: true  # the receiver is plain http on 127.0.0.1
           secret_env: JIT_WEBHOOK_SECRET
           timeout_seconds: 30
 """
@@ -96,6 +98,9 @@ rules:
     required_approvals: 1
 settings:
   pending_ttl: 1h
+  # A benchmark's few users make thousands of requests: lift the per-person quotas.
+  max_pending_per_person: 1000
+  max_requests_per_person_per_hour: 10000
 """
 
 

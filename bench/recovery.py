@@ -109,6 +109,7 @@ def fill(bench: Stack, total: int, chunk: int = 1_000) -> None:
         name=TARGET,
         url=bench.provider.url,
         secret_env="JIT_WEBHOOK_SECRET",
+        allow_insecure=True,  # the receiver is plain http on 127.0.0.1
         timeout_seconds=30,
     )
     spec = target.model_dump(mode="json")

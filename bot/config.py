@@ -155,6 +155,11 @@ class Settings(_Strict):
     reconcile_interval: Duration = timedelta(minutes=10)
     # Remove cloud assignments that no jit-bot grant explains (otherwise only report them).
     revoke_unknown: bool = False
+    # Per-person quotas (bot/quotas.py), so one account cannot bury the approvers in DMs
+    # or keep the bots busy re-reading Slack and the clouds.
+    max_pending_per_person: int = Field(default=10, ge=1, le=1000)
+    max_requests_per_person_per_hour: int = Field(default=30, ge=1, le=10000)
+    sync_per_person_per_hour: int = Field(default=10, ge=1, le=1000)
 
     @field_validator("sweep_interval")
     @classmethod

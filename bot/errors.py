@@ -3,6 +3,8 @@ edge. Every message is written for the person who will read it in Slack."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 
 class JitError(Exception):
     """Something the user asked for cannot be done; ``str(error)`` says why and how to fix
@@ -42,6 +44,14 @@ class NoApprovalRule(JitError):
 
 class NotEnoughApprovers(JitError):
     pass
+
+
+class QuotaExceeded(JitError):
+    """The person has used up a per-person quota; ``retry_at`` is when they may try again."""
+
+    def __init__(self, message: str, *, retry_at: datetime) -> None:
+        super().__init__(message)
+        self.retry_at = retry_at
 
 
 class RequestNotFound(JitError):

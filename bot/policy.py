@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from bot.config import JitConfig, Rule
@@ -48,6 +48,11 @@ def match_rule(
             continue
         return index, rule
     return None
+
+
+def undecided_too_long(created_at: datetime, pending_ttl: timedelta, now: datetime) -> bool:
+    """Whether a pending request has outlived ``pending_ttl`` and may no longer be decided."""
+    return now - created_at >= pending_ttl
 
 
 def parse_requested_duration(config: JitConfig, role: str, text: str) -> timedelta:
@@ -120,6 +125,7 @@ class Refusal(StrEnum):
     NOT_AN_APPROVER = "not_an_approver"
     SELF_APPROVAL = "self_approval"
     ALREADY_VOTED = "already_voted"
+    EXPIRED = "expired"
 
 
 @dataclass(frozen=True)
@@ -136,11 +142,16 @@ def decide_vote(
     approvers: Collection[str],
     allow_self_approval: bool,
     voted: Collection[str],
+    expired: bool = False,
 ) -> VoteDecision:
     """Whether ``voter`` may approve or deny now. ``approvers`` is the approver set as
-    resolved at this moment, not as it was when the request was made."""
+    resolved at this moment, not as it was when the request was made. ``expired``: the
+    request has waited longer than ``pending_ttl``; a click then must not decide it, even
+    before the sweeper has marked it expired."""
     if status != "pending":
         return VoteDecision(False, Refusal.NOT_PENDING)
+    if expired:
+        return VoteDecision(False, Refusal.EXPIRED)
     if voter == requester and not allow_self_approval:
         return VoteDecision(False, Refusal.SELF_APPROVAL)
     if voter not in approvers:
@@ -155,4 +166,8 @@ REFUSAL_TEXT = {
     Refusal.NOT_AN_APPROVER: "You are not an approver of this request; nothing changed.",
     Refusal.SELF_APPROVAL: "You cannot decide your own request; nothing changed.",
     Refusal.ALREADY_VOTED: "You have already voted on this request; nothing changed.",
+    Refusal.EXPIRED: (
+        "This request expired: nobody decided it within the time allowed, so it can no "
+        "longer be approved or denied (the requester can ask again); nothing changed."
+    ),
 }

@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
-from bot import audit
+from bot import audit, quotas
 from bot.clock import Clock
 from bot.config import JitConfig, Rule
 from bot.directory import Directory, Person
@@ -50,6 +50,7 @@ from bot.policy import (
     match_rule,
     may_request,
     requestable_roles,
+    undecided_too_long,
 )
 from bot.storage.models import (
     TERMINAL,
@@ -176,6 +177,10 @@ class AccessService:
         self.follow_signals()
         if origin is not None and (earlier := self._by_origin(origin)) is not None:
             return earlier
+        # Checked again when the request is stored; checking first spares Slack and the
+        # clouds the lookups of a flood.
+        with self._transaction() as session:
+            quotas.check_request(session, self.config.settings, requester_id, self._now())
         requester = self.directory.person(requester_id)
         rule = checked.rule
         allow_self = self.config.allows_self_approval(rule)
@@ -238,6 +243,7 @@ class AccessService:
         """The request, its targets, its audit event and its messages, in one transaction."""
         requester_id, rule, approvers = request.requester_id, checked.rule, request.approvers
         with self._transaction() as session:
+            quotas.check_request(session, self.config.settings, requester_id, request.created_at)
             session.add(request)
             session.flush()
             targets = [
@@ -278,6 +284,7 @@ class AccessService:
         current config, that this person may decide this request now."""
         assert decision in ("approve", "deny")
         request = self.get(request_id)
+        self._refuse_if_expired(request)
         approvers = self._current_approvers(request)
         with self._transaction() as session:
             # Take the row lock first: concurrent voters on one request queue up here, so
@@ -297,6 +304,7 @@ class AccessService:
                 approvers=approvers,
                 allow_self_approval=request.allow_self_approval,
                 voted=voted,
+                expired=self._undecided_too_long(request),
             )
             if not verdict.allowed:
                 assert verdict.refusal is not None
@@ -359,6 +367,7 @@ class AccessService:
     def can_decide(self, request_id: str, user_id: str) -> None:
         """Raise NotAllowed unless ``user_id`` could approve or deny the request now."""
         request = self.get(request_id)
+        self._refuse_if_expired(request)
         with self._transaction() as session:
             voted = _voters(session, request_id)
         verdict = decide_vote(
@@ -372,6 +381,16 @@ class AccessService:
         if not verdict.allowed:
             assert verdict.refusal is not None
             raise NotAllowed(REFUSAL_TEXT[verdict.refusal])
+
+    def _undecided_too_long(self, request: AccessRequest) -> bool:
+        return undecided_too_long(request.created_at, self.config.settings.pending_ttl, self._now())
+
+    def _refuse_if_expired(self, request: AccessRequest) -> None:
+        """A click on a request past its ``pending_ttl`` expires it now, rather than at the
+        next sweep, and never counts."""
+        if request.status == Status.PENDING and self._undecided_too_long(request):
+            self._expire_pending(request.id)
+            raise NotAllowed(REFUSAL_TEXT[Refusal.EXPIRED])
 
     def cancel(self, request_id: str, actor: str) -> AccessRequest:
         request = self.get(request_id)
@@ -987,17 +1006,19 @@ class AccessService:
         ]
         if actor != BOT and not self.directory.is_member(allowed, actor):
             raise NotAllowed("Only approvers and admins can run `/jit sync`.")
-        raise_signal(self._sessions, "sync", self._now())
         with self._transaction() as session:
+            if actor != BOT:
+                quotas.check_sync(session, self.config.settings, actor, self._now())
             audit.record(
                 session,
                 self._clock,
                 self._notify,
                 actor=actor,
-                action="sync",
+                action=quotas.SYNC_ACTION,
                 request_id=None,
                 details={},
             )
+        raise_signal(self._sessions, "sync", self._now())
         self.follow_signals()
 
     def follow_signals(self) -> None:

@@ -10,7 +10,12 @@ Wire format, version 1 (one POST per attempt, to the target's ``url``)::
     User-Agent:      jit-bot
     Idempotency-Key: <sha256 hex; the same for every attempt of one operation>
     X-JIT-Timestamp: <unix seconds when this attempt was sent>
-    X-JIT-Signature: v1=<hex HMAC-SHA256(key, "v1:" + timestamp + ":" + raw body)>
+    X-JIT-Signature: v2=<hex HMAC-SHA256(key, "v2" LF timestamp LF url LF raw body)>
+
+``url`` is the target's ``url`` exactly as written in roles.yaml: the audience. A receiver
+computes it from the URL it is known by, never from the request, so an event signed for
+one receiver fails at another that shares the key. (LF is one newline, b"\n"; neither
+the timestamp nor a URL can contain one.)
 
     {"event": "grant" | "revoke", "idempotency_key": "...", "request_id": "...",
      "principal": {"email": "...", "slack_user_id": "..."}, "role": "...",
@@ -20,7 +25,12 @@ Wire format, version 1 (one POST per attempt, to the target's ``url``)::
 A receiver should reject a bad signature or a timestamp far from its own clock, apply each
 idempotency key at most once (answering 2xx to a replay), and answer 2xx only once the
 access is in effect (grant) or gone (revoke). Anything else is retried with exponential
-backoff and then fails the grant.
+backoff and then fails the grant. What a receiver answers is logged (one line, truncated)
+but never repeated in Slack: it is text from outside the bot.
+
+Plain ``http`` and loopback, link-local or cloud metadata addresses are refused (when the
+config is checked, and again at each connection, see providers/egress.py) unless the
+target sets ``allow_insecure: true``.
 """
 
 from __future__ import annotations
@@ -53,16 +63,18 @@ from providers.base import (
     ProviderError,
     TargetSpec,
 )
+from providers.egress import Resolve, UnsafeAddress, guarded_opener, system_resolve, url_problem
 
 logger = logging.getLogger(__name__)
 
 WebhookEvent = Literal["grant", "revoke"]
 
-SIGNATURE_VERSION = "v1"
+SIGNATURE_VERSION = "v2"
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_CAP_SECONDS = 30.0
 RETRY_AFTER_CAP_SECONDS = 60.0
-BODY_SNIPPET_CHARS = 200
+# How much of a receiver's answer the log keeps (Slack gets none of it).
+LOGGED_BODY_CHARS = 500
 
 # Enough to show a useful error snippet; an error page of megabytes is not read whole.
 _MAX_BODY_BYTES = 4096
@@ -86,6 +98,15 @@ class WebhookTarget(TargetSpec):
     secret_env: Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$", max_length=128)]
     timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 10
     max_attempts: Annotated[int, Field(ge=1, le=10)] = 5
+    # Lets the url use plain http or reach loopback, link-local or metadata addresses
+    # (a receiver on this host, in tests); see providers/egress.py.
+    allow_insecure: bool = False
+
+    def key(self) -> str:
+        # Where events may be sent from is not part of what is granted; leaving it out
+        # keeps keys (and idempotency keys) of grants made before the setting existed.
+        fields = self.model_dump(mode="json", exclude={"allow_insecure"})
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
     @field_validator("name")
     @classmethod
@@ -162,6 +183,10 @@ def _default_opener() -> HttpOpener:
     return urllib.request.build_opener(_RefuseRedirects())
 
 
+def _guarded_opener(resolve: Resolve) -> HttpOpener:
+    return guarded_opener(resolve, _RefuseRedirects())
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -194,9 +219,10 @@ def idempotency_key(
     return hashlib.sha256(json.dumps(identity).encode("utf-8")).hexdigest()
 
 
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """The ``X-JIT-Signature`` value for a body sent at ``timestamp`` (unix seconds)."""
-    message = f"{SIGNATURE_VERSION}:{timestamp}:".encode() + body
+def sign(secret: str, timestamp: int, url: str, body: bytes) -> str:
+    """The ``X-JIT-Signature`` value for a body sent to ``url`` at ``timestamp`` (unix
+    seconds)."""
+    message = f"{SIGNATURE_VERSION}\n{timestamp}\n{url}\n".encode() + body
     digest = hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
     return f"{SIGNATURE_VERSION}={digest}"
 
@@ -219,7 +245,9 @@ class _Answer:
     status: int | None
     body: str = ""
     retry_after: float | None = None
-    error: str = ""
+    error: str = ""  # what went wrong in the bot's own words
+    error_detail: str = ""  # the same with what the other end said, for the log
+    refused: bool = False  # the bot would not connect (providers/egress.py)
 
     @property
     def ok(self) -> bool:
@@ -227,14 +255,23 @@ class _Answer:
 
     @property
     def retryable(self) -> bool:
+        if self.refused:
+            return False
         if self.status is None:
             return True
         return self.status >= 500 or self.status in _RETRYABLE_CLIENT_STATUSES
 
     def summary(self) -> str:
+        """For errors that reach Slack: nothing the receiver wrote."""
         if self.status is None:
             return f"no answer ({self.error})"
-        snippet = " ".join(self.body[:BODY_SNIPPET_CHARS].split())
+        return f"HTTP {self.status} (the receiver's answer is in jit-bot's log)"
+
+    def detail(self) -> str:
+        """For the log: the receiver's answer too, on one line and truncated."""
+        if self.status is None:
+            return f"no answer ({_one_line(self.error_detail or self.error)})"
+        snippet = _one_line(self.body)
         return f"HTTP {self.status}: {snippet}" if snippet else f"HTTP {self.status}"
 
 
@@ -256,15 +293,26 @@ class WebhookProvider(Provider):
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], datetime] | None = None,
         opener: HttpOpener | None = None,
+        resolve: Resolve = system_resolve,
     ) -> None:
         self._environ = environ
         self._sleep = sleep
         self._now = now or _utc_now
-        self._opener = opener if opener is not None else _default_opener()
+        # Targets without allow_insecure connect only where providers/egress.py allows,
+        # checked against each address as resolved at the call (an injected opener, in
+        # tests, does its own connecting).
+        self._opener = opener if opener is not None else _guarded_opener(resolve)
+        self._insecure_opener = opener if opener is not None else _default_opener()
 
     def validate(self, target: TargetSpec, *, live: bool = False) -> list[str]:
         webhook = _as_webhook(target)
         self._secret(webhook)
+        problem = None if webhook.allow_insecure else url_problem(webhook.url)
+        if problem:
+            raise ProviderError(
+                f"webhook `{webhook.name}`: url {problem}; expected an https:// URL of the "
+                "receiver (or allow_insecure: true on this target, if that is really meant)"
+            )
         # There is no standard health endpoint to call, so ``live`` adds nothing; sending
         # a real event just to test would change access.
         warnings = []
@@ -333,7 +381,7 @@ class WebhookProvider(Provider):
                     "User-Agent": "jit-bot",
                     "Idempotency-Key": key,
                     "X-JIT-Timestamp": str(timestamp),
-                    "X-JIT-Signature": sign(secret, timestamp, body),
+                    "X-JIT-Signature": sign(secret, timestamp, target.url, body),
                 },
             )
             logger.debug(
@@ -344,12 +392,13 @@ class WebhookProvider(Provider):
                 attempt,
                 target.max_attempts,
             )
-            answer = self._send(request, target.timeout_seconds, sent_at)
+            opener = self._insecure_opener if target.allow_insecure else self._opener
+            answer = self._send(opener, request, target.timeout_seconds, sent_at)
             if answer.ok:
                 logger.debug("%s: %s accepted with HTTP %s", label, event, answer.status)
                 return answer, attempt
-            summary = _redact(answer.summary(), secret)
-            if attempt == target.max_attempts:
+            summary = _redact(answer.detail(), secret)
+            if attempt == target.max_attempts or answer.refused:
                 logger.warning(
                     "%s: %s attempt %d/%d failed: %s; giving up",
                     label,
@@ -379,9 +428,15 @@ class WebhookProvider(Provider):
             retryable=answer.retryable,
         )
 
-    def _send(self, request: urllib.request.Request, timeout: float, sent_at: datetime) -> _Answer:
+    def _send(
+        self,
+        opener: HttpOpener,
+        request: urllib.request.Request,
+        timeout: float,
+        sent_at: datetime,
+    ) -> _Answer:
         try:
-            response = self._opener.open(request, timeout=timeout)
+            response = opener.open(request, timeout=timeout)
             try:
                 return _answer_of(response.status, response.headers, response.read, sent_at)
             finally:
@@ -397,8 +452,7 @@ class WebhookProvider(Provider):
             # URLError (refused, DNS), TimeoutError and dropped connections all land here:
             # the receiver may or may not have applied the event, so it is retried with
             # the same idempotency key.
-            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-            return _Answer(status=None, error=f"{type(exc).__name__}: {reason}")
+            return _network_failure(exc)
 
     def _delay(self, attempt: int, answer: _Answer) -> float:
         if answer.retry_after is not None:
@@ -414,6 +468,33 @@ def _answer_of(
     if status in _RETRY_AFTER_STATUSES and headers is not None:
         retry_after = _parse_retry_after(headers.get("Retry-After"), sent_at)
     return _Answer(status=status, body=body, retry_after=retry_after)
+
+
+def _network_failure(exc: OSError | http.client.HTTPException) -> _Answer:
+    """No HTTP answer. Only the kind of failure (and the system's words for it) may reach
+    Slack: a malformed status line, say, is the receiver's text."""
+    reason: object = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    detail = f"{type(reason).__name__}: {reason}"
+    if isinstance(reason, UnsafeAddress):
+        return _Answer(status=None, error=str(reason), error_detail=detail, refused=True)
+    if isinstance(reason, str):
+        public = reason  # urllib's own words ("no host given")
+    elif isinstance(reason, OSError) and reason.strerror:
+        public = f"{type(reason).__name__}: {reason.strerror}"
+    else:
+        public = type(reason).__name__
+    return _Answer(status=None, error=public, error_detail=detail)
+
+
+def _one_line(text: str) -> str:
+    """``text`` as one line of at most LOGGED_BODY_CHARS, so an answer cannot forge log
+    lines: whitespace runs become one space, other control characters are escaped."""
+    flat = " ".join(text.split())
+    clipped = flat[:LOGGED_BODY_CHARS]
+    shown = "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in clipped
+    )
+    return shown + "…" if len(flat) > LOGGED_BODY_CHARS else shown
 
 
 def _parse_retry_after(value: str | None, now: datetime) -> float | None:

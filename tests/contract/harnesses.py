@@ -85,6 +85,7 @@ class WebhookHarness(ProviderHarness):
             name=name,
             url=self.receiver.url,
             secret_env=self.SECRET_ENV,
+            allow_insecure=True,  # the receiver is plain http on 127.0.0.1
             timeout_seconds=5,
             max_attempts=3,
         )

@@ -47,6 +47,7 @@ roles:
         - provider: webhook
           name: {target}
           url: {url}
+          allow_insecure: true  # the receiver is plain http on 127.0.0.1
           secret_env: JIT_WEBHOOK_SECRET
 """
 

@@ -1,7 +1,8 @@
 """A stand-in for an operator's webhook service: a real HTTP server on 127.0.0.1.
 
 It does what a careful receiver of jit-bot's webhook events should do — verify the HMAC
-signature and timestamp, apply each idempotency key at most once — and keeps what it was
+signature (over the URL it is known by, its audience) and the timestamp, apply each
+idempotency key at most once — and keeps what it was
 asked to grant in ``holdings`` so tests can assert on the backend's real state. The
 signature check is written out here on purpose instead of importing the provider's
 helper, so a signing bug cannot hide by being mirrored.
@@ -114,6 +115,9 @@ class WebhookReceiver:
         self._thread: threading.Thread | None = None
         # Seconds to take over each answer, like a slow downstream system.
         self.delay = 0.0
+        # The URL this receiver is known by in roles.yaml, when it is not ``url`` (a name
+        # that resolves to 127.0.0.1, say).
+        self.audience = ""
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -218,7 +222,7 @@ class WebhookReceiver:
         if fault is not None and fault.remaining > 0:
             fault.remaining -= 1
             return fault.status, fault.headers, fault.body.encode("utf-8")
-        if path != self.PATH:
+        if path.split("?", 1)[0] != self.PATH:
             return self._reject(404, "no such path")
         problem = self._signature_problem(headers, body)
         if problem:
@@ -250,11 +254,14 @@ class WebhookReceiver:
             return "missing or malformed X-JIT-Timestamp"
         if abs(self._clock() - int(timestamp)) > self.MAX_SKEW_SECONDS:
             return "X-JIT-Timestamp too far from now"
-        if not signature.startswith("v1="):
+        if not signature.startswith("v2="):
             return "missing or malformed X-JIT-Signature"
-        message = b"v1:" + timestamp.encode("ascii") + b":" + body
+        # The audience is this receiver's own URL, never one read from the request: an
+        # event signed for another receiver that shares the key must fail here.
+        audience = self.audience or self.url
+        message = b"\n".join([b"v2", timestamp.encode("ascii"), audience.encode("utf-8"), body])
         expected = hmac.new(self._secret, message, hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, signature.removeprefix("v1=")):
+        if not hmac.compare_digest(expected, signature.removeprefix("v2=")):
             return "signature does not match"
         return ""
 

@@ -52,10 +52,12 @@ roles:
         - provider: webhook
           name: ops-a
           url: {url}
+          allow_insecure: true  # the receiver is plain http on 127.0.0.1
           secret_env: JIT_WEBHOOK_SECRET
         - provider: webhook
           name: ops-b
           url: {url}
+          allow_insecure: true  # the receiver is plain http on 127.0.0.1
           secret_env: JIT_WEBHOOK_SECRET
 """
 APPROVERS = """

@@ -60,16 +60,19 @@ roles:
         - provider: webhook
           name: ops-dev
           url: {url}
+          allow_insecure: true  # the receiver is plain http on 127.0.0.1
           secret_env: JIT_WEBHOOK_SECRET
       stage:
         - provider: webhook
           name: ops-stage
           url: {url}
+          allow_insecure: true  # the receiver is plain http on 127.0.0.1
           secret_env: JIT_WEBHOOK_SECRET
       prod:
         - provider: webhook
           name: ops-prod
           url: {url}
+          allow_insecure: true  # the receiver is plain http on 127.0.0.1
           secret_env: JIT_WEBHOOK_SECRET
 """
 APPROVERS = """

@@ -99,6 +99,7 @@ roles:
 WEBHOOK_TARGET = """provider: webhook
           name: grafana
           url: {url}
+          allow_insecure: true  # the receiver is plain http on 127.0.0.1
           secret_env: JIT_WH
           max_attempts: 2"""
 APPROVERS = """

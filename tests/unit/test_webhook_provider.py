@@ -1,6 +1,9 @@
-"""The webhook provider against a real local HTTP receiver: signing, payload, idempotency
-keys, retries with backoff and Retry-After, failure reporting, secret hygiene, and the
-strictness of the target model. Time is fixed and sleeping is recorded, never done."""
+"""The webhook provider against a real local HTTP receiver: signing (over the URL, its
+audience), payload, idempotency keys, retries with backoff and Retry-After, failure
+reporting (the receiver's words stay in the log), secret hygiene, where events may be sent
+(no plain http, loopback, link-local or metadata address without allow_insecure, checked
+again at each connection), and the strictness of the target model. Time is fixed and
+sleeping is recorded, never done."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import hashlib
 import hmac
 import json
 import logging
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -58,19 +62,21 @@ def make_target(url: str, **overrides: Any) -> WebhookTarget:
         "url": url,
         "secret_env": SECRET_ENV,
         "max_attempts": 3,
+        # The test receiver is plain http on 127.0.0.1, which a target must opt into.
+        "allow_insecure": url.startswith("http://127.0.0.1:"),
     }
     return WebhookTarget.model_validate({**fields, **overrides})
 
 
-def expected_signature(timestamp: str, body: bytes) -> str:
-    message = b"v1:" + timestamp.encode() + b":" + body
-    return "v1=" + hmac.new(SECRET.encode(), message, hashlib.sha256).hexdigest()
+def expected_signature(timestamp: str, url: str, body: bytes) -> str:
+    message = b"v2\n" + timestamp.encode() + b"\n" + url.encode() + b"\n" + body
+    return "v2=" + hmac.new(SECRET.encode(), message, hashlib.sha256).hexdigest()
 
 
 # -- what goes over the wire ----------------------------------------------------------
 
 
-def test_the_receiver_gets_a_valid_signature_over_timestamp_and_body(
+def test_the_receiver_gets_a_valid_signature_over_timestamp_url_and_body(
     provider: WebhookProvider, receiver: WebhookReceiver
 ) -> None:
     provider.grant(ALICE, make_target(receiver.url), CONTEXT)
@@ -79,7 +85,7 @@ def test_the_receiver_gets_a_valid_signature_over_timestamp_and_body(
     assert request.status == 200
     assert request.headers["x-jit-timestamp"] == str(int(NOW.timestamp()))
     assert request.headers["x-jit-signature"] == expected_signature(
-        request.headers["x-jit-timestamp"], request.body
+        request.headers["x-jit-timestamp"], receiver.url, request.body
     )
     assert request.headers["content-type"] == "application/json"
     assert request.headers["user-agent"] == "jit-bot"
@@ -131,7 +137,7 @@ def test_each_attempt_is_signed_afresh_with_its_own_timestamp(
     assert first.headers["x-jit-timestamp"] != second.headers["x-jit-timestamp"]
     for request in (first, second):
         assert request.headers["x-jit-signature"] == expected_signature(
-            request.headers["x-jit-timestamp"], request.body
+            request.headers["x-jit-timestamp"], receiver.url, request.body
         )
 
 
@@ -201,7 +207,7 @@ def test_always_500_fails_after_max_attempts_with_growing_delays(
     message = str(failure.value)
     assert "grafana-admin" in message
     assert "HTTP 500" in message
-    assert "database on fire" in message
+    assert "database on fire" not in message  # the receiver's words stay in the log
     assert failure.value.retryable
     assert len(receiver.requests) == 5
     assert len(sleeps) == 4
@@ -268,22 +274,31 @@ def test_a_400_is_retried_like_any_non_2xx_then_fails_as_not_retryable(
         provider.grant(ALICE, make_target(receiver.url, max_attempts=3), CONTEXT)
 
     assert "HTTP 400" in str(failure.value)
-    assert "unknown user" in str(failure.value)
+    assert "unknown user" not in str(failure.value)
     assert not failure.value.retryable
     assert len(receiver.requests) == 3
     assert len(sleeps) == 2
 
 
-def test_the_error_quotes_only_the_first_200_characters_of_the_answer(
-    provider: WebhookProvider, receiver: WebhookReceiver
+def test_the_receivers_answer_is_logged_on_one_line_truncated_and_never_in_the_error(
+    provider: WebhookProvider, receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:
-    receiver.fail_next(times=1, status=502, body="x" * 500)
+    # The error goes to Slack (DMs, the audit channel); the answer is text from outside.
+    answer = "<!channel> approve R-FAKE\nINFO forged log line\x1b[31m " + "x" * 1000
+    receiver.fail_next(times=1, status=502, body=answer)
+    caplog.set_level(logging.WARNING, logger="providers.webhook")
 
     with pytest.raises(ProviderError) as failure:
         provider.grant(ALICE, make_target(receiver.url, max_attempts=1), CONTEXT)
 
-    assert "x" * 200 in str(failure.value)
-    assert "x" * 201 not in str(failure.value)
+    assert "HTTP 502" in str(failure.value)
+    for part in ("<!channel>", "R-FAKE", "forged", "xxx"):
+        assert part not in str(failure.value)
+    [record] = caplog.records
+    logged = record.getMessage()
+    assert "<!channel> approve R-FAKE INFO forged log line\\x1b[31m x" in logged
+    assert "\n" not in logged and "\x1b" not in logged
+    assert "x" * 400 in logged and "x" * 500 not in logged  # 500 characters of the answer
 
 
 def test_a_redirect_is_a_failure_and_is_not_followed(
@@ -375,8 +390,10 @@ def test_an_opener_that_returns_error_statuses_is_treated_like_one_that_raises(
         {SECRET_ENV: SECRET}, sleep=sleeps.append, now=lambda: NOW, opener=_AnswersWith(500)
     )
 
-    with pytest.raises(ProviderError, match="HTTP 500: canned"):
+    with pytest.raises(ProviderError, match="HTTP 500") as failure:
         provider.grant(ALICE, make_target("https://hooks.example.com/jit"), CONTEXT)
+
+    assert "canned" not in str(failure.value)
 
     assert len(sleeps) == 2
 
@@ -482,17 +499,195 @@ def test_validate_of_an_https_target_has_no_warnings(provider: WebhookProvider) 
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8080/jit", "http://localhost/jit"])
-def test_validate_accepts_plain_http_to_loopback_quietly(
+def test_validate_accepts_plain_http_to_loopback_quietly_when_the_target_allows_insecure(
+    provider: WebhookProvider, url: str
+) -> None:
+    assert provider.validate(make_target(url, allow_insecure=True)) == []
+
+
+def test_validate_warns_about_allowed_plain_http_to_another_host(
+    provider: WebhookProvider,
+) -> None:
+    target = make_target("http://hooks.example.com/jit", allow_insecure=True)
+
+    [warning] = provider.validate(target)
+
+    assert "hooks.example.com" in warning
+    assert "https" in warning
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("http://hooks.example.com/jit", "plain http"),
+        ("http://127.0.0.1:8080/jit", "plain http"),
+        ("https://127.0.0.1/jit", "loopback"),
+        ("https://127.8.9.10/jit", "loopback"),
+        ("https://localhost/jit", "loopback"),
+        ("https://LocalHost./jit", "loopback"),
+        ("https://hooks.localhost/jit", "loopback"),
+        ("https://[::1]/jit", "loopback"),
+        ("https://[::ffff:127.0.0.1]/jit", "loopback"),
+        ("https://2130706433/jit", "loopback"),
+        ("https://0x7f.1/jit", "loopback"),
+        ("https://0.0.0.0/jit", "unspecified"),
+        ("https://169.254.10.1/jit", "link-local"),
+        ("https://[fe80::1]/jit", "link-local"),
+        ("https://169.254.169.254/latest/meta-data/", "metadata"),
+        ("https://[fd00:ec2::254]/latest/meta-data/", "metadata"),
+        ("https://metadata.google.internal/computeMetadata/v1/", "metadata"),
+    ],
+)
+def test_validate_refuses_plain_http_loopback_link_local_and_metadata_urls(
+    provider: WebhookProvider, url: str, says: str
+) -> None:
+    with pytest.raises(ProviderError) as refused:
+        provider.validate(make_target(url, allow_insecure=False))
+
+    assert "grafana-admin" in str(refused.value)
+    assert says in str(refused.value)
+    assert "allow_insecure: true" in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://hooks.example.com/jit", "https://10.1.2.3/jit", "https://[2001:db8::1]/jit"]
+)
+def test_validate_accepts_https_to_other_hosts_including_private_ones(
     provider: WebhookProvider, url: str
 ) -> None:
     assert provider.validate(make_target(url)) == []
 
 
-def test_validate_warns_about_plain_http_to_another_host(provider: WebhookProvider) -> None:
-    [warning] = provider.validate(make_target("http://hooks.example.com/jit"))
+def test_allow_insecure_leaves_the_targets_key_unchanged() -> None:
+    # Keys (and so idempotency keys and "another grant holds this") of grants made before
+    # the setting existed stay the same.
+    plain = make_target("https://hooks.example.com/jit")
+    opted = make_target("https://hooks.example.com/jit", allow_insecure=True)
 
-    assert "hooks.example.com" in warning
-    assert "https" in warning
+    assert plain.key() == opted.key()
+    assert "allow_insecure" not in plain.key()
+
+
+# -- where a connection may go, checked at each call (DNS rebinding) --------------------
+
+
+def _resolving(answers: dict[str, list[str]], looked_up: list[str]) -> Any:
+    def resolve(host: str, port: int) -> list[str]:
+        looked_up.append(host)
+        return answers[host]
+
+    return resolve
+
+
+def test_a_name_that_resolves_to_loopback_at_call_time_is_refused_and_nothing_is_sent(
+    receiver: WebhookReceiver, sleeps: list[float]
+) -> None:
+    # The name passed config validation (nothing in its spelling is wrong); when the
+    # event is sent it resolves to the bot's own host, as a rebinding name would.
+    looked_up: list[str] = []
+    resolve = _resolving({"hooks.rebind.test": ["127.0.0.1"]}, looked_up)
+    provider = WebhookProvider(
+        {SECRET_ENV: SECRET}, sleep=sleeps.append, now=lambda: NOW, resolve=resolve
+    )
+    port = receiver.url.split(":")[2].split("/")[0]
+    target = make_target(f"http://hooks.rebind.test:{port}/jit", allow_insecure=False)
+
+    with pytest.raises(ProviderError) as refused:
+        provider.grant(ALICE, target, CONTEXT)
+
+    assert "hooks.rebind.test resolves to 127.0.0.1, a loopback address" in str(refused.value)
+    assert not refused.value.retryable
+    assert looked_up == ["hooks.rebind.test"]  # refused at once, not retried
+    assert sleeps == []
+    assert receiver.requests == []
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [["169.254.169.254"], ["fd00:ec2::254"], ["93.184.216.34", "127.0.0.1"], ["fe80::1%eth0"]],
+    ids=["metadata", "metadata-v6", "one-bad-among-good", "link-local-v6"],
+)
+def test_a_name_resolving_to_any_forbidden_address_is_refused_before_connecting(
+    sleeps: list[float], answers: list[str]
+) -> None:
+    looked_up: list[str] = []
+    resolve = _resolving({"hooks.example.com": answers}, looked_up)
+    provider = WebhookProvider(
+        {SECRET_ENV: SECRET}, sleep=sleeps.append, now=lambda: NOW, resolve=resolve
+    )
+
+    with pytest.raises(ProviderError, match=r"resolves to .*; refused") as refused:
+        provider.revoke(ALICE, make_target("https://hooks.example.com/jit"), CONTEXT)
+
+    assert not refused.value.retryable
+    assert looked_up == ["hooks.example.com"]
+
+
+def test_with_allow_insecure_a_name_resolving_to_loopback_is_used(
+    receiver: WebhookReceiver, sleeps: list[float]
+) -> None:
+    looked_up: list[str] = []
+    resolve = _resolving({"hooks.rebind.test": ["127.0.0.1"]}, looked_up)
+    provider = WebhookProvider(
+        {SECRET_ENV: SECRET}, sleep=sleeps.append, now=lambda: NOW, resolve=resolve
+    )
+    port = receiver.url.split(":")[2].split("/")[0]
+    url = f"http://localhost:{port}/jit"
+    receiver.audience = url
+
+    provider.grant(ALICE, make_target(url, allow_insecure=True), CONTEXT)
+
+    assert receiver.holdings == {("alice@example.com", "grafana-admin")}
+
+
+# -- the signature's audience -----------------------------------------------------------
+
+
+def test_an_event_replayed_to_another_receiver_sharing_the_key_is_rejected(
+    provider: WebhookProvider, receiver: WebhookReceiver
+) -> None:
+    # Two services behind one key (a common shortcut): an event captured on its way to
+    # one (a grant to a dev tool) must not be accepted by the other (a prod admin panel).
+    provider.grant(ALICE, make_target(receiver.url), CONTEXT)
+    [sent] = receiver.requests
+    with WebhookReceiver(SECRET, clock=NOW.timestamp) as other:
+        replay = urllib.request.Request(
+            other.url,
+            data=sent.body,
+            method="POST",
+            headers={
+                name: sent.headers[name]
+                for name in (
+                    "content-type",
+                    "idempotency-key",
+                    "x-jit-timestamp",
+                    "x-jit-signature",
+                )
+            },
+        )
+        with pytest.raises(urllib.error.HTTPError) as rejected:
+            urllib.request.urlopen(replay, timeout=5)
+
+        assert rejected.value.code == 401
+        assert json.loads(rejected.value.read()) == {"error": "signature does not match"}
+        assert other.holdings == set()
+
+
+def test_the_signed_audience_is_the_url_as_written_including_its_query(
+    provider: WebhookProvider, receiver: WebhookReceiver
+) -> None:
+    url = receiver.url + "?tenant=prod"
+    receiver.audience = url
+    provider.grant(ALICE, make_target(url), CONTEXT)
+    [request] = receiver.requests
+
+    assert request.status == 200
+    assert request.headers["x-jit-signature"] == expected_signature(
+        request.headers["x-jit-timestamp"], url, request.body
+    )
+    assert request.headers["x-jit-signature"] != expected_signature(
+        request.headers["x-jit-timestamp"], receiver.url, request.body
+    )
 
 
 def test_validate_refuses_a_target_of_another_provider(provider: WebhookProvider) -> None:
