@@ -183,6 +183,10 @@ def build_runtime(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Runtime:
     """Wire a bot. Migrates the database to the latest schema first."""
+    # The audit key is checked first: a bad one stops the bot before anything else starts.
+    audit_key = audit_key_for_bot(
+        settings.audit_key, settings.audit_key_file, settings.database_url
+    )
     clock = clock or SystemClock()
     providers = dict(
         providers
@@ -193,10 +197,6 @@ def build_runtime(
     for warning in warnings:
         log.warning("%s", warning)
 
-    # The key is checked before the database is touched: a bad key stops nothing half-way.
-    audit_key = audit_key_for_bot(
-        settings.audit_key, settings.audit_key_file, settings.database_url
-    )
     engine = make_engine(settings.database_url)
     upgrade(engine)
     sessions = sessionmaker(engine, expire_on_commit=False, info=audit.signing_info(audit_key))

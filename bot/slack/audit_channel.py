@@ -41,10 +41,7 @@ def read_seals(
     seals: list[Seal] = []
     cursor: str | None = None
     while True:
-        page = _call(
-            partial(client.conversations_history, channel=channel, limit=_PAGE_SIZE, cursor=cursor),
-            sleep,
-        )
+        page = _call(partial(_page, client, channel, cursor), sleep)
         for message in page.get("messages") or []:
             if message.get("bot_id") != me.get("bot_id"):
                 continue
@@ -54,6 +51,10 @@ def read_seals(
         cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
         if not page.get("has_more") or not cursor:
             return seals
+
+
+def _page(client: WebClient, channel: str, cursor: str | None) -> Any:
+    return client.conversations_history(channel=channel, limit=_PAGE_SIZE, cursor=cursor)
 
 
 def _call(call: Callable[[], Any], sleep: Callable[[float], None]) -> dict[str, Any]:
