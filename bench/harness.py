@@ -51,6 +51,7 @@ SIGNING_SECRET = "bench-signing-secret"
 BOT_TOKEN = "xoxb-bench"
 WEBHOOK_SECRET = "bench-webhook-hmac-key"
 AUDIT_CHANNEL = "C0AUDIT"
+AUDIT_KEY = "bench-audit-key-0123456789abcdef"
 APPROVER = "UAPPROVER"
 ROLE = "ops"
 AUTO_ENV = "bench"  # auto-approved by rule
@@ -525,6 +526,7 @@ class Stack:
             JIT_ROLES_FILE=str(self.roles_file),
             JIT_APPROVERS_FILE=str(self.approvers_file),
             JIT_WEBHOOK_SECRET=WEBHOOK_SECRET,
+            JIT_AUDIT_KEY=AUDIT_KEY,
             PORT=str(port),
             **extra,
         )

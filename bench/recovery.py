@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.orm import sessionmaker
 
 from bench.harness import (
+    AUDIT_KEY,
     AUTO_ENV,
     ROLE,
     TARGET,
@@ -30,6 +31,7 @@ from bench.harness import (
     stack,
 )
 from bot import audit
+from bot.audit_key import AuditKey
 from bot.storage.db import make_engine, upgrade
 from bot.storage.models import AccessRequest, RequestTarget, Status, TargetStatus
 from providers.webhook import WebhookProvider, WebhookTarget
@@ -60,7 +62,7 @@ def run(size: str, db: str) -> list[Row]:
         peak = bot.peak_rss_mb()
         cpu = bot.cpu_seconds()
         statuses = bench.statuses()
-        chain = audit.verify(sessionmaker(bench.db()))
+        chain = audit.verify(sessionmaker(bench.db()), [AuditKey(AUDIT_KEY.encode(), "bench")])
     note = "" if db == "sqlite" else f" ({db})"
     untouched = statuses.get(Status.ACTIVE, 0) == total - overdue
     finished = (

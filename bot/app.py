@@ -19,6 +19,8 @@ from slack_sdk import WebClient
 from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot import audit
+from bot.audit_key import for_bot as audit_key_for_bot
 from bot.clock import Clock, SystemClock
 from bot.config import ConfigError, ConfigIssue, JitConfig, Loc, line_in, load_config
 from bot.drift import DriftChecker
@@ -182,6 +184,10 @@ def build_runtime(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Runtime:
     """Wire a bot. Migrates the database to the latest schema first."""
+    # The audit key is checked first: a bad one stops the bot before anything else starts.
+    audit_key = audit_key_for_bot(
+        settings.audit_key, settings.audit_key_file, settings.database_url
+    )
     clock = clock or SystemClock()
     providers = dict(
         providers
@@ -194,7 +200,7 @@ def build_runtime(
 
     engine = make_engine(settings.database_url)
     upgrade(engine)
-    sessions = sessionmaker(engine, expire_on_commit=False)
+    sessions = sessionmaker(engine, expire_on_commit=False, info=audit.signing_info(audit_key))
 
     @event.listens_for(sessions, "after_commit")
     def _after_commit(session: Session) -> None:
@@ -210,6 +216,8 @@ def build_runtime(
     )
     outbox = OutboxWorker(sessions, client, clock, hold=lambda: service.catching_up)
     notifier = SlackNotifier(clock, settings.audit_channel, outbox.wake)
+    with sessions.begin() as session:
+        audit.adopt_key(session, clock, notifier)
     # google:… entries (Google groups) ask for Google credentials only when first read.
     google_groups = GoogleGroups.from_environ(environ if environ is not None else os.environ, clock)
     directory = SlackDirectory(client, clock, groups=google_groups, sleep=sleep)

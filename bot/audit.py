@@ -2,11 +2,17 @@
 
 Every event is a row in the append-only ``audit_event`` table and, through the outbox, a
 line in the audit channel, written in the same transaction as the change it records.
-Events form a hash chain: each event's hash covers the previous event's hash and its own
-content (its id included), so changing, removing or reordering an event breaks the chain
-from that point on, and ``jit-bot audit verify`` names the first event that no longer
-fits. (Removing events from the very end leaves a shorter valid chain; the audit channel,
-where every post carries the event's hash, is the witness for that.)
+Events form a keyed hash chain: each event's hash is an HMAC, under a key that is not in
+the database (bot/audit_key.py), over the previous event's hash and its own content (its
+id and the id of the key included). Changing, removing or reordering an event breaks the
+chain from that point on, and without the key nobody can re-chain what follows, so
+``jit-bot audit verify`` names the first event that no longer fits. Events from before
+the chain was keyed keep their plain SHA-256 hashes; the first keyed event records the
+change of key and, through its HMAC, covers them. (Removing events from the very end
+leaves a shorter valid chain; the audit channel, where every post carries the event's
+full hash, is the witness for that: ``audit verify --against-slack``.)
+
+The grants export is built from chained events only, so every fact in it is covered.
 """
 
 from __future__ import annotations
@@ -14,8 +20,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -23,13 +30,38 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
+from bot.audit_key import AuditKey, AuditKeyError
+from bot.audit_witness import Seal
 from bot.clock import Clock
 from bot.notify import Notifier
-from bot.storage.models import AccessRequest, AuditEvent, RequestTarget, Vote
+from bot.storage.models import AuditEvent
+
+log = logging.getLogger(__name__)
 
 # Serialises appends on PostgreSQL so two transactions never chain onto the same event.
 # (SQLite transactions already take the write lock at BEGIN.)
 _CHAIN_LOCK = 0x6A17_0A0D
+
+KEY_CHANGED = "audit_key_changed"
+_BOT = "jit-bot"
+# Where a session finds the key it signs events with. The key travels with the sessions
+# the composition root builds, so every writer of the trail signs, and none can forget to.
+_SIGNING_KEY = "jit_audit_signing_key"
+
+
+def signing_info(key: AuditKey) -> dict[str, Any]:
+    """``sessionmaker(..., info=signing_info(key))``: sessions that append signed events."""
+    return {_SIGNING_KEY: key}
+
+
+def _signing_key(session: Session) -> AuditKey:
+    key = session.info.get(_SIGNING_KEY)
+    if not isinstance(key, AuditKey):
+        raise AuditKeyError(
+            "this session has no audit key; build its sessionmaker with "
+            "info=audit.signing_info(key)"
+        )
+    return key
 
 
 @dataclass(frozen=True)
@@ -61,14 +93,34 @@ def record_all(
     """Append the events in order, in the caller's transaction, and post each to the audit
     channel. Rows are inserted together; their ids (which the hashes cover) come back
     from the insert, and the chain is computed here and written in one more statement."""
-    if not entries:
-        return
+    if entries:
+        _append(session, clock, notifier, list(entries))
+
+
+def adopt_key(session: Session, clock: Clock, notifier: Notifier) -> None:
+    """Record a change of key now, if the newest event was signed by another key (or by
+    none), so the head of the chain is signed by this bot's key from start-up on."""
+    _append(session, clock, notifier, [])
+
+
+def _append(session: Session, clock: Clock, notifier: Notifier, entries: list[Entry]) -> None:
+    key = _signing_key(session)
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK})
-    previous = (
-        session.scalar(select(col(AuditEvent.hash)).order_by(col(AuditEvent.id).desc()).limit(1))
-        or ""
-    )
+    last = session.execute(
+        select(col(AuditEvent.hash), col(AuditEvent.key_id))
+        .order_by(col(AuditEvent.id).desc())
+        .limit(1)
+    ).first()
+    previous = last[0] if last else ""
+    if last is not None and last[1] != key.key_id:
+        # The verifier accepts a new key only where the chain says so, in an event the new
+        # key signs: stripping or swapping keys elsewhere is a forgery.
+        if last[1] is not None:
+            log.warning("the audit key changed: events are now signed with key %s", key.key_id)
+        entries = [Entry(_BOT, KEY_CHANGED, None, {"from": last[1], "to": key.key_id}), *entries]
+    if not entries:
+        return
     at = clock.now()
     rows = [
         {
@@ -77,6 +129,7 @@ def record_all(
             "action": entry.action,
             "request_id": entry.request_id,
             "details": jsonable(entry.details),
+            "key_id": key.key_id,
         }
         for entry in entries
     ]
@@ -86,7 +139,7 @@ def record_all(
     events: list[AuditEvent] = []
     for event_id, row in zip(ids, rows, strict=True):
         event = AuditEvent(id=event_id, prev_hash=previous, **row)
-        event.hash = previous = chain_hash(event.prev_hash, event.model_dump())
+        event.hash = previous = keyed_hash(key, event.prev_hash, event.model_dump())
         events.append(event)
     session.execute(
         update(AuditEvent),
@@ -97,7 +150,17 @@ def record_all(
 
 
 def chain_hash(previous: str, event: dict[str, Any]) -> str:
-    """sha256 over the previous hash and a canonical form of the event."""
+    """sha256 over the previous hash and a canonical form of the event: the unkeyed hash
+    of the events written before the chain was keyed."""
+    return hashlib.sha256(f"{previous}\n{_canonical(event)}".encode()).hexdigest()
+
+
+def keyed_hash(key: AuditKey, previous: str, event: dict[str, Any]) -> str:
+    """HMAC-SHA256 under ``key`` over the previous hash and the event, its key id included."""
+    return key.sign(f"{previous}\n{_canonical(event, keyed=True)}".encode())
+
+
+def _canonical(event: dict[str, Any], *, keyed: bool = False) -> str:
     at = event["at"]
     if isinstance(at, datetime):
         at = (at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)).isoformat()
@@ -109,8 +172,9 @@ def chain_hash(previous: str, event: dict[str, Any]) -> str:
         "request_id": event["request_id"],
         "details": event["details"],
     }
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(f"{previous}\n{canonical}".encode()).hexdigest()
+    if keyed:
+        content["key_id"] = event["key_id"]
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -118,36 +182,113 @@ class Verdict:
     checked: int
     first_bad_id: int | None = None
     problem: str | None = None
+    # The first bad event could not be checked (its key was not given), rather than
+    # found changed.
+    unchecked: bool = False
+    unkeyed: int = 0  # events from before the chain was keyed, among those checked
+    key_ids: tuple[str, ...] = field(default=())  # the keys that signed the checked events
 
     @property
     def ok(self) -> bool:
         return self.first_bad_id is None
 
 
-def verify(sessions: sessionmaker[Session]) -> Verdict:
-    """Walk the chain oldest first; report the first event that does not fit."""
-    previous = ""
-    last_id = 0
-    checked = 0
+def verify(sessions: sessionmaker[Session], keys: Sequence[AuditKey]) -> Verdict:
+    """Walk the chain oldest first with the bot's key (and any earlier keys); report the
+    first event that does not fit or cannot be checked."""
+    by_id = {key.key_id: key for key in keys}
+    previous, previous_key = "", None
+    last_id = checked = unkeyed = 0
+    signed_by: list[str] = []
+
+    def bad(event_id: int, problem: str, *, unchecked: bool = False) -> Verdict:
+        return Verdict(checked, event_id, problem, unchecked, unkeyed, tuple(signed_by))
+
     with sessions() as session:
         for event in session.scalars(
             select(AuditEvent).order_by(col(AuditEvent.id)).execution_options(yield_per=1000)
         ):
-            assert event.id is not None
-            if event.id <= last_id:
-                return Verdict(checked, event.id, "ids are out of order")
+            event_id = event.id or 0
+            if event_id <= last_id:
+                return bad(event_id, "ids are out of order")
             if event.prev_hash != previous:
-                return Verdict(
-                    checked,
-                    event.id,
+                return bad(
+                    event_id,
                     "does not follow the event before it (an event before it was changed, "
                     "removed or reordered)",
                 )
-            if chain_hash(previous, event.model_dump()) != event.hash:
-                return Verdict(checked, event.id, "its content does not match its hash (changed)")
-            previous, last_id = event.hash, event.id
+            if event.key_id is None:
+                if previous_key is not None:
+                    return bad(
+                        event_id,
+                        "is not keyed, yet follows a keyed event (rewritten without the key)",
+                    )
+                if chain_hash(previous, event.model_dump()) != event.hash:
+                    return bad(event_id, "its content does not match its hash (changed)")
+                unkeyed += 1
+            else:
+                if (
+                    checked
+                    and event.key_id != previous_key
+                    and not _changes_key(event, previous_key)
+                ):
+                    return bad(
+                        event_id,
+                        f"is signed with key {event.key_id}, the event before it with "
+                        f"{previous_key or 'no key'}, and no change of key is recorded "
+                        "between them (forged)",
+                    )
+                key = by_id.get(event.key_id)
+                if key is None:
+                    return bad(event_id, _missing_key(event.key_id, keys), unchecked=True)
+                if keyed_hash(key, previous, event.model_dump()) != event.hash:
+                    return bad(
+                        event_id,
+                        "its content does not match its HMAC (changed, or re-chained "
+                        "without the key)",
+                    )
+                if event.key_id not in signed_by:
+                    signed_by.append(event.key_id)
+            previous, previous_key, last_id = event.hash, event.key_id, event_id
             checked += 1
-    return Verdict(checked)
+    if checked and previous_key is None and keys:
+        # Unkeyed events are trusted only below a keyed one, whose HMAC covers them: a
+        # chain that ends unkeyed may have had all its keyed events rewritten.
+        return bad(
+            last_id,
+            "is the newest event and is not keyed: a bot with a key records the change of "
+            "key as soon as it starts, so either no bot with this key has run on this "
+            "database yet (start one, then verify again) or its keyed events were "
+            "rewritten without the key",
+        )
+    return Verdict(checked, unkeyed=unkeyed, key_ids=tuple(signed_by))
+
+
+def _changes_key(event: AuditEvent, previous_key: str | None) -> bool:
+    """The event records the change from the previous event's key to its own."""
+    return (
+        event.action == KEY_CHANGED
+        and event.details.get("from") == previous_key
+        and event.details.get("to") == event.key_id
+    )
+
+
+def _missing_key(key_id: str, keys: Sequence[AuditKey]) -> str:
+    given = ", ".join(f"{key.key_id} ({key.source})" for key in keys) or "none"
+    return (
+        f"cannot be checked: it is signed with key {key_id}, and the key given is not that "
+        f"key (given: {given}). Set JIT_AUDIT_KEY or JIT_AUDIT_KEY_FILE to the key the bot "
+        "signs with, and give keys used before a rotation with --previous-key-file"
+    )
+
+
+def seals(sessions: sessionmaker[Session]) -> list[Seal]:
+    """Each stored event's id and hash, to compare with what the audit channel shows."""
+    with sessions() as session:
+        rows = session.execute(
+            select(col(AuditEvent.id), col(AuditEvent.hash)).order_by(col(AuditEvent.id))
+        )
+        return [Seal(event_id or 0, digest) for event_id, digest in rows]
 
 
 def export(
@@ -193,6 +334,7 @@ def _events(
                 "request_id": event.request_id,
                 "details": event.details,
                 "hash": event.hash,
+                "key_id": event.key_id,
             }
 
 
@@ -200,48 +342,123 @@ def _grants(
     sessions: sessionmaker[Session], since: datetime | None, until: datetime | None
 ) -> Iterator[dict[str, Any]]:
     """Who had which role where, approved by whom, from when to when: one row per grant
-    whose access overlapped the window."""
-    query = (
-        select(AccessRequest)
-        .where(col(AccessRequest.granted_at).is_not(None))
-        .order_by(col(AccessRequest.granted_at))
-    )
-    if until:
-        query = query.where(col(AccessRequest.granted_at) < until)
+    whose access overlapped the window. Read from the chained events alone, never from
+    the request or vote rows, so each fact here is one the chain covers."""
+    grants: dict[str, _Grant] = {}
     with sessions() as session:
-        for request in session.scalars(query):
-            ended = request.ended_at or request.expires_at
-            if since and ended and ended < since:
-                continue
-            votes = session.scalars(select(Vote).where(col(Vote.request_id) == request.id))
-            targets = session.scalars(
-                select(RequestTarget)
-                .where(col(RequestTarget.request_id) == request.id)
-                .order_by(col(RequestTarget.position))
-            )
-            yield {
-                "request_id": request.id,
-                "requester": request.requester_id,
-                "requester_email": request.requester_email,
-                "role": request.role,
-                "environment": request.environment,
-                "reason": request.reason,
-                "targets": [t.description for t in targets],
-                "approved_by": "auto-approve rule"
-                if request.auto_approve
-                else [v.voter_id for v in votes if v.decision == "approve"],
-                "granted_at": request.granted_at.isoformat() if request.granted_at else None,
-                "ended_at": request.ended_at.isoformat() if request.ended_at else None,
-                "expires_at": request.expires_at.isoformat() if request.expires_at else None,
-                "status": request.status,
-                "ended_by": request.ended_by,
-                "end_reason": request.end_reason,
-            }
+        for event in session.scalars(
+            select(AuditEvent)
+            .where(col(AuditEvent.request_id).is_not(None))
+            .order_by(col(AuditEvent.id))
+            .execution_options(yield_per=1000)
+        ):
+            grants.setdefault(event.request_id or "", _Grant(event.request_id or "")).apply(event)
+    granted = sorted(
+        ((g.granted_at, g) for g in grants.values() if g.granted_at is not None),
+        key=lambda pair: pair[0],
+    )
+    for granted_at, grant in granted:
+        ended = grant.ended_at or grant.expires_at
+        if until and granted_at >= until:
+            continue
+        if since and ended and ended < since:
+            continue
+        yield grant.row()
+
+
+@dataclass
+class _Grant:
+    """One request's story, as its chained events tell it."""
+
+    request_id: str
+    requester: str | None = None
+    requester_email: str | None = None
+    role: str | None = None
+    environment: str | None = None
+    reason: str | None = None
+    targets: list[str] = field(default_factory=list)
+    auto_approved: bool = False
+    approvers: list[str] = field(default_factory=list)
+    granted_at: datetime | None = None
+    expires_at: datetime | None = None
+    ended_at: datetime | None = None
+    ended_by: str | None = None
+    end_reason: str | None = None
+    status: str | None = None
+
+    def apply(self, event: AuditEvent) -> None:
+        details = event.details
+        self.role = details.get("role", self.role)
+        self.environment = details.get("environment", self.environment)
+        self.requester = details.get("requester", self.requester)
+        if details.get("expires_at") and self.granted_at is not None:
+            self.expires_at = _moment(details["expires_at"])  # a later extension counts
+        match event.action:
+            case "requested":
+                self.reason = details.get("reason")
+                self.targets = list(details.get("targets") or [])
+                self.requester_email = details.get("requester_email")
+                self.status = "pending"
+            case "auto_approved":
+                self.auto_approved = True
+            case "approval_recorded" if event.actor not in self.approvers:
+                self.approvers.append(event.actor)
+            case "granted":
+                self.granted_at = event.at
+                self.expires_at = _moment(details.get("expires_at"))
+                self.status = "active"
+            case "revoke_started":
+                self.ended_at = self.ended_at or event.at
+                self.ended_by = self.ended_by or event.actor
+                self.end_reason = self.end_reason or details.get("reason")
+                self.status = "revoking"
+            case "revoked":
+                self.ended_by = event.actor
+                self.end_reason = details.get("reason", self.end_reason)
+                self.status = "revoked"
+            case "revoke_failed":
+                self.status = "revoke_failed"
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "requester": self.requester,
+            "requester_email": self.requester_email,
+            "role": self.role,
+            "environment": self.environment,
+            "reason": self.reason,
+            "targets": self.targets,
+            "approved_by": "auto-approve rule" if self.auto_approved else self.approvers,
+            "granted_at": _iso(self.granted_at),
+            "ended_at": _iso(self.ended_at),
+            "expires_at": _iso(self.expires_at),
+            "status": self.status,
+            "ended_by": self.ended_by,
+            "end_reason": self.end_reason,
+        }
+
+
+def _moment(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    moment = datetime.fromisoformat(value)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (OWASP, "CSV
+# injection"); a reason such as "=HYPERLINK(…)" must reach the auditor as text.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _cell(value: Any) -> Any:
     if isinstance(value, list | dict):
-        return json.dumps(value, sort_keys=True)
+        value = json.dumps(value, sort_keys=True)
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
     return value
 
 

@@ -20,6 +20,7 @@ from bot.config import ConfigError
 if TYPE_CHECKING:
     from slack_bolt import App
     from slack_bolt.adapter.socket_mode.base_handler import BaseSocketModeHandler
+    from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     audit_cmd = commands.add_parser("audit", help="verify or export the audit trail")
     audit_actions = audit_cmd.add_subparsers(dest="audit_action", required=True)
-    audit_actions.add_parser("verify", help="check the hash chain; name the first bad event")
+    verify = audit_actions.add_parser(
+        "verify", help="check the keyed hash chain; name the first bad event"
+    )
+    verify.add_argument(
+        "--against-slack",
+        action="store_true",
+        help="also compare every event with its post in the audit channel (JIT_AUDIT_CHANNEL)",
+    )
+    verify.add_argument(
+        "--previous-key-file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a key the trail was signed with before a rotation (repeatable)",
+    )
     export = audit_actions.add_parser("export", help="write the trail for auditors")
     export.add_argument("--since", type=_when, help="ISO date/time (UTC unless given)")
     export.add_argument("--until", type=_when, help="ISO date/time, exclusive")
@@ -85,6 +100,7 @@ def configure_logging(level: str) -> None:
 
 def _serve() -> int:
     from bot.app import build_runtime
+    from bot.audit_key import AuditKeyError
     from bot.server import HttpServer
     from bot.settings import MissingSettings, Settings
 
@@ -93,7 +109,11 @@ def _serve() -> int:
     except MissingSettings as exc:
         print(f"jit-bot: {exc}", file=sys.stderr)
         return 2
-    runtime = build_runtime(settings)
+    try:
+        runtime = build_runtime(settings)
+    except AuditKeyError as exc:
+        print(f"jit-bot: {exc}", file=sys.stderr)
+        return 2
     try:
         # In Socket Mode Slack comes over the WebSocket: $PORT answers /healthz only.
         server = HttpServer(runtime, "0.0.0.0", settings.port, slack_events=not settings.app_token)
@@ -231,15 +251,23 @@ def _check(*, live: bool) -> int:
 def _sync() -> int:
     from sqlalchemy.orm import sessionmaker
 
-    from bot import audit
+    from bot import audit, audit_key
     from bot.clock import SystemClock
     from bot.service import raise_signal
     from bot.slack.notifier import SlackNotifier
     from bot.storage.db import make_engine, upgrade
 
-    engine = make_engine(os.environ.get("DATABASE_URL") or "sqlite:///jit-bot.db")
+    url = os.environ.get("DATABASE_URL") or "sqlite:///jit-bot.db"
+    try:
+        key = audit_key.for_bot(
+            os.environ.get("JIT_AUDIT_KEY"), os.environ.get("JIT_AUDIT_KEY_FILE"), url
+        )
+    except audit_key.AuditKeyError as exc:
+        print(f"jit-bot: {exc}", file=sys.stderr)
+        return 2
+    engine = make_engine(url)
     upgrade(engine)
-    sessions = sessionmaker(engine, expire_on_commit=False)
+    sessions = sessionmaker(engine, expire_on_commit=False, info=audit.signing_info(key))
     clock = SystemClock()
     raise_signal(sessions, "sync", clock.now())
     # The running bot's outbox worker posts this to the audit channel.
@@ -273,16 +301,7 @@ def _audit(args: argparse.Namespace) -> int:
     upgrade(engine)
     sessions = sessionmaker(engine, expire_on_commit=False)
     if args.audit_action == "verify":
-        verdict = audit.verify(sessions)
-        if verdict.ok:
-            print(f"audit trail intact: {verdict.checked} events, hash chain verified")
-            return 0
-        print(
-            f"audit trail BROKEN at event #{verdict.first_bad_id}: {verdict.problem} "
-            f"({verdict.checked} events before it verified)",
-            file=sys.stderr,
-        )
-        return 1
+        return _audit_verify(args, sessions)
     with contextlib.ExitStack() as stack:
         out = (
             stack.enter_context(open(args.output, "w", newline="", encoding="utf-8"))
@@ -294,6 +313,89 @@ def _audit(args: argparse.Namespace) -> int:
         )
     print(f"exported {count} {args.kind}", file=sys.stderr)
     return 0
+
+
+def _audit_verify(args: argparse.Namespace, sessions: sessionmaker[Session]) -> int:
+    from bot import audit, audit_key
+
+    env = os.environ
+    try:
+        keys = [
+            audit_key.for_verifier(
+                env.get("JIT_AUDIT_KEY"),
+                env.get("JIT_AUDIT_KEY_FILE"),
+                env.get("DATABASE_URL") or "sqlite:///jit-bot.db",
+            ),
+            *(audit_key.from_file(p, "--previous-key-file") for p in args.previous_key_file),
+        ]
+    except audit_key.AuditKeyError as exc:
+        print(f"jit-bot: {exc}", file=sys.stderr)
+        return 2
+    verdict = audit.verify(sessions, keys)
+    if verdict.ok:
+        signed = ", ".join(verdict.key_ids) or "none"
+        print(
+            f"audit trail intact: {verdict.checked} events, hash chain verified "
+            f"({verdict.checked - verdict.unkeyed} signed by key {signed}; {verdict.unkeyed} "
+            "unkeyed from before the key, covered by the first keyed event)"
+        )
+    else:
+        state = "NOT CHECKED from" if verdict.unchecked else "BROKEN at"
+        print(
+            f"audit trail {state} event #{verdict.first_bad_id}: it {verdict.problem} "
+            f"({verdict.checked} events before it verified)",
+            file=sys.stderr,
+        )
+    if not args.against_slack:
+        return 0 if verdict.ok else 1
+    witnessed = _against_slack(sessions)
+    if witnessed is None:
+        return 2
+    return 0 if verdict.ok and witnessed else 1
+
+
+def _against_slack(sessions: sessionmaker[Session]) -> bool | None:
+    """Compare the trail with the audit channel; True if it agrees, None if the channel
+    could not be read."""
+    from slack_sdk import WebClient
+
+    from bot import audit
+    from bot.audit_witness import compare
+    from bot.slack.audit_channel import ChannelUnreadable, read_seals
+
+    token, channel = os.environ.get("SLACK_BOT_TOKEN"), os.environ.get("JIT_AUDIT_CHANNEL")
+    missing = [n for n, v in (("SLACK_BOT_TOKEN", token), ("JIT_AUDIT_CHANNEL", channel)) if not v]
+    if missing or not token or not channel:
+        print(
+            f"jit-bot: --against-slack reads the audit channel: set {' and '.join(missing)} "
+            "as for `jit-bot serve`.",
+            file=sys.stderr,
+        )
+        return None
+    client = WebClient(
+        token=token, base_url=os.environ.get("SLACK_API_URL") or WebClient.BASE_URL, timeout=10
+    )
+    try:
+        posted = read_seals(client, channel)
+    except ChannelUnreadable as exc:
+        print(f"jit-bot: cannot read the audit channel {channel}: {exc}", file=sys.stderr)
+        return None
+    testimony = compare(audit.seals(sessions), posted)
+    for finding in testimony.findings:
+        print(f"event #{finding.event_id}: {finding.problem}", file=sys.stderr)
+    newest = "none" if testimony.newest_posted is None else f"#{testimony.newest_posted}"
+    summary = (
+        f"{testimony.events} events in the database, {testimony.posted} in the audit channel "
+        f"{channel} (newest posted: {newest})"
+    )
+    if testimony.ok:
+        print(f"audit channel agrees: {summary}")
+    else:
+        print(
+            f"audit channel DISAGREES: {len(testimony.findings)} findings; {summary}",
+            file=sys.stderr,
+        )
+    return testimony.ok
 
 
 def _db_upgrade() -> int:

@@ -266,6 +266,7 @@ class AccessService:
                 request,
                 duration=format_duration(checked.duration),
                 reason=checked.reason,
+                requester_email=request.requester_email,
                 approvers=approvers,
                 targets=[t.description for t in targets],
             )

@@ -28,6 +28,9 @@ class Settings:
     roles_file: str = "roles.yaml"
     approvers_file: str = "approvers.yaml"
     port: int = 3000
+    # The audit chain's key (bot/audit_key.py); never in the database, never printed.
+    audit_key: str | None = None
+    audit_key_file: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -44,6 +47,8 @@ class Settings:
             roles_file=env.get("JIT_ROLES_FILE") or cls.roles_file,
             approvers_file=env.get("JIT_APPROVERS_FILE") or cls.approvers_file,
             port=int(env.get("PORT") or cls.port),
+            audit_key=env.get("JIT_AUDIT_KEY") or None,
+            audit_key_file=env.get("JIT_AUDIT_KEY_FILE") or None,
         )
 
     def __repr__(self) -> str:  # never print secrets

@@ -25,6 +25,7 @@ from tests.fakes.slack_client import SlackSim
 SIGNING_SECRET = "test-signing-secret"
 BOT_TOKEN = "xoxb-test"
 AUDIT_CHANNEL = "C0AUDIT"
+AUDIT_KEY = "test-audit-key-0123456789abcdef"
 
 # The people of the test workspace.
 ALICE = "UALICE"  # engineer, in @engineering: may request prod-support
@@ -219,6 +220,7 @@ def make_bot(
             roles_file=roles_file,
             approvers_file=approvers_file,
             port=0,
+            audit_key=AUDIT_KEY,
         )
         runtime = build_runtime(
             settings,

@@ -263,8 +263,9 @@ def audit_line(event: AuditEvent) -> str:
     if role:
         head += f" · `{role}` in `{env}` for {mention(requester) if requester else '?'}"
     rest = ", ".join(f"{k}={inline(str(v))}" for k, v in details.items() if v not in (None, "", []))
-    # The event's id and hash make the channel a witness of the chain (see bot/audit.py).
-    seal = f" · #{event.id} `{event.hash[:12]}`"
+    # The event's id and full hash make the channel a witness of the chain, which
+    # `jit-bot audit verify --against-slack` reads back (bot/slack/audit_channel.py).
+    seal = f" · #{event.id} `{event.hash}`"
     line = f"{head}{' · ' + rest if rest else ''}"
     if not typed:
         return clip(line, 3000 - len(seal)) + seal

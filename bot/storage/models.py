@@ -142,6 +142,9 @@ class AuditEvent(SQLModel, table=True):
     # included), so a changed, removed or reordered event breaks the chain after it.
     prev_hash: str = Field(default="", max_length=64, sa_column_kwargs={"server_default": ""})
     hash: str = Field(default="", max_length=64, sa_column_kwargs={"server_default": ""})
+    # Which key signed ``hash`` (an HMAC; see bot/audit_key.py). None: an unkeyed SHA-256
+    # event from before the chain was keyed.
+    key_id: str | None = Field(default=None, max_length=16)
 
 
 class OutboxStatus(StrEnum):

@@ -20,9 +20,10 @@ from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.orm import sessionmaker
 
 from bot import audit
+from bot.audit_key import AuditKey
 from bot.cli import main
 from bot.storage.models import AuditEvent
-from tests.conftest import ALICE, BOB, SEC1, Bot
+from tests.conftest import ALICE, AUDIT_KEY, BOB, SEC1, Bot
 from tests.e2e.helpers import click, submit
 from tests.fakes.processes import run_cli
 
@@ -47,8 +48,11 @@ def _restore(bot: Bot, rows: list[dict[str, Any]]) -> None:
         connection.execute(insert(TABLE), rows)
 
 
+KEY = AuditKey(AUDIT_KEY.encode(), "JIT_AUDIT_KEY")
+
+
 def _verify(bot: Bot) -> audit.Verdict:
-    return audit.verify(sessionmaker(bot.runtime.engine))
+    return audit.verify(sessionmaker(bot.runtime.engine), [KEY])
 
 
 def test_an_untouched_trail_verifies(bot: Bot) -> None:
@@ -100,6 +104,10 @@ EDITS: dict[str, Edit] = {
     "hash": lambda rng, rows, i: rng.choice(
         ["f" * 64, *[r["hash"] for r in rows if r["hash"] != rows[i]["hash"]]]
     ),
+    # Stripped (as if written before the key), or claimed by another key.
+    "key_id": lambda rng, rows, i: rng.choice(
+        [None, "0" * 16, AuditKey(b"another key, not the bot's", "").key_id]
+    ),
 }
 # Beyond editing one column: re-hash the edited event so only the chain gives it away;
 # delete, swap or renumber events.
@@ -145,7 +153,7 @@ def _tamper(
         i = rng.randrange(len(rows) - 1)
         column = rng.choice(["at", "actor", "action", "request_id", "details"])
         forged = {**rows[i], column: EDITS[column](rng, rows, i)}
-        forged["hash"] = audit.chain_hash(forged["prev_hash"], forged)
+        forged["hash"] = audit.keyed_hash(KEY, forged["prev_hash"], forged)
         set_row(ids[i], {column: forged[column], "hash": forged["hash"]})
         return ids[i + 1]
     if kind == "delete":
@@ -168,7 +176,9 @@ def _tamper(
 
 
 def _cli(bot: Bot, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_cli(["audit", *args], {"DATABASE_URL": bot.settings.database_url})
+    return run_cli(
+        ["audit", *args], {"DATABASE_URL": bot.settings.database_url, "JIT_AUDIT_KEY": AUDIT_KEY}
+    )
 
 
 def test_audit_verify_command_reports_the_first_bad_event(bot: Bot) -> None:
@@ -209,7 +219,7 @@ def test_every_audit_post_carries_the_event_id_and_hash(bot: Bot) -> None:
     posts = bot.audit_posts()
     assert len(posts) == len(rows)
     for row, post in zip(rows, posts, strict=True):
-        assert post.endswith(f"#{row['id']} `{row['hash'][:12]}`")
+        assert post.endswith(f"#{row['id']} `{row['hash']}`") and len(row["hash"]) == 64
 
 
 # ------------------------------------------------------------------ export windows
@@ -324,6 +334,7 @@ def _main(
     """``jit-bot audit ARGS`` in this process (fast enough to call often); its exit code,
     standard output and standard error."""
     monkeypatch.setenv("DATABASE_URL", bot.settings.database_url)
+    monkeypatch.setenv("JIT_AUDIT_KEY", AUDIT_KEY)
     capsys.readouterr()
     try:
         code = main(["audit", *args])

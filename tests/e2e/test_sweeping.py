@@ -13,10 +13,11 @@ from sqlalchemy.orm import sessionmaker
 
 from bot import audit
 from bot import service as service_module
+from bot.audit_key import AuditKey
 from providers.base import GrantContext, Principal, TargetSpec
 from providers.fake import FakeProvider
 from providers.gcp import GcpProvider, GcpTarget
-from tests.conftest import ALICE, BOB, CAROL, MALLORY, Bot
+from tests.conftest import ALICE, AUDIT_KEY, BOB, CAROL, MALLORY, Bot
 from tests.e2e.helpers import submit
 from tests.fakes.slack_api import FakeSlack
 
@@ -52,7 +53,7 @@ def test_one_sweep_revokes_every_overdue_grant_and_keeps_what_another_grant_need
         actions = [e.action for e in bot.service.audit_events(request_id)]
         assert actions[-2:] == ["revoke_started", "revoked"], actions
         assert "has ended" in bot.dms_to(user)[-1]["text"]
-    assert audit.verify(sessionmaker(bot.runtime.engine)).ok
+    assert audit.verify(sessionmaker(bot.runtime.engine), [AuditKey(AUDIT_KEY.encode(), "")]).ok
 
     bot.clock.advance(timedelta(minutes=30))
     bot.service.sweep()

@@ -27,6 +27,7 @@ so a test notices immediately when the app starts depending on something new.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import hashlib
@@ -74,6 +75,9 @@ _TS_BASE_MICROS = 1_700_000_000_000_000
 _TS_STEP_MICROS = 100
 
 _POLL_INTERVAL = 0.01
+# conversations.history page sizes, as Slack documents them.
+_HISTORY_DEFAULT_LIMIT = 100
+_HISTORY_MAX_LIMIT = 999
 _JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
 
@@ -241,6 +245,7 @@ class FakeSlack:
             "chat.update": self._chat_update,
             "chat.postEphemeral": self._chat_post_ephemeral,
             "conversations.open": self._conversations_open,
+            "conversations.history": self._conversations_history,
             "views.open": self._views_open,
             "views.update": self._views_update,
             "views.push": self._views_push,
@@ -877,6 +882,43 @@ class FakeSlack:
             digest = hashlib.sha1(",".join(sorted(user_ids)).encode()).hexdigest()
             channel_id = "G" + digest[:10].upper()
         return {"no_op": False, "already_open": False, "channel": {"id": channel_id}}
+
+    def _conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Top-level messages of a channel, newest first, a page at a time: Slack's cursor
+        pagination (``limit``, ``has_more``, ``response_metadata.next_cursor``, an opaque
+        cursor that is base64 of ``next_ts:<ts>``)."""
+        channel = params.get("channel")
+        if not isinstance(channel, str) or channel[:1] not in ("C", "G", "D"):
+            raise _SlackError("channel_not_found")
+        try:
+            limit = int(params.get("limit") or _HISTORY_DEFAULT_LIMIT)
+        except ValueError:
+            raise _SlackError("invalid_limit") from None
+        limit = min(max(limit, 1), _HISTORY_MAX_LIMIT)
+        history = sorted(
+            (m for m in self._messages if m["channel"] == channel and not m["thread_ts"]),
+            key=lambda m: m["ts"],
+            reverse=True,
+        )
+        cursor = params.get("cursor")
+        if cursor:
+            try:
+                kind, _, next_ts = base64.b64decode(cursor, validate=True).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                raise _SlackError("invalid_cursor") from None
+            if kind != "next_ts":
+                raise _SlackError("invalid_cursor")
+            history = [m for m in history if m["ts"] <= next_ts]
+        page, rest = history[:limit], history[limit:]
+        answer: dict[str, Any] = {
+            "messages": [self._message_payload(m) for m in page],
+            "has_more": bool(rest),
+            "pin_count": 0,
+        }
+        if rest:
+            next_cursor = base64.b64encode(f"next_ts:{rest[0]['ts']}".encode()).decode()
+            answer["response_metadata"] = {"next_cursor": next_cursor}
+        return answer
 
     def _views_open(self, params: dict[str, Any]) -> dict[str, Any]:
         return self._open_view(params)

@@ -24,6 +24,7 @@ SCOPES = {
     "usergroups.users.list": "usergroups:read",
     "views.open": None,  # needs only the trigger_id of an interaction
     "views.update": None,
+    "conversations.history": "channels:history",  # groups:history for a private channel
 }
 
 
