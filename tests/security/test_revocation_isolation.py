@@ -8,22 +8,30 @@ the grants end a few real seconds after they are made."""
 
 from __future__ import annotations
 
+import itertools
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy import select
 from sqlmodel import col
 
+from bot.clock import as_utc
 from bot.storage.models import AccessRequest, RequestTarget
 from providers.base import GrantContext, GrantOutcome, Principal, Provider, TargetSpec
 from providers.fake import FakeProvider
-from tests.conftest import AUDIT_CHANNEL, Bot
+from tests.conftest import AUDIT_CHANNEL, BOT_TOKEN, SIGNING_SECRET, Bot
 from tests.e2e.helpers import submit
+from tests.fakes.processes import START_TIMEOUT, Launcher, wait
 from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_client import SlackSim
+from tests.fakes.webhook_receiver import WebhookReceiver
 
 ROLES = """
 roles:
@@ -220,3 +228,196 @@ def test_revocation_limits_out_of_range_are_refused_naming_the_setting(
     with pytest.raises(Exception, match=expected) as raised:
         make_bot(ROLES, approvers, providers={"fake": FakeProvider(), "stuck": HangingProvider()})
     assert "approvers.yaml" in str(raised.value)
+
+
+# ---------------------------------------------------------------- a real `jit-bot serve`
+
+PROCESS_ROLES = """
+roles:
+  panel:
+    description: Admin of a panel whose webhook hangs on revoke
+    max_duration: 1h
+    environments:
+      dev:
+        - provider: webhook
+          name: panel
+          url: {hung}
+          secret_env: JIT_WEBHOOK_SECRET
+          timeout_seconds: 30
+          max_attempts: 1
+  wiki:
+    description: Admin of a wiki whose webhook answers
+    max_duration: 1h
+    environments:
+      dev:
+        - provider: webhook
+          name: wiki
+          url: {fine}
+          secret_env: JIT_WEBHOOK_SECRET
+"""
+
+PROCESS_APPROVERS = """
+rules:
+  - environments: [dev]
+    roles: ["*"]
+    auto_approve: true
+settings:
+  revoke_deadline: {deadline}s
+"""
+
+WEBHOOK_SECRET = "webhook-hmac-key"
+GRANT_SECONDS = 4
+DEADLINE_SECONDS = 6
+# The bot's lease (AccessService's default) and its heartbeat, every third of it.
+LEASE_SECONDS = 8.0
+
+
+@pytest.fixture
+def launcher(tmp_path: Path) -> Iterator[Launcher]:
+    runner = Launcher(tmp_path)
+    try:
+        yield runner
+    finally:
+        runner.stop_all()
+        for process in runner.started:
+            sys.stderr.write(process.output())
+
+
+@pytest.fixture
+def receivers() -> Iterator[tuple[WebhookReceiver, WebhookReceiver]]:
+    hung, fine = WebhookReceiver(WEBHOOK_SECRET).start(), WebhookReceiver(WEBHOOK_SECRET).start()
+    try:
+        yield hung, fine
+    finally:
+        hung.stop()
+        fine.stop()
+
+
+@pytest.fixture
+def process_slack() -> Iterator[FakeSlack]:
+    fake = FakeSlack(token=BOT_TOKEN).start()
+    for user in [*HUNG, HEALTHY]:
+        fake.add_user(user, f"{user.lower()}@example.com", user.lower())
+    try:
+        yield fake
+        assert not fake.internal_errors, fake.internal_errors
+    finally:
+        fake.stop()
+
+
+def _request(sim: SlackSim, slack: FakeSlack, user: str, text: str) -> str:
+    reply = sim.command(user, f"request {text}")
+    assert reply.status == 200, reply
+    answer = slack.wait_for_response(name=reply.response_url_name)
+    assert "approved by rule" in answer["text"], answer
+    return next(w.rstrip(":.") for w in answer["text"].split() if w.startswith("R-"))
+
+
+def _requests(database_url: str) -> dict[str, tuple[str, datetime, datetime | None]]:
+    """Request id → (status, updated_at, expires_at), read as another process would."""
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(
+                    col(AccessRequest.id),
+                    col(AccessRequest.status),
+                    col(AccessRequest.updated_at),
+                    col(AccessRequest.expires_at),
+                )
+            )
+            return {
+                r.id: (r.status, as_utc(r.updated_at), r.expires_at and as_utc(r.expires_at))
+                for r in rows
+            }
+    finally:
+        engine.dispose()
+
+
+def test_a_serving_bot_revokes_on_time_beside_eight_hanging_webhooks_and_keeps_its_heartbeat(
+    launcher: Launcher,
+    process_slack: FakeSlack,
+    receivers: tuple[WebhookReceiver, WebhookReceiver],
+    database_url: str,
+) -> None:
+    hung_hook, fine_hook = receivers
+    roles = launcher.tmp_path / "roles.yaml"
+    approvers = launcher.tmp_path / "approvers.yaml"
+    roles.write_text(PROCESS_ROLES.format(hung=hung_hook.url, fine=fine_hook.url))
+    approvers.write_text(PROCESS_APPROVERS.format(deadline=DEADLINE_SECONDS))
+    env = launcher.env(
+        SLACK_BOT_TOKEN=BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SIGNING_SECRET,
+        SLACK_API_URL=process_slack.api_url,
+        DATABASE_URL=database_url,
+        JIT_ROLES_FILE=str(roles),
+        JIT_APPROVERS_FILE=str(approvers),
+        JIT_WEBHOOK_SECRET=WEBHOOK_SECRET,
+    )
+    bot = launcher.serve(env)
+    bot.wait_healthy()
+    sim = SlackSim(bot.url, SIGNING_SECRET, process_slack)
+    hung_hook.hang("revoke")
+
+    # Eight grants to the hanging receiver, made together; then one to the healthy one,
+    # which therefore ends last, a moment after the eight (all within about a second).
+    hung: list[str] = []
+    threads = [
+        threading.Thread(
+            target=lambda u=user: hung.append(
+                _request(sim, process_slack, u, f"panel dev {GRANT_SECONDS}s INC-2 hangs")
+            )
+        )
+        for user in HUNG
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(hung) == 8
+    wait(lambda: len(hung_hook.holdings) == 8, START_TIMEOUT, "eight grants")
+    fine = _request(sim, process_slack, HEALTHY, f"wiki dev {GRANT_SECONDS}s INC-2 answers")
+    wait(lambda: fine_hook.holdings, START_TIMEOUT, "the healthy grant")
+    seen = _requests(database_url)
+    fine_expires = seen[fine][2]
+    assert fine_expires is not None
+    assert max(seen[rid][2] for rid in hung) <= fine_expires  # type: ignore[type-var]
+
+    # Watch the database as another replica would, until the deadline has ended the eight.
+    renewals: dict[str, list[datetime]] = {rid: [] for rid in hung}
+    until = time.monotonic() + GRANT_SECONDS + DEADLINE_SECONDS + 10
+    while time.monotonic() < until:
+        seen = _requests(database_url)
+        for rid in hung:
+            status, updated_at, _ = seen[rid]
+            if status == "revoking" and updated_at not in renewals[rid]:
+                renewals[rid].append(updated_at)
+        if all(seen[rid][0] == "revoke_failed" for rid in hung):
+            break
+        time.sleep(0.05)
+    assert {seen[rid][0] for rid in hung} == {"revoke_failed"}, bot.output()
+
+    [revoke] = [e for e in fine_hook.events if e["event"] == "revoke"]
+    delay = revoke["received_at"] - fine_expires.timestamp()
+    assert hung_hook.waiting == 8  # every hanging revoke had its own slot, and still hangs
+    gaps = [
+        (later - earlier).total_seconds()
+        for stamps in renewals.values()
+        for earlier, later in itertools.pairwise(stamps)
+    ]
+    print(f"healthy revoke {delay:.3f}s after expiry; heartbeat gaps max {max(gaps):.2f}s")
+    assert delay < 1.0, f"the healthy revoke arrived {delay:.2f}s after its expiry"
+    assert fine_hook.holdings == set()
+    # Renewed every third of the lease: a skipped beat would leave a gap of two thirds.
+    assert all(len(stamps) >= 2 for stamps in renewals.values()), renewals
+    assert max(gaps) < LEASE_SECONDS / 2, gaps
+    assert "maximum number of running instances reached" not in bot.output()
+    assert "Traceback" not in bot.output()
+    # Each requester is told, as for any failed revocation.
+    process_slack.wait_for(
+        lambda: all(
+            any("failed; the bot keeps retrying" in m["text"] for m in process_slack.messages_in(u))
+            for u in HUNG
+        ),
+        timeout=START_TIMEOUT,
+    )
