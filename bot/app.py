@@ -25,6 +25,7 @@ from bot.clock import Clock, SystemClock
 from bot.config import ConfigError, ConfigIssue, JitConfig, Loc, line_in, load_config
 from bot.drift import DriftChecker
 from bot.google_groups import GoogleGroups
+from bot.revoker import Revoker
 from bot.scheduler import Periodic, Timers
 from bot.service import AccessService
 from bot.settings import Settings
@@ -126,6 +127,7 @@ class Runtime:
     drift: DriftChecker
     listeners: TrackedExecutor
     work: TrackedExecutor
+    revoker: Revoker
     config_warnings: list[str] = field(default_factory=list)
     # In Socket Mode: "connected" or "connecting", reported by /healthz (set by serve).
     slack_connection: Callable[[], str] | None = None
@@ -144,6 +146,7 @@ class Runtime:
 
     def stop(self) -> None:
         self.timers.stop()
+        self.revoker.stop()
         self.listeners.shutdown(wait=True, cancel_futures=False)
         self.work.shutdown(wait=True, cancel_futures=False)
         self.outbox.stop()
@@ -164,12 +167,14 @@ class Runtime:
         for _ in range(20):
             listeners_idle = self.listeners.wait_idle(timeout)
             work_idle = self.work.wait_idle(timeout)
-            if not (listeners_idle and work_idle):
+            revocations_idle = self.revoker.wait_idle(timeout)
+            if not (listeners_idle and work_idle and revocations_idle):
                 raise TimeoutError("the bot did not become idle")
             if (
                 not self.outbox.deliver_due()
                 and self.listeners.wait_idle(0)
                 and self.work.wait_idle(0)
+                and self.revoker.wait_idle(0)
             ):
                 return
         raise TimeoutError("the bot kept itself busy")
@@ -222,6 +227,11 @@ def build_runtime(
     google_groups = GoogleGroups.from_environ(environ if environ is not None else os.environ, clock)
     directory = SlackDirectory(client, clock, groups=google_groups, sleep=sleep)
     work = TrackedExecutor(16, "jit-work")
+    revoker = Revoker(
+        clock,
+        per_endpoint=config.settings.revoke_concurrency,
+        deadline=config.settings.revoke_deadline,
+    )
     listeners = TrackedExecutor(32, "jit-listener")
 
     # The timers call into the service and the service schedules timers; the lambdas
@@ -240,6 +250,7 @@ def build_runtime(
         expiry=timers,
         background=lambda job: _discard(work.submit(job)),
         sleep=sleep,
+        revoker=revoker,
     )
     bolt = App(
         client=client,
@@ -251,7 +262,7 @@ def build_runtime(
     handlers.register(bolt, service, clock)
     keep_request_bodies_out_of_logs()
     return Runtime(
-        settings, engine, service, bolt, outbox, timers, drift, listeners, work, warnings
+        settings, engine, service, bolt, outbox, timers, drift, listeners, work, revoker, warnings
     )
 
 

@@ -160,6 +160,12 @@ class Settings(_Strict):
     max_pending_per_person: int = Field(default=10, ge=1, le=1000)
     max_requests_per_person_per_hour: int = Field(default=30, ge=1, le=10000)
     sync_per_person_per_hour: int = Field(default=10, ge=1, le=1000)
+    # Revoke calls made at once to one provider (for webhooks: to one receiving service).
+    # One that hangs holds up only these; every other provider keeps its own.
+    revoke_concurrency: int = Field(default=8, ge=1, le=64)
+    # One revocation's time, all timeouts and retries included; then it is revoke_failed,
+    # announced, and retried by the sweeper.
+    revoke_deadline: Duration = timedelta(minutes=2)
 
     @field_validator("sweep_interval")
     @classmethod
@@ -168,6 +174,16 @@ class Settings(_Strict):
             raise ValueError(
                 f"{format_duration(value)} is too long; expected at most 30s "
                 "(the sweeper is the backstop for revocation)"
+            )
+        return value
+
+    @field_validator("revoke_deadline")
+    @classmethod
+    def _deadline_in_reach(cls, value: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= value <= timedelta(hours=1):
+            raise ValueError(
+                f"{format_duration(value)} is out of range; expected between 1s and 1h "
+                "(long enough for a provider's retries, short enough to notice a hang)"
             )
         return value
 

@@ -3,6 +3,11 @@ lease heartbeat, drift check).
 
 Jobs are derived from the database and rebuilt at start-up; losing them (a crash, a
 restart) loses nothing, because the sweeper revokes whatever is past its time.
+
+Each periodic job runs on a thread of its own, so none of them waits behind the others
+or behind expiry jobs: a drift check stuck on a slow cloud, or a burst of expiries, never
+skips a lease heartbeat or a sweep. Expiry jobs only start their revocation (the calls
+run on the revocation executor, bot/revoker.py), so their own pool stays free.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -39,6 +45,8 @@ class Timers(ExpiryScheduler):
         )
 
     def start(self, active: list[tuple[str, datetime]], periodic: list[Periodic]) -> None:
+        for task in periodic:
+            self._scheduler.add_executor(ThreadPoolExecutor(max_workers=1), alias=task.name)
         self._scheduler.start()
         for request_id, at in active:
             self.schedule(request_id, at)
@@ -48,6 +56,7 @@ class Timers(ExpiryScheduler):
                 "interval",
                 seconds=task.every.total_seconds(),
                 id=task.name,
+                executor=task.name,
                 **({"next_run_time": datetime.now().astimezone()} if task.at_start else {}),
             )
 

@@ -14,7 +14,6 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -52,6 +51,7 @@ from bot.policy import (
     requestable_roles,
     undecided_too_long,
 )
+from bot.revoker import Call, Outcome, Revocation, Revoker
 from bot.storage.models import (
     TERMINAL,
     AccessRequest,
@@ -77,10 +77,6 @@ _RELEASABLE = (
     TargetStatus.FAILED,
     TargetStatus.REVOKE_FAILED,
 )
-
-
-# Provider calls made at once when many grants are revoked together (the sweeper).
-_PARALLEL_CALLS = 8
 
 # A request's owner confirms it still owns it (a write that renews the lease) before a
 # provider call or a write, unless it did so this recently: a batch costs nothing extra,
@@ -130,6 +126,7 @@ class AccessService:
         lease: timedelta = timedelta(seconds=8),
         sleep: Callable[[float], None] = time.sleep,
         attempts: int = 4,
+        revoker: Revoker | None = None,
     ) -> None:
         self.config = config
         self._sessions = sessions
@@ -142,6 +139,8 @@ class AccessService:
         self._lease = lease
         self._sleep = sleep
         self._attempts = attempts
+        # Revoke calls run there, per provider endpoint, each revocation within a deadline.
+        self._revoker = revoker or Revoker(clock)
         self._busy: set[str] = set()
         # request id → (its version when this process took it, when that was last
         # confirmed): a thread that lost its lease to another process stops, see _owned.
@@ -606,15 +605,21 @@ class AccessService:
             )
         if request.status not in (Status.ACTIVE, Status.REVOKE_FAILED):
             raise WrongState(f"{request_id} is {request.status}; only active access can be ended.")
-        self._background(lambda: self.revoke(request_id, actor=actor, reason="ended early"))
+
+        def start() -> None:  # only started: the calls run on the revocation executor
+            self._start_revoking([request_id], actor, "ended early")
+
+        self._background(start)
         return request
 
     def expire(self, request_id: str) -> None:
-        """Revoke if the request is active and its time is up (the expiry job's entry)."""
+        """Revoke if the request is active and its time is up (the expiry job's entry).
+        Returns once the revocation has started: its calls run on the revocation
+        executor, so an expiry job never waits on a provider."""
         request = self.get(request_id)
         due = request.expires_at is not None and request.expires_at <= self._now()
         if request.status == Status.ACTIVE and due:
-            self.revoke(request_id, actor=BOT, reason="expired")
+            self._start_revoking([request_id], BOT, "expired")
 
     def revoke(self, request_id: str, *, actor: str, reason: str) -> None:
         self.revoke_many([request_id], actor=actor, reason=reason)
@@ -622,12 +627,45 @@ class AccessService:
     def revoke_many(self, request_ids: Sequence[str], *, actor: str, reason: str) -> None:
         """Revoke several grants together: one transaction starts them all, their provider
         calls run in parallel, one transaction records how each ended. A bot starting on
-        thousands of overdue grants catches up in seconds, not minutes."""
-        with self._claim_all(request_ids) as claimed:
-            if claimed:
-                self._revoke(claimed, actor, reason)
+        thousands of overdue grants catches up in seconds, not minutes. Returns once that
+        is recorded (at the latest when the revocation deadline has passed)."""
+        started = self._start_revoking(request_ids, actor, reason)
+        if started is not None:
+            started.wait()
 
-    def _revoke(self, request_ids: Sequence[str], actor: str, reason: str) -> None:
+    def _start_revoking(
+        self, request_ids: Sequence[str], actor: str, reason: str
+    ) -> Revocation | None:
+        """Start revoking and return at once: the calls run on the revocation executor,
+        and how each grant ended is recorded when they have answered or the deadline has
+        passed (then as ``revoke_failed``, for the sweeper to retry)."""
+        claimed = self._take(request_ids)
+        if not claimed:
+            return None
+        try:
+            begun = self._begin_revoke(claimed, actor, reason)
+            if begun is None:
+                self._let_go(claimed)
+                return None
+            requests, granted = begun
+            grants = [(request, granted[rid][0]) for rid, request in requests.items()]
+            kept, calls = self._plan_release(grants)
+        except BaseException:
+            self._let_go(claimed)
+            raise
+
+        def record(outcomes: list[Outcome]) -> None:
+            try:
+                errors = self._record_release(grants, kept, calls, outcomes)
+                self._end_revoke(requests, errors, actor)
+            finally:
+                self._let_go(claimed)
+
+        return self._revoker.start(self._revoke_calls(calls), record)
+
+    def _begin_revoke(
+        self, request_ids: Sequence[str], actor: str, reason: str
+    ) -> tuple[dict[str, AccessRequest], dict[str, tuple[list[RequestTarget], list[Vote]]]] | None:
         now = self._now()
         with self._transaction() as session:
             started = self._set_statuses(
@@ -648,11 +686,15 @@ class AccessService:
             )
             granted = _snapshots(session, list(requests))
         if not requests:
-            return
+            return None
         self._fence(list(requests.values()))
         for request_id in requests:
             self._expiry.cancel(request_id)
-        errors = self._release([(request, granted[rid][0]) for rid, request in requests.items()])
+        return requests, granted
+
+    def _end_revoke(
+        self, requests: Mapping[str, AccessRequest], errors: Mapping[str, list[str]], actor: str
+    ) -> None:
         with self._transaction() as session:
             failed: list[str] = []
             for request_id, problems in errors.items():
@@ -701,8 +743,16 @@ class AccessService:
         (where the cloud does not keep each grant apart).
         Returns each request's errors; targets that failed stay marked for the sweeper to
         retry."""
+        kept, calls = self._plan_release(grants)
+        outcomes = self._revoker.run(self._revoke_calls(calls))
+        return self._record_release(grants, kept, calls, outcomes)
+
+    def _plan_release(
+        self, grants: Sequence[tuple[AccessRequest, Sequence[RequestTarget]]]
+    ) -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[AccessRequest, RequestTarget]]]:
+        """The targets to keep, (request id, row) each, and the revoke calls to make."""
         holders = self._other_holders([request for request, _ in grants])
-        rows: list[tuple[str, TargetStatus, dict[str, Any]]] = []  # (request id, status, row)
+        kept: list[tuple[str, dict[str, Any]]] = []
         calls: list[tuple[AccessRequest, RequestTarget]] = []
         for request, targets in grants:
             for target in targets:
@@ -720,8 +770,18 @@ class AccessService:
                 else:
                     calls.append((request, target))
                     continue
-                rows.append((request.id, TargetStatus.KEPT, {"id": target.id, "error": why}))
-        outcomes = self._revoke_in_lanes(calls)
+                kept.append((request.id, {"id": target.id, "error": why}))
+        return kept, calls
+
+    def _record_release(
+        self,
+        grants: Sequence[tuple[AccessRequest, Sequence[RequestTarget]]],
+        kept: Sequence[tuple[str, dict[str, Any]]],
+        calls: Sequence[tuple[AccessRequest, RequestTarget]],
+        outcomes: Sequence[Outcome],
+    ) -> dict[str, list[str]]:
+        """Record each target's end; returns each request's errors."""
+        rows = [(rid, TargetStatus.KEPT, row) for rid, row in kept]
         errors: dict[str, list[str]] = {request.id: [] for request, _ in grants}
         for (request, target), problem in zip(calls, outcomes, strict=True):
             if problem is None:
@@ -746,7 +806,9 @@ class AccessService:
                     session.execute(update(RequestTarget), batch)
         return errors
 
-    def _revoke_one(self, request: AccessRequest, target: RequestTarget) -> str | None:
+    def _revoke_one(
+        self, request: AccessRequest, target: RequestTarget, wanted: Callable[[], bool]
+    ) -> str | None:
         """One provider revoke call; the error, if it failed (``_LOST`` if another
         process has taken the request over, when no call is made)."""
         if not self._owned(request.id):
@@ -754,7 +816,7 @@ class AccessService:
         try:
             provider, spec = self._spec(target)
             principal, context = self._principal(request), self._context(request)
-            self._retrying(partial(provider.revoke, principal, spec, context))
+            self._retrying(partial(provider.revoke, principal, spec, context), wanted=wanted)
         except ProviderError as exc:
             return str(exc)
         except Exception as exc:  # a bug in one call must not hold up the whole batch
@@ -762,36 +824,28 @@ class AccessService:
             return f"unexpected error: {exc!r}"
         return None
 
-    def _lane(self, target: RequestTarget) -> str | None:
+    def _revoke_calls(self, calls: Sequence[tuple[AccessRequest, RequestTarget]]) -> list[Call]:
+        """The calls for the revocation executor. One request's targets go in their order,
+        calls a provider says write the same thing (its ``lane``) one after the other, and
+        each takes a slot of the endpoint it talks to."""
+        found: list[Call] = []
+        for request, target in calls:
+            endpoint, lane = self._endpoint_and_lane(target)
+            found.append(
+                Call(
+                    endpoint=endpoint,
+                    lane=("request", request.id) if lane is None else ("lane", lane),
+                    run=partial(self._revoke_one, request, target),
+                )
+            )
+        return found
+
+    def _endpoint_and_lane(self, target: RequestTarget) -> tuple[str, str | None]:
         try:
             provider, spec = self._spec(target)
-            return provider.lane(spec)
+            return provider.endpoint(spec), provider.lane(spec)
         except Exception:  # the call itself will fail and say why
-            return None
-
-    def _revoke_in_lanes(
-        self, calls: Sequence[tuple[AccessRequest, RequestTarget]]
-    ) -> list[str | None]:
-        """Make the revoke calls, in parallel across requests. One request's targets go
-        in their order, and calls a provider says write the same thing (its ``lane``) go
-        one after the other."""
-        lanes: dict[tuple[str, str], list[int]] = {}
-        for index, (request, target) in enumerate(calls):
-            lane = self._lane(target)
-            key = ("request", request.id) if lane is None else (target.provider, lane)
-            lanes.setdefault(key, []).append(index)
-        if len(lanes) <= 1:
-            return [self._revoke_one(request, target) for request, target in calls]
-        results: dict[int, str | None] = {}
-
-        def run(indexes: list[int]) -> None:
-            for index in indexes:
-                results[index] = self._revoke_one(*calls[index])
-
-        with ThreadPoolExecutor(min(_PARALLEL_CALLS, len(lanes)), "jit-provider") as pool:
-            for done in [pool.submit(run, indexes) for indexes in lanes.values()]:
-                done.result()
-        return [results[index] for index in range(len(calls))]
+            return target.provider, None
 
     def _other_holders(
         self, requests: Sequence[AccessRequest], *, jit_owned: bool = False
@@ -903,9 +957,14 @@ class AccessService:
         # More than one batch is a backlog (the bot was down): say so until it is gone,
         # so Slack posts wait rather than compete with taking access away.
         self._backlog_since = time.monotonic() if len(due) > _SWEEP_BATCH else None
+        # A batch waits for its calls at most a sweep interval: one held up by a provider
+        # that hangs finishes on its own (by its deadline) while the sweeper goes on.
+        patience = self.config.settings.sweep_interval.total_seconds()
         try:
             for start in range(0, len(due), _SWEEP_BATCH):
-                self.revoke_many(due[start : start + _SWEEP_BATCH], actor=BOT, reason="expired")
+                batch = self._start_revoking(due[start : start + _SWEEP_BATCH], BOT, "expired")
+                if batch is not None:
+                    batch.wait(patience)
         finally:
             self._backlog_since = None
         if left_behind:
@@ -1167,15 +1226,16 @@ class AccessService:
         with self._sessions.begin() as session:
             yield session
 
-    def _retrying(self, call: Callable[[], T]) -> T:
+    def _retrying(self, call: Callable[[], T], wanted: Callable[[], bool] = lambda: True) -> T:
         """A provider call, tried again with jittered backoff while the provider says the
         failure is temporary (throttling, 5xx). Providers retry their own calls too; this
-        covers what they give up on, so one bad minute does not fail a grant."""
+        covers what they give up on, so one bad minute does not fail a grant. Not tried
+        again once it is no longer ``wanted`` (its revocation is past its deadline)."""
         for attempt in range(1, self._attempts + 1):
             try:
                 return call()
             except ProviderError as exc:
-                if not exc.retryable or attempt == self._attempts:
+                if not exc.retryable or attempt == self._attempts or not wanted():
                     raise
                 log.warning("provider call failed (attempt %d), retrying: %s", attempt, exc)
                 self._sleep(random.uniform(0.5, 1.0) * 2**attempt)
@@ -1213,16 +1273,24 @@ class AccessService:
     @contextmanager
     def _claim_all(self, request_ids: Sequence[str]) -> Iterator[list[str]]:
         """Claim those of ``request_ids`` no other thread of this process is working on."""
-        with self._busy_lock:
-            claimed = [rid for rid in dict.fromkeys(request_ids) if rid not in self._busy]
-            self._busy.update(claimed)
+        claimed = self._take(request_ids)
         try:
             yield claimed
         finally:
-            with self._busy_lock:
-                self._busy.difference_update(claimed)
-                for request_id in claimed:
-                    self._fences.pop(request_id, None)
+            self._let_go(claimed)
+
+    def _take(self, request_ids: Sequence[str]) -> list[str]:
+        """Claim (see ``_claim_all``) for work that ends on another thread."""
+        with self._busy_lock:
+            claimed = [rid for rid in dict.fromkeys(request_ids) if rid not in self._busy]
+            self._busy.update(claimed)
+        return claimed
+
+    def _let_go(self, claimed: Sequence[str]) -> None:
+        with self._busy_lock:
+            self._busy.difference_update(claimed)
+            for request_id in claimed:
+                self._fences.pop(request_id, None)
 
     def _load(self, session: Session, request_id: str) -> AccessRequest:
         request = session.get(AccessRequest, request_id, populate_existing=True)

@@ -120,6 +120,12 @@ class Provider(ABC):
         rewrite one shared document, such as a cloud IAM policy. None: no such limit."""
         return None
 
+    def endpoint(self, target: TargetSpec) -> str:
+        """The system a call on this target talks to. Revocations take turns per endpoint,
+        a few at a time, so one that hangs holds up only calls to itself. By default the
+        provider's own API."""
+        return self.name
+
     def is_granted(self, principal: Principal, target: TargetSpec) -> bool | None:
         """Whether the principal holds this access now; None where the provider cannot tell."""
         return None

@@ -342,6 +342,12 @@ class WebhookProvider(Provider):
     def revoke(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
         self._deliver("revoke", principal, _as_webhook(target), context)
 
+    def endpoint(self, target: TargetSpec) -> str:
+        # Each receiving service is its own endpoint: one that hangs must not hold up
+        # revocations sent to the others.
+        parts = urlsplit(_as_webhook(target).url)
+        return f"{self.name}:{parts.scheme}://{parts.netloc}"
+
     def is_granted(self, principal: Principal, target: TargetSpec) -> bool | None:
         _as_webhook(target)
         return None

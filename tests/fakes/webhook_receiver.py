@@ -118,6 +118,10 @@ class WebhookReceiver:
         # The URL this receiver is known by in roles.yaml, when it is not ``url`` (a name
         # that resolves to 127.0.0.1, say).
         self.audience = ""
+        # Events ("grant"/"revoke") left unanswered until let_go(), like a hung service.
+        self._hung: set[str] = set()
+        self._let_go = threading.Event()
+        self._waiting = 0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -135,6 +139,7 @@ class WebhookReceiver:
         return self
 
     def stop(self) -> None:
+        self.let_go()
         if self._server is None:
             return
         self._server.shutdown()
@@ -203,6 +208,24 @@ class WebhookReceiver:
         with self._lock:
             self._fault = _Fault(remaining=times, status=status, body=body, headers=extra)
 
+    def hang(self, event: str) -> None:
+        """Leave every ``event`` request ("grant" or "revoke") unanswered until
+        ``let_go()`` (at most a minute), as a service that hangs does."""
+        with self._lock:
+            self._hung.add(event)
+            self._let_go.clear()
+
+    def let_go(self) -> None:
+        with self._lock:
+            self._hung.clear()
+        self._let_go.set()
+
+    @property
+    def waiting(self) -> int:
+        """Requests held unanswered right now."""
+        with self._lock:
+            return self._waiting
+
     # -- request handling (called on server threads) -----------------------------------
 
     def _handle(
@@ -210,10 +233,29 @@ class WebhookReceiver:
     ) -> tuple[int, dict[str, str], bytes]:
         if self.delay:
             time.sleep(self.delay)
+        if self._hangs_on(body):
+            with self._lock:
+                self._waiting += 1
+            try:
+                self._let_go.wait(60)
+            finally:
+                with self._lock:
+                    self._waiting -= 1
         with self._lock:
             status, extra, answer = self._decide(path, headers, body)
             self._requests.append(ReceivedRequest(path, headers, body, status))
             return status, extra, answer
+
+    def _hangs_on(self, body: bytes) -> bool:
+        with self._lock:
+            if not self._hung:
+                return False
+            hung = set(self._hung)
+        try:
+            event = json.loads(body)
+        except ValueError:
+            return False
+        return isinstance(event, dict) and event.get("event") in hung
 
     def _decide(
         self, path: str, headers: dict[str, str], body: bytes
