@@ -96,6 +96,7 @@ rules:
     required_approvals: 1
 settings:
   pending_ttl: 1h
+  allowed_email_domains: [example.com]
 """
 
 

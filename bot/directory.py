@@ -17,6 +17,9 @@ class Person:
     user_id: str
     email: str
     name: str
+    # Slack's ``is_email_confirmed``: whether the owner of the account proved they read
+    # this mailbox. An unconfirmed email may be anyone's, so it names no principal.
+    email_confirmed: bool = True
 
 
 class Directory(Protocol):

@@ -86,7 +86,12 @@ class SlackDirectory:
                     "scope and the user needs an email to be granted access."
                 )
             name = profile.get("real_name") or user.get("real_name") or user.get("name", "")
-            return Person(user_id=user_id, email=email, name=name)
+            return Person(
+                user_id=user_id,
+                email=email,
+                name=name,
+                email_confirmed=user.get("is_email_confirmed") is True,
+            )
 
         return self._cached(f"user:{user_id}", load)
 
