@@ -39,3 +39,8 @@ class Directory(Protocol):
     def refresh(self) -> None:
         """Forget cached answers so the next lookups ask Slack again."""
         ...
+
+    def person_now(self, user_id: str) -> Person:
+        """Like ``person``, but asked of Slack now, never answered from a cache: for the
+        moment access is granted, when an email changed a minute ago matters."""
+        ...

@@ -91,6 +91,20 @@ def _targets(targets: Sequence[RequestTarget]) -> SectionBlock:
     return SectionBlock(text=MarkdownTextObject(text=f"*Will grant*\n{lines}"[:3000]))
 
 
+def _literal(text: str) -> str:
+    """Text from Slack profiles or clouds, shown as code and never as markup."""
+    safe = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return "`" + safe.replace("`", "'") + "`"
+
+
+def _principal(request: AccessRequest, targets: Sequence[RequestTarget]) -> SectionBlock:
+    """Who exactly receives the access: the email the request was made with (what the
+    clouds are asked for), and each target's own name for that person once known."""
+    lines = [f"*Access goes to*\n{_literal(request.requester_email)}"]
+    lines += [f"• {t.description}: {_literal(t.principal)}" for t in targets if t.principal]
+    return SectionBlock(text=MarkdownTextObject(text="\n".join(lines)[:3000]))
+
+
 def _reason(request: AccessRequest) -> SectionBlock:
     return SectionBlock(text=MarkdownTextObject(text=f"*Reason*\n{request.reason}"[:3000]))
 
@@ -140,6 +154,7 @@ def approver_message(
     blocks: list[Block] = [
         HeaderBlock(text=PlainTextObject(text=f"Access request {request.id}")),
         _summary(request),
+        _principal(request, targets),
         _reason(request),
         _targets(targets),
     ]
@@ -210,6 +225,8 @@ def requester_message(
         until=when(request.expires_at) if request.expires_at else "?",
     )
     blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=text))]
+    if news in (RequesterNews.SUBMITTED, RequesterNews.GRANTED):
+        blocks.append(_principal(request, targets))
     outcomes = (
         RequesterNews.DENIED,
         RequesterNews.FAILED,

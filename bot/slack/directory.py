@@ -210,6 +210,11 @@ class SlackDirectory:
             self._sleep(wait)
         raise AssertionError("unreachable")
 
+    def person_now(self, user_id: str) -> Person:
+        with self._lock:
+            self._cache.pop(f"user:{user_id}", None)
+        return self.person(user_id)
+
     def _cached(self, key: str, load: Callable[[], T]) -> T:
         now = self._clock.now()
         with self._lock:
