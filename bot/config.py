@@ -736,9 +736,7 @@ def _check_email_domains(
     """A provider that grants real access needs ``settings.allowed_email_domains``."""
     if settings.allowed_email_domains:
         return []
-    real = sorted(
-        {t.provider for units in targets.values() for t in units} - _NO_REAL_ACCESS
-    )
+    real = sorted({t.provider for units in targets.values() for t in units} - _NO_REAL_ACCESS)
     if not real:
         return []
     loc: Loc = ("settings", "allowed_email_domains")

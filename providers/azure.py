@@ -418,9 +418,7 @@ class AzureProvider(Provider):
             return GrantOutcome(
                 preexisting=True, detail="; ".join(o.detail for o in outcomes), principal=who
             )
-        return GrantOutcome(
-            detail="; ".join(o.detail for o in outcomes if o.detail), principal=who
-        )
+        return GrantOutcome(detail="; ".join(o.detail for o in outcomes if o.detail), principal=who)
 
     def revoke(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
         azure = _as_azure(target)
