@@ -102,6 +102,7 @@ settings:
   # A benchmark's few users make thousands of requests: lift the per-person quotas.
   max_pending_per_person: 1000
   max_requests_per_person_per_hour: 10000
+  allowed_email_domains: [example.com]
 """
 
 

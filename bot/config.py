@@ -37,6 +37,9 @@ Loc = tuple[str | int, ...]
 USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 HANDLE = re.compile(r"^@[a-z0-9][a-z0-9._-]*$")
+DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+# Providers that hand out nothing real (tests, demos): no email domain restriction needed.
+_NO_REAL_ACCESS = frozenset({"fake"})
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 ENTRY_HELP = "a Slack user id (U0123ABCD), an email address or a user-group handle (@sre-leads)"
 GOOGLE_GROUP = "google:"  # google:<group email>: a Google Workspace group
@@ -80,6 +83,16 @@ def _entry(value: Any) -> str:
     raise ValueError(f"'{value}' is not a valid entry{hint}; expected {ENTRY_HELP}")
 
 
+def _domain(value: Any) -> str:
+    text = value.strip().lower().removeprefix("@") if isinstance(value, str) else ""
+    if not DOMAIN.match(text):
+        raise ValueError(
+            f"'{value}' is not an email domain; expected a domain such as example.com "
+            "(the part of an email after the @)"
+        )
+    return text
+
+
 def _name(value: Any) -> str:
     if not isinstance(value, str) or not NAME.match(value):
         raise ValueError(
@@ -92,6 +105,7 @@ def _name(value: Any) -> str:
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
 Entry = Annotated[str, BeforeValidator(_entry)]
 Name = Annotated[str, BeforeValidator(_name)]
+EmailDomain = Annotated[str, BeforeValidator(_domain)]
 
 
 class _Strict(BaseModel):
@@ -166,6 +180,10 @@ class Settings(_Strict):
     # One revocation's time, all timeouts and retries included; then it is revoke_failed,
     # announced, and retried by the sweeper.
     revoke_deadline: Duration = timedelta(minutes=2)
+    # The Slack email is what names the cloud principal, and whoever can set an email
+    # could otherwise pick any cloud user: only these domains are served (required as
+    # soon as a provider hands out real access; see _check_email_domains).
+    allowed_email_domains: list[EmailDomain] = Field(default_factory=list)
 
     @field_validator("sweep_interval")
     @classmethod
@@ -562,6 +580,8 @@ def load_config(
         issues.extend(_check_groups(approvers_model, afile, anode))
     if roles_model is not None and approvers_model is not None:
         issues.extend(_cross_check(roles_model, approvers_model, rfile, afile, anode, rnode))
+    if approvers_model is not None:
+        issues.extend(_check_email_domains(targets, approvers_model.settings, rfile, afile, anode))
     if issues:
         # Read like a compiler's output: roles.yaml then approvers.yaml, top to bottom.
         raise ConfigError(sorted(issues, key=lambda i: (i.file != rfile, i.line or 0)))
@@ -725,3 +745,30 @@ def _cross_check(
                     "a rule whose roles and environments match it (or '*')",
                 )
     return issues
+
+
+def _check_email_domains(
+    targets: Mapping[tuple[str, str], Sequence[TargetSpec]],
+    settings: Settings,
+    rfile: str,
+    afile: str,
+    anode: yaml.Node | None,
+) -> list[ConfigIssue]:
+    """A provider that grants real access needs ``settings.allowed_email_domains``."""
+    if settings.allowed_email_domains:
+        return []
+    real = sorted({t.provider for units in targets.values() for t in units} - _NO_REAL_ACCESS)
+    if not real:
+        return []
+    loc: Loc = ("settings", "allowed_email_domains")
+    return [
+        ConfigIssue(
+            afile,
+            loc,
+            f"is required because {rfile} grants access through {', '.join(real)}: the "
+            "Slack email names the cloud user, so only emails of your own domains may "
+            "be served; expected a list of email domains, for example "
+            "allowed_email_domains: [example.com]",
+            _line_of(anode, loc),
+        )
+    ]

@@ -17,6 +17,9 @@ class Person:
     user_id: str
     email: str
     name: str
+    # Slack's ``is_email_confirmed``: whether the owner of the account proved they read
+    # this mailbox. An unconfirmed email may be anyone's, so it names no principal.
+    email_confirmed: bool = True
 
 
 class Directory(Protocol):
@@ -35,4 +38,9 @@ class Directory(Protocol):
 
     def refresh(self) -> None:
         """Forget cached answers so the next lookups ask Slack again."""
+        ...
+
+    def person_now(self, user_id: str) -> Person:
+        """Like ``person``, but asked of Slack now, never answered from a cache: for the
+        moment access is granted, when an email changed a minute ago matters."""
         ...

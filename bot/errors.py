@@ -62,6 +62,11 @@ class NotAllowed(JitError):
     """The person clicking or typing may not do this to this request."""
 
 
+class UnverifiedIdentity(NotAllowed):
+    """The Slack account's email cannot be trusted to name a cloud principal: Slack has
+    not confirmed it, or it is outside the configured email domains."""
+
+
 class WrongState(JitError):
     """The request has moved on (decided, ended …) and this action no longer applies."""
 

@@ -21,6 +21,7 @@ from bot.errors import (
     NotEligible,
     UnknownEnvironment,
     UnknownRole,
+    UnverifiedIdentity,
 )
 
 Membership = Callable[[Sequence[str]], bool]
@@ -120,12 +121,47 @@ def check_request(
     return RequestCheck(role, environment, duration, reason.strip(), index, rule)
 
 
+def email_domain(email: str) -> str:
+    return email.rpartition("@")[2].lower()
+
+
+def check_identity(
+    email: str, confirmed: bool, allowed_domains: Sequence[str], *, acting: str
+) -> None:
+    """Raise UnverifiedIdentity unless this Slack email may stand for a cloud principal:
+    Slack confirmed it, and its domain is one of ``allowed_domains`` exactly (an empty
+    list means no restriction: only allowed with the test-only fake provider). A
+    subdomain is not its parent: whoever runs ``eu.example.com`` may not be who runs
+    ``example.com``. ``acting`` says what was refused ("request access", "approve")."""
+    if not confirmed:
+        raise UnverifiedIdentity(
+            f"Slack reports your email {email} as unconfirmed, so it cannot name the "
+            f"account that gets access; you cannot {acting} until you confirm it "
+            "(Slack sends a confirmation link to that address)."
+        )
+    domain = email_domain(email)
+    if allowed_domains and domain not in allowed_domains:
+        raise UnverifiedIdentity(
+            f"Your Slack email {email} is outside the email domains this bot serves "
+            f"({', '.join(allowed_domains)}), so you cannot {acting}. Change your Slack "
+            "email to your work address, or ask the bot's administrators."
+        )
+
+
+def same_person(one: Collection[str], other: Collection[str]) -> bool:
+    """Whether two sets of principals (an account's email and what each provider maps it
+    to, see ``AccessService._principals``) name one cloud identity."""
+    return not set(one).isdisjoint(other)
+
+
 class Refusal(StrEnum):
     NOT_PENDING = "not_pending"
     NOT_AN_APPROVER = "not_an_approver"
     SELF_APPROVAL = "self_approval"
     ALREADY_VOTED = "already_voted"
     EXPIRED = "expired"
+    REQUESTERS_PRINCIPAL = "requesters_principal"
+    SAME_PRINCIPAL_VOTED = "same_principal_voted"
 
 
 @dataclass(frozen=True)
@@ -142,12 +178,20 @@ def decide_vote(
     approvers: Collection[str],
     allow_self_approval: bool,
     voted: Collection[str],
+    voter_principals: Collection[str] = frozenset(),
+    requester_principals: Collection[str] = frozenset(),
+    voted_principals: Collection[str] = frozenset(),
     expired: bool = False,
 ) -> VoteDecision:
     """Whether ``voter`` may approve or deny now. ``approvers`` is the approver set as
-    resolved at this moment, not as it was when the request was made. ``expired``: the
-    request has waited longer than ``pending_ttl``; a click then must not decide it, even
-    before the sweeper has marked it expired."""
+    resolved at this moment, not as it was when the request was made.
+
+    People are compared by Slack id and by principal (email after the providers' domain
+    mapping): a second Slack account with the requester's email is the requester, and
+    one person's accounts cast one vote between them (``voted_principals``: those of
+    everyone who voted already). ``expired``: the request has waited longer than
+    ``pending_ttl``; a click then must not decide it, even before the sweeper has marked it
+    expired."""
     if status != "pending":
         return VoteDecision(False, Refusal.NOT_PENDING)
     if expired:
@@ -156,8 +200,12 @@ def decide_vote(
         return VoteDecision(False, Refusal.SELF_APPROVAL)
     if voter not in approvers:
         return VoteDecision(False, Refusal.NOT_AN_APPROVER)
+    if same_person(voter_principals, requester_principals) and not allow_self_approval:
+        return VoteDecision(False, Refusal.REQUESTERS_PRINCIPAL)
     if voter in voted:
         return VoteDecision(False, Refusal.ALREADY_VOTED)
+    if same_person(voter_principals, voted_principals):
+        return VoteDecision(False, Refusal.SAME_PRINCIPAL_VOTED)
     return VoteDecision(True)
 
 
@@ -170,4 +218,9 @@ REFUSAL_TEXT = {
         "This request expired: nobody decided it within the time allowed, so it can no "
         "longer be approved or denied (the requester can ask again); nothing changed."
     ),
+    Refusal.REQUESTERS_PRINCIPAL: "Your Slack account has the same email (the same cloud "
+    "identity) as the requester's, so this is your own request: you cannot decide it; "
+    "nothing changed.",
+    Refusal.SAME_PRINCIPAL_VOTED: "Another Slack account with your email (the same cloud "
+    "identity) has already voted on this request, and one person counts once; nothing changed.",
 }

@@ -37,6 +37,7 @@ from bot.errors import (
     NotEnoughApprovers,
     RequestNotFound,
     TargetsUnavailable,
+    UnverifiedIdentity,
     WrongState,
 )
 from bot.notify import Notifier, RequesterNews
@@ -44,6 +45,8 @@ from bot.policy import (
     REFUSAL_TEXT,
     Refusal,
     RequestCheck,
+    VoteDecision,
+    check_identity,
     check_request,
     decide_vote,
     match_rule,
@@ -181,6 +184,7 @@ class AccessService:
         with self._transaction() as session:
             quotas.check_request(session, self.config.settings, requester_id, self._now())
         requester = self.directory.person(requester_id)
+        self._check_identity(requester, "request access")
         rule = checked.rule
         allow_self = self.config.allows_self_approval(rule)
         approvers: list[str] = []
@@ -253,6 +257,7 @@ class AccessService:
                     spec=unit.model_dump(mode="json"),
                     target_key=f"{provider.name}:{unit.key()}",
                     description=description,
+                    principal=_known_principal(provider, request.requester_email),
                 )
                 for i, (provider, unit, description) in enumerate(units)
             ]
@@ -268,6 +273,7 @@ class AccessService:
                 requester_email=request.requester_email,
                 approvers=approvers,
                 targets=[t.description for t in targets],
+                principal=request.requester_email,
             )
             if rule.auto_approve:
                 self._audit(session, BOT, "auto_approved", request, rule=checked.rule_index + 1)
@@ -286,6 +292,7 @@ class AccessService:
         request = self.get(request_id)
         self._refuse_if_expired(request)
         approvers = self._current_approvers(request)
+        voter = self._voter(voter_id, request, approvers)
         with self._transaction() as session:
             # Take the row lock first: concurrent voters on one request queue up here, so
             # the count below sees every committed vote and exactly one voter completes it.
@@ -296,19 +303,19 @@ class AccessService:
                 .where(col(AccessRequest.status) == Status.PENDING)
                 .values(version=col(AccessRequest.version) + 1),
             )
-            voted = _voters(session, request_id)
-            verdict = decide_vote(
-                status=Status.PENDING if locked else Status.APPROVED,
-                voter=voter_id,
-                requester=request.requester_id,
-                approvers=approvers,
-                allow_self_approval=request.allow_self_approval,
-                voted=voted,
-                expired=self._undecided_too_long(request),
+            verdict = self._verdict(
+                session,
+                request,
+                Status.PENDING if locked else Status.APPROVED,
+                voter_id,
+                voter,
+                approvers,
             )
             if not verdict.allowed:
                 assert verdict.refusal is not None
                 raise NotAllowed(REFUSAL_TEXT[verdict.refusal])
+            if voter is not None:
+                self._check_identity(voter, "decide access requests")
             session.add(
                 Vote(
                     request_id=request_id,
@@ -316,6 +323,7 @@ class AccessService:
                     decision=decision,
                     reason=reason,
                     created_at=self._clock.now(),
+                    voter_email=voter.email if voter is not None else None,
                 )
             )
             try:
@@ -368,19 +376,53 @@ class AccessService:
         """Raise NotAllowed unless ``user_id`` could approve or deny the request now."""
         request = self.get(request_id)
         self._refuse_if_expired(request)
+        approvers = self._current_approvers(request)
+        voter = self._voter(user_id, request, approvers)
         with self._transaction() as session:
-            voted = _voters(session, request_id)
-        verdict = decide_vote(
-            status=request.status,
-            voter=user_id,
-            requester=request.requester_id,
-            approvers=self._current_approvers(request),
-            allow_self_approval=request.allow_self_approval,
-            voted=voted,
-        )
+            verdict = self._verdict(
+                session, request, Status(request.status), user_id, voter, approvers
+            )
         if not verdict.allowed:
             assert verdict.refusal is not None
             raise NotAllowed(REFUSAL_TEXT[verdict.refusal])
+        if voter is not None:
+            self._check_identity(voter, "decide access requests")
+
+    def _voter(self, user_id: str, request: AccessRequest, approvers: set[str]) -> Person | None:
+        """The clicker, looked up when their identity matters: an approver other than the
+        requester's own account (anyone else is refused by id alone)."""
+        if user_id not in approvers or user_id == request.requester_id:
+            return None
+        return self.directory.person(user_id)
+
+    def _verdict(
+        self,
+        session: Session,
+        request: AccessRequest,
+        status: Status,
+        voter_id: str,
+        voter: Person | None,
+        approvers: set[str],
+    ) -> VoteDecision:
+        """decide_vote with people compared by id and by principal (email after each
+        provider's mapping): votes cast so far are read in ``session``."""
+        votes = session.execute(
+            select(col(Vote.voter_id), col(Vote.voter_email)).where(
+                col(Vote.request_id) == request.id
+            )
+        ).all()
+        return decide_vote(
+            status=status,
+            voter=voter_id,
+            requester=request.requester_id,
+            approvers=approvers,
+            allow_self_approval=request.allow_self_approval,
+            voted={voted_id for voted_id, _ in votes},
+            voter_principals=self._principals(voter.email) if voter is not None else (),
+            requester_principals=self._principals(request.requester_email),
+            voted_principals={p for _, email in votes if email for p in self._principals(email)},
+            expired=self._undecided_too_long(request),
+        )
 
     def _undecided_too_long(self, request: AccessRequest) -> bool:
         return undecided_too_long(request.created_at, self.config.settings.pending_ttl, self._now())
@@ -422,6 +464,9 @@ class AccessService:
         with self._transaction() as session:
             request = self._load(session, request_id)
         try:
+            identity_problem = (
+                self._identity_changed(request) if request.status == Status.APPROVED else None
+            )
             eligible = request.status != Status.APPROVED or self._still_eligible(request)
         except DirectoryUnavailable as exc:
             # Not an answer: the request stays approved and the sweeper asks again; failing
@@ -435,6 +480,9 @@ class AccessService:
                 "Could not check that the requester may still request "
                 f"`{request.role}`: {exc} Nothing was granted.",
             )
+            return
+        if identity_problem is not None:
+            self._fail(request_id, Status.APPROVED, identity_problem, reason="identity_changed")
             return
         if not eligible:
             self._fail(
@@ -505,6 +553,7 @@ class AccessService:
                 granted_at=self._now(),
                 preexisting=preexisting,
                 error=None,
+                principal=outcome.principal or target.principal,
             ):
                 return
             if preexisting:
@@ -529,7 +578,15 @@ class AccessService:
                 ):
                     return
                 request = self._load(session, request_id)
-                self._audit(session, BOT, "granted", request, expires_at=request.expires_at)
+                self._audit(
+                    session,
+                    BOT,
+                    "granted",
+                    request,
+                    expires_at=request.expires_at,
+                    principal=request.requester_email,
+                    principals=_granted_to(_snapshot(session, request_id)[0]),
+                )
                 self._refresh(session, request)
                 self._tell(session, request, RequesterNews.GRANTED)
             self._expiry.schedule(request_id, expires_at)
@@ -585,6 +642,40 @@ class AccessService:
             self._audit(session, BOT, "grant_failed", request, error=error, **details)
             self._refresh(session, request)
             self._tell(session, request, RequesterNews.FAILED)
+
+    def _identity_changed(self, request: AccessRequest) -> str | None:
+        """Read the requester afresh from Slack as access is about to be granted: what is
+        wrong with who would receive it now, or None. An email changed since the request
+        would hand the approved access to another cloud user than the approvers saw."""
+        person = self.directory.person_now(request.requester_id)
+        if person.email != request.requester_email:
+            return (
+                f"<@{request.requester_id}>'s Slack email changed since the request, from "
+                f"{request.requester_email} to {person.email}; the approval was for "
+                f"{request.requester_email}, so nothing was granted. Request again if the "
+                "new email is right."
+            )
+        try:
+            self._check_identity(person, "receive access")
+        except UnverifiedIdentity as exc:
+            return f"<@{request.requester_id}>: {exc} Nothing was granted."
+        return None
+
+    def _check_identity(self, person: Person, acting: str) -> None:
+        check_identity(
+            person.email,
+            person.email_confirmed,
+            self.config.settings.allowed_email_domains,
+            acting=acting,
+        )
+
+    def _principals(self, email: str) -> frozenset[str]:
+        """Every name the person with this email has in the clouds jit-bot grants in:
+        the email, and what each provider maps it to. Accounts sharing any of these are
+        one person."""
+        return frozenset(
+            {email.lower(), *(p.account_email(email) for p in self._providers.values())}
+        )
 
     def _still_eligible(self, request: AccessRequest) -> bool:
         """Eligibility is checked again when access is about to be granted: someone who
@@ -1475,7 +1566,14 @@ def _moved(session: Session, statement: Update) -> list[str]:
     return list(session.scalars(returning))
 
 
-def _voters(session: Session, request_id: str) -> set[str]:
-    return set(
-        session.scalars(select(col(Vote.voter_id)).where(col(Vote.request_id) == request_id))
-    )
+def _granted_to(targets: Sequence[RequestTarget]) -> list[str]:
+    """Each target with the cloud identity that received it, for the audit trail."""
+    return [f"{t.description} → {t.principal}" for t in targets if t.principal]
+
+
+def _known_principal(provider: Provider, email: str) -> str | None:
+    """The account a target will be granted to, where the provider maps the email to
+    another one without asking its cloud (GCP's domain map); None: the email itself, or
+    only known once granted."""
+    account = provider.account_email(email)
+    return None if account == email.lower() else account

@@ -343,9 +343,12 @@ class AwsProvider(Provider):
             )
             outcomes.append(False)
         # Granting on no account at all (an empty OU) found no standing access either.
+        who = f"Identity Store user {user_id}"
         if outcomes and all(outcomes):
-            return GrantOutcome(preexisting=True, detail="the user already held this assignment")
-        return GrantOutcome()
+            return GrantOutcome(
+                preexisting=True, detail="the user already held this assignment", principal=who
+            )
+        return GrantOutcome(principal=who)
 
     def revoke(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
         aws = _as_aws(target)

@@ -413,9 +413,12 @@ class AzureProvider(Provider):
                 outcomes.append(self._grant_pim(scope, role, object_id, context))
             else:
                 outcomes.append(self._grant_rbac(scope, role, object_id, context))
+        who = f"Entra ID object {object_id}"
         if all(o.preexisting for o in outcomes):
-            return GrantOutcome(preexisting=True, detail="; ".join(o.detail for o in outcomes))
-        return GrantOutcome(detail="; ".join(o.detail for o in outcomes if o.detail))
+            return GrantOutcome(
+                preexisting=True, detail="; ".join(o.detail for o in outcomes), principal=who
+            )
+        return GrantOutcome(detail="; ".join(o.detail for o in outcomes if o.detail), principal=who)
 
     def revoke(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
         azure = _as_azure(target)

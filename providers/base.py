@@ -55,6 +55,9 @@ class GrantOutcome:
 
     preexisting: bool = False
     detail: str = ""
+    #: The cloud's own name for who received the access (an Identity Store user id, an
+    #: Entra object id, a Google member), shown to people and kept with the grant.
+    principal: str = ""
 
 
 @dataclass(frozen=True)
@@ -138,3 +141,10 @@ class Provider(ABC):
     def refresh(self) -> None:
         """Forget cached lookups (users, accounts, names), e.g. after ``/jit sync``."""
         return None
+
+    def account_email(self, email: str) -> str:
+        """The email of the cloud account this provider grants to for a Slack email, as
+        far as it is known without asking the cloud (GCP's domain map folds domains);
+        the Slack email itself by default. Two Slack accounts whose emails give the
+        same account here are one person to jit-bot (self-approval, distinct votes)."""
+        return email.lower()

@@ -51,6 +51,9 @@ class FakeProvider(Provider):
     holdings: set[tuple[str, str]] = field(default_factory=set)
     standing: set[tuple[str, str]] = field(default_factory=set)
     calls: list[FakeCall] = field(default_factory=list)
+    #: Slack domain → account domain, like GCP's JIT_GCP_DOMAIN_MAP: emails of the first
+    #: stand for accounts of the second.
+    domains: dict[str, str] = field(default_factory=dict)
     _failures: dict[tuple[str, str], _Failure] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -74,11 +77,18 @@ class FakeProvider(Provider):
         with self._lock:
             self._record("grant", principal, target, context)
             holding = (principal.email, target.resource)
+            account = f"fake:{self.account_email(principal.email)}"
             if holding in self.standing:
                 self.holdings.add(holding)
-                return GrantOutcome(preexisting=True, detail="standing access already present")
+                return GrantOutcome(
+                    preexisting=True, detail="standing access already present", principal=account
+                )
             self.holdings.add(holding)
-            return GrantOutcome()
+            return GrantOutcome(principal=account)
+
+    def account_email(self, email: str) -> str:
+        local, _, domain = email.lower().rpartition("@")
+        return f"{local}@{self.domains.get(domain, domain)}"
 
     def revoke(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
         assert isinstance(target, FakeTarget)

@@ -527,8 +527,12 @@ class GcpProvider(Provider):
             return GrantOutcome(
                 preexisting=True,
                 detail=f"{member} already holds {gcp.role} without a condition",
+                principal=member,
             )
-        return GrantOutcome(detail=f"expires by IAM condition at {_timestamp(context.expires_at)}")
+        return GrantOutcome(
+            detail=f"expires by IAM condition at {_timestamp(context.expires_at)}",
+            principal=member,
+        )
 
     def revoke(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
         """Take ``principal`` out of this request's binding of the role (the one titled
@@ -578,7 +582,10 @@ class GcpProvider(Provider):
     # -------------------------------------------------------------- policies
 
     def _member(self, principal: Principal) -> str:
-        return f"user:{self._domains.to_google(principal.email)}"
+        return f"user:{self.account_email(principal.email)}"
+
+    def account_email(self, email: str) -> str:
+        return self._domains.to_google(email)
 
     def _grant_on(self, resource: str, role: str, member: str, condition: expr_pb2.Expr) -> bool:
         """Add our binding; True when the member already held the role unconditionally

@@ -86,6 +86,7 @@ rules:
 settings:
   pending_ttl: 1h
   allow_self_approval: false
+  allowed_email_domains: [example.com]
 """
 
 

@@ -97,6 +97,20 @@ def _one_line(text: str) -> str:
     return escape(" ".join(text.splitlines()))
 
 
+def _literal(text: str) -> str:
+    """Text from Slack profiles or clouds, shown as code and never as markup."""
+    safe = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return "`" + safe.replace("`", "'") + "`"
+
+
+def _principal(request: AccessRequest, targets: Sequence[RequestTarget]) -> SectionBlock:
+    """Who exactly receives the access: the email the request was made with (what the
+    clouds are asked for), and each target's own name for that person once known."""
+    lines = [f"*Access goes to*\n{_literal(request.requester_email)}"]
+    lines += [f"• {t.description}: {_literal(t.principal)}" for t in targets if t.principal]
+    return SectionBlock(text=MarkdownTextObject(text="\n".join(lines)[:3000]))
+
+
 def _reason(request: AccessRequest) -> SectionBlock:
     # The requester's words come after the bot's fields, quoted: they cannot pass for one.
     body = quote(request.reason, 3000 - len("*Reason*\n"))
@@ -151,6 +165,7 @@ def approver_message(
     blocks: list[Block] = [
         HeaderBlock(text=PlainTextObject(text=f"Access request {request.id}")),
         _summary(request),
+        _principal(request, targets),
         _reason(request),
         _targets(targets),
     ]
@@ -221,6 +236,8 @@ def requester_message(
         until=when(request.expires_at) if request.expires_at else "?",
     )
     blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=text))]
+    if news in (RequesterNews.SUBMITTED, RequesterNews.GRANTED):
+        blocks.append(_principal(request, targets))
     outcomes = (
         RequesterNews.DENIED,
         RequesterNews.FAILED,

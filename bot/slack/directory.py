@@ -86,7 +86,12 @@ class SlackDirectory:
                     "scope and the user needs an email to be granted access."
                 )
             name = profile.get("real_name") or user.get("real_name") or user.get("name", "")
-            return Person(user_id=user_id, email=email, name=name)
+            return Person(
+                user_id=user_id,
+                email=email,
+                name=name,
+                email_confirmed=user.get("is_email_confirmed") is True,
+            )
 
         return self._cached(f"user:{user_id}", load)
 
@@ -204,6 +209,11 @@ class SlackDirectory:
             log.warning("Slack lookup of %s: %s; trying again in %.1fs", what, problem, wait)
             self._sleep(wait)
         raise AssertionError("unreachable")
+
+    def person_now(self, user_id: str) -> Person:
+        with self._lock:
+            self._cache.pop(f"user:{user_id}", None)
+        return self.person(user_id)
 
     def _cached(self, key: str, load: Callable[[], T]) -> T:
         now = self._clock.now()

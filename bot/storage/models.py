@@ -113,6 +113,9 @@ class RequestTarget(SQLModel, table=True):
     error: str | None = None
     granted_at: datetime | None = _when()
     revoked_at: datetime | None = _when()
+    # The cloud identity that receives this access (its provider's own name for it),
+    # known before the grant where no lookup is needed, confirmed by the grant.
+    principal: str | None = Field(default=None, max_length=320)
 
 
 class Vote(SQLModel, table=True):
@@ -125,6 +128,8 @@ class Vote(SQLModel, table=True):
     decision: str = Field(max_length=10)  # approve | deny
     reason: str | None = None
     created_at: datetime = _when(nullable=False)
+    # Who voted, as the principal they stand for: one person's two accounts count once.
+    voter_email: str | None = Field(default=None, max_length=320)
 
 
 class AuditEvent(SQLModel, table=True):

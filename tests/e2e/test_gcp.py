@@ -59,6 +59,8 @@ rules:
   - roles: ["*"]
     environments: ["*"]
     approvers: [security]
+settings:
+  allowed_email_domains: [example.com]
 """
 
 # Bindings of other people and tools that every change must leave exactly as they are.
@@ -249,7 +251,7 @@ def test_overlapping_grants_each_have_their_own_binding_and_end_on_their_own(
 def test_drift_finds_bindings_nobody_explains_and_grants_google_no_longer_has(
     gcp_bot: Callable[..., Bot], google: FakeGoogle
 ) -> None:
-    bot = gcp_bot(approvers=APPROVERS + "settings:\n  revoke_unknown: true\n")
+    bot = gcp_bot(approvers=APPROVERS + "  revoke_unknown: true\n")
     request_id = submit(bot, ALICE, "prod-support staging 1h INC-1")
     click(bot, SEC1, "approve", request_id)
     assert bot.runtime.drift.run() == []

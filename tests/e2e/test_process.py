@@ -56,6 +56,8 @@ rules:
   - environments: [dev]
     roles: ["*"]
     auto_approve: true
+settings:
+  allowed_email_domains: [example.com]
 """
 
 

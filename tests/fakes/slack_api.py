@@ -318,6 +318,7 @@ class FakeSlack:
         deleted: bool = False,
         *,
         real_name: str | None = None,
+        email_confirmed: bool = True,
     ) -> None:
         """Add (or replace) a workspace member visible to users.* methods."""
         handle = name or email.split("@", 1)[0]
@@ -328,6 +329,7 @@ class FakeSlack:
                 "name": handle,
                 "real_name": real_name or handle,
                 "deleted": deleted,
+                "email_confirmed": email_confirmed,
             }
 
     def add_usergroup(
@@ -725,6 +727,7 @@ class FakeSlack:
             "name": user["name"],
             "real_name": user["real_name"],
             "deleted": user["deleted"],
+            "is_email_confirmed": user.get("email_confirmed", True),
             "is_bot": False,
             "is_admin": False,
             "tz": "UTC",

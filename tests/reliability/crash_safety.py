@@ -65,6 +65,7 @@ rules:
   - auto_approve: true
 settings:
   sweep_interval: 2s
+  allowed_email_domains: [example.com]
 """
 # What a request that ended normally went through, in the audit trail.
 LIFECYCLE = {"requested", "auto_approved", "granted", "revoke_started", "revoked"}

@@ -52,6 +52,8 @@ rules:
   - roles: ["*"]
     environments: ["*"]
     auto_approve: true
+settings:
+  allowed_email_domains: [example.com]
 """
 # Bindings of other people and tools: every write must carry them over as they are.
 THEIRS: list[dict[str, Any]] = [

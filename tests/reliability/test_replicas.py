@@ -88,6 +88,7 @@ rules:
     required_approvals: 2
 settings:
   sweep_interval: 5s
+  allowed_email_domains: [example.com]
 """
 # How the approval clicks on the k-th stage or prod request arrive, as (approver, replica,
 # kind); all clicks on all requests leave at one instant. A "double" is a second click by

@@ -107,6 +107,8 @@ groups:
   sre-leads: ["@sre-leads"]
 rules:
   - approvers: [sre-leads]
+settings:
+  allowed_email_domains: [example.com]
 """
 
 # Error pages that echo what the caller sent, as careless services do.

@@ -227,7 +227,7 @@ def test_grant_polls_an_in_progress_creation_with_growing_delays_until_it_succee
 
     outcome = stubbed.provider().grant(ALICE, TARGET, CONTEXT)
 
-    assert outcome == GrantOutcome(preexisting=False)
+    assert outcome == GrantOutcome(preexisting=False, principal=f"Identity Store user {USER_ID}")
     stubbed.sso.assert_no_pending_responses()
     assert stubbed.operations("DescribeAccountAssignmentCreationStatus") == 2
     first, second = stubbed.clock.sleeps
@@ -296,7 +296,7 @@ def test_throttled_or_conflicting_creation_is_retried_with_jittered_backoff(
         _refuse(stubbed.sso, "create_account_assignment", code)
     _creation(stubbed.sso, "SUCCEEDED")
 
-    assert stubbed.provider().grant(ALICE, TARGET, CONTEXT) == GrantOutcome()
+    assert stubbed.provider().grant(ALICE, TARGET, CONTEXT).preexisting is False
 
     stubbed.sso.assert_no_pending_responses()
     assert stubbed.operations("CreateAccountAssignment") == 3
@@ -422,7 +422,7 @@ def test_a_user_found_only_by_user_name_is_used(stubbed: Stubbed) -> None:
     _not_assigned_yet(stubbed.sso)
     _creation(stubbed.sso, "SUCCEEDED")  # expects PrincipalId=USER_ID
 
-    assert stubbed.provider().grant(ALICE, TARGET, CONTEXT) == GrantOutcome()
+    assert stubbed.provider().grant(ALICE, TARGET, CONTEXT).preexisting is False
     stubbed.sso.assert_no_pending_responses()
 
 
@@ -472,7 +472,7 @@ def test_instance_arn_chooses_among_several_instances(stubbed: Stubbed) -> None:
     )
     target = TARGET.model_copy(update={"instance_arn": OTHER_INSTANCE})
 
-    assert stubbed.provider().grant(ALICE, target, CONTEXT) == GrantOutcome()
+    assert stubbed.provider().grant(ALICE, target, CONTEXT).preexisting is False
     stubbed.sso.assert_no_pending_responses()
     stubbed.store.assert_no_pending_responses()
 
@@ -628,7 +628,7 @@ def test_grant_then_revoke_changes_what_aws_holds(
         AwsTarget(permission_set="ProdSupport", accounts=[seeded.accounts["prod-a"]])
     )
 
-    assert provider.grant(ALICE, unit, CONTEXT) == GrantOutcome(preexisting=False)
+    assert provider.grant(ALICE, unit, CONTEXT).preexisting is False
     assert moto.assignments(seeded) == {("alice@example.com", "prod-a", "ProdSupport")}
     assert provider.is_granted(ALICE, unit) is True
     assert provider.is_granted(BOB, unit) is False
@@ -646,7 +646,7 @@ def test_a_target_still_naming_an_organizational_unit_is_granted_on_its_accounts
     target = AwsTarget(permission_set="ReadOnly", organizational_units=[seeded.ous["prod-eu"]])
 
     assert provider.is_granted(ALICE, target) is False
-    assert provider.grant(ALICE, target, CONTEXT) == GrantOutcome(preexisting=False)
+    assert provider.grant(ALICE, target, CONTEXT).preexisting is False
     assert moto.assignments(seeded) == {("alice@example.com", "prod-eu-1", "ReadOnly")}
     assert provider.is_granted(ALICE, target) is True
 

@@ -76,6 +76,8 @@ APPROVERS = textwrap.dedent(
       - roles: ["*"]
         environments: ["*"]
         approvers: [security]
+    settings:
+      allowed_email_domains: [example.com]
     """
 )
 

@@ -882,3 +882,58 @@ def test_format_duration_uses_largest_units_first(value: timedelta, text: str) -
 @pytest.mark.parametrize("text", ["30m", "2h", "1h30m", "1d", "45s", "1d2h3m4s"])
 def test_format_duration_round_trips(text: str) -> None:
     assert format_duration(parse_duration(text)) == text
+
+
+# --- allowed_email_domains ---------------------------------------------------------------
+
+WEBHOOK_TARGET = """\
+        - provider: webhook
+          name: grafana
+          url: https://hooks.example.com/grafana
+          secret_env: JIT_WEBHOOK_SECRET
+"""
+
+
+def _with_webhook(roles: str = ROLES) -> str:
+    return replaced(
+        roles,
+        "      staging:\n",
+        f"{WEBHOOK_TARGET}      staging:\n",
+    )
+
+
+def test_allowed_email_domains_is_required_with_a_provider_that_grants_real_access(
+    tmp_path: Path,
+) -> None:
+    [issue] = problems(tmp_path, roles=_with_webhook())
+
+    assert issue.file.endswith("approvers.yaml")
+    assert format_loc(issue.loc) == "settings.allowed_email_domains"
+    assert issue.line == line_of(APPROVERS, "\nsettings:")
+    assert "is required because" in issue.message and "webhook" in issue.message
+    assert "expected a list of email domains" in issue.message
+    assert str(issue).startswith(f"{tmp_path / 'approvers.yaml'}:{issue.line}: settings.")
+
+
+def test_allowed_email_domains_satisfies_the_requirement_and_is_lower_cased(
+    tmp_path: Path,
+) -> None:
+    approvers = APPROVERS + "  allowed_email_domains: [Example.COM, '@corp.example.net']\n"
+
+    config = load(tmp_path, roles=_with_webhook(), approvers=approvers)
+
+    assert config.settings.allowed_email_domains == ["example.com", "corp.example.net"]
+
+
+def test_allowed_email_domains_is_optional_with_only_the_fake_provider(tmp_path: Path) -> None:
+    assert load(tmp_path).settings.allowed_email_domains == []
+
+
+def test_an_allowed_email_domain_that_is_not_a_domain_is_reported(tmp_path: Path) -> None:
+    approvers = APPROVERS + "  allowed_email_domains: [example.com, 'alice@example.com']\n"
+
+    [issue] = problems(tmp_path, approvers=approvers)
+
+    assert format_loc(issue.loc) == "settings.allowed_email_domains[1]"
+    assert issue.line == line_of(approvers, "allowed_email_domains")
+    assert "'alice@example.com' is not an email domain; expected a domain" in issue.message

@@ -656,12 +656,16 @@ def test_google_group_entries_in_config_are_lower_cased_and_checked(tmp_path: Pa
     )
     approvers.write_text(
         "groups:\n  sre: ['google:SRE-Leads@example.com']\nrules:\n  - approvers: [sre]\n"
+        "settings:\n  allowed_email_domains: [example.com]\n"
     )
     config = load_config(roles, approvers, {"gcp": GcpTarget})
     assert config.roles["r"].requesters == ["google:eng@example.com"]
     assert config.groups["sre"] == ["google:sre-leads@example.com"]
 
-    approvers.write_text("groups:\n  sre: ['google:sre-leads']\nrules:\n  - approvers: [sre]\n")
+    approvers.write_text(
+        "groups:\n  sre: ['google:sre-leads']\nrules:\n  - approvers: [sre]\n"
+        "settings:\n  allowed_email_domains: [example.com]\n"
+    )
     with pytest.raises(ConfigError, match="expected google:<group email>"):
         load_config(roles, approvers, {"gcp": GcpTarget})
 

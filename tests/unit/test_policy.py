@@ -22,12 +22,14 @@ from bot.errors import (
     NotEligible,
     UnknownEnvironment,
     UnknownRole,
+    UnverifiedIdentity,
 )
 from bot.policy import (
     REFUSAL_TEXT,
     Membership,
     Refusal,
     VoteDecision,
+    check_identity,
     check_request,
     decide_vote,
     match_rule,
@@ -456,3 +458,128 @@ def test_allowed_self_approval_still_requires_being_an_approver() -> None:
 def test_every_refusal_has_a_message_that_says_nothing_changed() -> None:
     assert set(REFUSAL_TEXT) == set(Refusal)
     assert all(text.endswith("nothing changed.") for text in REFUSAL_TEXT.values())
+
+
+ALICE_PRINCIPALS = frozenset({"alice@example.com"})
+BOB_PRINCIPALS = frozenset({"bob@example.com"})
+
+
+@pytest.mark.parametrize(
+    ("voter", "voter_principals", "voted", "voted_principals", "allow_self", "decision"),
+    [
+        pytest.param(
+            "UBOB", BOB_PRINCIPALS, (), frozenset(), False, VoteDecision(True), id="other_person"
+        ),
+        pytest.param(
+            "UCAROL",
+            ALICE_PRINCIPALS,
+            (),
+            frozenset(),
+            False,
+            VoteDecision(False, Refusal.REQUESTERS_PRINCIPAL),
+            id="second_account_with_the_requesters_email",
+        ),
+        pytest.param(
+            "UCAROL",
+            frozenset({"alice@example.org", "alice@example.com"}),
+            (),
+            frozenset(),
+            False,
+            VoteDecision(False, Refusal.REQUESTERS_PRINCIPAL),
+            id="account_a_domain_map_folds_onto_the_requester",
+        ),
+        pytest.param(
+            "UCAROL",
+            ALICE_PRINCIPALS,
+            (),
+            frozenset(),
+            True,
+            VoteDecision(True),
+            id="same_principal_allowed_where_self_approval_is",
+        ),
+        pytest.param(
+            "UCAROL",
+            BOB_PRINCIPALS,
+            ("UBOB",),
+            BOB_PRINCIPALS,
+            False,
+            VoteDecision(False, Refusal.SAME_PRINCIPAL_VOTED),
+            id="second_account_of_a_voter_counts_once",
+        ),
+        pytest.param(
+            "UCAROL",
+            frozenset({"carol@example.com"}),
+            ("UBOB",),
+            BOB_PRINCIPALS,
+            False,
+            VoteDecision(True),
+            id="distinct_second_approver",
+        ),
+        pytest.param(
+            "UMALLORY",
+            ALICE_PRINCIPALS,
+            (),
+            frozenset(),
+            False,
+            VoteDecision(False, Refusal.NOT_AN_APPROVER),
+            id="not_an_approver_whatever_the_email",
+        ),
+    ],
+)
+def test_decide_vote_compares_principals(
+    voter: str,
+    voter_principals: frozenset[str],
+    voted: tuple[str, ...],
+    voted_principals: frozenset[str],
+    allow_self: bool,
+    decision: VoteDecision,
+) -> None:
+    assert (
+        decide_vote(
+            status="pending",
+            voter=voter,
+            requester="UALICE",
+            approvers=APPROVERS_NOW,
+            allow_self_approval=allow_self,
+            voted=voted,
+            voter_principals=voter_principals,
+            requester_principals=ALICE_PRINCIPALS,
+            voted_principals=voted_principals,
+        )
+        == decision
+    )
+
+
+@pytest.mark.parametrize(
+    ("email", "confirmed", "domains", "refused"),
+    [
+        pytest.param("alice@example.com", True, ["example.com"], None, id="allowed"),
+        pytest.param("alice@example.com", True, [], None, id="no_domains_configured"),
+        pytest.param("alice@example.com", False, ["example.com"], "unconfirmed", id="unconfirmed"),
+        pytest.param(
+            "alice@evil.test", True, ["example.com"], "outside the email domains", id="outside"
+        ),
+        pytest.param(
+            "alice@eu.example.com",
+            True,
+            ["example.com"],
+            "outside the email domains",
+            id="subdomain_is_not_its_parent",
+        ),
+        pytest.param(
+            "alice@example.com.evil.test",
+            True,
+            ["example.com"],
+            "outside the email domains",
+            id="lookalike_suffix",
+        ),
+    ],
+)
+def test_check_identity(
+    email: str, confirmed: bool, domains: list[str], refused: str | None
+) -> None:
+    if refused is None:
+        check_identity(email, confirmed, domains, acting="request access")
+        return
+    with pytest.raises(UnverifiedIdentity, match=refused):
+        check_identity(email, confirmed, domains, acting="request access")
