@@ -51,6 +51,7 @@ from bot.policy import (
     may_request,
     requestable_roles,
 )
+from bot.session_ends import SessionEnds
 from bot.storage.models import (
     TERMINAL,
     AccessRequest,
@@ -148,6 +149,9 @@ class AccessService:
         self._backlog_since: float | None = None  # when the sweeper met a backlog
         self._busy_lock = threading.Lock()
         self._synced_at: datetime | None = None
+        self._session_ends = SessionEnds(
+            sessions=sessions, providers=providers, clock=clock, notifier=notifier
+        )
 
     # ----------------------------------------------------------------- requesting
 
@@ -634,6 +638,10 @@ class AccessService:
         for request_id in requests:
             self._expiry.cancel(request_id)
         errors = self._release([(request, granted[rid][0]) for rid, request in requests.items()])
+        # Sessions taken during the grant outlive it where the cloud lets them: end those
+        # too; a failure leaves the revocation failed, and retrying it retries this.
+        for request_id, problems in self._session_ends.end(list(requests.values())).items():
+            errors[request_id] += problems
         with self._transaction() as session:
             failed: list[str] = []
             for request_id, problems in errors.items():
@@ -893,6 +901,7 @@ class AccessService:
             self._finish_rollbacks(left_behind)
         for request_id in approved + [rid for rid, status in stuck if status == Status.GRANTING]:
             self.grant(request_id)
+        self._session_ends.sweep()
 
     def _expire_pending(self, request_id: str) -> None:
         with self._transaction() as session:
