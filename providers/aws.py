@@ -280,10 +280,15 @@ class AwsProvider(Provider, EndsSessions):
         ps_arn = self._permission_set_arn(aws, instance)
         duration = self._session_duration(aws, instance, ps_arn)
         if duration > timedelta(hours=1):
+            outlives = (
+                "jit-bot's Deny that ends live sessions at revocation stays in its inline "
+                "policy that long"
+                if aws.end_sessions
+                else "a console session started just before revocation outlives it by that much"
+            )
             warnings.append(
                 f"permission set `{aws.permission_set}` has a session duration of {duration}; "
-                "a console session started just before revocation outlives it by that much "
-                "(1 hour or less is recommended)"
+                f"{outlives} (1 hour or less is recommended)"
             )
         org = self._clients.client("organizations", aws)
         # AWS's "not found" messages do not say which id they mean; the error must.
