@@ -576,6 +576,7 @@ def load_config(
 
     if roles_model is not None:
         issues.extend(_check_roles(roles_model, rfile, rnode))
+        issues.extend(_check_shortest_grants(roles_model, targets, rfile, rnode))
     if approvers_model is not None:
         issues.extend(_check_groups(approvers_model, afile, anode))
     if roles_model is not None and approvers_model is not None:
@@ -672,6 +673,36 @@ def _check_roles(roles: RolesFile, file: str, node: yaml.Node | None) -> list[Co
                     loc,
                     f"{format_duration(role.default_duration)} is longer than max_duration "
                     f"{limit}; expected at most {limit}",
+                    _line_of(node, loc),
+                )
+            )
+    return issues
+
+
+def _check_shortest_grants(
+    roles: RolesFile,
+    targets: Mapping[tuple[str, str], list[TargetSpec]],
+    file: str,
+    node: yaml.Node | None,
+) -> list[ConfigIssue]:
+    """A target that cannot end access as soon as its role's max_duration would hold it
+    longer than approvers were told."""
+    issues = []
+    for (role_name, env), parsed in targets.items():
+        role = roles.roles.get(role_name)
+        for i, target in enumerate(parsed):
+            shortest = target.shortest_grant()
+            if role is None or shortest is None or role.max_duration >= shortest[0]:
+                continue
+            loc: Loc = ("roles", role_name, "environments", env, i)
+            least = format_duration(shortest[0])
+            issues.append(
+                ConfigIssue(
+                    file,
+                    loc,
+                    f"{shortest[1]}, but the role's max_duration is "
+                    f"{format_duration(role.max_duration)}; expected a max_duration of at "
+                    f"least {least} (or a target that can end sooner)",
                     _line_of(node, loc),
                 )
             )

@@ -107,6 +107,14 @@ def check_request(
             f"Choose one of: {', '.join(environments)}."
         )
     duration = parse_requested_duration(config, role, duration_text)
+    for target in config.targets.get((role, environment), []):
+        shortest = target.shortest_grant()
+        if shortest is not None and duration < shortest[0]:
+            least = format_duration(shortest[0])
+            raise BadDuration(
+                f"{shortest[1]}, so `{role}` in `{environment}` cannot be granted for "
+                f"{format_duration(duration)}; ask for {least} or more."
+            )
     if not reason.strip():
         raise MissingReason(
             "Say why you need access (a ticket or incident id helps the approvers)."

@@ -55,6 +55,7 @@ from bot.policy import (
     undecided_too_long,
 )
 from bot.revoker import Call, Outcome, Revocation, Revoker
+from bot.session_ends import SessionEnds
 from bot.storage.models import (
     TERMINAL,
     AccessRequest,
@@ -151,6 +152,9 @@ class AccessService:
         self._backlog_since: float | None = None  # when the sweeper met a backlog
         self._busy_lock = threading.Lock()
         self._synced_at: datetime | None = None
+        self._session_ends = SessionEnds(
+            sessions=sessions, providers=providers, clock=clock, notifier=notifier
+        )
 
     # ----------------------------------------------------------------- requesting
 
@@ -748,6 +752,11 @@ class AccessService:
         def record(outcomes: list[Outcome]) -> None:
             try:
                 errors = self._record_release(grants, kept, calls, outcomes)
+                # Sessions taken during the grant outlive it where the cloud lets them: end
+                # those too; a failure leaves the revocation failed, and retrying it
+                # retries this.
+                for request_id, problems in self._session_ends.end(list(requests.values())).items():
+                    errors[request_id] += problems
                 self._end_revoke(requests, errors, actor)
             finally:
                 self._let_go(claimed)
@@ -1062,6 +1071,7 @@ class AccessService:
             self._finish_rollbacks(left_behind)
         for request_id in approved + [rid for rid, status in stuck if status == Status.GRANTING]:
             self.grant(request_id)
+        self._session_ends.sweep()
 
     def _expire_pending(self, request_id: str) -> None:
         with self._transaction() as session:

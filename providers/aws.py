@@ -14,12 +14,14 @@ providers/aws-assume-role-policy.json (for the identity that assumes that role).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import random
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -31,6 +33,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import AfterValidator, Field, model_validator
 
+from providers import aws_sessions
 from providers.base import (
     GrantContext,
     GrantOutcome,
@@ -40,6 +43,7 @@ from providers.base import (
     ProviderError,
     TargetSpec,
 )
+from providers.sessions import Denial, EndsSessions, SessionScope
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +122,15 @@ class AwsTarget(TargetSpec):
         None
     )
     external_id: str | None = Field(default=None, min_length=2, max_length=1224)
+    #: At revocation, also end the role sessions taken during the grant (a Deny in the
+    #: permission set's inline policy until they have run out); see providers/aws_sessions.py.
+    end_sessions: bool = True
+
+    def key(self) -> str:
+        # Whether sessions end is how access is taken away, not which access is held: two
+        # grants that differ only in it give the same assignment.
+        dump = self.model_dump(mode="json", exclude={"end_sessions"})
+        return json.dumps(dump, sort_keys=True, separators=(",", ":"))
 
     @model_validator(mode="after")
     def _somewhere(self) -> AwsTarget:
@@ -233,7 +246,7 @@ class _Resolved:
     identity_store_id: str
 
 
-class AwsProvider(Provider):
+class AwsProvider(Provider, EndsSessions):
     name = "aws"
     target_model = AwsTarget
 
@@ -267,10 +280,15 @@ class AwsProvider(Provider):
         ps_arn = self._permission_set_arn(aws, instance)
         duration = self._session_duration(aws, instance, ps_arn)
         if duration > timedelta(hours=1):
+            outlives = (
+                "jit-bot's Deny that ends live sessions at revocation stays in its inline "
+                "policy that long"
+                if aws.end_sessions
+                else "a console session started just before revocation outlives it by that much"
+            )
             warnings.append(
                 f"permission set `{aws.permission_set}` has a session duration of {duration}; "
-                "a console session started just before revocation outlives it by that much "
-                "(1 hour or less is recommended)"
+                f"{outlives} (1 hour or less is recommended)"
             )
         org = self._clients.client("organizations", aws)
         # AWS's "not found" messages do not say which id they mean; the error must.
@@ -409,6 +427,60 @@ class AwsProvider(Provider):
     def refresh(self) -> None:
         with self._lock:
             self._cache.clear()
+
+    # -------------------------------------------------------------- live sessions
+
+    def session_scope(self, principal: Principal, target: TargetSpec) -> SessionScope | None:
+        aws = _as_aws(target)
+        if not aws.end_sessions:
+            return None
+        instance = self._instance(aws)
+        ps_arn = self._permission_set_arn(aws, instance)
+        try:
+            user_id = self._user_id(aws, instance, principal.email)
+        except _NoSuchUser:
+            return None  # no user left to name; AWS ends a deleted user's sessions itself
+        return SessionScope(
+            key=f"aws:{instance.instance_arn}:{ps_arn}",
+            principal_id=user_id,
+            lifetime=self._session_duration(aws, instance, ps_arn),
+        )
+
+    def denial_name(self, request_id: str) -> str:
+        return aws_sessions.statement_id(request_id)
+
+    def write_denials(self, target: TargetSpec, denials: Sequence[Denial]) -> bool:
+        aws = _as_aws(target)
+        instance = self._instance(aws)
+        ps_arn = self._permission_set_arn(aws, instance)
+        sso = self._clients.client("sso-admin", aws)
+        where = {"InstanceArn": instance.instance_arn, "PermissionSetArn": ps_arn}
+        current = self._call(sso.get_inline_policy_for_permission_set, **where)
+        document, changed = aws_sessions.with_denials(
+            str(current.get("InlinePolicy") or ""), denials, where=f"permission set {ps_arn}"
+        )
+        if not changed:
+            return False
+        if document is None:
+            with contextlib.suppress(_NotFound):  # deleted by hand meanwhile: as wanted
+                self._call(sso.delete_inline_policy_from_permission_set, **where)
+        else:
+            self._call(sso.put_inline_policy_to_permission_set, **where, InlinePolicy=document)
+        # The policy only reaches the accounts' IAM roles when the permission set is
+        # provisioned again, to every account it is on.
+        answer = self._call(
+            sso.provision_permission_set, **where, TargetType="ALL_PROVISIONED_ACCOUNTS"
+        )
+        self._wait(
+            aws,
+            answer["PermissionSetProvisioningStatus"],
+            sso.describe_permission_set_provisioning_status,
+            "ProvisionPermissionSetRequestId",
+            "PermissionSetProvisioningStatus",
+            lambda: False,
+            what=f"provisioning permission set {ps_arn}",
+        )
+        return True
 
     # -------------------------------------------------------------- lookups
 

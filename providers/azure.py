@@ -102,6 +102,8 @@ _PROFILE = ProfileDefinition(
     "jit-bot",
 )
 _RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# PIM's shortest assignment, and the soonest it lets one be removed.
+_PIM_SHORTEST = timedelta(minutes=5)
 _MAX_TEXT = 450  # PIM justifications and assignment descriptions are short fields
 
 # PIM request statuses: effective, still moving, or waiting for a human.
@@ -184,6 +186,13 @@ class AzureTarget(TargetSpec):
     role: Annotated[str, Field(max_length=512), AfterValidator(_role)]
     scopes: Annotated[list[Scope], Field(min_length=1)]
     mode: Literal["pim", "rbac"] = "pim"
+
+    def shortest_grant(self) -> tuple[timedelta, str] | None:
+        if self.mode != "pim":
+            return None
+        # PIM refuses to end an assignment sooner (ActiveDurationTooShort): the bot's
+        # revocation would fail and the access would last until PIM's own end.
+        return _PIM_SHORTEST, "Azure PIM cannot end access sooner than 5m"
 
     @model_validator(mode="after")
     def _distinct(self) -> AzureTarget:
@@ -1029,7 +1038,7 @@ def _note(context: GrantContext, *, ending: bool = False) -> str:
 def _whole_minutes(value: timedelta) -> timedelta:
     """Rounded up to the minute, at least five (PIM's shortest assignment): the bot itself
     revokes on the second, Azure's own end is the backstop."""
-    minutes = max(5, -(-int(value.total_seconds()) // 60))
+    minutes = max(_PIM_SHORTEST // timedelta(minutes=1), -(-int(value.total_seconds()) // 60))
     return timedelta(minutes=minutes)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -27,6 +27,11 @@ class TargetSpec(BaseModel):
     def key(self) -> str:
         """A stable identity: two grants with the same key give the same access."""
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def shortest_grant(self) -> tuple[timedelta, str] | None:
+        """The soonest this target can take access away again, and why; None: at once.
+        Shorter requests are refused, so the expiry people are shown is the real one."""
+        return None
 
 
 @dataclass(frozen=True)

@@ -195,3 +195,37 @@ class BotSignal(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=32)
     raised_at: datetime = _when(nullable=False)
+
+
+class DenialStatus(StrEnum):
+    IN_FORCE = "in_force"  # written, or to be written, to the cloud
+    LIFTING = "lifting"  # a sweeper has claimed its removal (until ``claimed_until``)
+    LIFTED = "lifted"
+
+
+class SessionDenial(SQLModel, table=True):
+    """A denial that ends the live sessions of a revoked grant (an AWS Deny statement):
+    recorded so that its removal, once those sessions have run out, survives restarts and
+    is made by one process."""
+
+    __tablename__ = "session_denial"
+    __table_args__ = (
+        UniqueConstraint("request_id", "scope", name="uq_session_denial_request_scope"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: str = Field(foreign_key="access_request.id", index=True, max_length=32)
+    provider: str = Field(max_length=50)
+    #: The shared document it lives in (an AWS permission set).
+    scope: str = Field(index=True, max_length=400)
+    #: A target unit in that scope, for the provider to reach it again.
+    spec: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    name: str = Field(max_length=128)
+    principal_id: str = Field(max_length=200)
+    before: datetime = _when(nullable=False)
+    lift_after: datetime = _when(index=True, nullable=False)
+    status: str = Field(default=DenialStatus.IN_FORCE, index=True, max_length=10)
+    claimed_until: datetime | None = _when()
+    version: int = 0
+    lifted_at: datetime | None = _when()
+    error: str | None = None

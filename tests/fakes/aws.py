@@ -4,15 +4,65 @@ sets."""
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
 from moto.server import ThreadedMotoServer
+from moto.ssoadmin.exceptions import ResourceNotFoundException
+from moto.ssoadmin.responses import SSOAdminResponse
 
 REGION = "us-east-1"
+
+# moto (5.2) provisions a permission set at once, ignores TargetType and has no
+# DescribePermissionSetProvisioningStatus. The fake records every provisioning request (what
+# the tests assert on) and answers for its status the way AWS does.
+_provisionings: list[dict[str, str]] = []
+_provisionings_lock = threading.Lock()
+_moto_provision = SSOAdminResponse.provision_permission_set
+
+
+def _provision_permission_set(self: SSOAdminResponse) -> str:
+    answer: str = _moto_provision(self)
+    status = json.loads(answer)["PermissionSetProvisioningStatus"]
+    status["RequestId"] = str(uuid.uuid4())
+    with _provisionings_lock:
+        _provisionings.append(
+            {
+                "PermissionSetArn": self._get_param("PermissionSetArn"),
+                "TargetType": self._get_param("TargetType") or "AWS_ACCOUNT",
+                "RequestId": status["RequestId"],
+            }
+        )
+    return json.dumps({"PermissionSetProvisioningStatus": status})
+
+
+def _describe_permission_set_provisioning_status(self: SSOAdminResponse) -> str:
+    request_id = self._get_param("ProvisionPermissionSetRequestId")
+    with _provisionings_lock:
+        known = [p for p in _provisionings if p["RequestId"] == request_id]
+    if not known:
+        raise ResourceNotFoundException(f"no provisioning request {request_id}")
+    return json.dumps(
+        {
+            "PermissionSetProvisioningStatus": {
+                "RequestId": request_id,
+                "PermissionSetArn": known[0]["PermissionSetArn"],
+                "Status": "SUCCEEDED",
+            }
+        }
+    )
+
+
+SSOAdminResponse.provision_permission_set = _provision_permission_set  # type: ignore[method-assign]
+SSOAdminResponse.describe_permission_set_provisioning_status = (  # type: ignore[attr-defined]
+    _describe_permission_set_provisioning_status
+)
 
 
 @dataclass
@@ -44,6 +94,20 @@ class MotoAws:
     def reset(self) -> None:
         request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
         urllib.request.urlopen(request, timeout=10).close()
+        with _provisionings_lock:
+            _provisionings.clear()
+
+    def provisionings(self) -> list[tuple[str, str]]:
+        """Every ProvisionPermissionSet request received: (permission set ARN, TargetType)."""
+        with _provisionings_lock:
+            return [(p["PermissionSetArn"], p["TargetType"]) for p in _provisionings]
+
+    def inline_policy(self, seeded: Seeded, permission_set: str) -> dict[str, Any] | None:
+        """A permission set's inline policy, parsed; None when it has none."""
+        document = self.client("sso-admin").get_inline_policy_for_permission_set(
+            InstanceArn=seeded.instance_arn, PermissionSetArn=seeded.permission_sets[permission_set]
+        )["InlinePolicy"]
+        return json.loads(document) if document else None
 
     def session(self) -> boto3.Session:
         return boto3.Session(

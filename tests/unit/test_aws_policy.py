@@ -24,6 +24,7 @@ import pytest
 
 from providers.aws import AwsClients, AwsCredentials, AwsProvider, AwsTarget
 from providers.base import GrantContext, Principal
+from providers.sessions import Denial
 from tests.fakes.aws import REGION, MotoAws, Seeded
 
 PROVIDERS = Path(__file__).resolve().parents[2] / "providers"
@@ -67,13 +68,18 @@ def _report_in_progress(clients: AwsClients) -> None:
     answer so the provider polls the status, through moto, as it does against AWS."""
 
     def in_progress(parsed: dict[str, Any], **_: Any) -> None:
-        for key in ("AccountAssignmentCreationStatus", "AccountAssignmentDeletionStatus"):
+        for key in (
+            "AccountAssignmentCreationStatus",
+            "AccountAssignmentDeletionStatus",
+            "PermissionSetProvisioningStatus",
+        ):
             if key in parsed:
                 parsed[key]["Status"] = "IN_PROGRESS"
 
     events = clients.client("sso-admin").meta.events
     events.register("after-call.sso-admin.CreateAccountAssignment", in_progress)
     events.register("after-call.sso-admin.DeleteAccountAssignment", in_progress)
+    events.register("after-call.sso-admin.ProvisionPermissionSet", in_progress)
 
 
 def _assign_directly(moto: MotoAws, seeded: Seeded, email: str, account: str) -> None:
@@ -115,6 +121,15 @@ def _exercise(provider: AwsProvider, moto: MotoAws, seeded: Seeded) -> None:
         AwsTarget(permission_set="ProdSupport", accounts=[accounts["prod-a"]])
     )
     assert provider.grant(BOB, standing, CONTEXT).preexisting is True
+
+    # Ending live sessions: the Deny written (polled provisioning), then lifted again.
+    scope = provider.session_scope(ALICE, unit)
+    assert scope is not None
+    denial = Denial(
+        provider.denial_name(CONTEXT.request_id), scope.principal_id, CONTEXT.expires_at
+    )
+    assert provider.write_denials(unit, [denial]) is True
+    assert provider.write_denials(unit, []) is True
 
     provider.refresh()  # every lookup again, from cold caches
     assert provider.describe(unit)

@@ -13,6 +13,7 @@ strictness of the target model.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,8 +24,10 @@ import pytest
 from botocore.stub import Stubber
 from pydantic import ValidationError
 
+from providers import aws_sessions
 from providers.aws import AwsClients, AwsCredentials, AwsProvider, AwsTarget
 from providers.base import GrantContext, GrantOutcome, Holding, Principal, ProviderError
+from providers.sessions import Denial
 from tests.fakes.aws import REGION, MotoAws, Seeded
 
 ALICE = Principal(slack_user_id="UALICE", email="alice@example.com")
@@ -389,6 +392,141 @@ def test_a_failed_deletion_is_an_error_with_aws_reason(stubbed: Stubbed) -> None
 
     with pytest.raises(ProviderError, match="revoking 111111111111 FAILED: Internal failure"):
         stubbed.provider().revoke(ALICE, TARGET, CONTEXT)
+
+
+# ------------------------------------------------------------------ live sessions
+
+DENY = Denial("JitBotEndSessionsR1", USER_ID, datetime(2024, 5, 1, 12, 0, 1, tzinfo=UTC))
+
+
+def _inline(stub: Stubber, document: str) -> None:
+    stub.add_response(
+        "get_inline_policy_for_permission_set",
+        {"InlinePolicy": document} if document else {},  # AWS omits an absent policy
+        {"InstanceArn": INSTANCE, "PermissionSetArn": PS},
+    )
+
+
+def _provisioning(stub: Stubber, state: str, *, polled: bool = False, reason: str = "") -> None:
+    status = _status(state, reason or None)
+    if polled:
+        stub.add_response(
+            "describe_permission_set_provisioning_status",
+            {"PermissionSetProvisioningStatus": status},
+            {"InstanceArn": INSTANCE, "ProvisionPermissionSetRequestId": REQUEST_ID},
+        )
+    else:
+        stub.add_response(
+            "provision_permission_set",
+            {"PermissionSetProvisioningStatus": status},
+            {
+                "InstanceArn": INSTANCE,
+                "PermissionSetArn": PS,
+                "TargetType": "ALL_PROVISIONED_ACCOUNTS",
+            },
+        )
+
+
+def test_writing_a_deny_reprovisions_every_account_and_polls_until_it_succeeds(
+    stubbed: Stubbed,
+) -> None:
+    _instances(stubbed.sso, (INSTANCE, STORE))
+    _inline(stubbed.sso, "")
+    stubbed.sso.add_response(
+        "put_inline_policy_to_permission_set",
+        {},
+        {
+            "InstanceArn": INSTANCE,
+            "PermissionSetArn": PS,
+            "InlinePolicy": json.dumps(
+                {"Version": "2012-10-17", "Statement": [aws_sessions.deny_statement(DENY)]},
+                separators=(",", ":"),
+            ),
+        },
+    )
+    _provisioning(stubbed.sso, "IN_PROGRESS")
+    _provisioning(stubbed.sso, "IN_PROGRESS", polled=True)
+    _provisioning(stubbed.sso, "SUCCEEDED", polled=True)
+
+    assert stubbed.provider().write_denials(TARGET, [DENY]) is True
+
+    stubbed.sso.assert_no_pending_responses()
+    assert len(stubbed.clock.sleeps) == 2
+
+
+def test_a_failed_provisioning_fails_the_write_with_aws_reason(stubbed: Stubbed) -> None:
+    _instances(stubbed.sso, (INSTANCE, STORE))
+    _inline(stubbed.sso, "")
+    stubbed.sso.add_response("put_inline_policy_to_permission_set", {}, None)
+    _provisioning(stubbed.sso, "FAILED", reason="Role is being modified")
+
+    with pytest.raises(ProviderError, match=r"provisioning permission set .* Role is being"):
+        stubbed.provider().write_denials(TARGET, [DENY])
+
+
+def test_a_policy_that_already_says_it_is_not_written_again(stubbed: Stubbed) -> None:
+    _instances(stubbed.sso, (INSTANCE, STORE))
+    current = {"Version": "2012-10-17", "Statement": [aws_sessions.deny_statement(DENY)]}
+    _inline(stubbed.sso, json.dumps(current, indent=2))
+
+    assert stubbed.provider().write_denials(TARGET, [DENY]) is False
+    assert stubbed.operations("ProvisionPermissionSet") == 0
+
+
+THEIRS = {"Sid": "ReadLogs", "Effect": "Allow", "Action": "logs:Get*", "Resource": "*"}
+
+
+@pytest.mark.parametrize(
+    ("document", "denials", "expected"),
+    [
+        pytest.param("", [DENY], [aws_sessions.deny_statement(DENY)], id="into-nothing"),
+        pytest.param(
+            json.dumps({"Version": "2012-10-17", "Statement": THEIRS}),
+            [DENY],
+            [THEIRS, aws_sessions.deny_statement(DENY)],
+            id="beside-a-single-statement",
+        ),
+        pytest.param(
+            json.dumps(
+                {"Version": "2012-10-17", "Statement": [THEIRS, aws_sessions.deny_statement(DENY)]}
+            ),
+            [],
+            [THEIRS],
+            id="lifted-leaving-theirs",
+        ),
+        pytest.param(
+            json.dumps({"Version": "2012-10-17", "Statement": [aws_sessions.deny_statement(DENY)]}),
+            [],
+            None,
+            id="lifted-leaving-nothing",
+        ),
+    ],
+)
+def test_jit_bot_statements_merge_with_the_rest_of_the_inline_policy(
+    document: str, denials: list[Denial], expected: list[dict[str, Any]] | None
+) -> None:
+    merged, changed = aws_sessions.with_denials(document, denials, where="ps")
+    assert changed
+    assert (json.loads(merged)["Statement"] if merged else None) == expected
+
+
+def test_an_inline_policy_that_is_not_json_is_not_overwritten() -> None:
+    with pytest.raises(ProviderError, match="not JSON; fix it by hand"):
+        aws_sessions.with_denials("{oops", [DENY], where="ps")
+
+
+def test_the_deny_names_the_user_and_the_revocation_time() -> None:
+    assert aws_sessions.statement_id("R-2ABC") == "JitBotEndSessionsR2ABC"
+    assert aws_sessions.deny_statement(DENY)["Condition"] == {
+        "StringEquals": {"identitystore:UserId": USER_ID},
+        "DateLessThan": {"aws:TokenIssueTime": "2024-05-01T12:00:01Z"},
+    }
+
+
+def test_end_sessions_is_on_by_default_and_not_part_of_the_access_key() -> None:
+    off = AwsTarget(permission_set=PS, accounts=[ACCOUNT], end_sessions=False)
+    assert TARGET.end_sessions is True
+    assert off.key() == TARGET.key()
 
 
 def test_an_email_matching_one_user_by_email_and_another_by_user_name_is_ambiguous(

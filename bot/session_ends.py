@@ -1,0 +1,312 @@
+"""Ending the live sessions of revoked grants, and lifting those ends once the sessions
+have run out. No Slack, no cloud SDK: providers that can do it implement
+``providers.sessions.EndsSessions``.
+
+A revocation that removed access records one denial per (request, scope), refusing the
+person's sessions issued before the moment the access was gone, and has the provider
+write its scope's denials. The sweeper lifts each denial once the scope's session
+lifetime has passed since then, claiming it with a compare-and-set so one process lifts
+it; a lift that fails keeps its claim until it runs out and is tried again.
+
+What a scope holds is always computed from the database (every denial in force, the
+newest per person, since it refuses everything an older one does) and written whole. Two
+processes writing one scope at once can still overwrite each other's write; the sweeper
+writes every scope in use again, so such a loss lasts one sweep at most.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+from sqlmodel import col
+
+from bot import audit
+from bot.clock import Clock
+from bot.notify import Notifier
+from bot.storage.models import (
+    AccessRequest,
+    DenialStatus,
+    RequestTarget,
+    SessionDenial,
+    TargetStatus,
+)
+from providers.base import Principal, Provider, ProviderError, TargetSpec
+from providers.sessions import Denial, EndsSessions
+
+log = logging.getLogger(__name__)
+
+BOT = "jit-bot"
+# Lifted this long after the session lifetime: the cloud's clock and ours may differ.
+LIFT_MARGIN = timedelta(minutes=5)
+# A lift's claim: longer than a provider waits for its own calls, so a slow lift is not
+# taken over while it is still under way; a process that died holding it is retried then.
+_CLAIM = timedelta(minutes=10)
+# Scopes whose denials were lifted this recently are written again by the sweeper too, in
+# case a write racing the lift put a lifted denial back.
+_RECENT = timedelta(minutes=10)
+
+
+@dataclass
+class _Ending:
+    request_id: str
+    provider: str
+    spec: dict[str, Any]
+    principal_id: str
+    before: datetime
+    lifetime: timedelta
+
+
+class SessionEnds:
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        providers: Mapping[str, Provider],
+        clock: Clock,
+        notifier: Notifier,
+    ) -> None:
+        self._sessions = sessions
+        self._providers = providers
+        self._clock = clock
+        self._notify = notifier
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    # ----------------------------------------------------------------- ending
+
+    def end(self, requests: Sequence[AccessRequest]) -> dict[str, list[str]]:
+        """End the live sessions of what these requests' revocation removed; each
+        request's problems (the revocation is then retried, and this with it)."""
+        problems: dict[str, list[str]] = {request.id: [] for request in requests}
+        by_id = {request.id: request for request in requests}
+        with self._transaction() as session:
+            revoked = list(
+                session.scalars(
+                    select(RequestTarget)
+                    .where(
+                        col(RequestTarget.request_id).in_(list(by_id)),
+                        col(RequestTarget.status) == TargetStatus.REVOKED,
+                    )
+                    .order_by(col(RequestTarget.request_id), col(RequestTarget.position))
+                )
+            )
+        endings: dict[tuple[str, str], _Ending] = {}
+        for target in revoked:
+            provider = self._providers.get(target.provider)
+            if not isinstance(provider, EndsSessions) or target.revoked_at is None:
+                continue
+            request = by_id[target.request_id]
+            principal = Principal(request.requester_id, request.requester_email)
+            try:
+                spec = provider.target_model.model_validate(target.spec)
+                scope = provider.session_scope(principal, spec)
+            except ProviderError as exc:
+                problems[request.id].append(f"{target.description}: ending sessions: {exc}")
+                continue
+            if scope is None:
+                continue
+            # The moment access was gone: a later revoke of the same scope in this
+            # request moves it on, so nothing taken in between survives.
+            ending = endings.setdefault(
+                (request.id, scope.key),
+                _Ending(
+                    request.id,
+                    target.provider,
+                    target.spec,
+                    scope.principal_id,
+                    target.revoked_at,
+                    scope.lifetime,
+                ),
+            )
+            ending.before = max(ending.before, target.revoked_at)
+        if not endings:
+            return problems
+        self._record(endings)
+        scopes: dict[str, tuple[str, dict[str, Any], list[str]]] = {}
+        for (request_id, key), ending in endings.items():
+            scopes.setdefault(key, (ending.provider, ending.spec, []))[2].append(request_id)
+        for key, (provider_name, spec, request_ids) in scopes.items():
+            try:
+                self._write(provider_name, spec, key)
+            except ProviderError as exc:
+                for request_id in request_ids:
+                    problems[request_id].append(f"ending live sessions: {exc}")
+        return problems
+
+    def _record(self, endings: Mapping[tuple[str, str], _Ending]) -> None:
+        with self._transaction() as session:
+            for (request_id, key), ending in endings.items():
+                lift_after = ending.before + ending.lifetime + LIFT_MARGIN
+                row = session.scalars(
+                    select(SessionDenial).where(
+                        col(SessionDenial.request_id) == request_id,
+                        col(SessionDenial.scope) == key,
+                    )
+                ).first()
+                if row is None:
+                    session.add(
+                        SessionDenial(
+                            request_id=request_id,
+                            provider=ending.provider,
+                            scope=key,
+                            spec=ending.spec,
+                            name=self._name(ending.provider, request_id),
+                            principal_id=ending.principal_id,
+                            before=ending.before,
+                            lift_after=lift_after,
+                        )
+                    )
+                    self._audit(
+                        session,
+                        "sessions_ended",
+                        request_id,
+                        scope=key,
+                        issued_before=ending.before.isoformat(),
+                        lifted_after=lift_after.isoformat(),
+                    )
+                elif row.before < ending.before:
+                    row.before, row.lift_after = ending.before, lift_after
+                    row.status, row.claimed_until = DenialStatus.IN_FORCE, None
+
+    def _name(self, provider_name: str, request_id: str) -> str:
+        provider = self._providers[provider_name]
+        assert isinstance(provider, EndsSessions)  # only such providers' endings are recorded
+        return provider.denial_name(request_id)
+
+    # ----------------------------------------------------------------- lifting
+
+    def sweep(self) -> None:
+        """Lift the denials whose sessions have run out, and write every scope still in
+        use again (putting right a write lost to a race between processes)."""
+        now = self._clock.now()
+        with self._transaction() as session:
+            claimed = session.execute(
+                update(SessionDenial)
+                .where(
+                    or_(
+                        (col(SessionDenial.status) == DenialStatus.IN_FORCE)
+                        & (col(SessionDenial.lift_after) <= now),
+                        (col(SessionDenial.status) == DenialStatus.LIFTING)
+                        & (col(SessionDenial.claimed_until) <= now),
+                    )
+                )
+                .values(
+                    status=DenialStatus.LIFTING,
+                    claimed_until=now + _CLAIM,
+                    version=col(SessionDenial.version) + 1,
+                )
+                .returning(
+                    col(SessionDenial.id),
+                    col(SessionDenial.version),
+                    col(SessionDenial.scope),
+                    col(SessionDenial.provider),
+                    col(SessionDenial.spec),
+                )
+                .execution_options(synchronize_session=False)
+            ).all()
+            in_use = session.execute(
+                select(
+                    col(SessionDenial.scope), col(SessionDenial.provider), col(SessionDenial.spec)
+                ).where(
+                    or_(
+                        col(SessionDenial.status) == DenialStatus.IN_FORCE,
+                        col(SessionDenial.lifted_at) >= now - _RECENT,
+                    )
+                )
+            ).all()
+        lifting = {scope: (provider, spec) for _, _, scope, provider, spec in claimed}
+        for key, (provider_name, spec) in lifting.items():
+            fences = [(row_id, version) for row_id, version, scope, _, _ in claimed if scope == key]
+            try:
+                self._write(provider_name, spec, key)
+            except ProviderError as exc:
+                log.warning("lifting session denials in %s failed, retried later: %s", key, exc)
+                self._settle(fences, error=str(exc))
+                continue
+            self._settle(fences, error=None)
+        others = {
+            scope: (provider, spec) for scope, provider, spec in in_use if scope not in lifting
+        }
+        for key, (provider_name, spec) in others.items():
+            try:
+                if self._write(provider_name, spec, key):
+                    log.warning("session denials in %s differed from the database; rewritten", key)
+            except ProviderError as exc:
+                log.warning("checking session denials in %s failed: %s", key, exc)
+
+    def _settle(self, claimed: Sequence[tuple[int | None, int]], *, error: str | None) -> None:
+        """Record how a lift ended, for the claims this process still holds."""
+        now = self._clock.now()
+        with self._transaction() as session:
+            for row_id, version in claimed:
+                fenced = update(SessionDenial).where(
+                    col(SessionDenial.id) == row_id,
+                    col(SessionDenial.version) == version,
+                    col(SessionDenial.status) == DenialStatus.LIFTING,
+                )
+                if error is not None:
+                    session.execute(fenced.values(error=error))
+                    continue
+                lifted = session.execute(
+                    fenced.values(status=DenialStatus.LIFTED, lifted_at=now, error=None)
+                    .returning(col(SessionDenial.request_id), col(SessionDenial.scope))
+                    .execution_options(synchronize_session=False)
+                ).first()
+                if lifted is not None:
+                    self._audit(session, "session_denial_lifted", lifted[0], scope=lifted[1])
+
+    # ----------------------------------------------------------------- writing
+
+    def _write(self, provider_name: str, spec: dict[str, Any], key: str) -> bool:
+        provider = self._providers.get(provider_name)
+        if not isinstance(provider, EndsSessions):
+            raise ProviderError(f"no provider `{provider_name}` to write session denials with")
+        target: TargetSpec = provider.target_model.model_validate(spec)
+        with self._lock(key):
+            return provider.write_denials(target, self._in_force(key))
+
+    def _in_force(self, key: str) -> list[Denial]:
+        """The scope's denials in force, the newest per person: it refuses every session
+        an older one of theirs does."""
+        with self._transaction() as session:
+            rows = session.scalars(
+                select(SessionDenial).where(
+                    col(SessionDenial.scope) == key,
+                    col(SessionDenial.status) == DenialStatus.IN_FORCE,
+                )
+            ).all()
+            newest: dict[str, Denial] = {}
+            for row in sorted(rows, key=lambda r: (r.before, r.name)):
+                newest[row.principal_id] = Denial(row.name, row.principal_id, row.before)
+        return list(newest.values())
+
+    @contextmanager
+    def _lock(self, key: str) -> Iterator[None]:
+        with self._locks_lock:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            yield
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def _audit(self, session: Session, action: str, request_id: str, **details: Any) -> None:
+        audit.record(
+            session,
+            self._clock,
+            self._notify,
+            actor=BOT,
+            action=action,
+            request_id=request_id,
+            details=details,
+        )
