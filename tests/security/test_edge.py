@@ -28,6 +28,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
+from slack_bolt.middleware.request_verification import RequestVerification
+from slack_bolt.request import BoltRequest
+from slack_bolt.response import BoltResponse
 
 from bot.cli import configure_logging
 from bot.server import wsgi_app
@@ -305,6 +308,24 @@ def test_a_signed_request_nothing_handles_is_logged_without_its_body(
     assert status == 404
     assert "Unhandled request (request body not logged)" in caplog.text
     assert MARKER not in caplog.text
+
+
+def test_bolts_own_signature_check_logs_no_body_should_it_ever_refuse_one(
+    bot: Bot, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The edge verifies first, so Bolt's check refuses only across the five-minute mark
+    between the two; if it does, its INFO line (which quoted the body) says no more."""
+    body = f"{MARKER}\n2024-01-01 00:00:00,000 INFO bot.audit: approved (forged)"
+    with caplog.at_level(logging.DEBUG):
+        answer = RequestVerification(SIGNING_SECRET).process(
+            req=BoltRequest(body=body, headers=_forged_headers()),
+            resp=BoltResponse(status=200),
+            next=lambda: BoltResponse(status=200),
+        )
+
+    assert answer.status == 401
+    assert "Invalid request signature detected (request body not logged)" in caplog.text
+    assert MARKER not in caplog.text and "(forged)" not in caplog.text
 
 
 def test_debug_logging_keeps_socket_mode_envelopes_out_of_the_log() -> None:
