@@ -111,6 +111,10 @@ class SessionEnds:
             except ProviderError as exc:
                 problems[request.id].append(f"{target.description}: ending sessions: {exc}")
                 continue
+            except Exception as exc:  # a bug must leave the revocation failed, not hang it
+                log.exception("ending sessions of %s of %s failed", target.description, request.id)
+                problems[request.id].append(f"{target.description}: unexpected error: {exc!r}")
+                continue
             if scope is None:
                 continue
             # The moment access was gone: a later revoke of the same scope in this
@@ -134,11 +138,9 @@ class SessionEnds:
         for (request_id, key), ending in endings.items():
             scopes.setdefault(key, (ending.provider, ending.spec, []))[2].append(request_id)
         for key, (provider_name, spec, request_ids) in scopes.items():
-            try:
-                self._write(provider_name, spec, key)
-            except ProviderError as exc:
-                for request_id in request_ids:
-                    problems[request_id].append(f"ending live sessions: {exc}")
+            problem = self._try_write(provider_name, spec, key)
+            for request_id in request_ids if problem else ():
+                problems[request_id].append(f"ending live sessions: {problem}")
         return problems
 
     def _record(self, endings: Mapping[tuple[str, str], _Ending]) -> None:
@@ -225,22 +227,17 @@ class SessionEnds:
         lifting = {scope: (provider, spec) for _, _, scope, provider, spec in claimed}
         for key, (provider_name, spec) in lifting.items():
             fences = [(row_id, version) for row_id, version, scope, _, _ in claimed if scope == key]
-            try:
-                self._write(provider_name, spec, key)
-            except ProviderError as exc:
-                log.warning("lifting session denials in %s failed, retried later: %s", key, exc)
-                self._settle(fences, error=str(exc))
-                continue
-            self._settle(fences, error=None)
+            problem = self._try_write(provider_name, spec, key)
+            if problem:
+                log.warning("lifting session denials in %s failed, retried later: %s", key, problem)
+            self._settle(fences, error=problem)
         others = {
             scope: (provider, spec) for scope, provider, spec in in_use if scope not in lifting
         }
         for key, (provider_name, spec) in others.items():
-            try:
-                if self._write(provider_name, spec, key):
-                    log.warning("session denials in %s differed from the database; rewritten", key)
-            except ProviderError as exc:
-                log.warning("checking session denials in %s failed: %s", key, exc)
+            problem = self._try_write(provider_name, spec, key, checking=True)
+            if problem:
+                log.warning("checking session denials in %s failed: %s", key, problem)
 
     def _settle(self, claimed: Sequence[tuple[int | None, int]], *, error: str | None) -> None:
         """Record how a lift ended, for the claims this process still holds."""
@@ -265,13 +262,26 @@ class SessionEnds:
 
     # ----------------------------------------------------------------- writing
 
-    def _write(self, provider_name: str, spec: dict[str, Any], key: str) -> bool:
+    def _try_write(
+        self, provider_name: str, spec: dict[str, Any], key: str, *, checking: bool = False
+    ) -> str | None:
+        """Write the scope's denials as the database has them; what went wrong, if anything.
+        ``checking``: nothing should have to change, so say so when something did."""
         provider = self._providers.get(provider_name)
         if not isinstance(provider, EndsSessions):
-            raise ProviderError(f"no provider `{provider_name}` to write session denials with")
-        target: TargetSpec = provider.target_model.model_validate(spec)
-        with self._lock(key):
-            return provider.write_denials(target, self._in_force(key))
+            return f"no provider `{provider_name}` to write session denials with"
+        try:
+            target: TargetSpec = provider.target_model.model_validate(spec)
+            with self._lock(key):
+                changed = provider.write_denials(target, self._in_force(key))
+        except ProviderError as exc:
+            return str(exc)
+        except Exception as exc:  # a bug in one scope must not hold up the others
+            log.exception("writing session denials in %s failed", key)
+            return f"unexpected error: {exc!r}"
+        if changed and checking:
+            log.warning("session denials in %s differed from the database; rewritten", key)
+        return None
 
     def _in_force(self, key: str) -> list[Denial]:
         """The scope's denials in force, the newest per person: it refuses every session

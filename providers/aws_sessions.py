@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import Any
 
 from providers.base import ProviderError
@@ -28,7 +28,12 @@ def statement_id(request_id: str) -> str:
 
 
 def deny_statement(denial: Denial) -> dict[str, Any]:
-    issued = denial.before.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # IAM compares whole seconds: round up, or a session issued in the revocation's own
+    # second, before it, would be let through.
+    before = denial.before.astimezone(UTC)
+    if before.microsecond:
+        before = before.replace(microsecond=0) + timedelta(seconds=1)
+    issued = before.strftime("%Y-%m-%dT%H:%M:%SZ")
     return {
         "Sid": denial.name,
         "Effect": "Deny",

@@ -523,6 +523,12 @@ def test_the_deny_names_the_user_and_the_revocation_time() -> None:
     }
 
 
+def test_the_deny_time_is_rounded_up_to_the_second_iam_compares() -> None:
+    late = Denial("JitBotEndSessionsR1", USER_ID, datetime(2024, 5, 1, 12, 0, 1, 5, tzinfo=UTC))
+    condition = aws_sessions.deny_statement(late)["Condition"]["DateLessThan"]
+    assert condition == {"aws:TokenIssueTime": "2024-05-01T12:00:02Z"}
+
+
 def test_end_sessions_is_on_by_default_and_not_part_of_the_access_key() -> None:
     off = AwsTarget(permission_set=PS, accounts=[ACCOUNT], end_sessions=False)
     assert TARGET.end_sessions is True
