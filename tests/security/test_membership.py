@@ -307,3 +307,22 @@ def test_list_hides_others_requests(bot: Bot) -> None:
     bot.clock.advance(PAST_THE_CACHE)
     assert not listed(BOB)
     assert listed(CAROL) and listed(ALICE)
+
+
+def test_many_holders_are_checked_in_turns_and_each_in_time(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Slack allows only so many lookups a minute: a sweep asks about a few people, the
+    # next one about the next few, so everyone is asked about within a few sweeps.
+    monkeypatch.setattr("bot.service._HOLDER_CHECKS", 1)
+    first = submit(bot, ALICE, "db-admin dev 30m x")
+    second = submit(bot, MALLORY, "db-admin dev 30m x")
+    for user, email in ((ALICE, "alice@example.com"), (MALLORY, "mallory@example.com")):
+        bot.slack.add_user(user, email, deleted=True)
+    bot.clock.advance(PAST_THE_CACHE)
+
+    bot.service.sweep()
+    assert [bot.service.get(r).status for r in (first, second)] == ["revoked", "active"]
+    bot.service.sweep()
+    assert [bot.service.get(r).status for r in (first, second)] == ["revoked", "revoked"]
+    assert bot.provider.holdings == set()
