@@ -34,6 +34,7 @@ from bot.slack.directory import SlackDirectory
 from bot.slack.edge import keep_request_bodies_out_of_logs
 from bot.slack.notifier import SlackNotifier
 from bot.slack.outbox import OutboxWorker
+from bot.slack.workspace import WorkspaceGuard
 from bot.storage.db import make_engine, upgrade
 from providers.aws import AwsClients, AwsProvider
 from providers.azure import AzureClients, AzureProvider
@@ -259,6 +260,8 @@ def build_runtime(
         listener_executor=listeners,
         raise_error_for_unhandled_request=False,
     )
+    # Bolt asked auth.test too, but keeps its answer to itself; ours is asked once, here.
+    bolt.middleware(WorkspaceGuard(directory.workspace()).middleware)
     handlers.register(bolt, service, clock)
     keep_request_bodies_out_of_logs()
     return Runtime(

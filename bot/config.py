@@ -117,8 +117,11 @@ class Role(_Strict):
     max_duration: Duration
     default_duration: Duration | None = None
     requesters: Annotated[list[Entry], Field(min_length=1)] | None = Field(
-        default=None, description="who may request; omitted means anyone"
+        default=None, description="who may request; omitted means the workspace's full members"
     )
+    # Guests (multi- and single-channel) may request, approve and hold this role; bots,
+    # deactivated accounts and accounts of other workspaces never may.
+    allow_guests: bool = False
     # Targets stay raw here: each is parsed by its provider's model in _parse_targets.
     environments: dict[Name, Annotated[list[Any], Field(min_length=1)]] = Field(min_length=1)
 
@@ -522,7 +525,7 @@ def _describe(error: ErrorDetails, model: type[BaseModel], loc: Loc, prefix: Loc
         elif len(loc) >= 2 and loc[-2] == "groups":
             what = "member (an approver cannot come from an empty group)"
         elif loc and loc[-1] == "requesters":
-            what = "entry (leave requesters out to mean anyone)"
+            what = "entry (leave requesters out to mean every full member)"
         else:
             what = _ITEM_NAMES.get(str(loc[-1]) if loc else "", "entry")
         return f"is empty; expected at least {ctx.get('min_length', 1)} {what}"

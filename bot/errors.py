@@ -82,3 +82,8 @@ class DirectoryError(JitError):
 class DirectoryUnavailable(DirectoryError):
     """Slack kept answering 429 or 5xx (or nothing) to a lookup: no answer, so nothing may
     be decided from it, neither a yes nor a no."""
+
+
+class Deactivated(DirectoryError):
+    """Slack says the account is deactivated: a definite answer, unlike
+    DirectoryUnavailable, and one that ends whatever access the account holds."""

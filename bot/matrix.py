@@ -12,10 +12,13 @@ def matrix_rows(config: JitConfig) -> list[tuple[str, ...]]:
     """One row per role × environment × rule that can apply to it. A rule limited to some
     requesters only shadows later rules for those requesters, so every rule up to and
     including the first unrestricted match can apply; a later row says whom the earlier
-    ones took ("anyone except @dba")."""
+    ones took ("members except @dba"). "members" are the workspace's full members: an
+    omitted ``requesters`` never means anyone at all."""
     rows: list[tuple[str, ...]] = []
     for name, role in config.roles.items():
-        requesters = ", ".join(role.requesters) if role.requesters is not None else "anyone"
+        requesters = ", ".join(role.requesters) if role.requesters is not None else "members"
+        if role.allow_guests:
+            requesters += " (guests too)"
         for env in role.environments:
             taken: list[str] = []
             for rule in _applicable(config, name, env):

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from bot.config import JitConfig, Rule
+from bot.directory import Person, Workspace
 from bot.durations import InvalidDuration, format_duration, parse_duration
 from bot.errors import (
     BadDuration,
@@ -28,13 +29,65 @@ Membership = Callable[[Sequence[str]], bool]
 """Whether the person in question is named by any of the entries (ids, emails, @groups)."""
 
 
-def may_request(config: JitConfig, role: str, is_member: Membership) -> bool:
+class Standing(StrEnum):
+    """What kind of account someone has, as far as serving them goes."""
+
+    MEMBER = "member"  # a full member of the installing workspace
+    GUEST = "guest"  # a multi- or single-channel guest of it
+    BOT = "bot"
+    FOREIGN = "foreign"  # another workspace or organisation (Slack Connect)
+
+
+def standing_of(person: Person, workspace: Workspace) -> Standing:
+    if person.is_bot:
+        return Standing.BOT
+    if not workspace.includes(person):
+        return Standing.FOREIGN
+    if person.is_restricted or person.is_ultra_restricted:
+        return Standing.GUEST
+    return Standing.MEMBER
+
+
+def admits(config: JitConfig, role: str, standing: Standing) -> bool:
+    """Whether someone of this standing may request, approve or hold ``role``: full
+    members always, guests where the role says ``allow_guests: true``, bots and accounts
+    of other workspaces never."""
+    spec = config.roles.get(role)
+    return standing is Standing.MEMBER or (
+        standing is Standing.GUEST and spec is not None and spec.allow_guests
+    )
+
+
+STANDING_TEXT = {
+    Standing.GUEST: "Guest accounts may not {act} `{role}`: only roles with "
+    "`allow_guests: true` in roles.yaml admit guests; ask the bot's administrators if this "
+    "one should.",
+    Standing.BOT: "Bot and app accounts may not {act} `{role}`.",
+    Standing.FOREIGN: "Your Slack account belongs to another workspace or organisation, and "
+    "jit-bot serves only accounts of the workspace it is installed in: you may not {act} "
+    "`{role}`.",
+}
+
+
+def standing_refusal(standing: Standing, role: str, act: str) -> str:
+    """Why someone of this standing may not ``act`` ("request", "approve") the role."""
+    text = STANDING_TEXT.get(standing, "You may not {act} `{role}`.")
+    return text.format(act=act, role=role)
+
+
+def may_request(config: JitConfig, role: str, is_member: Membership, *, standing: Standing) -> bool:
+    """An omitted ``requesters`` means the workspace's full members (and its guests
+    where the role allows them), never anyone at all."""
+    if not admits(config, role, standing):
+        return False
     requesters = config.roles[role].requesters
     return requesters is None or is_member(requesters)
 
 
-def requestable_roles(config: JitConfig, is_member: Membership) -> list[str]:
-    return [name for name in config.roles if may_request(config, name, is_member)]
+def requestable_roles(config: JitConfig, is_member: Membership, *, standing: Standing) -> list[str]:
+    return [
+        name for name in config.roles if may_request(config, name, is_member, standing=standing)
+    ]
 
 
 def match_rule(
@@ -89,12 +142,16 @@ def check_request(
     duration_text: str,
     reason: str,
     is_member: Membership,
+    *,
+    standing: Standing,
 ) -> RequestCheck:
     """Raise the first problem with a request, naming the valid choices."""
-    allowed = requestable_roles(config, is_member)
+    allowed = requestable_roles(config, is_member, standing=standing)
     if role not in config.roles:
         choices = ", ".join(allowed) if allowed else "none: you may not request any role"
         raise UnknownRole(f"There is no role `{role}`. Roles you may request: {choices}.")
+    if not admits(config, role, standing):
+        raise NotEligible(standing_refusal(standing, role, "request") + " Nothing was requested.")
     if role not in allowed:
         choices = ", ".join(allowed) if allowed else "none"
         raise NotEligible(

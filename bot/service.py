@@ -8,6 +8,7 @@ recorded per target so a crash at any point can be resumed from the database.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import random
 import secrets
@@ -31,6 +32,7 @@ from bot.config import JitConfig, Rule
 from bot.directory import Directory, Person
 from bot.durations import format_duration
 from bot.errors import (
+    Deactivated,
     DirectoryError,
     DirectoryUnavailable,
     NotAllowed,
@@ -45,13 +47,17 @@ from bot.policy import (
     REFUSAL_TEXT,
     Refusal,
     RequestCheck,
+    Standing,
     VoteDecision,
+    admits,
     check_identity,
     check_request,
     decide_vote,
     match_rule,
     may_request,
     requestable_roles,
+    standing_of,
+    standing_refusal,
     undecided_too_long,
 )
 from bot.revoker import Call, Outcome, Revocation, Revoker
@@ -89,6 +95,9 @@ _OWNERS = (Status.GRANTING, Status.REVOKING, Status.FAILED)
 _LOST = "another jit-bot process took this request over"
 # Requests the sweeper revokes in one go.
 _SWEEP_BATCH = 200
+# People holding access whose account one sweep asks Slack about (users.info allows about
+# 100 calls a minute and the sweeper runs twice a minute); more are taken in turns.
+_HOLDER_CHECKS = 50
 # Seconds Slack posts may wait for the sweeper to work off a backlog.
 _BACKLOG_PRIORITY = 15.0
 
@@ -155,6 +164,7 @@ class AccessService:
         self._session_ends = SessionEnds(
             sessions=sessions, providers=providers, clock=clock, notifier=notifier
         )
+        self._last_holder = ""  # where the next sweep's look at who holds access starts
 
     # ----------------------------------------------------------------- requesting
 
@@ -163,7 +173,13 @@ class AccessService:
     ) -> RequestCheck:
         """Validate a request without storing anything; raise a JitError naming the fix."""
         return check_request(
-            self.config, role, environment, duration, reason, self._membership(requester_id)
+            self.config,
+            role,
+            environment,
+            duration,
+            reason,
+            self._membership(requester_id),
+            standing=self._standing(requester_id),
         )
 
     def check_form(self, role: str, environment: str, duration: str, reason: str) -> None:
@@ -171,7 +187,15 @@ class AccessService:
         environment exist, the duration is valid and within the role's maximum, a reason
         is given. (The request modal's answer must carry these errors, and it has to
         come within Slack's three seconds; who may ask is checked by ``check``.)"""
-        check_request(self.config, role, environment, duration, reason, lambda _: True)
+        check_request(
+            self.config,
+            role,
+            environment,
+            duration,
+            reason,
+            lambda _: True,
+            standing=Standing.MEMBER,
+        )
 
     def submit(
         self, requester_id: str, checked: RequestCheck, *, origin: str | None = None
@@ -193,7 +217,7 @@ class AccessService:
         allow_self = self.config.allows_self_approval(rule)
         approvers: list[str] = []
         if not rule.auto_approve:
-            resolved = self._approvers_of(rule)
+            resolved = self._approvers_of(rule, checked.role)
             eligible = resolved if allow_self else resolved - {requester_id}
             if len(eligible) < rule.required_approvals:
                 raise NotEnoughApprovers(
@@ -295,6 +319,7 @@ class AccessService:
         assert decision in ("approve", "deny")
         request = self.get(request_id)
         self._refuse_if_expired(request)
+        self._check_standing(request, voter_id)
         approvers = self._current_approvers(request)
         voter = self._voter(voter_id, request, approvers)
         with self._transaction() as session:
@@ -334,14 +359,7 @@ class AccessService:
                 session.flush()
             except IntegrityError:
                 raise NotAllowed(REFUSAL_TEXT[Refusal.ALREADY_VOTED]) from None
-            approvals = (
-                session.scalar(
-                    select(func.count())
-                    .select_from(Vote)
-                    .where(col(Vote.request_id) == request_id, col(Vote.decision) == "approve")
-                )
-                or 0
-            )
+            approvals = _approvals(session, request_id, approvers)
             outcome = "recorded"
             if decision == "deny":
                 self._set_status(
@@ -382,6 +400,7 @@ class AccessService:
         self._refuse_if_expired(request)
         approvers = self._current_approvers(request)
         voter = self._voter(user_id, request, approvers)
+        self._check_standing(request, user_id)
         with self._transaction() as session:
             verdict = self._verdict(
                 session, request, Status(request.status), user_id, voter, approvers
@@ -687,7 +706,12 @@ class AccessService:
         role = self.config.roles.get(request.role)
         if role is None or request.environment not in role.environments:
             return False
-        return may_request(self.config, request.role, self._membership(request.requester_id))
+        return may_request(
+            self.config,
+            request.role,
+            self._membership(request.requester_id),
+            standing=self._standing(request.requester_id),
+        )
 
     # ------------------------------------------------------------------- revoking
 
@@ -1072,6 +1096,49 @@ class AccessService:
         for request_id in approved + [rid for rid, status in stuck if status == Status.GRANTING]:
             self.grant(request_id)
         self._session_ends.sweep()
+        self._revoke_departed()
+
+    def _revoke_departed(self) -> None:
+        """End the access of people Slack now says are deactivated, or may no longer hold
+        the role (a member turned guest, an account moved out of the workspace). Asked of
+        Slack afresh each sweep, once per person (the directory caches answers briefly);
+        a lookup Slack does not answer decides nothing."""
+        with self._transaction() as session:
+            rows = session.execute(
+                select(
+                    col(AccessRequest.id), col(AccessRequest.requester_id), col(AccessRequest.role)
+                ).where(col(AccessRequest.status) == Status.ACTIVE)
+            ).all()
+        holders: dict[str, list[tuple[str, str]]] = {}
+        for request_id, requester_id, role in rows:
+            holders.setdefault(requester_id, []).append((request_id, role))
+        people = sorted(holders)
+        if len(people) > _HOLDER_CHECKS:
+            start = bisect.bisect_right(people, self._last_holder)
+            people = (people[start:] + people[:start])[:_HOLDER_CHECKS]
+        ending: dict[str, list[str]] = {}
+        for user_id in people:
+            grants = holders[user_id]
+            previous, self._last_holder = self._last_holder, user_id
+            try:
+                kind = self._standing(user_id)
+            except Deactivated:
+                ending.setdefault("requester deactivated", []).extend(r for r, _ in grants)
+                continue
+            except DirectoryUnavailable as exc:
+                log.warning("not checking who still may hold access this sweep: %s", exc)
+                self._last_holder = previous  # they are asked about first next time
+                break  # Slack is not answering: asking about the others would not help
+            except DirectoryError as exc:
+                log.warning("could not check that %s may still hold access: %s", user_id, exc)
+                continue
+            reason = f"requester is now a {kind} account"
+            ending.setdefault(reason, []).extend(
+                r for r, role in grants if not admits(self.config, role, kind)
+            )
+        for reason, request_ids in ending.items():
+            if request_ids:
+                self.revoke_many(request_ids, actor=BOT, reason=reason)
 
     def _expire_pending(self, request_id: str) -> None:
         with self._transaction() as session:
@@ -1142,13 +1209,19 @@ class AccessService:
             voted = set(
                 session.scalars(select(col(Vote.request_id)).where(col(Vote.voter_id) == user_id))
             )
-        return [
-            r
-            for r in pending
-            if user_id in r.approvers
-            and r.id not in voted
-            and (r.requester_id != user_id or r.allow_self_approval)
-        ]
+        # Who may decide is asked now, as a click would be: someone since removed from
+        # the approvers (or deactivated, or turned guest) no longer sees the request.
+        current: dict[tuple[str, str, str], set[str]] = {}
+        shown = []
+        for r in pending:
+            if r.id in voted or (r.requester_id == user_id and not r.allow_self_approval):
+                continue
+            key = (r.role, r.environment, r.requester_id)
+            if key not in current:
+                current[key] = self._current_approvers(r)
+            if user_id in current[key]:
+                shown.append(r)
+        return shown
 
     def audit_events(self, request_id: str | None = None) -> list[AuditEvent]:
         with self._transaction() as session:
@@ -1196,7 +1269,9 @@ class AccessService:
 
     def requestable(self, user_id: str) -> list[tuple[str, str]]:
         """(name, description) of every role this user may request."""
-        names = requestable_roles(self.config, self._membership(user_id))
+        names = requestable_roles(
+            self.config, self._membership(user_id), standing=self._standing(user_id)
+        )
         return [(name, self.config.roles[name].description) for name in names]
 
     def approvers_for(self, role: str, environment: str, requester_id: str) -> Rule | None:
@@ -1211,9 +1286,37 @@ class AccessService:
     def _membership(self, user_id: str) -> Callable[[Sequence[str]], bool]:
         return lambda entries: self.directory.is_member(entries, user_id)
 
-    def _approvers_of(self, rule: Rule) -> set[str]:
+    def _standing(self, user_id: str) -> Standing:
+        """What kind of account this is (raises Deactivated, DirectoryError)."""
+        return standing_of(self.directory.person(user_id), self.directory.workspace())
+
+    def _check_standing(self, request: AccessRequest, voter_id: str) -> None:
+        """Refuse, saying why, a voter whose account may not approve this role at all."""
+        try:
+            kind = self._standing(voter_id)
+        except DirectoryUnavailable:
+            raise
+        except DirectoryError:
+            return  # no such account: not among the approvers, decide_vote says so
+        if not admits(self.config, request.role, kind):
+            raise NotAllowed(standing_refusal(kind, request.role, "approve") + " Nothing changed.")
+
+    def _approvers_of(self, rule: Rule, role: str) -> set[str]:
+        """The rule's approvers for this role: only accounts that may approve it now
+        (deactivated ones, bots, other workspaces' accounts and, unless the role allows
+        them, guests count for nothing)."""
         entries = [entry for group in rule.approvers for entry in self.config.groups[group]]
-        return self.directory.resolve(entries)
+        return {user for user in self.directory.resolve(entries) if self._may_approve(user, role)}
+
+    def _may_approve(self, user_id: str, role: str) -> bool:
+        try:
+            kind = self._standing(user_id)
+        except DirectoryUnavailable:
+            raise  # no answer: neither a yes nor a no
+        except DirectoryError as exc:
+            log.info("%s is not counted as an approver of %s: %s", user_id, role, exc)
+            return False
+        return admits(self.config, role, kind)
 
     def _current_approvers(self, request: AccessRequest) -> set[str]:
         """The approvers of this request as the config and Slack say right now."""
@@ -1222,7 +1325,7 @@ class AccessService:
         )
         if matched is None or matched[1].auto_approve:
             return set()
-        return self._approvers_of(matched[1])
+        return self._approvers_of(matched[1], request.role)
 
     def _units(self, role: str, environment: str) -> list[tuple[Provider, TargetSpec, str]]:
         """The concrete units a request grants, each with its description, asked of the
@@ -1587,3 +1690,20 @@ def _known_principal(provider: Provider, email: str) -> str | None:
     only known once granted."""
     account = provider.account_email(email)
     return None if account == email.lower() else account
+
+
+def _approvals(session: Session, request_id: str, approvers: Collection[str]) -> int:
+    """The approvals that count now: votes of people who are approvers of the request at
+    this moment. One deactivated (or removed from the approvers) since counts for nothing."""
+    voters = session.scalars(
+        select(col(Vote.voter_id)).where(
+            col(Vote.request_id) == request_id, col(Vote.decision) == "approve"
+        )
+    )
+    return sum(1 for voter in voters if voter in approvers)
+
+
+def _voters(session: Session, request_id: str) -> set[str]:
+    return set(
+        session.scalars(select(col(Vote.voter_id)).where(col(Vote.request_id) == request_id))
+    )

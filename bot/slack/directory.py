@@ -23,8 +23,8 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from bot.clock import Clock
 from bot.config import GOOGLE_GROUP
-from bot.directory import Person
-from bot.errors import DirectoryError, DirectoryUnavailable
+from bot.directory import Person, Workspace
+from bot.errors import Deactivated, DirectoryError, DirectoryUnavailable
 from bot.slack import TRANSIENT_ERRORS, retry_after
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,10 @@ class SlackDirectory:
         ttl: timedelta = timedelta(seconds=60),
         groups: GroupResolver | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        workspace: Workspace | None = None,
     ) -> None:
         self._client = client
+        self._workspace = workspace
         self._clock = clock
         self._ttl = ttl
         self._groups = groups
@@ -77,7 +79,7 @@ class SlackDirectory:
                     f"Slack does not know the user {user_id} ({exc.response.get('error')})."
                 ) from None
             if user.get("deleted"):
-                raise DirectoryError(f"The Slack user {user_id} is deactivated.")
+                raise Deactivated(f"The Slack account {user_id} is deactivated.")
             profile = user.get("profile") or {}
             email = (profile.get("email") or "").lower()
             if not email:
@@ -91,9 +93,21 @@ class SlackDirectory:
                 email=email,
                 name=name,
                 email_confirmed=user.get("is_email_confirmed") is True,
+                **_account(user),
             )
 
         return self._cached(f"user:{user_id}", load)
+
+    def workspace(self) -> Workspace:
+        """Asked of ``auth.test`` once; the installation does not change while we run."""
+        if self._workspace is None:
+            answer = self._read("which workspace it is installed in", self._client.auth_test)
+            self._workspace = Workspace(
+                team_id=str(answer.get("team_id") or ""),
+                enterprise_id=answer.get("enterprise_id") or None,
+                enterprise_install=bool(answer.get("is_enterprise_install")),
+            )
+        return self._workspace
 
     def resolve(self, entries: Sequence[str]) -> set[str]:
         ids: set[str] = set()
@@ -108,27 +122,34 @@ class SlackDirectory:
             if entry.startswith(GOOGLE_GROUP):
                 # One group listing and the user's own email, not a Slack lookup per member.
                 try:
-                    email = self.person(user_id).email
+                    person = self._home_person(user_id)
                 except DirectoryUnavailable:
                     raise  # not an answer: refusing would tell them they are not listed
                 except DirectoryError:
                     return False
-                if email in self._google_emails(entry):
+                if person is not None and person.email in self._google_emails(entry):
                     return True
                 continue
             if "@" in entry and not entry.startswith("@"):
                 # An email: compare with the user's own email instead of looking it up.
                 try:
-                    if self.person(user_id).email == entry.lower():
-                        return True
+                    person = self._home_person(user_id)
                 except DirectoryUnavailable:
                     raise
                 except DirectoryError:
                     return False
+                if person is not None and person.email == entry.lower():
+                    return True
                 continue
             if user_id in self._resolve_entry(entry):
                 return True
         return False
+
+    def _home_person(self, user_id: str) -> Person | None:
+        """The person, if their account is of this workspace: an email names someone
+        here, never the account of another organisation that uses the same address."""
+        person = self.person(user_id)
+        return person if self.workspace().includes(person) else None
 
     def _resolve_entry(self, entry: str) -> set[str]:
         if entry.startswith(GOOGLE_GROUP):
@@ -161,7 +182,20 @@ class SlackDirectory:
                 log.warning("No Slack user has the email %s; skipping it", email)
                 return set()
             raise DirectoryError(f"Looking up {email} in Slack failed: {exc}") from None
-        return set() if user.get("deleted") else {user["id"]}
+        if user.get("deleted"):
+            return set()
+        found = Person(user_id=user["id"], email=email, name="", **_account(user))
+        if not self.workspace().includes(found):
+            # users.lookupByEmail also finds Slack Connect accounts of other organisations.
+            log.warning(
+                "The Slack account %s with the email %s is not of this workspace "
+                "(team %s); skipping it",
+                user.get("id"),
+                email,
+                user.get("team_id"),
+            )
+            return set()
+        return {user["id"]}
 
     def _group_members(self, handle: str) -> set[str]:
         try:
@@ -226,3 +260,19 @@ class SlackDirectory:
         with self._lock:
             self._cache[key] = (now, value)
         return value
+
+
+def _account(user: dict[str, Any]) -> dict[str, Any]:
+    """Where a users.info / users.lookupByEmail ``user`` lives and what kind of account it
+    is, as Person fields."""
+    grid = user.get("enterprise_user") or {}
+    return {
+        "team_id": str(user.get("team_id") or ""),
+        "enterprise_id": grid.get("enterprise_id") or user.get("enterprise_id") or None,
+        "teams": tuple(grid.get("teams") or ()),
+        "is_restricted": bool(user.get("is_restricted")),
+        "is_ultra_restricted": bool(user.get("is_ultra_restricted")),
+        "is_stranger": bool(user.get("is_stranger")),
+        # Slackbot is no bot by its own flags.
+        "is_bot": bool(user.get("is_bot")) or user.get("id") == "USLACKBOT",
+    }

@@ -319,8 +319,17 @@ class FakeSlack:
         *,
         real_name: str | None = None,
         email_confirmed: bool = True,
+        team_id: str = TEAM_ID,
+        enterprise_id: str | None = None,
+        is_restricted: bool = False,
+        is_ultra_restricted: bool = False,
+        is_stranger: bool = False,
+        is_bot: bool = False,
     ) -> None:
-        """Add (or replace) a workspace member visible to users.* methods."""
+        """Add (or replace) a user visible to users.* methods: by default a full member
+        of this workspace. `is_restricted` / `is_ultra_restricted` make a multi- / single-
+        channel guest, `team_id` (with `is_stranger`) a Slack Connect user of another
+        workspace, whom users.lookupByEmail finds too, as Slack's does."""
         handle = name or email.split("@", 1)[0]
         with self._lock:
             self._users[user_id] = {
@@ -330,6 +339,12 @@ class FakeSlack:
                 "real_name": real_name or handle,
                 "deleted": deleted,
                 "email_confirmed": email_confirmed,
+                "team_id": team_id,
+                "enterprise_id": enterprise_id,
+                "is_restricted": is_restricted,
+                "is_ultra_restricted": is_ultra_restricted,
+                "is_stranger": is_stranger,
+                "is_bot": is_bot,
             }
 
     def add_usergroup(
@@ -352,7 +367,7 @@ class FakeSlack:
             }
 
     def get_user(self, user_id: str) -> dict[str, Any] | None:
-        """The directory entry ``{id, email, name, real_name, deleted}`` or None."""
+        """The directory entry ``{id, email, name, real_name, deleted, team_id, …}`` or None."""
         with self._lock:
             user = self._users.get(user_id)
             return dict(user) if user is not None else None
@@ -721,15 +736,17 @@ class FakeSlack:
 
     @staticmethod
     def _user_payload(user: dict[str, Any]) -> dict[str, Any]:
-        return {
+        payload: dict[str, Any] = {
             "id": user["id"],
-            "team_id": TEAM_ID,
+            "team_id": user["team_id"],
             "name": user["name"],
             "real_name": user["real_name"],
             "deleted": user["deleted"],
             "is_email_confirmed": user.get("email_confirmed", True),
-            "is_bot": False,
+            "is_bot": user["is_bot"],
             "is_admin": False,
+            "is_restricted": user["is_restricted"],
+            "is_ultra_restricted": user["is_ultra_restricted"],
             "tz": "UTC",
             "profile": {
                 "email": user["email"],
@@ -739,6 +756,15 @@ class FakeSlack:
                 "display_name_normalized": user["name"],
             },
         }
+        if user["is_stranger"]:
+            payload["is_stranger"] = True
+        if user["enterprise_id"]:
+            payload["enterprise_user"] = {
+                "id": user["id"],
+                "enterprise_id": user["enterprise_id"],
+                "teams": [user["team_id"]],
+            }
+        return payload
 
     def _consume_trigger(self, params: dict[str, Any]) -> None:
         trigger_id = params.get("trigger_id")

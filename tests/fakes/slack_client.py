@@ -93,9 +93,15 @@ class SlackSim:
         path: str = "/slack/events",
         timeout: float = 10.0,
         verification_token: str = "legacy-verification-token",
+        team_id: str = TEAM_ID,
+        enterprise_id: str | None = None,
     ) -> None:
         """`app_url` is the app's base URL (``http://127.0.0.1:PORT``); `path` is appended
-        unless `app_url` already ends with it."""
+        unless `app_url` already ends with it. Payloads come from workspace `team_id` (the
+        fake's, as its auth.test says) of organisation `enterprise_id` (none); `as_team`
+        gives a sim that sends them from elsewhere."""
+        self.team_id = team_id
+        self.enterprise_id = enterprise_id
         base = app_url.rstrip("/")
         self.url = base if base.endswith(path) else base + path
         self.signing_secret = signing_secret
@@ -107,6 +113,13 @@ class SlackSim:
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         self._counter = itertools.count(1)
         self._counter_lock = threading.Lock()
+
+    def as_team(self, team_id: str, enterprise_id: str | None = None) -> SlackSim:
+        """This sim, sending (still correctly signed) payloads from another workspace or
+        organisation, as Slack does for the app installed elsewhere or for Slack Connect."""
+        other = copy.copy(self)
+        other.team_id, other.enterprise_id = team_id, enterprise_id
+        return other
 
     # ------------------------------------------------------------------ signing & transport
 
@@ -171,26 +184,31 @@ class SlackSim:
     def _user(self, user_id: str) -> dict[str, Any]:
         known = self.slack.get_user(user_id)
         name = known["name"] if known else user_id.lower()
-        return {"id": user_id, "username": name, "name": name, "team_id": TEAM_ID}
+        return {"id": user_id, "username": name, "name": name, "team_id": self.team_id}
 
     def _base_payload(self, kind: str, user_id: str, trigger_id: str) -> dict[str, Any]:
         return {
             "type": kind,
             "token": self.verification_token,
             "api_app_id": APP_ID,
-            "team": {"id": TEAM_ID, "domain": TEAM_DOMAIN},
-            "enterprise": None,
+            "team": {
+                "id": self.team_id,
+                "domain": TEAM_DOMAIN,
+                "enterprise_id": self.enterprise_id,
+            },
+            "enterprise": None
+            if self.enterprise_id is None
+            else {"id": self.enterprise_id, "name": "Enterprise"},
             "is_enterprise_install": False,
             "user": self._user(user_id),
             "trigger_id": trigger_id,
         }
 
-    @staticmethod
-    def _view_for_payload(view: Mapping[str, Any]) -> dict[str, Any]:
+    def _view_for_payload(self, view: Mapping[str, Any]) -> dict[str, Any]:
         """Copy `view` and fill the fields Slack always sends, so hand-built dicts work."""
         full = copy.deepcopy(dict(view))
         full.setdefault("id", "V0000000000")
-        full.setdefault("team_id", TEAM_ID)
+        full.setdefault("team_id", self.team_id)
         full.setdefault("type", "modal")
         full.setdefault("callback_id", "")
         full.setdefault("private_metadata", "")
@@ -221,11 +239,13 @@ class SlackSim:
         user = self._user(user_id)
         if channel_name is None:
             channel_name = "directmessage" if channel_id.startswith("D") else channel_id.lower()
+        enterprise = {} if self.enterprise_id is None else {"enterprise_id": self.enterprise_id}
         reply = self.post_form(
             {
                 "token": self.verification_token,
-                "team_id": TEAM_ID,
+                "team_id": self.team_id,
                 "team_domain": TEAM_DOMAIN,
+                **enterprise,
                 "channel_id": channel_id,
                 "channel_name": channel_name,
                 "user_id": user_id,

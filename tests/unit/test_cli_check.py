@@ -147,7 +147,7 @@ def test_the_repos_example_files_pass_and_every_role_and_environment_is_listed(
         spec = example[role]
         assert parse_duration(max_duration) == parse_duration(str(spec["max_duration"]))
         if "requesters" not in spec:
-            assert requesters == "anyone"
+            assert requesters == "members"
         else:
             assert all(entry.lower() in requesters for entry in spec["requesters"])
         if auto == "yes":
@@ -189,17 +189,17 @@ def test_the_matrix_shows_requesters_approvers_approvals_auto_and_max(tmp_path: 
             "4h",
         ],
         # The DBA-only rule applies first for DBAs; everyone else falls through to the next.
-        ["db-admin", "prod", "anyone ∩ @dba", sre, "1", "no", "1h30m"],
+        ["db-admin", "prod", "members ∩ @dba", sre, "1", "no", "1h30m"],
         [
             "db-admin",
             "prod",
-            "anyone except @dba",
+            "members except @dba",
             f"{sre}; security (@security)",
             "2",
             "no",
             "1h30m",
         ],
-        ["db-admin", "dev", "anyone", "(auto-approved)", "-", "yes", "1h30m"],
+        ["db-admin", "dev", "members", "(auto-approved)", "-", "yes", "1h30m"],
     ]
 
 

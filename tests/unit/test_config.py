@@ -146,7 +146,7 @@ BROKEN = [
             path="roles.prod-support.max_durration",
             at="max_durration",
             says="unknown key 'max_durration' (did you mean 'max_duration'?); expected one of: "
-            "description, max_duration, default_duration, requesters, environments",
+            "description, max_duration, default_duration, requesters, allow_guests, environments",
         ),
         id="unknown_key_in_a_role_names_the_allowed_keys_and_the_likely_one",
     ),
@@ -280,7 +280,8 @@ BROKEN = [
             "requesters: []",
             path="roles.prod-support.requesters",
             at="requesters: []",
-            says="is empty; expected at least 1 entry (leave requesters out to mean anyone)",
+            says="is empty; expected at least 1 entry "
+            "(leave requesters out to mean every full member)",
         ),
         id="empty_requester_list_would_mean_nobody",
     ),

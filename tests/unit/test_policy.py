@@ -6,6 +6,7 @@ email, the @handles of their user groups), so membership needs no Slack."""
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from collections.abc import Sequence
 from datetime import timedelta
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import JitConfig, load_config
+from bot.directory import Person, Workspace
 from bot.errors import (
     BadDuration,
     JitError,
@@ -28,13 +30,16 @@ from bot.policy import (
     REFUSAL_TEXT,
     Membership,
     Refusal,
+    Standing,
     VoteDecision,
+    admits,
     check_identity,
     check_request,
     decide_vote,
     match_rule,
     may_request,
     requestable_roles,
+    standing_of,
 )
 from providers.fake import FakeTarget
 
@@ -166,29 +171,31 @@ def test_an_unfiltered_rule_never_asks_about_membership(config: JitConfig) -> No
     [
         pytest.param("prod-support", ENGINEER, True, id="member_of_a_requester_group"),
         pytest.param("prod-support", DBA, False, id="not_a_member_of_any_requester_entry"),
-        pytest.param("db-admin", NOBODY, True, id="role_without_requesters_is_open_to_anyone"),
+        pytest.param(
+            "db-admin", NOBODY, True, id="role_without_requesters_is_open_to_every_full_member"
+        ),
         pytest.param("break-glass", ONCALL, True, id="another_requester_group"),
         pytest.param("break-glass", ENGINEER, False, id="engineers_are_not_on_call"),
     ],
 )
 def test_may_request(config: JitConfig, role: str, person: tuple[str, ...], allowed: bool) -> None:
-    assert may_request(config, role, member(*person)) is allowed
+    assert may_request(config, role, member(*person), standing=Standing.MEMBER) is allowed
 
 
 def test_a_role_without_requesters_never_asks_about_membership(config: JitConfig) -> None:
-    assert may_request(config, "db-admin", never_asked) is True
+    assert may_request(config, "db-admin", never_asked, standing=Standing.MEMBER) is True
 
 
 @pytest.mark.parametrize(
     ("person", "roles"),
     [
-        pytest.param(NOBODY, ["db-admin"], id="anyone_gets_the_open_roles"),
+        pytest.param(NOBODY, ["db-admin"], id="every_full_member_gets_the_open_roles"),
         pytest.param(ENGINEER, ["prod-support", "db-admin"], id="in_config_order"),
         pytest.param(COMMANDER, ["db-admin", "break-glass"], id="on_call"),
     ],
 )
 def test_requestable_roles(config: JitConfig, person: tuple[str, ...], roles: list[str]) -> None:
-    assert requestable_roles(config, member(*person)) == roles
+    assert requestable_roles(config, member(*person), standing=Standing.MEMBER) == roles
 
 
 # --- checking a request ---------------------------------------------------------------
@@ -311,7 +318,9 @@ def test_check_request_refuses_with_a_typed_error_that_says_how_to_fix_it(
     message: str,
 ) -> None:
     with pytest.raises(error) as caught:
-        check_request(config, role, environment, duration, reason, member(*person))
+        check_request(
+            config, role, environment, duration, reason, member(*person), standing=Standing.MEMBER
+        )
 
     assert message in str(caught.value)
     assert caught.value.field == field
@@ -319,7 +328,9 @@ def test_check_request_refuses_with_a_typed_error_that_says_how_to_fix_it(
 
 def test_no_rule_error_names_the_approvers_file(config: JitConfig) -> None:
     with pytest.raises(NoApprovalRule) as caught:
-        check_request(config, "break-glass", "prod", "30m", "INC-1", member(*ONCALL))
+        check_request(
+            config, "break-glass", "prod", "30m", "INC-1", member(*ONCALL), standing=Standing.MEMBER
+        )
 
     assert str(caught.value).startswith(f"No rule in {config.approvers_file} covers")
 
@@ -349,7 +360,13 @@ def test_check_request_accepts_and_returns_the_matched_rule(
     expected: timedelta,
 ) -> None:
     checked = check_request(
-        config, role, environment, duration, "  INC-123 db down  ", member(*person)
+        config,
+        role,
+        environment,
+        duration,
+        "  INC-123 db down  ",
+        member(*person),
+        standing=Standing.MEMBER,
     )
 
     assert (checked.role, checked.environment, checked.duration) == (role, environment, expected)
@@ -583,3 +600,71 @@ def test_check_identity(
         return
     with pytest.raises(UnverifiedIdentity, match=refused):
         check_identity(email, confirmed, domains, acting="request access")
+
+
+# --- whose account is served ------------------------------------------------------------
+
+HOME = Workspace(team_id="T1")
+GRID_HOME = Workspace(team_id="T1", enterprise_id="E1")
+ORG_WIDE = Workspace(team_id="E1", enterprise_id="E1", enterprise_install=True)
+
+
+def account(**facts: object) -> Person:
+    return Person(**{"user_id": "U1", "email": "u1@example.com", "name": "u1", **facts})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("person", "workspace", "expected"),
+    [
+        pytest.param(account(team_id="T1"), HOME, Standing.MEMBER, id="full_member"),
+        pytest.param(
+            account(team_id="T1", is_restricted=True), HOME, Standing.GUEST, id="multi_channel"
+        ),
+        pytest.param(
+            account(team_id="T1", is_ultra_restricted=True),
+            HOME,
+            Standing.GUEST,
+            id="single_channel_guest",
+        ),
+        pytest.param(account(team_id="T1", is_bot=True), HOME, Standing.BOT, id="bot"),
+        pytest.param(account(team_id="T2"), HOME, Standing.FOREIGN, id="another_workspace"),
+        pytest.param(
+            account(team_id="T1", is_stranger=True), HOME, Standing.FOREIGN, id="stranger"
+        ),
+        pytest.param(account(), HOME, Standing.FOREIGN, id="no_workspace_known_is_foreign"),
+        pytest.param(
+            account(team_id="T9", enterprise_id="E1", teams=("T9", "T1")),
+            GRID_HOME,
+            Standing.MEMBER,
+            id="grid_member_whose_home_is_another_workspace_of_the_org",
+        ),
+        pytest.param(
+            account(team_id="T9", enterprise_id="E1", teams=("T9",)),
+            GRID_HOME,
+            Standing.FOREIGN,
+            id="grid_member_not_in_this_workspace",
+        ),
+        pytest.param(
+            account(team_id="T9", enterprise_id="E1"), ORG_WIDE, Standing.MEMBER, id="org_wide"
+        ),
+        pytest.param(
+            account(team_id="T9", enterprise_id="E2"),
+            ORG_WIDE,
+            Standing.FOREIGN,
+            id="org_wide_other_org",
+        ),
+    ],
+)
+def test_standing_of(person: Person, workspace: Workspace, expected: Standing) -> None:
+    assert standing_of(person, workspace) is expected
+
+
+def test_guests_are_admitted_only_where_the_role_allows_them(config: JitConfig) -> None:
+    guests_welcome = config.roles["db-admin"].model_copy(update={"allow_guests": True})
+    config = dataclasses.replace(config, roles={**config.roles, "db-admin": guests_welcome})
+    assert admits(config, "prod-support", Standing.MEMBER)
+    assert not admits(config, "prod-support", Standing.GUEST)
+    assert admits(config, "db-admin", Standing.GUEST)
+    for never in (Standing.BOT, Standing.FOREIGN):
+        assert not admits(config, "db-admin", never)
+    assert not admits(config, "no-such-role", Standing.GUEST)
