@@ -1,6 +1,6 @@
 """which key signed each audit event
 
-Revision ID: 0006_audit_key
+Revision ID: 0006
 Revises: 0005
 
 Events from before this revision keep their unkeyed SHA-256 hashes (key_id NULL); the
@@ -10,7 +10,7 @@ bot's first keyed event records the change of key and covers them through its HM
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_audit_key"
+revision = "0006"
 down_revision = "0005"
 
 

@@ -1,7 +1,7 @@
 """record the denials that end a revoked grant's live sessions
 
-Revision ID: 0006_live_sessions
-Revises: 0005
+Revision ID: 0008
+Revises: 0007
 
 An AWS role session outlives the assignment it was taken under; the Deny statement that
 ends it is recorded here so that its removal, once the session duration has passed, is
@@ -11,8 +11,8 @@ leased, retried and survives restarts like any revocation.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_live_sessions"
-down_revision = "0005"
+revision = "0008"
+down_revision = "0007"
 
 
 def upgrade() -> None:

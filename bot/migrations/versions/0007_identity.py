@@ -1,7 +1,7 @@
 """record who exactly receives access and who exactly voted
 
-Revision ID: 0006_identity
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 
 A target's ``principal`` is the cloud identity the provider granted to (an Identity
 Store user id, an Entra object id, a Google account), shown to approvers and kept with
@@ -12,8 +12,8 @@ accounts of one person must count once, and that is decided by email, not Slack 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_identity"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 
 
 def upgrade() -> None:
