@@ -412,9 +412,9 @@ class AccessService:
             self._check_identity(voter, "decide access requests")
 
     def _voter(self, user_id: str, request: AccessRequest, approvers: set[str]) -> Person | None:
-        """The clicker, looked up when their identity matters: an approver other than the
-        requester's own account (anyone else is refused by id alone)."""
-        if user_id not in approvers or user_id == request.requester_id:
+        """The clicker, looked up when their identity matters: an approver (anyone else is
+        refused by id alone)."""
+        if user_id not in approvers:
             return None
         return self.directory.person(user_id)
 

@@ -364,6 +364,8 @@ rules:
   - roles: ["*"]
     environments: ["*"]
     approvers: [sre]
+settings:
+  allowed_email_domains: [example.com]
 """
 
 

@@ -501,9 +501,12 @@ def test_the_domain_map_turns_the_slack_email_into_the_google_account(
     )
     slack_alice = Principal("UALICE", "Alice@Example.org")
 
-    provider.grant(slack_alice, TARGET, CONTEXT)
+    outcome = provider.grant(slack_alice, TARGET, CONTEXT)
 
     assert google.policy(PROJECT)["bindings"][-1]["members"] == ["user:alice@example.com"]
+    # What approvers are shown, and what self-approval and distinct votes compare.
+    assert outcome.principal == "user:alice@example.com"
+    assert provider.account_email("Alice@Example.org") == "alice@example.com"
     [holding] = provider.inventory(TARGET) or []
     assert holding.email == "alice@example.org"  # drift compares with the Slack email
     provider.revoke(slack_alice, TARGET, CONTEXT)
