@@ -72,6 +72,8 @@ rules:
   - roles: ["*"]
     environments: ["*"]
     approvers: [security]
+settings:
+  allowed_email_domains: [example.com]
 """
 
 
