@@ -3,8 +3,8 @@ own slots of the revocation executor, the lease heartbeat keeps beating, and one
 deadline per revocation turns a hang into ``revoke_failed``, announced and left to the
 sweeper, without a late answer changing what was recorded.
 
-The expiries here are the bot's own APScheduler date jobs: the fake clock is set so that
-the grants end a few real seconds after they are made."""
+The expiries here are the bot's own APScheduler date jobs, set to fire at chosen real
+instants once the fake clock says the grants are over."""
 
 from __future__ import annotations
 
@@ -63,8 +63,6 @@ settings:
 
 HUNG = [f"UHUNG{i}" for i in range(8)]
 HEALTHY = "UHEALTHY"
-# Real seconds from making the grants to the first expiry job.
-LEAD = 4
 
 
 class StuckTarget(TargetSpec):
@@ -151,20 +149,21 @@ def test_revocations_hanging_on_one_provider_delay_no_other_and_end_by_their_dea
     healthy = TimedProvider()
     bot = make_bot(ROLES, APPROVERS, providers={"fake": healthy, "stuck": stuck})
 
-    # The eight hanging grants end LEAD real seconds from now, the healthy one a second
-    # later: its expiry job fires while all eight are stuck in their calls.
-    bot.clock.set(datetime.now(UTC) - timedelta(hours=1) + timedelta(seconds=LEAD))
     hung = [submit(bot, user, "panel dev 1h INC-1 hangs on revoke") for user in HUNG]
-    bot.clock.advance(timedelta(seconds=1))
     fine = submit(bot, HEALTHY, "db-admin dev 1h INC-1 revokes at once")
-    expires_at = bot.service.get(fine).expires_at
-    assert expires_at is not None
     assert len(stuck.holdings) == 8 and healthy.holdings == {("healthy@example.com", "db-dev")}
+    # The hour is over; the eight expiry jobs fire in a second, the healthy one a second
+    # later, while all eight are stuck in their calls.
     bot.clock.advance(timedelta(hours=1))
+    now = datetime.now(UTC)
+    for rid in hung:
+        bot.runtime.timers.schedule(rid, now + timedelta(seconds=1))
+    fires_at = now + timedelta(seconds=2)
+    bot.runtime.timers.schedule(fine, fires_at)
 
-    slack.wait_for(lambda: bot.service.get(fine).status == "revoked", timeout=LEAD + 10)
+    slack.wait_for(lambda: bot.service.get(fine).status == "revoked", timeout=10)
     [revoked_at] = healthy.revoked_at
-    assert revoked_at - expires_at.timestamp() < 1.0, "the healthy revoke waited"
+    assert revoked_at - fires_at.timestamp() < 1.0, "the healthy revoke waited"
     assert healthy.holdings == set()
     slack.wait_for(lambda: any("has ended" in m["text"] for m in slack.messages_in(HEALTHY)))
     # The hanging provider got its own four slots, no more; the other four wait their turn.
