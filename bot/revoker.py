@@ -107,9 +107,16 @@ class Revocation:
 
     def _close(self) -> None:
         """Hand the outcomes over, once; calls that have not answered count as failed."""
+        outcomes = self._seal()
+        if outcomes is not None:
+            self._hand_over(outcomes)
+
+    def _seal(self) -> list[Outcome] | None:
+        """Take the outcomes as they stand now, once (None if already taken): calls
+        that have not answered count as failed, and nothing they answer later counts."""
         with self._lock:
             if self._closed:
-                return
+                return None
             self._closed = True
             allowed = format_duration(self._allowed)
             late = {
@@ -119,10 +126,12 @@ class Revocation:
                     "revocations on the same provider were still running"
                 ),
             }
-            outcomes = [
+            return [
                 outcome if state is _State.DONE else late[state]
                 for outcome, state in zip(self._outcomes, self._states, strict=True)
             ]
+
+    def _hand_over(self, outcomes: list[Outcome]) -> None:
         try:
             self._on_done(outcomes)
         except Exception:  # the request stays revoking: the sweeper takes it over
@@ -255,12 +264,21 @@ class Revoker:
                     self._watch = None
                     return
                 now = self._clock.now()
-                overdue = [r for r in self._in_flight if r.deadline <= now]
+                overdue = [r for r in self._in_flight if r.deadline <= now and r.wanted()]
                 if not overdue:
                     self._changed.wait(_TICK)
             for revocation in overdue:
                 log.warning("a revocation passed its deadline; recording it as failed")
-                revocation._close()
+                # Recorded on a thread of its own: recording may call a provider again
+                # (ending live sessions), and must not hold up the other deadlines.
+                outcomes = revocation._seal()
+                if outcomes is not None:
+                    threading.Thread(
+                        target=revocation._hand_over,
+                        args=(outcomes,),
+                        name="jit-revoke-late",
+                        daemon=True,
+                    ).start()
 
 
 def _lane_task(

@@ -59,6 +59,7 @@ rules:
 settings:
   revoke_concurrency: 4
   revoke_deadline: 2m
+  allowed_email_domains: [example.com]
 """
 
 HUNG = [f"UHUNG{i}" for i in range(8)]
@@ -223,7 +224,10 @@ def test_revocations_hanging_on_one_provider_delay_no_other_and_end_by_their_dea
 def test_revocation_limits_out_of_range_are_refused_naming_the_setting(
     make_bot: Callable[..., Bot], setting: str, expected: str
 ) -> None:
-    approvers = APPROVERS.split("settings:")[0] + f"settings:\n  {setting}\n"
+    approvers = (
+        APPROVERS.split("settings:")[0]
+        + f"settings:\n  allowed_email_domains: [example.com]\n  {setting}\n"
+    )
     with pytest.raises(Exception, match=expected) as raised:
         make_bot(ROLES, approvers, providers={"fake": FakeProvider(), "stuck": HangingProvider()})
     assert "approvers.yaml" in str(raised.value)
@@ -241,6 +245,7 @@ roles:
         - provider: webhook
           name: panel
           url: {hung}
+          allow_insecure: true  # the test's receivers listen on 127.0.0.1 over http
           secret_env: JIT_WEBHOOK_SECRET
           timeout_seconds: 30
           max_attempts: 1
@@ -252,6 +257,7 @@ roles:
         - provider: webhook
           name: wiki
           url: {fine}
+          allow_insecure: true
           secret_env: JIT_WEBHOOK_SECRET
 """
 
@@ -262,6 +268,7 @@ rules:
     auto_approve: true
 settings:
   revoke_deadline: {deadline}s
+  allowed_email_domains: [example.com]
 """
 
 WEBHOOK_SECRET = "webhook-hmac-key"
