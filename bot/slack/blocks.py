@@ -99,8 +99,7 @@ def _one_line(text: str) -> str:
 
 def _literal(text: str) -> str:
     """Text from Slack profiles or clouds, shown as code and never as markup."""
-    safe = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return "`" + safe.replace("`", "'") + "`"
+    return "`" + escape(text).replace("`", "'") + "`"
 
 
 def _principal(request: AccessRequest, targets: Sequence[RequestTarget]) -> SectionBlock:

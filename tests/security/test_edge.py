@@ -147,7 +147,10 @@ def test_a_signed_body_that_is_not_a_slack_payload_gets_4xx_not_5xx(
 
     status, answer = _post(bot.server.port, body, _signed_headers(body, content_type))
 
-    assert 400 <= status < 500, (status, answer)
+    # Either refused as unreadable, or read as a payload of no workspace of ours and
+    # refused as such (bot/slack/workspace.py): never a 5xx, and nothing done.
+    refused_as_foreign = status == 200 and "serves only the Slack workspace" in str(answer)
+    assert 400 <= status < 500 or refused_as_foreign, (status, answer)
     bot.settle()
     assert _state(bot) == before
 
