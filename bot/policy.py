@@ -7,7 +7,7 @@ functions here need neither Slack nor a network.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -217,6 +217,31 @@ def same_person(one: Collection[str], other: Collection[str]) -> bool:
     """Whether two sets of principals (an account's email and what each provider maps it
     to, see ``AccessService._principals``) name one cloud identity."""
     return not set(one).isdisjoint(other)
+
+
+def distinct_approvers(
+    approvers: Mapping[str, Collection[str]],
+    *,
+    requester: str,
+    requester_principals: Collection[str],
+    allow_self_approval: bool,
+) -> int:
+    """How many people could cast an approval that counts, from the approvers' accounts
+    (Slack id -> principals): accounts of the requester (by id or by principal) only
+    where self-approval is allowed, and accounts that share a principal as one person."""
+    people: list[set[str]] = []
+    for account, principals in approvers.items():
+        if not allow_self_approval and (
+            account == requester or same_person(principals, requester_principals)
+        ):
+            continue
+        names = set(principals) or {account}
+        joined = [person for person in people if not person.isdisjoint(names)]
+        for person in joined:
+            people.remove(person)
+            names |= person
+        people.append(names)
+    return len(people)
 
 
 class Refusal(StrEnum):

@@ -53,9 +53,11 @@ from bot.policy import (
     check_identity,
     check_request,
     decide_vote,
+    distinct_approvers,
     match_rule,
     may_request,
     requestable_roles,
+    same_person,
     standing_of,
     standing_refusal,
     undecided_too_long,
@@ -218,11 +220,18 @@ class AccessService:
         approvers: list[str] = []
         if not rule.auto_approve:
             resolved = self._approvers_of(rule, checked.role)
-            eligible = resolved if allow_self else resolved - {requester_id}
-            if len(eligible) < rule.required_approvals:
+            # People, not accounts: a second account of the requester cannot approve, and
+            # two accounts of one approver count once (as the votes will be counted).
+            people = distinct_approvers(
+                {user: self._principals(self.directory.person(user).email) for user in resolved},
+                requester=requester_id,
+                requester_principals=self._principals(requester.email),
+                allow_self_approval=allow_self,
+            )
+            if people < rule.required_approvals:
                 raise NotEnoughApprovers(
                     f"`{checked.role}` in `{checked.environment}` needs "
-                    f"{rule.required_approvals} approval(s) but only {len(eligible)} "
+                    f"{rule.required_approvals} approval(s) but only {people} "
                     "approver(s) other than you can be found in Slack; "
                     "ask the bot's administrators to check approvers.yaml."
                 )
@@ -691,6 +700,14 @@ class AccessService:
             self.config.settings.allowed_email_domains,
             acting=acting,
         )
+
+    def _own_principals(self, user_id: str) -> frozenset[str]:
+        """This account's principals, or none if Slack cannot say who it is now (then
+        only its id tells its own requests apart)."""
+        try:
+            return self._principals(self.directory.person(user_id).email)
+        except DirectoryError:
+            return frozenset()
 
     def _principals(self, email: str) -> frozenset[str]:
         """Every name the person with this email has in the clouds jit-bot grants in:
@@ -1212,9 +1229,13 @@ class AccessService:
         # Who may decide is asked now, as a click would be: someone since removed from
         # the approvers (or deactivated, or turned guest) no longer sees the request.
         current: dict[tuple[str, str, str], set[str]] = {}
+        mine = self._own_principals(user_id)
         shown = []
         for r in pending:
-            if r.id in voted or (r.requester_id == user_id and not r.allow_self_approval):
+            own = r.requester_id == user_id or same_person(
+                mine, self._principals(r.requester_email)
+            )
+            if r.id in voted or (own and not r.allow_self_approval):
                 continue
             key = (r.role, r.environment, r.requester_id)
             if key not in current:

@@ -194,3 +194,43 @@ def test_approver_dm_shows_the_mapped_account_before_the_grant(
     asked = str(latest(bot.dms_to(BOB)[0])["blocks"])
     assert "`alice@example.com`" in asked
     assert "fake resource `prod-db`: `alice@corp.example.net`" in asked
+
+
+def test_a_request_only_a_second_account_of_the_requester_could_approve_is_refused(
+    bot: Bot,
+) -> None:
+    # sre-leads is alice's second account and bob: prod-support needs one approval, so it
+    # can still be asked; db-admin in prod needs two people other than alice.
+    bot.slack.add_user(ALICE_AGAIN, "alice@example.com", "alice-alt")
+    bot.slack.add_usergroup("SSRE", "sre-leads", [ALICE_AGAIN])
+    answer = _refused_request(bot, ALICE, "prod-support prod 1h INC-1")
+
+    assert "needs 1 approval(s) but only 0 approver(s) other than you" in answer
+    assert bot.service.mine(ALICE) == []
+    assert bot.slack.messages_in(ALICE_AGAIN) == []
+
+
+def test_two_accounts_of_one_approver_are_not_counted_as_two_possible_approvers(
+    make_bot: Callable[..., Bot],
+) -> None:
+    # db-admin in prod needs two approvals from sre-leads + security; here the only
+    # approvers are bob's two accounts, so no two people can ever approve it.
+    bot = make_bot(
+        approvers=APPROVERS_YAML.replace("security: [USEC1, sec2@example.com]", "security: [UBOB2]")
+    )
+    bot.slack.add_user(BOB_AGAIN, "bob@example.com", "bob-alt")
+    bot.slack.add_usergroup("SSRE", "sre-leads", [BOB, BOB_AGAIN])
+
+    answer = _refused_request(bot, ALICE, "db-admin prod 1h migration")
+
+    assert "needs 2 approval(s) but only 1 approver(s) other than you" in answer
+    assert bot.service.mine(ALICE) == []
+
+
+def test_a_second_account_of_the_requester_is_not_shown_the_request_to_decide(bot: Bot) -> None:
+    bot.slack.add_user(ALICE_AGAIN, "alice@example.com", "alice-alt")
+    _in_sre_leads(bot, ALICE_AGAIN)
+    request_id = submit(bot, ALICE, "prod-support prod 1h INC-1")
+
+    assert request_id not in str(bot.command(ALICE_AGAIN, "list")["text"])
+    assert request_id in str(bot.command(BOB, "list")["text"])

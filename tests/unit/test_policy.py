@@ -36,6 +36,7 @@ from bot.policy import (
     check_identity,
     check_request,
     decide_vote,
+    distinct_approvers,
     match_rule,
     may_request,
     requestable_roles,
@@ -668,3 +669,47 @@ def test_guests_are_admitted_only_where_the_role_allows_them(config: JitConfig) 
     for never in (Standing.BOT, Standing.FOREIGN):
         assert not admits(config, "db-admin", never)
     assert not admits(config, "no-such-role", Standing.GUEST)
+
+
+ALICE_ALT = frozenset({"alice@example.com"})
+BOB_MAIL = frozenset({"bob@example.com"})
+CAROL_MAIL = frozenset({"carol@example.com"})
+
+
+@pytest.mark.parametrize(
+    ("approvers", "allow_self", "expected"),
+    [
+        pytest.param({"UBOB": BOB_MAIL, "UCAROL": CAROL_MAIL}, False, 2, id="two_people"),
+        pytest.param({"UBOB": BOB_MAIL, "UBOB2": BOB_MAIL}, False, 1, id="two_accounts_one_person"),
+        pytest.param({"UALICE": ALICE_ALT, "UBOB": BOB_MAIL}, False, 1, id="requester_by_id"),
+        pytest.param(
+            {"UALICE2": ALICE_ALT, "UBOB": BOB_MAIL}, False, 1, id="requester_by_principal"
+        ),
+        pytest.param(
+            {"UALICE2": ALICE_ALT, "UBOB": BOB_MAIL}, True, 2, id="requester_where_self_allowed"
+        ),
+        pytest.param(
+            {
+                "UBOB": BOB_MAIL,
+                "UBOB_ORG": frozenset({"bob@example.org", "bob@example.com"}),
+                "UBOB_MAP": frozenset({"bob@example.org"}),
+            },
+            False,
+            1,
+            id="accounts_joined_through_a_domain_map",
+        ),
+        pytest.param({}, False, 0, id="nobody"),
+    ],
+)
+def test_distinct_approvers_counts_people_not_accounts(
+    approvers: dict[str, frozenset[str]], allow_self: bool, expected: int
+) -> None:
+    assert (
+        distinct_approvers(
+            approvers,
+            requester="UALICE",
+            requester_principals=ALICE_ALT,
+            allow_self_approval=allow_self,
+        )
+        == expected
+    )
