@@ -147,9 +147,11 @@ class Runtime:
 
     def stop(self) -> None:
         self.timers.stop()
-        self.revoker.stop()
         self.listeners.shutdown(wait=True, cancel_futures=False)
         self.work.shutdown(wait=True, cancel_futures=False)
+        # Deadlines are watched until the work above has drained: a revocation started
+        # during the drain still ends by its deadline instead of holding up the exit.
+        self.revoker.stop()
         self.outbox.stop()
         self.engine.dispose()
 

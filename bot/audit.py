@@ -8,7 +8,11 @@ id and the id of the key included). Changing, removing or reordering an event br
 chain from that point on, and without the key nobody can re-chain what follows, so
 ``jit-bot audit verify`` names the first event that no longer fits. Events from before
 the chain was keyed keep their plain SHA-256 hashes; the first keyed event records the
-change of key and, through its HMAC, covers them. (Removing events from the very end
+change of key and, through its HMAC, covers them. That adoption from no key happens once
+per trail: an unkeyed event after a keyed one, a second adoption, or an unkeyed change of
+key (a trail that was keyed, stripped and re-adopted) fails verify. What only SHA-256
+chains cannot show (a whole unkeyed part rewritten before the adoption) the channel
+shows, so verify names the adoption boundary every time. (Removing events from the very end
 leaves a shorter valid chain; the audit channel, where every post carries the event's
 full hash, is the witness for that: ``audit verify --against-slack``.)
 
@@ -26,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
@@ -118,6 +122,8 @@ def _append(session: Session, clock: Clock, notifier: Notifier, entries: list[En
         # key signs: stripping or swapping keys elsewhere is a forgery.
         if last[1] is not None:
             log.warning("the audit key changed: events are now signed with key %s", key.key_id)
+        else:
+            _warn_adoption(session, key)
         entries = [Entry(_BOT, KEY_CHANGED, None, {"from": last[1], "to": key.key_id}), *entries]
     if not entries:
         return
@@ -147,6 +153,33 @@ def _append(session: Session, clock: Clock, notifier: Notifier, entries: list[En
     )
     for event in events:
         notifier.post_audit(session, event)
+
+
+def _warn_adoption(session: Session, key: AuditKey) -> None:
+    """Adopting an unkeyed trail signs over whatever it holds: say how much, and say so
+    loudly if it looks stripped. Never refuses: a bot that does not start revokes nothing."""
+    unkeyed = session.scalar(
+        select(func.count()).select_from(AuditEvent).where(col(AuditEvent.key_id).is_(None))
+    )
+    log.warning(
+        "adopting the audit trail: %s earlier events are unkeyed (only SHA-256 chained) and "
+        "are now covered by key %s; check them against the audit channel with "
+        "`jit-bot audit verify --against-slack`",
+        unkeyed,
+        key.key_id,
+    )
+    stripped = session.scalar(
+        select(func.min(col(AuditEvent.id))).where(
+            col(AuditEvent.key_id).is_(None), col(AuditEvent.action) == KEY_CHANGED
+        )
+    )
+    if stripped is not None:
+        log.error(
+            "AUDIT TRAIL REWRITTEN: unkeyed event #%s records a change of key, which the bot "
+            "always signs: this trail was keyed before and its keys were stripped. "
+            "`jit-bot audit verify` will name it.",
+            stripped,
+        )
 
 
 def chain_hash(previous: str, event: dict[str, Any]) -> str:
@@ -187,6 +220,9 @@ class Verdict:
     unchecked: bool = False
     unkeyed: int = 0  # events from before the chain was keyed, among those checked
     key_ids: tuple[str, ...] = field(default=())  # the keys that signed the checked events
+    # The first keyed event (the adoption, when unkeyed events precede it) and its time.
+    keyed_from: int | None = None
+    keyed_at: datetime | None = None
 
     @property
     def ok(self) -> bool:
@@ -200,9 +236,13 @@ def verify(sessions: sessionmaker[Session], keys: Sequence[AuditKey]) -> Verdict
     previous, previous_key = "", None
     last_id = checked = unkeyed = 0
     signed_by: list[str] = []
+    keyed_from: int | None = None
+    keyed_at: datetime | None = None
 
     def bad(event_id: int, problem: str, *, unchecked: bool = False) -> Verdict:
-        return Verdict(checked, event_id, problem, unchecked, unkeyed, tuple(signed_by))
+        return Verdict(
+            checked, event_id, problem, unchecked, unkeyed, tuple(signed_by), keyed_from, keyed_at
+        )
 
     with sessions() as session:
         for event in session.scalars(
@@ -225,6 +265,16 @@ def verify(sessions: sessionmaker[Session], keys: Sequence[AuditKey]) -> Verdict
                     )
                 if chain_hash(previous, event.model_dump()) != event.hash:
                     return bad(event_id, "its content does not match its hash (changed)")
+                if event.action == KEY_CHANGED:
+                    # The bot signs every change of key with the new key: an unkeyed one
+                    # is a keyed trail stripped of its keys (and, if a bot has started
+                    # since, adopted again over the forgery).
+                    return bad(
+                        event_id,
+                        "records a change of key, yet is not keyed: the bot signs every "
+                        "change of key, so this trail was keyed and has been rewritten "
+                        "without the key (stripped to plain SHA-256)",
+                    )
                 unkeyed += 1
             else:
                 if (
@@ -247,6 +297,14 @@ def verify(sessions: sessionmaker[Session], keys: Sequence[AuditKey]) -> Verdict
                         "its content does not match its HMAC (changed, or re-chained "
                         "without the key)",
                     )
+                if keyed_from is not None and _changes_key(event, None):
+                    return bad(
+                        event_id,
+                        f"records a second adoption from no key (the first is event "
+                        f"#{keyed_from}): a trail is adopted from no key once (forged)",
+                    )
+                if keyed_from is None:
+                    keyed_from, keyed_at = event_id, _utc(event.at)
                 if event.key_id not in signed_by:
                     signed_by.append(event.key_id)
             previous, previous_key, last_id = event.hash, event.key_id, event_id
@@ -261,7 +319,13 @@ def verify(sessions: sessionmaker[Session], keys: Sequence[AuditKey]) -> Verdict
             "database yet (start one, then verify again) or its keyed events were "
             "rewritten without the key",
         )
-    return Verdict(checked, unkeyed=unkeyed, key_ids=tuple(signed_by))
+    return Verdict(
+        checked,
+        unkeyed=unkeyed,
+        key_ids=tuple(signed_by),
+        keyed_from=keyed_from,
+        keyed_at=keyed_at,
+    )
 
 
 def _changes_key(event: AuditEvent, previous_key: str | None) -> bool:
@@ -278,17 +342,24 @@ def _missing_key(key_id: str, keys: Sequence[AuditKey]) -> str:
     return (
         f"cannot be checked: it is signed with key {key_id}, and the key given is not that "
         f"key (given: {given}). Set JIT_AUDIT_KEY or JIT_AUDIT_KEY_FILE to the key the bot "
-        "signs with, and give keys used before a rotation with --previous-key-file"
+        "signs with, and give keys used before a rotation with --previous-key-file. If you "
+        "never used such a key, the trail was rewritten"
     )
 
 
 def seals(sessions: sessionmaker[Session]) -> list[Seal]:
-    """Each stored event's id and hash, to compare with what the audit channel shows."""
+    """Each stored event's id, hash and time, to compare with what the audit channel shows."""
     with sessions() as session:
         rows = session.execute(
-            select(col(AuditEvent.id), col(AuditEvent.hash)).order_by(col(AuditEvent.id))
+            select(col(AuditEvent.id), col(AuditEvent.hash), col(AuditEvent.at)).order_by(
+                col(AuditEvent.id)
+            )
         )
-        return [Seal(event_id or 0, digest) for event_id, digest in rows]
+        return [Seal(event_id or 0, digest, _utc(at)) for event_id, digest, at in rows]
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def export(

@@ -7,9 +7,11 @@ lives in the database: it comes from ``JIT_AUDIT_KEY``, or from the file named b
 event records the key's id, a fingerprint that says which key signed it without
 revealing it.
 
-With neither set, a bot being tried on a laptop still starts: it signs with a local key
-file (next to the SQLite file, else in the working directory, mode 0600) and says loudly
-that this protects nothing against whoever can read that file.
+With neither set, a bot being tried on a laptop with SQLite still starts: it signs with a
+local key file (next to the SQLite file, mode 0600) and says loudly that this protects
+nothing against whoever can read that file. On any other database one of them is
+required: replicas or containers would each invent a different key in their own
+working directory.
 """
 
 from __future__ import annotations
@@ -81,22 +83,31 @@ def _checked(secret: bytes, source: str) -> AuditKey:
     return AuditKey(secret, source)
 
 
-def local_key_path(database_url: str, cwd: Path | None = None) -> Path:
+def local_key_path(database_url: str, cwd: Path | None = None) -> Path | None:
     """Where a bot without a configured key keeps its own: beside the SQLite file, or in
-    the working directory for any other database."""
+    the working directory for an in-memory SQLite database; None for any other database,
+    which needs JIT_AUDIT_KEY or JIT_AUDIT_KEY_FILE."""
     url = make_url(database_url)
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+    if url.get_backend_name() != "sqlite":
+        return None
+    if url.database not in (None, "", ":memory:"):
         return Path(f"{url.database}.audit-key")
     return (cwd or Path.cwd()) / LOCAL_KEY_NAME
 
 
 def for_bot(key: str | None, key_file: str | None, database_url: str) -> AuditKey:
-    """The key a bot signs with: the configured one, else the local key file (created on
-    first use), with a loud warning."""
+    """The key a bot signs with: the configured one, else (SQLite only) the local key file
+    (created on first use), with a loud warning."""
     found = configured(key, key_file)
     if found is not None:
         return found
     path = local_key_path(database_url)
+    if path is None:
+        raise AuditKeyError(
+            "no audit key: set JIT_AUDIT_KEY or JIT_AUDIT_KEY_FILE (the same key for every "
+            "replica, e.g. from your secret manager). A local key file is only for SQLite "
+            "trials: on a shared database each process would sign with a key of its own."
+        )
     created = _create(path)
     log.warning(
         "AUDIT KEY NOT CONFIGURED: neither JIT_AUDIT_KEY nor JIT_AUDIT_KEY_FILE is set, so "
@@ -116,10 +127,11 @@ def for_verifier(key: str | None, key_file: str | None, database_url: str) -> Au
     if found is not None:
         return found
     path = local_key_path(database_url)
-    if not path.exists():
+    if path is None or not path.exists():
+        where = "" if path is None else f" (no local key file at {path} either)"
         raise AuditKeyError(
             "no audit key: set JIT_AUDIT_KEY or JIT_AUDIT_KEY_FILE to the key the bot signs "
-            f"the trail with (no local key file at {path} either)."
+            f"the trail with{where}."
         )
     return _read_local(path)
 

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from slack_bolt.adapter.socket_mode.base_handler import BaseSocketModeHandler
     from sqlalchemy.orm import Session, sessionmaker
 
+    from bot.audit import Verdict
+
 log = logging.getLogger(__name__)
 
 
@@ -86,7 +88,15 @@ def main(argv: list[str] | None = None) -> int:
 # request's headers and canonical request (X-Amz-Security-Token) and each response body
 # (an STS AssumeRole answer holds SecretAccessKey and SessionToken).
 # slack_sdk's Socket Mode client logs each envelope it receives (a request body) at DEBUG.
-_LEAKY_AT_DEBUG = ("boto3", "botocore", "slack_sdk.socket_mode")
+# slack_sdk.web and slack_sdk.webhook log the bodies they send (typed reasons, raw) and
+# response_url capability links at DEBUG.
+_LEAKY_AT_DEBUG = (
+    "boto3",
+    "botocore",
+    "slack_sdk.socket_mode",
+    "slack_sdk.web",
+    "slack_sdk.webhook",
+)
 
 
 def configure_logging(level: str) -> None:
@@ -339,6 +349,7 @@ def _audit_verify(args: argparse.Namespace, sessions: sessionmaker[Session]) -> 
             f"({verdict.checked - verdict.unkeyed} signed by key {signed}; {verdict.unkeyed} "
             "unkeyed from before the key, covered by the first keyed event)"
         )
+        print(_keyed_boundary(verdict))
     else:
         state = "NOT CHECKED from" if verdict.unchecked else "BROKEN at"
         print(
@@ -352,6 +363,19 @@ def _audit_verify(args: argparse.Namespace, sessions: sessionmaker[Session]) -> 
     if witnessed is None:
         return 2
     return 0 if verdict.ok and witnessed else 1
+
+
+def _keyed_boundary(verdict: Verdict) -> str:
+    """Where the keyed chain starts: what is before it only the channel can vouch for."""
+    if verdict.keyed_from is None:
+        return "no keyed events yet"
+    at = verdict.keyed_at.isoformat() if verdict.keyed_at else "?"
+    if not verdict.unkeyed:
+        return f"keyed from event #{verdict.keyed_from} at {at}, the first event"
+    return (
+        f"keyed from event #{verdict.keyed_from} at {at}; {verdict.unkeyed} earlier events "
+        "are only SHA-256 chained: check them against the channel with --against-slack"
+    )
 
 
 def _against_slack(sessions: sessionmaker[Session]) -> bool | None:
@@ -380,9 +404,11 @@ def _against_slack(sessions: sessionmaker[Session]) -> bool | None:
     except ChannelUnreadable as exc:
         print(f"jit-bot: cannot read the audit channel {channel}: {exc}", file=sys.stderr)
         return None
-    testimony = compare(audit.seals(sessions), posted)
+    testimony = compare(audit.seals(sessions), posted, now=datetime.now(UTC))
     for finding in testimony.findings:
         print(f"event #{finding.event_id}: {finding.problem}", file=sys.stderr)
+    for waiting in testimony.waiting:
+        print(f"warning: event #{waiting.event_id}: {waiting.problem}", file=sys.stderr)
     newest = "none" if testimony.newest_posted is None else f"#{testimony.newest_posted}"
     summary = (
         f"{testimony.events} events in the database, {testimony.posted} in the audit channel "

@@ -9,6 +9,8 @@ recorded per target so a crash at any point can be resumed from the database.
 from __future__ import annotations
 
 import bisect
+import dataclasses
+import functools
 import logging
 import random
 import secrets
@@ -682,7 +684,7 @@ class AccessService:
         person = self.directory.person_now(request.requester_id)
         if person.email != request.requester_email:
             return (
-                f"<@{request.requester_id}>'s Slack email changed since the request, from "
+                "The requester's Slack email changed since the request, from "
                 f"{request.requester_email} to {person.email}; the approval was for "
                 f"{request.requester_email}, so nothing was granted. Request again if the "
                 "new email is right."
@@ -690,7 +692,7 @@ class AccessService:
         try:
             self._check_identity(person, "receive access")
         except UnverifiedIdentity as exc:
-            return f"<@{request.requester_id}>: {exc} Nothing was granted."
+            return f"The requester cannot receive access: {exc} Nothing was granted."
         return None
 
     def _check_identity(self, person: Person, acting: str) -> None:
@@ -802,7 +804,13 @@ class AccessService:
             finally:
                 self._let_go(claimed)
 
-        return self._revoker.start(self._revoke_calls(calls), record)
+        try:
+            return self._revoker.start(self._revoke_calls(calls), record)
+        except BaseException:
+            # Never started (no thread to be had): claimed, it would keep its lease fresh
+            # and no sweeper would ever take it over.
+            self._let_go(claimed)
+            raise
 
     def _begin_revoke(
         self, request_ids: Sequence[str], actor: str, reason: str
@@ -956,7 +964,8 @@ class AccessService:
             return _LOST
         try:
             provider, spec = self._spec(target)
-            principal, context = self._principal(request), self._context(request)
+            principal = dataclasses.replace(self._principal(request), recorded=target.principal)
+            context = self._context(request)
             self._retrying(partial(provider.revoke, principal, spec, context), wanted=wanted)
         except ProviderError as exc:
             return str(exc)
@@ -1108,12 +1117,23 @@ class AccessService:
                     batch.wait(patience)
         finally:
             self._backlog_since = None
+        # Each step on its own: one request or step that fails unexpectedly must not keep
+        # the others (a departed holder's revocation, a denial's lift) from happening.
+        self._step("revoking the access of departed holders", self._revoke_departed)
         if left_behind:
-            self._finish_rollbacks(left_behind)
+            self._step("taking back failed grants", lambda: self._finish_rollbacks(left_behind))
         for request_id in approved + [rid for rid, status in stuck if status == Status.GRANTING]:
-            self.grant(request_id)
-        self._session_ends.sweep()
-        self._revoke_departed()
+            self._step(f"granting {request_id}", functools.partial(self.grant, request_id))
+        self._step("lifting session denials", self._session_ends.sweep)
+
+    @staticmethod
+    def _step(what: str, job: Callable[[], object]) -> None:
+        try:
+            job()
+        except DirectoryUnavailable as exc:
+            log.warning("sweep: %s waits for the next sweep: %s", what, exc)
+        except Exception:
+            log.exception("sweep: %s failed; the next sweep tries again", what)
 
     def _revoke_departed(self) -> None:
         """End the access of people Slack now says are deactivated, or may no longer hold
@@ -1153,9 +1173,12 @@ class AccessService:
             ending.setdefault(reason, []).extend(
                 r for r, role in grants if not admits(self.config, role, kind)
             )
+        # Waited for at most a sweep interval, as the sweeper's own batches: one held up
+        # by a provider that hangs ends by its deadline while the sweeper goes on.
+        patience = self.config.settings.sweep_interval.total_seconds()
         for reason, request_ids in ending.items():
-            if request_ids:
-                self.revoke_many(request_ids, actor=BOT, reason=reason)
+            if request_ids and (started := self._start_revoking(request_ids, BOT, reason)):
+                started.wait(patience)
 
     def _expire_pending(self, request_id: str) -> None:
         with self._transaction() as session:

@@ -107,7 +107,7 @@ class SessionEnds:
             principal = Principal(request.requester_id, request.requester_email)
             try:
                 spec = provider.target_model.model_validate(target.spec)
-                scope = provider.session_scope(principal, spec)
+                scope = provider.session_scope(principal, spec, recorded=target.principal)
             except ProviderError as exc:
                 problems[request.id].append(f"{target.description}: ending sessions: {exc}")
                 continue
@@ -138,7 +138,9 @@ class SessionEnds:
         for (request_id, key), ending in endings.items():
             scopes.setdefault(key, (ending.provider, ending.spec, []))[2].append(request_id)
         for key, (provider_name, spec, request_ids) in scopes.items():
-            problem = self._try_write(provider_name, spec, key)
+            # Written and made effective even if the document already says it: a
+            # revocation retried after a failed provisioning must provision again.
+            problem = self._try_write(provider_name, spec, key, enforce=True)
             for request_id in request_ids if problem else ():
                 problems[request_id].append(f"ending live sessions: {problem}")
         return problems
@@ -227,7 +229,7 @@ class SessionEnds:
         lifting = {scope: (provider, spec) for _, _, scope, provider, spec in claimed}
         for key, (provider_name, spec) in lifting.items():
             fences = [(row_id, version) for row_id, version, scope, _, _ in claimed if scope == key]
-            problem = self._try_write(provider_name, spec, key)
+            problem = self._try_write(provider_name, spec, key, enforce=True)
             if problem:
                 log.warning("lifting session denials in %s failed, retried later: %s", key, problem)
             self._settle(fences, error=problem)
@@ -263,17 +265,25 @@ class SessionEnds:
     # ----------------------------------------------------------------- writing
 
     def _try_write(
-        self, provider_name: str, spec: dict[str, Any], key: str, *, checking: bool = False
+        self,
+        provider_name: str,
+        spec: dict[str, Any],
+        key: str,
+        *,
+        checking: bool = False,
+        enforce: bool = False,
     ) -> str | None:
         """Write the scope's denials as the database has them; what went wrong, if anything.
-        ``checking``: nothing should have to change, so say so when something did."""
+        ``checking``: nothing should have to change, so say so when something did (and
+        leave an unchanged scope alone, not re-provision it every sweep). ``enforce``:
+        make them effective even when the document already says it."""
         provider = self._providers.get(provider_name)
         if not isinstance(provider, EndsSessions):
             return f"no provider `{provider_name}` to write session denials with"
         try:
             target: TargetSpec = provider.target_model.model_validate(spec)
             with self._lock(key):
-                changed = provider.write_denials(target, self._in_force(key))
+                changed = provider.write_denials(target, self._in_force(key), enforce=enforce)
         except ProviderError as exc:
             return str(exc)
         except Exception as exc:  # a bug in one scope must not hold up the others

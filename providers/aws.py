@@ -361,7 +361,7 @@ class AwsProvider(Provider, EndsSessions):
             )
             outcomes.append(False)
         # Granting on no account at all (an empty OU) found no standing access either.
-        who = f"Identity Store user {user_id}"
+        who = f"{_RECORDED}{user_id}"
         if outcomes and all(outcomes):
             return GrantOutcome(
                 preexisting=True, detail="the user already held this assignment", principal=who
@@ -372,15 +372,19 @@ class AwsProvider(Provider, EndsSessions):
         aws = _as_aws(target)
         instance = self._instance(aws)
         ps_arn = self._permission_set_arn(aws, instance)
-        try:
-            user_id = self._user_id(aws, instance, principal.email)
-        except _NoSuchUser:
-            # A user gone from the Identity Store can no longer sign in, and AWS removes
-            # its assignments with it: the access is already absent.
-            log.warning(
-                "revoke %s: %s; nothing left to remove", context.request_id, principal.email
-            )
-            return
+        # The user granted to, as recorded then: one renamed since is not found by the
+        # email any more, and would keep the assignment.
+        user_id = _recorded_user_id(principal.recorded)
+        if user_id is None:
+            try:
+                user_id = self._user_id(aws, instance, principal.email)
+            except _NoSuchUser:
+                # A user gone from the Identity Store can no longer sign in, and AWS
+                # removes its assignments with it: the access is already absent.
+                log.warning(
+                    "revoke %s: %s; nothing left to remove", context.request_id, principal.email
+                )
+                return
         sso = self._clients.client("sso-admin", aws)
         for account in self._all_accounts(aws):
             try:
@@ -430,16 +434,27 @@ class AwsProvider(Provider, EndsSessions):
 
     # -------------------------------------------------------------- live sessions
 
-    def session_scope(self, principal: Principal, target: TargetSpec) -> SessionScope | None:
+    def session_scope(
+        self, principal: Principal, target: TargetSpec, *, recorded: str | None = None
+    ) -> SessionScope | None:
         aws = _as_aws(target)
         if not aws.end_sessions:
             return None
         instance = self._instance(aws)
         ps_arn = self._permission_set_arn(aws, instance)
-        try:
-            user_id = self._user_id(aws, instance, principal.email)
-        except _NoSuchUser:
-            return None  # no user left to name; AWS ends a deleted user's sessions itself
+        # The user granted to, as recorded then: a user deleted or renamed since (at
+        # offboarding) keeps the sessions already issued, and AWS documents the Deny as
+        # the way to end them. The email is looked up only for grants that recorded none.
+        user_id = _recorded_user_id(recorded)
+        if user_id is None:
+            try:
+                user_id = self._user_id(aws, instance, principal.email)
+            except _NoSuchUser:
+                log.warning(
+                    "ending sessions: no Identity Store user recorded or found for %s",
+                    principal.email,
+                )
+                return None
         return SessionScope(
             key=f"aws:{instance.instance_arn}:{ps_arn}",
             principal_id=user_id,
@@ -449,7 +464,9 @@ class AwsProvider(Provider, EndsSessions):
     def denial_name(self, request_id: str) -> str:
         return aws_sessions.statement_id(request_id)
 
-    def write_denials(self, target: TargetSpec, denials: Sequence[Denial]) -> bool:
+    def write_denials(
+        self, target: TargetSpec, denials: Sequence[Denial], *, enforce: bool = False
+    ) -> bool:
         aws = _as_aws(target)
         instance = self._instance(aws)
         ps_arn = self._permission_set_arn(aws, instance)
@@ -459,12 +476,14 @@ class AwsProvider(Provider, EndsSessions):
         document, changed = aws_sessions.with_denials(
             str(current.get("InlinePolicy") or ""), denials, where=f"permission set {ps_arn}"
         )
-        if not changed:
+        # Unchanged is not in force: an earlier write may have put this document and then
+        # failed to provision it. ``enforce`` provisions it again regardless.
+        if not changed and not enforce:
             return False
-        if document is None:
+        if changed and document is None:
             with contextlib.suppress(_NotFound):  # deleted by hand meanwhile: as wanted
                 self._call(sso.delete_inline_policy_from_permission_set, **where)
-        else:
+        elif changed:
             self._call(sso.put_inline_policy_to_permission_set, **where, InlinePolicy=document)
         # The policy only reaches the accounts' IAM roles when the permission set is
         # provisioned again, to every account it is on.
@@ -480,7 +499,7 @@ class AwsProvider(Provider, EndsSessions):
             lambda: False,
             what=f"provisioning permission set {ps_arn}",
         )
-        return True
+        return changed
 
     # -------------------------------------------------------------- lookups
 
@@ -749,6 +768,15 @@ class _NoSuchUser(ProviderError):
 
 class _NotFound(ProviderError):
     pass
+
+
+_RECORDED = "Identity Store user "  # how grant() names the user in GrantOutcome.principal
+
+
+def _recorded_user_id(recorded: str | None) -> str | None:
+    if recorded and recorded.startswith(_RECORDED) and len(recorded) > len(_RECORDED):
+        return recorded[len(_RECORDED) :]
+    return None
 
 
 def _as_aws(target: TargetSpec) -> AwsTarget:

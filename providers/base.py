@@ -40,6 +40,9 @@ class Principal:
 
     slack_user_id: str
     email: str
+    # What the provider said it granted to (GrantOutcome.principal), when revoking a
+    # recorded grant: a user renamed or deleted since is still found by it.
+    recorded: str | None = None
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ _METADATA_ADDRESSES = frozenset(
         ipaddress.ip_address("169.254.169.254"),  # AWS, GCP, Azure, OCI
         ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
         ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
+        ipaddress.ip_address("168.63.129.16"),  # Azure WireServer
+        ipaddress.ip_address("192.0.0.192"),  # OCI's legacy metadata address
     }
 )
 

@@ -45,16 +45,25 @@ class EndsSessions(ABC):
     """Mixed into a Provider whose sessions outlive a revoked grant."""
 
     @abstractmethod
-    def session_scope(self, principal: Principal, target: TargetSpec) -> SessionScope | None:
+    def session_scope(
+        self, principal: Principal, target: TargetSpec, *, recorded: str | None = None
+    ) -> SessionScope | None:
         """Where this person's sessions for this target are ended; None when the target
-        is configured not to end them (or the person has no cloud identity left)."""
+        is configured not to end them (or the person has no cloud identity to name).
+        ``recorded``: the cloud's name for them kept with the grant
+        (``GrantOutcome.principal``), used before any lookup: a person deleted or renamed
+        since (offboarding) must still have their sessions ended."""
 
     @abstractmethod
     def denial_name(self, request_id: str) -> str:
         """The name of the denial that ends the sessions of this request's grant."""
 
     @abstractmethod
-    def write_denials(self, target: TargetSpec, denials: Sequence[Denial]) -> bool:
+    def write_denials(
+        self, target: TargetSpec, denials: Sequence[Denial], *, enforce: bool = False
+    ) -> bool:
         """Make jit-bot's denials in the target's scope exactly ``denials``, leaving
         everything else in the document as it is, and make that effective. Returns
-        whether anything had to change. Raise ProviderError on failure."""
+        whether the document had to change. Raise ProviderError on failure.
+        ``enforce``: make it effective even when the document already says it (an
+        earlier write may have changed it and then failed to take effect)."""

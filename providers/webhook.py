@@ -267,11 +267,12 @@ class _Answer:
             return f"no answer ({self.error})"
         return f"HTTP {self.status} (the receiver's answer is in jit-bot's log)"
 
-    def detail(self) -> str:
-        """For the log: the receiver's answer too, on one line and truncated."""
+    def detail(self, secret: str) -> str:
+        """For the log: the receiver's answer too, on one line and truncated. The key is
+        taken out first: flattened or cut, an echo of it would no longer match."""
         if self.status is None:
-            return f"no answer ({_one_line(self.error_detail or self.error)})"
-        snippet = _one_line(self.body)
+            return f"no answer ({_one_line(_redact(self.error_detail or self.error, secret))})"
+        snippet = _one_line(_redact(self.body, secret))
         return f"HTTP {self.status}: {snippet}" if snippet else f"HTTP {self.status}"
 
 
@@ -403,7 +404,7 @@ class WebhookProvider(Provider):
             if answer.ok:
                 logger.debug("%s: %s accepted with HTTP %s", label, event, answer.status)
                 return answer, attempt
-            summary = _redact(answer.detail(), secret)
+            summary = _redact(answer.detail(secret), secret)
             if attempt == target.max_attempts or answer.refused:
                 logger.warning(
                     "%s: %s attempt %d/%d failed: %s; giving up",

@@ -106,8 +106,10 @@ def _principal(request: AccessRequest, targets: Sequence[RequestTarget]) -> Sect
     """Who exactly receives the access: the email the request was made with (what the
     clouds are asked for), and each target's own name for that person once known."""
     lines = [f"*Access goes to*\n{_literal(request.requester_email)}"]
-    lines += [f"• {t.description}: {_literal(t.principal)}" for t in targets if t.principal]
-    return SectionBlock(text=MarkdownTextObject(text="\n".join(lines)[:3000]))
+    lines += [
+        f"• {_one_line(t.description)}: {_literal(t.principal)}" for t in targets if t.principal
+    ]
+    return SectionBlock(text=MarkdownTextObject(text=clip("\n".join(lines), 3000)))
 
 
 def _reason(request: AccessRequest) -> SectionBlock:

@@ -69,34 +69,34 @@ class SlackDirectory:
             self._groups.refresh()
 
     def person(self, user_id: str) -> Person:
-        def load() -> Person:
-            try:
-                user = self._read(
-                    f"who {user_id} is", lambda: self._client.users_info(user=user_id)
-                )["user"]
-            except SlackApiError as exc:
-                raise DirectoryError(
-                    f"Slack does not know the user {user_id} ({exc.response.get('error')})."
-                ) from None
-            if user.get("deleted"):
-                raise Deactivated(f"The Slack account {user_id} is deactivated.")
-            profile = user.get("profile") or {}
-            email = (profile.get("email") or "").lower()
-            if not email:
-                raise DirectoryError(
-                    f"Slack shows no email for {user_id}; the bot needs the users:read.email "
-                    "scope and the user needs an email to be granted access."
-                )
-            name = profile.get("real_name") or user.get("real_name") or user.get("name", "")
-            return Person(
-                user_id=user_id,
-                email=email,
-                name=name,
-                email_confirmed=user.get("is_email_confirmed") is True,
-                **_account(user),
-            )
+        return self._cached(f"user:{user_id}", lambda: self._load_person(user_id))
 
-        return self._cached(f"user:{user_id}", load)
+    def _load_person(self, user_id: str) -> Person:
+        try:
+            user = self._read(f"who {user_id} is", lambda: self._client.users_info(user=user_id))[
+                "user"
+            ]
+        except SlackApiError as exc:
+            raise DirectoryError(
+                f"Slack does not know the user {user_id} ({exc.response.get('error')})."
+            ) from None
+        if user.get("deleted"):
+            raise Deactivated(f"The Slack account {user_id} is deactivated.")
+        profile = user.get("profile") or {}
+        email = (profile.get("email") or "").lower()
+        if not email:
+            raise DirectoryError(
+                f"Slack shows no email for {user_id}; the bot needs the users:read.email "
+                "scope and the user needs an email to be granted access."
+            )
+        name = profile.get("real_name") or user.get("real_name") or user.get("name", "")
+        return Person(
+            user_id=user_id,
+            email=email,
+            name=name,
+            email_confirmed=user.get("is_email_confirmed") is True,
+            **_account(user),
+        )
 
     def workspace(self) -> Workspace:
         """Asked of ``auth.test`` once; the installation does not change while we run."""
@@ -245,9 +245,13 @@ class SlackDirectory:
         raise AssertionError("unreachable")
 
     def person_now(self, user_id: str) -> Person:
+        # Asked of Slack, never read from the cache (a lookup already in flight could put
+        # an older answer back); the fresh answer then serves the next lookups.
+        asked_at = self._clock.now()
+        person = self._load_person(user_id)
         with self._lock:
-            self._cache.pop(f"user:{user_id}", None)
-        return self.person(user_id)
+            self._cache[f"user:{user_id}"] = (asked_at, person)
+        return person
 
     def _cached(self, key: str, load: Callable[[], T]) -> T:
         now = self._clock.now()

@@ -21,9 +21,11 @@ REGION = "us-east-1"
 
 # moto (5.2) provisions a permission set at once, ignores TargetType and has no
 # DescribePermissionSetProvisioningStatus. The fake records every provisioning request (what
-# the tests assert on) and answers for its status the way AWS does.
+# the tests assert on) and answers for its status the way AWS does; ``fail_provisionings``
+# makes the next ones end FAILED, as AWS reports a provisioning it could not finish.
 _provisionings: list[dict[str, str]] = []
 _provisionings_lock = threading.Lock()
+_failing = [0]
 _moto_provision = SSOAdminResponse.provision_permission_set
 
 
@@ -32,11 +34,15 @@ def _provision_permission_set(self: SSOAdminResponse) -> str:
     status = json.loads(answer)["PermissionSetProvisioningStatus"]
     status["RequestId"] = str(uuid.uuid4())
     with _provisionings_lock:
+        if _failing[0] > 0:
+            _failing[0] -= 1
+            status.update(Status="FAILED", FailureReason="Role is being modified")
         _provisionings.append(
             {
                 "PermissionSetArn": self._get_param("PermissionSetArn"),
                 "TargetType": self._get_param("TargetType") or "AWS_ACCOUNT",
                 "RequestId": status["RequestId"],
+                "Status": status.get("Status") or "SUCCEEDED",
             }
         )
     return json.dumps({"PermissionSetProvisioningStatus": status})
@@ -53,7 +59,7 @@ def _describe_permission_set_provisioning_status(self: SSOAdminResponse) -> str:
             "PermissionSetProvisioningStatus": {
                 "RequestId": request_id,
                 "PermissionSetArn": known[0]["PermissionSetArn"],
-                "Status": "SUCCEEDED",
+                "Status": known[0]["Status"],
             }
         }
     )
@@ -96,11 +102,22 @@ class MotoAws:
         urllib.request.urlopen(request, timeout=10).close()
         with _provisionings_lock:
             _provisionings.clear()
+            _failing[0] = 0
 
     def provisionings(self) -> list[tuple[str, str]]:
         """Every ProvisionPermissionSet request received: (permission set ARN, TargetType)."""
         with _provisionings_lock:
             return [(p["PermissionSetArn"], p["TargetType"]) for p in _provisionings]
+
+    def provisioning_statuses(self) -> list[str]:
+        """How each ProvisionPermissionSet request ended, in order."""
+        with _provisionings_lock:
+            return [p["Status"] for p in _provisionings]
+
+    def fail_provisionings(self, times: int) -> None:
+        """The next ``times`` ProvisionPermissionSet requests end FAILED."""
+        with _provisionings_lock:
+            _failing[0] = times
 
     def inline_policy(self, seeded: Seeded, permission_set: str) -> dict[str, Any] | None:
         """A permission set's inline policy, parsed; None when it has none."""

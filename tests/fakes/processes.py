@@ -21,6 +21,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 JIT_BOT_SCRIPT = Path(sys.executable).with_name("jit-bot")
 START_TIMEOUT = 10.0
+AUDIT_KEY = "test-audit-key-0123456789abcdef"  # tests/conftest.py's; PostgreSQL needs one
 
 
 def free_port() -> int:
@@ -132,6 +133,7 @@ class Launcher:
             PYTHONUNBUFFERED="1",
             NO_PROXY="127.0.0.1,localhost",
             no_proxy="127.0.0.1,localhost",
+            JIT_AUDIT_KEY=AUDIT_KEY,
         )
         for name, value in overrides.items():
             if value is None:
@@ -181,7 +183,7 @@ def run_cli(
     """Run ``python -m bot ARGS`` to completion with ``env`` added to this environment."""
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
-        env={**os.environ, **env},
+        env={**os.environ, "JIT_AUDIT_KEY": AUDIT_KEY, **env},
         cwd=cwd,
         capture_output=True,
         text=True,

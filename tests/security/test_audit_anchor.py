@@ -12,8 +12,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import stat
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,9 @@ from sqlalchemy.orm import sessionmaker
 
 from bot import audit
 from bot.audit_key import AuditKey
+from bot.audit_witness import Seal, compare
 from bot.cli import main
+from bot.clock import FakeClock
 from bot.slack.notifier import SlackNotifier
 from bot.storage.models import AccessRequest, AuditEvent, Vote
 from tests.conftest import ALICE, AUDIT_CHANNEL, AUDIT_KEY, BOB, BOT_TOKEN, CAROL, Bot, stop
@@ -210,18 +214,68 @@ def test_an_event_rechained_with_the_key_is_caught_by_the_hash_the_channel_shows
 def test_an_event_that_was_never_posted_is_reported(
     bot: Bot, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An event slipped into the database with the key, behind the bot's back."""
+    """An event slipped into the database with the key, behind the bot's back, longer
+    ago than the outbox could still be holding it."""
     _trail(bot)
-    sessions = sessionmaker(bot.runtime.engine, info=audit.signing_info(KEY))
-    silent = SlackNotifier(bot.clock, None, on_enqueue=lambda: None)  # posts nothing
-    with sessions.begin() as session:
-        audit.record(
-            session, bot.clock, silent, actor=CAROL, action="granted", request_id=None, details={}
-        )
+    old = FakeClock(datetime.now(UTC) - timedelta(minutes=11))
+    _slip_in(bot, old)
     slipped = _rows(bot)[-1]["id"]
     code, _, err = _jit_bot(bot, capsys, monkeypatch, "audit", "verify", "--against-slack")
     assert code == 1
     assert f"event #{slipped}: in the database but never posted to the audit channel" in err
+
+
+def _slip_in(bot: Bot, clock: FakeClock) -> None:
+    """Append an event with the key, at ``clock``'s time, that is never posted."""
+    sessions = sessionmaker(bot.runtime.engine, info=audit.signing_info(KEY))
+    silent = SlackNotifier(clock, None, on_enqueue=lambda: None)  # posts nothing
+    with sessions.begin() as session:
+        audit.record(
+            session, clock, silent, actor=CAROL, action="granted", request_id=None, details={}
+        )
+
+
+def test_events_still_in_the_outbox_are_a_warning_until_the_grace_period_passes(
+    bot: Bot, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy bot posts behind its writes: a cron running verify --against-slack must not
+    flap on the newest events, and must still catch them once they are overdue."""
+    _trail(bot)
+    _slip_in(bot, FakeClock(datetime.now(UTC) - timedelta(minutes=2)))
+    _slip_in(bot, FakeClock(datetime.now(UTC)))
+    young = [r["id"] for r in _rows(bot)[-2:]]
+    code, out, err = _jit_bot(bot, capsys, monkeypatch, "audit", "verify", "--against-slack")
+    assert code == 0, err
+    assert "audit channel agrees" in out
+    for event_id in young:
+        assert f"warning: event #{event_id}: not posted yet (" in err
+        assert "never posted" not in err
+
+    # Once an event after them is posted, they are no longer "not yet": they were skipped.
+    sessions = sessionmaker(bot.runtime.engine, info=audit.signing_info(KEY))
+    notifier = SlackNotifier(bot.clock, AUDIT_CHANNEL, on_enqueue=lambda: None)
+    with sessions.begin() as session:
+        audit.record(
+            session, bot.clock, notifier, actor="cli", action="sync", request_id=None, details={}
+        )
+    bot.settle()
+    code, _, err = _jit_bot(bot, capsys, monkeypatch, "audit", "verify", "--against-slack")
+    assert code == 1
+    for event_id in young:
+        assert f"event #{event_id}: in the database but never posted" in err
+
+    # And an unposted newest event older than the grace period is a finding on its own.
+    events = [Seal(r["id"], r["hash"], r["at"]) for r in _rows(bot)]
+    posted = [Seal(e.event_id, e.hash) for e in events[:-1]]
+    now = _as_utc(events[-1].at) + timedelta(minutes=9)
+    assert compare(events, posted, now=now).ok
+    late = compare(events, posted, now=now + timedelta(minutes=2))
+    assert [f.event_id for f in late.findings] == [events[-1].event_id] and not late.waiting
+
+
+def _as_utc(moment: datetime | None) -> datetime:
+    assert moment is not None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def test_an_untouched_trail_agrees_with_every_page_of_the_audit_channel(
@@ -336,6 +390,11 @@ def test_a_trail_from_before_the_key_keeps_verifying_through_the_recorded_key_ch
     code, out, _ = _jit_bot(bot, capsys, monkeypatch, "audit", "verify")
     assert code == 0
     assert f"{len(legacy)} unkeyed from before the key, covered by the first keyed event" in out
+    assert (
+        f"keyed from event #{change['id']} at {_as_utc(change['at']).isoformat()}; "
+        f"{len(legacy)} earlier events are only SHA-256 chained: check them against the "
+        "channel with --against-slack"
+    ) in out
 
     # The first keyed event covers the unkeyed ones: rewriting one of them and re-chaining
     # the rest of the unkeyed part is caught there, as its HMAC cannot be recomputed.
@@ -383,6 +442,7 @@ def test_a_rotated_key_needs_the_previous_key_to_check_older_events(
     assert f"audit trail NOT CHECKED from event #{first_keyed}: it cannot be checked" in err
     assert f"signed with key {KEY.key_id}, and the key given is not that key" in err
     assert "--previous-key-file" in err
+    assert "If you never used such a key, the trail was rewritten" in err
 
     previous = tmp_path / "previous.key"
     previous.write_text(AUDIT_KEY + "\n")
@@ -400,12 +460,156 @@ def test_a_rotated_key_needs_the_previous_key_to_check_older_events(
     assert f"signed by key {KEY.key_id}, {rotated.key_id}" in out
 
 
+# --------------------------------------------- adoption from no key: once per trail
+
+
+def _strip(bot: Bot, edit: dict[str, Any], *, from_id: int = 0) -> None:
+    """The attacker: rewrite the trail from ``from_id`` on as plain SHA-256 with no key
+    ids (as if it predated the key), approver BOB changed to CAROL."""
+    rows = _rows(bot)
+    previous = ""
+    for row in rows:
+        if row["id"] >= from_id:
+            if row["action"] == "approval_recorded" and row["actor"] == BOB:
+                row.update(edit)
+            row["key_id"] = None
+            row["prev_hash"] = previous
+            row["hash"] = audit.chain_hash(previous, row)
+        previous = row["hash"]
+    _write(bot, rows)
+
+
+def _upgraded(make_bot: Callable[..., Bot]) -> tuple[Bot, dict[str, Any]]:
+    """A trail from before the key, adopted by an upgraded bot, with keyed events after;
+    returns the running bot and the adoption event."""
+    bot = make_bot()
+    _trail(bot)
+    stop(bot)
+    legacy = _as_before_the_key(bot)
+    bot = make_bot()
+    adoption = _rows(bot)[len(legacy)]
+    assert adoption["action"] == audit.KEY_CHANGED and adoption["details"]["from"] is None
+    submit(bot, ALICE, "db-admin dev 30m after the key")
+    bot.settle()
+    return bot, adoption
+
+
+def test_a_keyed_trail_stripped_to_sha256_and_readopted_by_the_bot_fails_plain_verify(
+    make_bot: Callable[..., Bot],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The whole trail rewritten as unkeyed SHA-256 (BOB -> CAROL), then the bot restarts
+    and adopts it: the adoption signs over the forged head, yet verify still fails, at the
+    original change of key, now unkeyed. The bot starts all the same."""
+    bot, adoption = _upgraded(make_bot)
+    stop(bot)
+    _strip(bot, {"actor": CAROL})
+    caplog.set_level(logging.WARNING, logger="bot.audit")
+    unkeyed = len(_rows(bot))
+    bot = make_bot()  # starts: a bot that does not start revokes nothing
+    readoption = _rows(bot)[-1]
+    assert readoption["action"] == audit.KEY_CHANGED and readoption["key_id"] == KEY.key_id
+    assert f"adopting the audit trail: {unkeyed} earlier events are unkeyed" in caplog.text
+    assert f"AUDIT TRAIL REWRITTEN: unkeyed event #{adoption['id']}" in caplog.text
+
+    code, out, err = _jit_bot(bot, capsys, monkeypatch, "audit", "verify")
+    assert code == 1 and out == ""
+    assert (
+        f"audit trail BROKEN at event #{adoption['id']}: it records a change of key, yet is "
+        "not keyed"
+    ) in err
+
+
+def test_keys_stripped_after_the_adoption_fail_verify_even_after_a_readoption(
+    make_bot: Callable[..., Bot],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only the keyed part stripped (the adoption kept): an unkeyed event after a keyed
+    one fails verify, and the bot adopting again over it changes nothing."""
+    bot, adoption = _upgraded(make_bot)
+    stop(bot)
+    first_stripped = adoption["id"] + 1
+    _strip(bot, {}, from_id=first_stripped)
+    make_bot()
+    code, _, err = _jit_bot(bot, capsys, monkeypatch, "audit", "verify")
+    assert code == 1
+    assert (
+        f"audit trail BROKEN at event #{first_stripped}: it is not keyed, yet follows a keyed event"
+    ) in err
+
+
+def test_a_second_adoption_from_no_key_fails_verify(
+    make_bot: Callable[..., Bot],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Adoption from no key is legitimate once per trail: a later one (written with the
+    key, e.g. to make a forged unkeyed stretch look adopted) is named."""
+    bot, adoption = _upgraded(make_bot)
+    sessions = sessionmaker(bot.runtime.engine, info=audit.signing_info(KEY))
+    notifier = SlackNotifier(bot.clock, AUDIT_CHANNEL, on_enqueue=lambda: None)
+    with sessions.begin() as session:
+        audit.record(
+            session,
+            bot.clock,
+            notifier,
+            actor="jit-bot",
+            action=audit.KEY_CHANGED,
+            request_id=None,
+            details={"from": None, "to": KEY.key_id},
+        )
+    second = _rows(bot)[-1]["id"]
+    code, _, err = _jit_bot(bot, capsys, monkeypatch, "audit", "verify")
+    assert code == 1
+    assert (
+        f"audit trail BROKEN at event #{second}: it records a second adoption from no key "
+        f"(the first is event #{adoption['id']})"
+    ) in err
+
+
+def test_every_keyed_event_stripped_and_readopted_passes_plain_verify_but_not_the_channel(
+    make_bot: Callable[..., Bot],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A trail keyed from its first event has no change of key to give a stripping away:
+    after the bot re-adopts, plain verify cannot know, says where the keyed part starts,
+    and the channel, which shows the original keyed hashes, names every rewritten event."""
+    bot = make_bot()
+    _trail(bot)
+    stop(bot)
+    original = _rows(bot)
+    _strip(bot, {"actor": CAROL})
+    bot = make_bot()
+    readoption = _rows(bot)[-1]
+    assert readoption["action"] == audit.KEY_CHANGED
+
+    code, out, _ = _jit_bot(bot, capsys, monkeypatch, "audit", "verify")
+    assert code == 0
+    assert (
+        f"keyed from event #{readoption['id']} at {_as_utc(readoption['at']).isoformat()}; "
+        f"{len(original)} earlier events are only SHA-256 chained: check them against the "
+        "channel with --against-slack"
+    ) in out
+
+    code, _, err = _jit_bot(bot, capsys, monkeypatch, "audit", "verify", "--against-slack")
+    assert code == 1
+    for row in original:
+        assert f"event #{row['id']}: the channel shows hash {row['hash']}, the database" in err
+    assert f"event #{readoption['id']}:" not in err
+    assert f"audit channel DISAGREES: {len(original)} findings" in err
+
+
 # ------------------------------------------------------------------- a missing key
 
 
 def test_audit_verify_without_the_key_is_a_clear_error(bot: Bot, tmp_path: Path) -> None:
     _trail(bot)
-    done = run_cli(["audit", "verify"], {"DATABASE_URL": bot.settings.database_url}, tmp_path)
+    no_key = {"DATABASE_URL": bot.settings.database_url, "JIT_AUDIT_KEY": ""}
+    done = run_cli(["audit", "verify"], no_key, tmp_path)
     assert done.returncode == 2 and done.stdout == ""
     assert "jit-bot: no audit key: set JIT_AUDIT_KEY or JIT_AUDIT_KEY_FILE" in done.stderr
     assert "Traceback" not in done.stderr
@@ -413,7 +617,7 @@ def test_audit_verify_without_the_key_is_a_clear_error(bot: Bot, tmp_path: Path)
     missing = tmp_path / "not-mounted"
     done = run_cli(
         ["audit", "verify"],
-        {"DATABASE_URL": bot.settings.database_url, "JIT_AUDIT_KEY_FILE": str(missing)},
+        {**no_key, "JIT_AUDIT_KEY_FILE": str(missing)},
         tmp_path,
     )
     assert done.returncode == 2
@@ -437,19 +641,15 @@ def test_a_bot_refuses_to_start_with_an_audit_key_too_short_to_be_a_secret(
     assert "Traceback" not in done.stderr and not (tmp_path / "jit.db").exists()
 
 
-def test_without_a_configured_key_the_bot_warns_and_keeps_a_private_key_file(
-    database_url: str, tmp_path: Path
+def test_without_a_configured_key_a_sqlite_trial_warns_and_keeps_a_private_key_file(
+    tmp_path: Path,
 ) -> None:
     """A laptop trial: no JIT_AUDIT_KEY, so a local key file, never the database."""
-    env = {"DATABASE_URL": database_url}
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'jit.db'}", "JIT_AUDIT_KEY": ""}
     first = run_cli(["sync"], env, tmp_path)
     assert first.returncode == 0, first.stderr
     assert "AUDIT KEY NOT CONFIGURED" in first.stderr and "created now, mode 0600" in first.stderr
-    local = (
-        tmp_path / "jit.db.audit-key"
-        if database_url.startswith("sqlite")
-        else tmp_path / "jit-bot-audit.key"
-    )
+    local = tmp_path / "jit.db.audit-key"
     assert stat.S_IMODE(local.stat().st_mode) == 0o600
     secret = local.read_text().strip()
     assert len(secret) == 64
@@ -460,6 +660,24 @@ def test_without_a_configured_key_the_bot_warns_and_keeps_a_private_key_file(
     assert "audit trail intact: 2 events" in done.stdout
     done = run_cli(["audit", "export"], env, tmp_path)
     assert secret not in done.stdout  # nor anywhere in the database's events
+
+
+def test_on_a_shared_database_a_bot_without_a_configured_key_refuses_to_start(
+    tmp_path: Path,
+) -> None:
+    """Replicas each inventing a key in their own working directory would sign one trail
+    with different keys: on anything but SQLite, the key must be configured."""
+    env = {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": "s",
+        "DATABASE_URL": "postgresql+psycopg://jit@127.0.0.1:1/never-reached",
+        "JIT_AUDIT_KEY": "",
+    }
+    for args in (["serve"], ["sync"]):
+        done = run_cli(args, env, tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert "no audit key: set JIT_AUDIT_KEY or JIT_AUDIT_KEY_FILE" in done.stderr
+        assert "Traceback" not in done.stderr and list(tmp_path.iterdir()) == []
 
 
 # ------------------------------------------------------------------- CSV injection

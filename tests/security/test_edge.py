@@ -334,7 +334,14 @@ def test_bolts_own_signature_check_logs_no_body_should_it_ever_refuse_one(
 def test_debug_logging_keeps_socket_mode_envelopes_out_of_the_log() -> None:
     """slack_sdk's Socket Mode client logs every envelope it receives (a request body,
     with what people typed) at DEBUG; JIT_LOG_LEVEL=DEBUG must not switch that on."""
-    names = ("alembic", "boto3", "botocore", "slack_sdk.socket_mode")
+    names = (
+        "alembic",
+        "boto3",
+        "botocore",
+        "slack_sdk.socket_mode",
+        "slack_sdk.web",
+        "slack_sdk.webhook",
+    )
     levels = {name: logging.getLogger(name).level for name in names}
     root = logging.getLogger().level
     try:
@@ -342,6 +349,10 @@ def test_debug_logging_keeps_socket_mode_envelopes_out_of_the_log() -> None:
         assert not logging.getLogger("slack_sdk.socket_mode.builtin.client").isEnabledFor(
             logging.DEBUG
         )
+        # The Web API client logs what it sends (typed reasons, raw); the webhook client
+        # the response_url it posts to, a link that can post into the user's conversation.
+        for sender in ("slack_sdk.web.base_client", "slack_sdk.webhook.client"):
+            assert not logging.getLogger(sender).isEnabledFor(logging.DEBUG)
     finally:
         for name, level in levels.items():
             logging.getLogger(name).setLevel(level)

@@ -148,6 +148,7 @@ def test_email_changed_since_request_fails_grant(bot: Bot) -> None:
     for approver in (BOB, CAROL):
         shown = str(latest(bot.dms_to(approver)[0])["blocks"])
         assert "email changed" in shown and "ceo@example.com" in shown
+        assert "&lt;@" not in shown  # said in words, not as mention markup shown escaped
     [failed] = [e for e in bot.service.audit_events(request_id) if e.action == "grant_failed"]
     assert failed.details["reason"] == "identity_changed"
     assert any("grant_failed" in post and "ceo@example.com" in post for post in bot.audit_posts())

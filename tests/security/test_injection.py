@@ -16,11 +16,13 @@ DMs, the requester's DM, ``/jit list`` and the audit channel. In all of them:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from providers.base import TargetSpec
+from providers.fake import FakeProvider
 from tests.conftest import ALICE, BOB, CAROL, ROLES_YAML, Bot
 from tests.e2e.helpers import click, latest, open_deny, submit
 from tests.fakes.slack_client import select_value, text_value
@@ -292,3 +294,26 @@ def test_role_descriptions_from_config_are_escaped_in_jit_roles(make_bot) -> Non
     answer = bot.command(ALICE, "roles")["text"]
     assert "&lt;!channel&gt; &amp; &lt;https://evil.example|runbook&gt;" in answer
     _assert_inert(answer)
+
+
+class _CloudNamedEvilly(FakeProvider):
+    """A cloud whose names for things (what ``describe`` reads back, e.g. an Azure role's
+    display name) are text from outside the bot, like a cloud error."""
+
+    def describe(self, target: TargetSpec) -> str:
+        return super().describe(target) + " <!channel>\n*approved* by <@UCAROL>"
+
+
+def test_a_clouds_names_for_targets_reach_slack_escaped_beside_the_principal(
+    make_bot: Callable[..., Bot],
+) -> None:
+    bot = make_bot(providers={"fake": _CloudNamedEvilly()})
+    request_id = submit(bot, ALICE, "prod-support prod 1h INC-1")
+    click(bot, BOB, "approve", request_id)
+    assert bot.service.get(request_id).status == "active"
+
+    # "Access goes to" lists each target with the cloud's name for the person.
+    for message in [*_dm_about(bot, ALICE, request_id), *_dm_about(bot, BOB, request_id)]:
+        shown = _shown_text(message)
+        _assert_inert(shown)
+        assert not any(line.startswith("*approved*") for line in shown.splitlines())

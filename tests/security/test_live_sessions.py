@@ -83,11 +83,13 @@ class AwsBots:
     def __init__(self, make_bot: Callable[..., Bot], moto: MotoAws, seeded: Seeded) -> None:
         self._make_bot, self._moto, self._seeded = make_bot, moto, seeded
         self.clients: list[AwsClients] = []
+        self.providers: list[AwsProvider] = []
 
     def start(self, *, end_sessions: str = "") -> Bot:
         clients = AwsClients.from_environ(self._moto.environ())
         self.clients.append(clients)
-        providers = {"aws": AwsProvider(clients, sleep=lambda _: None), "fake": FakeProvider()}
+        self.providers.append(AwsProvider(clients, sleep=lambda _: None))
+        providers = {"aws": self.providers[-1], "fake": FakeProvider()}
         roles = _roles(self._seeded, end_sessions=end_sessions)
         return self._make_bot(roles=roles, approvers=APPROVERS, providers=providers)
 
@@ -361,6 +363,51 @@ def test_a_failed_deny_leaves_the_revocation_failed_and_the_sweeper_finishes_it(
     bot.settle()
     assert bot.service.get(request_id).status == "revoked"
     assert len(_denies(moto, aws)) == 1
+
+
+def test_a_failed_provisioning_is_provisioned_again_and_only_then_is_the_grant_revoked(
+    bots: AwsBots, moto: MotoAws, aws: Seeded
+) -> None:
+    bot = bots.start()
+    request_id = _granted(bot)
+    moto.fail_provisionings(2)
+    _expire(bot)
+    request = bot.service.get(request_id)
+    assert request.status == "revoke_failed"
+    assert "FAILED" in (request.error or "")
+    # The Deny is in the policy but never reached the accounts' roles.
+    assert len(_denies(moto, aws)) == 1
+    assert moto.provisioning_statuses() == ["FAILED"]
+
+    # The retried revocation finds the policy already saying it and provisions anyway.
+    bot.service.sweep()
+    bot.settle()
+    assert bot.service.get(request_id).status == "revoke_failed"
+    assert moto.provisioning_statuses() == ["FAILED", "FAILED"]
+    bot.service.sweep()
+    bot.settle()
+    assert bot.service.get(request_id).status == "revoked"
+    assert moto.provisioning_statuses() == ["FAILED", "FAILED", "SUCCEEDED"]
+    assert moto.provisionings()[-1] == (aws.permission_sets["ProdSupport"], ALL_ACCOUNTS)
+
+
+def test_a_user_deleted_from_the_identity_store_still_has_their_sessions_ended(
+    bots: AwsBots, moto: MotoAws, aws: Seeded
+) -> None:
+    bot = bots.start()
+    request_id = _granted(bot)
+    user_id = aws.users["alice@example.com"]
+    # Offboarding: the user is gone before the grant ends (and the bot's lookups of them
+    # have run out of its cache).
+    moto.client("identitystore").delete_user(IdentityStoreId=aws.identity_store_id, UserId=user_id)
+    bots.providers[0].refresh()
+    _expire(bot)
+
+    assert bot.service.get(request_id).status == "revoked"
+    [deny] = _denies(moto, aws)
+    assert deny["Condition"]["StringEquals"] == {"identitystore:UserId": user_id}
+    assert moto.provisionings() == [(aws.permission_sets["ProdSupport"], ALL_ACCOUNTS)]
+    assert moto.provisioning_statuses() == ["SUCCEEDED"]
 
 
 def test_a_deny_lost_to_a_racing_writer_is_put_back_by_the_next_sweep(

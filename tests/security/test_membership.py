@@ -14,6 +14,8 @@ from datetime import timedelta
 import pytest
 
 from bot.slack import blocks
+from providers.base import GrantContext, GrantOutcome, Principal, TargetSpec
+from providers.fake import FakeProvider
 from tests.conftest import (
     ALICE,
     APPROVERS_YAML,
@@ -326,3 +328,33 @@ def test_many_holders_are_checked_in_turns_and_each_in_time(
     bot.service.sweep()
     assert [bot.service.get(r).status for r in (first, second)] == ["revoked", "revoked"]
     assert bot.provider.holdings == set()
+
+
+class _BrokenForBob(FakeProvider):
+    """A provider with a bug: granting to bob raises something no provider should."""
+
+    def grant(
+        self, principal: Principal, target: TargetSpec, context: GrantContext
+    ) -> GrantOutcome:
+        if principal.email == "bob@example.com":
+            raise RuntimeError("a bug in the provider")
+        return super().grant(principal, target, context)
+
+
+def test_a_grant_that_fails_unexpectedly_does_not_keep_the_sweeper_from_revoking_departed_holders(
+    make_bot: Callable[..., Bot],
+) -> None:
+    provider = _BrokenForBob()
+    bot = make_bot(providers={"fake": provider})
+    alice_id = submit(bot, ALICE, "db-admin dev 30m x")
+    assert bot.service.get(alice_id).status == "active"
+    bob_id = submit(bot, BOB, "db-admin dev 30m y")  # its grant raises: left granting
+    assert bot.service.get(bob_id).status in ("approved", "granting")
+    bot.slack.add_user(ALICE, "alice@example.com", "alice", deleted=True)
+    bot.clock.advance(PAST_THE_CACHE + bot.service.lease)
+
+    bot.service.sweep()  # bob's grant raises again inside it
+    bot.settle()
+
+    assert bot.service.get(alice_id).status == "revoked"
+    assert ("alice@example.com", "db-dev") not in provider.holdings

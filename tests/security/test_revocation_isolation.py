@@ -26,7 +26,7 @@ from bot.clock import as_utc
 from bot.storage.models import AccessRequest, RequestTarget
 from providers.base import GrantContext, GrantOutcome, Principal, Provider, TargetSpec
 from providers.fake import FakeProvider
-from tests.conftest import AUDIT_CHANNEL, BOT_TOKEN, SIGNING_SECRET, Bot
+from tests.conftest import ALICE, AUDIT_CHANNEL, BOT_TOKEN, SIGNING_SECRET, Bot, stop
 from tests.e2e.helpers import submit
 from tests.fakes.processes import START_TIMEOUT, Launcher, wait
 from tests.fakes.slack_api import FakeSlack
@@ -427,3 +427,30 @@ def test_a_serving_bot_revokes_on_time_beside_eight_hanging_webhooks_and_keeps_i
         ),
         timeout=START_TIMEOUT,
     )
+
+
+def test_stopping_the_bot_still_ends_a_hanging_revocation_by_its_deadline(
+    make_bot: Callable[..., Bot],
+) -> None:
+    """Shutdown drains the work in flight before it stops watching deadlines: a
+    revocation waited on during the drain ends by its deadline, so the process exits
+    instead of waiting for the provider."""
+    stuck = HangingProvider()
+    bot = make_bot(ROLES, APPROVERS, providers={"fake": FakeProvider(), "stuck": stuck})
+    request_id = submit(bot, ALICE, "panel dev 1h x")
+    assert bot.service.get(request_id).status == "active"
+    bot.runtime.work.submit(
+        lambda: bot.service.revoke_many([request_id], actor="jit-bot", reason="ended early")
+    )
+    wait(lambda: stuck.running == 1, 10, "the revoke call to hang")
+
+    stopping = threading.Thread(target=stop, args=(bot,), daemon=True)
+    stopping.start()
+    time.sleep(0.2)  # real time for stop() to reach the drain; the deadline is fake time
+    bot.clock.advance(timedelta(minutes=3))
+    stopping.join(15)
+    try:
+        assert not stopping.is_alive(), "stop() waited for the hanging provider"
+        assert bot.service.get(request_id).status == "revoke_failed"
+    finally:
+        stuck.release.set()

@@ -13,10 +13,11 @@ strictness of the target model.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -384,6 +385,21 @@ def test_revoke_polls_an_in_progress_deletion_until_it_succeeds(stubbed: Stubbed
     assert 0.4 <= first <= 0.6 and 0.8 <= second <= 1.2
 
 
+def test_revoke_removes_the_user_recorded_at_grant_even_if_renamed_since(
+    stubbed: Stubbed,
+) -> None:
+    # Renamed in the IdP since the grant: the email names nobody now, and looking it up
+    # would find nothing to remove. The recorded id still names the user.
+    _instances(stubbed.sso, (INSTANCE, STORE))
+    _deletion(stubbed.sso, "SUCCEEDED")
+    renamed = dataclasses.replace(ALICE, recorded=f"Identity Store user {USER_ID}")
+
+    stubbed.provider().revoke(renamed, TARGET, CONTEXT)
+
+    stubbed.sso.assert_no_pending_responses()
+    assert stubbed.operations("GetUserId") == 0
+
+
 def test_a_failed_deletion_is_an_error_with_aws_reason(stubbed: Stubbed) -> None:
     _instances(stubbed.sso, (INSTANCE, STORE))
     _user_lookup(stubbed.store, by_email=USER_ID, by_name=USER_ID)
@@ -471,6 +487,42 @@ def test_a_policy_that_already_says_it_is_not_written_again(stubbed: Stubbed) ->
 
     assert stubbed.provider().write_denials(TARGET, [DENY]) is False
     assert stubbed.operations("ProvisionPermissionSet") == 0
+
+
+def test_an_enforced_write_provisions_again_a_policy_that_already_says_it(
+    stubbed: Stubbed,
+) -> None:
+    # A revocation retried after its provisioning FAILED finds its Deny already written.
+    _instances(stubbed.sso, (INSTANCE, STORE))
+    current = {"Version": "2012-10-17", "Statement": [aws_sessions.deny_statement(DENY)]}
+    _inline(stubbed.sso, json.dumps(current))
+    _provisioning(stubbed.sso, "SUCCEEDED")
+
+    assert stubbed.provider().write_denials(TARGET, [DENY], enforce=True) is False
+
+    stubbed.sso.assert_no_pending_responses()
+    assert stubbed.operations("PutInlinePolicyToPermissionSet") == 0
+    assert stubbed.operations("ProvisionPermissionSet") == 1
+
+
+def test_the_session_scope_names_the_user_recorded_at_grant_without_a_lookup(
+    stubbed: Stubbed,
+) -> None:
+    # The user may be deleted or renamed since: the recorded id is the one to deny.
+    _instances(stubbed.sso, (INSTANCE, STORE))
+    stubbed.sso.add_response(
+        "describe_permission_set",
+        {"PermissionSet": {"Name": "ProdSupport", "SessionDuration": "PT2H"}},
+        {"InstanceArn": INSTANCE, "PermissionSetArn": PS},
+    )
+
+    scope = stubbed.provider().session_scope(
+        ALICE, TARGET, recorded=f"Identity Store user {OTHER_USER_ID}"
+    )
+
+    assert scope is not None
+    assert (scope.principal_id, scope.lifetime) == (OTHER_USER_ID, timedelta(hours=2))
+    assert stubbed.operations("GetUserId") == 0
 
 
 THEIRS = {"Sid": "ReadLogs", "Effect": "Allow", "Action": "logs:Get*", "Resource": "*"}

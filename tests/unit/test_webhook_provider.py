@@ -301,6 +301,23 @@ def test_the_receivers_answer_is_logged_on_one_line_truncated_and_never_in_the_e
     assert "x" * 400 in logged and "x" * 500 not in logged  # 500 characters of the answer
 
 
+def test_a_receiver_echoing_the_key_across_the_cut_or_a_line_break_logs_none_of_it(
+    provider: WebhookProvider, receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Redacted before the answer is flattened and cut: afterwards the key would be split
+    # by the cut at 500 characters, or joined across a line break, and no longer match.
+    answer = "y" * (500 - len(SECRET) // 2) + SECRET + "\n" + SECRET
+    receiver.fail_next(times=1, status=500, body=answer)
+    caplog.set_level(logging.WARNING, logger="providers.webhook")
+
+    with pytest.raises(ProviderError):
+        provider.grant(ALICE, make_target(receiver.url, max_attempts=1), CONTEXT)
+
+    logged = " ".join(record.getMessage() for record in caplog.records)
+    assert SECRET[: len(SECRET) // 2] not in logged
+    assert "[redacted]" in logged
+
+
 def test_a_redirect_is_a_failure_and_is_not_followed(
     provider: WebhookProvider, receiver: WebhookReceiver
 ) -> None:
@@ -536,6 +553,8 @@ def test_validate_warns_about_allowed_plain_http_to_another_host(
         ("https://169.254.169.254/latest/meta-data/", "metadata"),
         ("https://[fd00:ec2::254]/latest/meta-data/", "metadata"),
         ("https://metadata.google.internal/computeMetadata/v1/", "metadata"),
+        ("https://168.63.129.16/machine?comp=goalstate", "metadata"),  # Azure WireServer
+        ("https://192.0.0.192/latest/", "metadata"),  # OCI, legacy
     ],
 )
 def test_validate_refuses_plain_http_loopback_link_local_and_metadata_urls(
