@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 # slack_sdk's Socket Mode client logs each envelope it receives (a request body) at DEBUG.
 # slack_sdk.web and slack_sdk.webhook log the bodies they send (typed reasons, raw) and
 # response_url capability links at DEBUG.
-_LEAKY_AT_DEBUG = (
+LEAKY_AT_DEBUG = (
     "boto3",
     "botocore",
     "slack_sdk.socket_mode",
@@ -104,7 +104,7 @@ def configure_logging(level: str) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     floor = max(logging.INFO, logging.getLogger().getEffectiveLevel())
-    for name in _LEAKY_AT_DEBUG:
+    for name in LEAKY_AT_DEBUG:
         logging.getLogger(name).setLevel(floor)
 
 

@@ -312,7 +312,6 @@ class AccessService:
                 requester_email=request.requester_email,
                 approvers=approvers,
                 targets=[t.description for t in targets],
-                principal=request.requester_email,
             )
             if rule.auto_approve:
                 self._audit(session, BOT, "auto_approved", request, rule=checked.rule_index + 1)
@@ -1745,9 +1744,3 @@ def _approvals(session: Session, request_id: str, approvers: Collection[str]) ->
         )
     )
     return sum(1 for voter in voters if voter in approvers)
-
-
-def _voters(session: Session, request_id: str) -> set[str]:
-    return set(
-        session.scalars(select(col(Vote.voter_id)).where(col(Vote.request_id) == request_id))
-    )

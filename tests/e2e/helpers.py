@@ -9,7 +9,7 @@ from sqlalchemy import select, update
 from sqlmodel import col
 
 from bot.storage.models import AccessRequest, RequestTarget
-from tests.conftest import Bot
+from tests.conftest import ALICE, Bot
 
 
 def buttons(message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -80,3 +80,14 @@ def force_target(bot: Bot, target_id: int | None, **values: object) -> None:
         connection.execute(
             update(RequestTarget).where(col(RequestTarget.id) == target_id).values(**values)
         )
+
+
+def footprint(bot: Bot) -> tuple[int, int, int, int]:
+    """What a request that reached the bot would change: audit events, alice's requests,
+    calls to Slack and response_url answers."""
+    return (
+        len(bot.service.audit_events()),
+        len(bot.service.mine(ALICE)),
+        len(bot.slack.calls),
+        len(bot.slack.responses),
+    )

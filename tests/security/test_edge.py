@@ -32,11 +32,12 @@ from slack_bolt.middleware.request_verification import RequestVerification
 from slack_bolt.request import BoltRequest
 from slack_bolt.response import BoltResponse
 
-from bot.cli import configure_logging
+from bot.cli import LEAKY_AT_DEBUG, configure_logging
 from bot.server import wsgi_app
 from bot.slack.blocks import HELP
 from bot.slack.edge import MAX_BODY_BYTES
 from tests.conftest import ALICE, SIGNING_SECRET, Bot
+from tests.e2e.helpers import footprint
 from tests.e2e.test_process import (  # noqa: F401 (fixtures)
     APP_TOKEN,
     _bot_env,
@@ -90,15 +91,6 @@ def _post(port: int, body: bytes, headers: dict[str, str]) -> tuple[int, dict[st
         connection.close()
 
 
-def _state(bot: Bot) -> tuple[int, int, int, int]:
-    return (
-        len(bot.service.audit_events()),
-        len(bot.service.mine(ALICE)),
-        len(bot.slack.calls),
-        len(bot.slack.responses),
-    )
-
-
 # Bodies that are not a Slack payload: on main, Bolt parsed them before checking the
 # signature and answered 500 to each.
 NOT_A_PAYLOAD = [
@@ -119,13 +111,13 @@ NOT_A_PAYLOAD = [
 def test_unsigned_bodies_that_are_not_a_json_object_get_401_not_500(
     bot: Bot, body: bytes, content_type: str
 ) -> None:
-    before = _state(bot)
+    before = footprint(bot)
 
     status, answer = _post(bot.server.port, body, _forged_headers(content_type))
 
     assert (status, answer) == (401, {"error": "invalid request signature"})
     bot.settle()
-    assert _state(bot) == before
+    assert footprint(bot) == before
 
 
 SIGNED_GARBAGE = [
@@ -143,7 +135,7 @@ SIGNED_GARBAGE = [
 def test_a_signed_body_that_is_not_a_slack_payload_gets_4xx_not_5xx(
     bot: Bot, body: bytes, content_type: str
 ) -> None:
-    before = _state(bot)
+    before = footprint(bot)
 
     status, answer = _post(bot.server.port, body, _signed_headers(body, content_type))
 
@@ -152,7 +144,7 @@ def test_a_signed_body_that_is_not_a_slack_payload_gets_4xx_not_5xx(
     refused_as_foreign = status == 200 and "serves only the Slack workspace" in str(answer)
     assert 400 <= status < 500 or refused_as_foreign, (status, answer)
     bot.settle()
-    assert _state(bot) == before
+    assert footprint(bot) == before
 
 
 def test_a_body_declared_over_the_cap_gets_413_before_it_is_read(bot: Bot) -> None:
@@ -182,7 +174,7 @@ def _chunks(total: int, size: int = 64 * 1024) -> Iterator[bytes]:
 
 def test_a_chunked_body_over_the_cap_gets_413(bot: Bot) -> None:
     """No Content-Length to refuse up front: waitress counts what it de-chunks."""
-    before = _state(bot)
+    before = footprint(bot)
     connection = http.client.HTTPConnection("127.0.0.1", bot.server.port, timeout=30)
     try:
         connection.putrequest("POST", "/slack/events")
@@ -200,7 +192,7 @@ def test_a_chunked_body_over_the_cap_gets_413(bot: Bot) -> None:
     finally:
         connection.close()
     bot.settle()
-    assert _state(bot) == before
+    assert footprint(bot) == before
 
 
 class _Endless(io.RawIOBase):
@@ -334,14 +326,7 @@ def test_bolts_own_signature_check_logs_no_body_should_it_ever_refuse_one(
 def test_debug_logging_keeps_socket_mode_envelopes_out_of_the_log() -> None:
     """slack_sdk's Socket Mode client logs every envelope it receives (a request body,
     with what people typed) at DEBUG; JIT_LOG_LEVEL=DEBUG must not switch that on."""
-    names = (
-        "alembic",
-        "boto3",
-        "botocore",
-        "slack_sdk.socket_mode",
-        "slack_sdk.web",
-        "slack_sdk.webhook",
-    )
+    names = ("alembic", *LEAKY_AT_DEBUG)  # what configure_logging changes
     levels = {name: logging.getLogger(name).level for name in names}
     root = logging.getLogger().level
     try:

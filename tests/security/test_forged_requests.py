@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ALICE, SIGNING_SECRET, Bot
+from tests.e2e.helpers import footprint
 
 FORGERIES = Counter[str]()
 
@@ -114,17 +115,8 @@ def _post(bot: Bot, body: bytes, headers: dict[str, str]) -> int:
         connection.close()
 
 
-def _state(bot: Bot) -> tuple[int, int, int, int]:
-    return (
-        len(bot.service.audit_events()),
-        len(bot.service.mine(ALICE)),
-        len(bot.slack.calls),
-        len(bot.slack.responses),
-    )
-
-
 def test_forged_and_malformed_requests_get_401_and_change_nothing(bot: Bot) -> None:
-    before = _state(bot)
+    before = footprint(bot)
 
     @settings(
         max_examples=1000,
@@ -141,7 +133,7 @@ def test_forged_and_malformed_requests_get_401_and_change_nothing(bot: Bot) -> N
 
     attempt()
     bot.settle()
-    assert _state(bot) == before
+    assert footprint(bot) == before
     assert sum(FORGERIES.values()) >= 1000
     assert len(FORGERIES) == 12
 
@@ -156,8 +148,8 @@ def test_a_replayed_request_is_refused(bot: Bot) -> None:
     }
     assert bot.sim.raw(body, headers).status == 200
     bot.settle()
-    before = _state(bot)
+    before = footprint(bot)
     for _ in range(5):
         assert _post(bot, body, headers) == 401
     bot.settle()
-    assert _state(bot) == before
+    assert footprint(bot) == before

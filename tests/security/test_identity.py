@@ -171,7 +171,9 @@ def test_approver_dm_shows_principal(bot: Bot) -> None:
     asked = str(latest(bot.dms_to(BOB)[0])["blocks"])
     assert "Access goes to" in asked and "`alice@example.com`" in asked
     assert "alice@example.com" in str(bot.dms_to(ALICE)[0]["blocks"])  # submitted
-    assert any("requested" in p and "principal=alice@example.com" in p for p in bot.audit_posts())
+    assert any(
+        "requested" in p and "requester_email=alice@example.com" in p for p in bot.audit_posts()
+    )
 
     click(bot, BOB, "approve", request_id)
 

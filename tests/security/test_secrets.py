@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
-from bot.cli import configure_logging
+from bot.cli import LEAKY_AT_DEBUG, configure_logging
 from providers.aws import AwsClients, AwsProvider
 from providers.azure import AzureProvider
 from providers.gcp import GcpProvider
@@ -295,14 +295,7 @@ def _leaks(secrets: Mapping[str, list[str]], places: Mapping[str, list[str]]) ->
 def bot_logging(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
     """Logging as `jit-bot serve` sets it up with JIT_LOG_LEVEL=DEBUG, captured; the
     loggers it changes get their levels back afterwards."""
-    names = (
-        "alembic",
-        "boto3",
-        "botocore",
-        "slack_sdk.socket_mode",
-        "slack_sdk.web",
-        "slack_sdk.webhook",
-    )
+    names = ("alembic", *LEAKY_AT_DEBUG)  # what configure_logging changes
     levels = {name: logging.getLogger(name).level for name in names}
     caplog.set_level(logging.DEBUG)
     configure_logging("DEBUG")
