@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from google.auth.credentials import AnonymousCredentials
-
 from providers.base import Principal, TargetSpec
 from providers.gcp import GcpClients, GcpProvider, GcpTarget
 from tests.contract.harnesses import ProviderHarness
@@ -25,7 +23,7 @@ class GcpHarness(ProviderHarness):
         self.google = GcpHarness._google
         self.google.reset()
         clients = GcpClients(
-            AnonymousCredentials(),
+            self.google.credentials(),
             api_endpoint=self.google.url,
             iam_endpoint=self.google.iam_endpoint,
         )

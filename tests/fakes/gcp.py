@@ -39,6 +39,7 @@ import re
 import struct
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -50,14 +51,22 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import grpc
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from google.auth.credentials import Credentials
 from google.cloud import iam_admin_v1
+from google.oauth2 import service_account
 from google.protobuf import json_format
 
 Policy = dict[str, Any]
 
 SERVICE_ACCOUNT = "jit-bot@acme-admin.iam.gserviceaccount.com"
+KEY_ID = "0123456789abcdef"
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
+CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+# How far an assertion's iat may be ahead of the fake's clock, or its exp behind it.
+CLOCK_SKEW = 300
 CRM = "//cloudresourcemanager.googleapis.com/"
 BASIC_ROLES = frozenset({"roles/owner", "roles/editor", "roles/viewer"})
 
@@ -125,6 +134,14 @@ class GoogleError(Exception):
         self.message = message
 
 
+class OAuthError(GoogleError):
+    """The token endpoint's refusal: HTTP 400 with an RFC 6749 error code."""
+
+    def __init__(self, error: str, message: str) -> None:
+        super().__init__(400, message)
+        self.error = error
+
+
 @dataclass
 class _Fault:
     operation: str
@@ -188,7 +205,13 @@ class FakeGoogle:
         self._etags = itertools.count(1)
         self._tokens = itertools.count(1)
         self.page_size = 3  # small, so every list is paged
-        self.require_auth = False
+        # Every access token this fake minted, kept across `reset`: a client keeps using
+        # the token it cached, as it would with Google between two tests' worth of calls.
+        self._issued: set[str] = set()
+        # Service-account keys Google knows: (client email, key id) → the public key the
+        # token endpoint checks an assertion's signature with.
+        self._keys: dict[tuple[str, str], rsa.RSAPublicKey] = {}
+        self.require_auth = True
         self.internal_errors: list[BaseException] = []
         self.reset()
 
@@ -246,7 +269,7 @@ class FakeGoogle:
             self.policy_writes: list[tuple[str, Policy]] = []
             self.token_grants: dict[str, dict[str, Any]] = {}  # access token → JWT claims
             self.impersonations: list[dict[str, Any]] = []
-            self.require_auth = False
+            self.require_auth = True
             self.internal_errors.clear()
 
     @property
@@ -275,18 +298,38 @@ class FakeGoogle:
     def service_account_key(self, path: Path, email: str = SERVICE_ACCOUNT) -> Path:
         """Write a service-account key file whose token_uri is this fake, for Application
         Default Credentials (GOOGLE_APPLICATION_CREDENTIALS)."""
-        key = {
+        path.write_text(json.dumps(self.service_account_info(email)))
+        return path
+
+    def service_account_info(
+        self, email: str = SERVICE_ACCOUNT, *, key_id: str = KEY_ID, known: bool = True
+    ) -> dict[str, str]:
+        """A service-account key (the JSON Google hands out) whose token_uri is this fake.
+        Google knows its public key, so assertions it signs are accepted, unless ``known``
+        is False: a key Google never issued (or has deleted)."""
+        pem = _private_key_pem() if known else _other_private_key_pem()
+        if known:
+            private = serialization.load_pem_private_key(pem.encode(), password=None)
+            assert isinstance(private, rsa.RSAPrivateKey)
+            with self._lock:
+                self._keys[(email, key_id)] = private.public_key()
+        return {
             "type": "service_account",
             "project_id": email.split("@")[1].split(".")[0],
-            "private_key_id": "0123456789abcdef",
-            "private_key": _private_key_pem(),
+            "private_key_id": key_id,
+            "private_key": pem,
             "client_email": email,
             "client_id": "100000000000000000001",
             "auth_uri": f"{self.url}/auth",
             "token_uri": f"{self.url}/token",
         }
-        path.write_text(json.dumps(key))
-        return path
+
+    def credentials(self, scopes: Iterable[str] = (CLOUD_PLATFORM,)) -> Credentials:
+        """google-auth service-account credentials of a key this fake issued: what the
+        official clients use in tests, so every call carries a token the fake minted."""
+        return service_account.Credentials.from_service_account_info(
+            self.service_account_info(), scopes=list(scopes)
+        )
 
     # ------------------------------------------------------------------ seeding
 
@@ -509,10 +552,9 @@ class FakeGoogle:
             elif (
                 self.require_auth
                 and operation != "token"  # the token endpoint is where bearers come from
-                and not authorization.startswith("Bearer ")
+                and (refusal := self._refuse_bearer(authorization)) is not None
             ):
-                answer = GoogleError(401, "Request is missing required authentication credential.")
-                status = 401
+                answer, status = refusal, 401
             elif (kind := self._roll(operation)) is not None:
                 status, answer = self._serve_chaos(kind, operation, path, body, serve)
                 # A conflict or lost answer that did not come out as one (a write without
@@ -527,6 +569,31 @@ class FakeGoogle:
                     status, answer = exc.status, exc
             self.calls.append(GoogleCall(operation, path, body, authorization, status))
         return status, answer
+
+    def _refuse_bearer(self, authorization: str) -> GoogleError | None:
+        """Google's 401 for a call without a token, or with one it did not mint."""
+        if not authorization.startswith("Bearer "):
+            return GoogleError(
+                401,
+                "Request is missing required authentication credential. Expected OAuth 2 "
+                "access token, login cookie or other valid authentication credential.",
+            )
+        token = authorization.removeprefix("Bearer ")
+        if token in self._issued:
+            return None
+        # A self-signed JWT is a bearer Google accepts too: the official clients send one
+        # instead of asking the token endpoint (always_use_jwt_access) for service accounts.
+        try:
+            claims = self._signed_claims(token)
+        except OAuthError:
+            claims = None
+        if claims is None or not (claims.get("scope") or claims.get("aud")):
+            return GoogleError(
+                401,
+                "Request had invalid authentication credentials. Expected OAuth 2 access "
+                "token, login cookie or other valid authentication credential.",
+            )
+        return None
 
     # ------------------------------------------------------------------ Resource Manager
 
@@ -645,15 +712,20 @@ class FakeGoogle:
             serve: Callable[[Any], Any],
         ) -> grpc.RpcMethodHandler:
             def handle(request: Any, context: grpc.ServicerContext) -> Any:
-                metadata = dict(context.invocation_metadata())
-                body = json_format.MessageToDict(type(request).pb(request))
-                status, answer = self._serve(
-                    operation,
-                    f"/google.iam.admin.v1.IAM/{operation}",
-                    body,
-                    str(metadata.get("authorization", "")),
-                    lambda _: serve(request),
-                )
+                try:
+                    metadata = dict(context.invocation_metadata())
+                    body = json_format.MessageToDict(type(request).pb(request))
+                    status, answer = self._serve(
+                        operation,
+                        f"/google.iam.admin.v1.IAM/{operation}",
+                        body,
+                        str(metadata.get("authorization", "")),
+                        lambda _: serve(request),
+                    )
+                except Exception as exc:
+                    # A bug in the fake must fail the test, not pass as a gRPC error.
+                    self.internal_errors.append(exc)
+                    context.abort(grpc.StatusCode.INTERNAL, f"fake internal error: {exc}")
                 if isinstance(answer, GoogleError):
                     context.abort(_GRPC_CODES.get(status, grpc.StatusCode.UNKNOWN), answer.message)
                 return answer
@@ -732,19 +804,84 @@ class FakeGoogle:
     # ------------------------------------------------------------------ OAuth / IAM Credentials
 
     def _token(self, form: dict[str, str]) -> dict[str, Any]:
+        """The JWT-bearer grant: the assertion must be signed (RS256) by a key Google
+        issued to its ``iss``, be addressed to this token URI, be short-lived and current,
+        and ask for scopes; otherwise Google's OAuth error."""
         if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
-            raise GoogleError(400, "unsupported_grant_type")
-        try:
-            payload = form["assertion"].split(".")[1]
-            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        except (KeyError, IndexError, ValueError):
-            raise GoogleError(400, "invalid_grant: malformed assertion") from None
+            raise OAuthError("unsupported_grant_type", "Invalid grant_type: ")
+        claims = self._verified_claims(form.get("assertion", ""))
         token = f"ya29.fake-{next(self._tokens)}"
         self.token_grants[token] = claims
+        self._issued.add(token)
         return {"access_token": token, "expires_in": 3600, "token_type": "Bearer"}
 
+    def _verified_claims(self, assertion: str) -> dict[str, Any]:
+        """The claims of a grant assertion, or the OAuth error Google answers for it."""
+        claims = self._signed_claims(assertion)
+        # The audience is Google's token URI wherever the request is sent (google-auth
+        # writes it so even when a key's token_uri points elsewhere, as here).
+        if claims.get("aud") != GOOGLE_TOKEN_URI:
+            raise OAuthError(
+                "invalid_grant",
+                f"Invalid JWT: Failed audience check. The right audience is {GOOGLE_TOKEN_URI}",
+            )
+        if not str(claims.get("scope", "")).strip():
+            raise OAuthError("invalid_scope", "Invalid OAuth scope or ID token audience provided.")
+        return claims
+
+    def _signed_claims(self, jwt: str) -> dict[str, Any]:
+        """The claims of a JWT signed (RS256) by a key Google issued to its ``iss``, short-
+        lived and current; otherwise OAuthError with Google's ``invalid_grant`` text."""
+        try:
+            header_b64, payload_b64, signature_b64 = jwt.split(".")
+            header = json.loads(_unb64(header_b64))
+            claims = json.loads(_unb64(payload_b64))
+            signature = _unb64(signature_b64)
+        except ValueError:
+            raise OAuthError("invalid_grant", "Invalid JWT: Malformed assertion.") from None
+        if not isinstance(header, dict) or not isinstance(claims, dict):
+            raise OAuthError("invalid_grant", "Invalid JWT: Malformed assertion.")
+        if header.get("alg") != "RS256":
+            raise OAuthError("invalid_grant", "Invalid JWT Signature.")
+        account = str(claims.get("iss", ""))
+        public = self._keys.get((account, str(header.get("kid", ""))))
+        if public is None:
+            # Google's answer for a key it does not hold for that account (never issued,
+            # or deleted): the signature cannot be checked, so it is not valid.
+            if not any(email == account for email, _ in self._keys):
+                raise OAuthError("invalid_grant", "Invalid grant: account not found")
+            raise OAuthError("invalid_grant", "Invalid JWT Signature.")
+        try:
+            public.verify(
+                signature,
+                f"{header_b64}.{payload_b64}".encode(),
+                padding.PKCS1v15(),
+                hashes.SHA256(),
+            )
+        except InvalidSignature:
+            raise OAuthError("invalid_grant", "Invalid JWT Signature.") from None
+        now = time.time()
+        iat, exp = claims.get("iat"), claims.get("exp")
+        if (
+            not isinstance(iat, int | float)
+            or not isinstance(exp, int | float)
+            or iat > now + CLOCK_SKEW
+            or exp <= now - CLOCK_SKEW
+            or exp <= iat
+            or exp - iat > 3600
+        ):
+            raise OAuthError(
+                "invalid_grant",
+                "Invalid JWT: Token must be a short-lived token (60 minutes) and in a "
+                "reasonable timeframe. Check your iat and exp values in the JWT claim.",
+            )
+        return claims
+
     def _generate_access_token(self, account: str, body: dict[str, Any]) -> dict[str, Any]:
+        if not body.get("scope"):
+            raise GoogleError(400, "Request contains an invalid argument: scope is required.")
         token = f"ya29.impersonated-{next(self._tokens)}"
+        self._issued.add(token)
         self.impersonations.append({"account": account, "token": token, **body})
         return {"accessToken": token, "expireTime": "2099-01-01T00:00:00Z"}
 
@@ -761,8 +898,10 @@ class FakeGoogle:
         if method == "POST" and path == "/token":
             form = {k: v[-1] for k, v in parse_qs(raw.decode()).items()}
             status, answer = self._serve("token", path, form, "", lambda b: self._token(b))
-            if isinstance(answer, GoogleError):  # OAuth's own error shape
-                return status, {"error": "invalid_grant", "error_description": answer.message}
+            if isinstance(answer, OAuthError):  # OAuth's own error shape (RFC 6749 5.2)
+                return status, {"error": answer.error, "error_description": answer.message}
+            if isinstance(answer, GoogleError):  # an injected fault
+                return status, {"error": "internal_failure", "error_description": answer.message}
             return status, answer
         try:
             body = json.loads(raw or b"{}")
@@ -891,19 +1030,34 @@ def _google_error(status: int, message: str, directory: bool) -> dict[str, Any]:
     }
 
 
-_KEY_PEM: str | None = None
+_KEY_PEMS: dict[str, str] = {}
 
 
 def _private_key_pem() -> str:
-    global _KEY_PEM
-    if _KEY_PEM is None:
+    """The private key of every service account the fake issues a key to (made once per
+    run: RSA key generation is slow)."""
+    return _generated("issued")
+
+
+def _other_private_key_pem() -> str:
+    """A key Google never issued: assertions signed with it must be refused."""
+    return _generated("unknown")
+
+
+def _generated(name: str) -> str:
+    if name not in _KEY_PEMS:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        _KEY_PEM = key.private_bytes(
+        _KEY_PEMS[name] = key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         ).decode()
-    return _KEY_PEM
+    return _KEY_PEMS[name]
+
+
+def _unb64(text: str) -> bytes:
+    """base64url without padding, as JWTs carry it."""
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 class _HttpServer(ThreadingHTTPServer):

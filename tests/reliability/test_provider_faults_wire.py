@@ -19,7 +19,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from google.auth.credentials import AnonymousCredentials
 
 from bot.storage.models import AccessRequest
 from providers.gcp import GcpClients, GcpProvider
@@ -90,7 +89,7 @@ def test_thirty_percent_google_faults_on_the_wire_over_500_operations_all_conver
     started = time.monotonic()
     backoffs: list[float] = []
     clients = GcpClients(
-        AnonymousCredentials(), api_endpoint=google.url, iam_endpoint=google.iam_endpoint
+        google.credentials(), api_endpoint=google.url, iam_endpoint=google.iam_endpoint
     )
     provider = GcpProvider(
         clients,

@@ -125,7 +125,7 @@ def sleeps() -> list[float]:
 
 def _clients(google: FakeGoogle, credentials: Any = None) -> GcpClients:
     return GcpClients(
-        credentials or AnonymousCredentials(),
+        credentials or google.credentials(),
         api_endpoint=google.url,
         iam_endpoint=google.iam_endpoint,
     )
@@ -544,7 +544,7 @@ def clock() -> FakeClock:
 
 def _groups(google: FakeGoogle, clock: FakeClock, **options: Any) -> GoogleGroups:
     return GoogleGroups(
-        lambda: AuthorizedSession(AnonymousCredentials()),
+        lambda: AuthorizedSession(google.credentials([SCOPE])),
         clock,
         endpoint=google.url,
         sleep=lambda _: None,
