@@ -71,11 +71,12 @@ def server() -> Iterator[FakeAzure]:
 
 
 @pytest.fixture
-def azure(server: FakeAzure) -> FakeAzure:
+def azure(server: FakeAzure) -> Iterator[FakeAzure]:
     server.reset()
     for person in ("alice", "bob", "carol"):  # mallory has no Entra ID account
         server.add_user(f"{person}@example.com", mail=f"{person}@example.com")
-    return server
+    yield server
+    assert not server.internal_errors, server.internal_errors
 
 
 @pytest.fixture

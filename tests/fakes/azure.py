@@ -34,7 +34,21 @@ What the fake enforces, following the published REST contracts:
 - scopes that do not exist answer 404 ``SubscriptionNotFound`` / ``ResourceGroupNotFound``
   / ``ResourceNotFound``; unknown principals 400 ``PrincipalNotFound``;
 - Graph ``/v1.0/users/{id|userPrincipalName}`` (404 ``Request_ResourceNotFound``) and
-  ``/v1.0/users?$filter=mail eq '…'``.
+  ``/v1.0/users?$filter=mail eq '…'``;
+- the caller's rights: it may write and delete role assignments and PIM schedule requests
+  only at or below the scopes it was given (``grant_rights``; ``reset`` gives it the
+  subscription ``SUBSCRIPTION``, as a User Access Administrator there), elsewhere 403
+  ``AuthorizationFailed`` in ARM's words;
+- PIM's expiration rule for active assignments an administrator makes (the role
+  management policy's ``Expiration_Admin_Assignment``; activations, the other rule, are
+  not faked): a schedule request needs an expiration, lasting at least 5 minutes and at
+  most the policy's maximum, by Azure's default 6 months (``set_maximum_duration``
+  changes it per scope and role); otherwise 400
+  ``RoleAssignmentRequestPolicyValidationFailed`` naming ``ExpirationRule``. A start more
+  than ``START_SKEW`` in the past is refused (400 ``InvalidScheduleInfo``).
+
+Exceptions in the fake's own handlers are answered 500 and kept in ``internal_errors``;
+the fixtures that start the fake assert it is empty, so a bug in the fake fails the test.
 
 Tests inject failures with ``fail_next`` (any status, ARM error body, optional
 Retry-After; ``lose_answer`` does the work first, as when a gateway times out after the
@@ -55,6 +69,7 @@ import ssl
 import tempfile
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -109,6 +124,17 @@ _DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)
 _ACTIVE_PIM = ("Provisioned",)
 _JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _SYSTEM_ASSIGNED_CLIENT_ID = "0f0e0d0c-0000-4000-8000-00000000dddd"
+# The object id of the bot's service principal in the tenant, named in AuthorizationFailed.
+CALLER_OBJECT_ID = "0f0e0d0c-0000-4000-8000-00000000eeee"
+
+# PIM's limits for role assignment schedule requests (Azure resources). The shortest
+# assignment PIM makes is 5 minutes; the longest is the role's management policy, whose
+# default for an active assignment made by an administrator is 6 months. (An activation,
+# an eligible user's own request, defaults to 8 hours; jit-bot makes none.)
+SHORTEST_ASSIGNMENT = timedelta(minutes=5)
+DEFAULT_MAXIMUM = timedelta(days=180)
+# How far in the past a schedule's start may be (clocks of caller and Azure differ).
+START_SKEW = timedelta(minutes=5)
 
 Identity = Literal["service_principal", "workload_identity", "app_service", "imds_user_assigned"]
 
@@ -175,9 +201,21 @@ class _User:
     display_name: str
 
 
+@dataclass(frozen=True)
+class _ExpirationRule:
+    """A role management policy's maximum duration at a scope (and below it)."""
+
+    scope: str  # lower-case
+    role_guid: str | None  # None: every role
+    maximum: timedelta
+
+
 @dataclass
 class _State:
     scopes: set[str] = field(default_factory=set)  # lower-case
+    # Scopes (lower-case) at and below which the caller may write role assignments.
+    writable: set[str] = field(default_factory=set)
+    expiration_rules: list[_ExpirationRule] = field(default_factory=list)
     custom_roles: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
     assignments: dict[str, _Assignment] = field(default_factory=dict)  # by lower name
     requests: dict[str, dict[str, Any]] = field(default_factory=dict)  # by lower name
@@ -205,6 +243,11 @@ class FakeAzure:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._dir: Path | None = None
+        #: Exceptions raised inside the fake's handlers; each was answered 500.
+        self.internal_errors: list[BaseException] = []
+        #: The fake's clock for PIM schedules (when a request starts, when "now" is past a
+        #: start); set it to the provider's clock when the test fixes that one.
+        self.now: Callable[[], datetime] = _real_now
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -238,6 +281,9 @@ class FakeAzure:
         with self._lock:
             tokens = self._state.tokens  # clients keep their cached tokens across resets
             self._state = _State(tokens=tokens)
+            self.internal_errors.clear()
+            self.now = _real_now
+        self.grant_rights(f"/subscriptions/{SUBSCRIPTION}")
         self.add_scope(f"/subscriptions/{SUBSCRIPTION}/resourceGroups/prod")
         self.add_scope(f"/subscriptions/{SUBSCRIPTION}/resourceGroups/staging")
         self.add_scope(
@@ -344,6 +390,26 @@ class FakeAzure:
                     continue
                 self._state.scopes.add("/" + "/".join(parts[:end]).lower())
 
+    def grant_rights(self, scope: str) -> None:
+        """Let the caller write and delete role assignments (and PIM requests) at ``scope``
+        and below, as a User Access Administrator role assignment there would."""
+        with self._lock:
+            self._state.writable.add(scope.rstrip("/").lower())
+
+    def revoke_rights(self, scope: str) -> None:
+        """Take back what `grant_rights` gave at exactly ``scope``."""
+        with self._lock:
+            self._state.writable.discard(scope.rstrip("/").lower())
+
+    def set_maximum_duration(
+        self, scope: str, maximum: timedelta, *, role_guid: str | None = None
+    ) -> None:
+        """The longest active assignment PIM allows at ``scope`` and below (for
+        ``role_guid``, or every role): that role management policy's expiration rule."""
+        rule = _ExpirationRule(scope.rstrip("/").lower(), role_guid, maximum)
+        with self._lock:
+            self._state.expiration_rules.append(rule)
+
     def add_custom_role(self, name: str, assignable_scopes: list[str]) -> str:
         guid = str(uuid.uuid4())
         with self._lock:
@@ -370,7 +436,7 @@ class FakeAzure:
             user = self._user(upn_or_id)
             name = str(uuid.uuid4())
             self._state.assignments[name] = _Assignment(
-                name, scope, role_guid, user.id, "User", description, datetime.now(UTC)
+                name, scope, role_guid, user.id, "User", description, self.now()
             )
             return name
 
@@ -481,7 +547,14 @@ class FakeAzure:
             if headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
                 payload = {k: v[0] for k, v in parse_qs(body.decode()).items()}
             else:
-                payload = json.loads(body)
+                try:
+                    payload = json.loads(body)
+                except ValueError:
+                    return (
+                        400,
+                        {},
+                        _error("InvalidRequestContent", "The request content is not valid JSON."),
+                    )
         bearer = headers.get("authorization", "").removeprefix("Bearer ")
         with self._lock:
             status, extra, answer = self._route(method, host, path, query, headers, payload)
@@ -678,9 +751,10 @@ class FakeAzure:
         if at < 0:
             raise _ArmError(404, "InvalidResourceType", f"No route {path}.")
         scope, rest = path[:at], path[at + len(_AUTHZ) :]
-        self._check_scope(scope)
         kind, _, name = rest.partition("/")
         kind = kind.lower()
+        self._authorize(method, scope, kind, name, path)
+        self._check_scope(scope)
         if kind == "roledefinitions":
             if method == "GET" and not name:
                 return 200, {}, {"value": self._role_definitions(scope, query.get("$filter"))}
@@ -716,6 +790,28 @@ class FakeAzure:
         if kind == "roleassignmentschedules" and method == "GET" and not name:
             return 200, {}, {"value": self._list_schedules(scope, query.get("$filter"))}
         raise _ArmError(404, "InvalidResourceType", f"No route {method} {path}.")
+
+    def _authorize(self, method: str, scope: str, kind: str, name: str, path: str) -> None:
+        """ARM's role check: writes to role assignments and PIM requests need the right at
+        the scope or above it; reads are open (the caller is a Reader everywhere). Done
+        before the scope's existence is checked, as ARM does ("or the scope is invalid")."""
+        action = None
+        if kind == "roleassignments" and method in ("PUT", "DELETE"):
+            action = "roleAssignments/" + ("write" if method == "PUT" else "delete")
+        elif kind == "roleassignmentschedulerequests" and method == "PUT":
+            action = "roleAssignmentScheduleRequests/write"
+        elif kind == "roleassignmentschedulerequests" and method == "POST":
+            action = "roleAssignmentScheduleRequests/cancel/action"
+        if action is None or any(_within(scope, w) for w in self._state.writable):
+            return
+        raise _ArmError(
+            403,
+            "AuthorizationFailed",
+            f"The client '{CLIENT_ID}' with object id '{CALLER_OBJECT_ID}' does not have "
+            f"authorization to perform action 'Microsoft.Authorization/{action}' over scope "
+            f"'{path}' or the scope is invalid. If access was recently granted, please "
+            "refresh your credentials.",
+        )
 
     def _check_scope(self, scope: str) -> None:
         parts = scope.strip("/").split("/")
@@ -842,7 +938,7 @@ class FakeAzure:
             user.id,
             props.get("principalType") or "User",
             props.get("description"),
-            datetime.now(UTC),
+            self.now(),
         )
         self._state.assignments[name.lower()] = assignment
         return _assignment_json(assignment)
@@ -942,9 +1038,10 @@ class FakeAzure:
         user = self._principal(props.get("principalId", ""))
         kind = props.get("requestType")
         held = self._holding(scope, guid, user.id)
-        now = datetime.now(UTC)
+        now = self.now()
         if kind in ("AdminAssign", "AdminUpdate"):
             start, end = _schedule_window(props.get("scheduleInfo") or {}, now)
+            self._check_expiration(scope, guid, start, end, now)
             if kind == "AdminAssign" and held is not None:
                 raise _ArmError(400, "RoleAssignmentExists", "The Role assignment already exists.")
             if kind == "AdminUpdate":
@@ -994,6 +1091,43 @@ class FakeAzure:
         self._state.requests[name.lower()] = request
         return {k: v for k, v in request.items() if not k.startswith("_")}
 
+    def _check_expiration(
+        self,
+        scope: str,
+        role_guid: str,
+        start: datetime,
+        end: datetime | None,
+        now: datetime,
+    ) -> None:
+        """PIM's schedule rules: a start not in the past, an end, and a length within the
+        role management policy's bounds."""
+        if start < now - START_SKEW:
+            raise _ArmError(
+                400,
+                "InvalidScheduleInfo",
+                f"The start time {_iso(start)} of the schedule is in the past.",
+            )
+        maximum = self._maximum(scope, role_guid)
+        if end is None or not SHORTEST_ASSIGNMENT <= end - start <= maximum:
+            raise _ArmError(
+                400,
+                "RoleAssignmentRequestPolicyValidationFailed",
+                'The following policy rules failed: ["ExpirationRule"]',
+            )
+
+    def _maximum(self, scope: str, role_guid: str) -> timedelta:
+        """The policy of the nearest scope that has one for this role (a rule naming the
+        role wins over one for every role at the same scope); Azure's default otherwise."""
+        rules = [
+            r
+            for r in self._state.expiration_rules
+            if r.role_guid in (None, role_guid) and _within(scope, r.scope)
+        ]
+        if not rules:
+            return DEFAULT_MAXIMUM
+        nearest = max(rules, key=lambda r: (len(r.scope), r.role_guid is not None))
+        return nearest.maximum
+
     def _drop_schedule_of(self, assignment: str) -> None:
         for key, schedule in list(self._state.schedules.items()):
             if schedule.assignment == assignment:
@@ -1037,8 +1171,9 @@ class _Handler(BaseHTTPRequestHandler):
             status, extra, answer = self.server.fake._handle(
                 self.command, host, self.path, headers, body
             )
-        except Exception:  # a bug in the fake must show up as a 500, not a hung client
+        except Exception as exc:  # a bug in the fake must show up as a 500, not a hung client
             logger.exception("fake azure failed on %s %s", self.command, self.path)
+            self.server.fake.internal_errors.append(exc)
             status, extra, answer = 500, {}, _error("FakeAzureBug", "see the test log")
         data = b"" if answer is None else json.dumps(answer).encode()
         self.send_response(status)
@@ -1056,6 +1191,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug(format, *args)
+
+
+def _real_now() -> datetime:
+    return datetime.now(UTC)
 
 
 def _error(code: str, message: str) -> dict[str, Any]:

@@ -190,6 +190,7 @@ def world(servers: Clouds, tmp_path: Path) -> Iterator[World]:
     try:
         yield World(servers, seeded, receiver, key_file)
         assert not servers.google.internal_errors, servers.google.internal_errors
+        assert not servers.azure.internal_errors, servers.azure.internal_errors
     finally:
         receiver.stop()
 

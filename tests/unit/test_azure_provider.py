@@ -74,11 +74,13 @@ def server() -> Iterator[FakeAzure]:
 
 
 @pytest.fixture
-def azure(server: FakeAzure) -> FakeAzure:
+def azure(server: FakeAzure) -> Iterator[FakeAzure]:
     server.reset()
+    server.now = lambda: NOW  # PIM checks schedule starts against the provider's clock
     server.add_user("alice@example.com", mail="alice@example.com")
     server.add_user("bob@example.com", mail="bob@example.com")
-    return server
+    yield server
+    assert not server.internal_errors, server.internal_errors
 
 
 @pytest.fixture
@@ -194,6 +196,7 @@ def test_role_names_resolve_to_definition_ids_per_scope_and_are_cached(
     provider: AzureProvider, azure: FakeAzure
 ) -> None:
     azure.add_scope(f"/subscriptions/{OTHER_SUBSCRIPTION}/resourceGroups/prod")
+    azure.grant_rights(f"/subscriptions/{OTHER_SUBSCRIPTION}")
     other = f"/subscriptions/{OTHER_SUBSCRIPTION}/resourceGroups/prod"
     provider.grant(ALICE, rbac(PROD, other), context())
     provider.grant(BOB, rbac(PROD, other), context("R-2"))
