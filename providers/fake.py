@@ -54,6 +54,9 @@ class FakeProvider(Provider):
     #: Slack domain → account domain, like GCP's JIT_GCP_DOMAIN_MAP: emails of the first
     #: stand for accounts of the second.
     domains: dict[str, str] = field(default_factory=dict)
+    #: Resources that do not exist: a live check refuses them and so does a grant, as a
+    #: cloud refuses a project or account it does not have.
+    missing: set[str] = field(default_factory=set)
     _failures: dict[tuple[str, str], _Failure] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -68,6 +71,12 @@ class FakeProvider(Provider):
         assert isinstance(target, FakeTarget)
         return f"fake resource `{target.resource}`"
 
+    def validate(self, target: TargetSpec, *, live: bool = False) -> list[str]:
+        assert isinstance(target, FakeTarget)
+        if live and target.resource in self.missing:
+            raise ProviderError(f"fake resource `{target.resource}` does not exist")
+        return []
+
     def grant(
         self, principal: Principal, target: TargetSpec, context: GrantContext
     ) -> GrantOutcome:
@@ -76,6 +85,8 @@ class FakeProvider(Provider):
             time.sleep(self.grant_delay)
         with self._lock:
             self._record("grant", principal, target, context)
+            if target.resource in self.missing:
+                raise ProviderError(f"fake resource `{target.resource}` does not exist")
             holding = (principal.email, target.resource)
             account = f"fake:{self.account_email(principal.email)}"
             if holding in self.standing:

@@ -37,6 +37,11 @@ class AzureHarness(ProviderHarness):
         self.fake.add_scope(scope)
         return AzureTarget(role="Reader", scopes=[scope], mode=self.mode)
 
+    def make_invalid_target(self) -> tuple[TargetSpec, str]:
+        """A resource group the subscription does not have."""
+        scope = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/contract-missing"
+        return AzureTarget(role="Reader", scopes=[scope], mode=self.mode), ("ResourceGroupNotFound")
+
     def holds(self, principal: Principal, target: TargetSpec) -> bool:
         assert isinstance(target, AzureTarget)
         return (principal.email, target.scopes[0], "Reader") in self.fake.assignments()

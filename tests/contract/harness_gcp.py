@@ -36,6 +36,12 @@ class GcpHarness(ProviderHarness):
             self.google.add_project(project)
         return GcpTarget(role=self.ROLE, projects=[project])
 
+    def make_invalid_target(self) -> tuple[TargetSpec, str]:
+        """A project Google does not show the bot."""
+        return GcpTarget(role=self.ROLE, projects=["contract-missing"]), (
+            "project contract-missing"
+        )
+
     def holds(self, principal: Principal, target: TargetSpec) -> bool:
         """Unconditionally, or through a binding whose expiry condition is still ahead."""
         assert isinstance(target, GcpTarget)

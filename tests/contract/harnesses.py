@@ -28,10 +28,20 @@ class ProviderHarness(ABC):
 
     id: ClassVar[str]
     provider: Provider
+    #: Whether the provider can read who holds access back from its backend. If it can,
+    #: is_granted must answer True or False exactly; if not, None ("cannot tell"), never
+    #: a guess.
+    reports_grants: ClassVar[bool] = True
 
     @abstractmethod
     def make_target(self, name: str) -> TargetSpec:
         """A valid target of this provider; different names give independent targets."""
+
+    @abstractmethod
+    def make_invalid_target(self) -> tuple[TargetSpec, str]:
+        """A target that is well-formed but that the backend cannot serve (a resource it
+        does not have, an address it must not use), and the words the provider's
+        ``validate(target, live=True)`` error must contain to say what is wrong."""
 
     @abstractmethod
     def holds(self, principal: Principal, target: TargetSpec) -> bool:
@@ -57,6 +67,10 @@ class FakeHarness(ProviderHarness):
     def make_target(self, name: str) -> TargetSpec:
         return FakeTarget(provider="fake", resource=name)
 
+    def make_invalid_target(self) -> tuple[TargetSpec, str]:
+        self.backend.missing.add("gone")
+        return FakeTarget(provider="fake", resource="gone"), "`gone` does not exist"
+
     def holds(self, principal: Principal, target: TargetSpec) -> bool:
         assert isinstance(target, FakeTarget)
         return (principal.email, target.resource) in self.backend.holdings
@@ -71,6 +85,7 @@ class FakeHarness(ProviderHarness):
 
 class WebhookHarness(ProviderHarness):
     id = "webhook"
+    reports_grants = False  # a receiver's holdings are its own; nothing reads them back
     SECRET_ENV = "JIT_CONTRACT_WEBHOOK_SECRET"
     SECRET = "contract-test-secret-0f1e2d3c"  # a test key, not a credential
 
@@ -89,6 +104,16 @@ class WebhookHarness(ProviderHarness):
             timeout_seconds=5,
             max_attempts=3,
         )
+
+    def make_invalid_target(self) -> tuple[TargetSpec, str]:
+        """Grant events in clear text to another host: refused unless asked for."""
+        target = WebhookTarget(
+            provider="webhook",
+            name="plain",
+            url="http://receiver.example.com/jit",
+            secret_env=self.SECRET_ENV,
+        )
+        return target, "expected an https:// URL"
 
     def holds(self, principal: Principal, target: TargetSpec) -> bool:
         assert isinstance(target, WebhookTarget)
@@ -129,6 +154,12 @@ class AwsHarness(ProviderHarness):
         if name not in self._by_name:
             self._by_name[name] = next(self._accounts)
         return AwsTarget(permission_set="ProdSupport", accounts=[self._by_name[name]])
+
+    def make_invalid_target(self) -> tuple[TargetSpec, str]:
+        """An account that is not in the organization."""
+        return AwsTarget(permission_set="ProdSupport", accounts=["999999999999"]), (
+            "account 999999999999"
+        )
 
     def holds(self, principal: Principal, target: TargetSpec) -> bool:
         assert isinstance(target, AwsTarget)

@@ -3,32 +3,27 @@
 What the domain relies on: grant returns once access is effective and is idempotent for
 the same request; revoke is idempotent and "already absent" is success; targets are
 independent of each other and principals of each other; target models are strict and
-survive a round trip through the database; failures are ProviderError.
+survive a round trip through the database; a live check refuses a target the backend
+cannot serve and says why; is_granted reports what the backend holds (or None where the
+provider cannot tell); failures are ProviderError.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
 
-from providers.base import GrantContext, GrantOutcome, Principal, ProviderError
+from providers.base import GrantOutcome, ProviderError
+from tests.contract.checks import (
+    ALICE,
+    BOB,
+    check_is_granted_follows_grant_and_revoke,
+    check_validate_rejects_what_the_backend_cannot_serve,
+    context,
+)
 from tests.contract.harnesses import HARNESSES, ProviderHarness
-
-ALICE = Principal(slack_user_id="U0ALICE", email="alice@example.com")
-BOB = Principal(slack_user_id="U0BOB", email="bob@example.com")
-
-
-def context(request_id: str = "req-1") -> GrantContext:
-    return GrantContext(
-        request_id=request_id,
-        role="prod-support",
-        environment="prod",
-        reason="INC-123 investigating errors",
-        expires_at=datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2),
-    )
 
 
 @pytest.fixture(params=HARNESSES, ids=[harness.id for harness in HARNESSES])
@@ -47,7 +42,7 @@ def test_grant_makes_access_effective(harness: ProviderHarness) -> None:
 
     assert isinstance(outcome, GrantOutcome)
     assert harness.holds(ALICE, target)
-    assert harness.provider.is_granted(ALICE, target) in (True, None)
+    assert harness.provider.is_granted(ALICE, target) is (True if harness.reports_grants else None)
 
 
 def test_granting_twice_for_the_same_request_leaves_one_effective_grant(
@@ -70,7 +65,7 @@ def test_revoke_removes_access(harness: ProviderHarness) -> None:
     harness.provider.revoke(ALICE, target, context())
 
     assert not harness.holds(ALICE, target)
-    assert harness.provider.is_granted(ALICE, target) in (False, None)
+    assert harness.provider.is_granted(ALICE, target) is (False if harness.reports_grants else None)
 
 
 def test_revoking_twice_is_success(harness: ProviderHarness) -> None:
@@ -150,13 +145,22 @@ def test_targets_with_different_names_have_different_keys(harness: ProviderHarne
     assert harness.make_target("alpha").key() != harness.make_target("beta").key()
 
 
+@pytest.mark.parametrize("live", [False, True], ids=["offline", "live"])
 def test_validate_of_a_valid_target_returns_a_list_of_warnings(
-    harness: ProviderHarness,
+    harness: ProviderHarness, live: bool
 ) -> None:
-    warnings = harness.provider.validate(harness.make_target("alpha"))
+    warnings = harness.provider.validate(harness.make_target("alpha"), live=live)
 
     assert isinstance(warnings, list)
     assert all(isinstance(warning, str) for warning in warnings)
+
+
+def test_validate_rejects_a_target_the_backend_cannot_serve(harness: ProviderHarness) -> None:
+    check_validate_rejects_what_the_backend_cannot_serve(harness)
+
+
+def test_is_granted_reports_the_grant_and_its_revocation(harness: ProviderHarness) -> None:
+    check_is_granted_follows_grant_and_revoke(harness)
 
 
 def test_a_backend_failure_surfaces_as_provider_error_and_a_later_grant_succeeds(
