@@ -68,6 +68,7 @@ from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreatePara
 from azure.profiles import ProfileDefinition
 from pydantic import AfterValidator, Field, model_validator
 
+from providers import azure_rights
 from providers.base import (
     GrantContext,
     GrantOutcome,
@@ -384,15 +385,32 @@ class AzureProvider(Provider):
     # -------------------------------------------------------------- interface
 
     def validate(self, target: TargetSpec, *, live: bool = False) -> list[str]:
-        """With ``live``: every scope exists and the role resolves at each of them."""
+        """With ``live``: every scope exists, the role resolves at each of them, and the
+        bot may write there what granting and revoking write (where Azure can say)."""
         azure = _as_azure(target)
         if live:
             for scope in azure.scopes:
                 try:
                     self._role(azure.role, scope)
+                    self._check_rights(scope, azure.mode)
                 except ProviderError as exc:
                     raise ProviderError(f"{scope}: {exc}", retryable=exc.retryable) from None
         return []
+
+    def _check_rights(self, scope: str, mode: Literal["pim", "rbac"]) -> None:
+        client = self._client(scope)
+        held = self._arm(
+            f"reading the bot's permissions at {scope}",
+            lambda: azure_rights.permissions_at(client, scope),
+        )
+        if held is None:
+            return  # a subscription: Azure's permissions API does not answer there
+        lacking = azure_rights.missing(held, azure_rights.NEEDED[mode])
+        if lacking:
+            raise ProviderError(
+                f"the bot may not {', '.join(lacking)} here; give its identity Role Based "
+                "Access Control Administrator (or User Access Administrator) at this scope"
+            )
 
     def expand(self, target: TargetSpec) -> list[TargetSpec]:
         azure = _as_azure(target)

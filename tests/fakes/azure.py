@@ -35,6 +35,7 @@ What the fake enforces, following the published REST contracts:
   / ``ResourceNotFound``; unknown principals 400 ``PrincipalNotFound``;
 - Graph ``/v1.0/users/{id|userPrincipalName}`` (404 ``Request_ResourceNotFound``) and
   ``/v1.0/users?$filter=mail eq '…'``;
+- ``permissions`` (the caller's effective actions at a resource group or resource);
 - the caller's rights: it may write and delete role assignments and PIM schedule requests
   only at or below the scopes it was given (``grant_rights``; ``reset`` gives it the
   subscription ``SUBSCRIPTION``, as a User Access Administrator there), elsewhere 403
@@ -787,6 +788,8 @@ class FakeAzure:
                 request = self._get_schedule_request(name.rsplit("/", 1)[0])
                 request["properties"]["status"] = "Canceled"
                 return 200, {}, None
+        if kind == "permissions" and method == "GET" and not name:
+            return 200, {}, {"value": [self._permissions_at(scope)]}
         if kind == "roleassignmentschedules" and method == "GET" and not name:
             return 200, {}, {"value": self._list_schedules(scope, query.get("$filter"))}
         raise _ArmError(404, "InvalidResourceType", f"No route {method} {path}.")
@@ -812,6 +815,14 @@ class FakeAzure:
             f"'{path}' or the scope is invalid. If access was recently granted, please "
             "refresh your credentials.",
         )
+
+    def _permissions_at(self, scope: str) -> dict[str, list[str]]:
+        """The caller's effective permissions, as the permissions API lists them: a
+        Reader everywhere, plus writing role assignments where it was given the right."""
+        actions = ["*/read"]
+        if any(_within(scope, w) for w in self._state.writable):
+            actions.append("Microsoft.Authorization/*")
+        return {"actions": actions, "notActions": [], "dataActions": [], "notDataActions": []}
 
     def _check_scope(self, scope: str) -> None:
         parts = scope.strip("/").split("/")

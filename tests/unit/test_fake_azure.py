@@ -312,3 +312,22 @@ def _context(hours: float) -> GrantContext:
         reason="INC-1",
         expires_at=NOW + timedelta(hours=hours),
     )
+
+
+# ------------------------------------------------------------------ live checks of rights
+
+
+@pytest.mark.parametrize("mode", ["pim", "rbac"])
+def test_a_live_check_refuses_a_scope_where_the_bot_may_not_write(
+    azure: FakeAzure, mode: str
+) -> None:
+    provider = AzureProvider(azure.clients(), sleep=lambda _: None, now=lambda: NOW)
+    azure.revoke_rights(f"/subscriptions/{SUBSCRIPTION}")
+    azure.grant_rights(PROD)
+    target = AzureTarget(role="Reader", scopes=[PROD, STAGING], mode=mode)  # type: ignore[arg-type]
+
+    with pytest.raises(ProviderError) as info:
+        provider.validate(target, live=True)
+
+    assert str(info.value).startswith(f"{STAGING}: the bot may not Microsoft.Authorization/")
+    assert provider.validate(AzureTarget(role="Reader", scopes=[PROD, LOGS]), live=True) == []
