@@ -21,6 +21,17 @@ on basic roles; ``403 PERMISSION_DENIED`` for a resource that does not exist or 
 visible; errors in Google's JSON error format (``{"error": {"code", "message", "status"}}``,
 and the older ``errors[].reason`` form for the Directory API); page tokens on every list.
 
+Authentication is checked as Google checks it, always (``require_auth``, on by default):
+the token endpoint accepts only a JWT-bearer assertion signed (RS256) by a service-account
+key the fake issued (`service_account_key`, `service_account_info`, `credentials`) for its
+``iss``, addressed to ``https://oauth2.googleapis.com/token``, at most an hour long, current
+within ``CLOCK_SKEW`` and with a scope; anything else gets Google's OAuth error (HTTP 400,
+``{"error": "invalid_grant" | "invalid_scope", "error_description"}``). Every API call,
+``generateAccessToken`` included, needs a token the fake minted or a self-signed JWT of a
+key it issued (what the official clients send with ``always_use_jwt_access``), otherwise
+``401 UNAUTHENTICATED``. Exceptions inside the fake's handlers (HTTP or gRPC) are answered
+500 / INTERNAL and kept in ``internal_errors`` for the fixtures to assert empty.
+
 Tests seed and read state through methods (`add_project`, `policy`, `set_policy`,
 `add_group` …), inject faults (`fail_next`, `before_next`, or `chaos` for a seeded random
 share of the IAM policy calls) and read `calls`, one record per request received, and
@@ -805,7 +816,7 @@ class FakeGoogle:
 
     def _token(self, form: dict[str, str]) -> dict[str, Any]:
         """The JWT-bearer grant: the assertion must be signed (RS256) by a key Google
-        issued to its ``iss``, be addressed to this token URI, be short-lived and current,
+        issued to its ``iss``, be addressed to Google's token URI, be short-lived and current,
         and ask for scopes; otherwise Google's OAuth error."""
         if form.get("grant_type") != "urn:ietf:params:oauth:grant-type:jwt-bearer":
             raise OAuthError("unsupported_grant_type", "Invalid grant_type: ")
