@@ -1,7 +1,7 @@
 """Crash safety: run the bot as a real process and SIGKILL it at random points of the
 grant and revoke paths, restarting it each time; then count what went wrong.
 
-    python -m tests.reliability.crash_safety            # 8 runs (what CI runs)
+    python -m tests.reliability.crash_safety            # 8 runs (CI runs 4 a database)
     python -m tests.reliability.crash_safety --full     # 200 runs
 
 Each run asks for short-lived access (auto-approved, a few seconds) through a signed
@@ -107,7 +107,7 @@ class Figures:
         rows = [
             ("runs (SIGKILL + restart)", self.runs, ""),
             (
-                "kills during grant / during revoke",
+                "kills aimed at the grant / revoke path",
                 f"{self.kills_in_grant} / {self.kills_in_revoke}",
                 "",
             ),
