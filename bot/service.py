@@ -102,8 +102,8 @@ _SWEEP_BATCH = 200
 # People holding access whose account one sweep asks Slack about (users.info allows about
 # 100 calls a minute and the sweeper runs twice a minute); more are taken in turns.
 _HOLDER_CHECKS = 50
-# Seconds Slack posts may wait for the sweeper to work off a backlog.
-_BACKLOG_PRIORITY = 15.0
+# How long Slack posts may wait for the sweeper to work off a backlog.
+_BACKLOG_PRIORITY = timedelta(seconds=15)
 
 
 def new_request_id() -> str:
@@ -162,7 +162,7 @@ class AccessService:
         # request id → (its version when this process took it, when that was last
         # confirmed): a thread that lost its lease to another process stops, see _owned.
         self._fences: dict[str, tuple[int, datetime]] = {}
-        self._backlog_since: float | None = None  # when the sweeper met a backlog
+        self._backlog_since: datetime | None = None  # when the sweeper met a backlog
         self._busy_lock = threading.Lock()
         self._synced_at: datetime | None = None
         self._session_ends = SessionEnds(
@@ -1105,7 +1105,7 @@ class AccessService:
         due = overdue + retry + unfinished
         # More than one batch is a backlog (the bot was down): say so until it is gone,
         # so Slack posts wait rather than compete with taking access away.
-        self._backlog_since = time.monotonic() if len(due) > _SWEEP_BATCH else None
+        self._backlog_since = self._clock.now() if len(due) > _SWEEP_BATCH else None
         # A batch waits for its calls at most a sweep interval: one held up by a provider
         # that hangs finishes on its own (by its deadline) while the sweeper goes on.
         patience = self.config.settings.sweep_interval.total_seconds()
@@ -1502,10 +1502,10 @@ class AccessService:
     @property
     def catching_up(self) -> bool:
         """Whether the sweeper is working off a backlog of overdue grants, for at most
-        ``_BACKLOG_PRIORITY`` seconds: a provider that hangs must not silence Slack (and
-        the audit channel, which reports failed revocations) for longer."""
+        ``_BACKLOG_PRIORITY`` by the bot's clock: a provider that hangs must not silence
+        Slack (and the audit channel, which reports failed revocations) for longer."""
         since = self._backlog_since
-        return since is not None and time.monotonic() - since < _BACKLOG_PRIORITY
+        return since is not None and self._clock.now() - since < _BACKLOG_PRIORITY
 
     @property
     def lease(self) -> timedelta:

@@ -4,8 +4,9 @@ where the provider says they must not be."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import cast
 
 import pytest
@@ -17,7 +18,7 @@ from bot.audit_key import AuditKey
 from providers.base import GrantContext, Principal, TargetSpec
 from providers.fake import FakeProvider
 from providers.gcp import GcpProvider, GcpTarget
-from tests.conftest import ALICE, AUDIT_KEY, BOB, CAROL, MALLORY, Bot
+from tests.conftest import ALICE, AUDIT_CHANNEL, AUDIT_KEY, BOB, CAROL, MALLORY, Bot
 from tests.e2e.helpers import submit
 from tests.fakes.slack_api import FakeSlack
 
@@ -179,27 +180,88 @@ def test_slack_posts_wait_while_the_sweeper_works_off_a_backlog(
     assert all("has ended" in bot.dms_to(user)[-1]["text"] for user in PEOPLE)
 
 
-def test_the_backlog_has_priority_over_slack_for_a_bounded_time_only(
+class _TakingTime(FakeProvider):
+    """Each revoke call takes ``step`` of the bot's clock. Before each one it notes when
+    (by the bot's clock) and what the audit channel in Slack held by then; before the
+    last one it first waits, on Slack's traffic, for the posts about the revocations
+    already done, for as long as a test waits for anything (not long enough for the
+    sweeper to give up on the batch and end the backlog by itself)."""
+
+    def __init__(self, step: timedelta, calls: int) -> None:
+        super().__init__()
+        self._step, self._calls = step, calls
+        self._bot: Bot | None = None
+        self.seen: list[tuple[datetime, list[str]]] = []
+        self.done: list[str] = []  # request ids revoked, in order
+
+    def watch(self, bot: Bot) -> None:
+        self._bot = bot
+
+    def revoke(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
+        bot = self._bot
+        assert bot is not None
+        if len(self.done) == self._calls - 1:
+            earlier = list(self.done)
+            with contextlib.suppress(AssertionError):  # not delivered: the test says so
+                bot.slack.wait_for(
+                    lambda: all(_said(_posts(bot), rid) == _REVOKING for rid in earlier)
+                )
+        self.seen.append((bot.clock.now(), _posts(bot)))
+        super().revoke(principal, target, context)
+        bot.clock.advance(self._step)
+        self.done.append(context.request_id)
+
+
+_REVOKING = ["revoke_started", "revoked"]
+
+
+def _posts(bot: Bot) -> list[str]:
+    """The audit channel as Slack has it now (without waiting for the bot to settle)."""
+    return [m["text"] for m in bot.slack.messages_in(AUDIT_CHANNEL)]
+
+
+def _said(posts: list[str], request_id: str) -> list[str]:
+    """The revocation steps the audit posts report for a request, in the order posted."""
+    return [k for p in posts for k in _REVOKING if f"`{request_id}` *{k}*" in p]
+
+
+def test_posts_held_back_by_a_backlog_resume_once_the_bound_has_passed(
     make_bot, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
-    seen: list[bool] = []
-
-    class Noting(FakeProvider):
-        def revoke(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
-            seen.append(bot.service.catching_up)
-            super().revoke(principal, target, context)
-
-    bot: Bot = make_bot(providers={"fake": Noting()})
-    for user in PEOPLE:
-        submit(bot, user, "db-admin dev 30m batch")
+    # Three overdue grants, one per batch: a backlog. Each revocation takes 10 s of the
+    # bot's clock, so the first two start within the 15 s the backlog may hold Slack
+    # back, and the third after it.
+    bound = service_module._BACKLOG_PRIORITY
+    assert bound == timedelta(seconds=15)
+    provider = _TakingTime(step=timedelta(seconds=10), calls=len(PEOPLE))
+    bot: Bot = make_bot(providers={"fake": provider})
+    provider.watch(bot)
+    ids = [submit(bot, user, "db-admin dev 30m batch") for user in PEOPLE]
     monkeypatch.setattr(service_module, "_SWEEP_BATCH", 1)
-    monkeypatch.setattr(service_module, "_BACKLOG_PRIORITY", 0.0)  # already used up
     bot.clock.advance(timedelta(minutes=31))
+    bot.settle()
+    before, swept_at = _posts(bot), bot.clock.now()
 
     bot.service.sweep()
 
-    assert seen == [False] * len(PEOPLE)  # Slack was not held back
-    assert not bot.service.catching_up
+    [(first_at, first), (second_at, second), (last_at, last)] = provider.seen
+    assert [first_at - swept_at, second_at - swept_at] == [timedelta(0), timedelta(seconds=10)]
+    # Within the bound Slack heard nothing: the first revocation's posts waited.
+    assert first == before
+    assert second == before
+    # Past the bound, while the backlog was still being worked off (the third grant not
+    # yet revoked), the posts held back reached Slack: both earlier revocations, started
+    # and done, in order, and nothing yet of the third.
+    assert last_at - swept_at >= bound
+    new = last[len(before) :]
+    assert last[: len(before)] == before
+    for request_id in provider.done[:2]:
+        assert _said(new, request_id) == _REVOKING, new
+    assert "revoked" not in _said(new, provider.done[2])
+    # And in the end every revocation was said, once.
+    assert sorted(provider.done) == sorted(ids)
+    posts = bot.audit_posts()
+    assert all(_said(posts, request_id) == _REVOKING for request_id in ids), posts
 
 
 class _Broken(FakeProvider):

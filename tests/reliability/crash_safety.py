@@ -1,14 +1,21 @@
 """Crash safety: run the bot as a real process and SIGKILL it at random points of the
 grant and revoke paths, restarting it each time; then count what went wrong.
 
-    python -m tests.reliability.crash_safety            # 8 runs (what CI runs)
+    python -m tests.reliability.crash_safety            # 8 runs (CI runs 4 a database)
     python -m tests.reliability.crash_safety --full     # 200 runs
 
 Each run asks for short-lived access (auto-approved, a few seconds) through a signed
 slash command, against a webhook provider that takes a while to answer, and kills the
-process either while the grant is under way or around the moment the access expires.
-At the end a last process runs until everything has settled, and the figures are:
+process either while the grant is under way (just after the request is stored) or just
+after the access expired, before its revocation is recorded. Half the runs take each
+path (in an order the seed shuffles), so even the CI size kills in both. At the end a
+last process runs until everything has settled, and the figures are:
 
+- kills that landed in each path, judged afterwards from the audit trail: before the
+  request was recorded granted, or after it expired and before it was recorded revoked
+  (each path at least once);
+- stored requests never granted on every target (target 0: the process taking over
+  finishes a grant the kill cut off);
 - grants left in the provider more than 60 s past ``expires_at`` (target 0);
 - duplicate grants: a grant applied twice for one request (target 0);
 - requests whose transitions are not all in the audit trail (target 0);
@@ -43,6 +50,14 @@ from tests.fakes.webhook_receiver import WebhookReceiver
 SECRET = "crash-webhook-key"
 AUDIT = "C0AUDIT"
 DURATION = 4  # seconds of access per request
+# Where each path's kill lands, in seconds. A grant starts once its request is stored
+# and makes its two calls one after the other, each answered after the receiver's 0.3 s
+# delay, so a kill within 0.4 s of seeing the request stored (polled every 0.05 s) lands
+# before the grant is recorded. A revocation starts at the expiry at the earliest and
+# takes at least one 0.3 s call, so a kill within 0.3 s after the expiry lands before
+# the revocation is recorded.
+GRANT_WINDOW = (0.0, 0.4)  # after the request is stored
+REVOKE_WINDOW = (0.0, 0.3)  # after expires_at
 ROLES = """
 roles:
   ops:
@@ -76,8 +91,10 @@ class Figures:
     runs: int
     kills_in_grant: int
     kills_in_revoke: int
+    landed_in_grant: int
+    landed_in_revoke: int
     requests: int
-    lost_before_stored: int
+    not_granted: int
     late_revocations: int
     duplicate_grants: int
     unaudited: int
@@ -89,16 +106,17 @@ class Figures:
         rows = [
             ("runs (SIGKILL + restart)", self.runs, ""),
             (
-                "kills during grant / during revoke",
+                "kills aimed at the grant / revoke path",
                 f"{self.kills_in_grant} / {self.kills_in_revoke}",
                 "",
             ),
-            ("requests stored", self.requests, ""),
             (
-                "asks killed between ack and storing (nothing granted)",
-                self.lost_before_stored,
-                "reported",
+                "kills that landed: before granted / after expiry, before revoked",
+                f"{self.landed_in_grant} / {self.landed_in_revoke}",
+                "≥ 1 / ≥ 1",
             ),
+            ("requests stored", self.requests, ""),
+            ("stored requests not granted on every target", self.not_granted, "0"),
             ("grants left > expires_at + 60 s", self.late_revocations, "0"),
             ("duplicate grants", self.duplicate_grants, "0"),
             ("requests with unaudited transitions", self.unaudited, "0"),
@@ -113,7 +131,10 @@ class Figures:
     @property
     def ok(self) -> bool:
         return not (
-            self.late_revocations
+            self.landed_in_grant < 1
+            or self.landed_in_revoke < 1
+            or self.not_granted
+            or self.late_revocations
             or self.duplicate_grants
             or self.unaudited
             or self.undelivered_posts
@@ -144,22 +165,24 @@ def run(runs: int, database_url: str | None, seed: int = 1) -> Figures:
             JIT_LOG_LEVEL="WARNING",
         )
         engine = sa.create_engine(url)
-        kills = Counter[str]()
+        # Half the runs in each path, so that even 2 runs kill in both.
+        paths = (["grant", "revoke"] * runs)[:runs]
+        rng.shuffle(paths)
+        kills: list[Kill] = []
         try:
             process = _start(launcher, env)
-            for number in range(runs):
+            for number, path in enumerate(paths):
                 user = f"UCRASH{number:04d}"
                 slack.add_user(user, f"{user.lower()}@example.com")
                 sim = SlackSim(process.url, SIGNING_SECRET, slack)
                 assert sim.command(user, f"request ops dev {DURATION}s run {number}").status == 200
-                if rng.random() < 0.5:
-                    time.sleep(rng.uniform(0.0, 1.2))  # somewhere in the grant path
-                    kills["grant"] += 1
+                request_id = wait(lambda u=user: _request_of(engine, u), 20, "the request")
+                if path == "grant":
+                    time.sleep(rng.uniform(*GRANT_WINDOW))
                 else:
-                    request_id = wait(lambda u=user: _request_of(engine, u), 20, "the request")
                     expires = wait(lambda r=request_id: _expiry(engine, r), 30, "the grant")
-                    time.sleep(max(0.0, expires - time.time() + rng.uniform(-0.2, 1.0)))
-                    kills["revoke"] += 1
+                    time.sleep(max(0.0, expires - time.time() + rng.uniform(*REVOKE_WINDOW)))
+                kills.append(Kill(path, user, datetime.now(UTC)))
                 process.crash()
                 process = _start(launcher, env)
             try:
@@ -173,6 +196,13 @@ def run(runs: int, database_url: str | None, seed: int = 1) -> Figures:
             receiver.stop()
             slack.stop()
             engine.dispose()
+
+
+@dataclass
+class Kill:
+    path: str  # "grant" or "revoke": where the schedule aimed it
+    user: str  # whose request was under way
+    at: datetime  # when the SIGKILL was sent (the bot's clock is this machine's)
 
 
 def _start(launcher: Launcher, env: dict[str, str]) -> BotProcess:
@@ -218,13 +248,18 @@ def _figures(
     receiver: WebhookReceiver,
     slack: FakeSlack,
     runs: int,
-    kills: Counter[str],
+    kills: list[Kill],
 ) -> Figures:
     with engine.connect() as connection:
         requests = connection.execute(
             sa.text("SELECT id, status, expires_at FROM access_request")
         ).all()
-        audit = connection.execute(sa.text("SELECT id, request_id, action FROM audit_event")).all()
+        owners = dict(
+            connection.execute(sa.text("SELECT requester_id, id FROM access_request")).all()
+        )
+        audit = connection.execute(
+            sa.text("SELECT id, request_id, action, at FROM audit_event")
+        ).all()
     events = receiver.events
     applied = Counter(
         (e["request_id"], e["target"]["name"], e["event"]) for e in events if not e["replay"]
@@ -259,9 +294,30 @@ def _figures(
             worst = max(worst, delay)
             late += delay > 60
     late += len(receiver.holdings)  # still held now, long after every expiry
+    granted_on = Counter(
+        request_id for request_id, _, kind in applied if kind == "grant"
+    )  # targets granted, by request
+    not_granted = sum(1 for request_id, _, _ in requests if granted_on[request_id] < 2)
     actions: dict[str, set[str]] = {}
-    for _, request_id, action in audit:
+    recorded: dict[tuple[str, str], datetime] = {}  # (request, action) → when
+    for _, request_id, action, at in audit:
         actions.setdefault(request_id, set()).add(action)
+        recorded.setdefault((request_id, action), _aware(at))
+    expiries = {request_id: expires_at for request_id, _, expires_at in requests}
+    landed = Counter[str]()
+    for kill in kills:
+        request_id = owners[kill.user]  # each kill waited for the request to be stored
+        if kill.path == "grant":
+            granted = recorded.get((request_id, "granted"))
+            landed["grant"] += granted is None or granted > kill.at
+            continue
+        expires_at = expiries.get(request_id)
+        revoked = recorded.get((request_id, "revoked"))
+        landed["revoke"] += (
+            expires_at is not None
+            and _aware(expires_at) <= kill.at
+            and (revoked is None or revoked > kill.at)
+        )
     unaudited = sum(
         1
         for request_id, status, _ in requests
@@ -273,14 +329,16 @@ def _figures(
         for message in slack.messages_in(AUDIT)
         if (m := re.search(r"#(\d+) `", message["text"]))
     )
-    undelivered = sum(1 for event_id, _, _ in audit if event_id not in posted)
+    undelivered = sum(1 for event_id, *_ in audit if event_id not in posted)
     repeated = sum(n - 1 for n in posted.values() if n > 1)
     return Figures(
         runs=runs,
-        kills_in_grant=kills["grant"],
-        kills_in_revoke=kills["revoke"],
+        kills_in_grant=sum(k.path == "grant" for k in kills),
+        kills_in_revoke=sum(k.path == "revoke" for k in kills),
+        landed_in_grant=landed["grant"],
+        landed_in_revoke=landed["revoke"],
         requests=len(requests),
-        lost_before_stored=runs - len(requests),
+        not_granted=not_granted,
         late_revocations=late,
         duplicate_grants=duplicate_grants,
         unaudited=unaudited,

@@ -148,13 +148,23 @@ def test_thirty_percent_google_faults_on_the_wire_over_500_operations_all_conver
         record_property(name, value)
     print("\nprovider faults on the wire:", figures)
 
-    assert set(statuses) <= {"revoked", "failed"}, statuses
-    assert statuses["revoked"] > statuses["failed"]
-    assert len(iam_calls) >= 500, figures
-    assert injected >= 0.25 * len(iam_calls), figures
-    every_kind = {f"getIamPolicy: {k}" for k in ("429 RESOURCE_EXHAUSTED", "503 UNAVAILABLE")}
-    every_kind |= {f"setIamPolicy: {k}" for k in (CONFLICT, APPLIED_LOST, "500 INTERNAL")}
-    assert every_kind <= set(google.chaos_injected), figures
+    # The figures RELIABILITY.md quotes, with room for what threads change between runs
+    # (which calls meet which dice; seed 9 gives ~790 calls, ~33% faulted, 7-8 failed).
+    # Every request ended one way or the other, most of them revoked.
+    assert statuses["revoked"] + statuses["failed"] == len(USERS), statuses
+    assert 1 <= statuses["failed"] <= 15, statuses
+    assert 600 <= len(iam_calls) <= 1200, figures
+    assert 0.25 <= injected / len(iam_calls) <= 0.40, figures
+    # Every kind of fault was met often enough to matter, reads and writes alike.
+    temporary = ("429 RESOURCE_EXHAUSTED", "503 UNAVAILABLE", "500 INTERNAL")
+    every_kind = {f"{operation}: {kind}" for operation in IAM for kind in temporary}
+    every_kind |= {f"setIamPolicy: {kind}" for kind in (CONFLICT, APPLIED_LOST)}
+    rare = {kind: google.chaos_injected[kind] for kind in every_kind}
+    assert min(rare.values()) >= 5, rare
+    refused = sum(n for kind, n in (google.chaos_injected + forced).items() if PERMANENT in kind)
+    assert refused >= 5, figures  # the 2 forced and the dice's own 1%
+    # Each refusal answered on the wire was a 403, and each failed request had one.
+    assert Counter(c.status for c in iam_calls)[403] >= statuses["failed"], figures
 
     # None left standing: the policies hold exactly what others wrote, as they wrote it.
     # That includes a grant that failed and whose rollback Google refused too: the request

@@ -409,9 +409,8 @@ def test_the_lifecycle_keeps_its_invariants_under_any_sequence_of_events(
             stop(old)
             after = rows(self.bot, [i for i in recovered if i.startswith("R-")])
             changed = {i: (was, after[i]) for i, was in recovered.items() if after[i] != was}
-            # BUG (bot/service.py `_grant` → `_record_target`, an UPDATE by target id alone):
-            # the abandoned thread marks its target "granted" on a request the new bot has
-            # revoked since; test_an_abandoned_grant_does_not_overwrite_what_the_new_bot_recorded.
+            # Before fencing, the abandoned thread marked its target "granted" on a request
+            # the new bot had revoked since (test_an_abandoned_grant_does_not_overwrite_…).
             assert not changed, f"the abandoned thread wrote after losing its lease: {changed}"
             self.bot.settle()
 
@@ -480,19 +479,16 @@ def test_the_lifecycle_keeps_its_invariants_under_any_sequence_of_events(
             )
             # A grant call cut off by a crash may or may not have landed, so the bot
             # taking over makes it again (grants are idempotent). Nothing else is granted
-            # twice. BUG (bot/service.py `_grant`): an abandoned grant thread goes on to
-            # the request's next targets after its lease was taken over; see
-            # test_an_abandoned_grant_grants_nothing_more_once_taken_over.
+            # twice: before fencing, an abandoned grant thread went on to the request's next
+            # targets (test_an_abandoned_grant_grants_nothing_more_once_taken_over).
             twice = {k: n for k, n in grants.items() if n > 1 + unknown[k]}
             assert not twice, f"granted again: {twice}"
 
         @invariant()
         def the_provider_holds_exactly_what_is_active(self) -> None:
-            # BUG (bot/service.py `_grant` and `_release`): an abandoned thread goes on with
-            # its remaining provider calls after another bot took the request over, so it
-            # grants access that was revoked since, or revokes access a later grant holds;
-            # test_an_abandoned_grant_grants_nothing_more_once_taken_over and
-            # test_an_abandoned_revocation_takes_nothing_from_a_later_grant.
+            # Before fencing, an abandoned thread went on with its remaining provider calls
+            # after another bot took the request over, granting access revoked since or
+            # revoking access a later grant holds (the named regressions below).
             active = {
                 (r.requester_email, t.spec["resource"])
                 for r in self._requests()
@@ -519,16 +515,29 @@ def test_the_lifecycle_keeps_its_invariants_under_any_sequence_of_events(
             suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
         ),
     )
-    # The in-flight crashes did happen, of every kind.
-    kinds = ["grant, landed", "grant, not landed", "revoke, landed", "revoke, not landed"]
-    assert all(held[kind] for kind in [*kinds, "and the new bot moved on"]), held
     print("\nin-flight crashes:", dict(held))  # the figures RELIABILITY.md reports
+    # The in-flight crashes did happen, of every kind, about as often as the seeded run
+    # makes them. Whether a drawn crash finds its call in flight depends on threads, so
+    # the counts vary a little from run to run (and database to database): on SQLite and
+    # PostgreSQL the runs give grant 3 landed / 2 not, revoke 15-16 landed / 5-7 not,
+    # and 9-11 where the new bot moved on first. The floors leave room for that.
+    floors = {
+        "grant, landed": 2,
+        "grant, not landed": 1,
+        "revoke, landed": 10,
+        "revoke, not landed": 3,
+        "and the new bot moved on": 6,
+    }
+    below = {kind: held[kind] for kind, floor in floors.items() if held[kind] < floor}
+    assert not below, f"in-flight crashes below their floors {floors}: {dict(held)}"
+    assert held.total() - held["and the new bot moved on"] >= 20, held
 
 
-# The bugs the state machine found, one named test each. They fail until bot/service.py
-# stops a grant or revocation thread whose lease another bot has taken over: today
-# `_grant` and `_release` check nothing between one provider call and the next, and
-# `_record_target` writes a target's row whatever became of the request meanwhile.
+# The bugs the state machine found, one named regression test each. Before fencing, a
+# grant or revocation thread whose lease another bot had taken over went on with its
+# provider calls, and `_record_target` wrote a target's row whatever became of the
+# request meanwhile; bot/service.py now checks the request's version before each call
+# and each write.
 
 
 def _held_and_taken_over(
@@ -582,10 +591,9 @@ def test_an_abandoned_grant_grants_nothing_more_once_taken_over(
 
     _return_the_held_call(old, gate)
 
-    # BUG (bot/service.py `_grant`, the loop over `self._targets(request_id)`): the
-    # abandoned thread goes on to prod-logs, granting it a second time, after the
-    # request has been revoked: the access is left standing, and the target row says
-    # "granted" on a revoked request.
+    # Before fencing, the abandoned thread went on to prod-logs, granting it a second
+    # time after the request had been revoked: the access was left standing, and the
+    # target row said "granted" on a revoked request.
     assert provider.count("grant")[("alice@example.com", "prod-logs")] == 1
     assert provider.holdings == set(), "access left standing after revocation"
     assert [t.status for t in new.service.targets_of(request)] == ["revoked", "revoked"]
@@ -604,8 +612,8 @@ def test_an_abandoned_grant_does_not_overwrite_what_the_new_bot_recorded(
 
     _return_the_held_call(old, gate)
 
-    # BUG (bot/service.py `_grant` → `_record_target`, an UPDATE by target id alone): the
-    # abandoned thread marks the target "granted" on a request that has been revoked.
+    # Before fencing (`_record_target` was an UPDATE by target id alone), the abandoned
+    # thread marked the target "granted" on a request that had been revoked.
     assert new.service.get(request).status == "revoked"
     assert [t.status for t in new.service.targets_of(request)] == ["revoked"]
     assert provider.holdings == set()
@@ -634,7 +642,7 @@ def test_an_abandoned_revocation_takes_nothing_from_a_later_grant(
 
     _return_the_held_call(old, gate)
 
-    # BUG (bot/service.py `_release` → `_revoke_in_lanes`: the list of calls is made
-    # before the first call and never checked again): the abandoned thread goes on to
-    # revoke prod-logs, taking it from the later, active grant.
+    # Before fencing (the list of calls was made before the first call and never checked
+    # again), the abandoned thread went on to revoke prod-logs, taking it from the later,
+    # active grant.
     assert provider.holdings == both, "an active grant lost its access"
