@@ -28,7 +28,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from email.message import Message
@@ -174,8 +173,9 @@ class SlackSim:
             return next(self._counter)
 
     def new_trigger_id(self) -> str:
-        """A fresh trigger_id in Slack's shape; each one can open a single view."""
-        return f"{self._next()}.{int(time.time())}.{uuid.uuid4().hex[:20]}"
+        """A fresh trigger_id, issued by the fake Slack now: it can open a single view, and
+        only within 3 s (on the fake's clock) of the interaction that carried it."""
+        return self.slack.issue_trigger_id()
 
     def _new_response_url(self, kind: str) -> tuple[str, str]:
         name = f"{kind}-{self._next()}"
