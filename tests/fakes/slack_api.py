@@ -293,6 +293,7 @@ class FakeSlack:
         # Never reset: ts and ids stay unique across `reset()`, as they would on Slack.
         self._ts_counter = itertools.count(1)
         self._id_counter = itertools.count(1)
+        self._response_url_counter = itertools.count(1)
 
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -370,6 +371,12 @@ class FakeSlack:
         with self._lock:
             self._response_urls.setdefault(name, [self.now(), 0])
         return f"{self.base_url}/respond/{name}"
+
+    def issue_response_url(self, prefix: str) -> tuple[str, str]:
+        """A new response_url, issued now, and its name (``<prefix>-<n>``): unique on this
+        fake, as Slack's are, however many SlackSims share it."""
+        name = f"{prefix}-{next(self._response_url_counter)}"
+        return name, self.response_url(name)
 
     def issue_trigger_id(self) -> str:
         """A fresh trigger_id in Slack's shape, issued now: it can open one view within
