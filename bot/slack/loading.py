@@ -9,11 +9,15 @@ with what went wrong and what to do.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.slack import blocks
+
+log = logging.getLogger(__name__)
 
 
 class LoadingModal:
@@ -33,8 +37,15 @@ class LoadingModal:
 
     def show(self, view: dict[str, Any]) -> None:
         """Replace what the modal shows with `view`. The hash makes Slack refuse the update
-        should the view have changed since the bot last wrote it."""
-        answer = self._client.views_update(view_id=self.view_id, hash=self._hash, view=view)
+        should the view have changed since the bot last wrote it. A modal the person
+        closed while it loaded is no error: there is nobody left to show anything to."""
+        try:
+            answer = self._client.views_update(view_id=self.view_id, hash=self._hash, view=view)
+        except SlackApiError as exc:
+            if exc.response.get("error") != "not_found":
+                raise
+            log.info("modal %s was closed before it was filled in", self.view_id)
+            return
         self._hash = answer["view"].get("hash")
 
     def say(self, text: str) -> None:

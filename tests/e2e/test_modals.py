@@ -168,3 +168,24 @@ def test_a_refused_deny_says_why_in_the_modal_and_offers_no_deny(slow_bot: Bot) 
     assert bot.service.get(request_id).status == "pending"
     assert bot.service.votes_of(request_id) == []
     assert BOB in bot.service.get(request_id).approvers
+
+
+def test_a_modal_closed_while_it_loads_is_left_alone(
+    make_bot: Callable[..., Bot], slack: FakeSlack
+) -> None:
+    def close_while_waiting(seconds: float) -> None:
+        # The person gives up on the loading modal while the bot waits out Retry-After.
+        slack.advance(seconds)
+        for view in slack.views:
+            slack.close_view(view["id"])
+
+    bot = make_bot(sleep=close_while_waiting)
+    slow_directory(bot)
+
+    reply = bot.sim.command(ALICE, "request")
+    bot.settle()
+
+    the_only_view_opened_by(slack, reply.trigger_id)
+    refused = [c for c in slack.calls if c.method == "views.update"]
+    assert [c.error for c in refused] == ["not_found"]  # one try, then nothing more
+    assert not [r for r in slack.responses if r["_url_name"] == reply.response_url_name]

@@ -284,6 +284,7 @@ class FakeSlack:
         self._response_urls: dict[str, list[float]] = {}  # name -> [issued at, uses]
         self._channels: set[str] = set()
         self._homes: dict[str, str] = {}  # user id -> id of their Home tab view
+        self._closed_views: set[str] = set()
         self._malformed: list[dict[str, Any]] = []
         self._faults: list[_Fault] = []
         self._outage = False
@@ -571,6 +572,12 @@ class FakeSlack:
         ``hash``, ``callback_id``, ``private_metadata``, ``blocks``, ``state``)."""
         with self._lock:
             return copy.deepcopy(list(self._views.values()))
+
+    def close_view(self, view_id: str) -> None:
+        """The user closes modal `view_id` (its X or Cancel): Slack keeps no such view, so
+        views.update of it answers ``not_found``. It stays readable in `views`."""
+        with self._lock:
+            self._closed_views.add(view_id)
 
     def view(self, view_id: str) -> dict[str, Any]:
         """The current state of view `view_id`."""
@@ -1155,7 +1162,7 @@ class FakeSlack:
             current = next(
                 (v for v in self._views.values() if v["external_id"] == external_id), None
             )
-        if current is None:
+        if current is None or current["id"] in self._closed_views:
             raise _SlackError("not_found")
         spec = self._view_spec(params)
         if params.get("hash") and params["hash"] != current["hash"]:

@@ -674,3 +674,12 @@ def test_the_clock_is_real_time_unless_replaced() -> None:
     frozen = FakeSlack(clock=lambda: 100.0)
     frozen.advance(2.5)
     assert frozen.now() == 102.5
+
+
+def test_a_closed_modal_cannot_be_updated(client: WebClient, slack: FakeSlack) -> None:
+    opened = client.views_open(trigger_id=slack.issue_trigger_id(), view=modal())["view"]
+    slack.close_view(opened["id"])
+    assert error_code(lambda: client.views_update(view_id=opened["id"], view=modal())) == (
+        "not_found"
+    )
+    assert slack.view(opened["id"])["id"] == opened["id"]  # still there to read
