@@ -136,7 +136,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 def slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack(token=BOT_TOKEN).start()
+    # Slack's clock is frozen here: trigger_ids and response_urls expire only when a test
+    # moves it (slack.advance, or a bot given sleep=slack.advance), never because a loaded
+    # machine ran slowly.
+    fake = FakeSlack(token=BOT_TOKEN, clock=lambda: 0.0).start()
+    fake.add_channel(AUDIT_CHANNEL)
+    fake.add_channel("C0GENERAL")  # where SlackSim's commands come from
     fake.add_user(ALICE, "alice@example.com", "alice")
     fake.add_user(BOB, "bob@example.com", "bob")
     fake.add_user(CAROL, "carol@example.com", "carol")
@@ -147,6 +152,8 @@ def slack() -> Iterator[FakeSlack]:
     fake.add_usergroup("SSRE", "sre-leads", [BOB, CAROL])
     yield fake
     assert not fake.internal_errors, fake.internal_errors
+    # The bot never has a reason to send what Slack could not accept.
+    assert not fake.malformed, fake.malformed
     fake.stop()
 
 

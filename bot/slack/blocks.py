@@ -294,6 +294,32 @@ def audit_line(event: AuditEvent) -> str:
     return clip(line, 3000 - len(seal) - len(words) - 1) + "\n" + words + seal
 
 
+REQUEST_TITLE = "Request access"
+DENY_TITLE = "Deny request"
+
+
+def loading_modal(title: str) -> dict[str, Any]:
+    """What a modal shows from the moment it opens until its lookups are done: Slack gives
+    a trigger_id 3 s, lookups may take longer. No submit: there is nothing to send yet."""
+    return View(
+        type="modal",
+        title=PlainTextObject(text=title),
+        close=PlainTextObject(text="Close"),
+        blocks=[SectionBlock(text=MarkdownTextObject(text=":hourglass_flowing_sand: Loading…"))],
+    ).to_dict()
+
+
+def notice_modal(title: str, text: str) -> dict[str, Any]:
+    """A modal that only says something (`text` is mrkdwn, escaped by the caller): why the
+    form it was opened for cannot be shown, and what to do."""
+    return View(
+        type="modal",
+        title=PlainTextObject(text=title),
+        close=PlainTextObject(text="Close"),
+        blocks=[SectionBlock(text=MarkdownTextObject(text=clip(text, 3000)))],
+    ).to_dict()
+
+
 def request_modal(
     roles: Sequence[tuple[str, str]],
     role: str,
@@ -311,7 +337,7 @@ def request_modal(
     view = View(
         type="modal",
         callback_id=REQUEST_MODAL,
-        title=PlainTextObject(text="Request access"),
+        title=PlainTextObject(text=REQUEST_TITLE),
         submit=PlainTextObject(text="Request"),
         close=PlainTextObject(text="Cancel"),
         blocks=[
@@ -354,7 +380,7 @@ def deny_modal(request_id: str) -> dict[str, Any]:
         type="modal",
         callback_id=DENY_MODAL,
         private_metadata=request_id,
-        title=PlainTextObject(text="Deny request"),
+        title=PlainTextObject(text=DENY_TITLE),
         submit=PlainTextObject(text="Deny"),
         close=PlainTextObject(text="Back"),
         blocks=[

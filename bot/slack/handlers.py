@@ -24,6 +24,7 @@ from bot.clock import Clock
 from bot.errors import JitError, RequestNotFound
 from bot.service import AccessService
 from bot.slack import blocks
+from bot.slack.loading import LoadingModal
 from bot.slack.mrkdwn import clip, defuse, escape, inline
 from bot.slack.replay import ReplayGuard
 
@@ -70,7 +71,10 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
         tell = ephemeral(respond)
         with reply_errors(tell):
             if sub == "request" and not args:
-                _open_request_modal(client, service, user, command["trigger_id"], tell)
+                # Opened before the lookups, which may outlast the trigger_id's 3 s.
+                modal = LoadingModal.open(client, command["trigger_id"], blocks.REQUEST_TITLE)
+                with reply_errors(modal.say):
+                    _fill_request_modal(modal, service, user)
             elif sub == "request":
                 _inline_request(service, user, args, tell, command.get("trigger_id"))
             elif sub == "list":
@@ -141,10 +145,21 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
     def deny(
         body: dict[str, Any], action: dict[str, Any], respond: Respond, client: WebClient
     ) -> None:
-        with reply_errors(ephemeral(respond)):
+        tell = ephemeral(respond)
+        with reply_errors(tell):
             request_id = _request_id(action.get("value", ""))
-            service.can_decide(request_id, body["user"]["id"])
-            client.views_open(trigger_id=body["trigger_id"], view=blocks.deny_modal(request_id))
+            # Opened before the checks, whose lookups may outlast the trigger_id's 3 s.
+            modal = LoadingModal.open(client, body["trigger_id"], blocks.DENY_TITLE)
+
+            def refuse(text: str) -> None:
+                # In the modal, where the approver looks, and in the conversation, where
+                # the answers to the other buttons are.
+                tell(text)
+                modal.say(text)
+
+            with reply_errors(refuse):
+                service.can_decide(request_id, body["user"]["id"])
+                modal.show(blocks.deny_modal(request_id))
 
     def deny_submitted(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         user = body["user"]["id"]
@@ -184,18 +199,12 @@ def _submitted(values: dict[str, Any]) -> tuple[str, str, str, str]:
     )
 
 
-def _open_request_modal(
-    client: WebClient,
-    service: AccessService,
-    user: str,
-    trigger_id: str,
-    tell: Callable[[str], Any],
-) -> None:
+def _fill_request_modal(modal: LoadingModal, service: AccessService, user: str) -> None:
     roles = service.requestable(user)
     if not roles:
-        tell("There is no role you may request. `/jit roles` shows who may request what.")
+        modal.say("There is no role you may request. `/jit roles` shows who may request what.")
         return
-    client.views_open(trigger_id=trigger_id, view=_modal(service, roles, roles[0][0]))
+    modal.show(_modal(service, roles, roles[0][0]))
 
 
 def _modal(service: AccessService, roles: list[tuple[str, str]], role: str) -> dict[str, Any]:

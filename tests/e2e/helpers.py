@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlmodel import col
 
+from bot.slack import blocks
 from bot.storage.models import AccessRequest, RequestTarget
 from tests.conftest import ALICE, Bot
 
@@ -39,11 +40,31 @@ def submit(bot: Bot, user: str, text: str) -> str:
 
 
 def open_deny(bot: Bot, user: str, request_id: str) -> dict[str, Any]:
-    """Click Deny; return the reason modal the bot opened."""
-    opened = len(bot.slack.calls_to("views.open"))
-    assert bot.sim.block_action(user, "deny", request_id).status == 200
-    bot.slack.wait_for_calls("views.open", count=opened + 1)
-    return bot.slack.views[-1]
+    """Click Deny; return the reason modal the bot opened, as it reads once filled in."""
+    reply = bot.sim.block_action(user, "deny", request_id)
+    assert reply.status == 200
+    bot.settle()
+    return opened_view(bot, reply.trigger_id)
+
+
+def opened_view(bot: Bot, trigger_id: str | None) -> dict[str, Any]:
+    """The view the bot opened with `trigger_id`, as it reads now. The bot opens its modals
+    in a loading state and fills them in afterwards, so call it once the bot settled."""
+    [opened] = [c for c in bot.slack.calls_to("views.open") if c.params["trigger_id"] == trigger_id]
+    return bot.slack.view(opened.response["view"]["id"])
+
+
+def open_request_modal(bot: Bot, user: str) -> dict[str, Any]:
+    """Send ``/jit request``; return the request modal the bot opened, once filled in."""
+    reply = bot.sim.command(user, "request")
+    assert reply.status == 200, reply
+    bot.settle()
+    return opened_view(bot, reply.trigger_id)
+
+
+def deny_forms(bot: Bot) -> list[dict[str, Any]]:
+    """Every modal that offers to deny a request (the others only say something)."""
+    return [v for v in bot.slack.views if v["callback_id"] == blocks.DENY_MODAL]
 
 
 def click(bot: Bot, user: str, action: str, request_id: str) -> str:

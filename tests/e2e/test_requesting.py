@@ -10,7 +10,7 @@ import pytest
 from providers.base import ProviderError, TargetSpec
 from providers.fake import FakeProvider
 from tests.conftest import ALICE, BOB, CAROL, MALLORY, SEC1, SEC2, Bot
-from tests.e2e.helpers import buttons, click, latest, submit
+from tests.e2e.helpers import buttons, click, latest, open_request_modal, opened_view, submit
 from tests.fakes.slack_client import select_value, text_value
 
 
@@ -22,14 +22,13 @@ def _options(view: dict, block_id: str) -> list[str]:  # type: ignore[type-arg]
 def test_request_without_text_opens_a_modal_with_only_the_roles_i_may_request(bot: Bot) -> None:
     reply = bot.sim.command(MALLORY, "request")
     assert reply.status == 200
-    call = bot.slack.wait_for_calls("views.open")[0]
-    assert call.params["trigger_id"] == reply.trigger_id
-    view = bot.slack.views[-1]
+    bot.settle()
+    view = opened_view(bot, reply.trigger_id)
     assert _options(view, "role") == ["db-admin"]  # prod-support is for @engineering only
 
-    bot.sim.command(ALICE, "request")
-    bot.slack.wait_for_calls("views.open", count=2)
-    view = bot.slack.views[-1]
+    reply = bot.sim.command(ALICE, "request")
+    bot.settle()
+    view = opened_view(bot, reply.trigger_id)
     assert _options(view, "role") == ["prod-support", "db-admin"]
     assert _options(view, "environment") == ["prod", "staging"]
     duration = next(b for b in view["blocks"] if b["block_id"] == "duration")
@@ -38,10 +37,11 @@ def test_request_without_text_opens_a_modal_with_only_the_roles_i_may_request(bo
 
 
 def test_choosing_a_role_in_the_modal_offers_that_roles_environments(bot: Bot) -> None:
-    bot.sim.command(ALICE, "request")
-    view = bot.slack.wait_for(lambda: bot.slack.views)[-1]
+    reply = bot.sim.command(ALICE, "request")
+    bot.settle()
+    view = opened_view(bot, reply.trigger_id)
     bot.sim.select_action(ALICE, "role", "db-admin", view=view, block_id="role")
-    bot.slack.wait_for_calls("views.update")
+    bot.settle()
     updated = bot.slack.view(view["id"])
     assert _options(updated, "environment") == ["prod", "dev"]
     duration = next(b for b in updated["blocks"] if b["block_id"] == "duration")
@@ -69,8 +69,7 @@ def _form(role: str, env: str, duration: str, reason: str) -> dict:  # type: ign
 def test_an_invalid_modal_submission_gets_inline_field_errors(
     bot: Bot, form: tuple[str, str, str, str], field: str, words: str
 ) -> None:
-    bot.sim.command(ALICE, "request")
-    view = bot.slack.wait_for(lambda: bot.slack.views)[-1]
+    view = open_request_modal(bot, ALICE)
     reply = bot.sim.submit_view(ALICE, view, _form(*form))
     assert reply.status == 200
     assert reply.json is not None and reply.json["response_action"] == "errors"
@@ -85,8 +84,7 @@ def test_a_modal_submission_from_someone_not_eligible_is_refused_by_dm_after_the
 ) -> None:
     # Who may ask is looked up in Slack, so it is not part of the modal's answer (which
     # must come within three seconds): the modal closes and the refusal comes as a DM.
-    bot.sim.command(ALICE, "request")
-    view = bot.slack.wait_for(lambda: bot.slack.views)[-1]
+    view = open_request_modal(bot, ALICE)
     reply = bot.sim.submit_view(MALLORY, view, _form("prod-support", "prod", "1h", "INC-1"))
     assert reply.status == 200 and not reply.body
     bot.settle()
@@ -95,8 +93,7 @@ def test_a_modal_submission_from_someone_not_eligible_is_refused_by_dm_after_the
 
 
 def test_a_valid_modal_submission_stores_the_request_and_asks_the_approvers(bot: Bot) -> None:
-    bot.sim.command(ALICE, "request")
-    view = bot.slack.wait_for(lambda: bot.slack.views)[-1]
+    view = open_request_modal(bot, ALICE)
     reply = bot.sim.submit_view(ALICE, view, _form("prod-support", "prod", "90m", "INC-9"))
     assert reply.status == 200 and not reply.body
     bot.settle()
@@ -122,8 +119,7 @@ def test_one_slack_interaction_delivered_twice_is_one_request(
     request_id = answers[0].split()[0]
     assert request_id.startswith("R-") and answers[1].split()[0] == request_id
 
-    bot.sim.command(ALICE, "request")
-    view = bot.slack.wait_for(lambda: bot.slack.views)[-1]
+    view = open_request_modal(bot, ALICE)
     form = _form("prod-support", "staging", "1h", "INC-2")
     submitted = bot.sim.submit_view(ALICE, view, form)
     bot.sim.submit_view(ALICE, view, form, trigger_id=submitted.trigger_id)

@@ -23,6 +23,36 @@ faults (`fail_next`, `outage`).
 
 It deliberately models only what the bot needs; any other method answers ``unknown_method``
 so a test notices immediately when the app starts depending on something new.
+
+It refuses what Slack refuses, with Slack's answer (HTTP 200, ``{"ok": false, "error":
+...}``; response_urls answer like Slack's webhooks, with an HTTP error status and the code
+as plain text):
+
+- blocks of messages (``invalid_blocks``) and views (``invalid_arguments``) that Slack's
+  Block Kit schema refuses, checked with slack_sdk's models (`tests.fakes.block_kit`):
+  section text 3,000 characters, 50 blocks in a message, 100 in a view, button value 2,000,
+  action_id/block_id 255, a modal's title required and 24 characters at most (submit and
+  close too), unknown fields;
+- ``channel_not_found`` for a conversation it does not know: a channel must be registered
+  with `add_channel`, a user id (or its DM) must belong to a user added with `add_user`;
+  ``user_not_found`` for an unknown user (users.info, conversations.open,
+  chat.postEphemeral's ``user``);
+- trigger_ids that it did not issue (`issue_trigger_id`, which `SlackSim` uses), that are
+  older than 3 s (``expired_trigger_id``) or that already opened a view
+  (``exchanged_trigger_id``);
+- response_urls (`response_url`) used more than 5 times (404 ``used_url``) or more than
+  30 minutes after they were issued (404 ``expired_url``).
+
+Calls refused for malformed content (``invalid_blocks``, ``invalid_arguments``, a
+response_url body Slack cannot use) are also kept in `malformed`: the app under test never
+has a reason to send one, so the shared fixture fails a test that did.
+
+Time. The expiries run on the fake's own clock, `now()`: by default real monotonic
+seconds, as on Slack. Pass ``clock=`` to replace it (the shared fixture passes a frozen
+one, so that no ordinary test's outcome depends on how fast a loaded machine runs) and
+move it with `advance(seconds)`. A test that wants Slack's time to pass while the app
+waits (a slow directory answering 429 with Retry-After) gives the app ``sleep=slack.advance``:
+the app's back-off then costs fake seconds, and a trigger_id is as stale as it would be.
 """
 
 from __future__ import annotations
@@ -36,11 +66,14 @@ import json
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from tests.fakes.block_kit import block_problems, view_problems
 
 __all__ = [
     "APP_ID",
@@ -80,6 +113,16 @@ _HISTORY_DEFAULT_LIMIT = 100
 _HISTORY_MAX_LIMIT = 999
 _JSON_CONTENT_TYPE = "application/json; charset=utf-8"
 
+# Slack's lifetimes: a trigger_id can open a view within 3 s of the interaction; a
+# response_url takes 5 posts within 30 minutes.
+TRIGGER_TTL = 3.0
+RESPONSE_URL_TTL = 30 * 60.0
+RESPONSE_URL_USES = 5
+# Slack cuts chat.postMessage text at 40,000 characters and refuses longer.
+_TEXT_MAX = 40_000
+# Errors that mean the caller sent something Slack could never accept.
+MALFORMED_ERRORS = frozenset({"invalid_blocks", "invalid_blocks_format", "invalid_arguments"})
+
 
 @dataclass(frozen=True)
 class SlackCall:
@@ -100,11 +143,13 @@ class SlackCall:
 
 
 class _SlackError(Exception):
-    """Raised by a method implementation to answer ``{"ok": false, "error": code}``."""
+    """Raised by a method implementation to answer ``{"ok": false, "error": code}``,
+    with Slack's ``response_metadata.messages`` saying what was wrong when given."""
 
-    def __init__(self, code: str) -> None:
+    def __init__(self, code: str, messages: list[str] | None = None) -> None:
         super().__init__(code)
         self.code = code
+        self.messages = messages or []
 
 
 @dataclass
@@ -208,11 +253,19 @@ class FakeSlack:
     """A fake Slack Web API server. See the module docstring for an overview."""
 
     def __init__(
-        self, token: str = "xoxb-test", *, app_token: str = "xapp-test", host: str = "127.0.0.1"
+        self,
+        token: str = "xoxb-test",
+        *,
+        app_token: str = "xapp-test",
+        host: str = "127.0.0.1",
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`token` is the bot token accepted by every method; `app_token` is the app-level
-        token accepted (only) by ``apps.connections.open``, as for Socket Mode."""
+        token accepted (only) by ``apps.connections.open``, as for Socket Mode. `clock`
+        gives the seconds the expiries run on (see the module docstring)."""
         self.token = token
+        self._clock = clock
+        self._skew = 0.0
         self.app_token = app_token
         self.host = host
         #: What ``apps.connections.open`` answers; point it at a fake Socket Mode server.
@@ -227,6 +280,12 @@ class FakeSlack:
         self._ephemerals: list[dict[str, Any]] = []
         self._views: dict[str, dict[str, Any]] = {}
         self._used_trigger_ids: set[str] = set()
+        self._triggers: dict[str, float] = {}  # trigger_id -> when issued
+        self._response_urls: dict[str, list[float]] = {}  # name -> [issued at, uses]
+        self._channels: set[str] = set()
+        self._homes: dict[str, str] = {}  # user id -> id of their Home tab view
+        self._closed_views: set[str] = set()
+        self._malformed: list[dict[str, Any]] = []
         self._faults: list[_Fault] = []
         self._outage = False
         self._users: dict[str, dict[str, Any]] = {}
@@ -235,6 +294,7 @@ class FakeSlack:
         # Never reset: ts and ids stay unique across `reset()`, as they would on Slack.
         self._ts_counter = itertools.count(1)
         self._id_counter = itertools.count(1)
+        self._response_url_counter = itertools.count(1)
 
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -249,6 +309,7 @@ class FakeSlack:
             "views.open": self._views_open,
             "views.update": self._views_update,
             "views.push": self._views_push,
+            "views.publish": self._views_publish,
             "users.info": self._users_info,
             "users.lookupByEmail": self._users_lookup_by_email,
             "usergroups.list": self._usergroups_list,
@@ -305,8 +366,41 @@ class FakeSlack:
         return f"{self.base_url}/api/"
 
     def response_url(self, name: str) -> str:
-        """A response_url whose POSTs are recorded in `responses` under ``_url_name``."""
+        """A response_url whose POSTs are recorded in `responses` under ``_url_name``.
+
+        Issued (its 30 minutes start) the first time `name` is asked for."""
+        with self._lock:
+            self._response_urls.setdefault(name, [self.now(), 0])
         return f"{self.base_url}/respond/{name}"
+
+    def issue_response_url(self, prefix: str) -> tuple[str, str]:
+        """A new response_url, issued now, and its name (``<prefix>-<n>``): unique on this
+        fake, as Slack's are, however many SlackSims share it."""
+        name = f"{prefix}-{next(self._response_url_counter)}"
+        return name, self.response_url(name)
+
+    def issue_trigger_id(self) -> str:
+        """A fresh trigger_id in Slack's shape, issued now: it can open one view within
+        `TRIGGER_TTL` seconds."""
+        trigger_id = f"{next(self._id_counter)}.{int(time.time())}.{uuid.uuid4().hex[:20]}"
+        with self._lock:
+            self._triggers[trigger_id] = self.now()
+        return trigger_id
+
+    # ------------------------------------------------------------------ time
+
+    def now(self) -> float:
+        """Seconds on the fake's clock (only differences matter)."""
+        with self._lock:
+            return self._clock() + self._skew
+
+    def advance(self, seconds: float) -> None:
+        """Move the fake's clock forward; also usable as the app's ``sleep``."""
+        if seconds < 0:
+            raise ValueError("time does not run backwards")
+        with self._changed:
+            self._skew += seconds
+            self._changed.notify_all()
 
     # ------------------------------------------------------------------ directory
 
@@ -346,6 +440,11 @@ class FakeSlack:
                 "is_stranger": is_stranger,
                 "is_bot": is_bot,
             }
+
+    def add_channel(self, channel_id: str) -> None:
+        """Make a channel (``C…``/``G…``) known, so messages can be posted to it."""
+        with self._lock:
+            self._channels.add(channel_id)
 
     def add_usergroup(
         self,
@@ -420,10 +519,12 @@ class FakeSlack:
             self._messages.clear()
             self._ephemerals.clear()
             self._views.clear()
+            self._homes.clear()
             self._used_trigger_ids.clear()
             self._faults.clear()
             self._outage = False
             self._internal_errors.clear()
+            self._malformed.clear()
 
     # ------------------------------------------------------------------ inspection
 
@@ -472,6 +573,12 @@ class FakeSlack:
         with self._lock:
             return copy.deepcopy(list(self._views.values()))
 
+    def close_view(self, view_id: str) -> None:
+        """The user closes modal `view_id` (its X or Cancel): Slack keeps no such view, so
+        views.update of it answers ``not_found``. It stays readable in `views`."""
+        with self._lock:
+            self._closed_views.add(view_id)
+
     def view(self, view_id: str) -> dict[str, Any]:
         """The current state of view `view_id`."""
         with self._lock:
@@ -482,6 +589,13 @@ class FakeSlack:
         """JSON bodies POSTed to response URLs, each with ``_url_name`` added."""
         with self._lock:
             return copy.deepcopy(self._responses)
+
+    @property
+    def malformed(self) -> list[dict[str, Any]]:
+        """Calls refused because what they sent could never be accepted (invalid blocks or
+        views, missing arguments), each ``{method, error, messages}``; should be empty."""
+        with self._lock:
+            return copy.deepcopy(self._malformed)
 
     @property
     def internal_errors(self) -> list[BaseException]:
@@ -587,14 +701,41 @@ class FakeSlack:
             payload = json.loads(body or b"{}")
         except ValueError:
             payload = None
-        if not isinstance(payload, dict):
-            # What Slack's webhook endpoints answer for a body they cannot parse.
-            return _HttpAnswer(400, b"invalid_payload", {"Content-Type": "text/plain"})
-        _decode_json_values(payload)
         with self._changed:
+            refusal = self._refuse_response(name, payload)
+            if refusal is not None:
+                status, code, messages = refusal
+                if status == 400:
+                    self._malformed.append(
+                        {"method": f"response_url:{name}", "error": code, "messages": messages}
+                    )
+                self._changed.notify_all()
+                # Slack's webhook endpoints answer errors as plain text.
+                return _HttpAnswer(status, code.encode(), {"Content-Type": "text/plain"})
+            self._response_urls[name][1] += 1
             self._responses.append({**payload, "_url_name": name})
             self._changed.notify_all()
         return _json_answer(200, {"ok": True})
+
+    def _refuse_response(self, name: str, payload: Any) -> tuple[int, str, list[str]] | None:
+        """Why Slack would refuse this response_url post, or None."""
+        issued = self._response_urls.get(name)
+        if issued is None:
+            return 404, "no_service", []
+        if self.now() - issued[0] > RESPONSE_URL_TTL:
+            return 404, "expired_url", []
+        if issued[1] >= RESPONSE_URL_USES:
+            return 404, "used_url", []
+        if not isinstance(payload, dict):
+            return 400, "invalid_payload", []
+        _decode_json_values(payload)
+        if "blocks" in payload:
+            problems = block_problems(payload["blocks"])
+            if problems:
+                return 400, "invalid_blocks", problems
+        elif not payload.get("text") and not payload.get("delete_original"):
+            return 400, "no_text", []
+        return None
 
     def _handle_api(
         self, method: str, query: str, content_type: str, authorization: str, body: bytes
@@ -657,7 +798,14 @@ class FakeSlack:
                 raise _SlackError(parse_error)
             result = implementation(params)
         except _SlackError as exc:
-            return _json_answer(200, {"ok": False, "error": exc.code})
+            answer: dict[str, Any] = {"ok": False, "error": exc.code}
+            if exc.messages:
+                answer["response_metadata"] = {"messages": exc.messages}
+            if exc.code in MALFORMED_ERRORS:
+                self._malformed.append(
+                    {"method": method, "error": exc.code, "messages": exc.messages}
+                )
+            return _json_answer(200, answer)
         return _json_answer(200, {"ok": True, **result})
 
     def _take_fault(self, method: str) -> _Fault | None:
@@ -695,7 +843,21 @@ class FakeSlack:
         channel = params.get("channel")
         if not isinstance(channel, str) or channel[:1] not in ("C", "G", "D", "U", "W"):
             raise _SlackError("channel_not_found")
-        return self._dm_channel(channel)
+        if channel[:1] in ("U", "W") and channel not in self._users:
+            raise _SlackError("channel_not_found")
+        return self._conversation(channel)
+
+    def _conversation(self, channel: Any) -> str:
+        """The id of a conversation the fake knows (a user id means the DM with that user),
+        or ``channel_not_found``: a channel registered with `add_channel`, the DM of a
+        known user, or a group DM opened with conversations.open."""
+        if isinstance(channel, str):
+            dm = self._dm_channel(channel)
+            if channel in self._channels or any(
+                self._dm_channel(user) == dm for user in self._users
+            ):
+                return dm
+        raise _SlackError("channel_not_found")
 
     @staticmethod
     def _content(params: dict[str, Any], *, required: bool = True) -> dict[str, Any]:
@@ -707,10 +869,13 @@ class FakeSlack:
             blocks = content["blocks"]
             if not isinstance(blocks, list):
                 raise _SlackError("invalid_blocks_format")
-            if not all(isinstance(b, dict) and b.get("type") for b in blocks):
-                raise _SlackError("invalid_blocks")
+            problems = block_problems(blocks)
+            if problems:
+                raise _SlackError("invalid_blocks", problems)
         if required and not any(content.values()):
             raise _SlackError("no_text")
+        if len(str(content.get("text") or "")) > _TEXT_MAX:
+            raise _SlackError("msg_too_long")
         return content
 
     def _message_payload(self, stored: dict[str, Any]) -> dict[str, Any]:
@@ -769,18 +934,25 @@ class FakeSlack:
     def _consume_trigger(self, params: dict[str, Any]) -> None:
         trigger_id = params.get("trigger_id")
         if not trigger_id:
-            raise _SlackError("invalid_arguments")
-        # Slack lets each trigger_id open exactly one view.
+            raise _SlackError("invalid_arguments", ["missing required field: trigger_id"])
+        issued = self._triggers.get(trigger_id)
+        if issued is None:
+            raise _SlackError("invalid_arguments", ["invalid `trigger_id`"])
+        # Slack lets each trigger_id open exactly one view, within 3 s of the interaction.
         if trigger_id in self._used_trigger_ids:
             raise _SlackError("exchanged_trigger_id")
+        if self.now() - issued > TRIGGER_TTL:
+            raise _SlackError("expired_trigger_id")
 
     @staticmethod
-    def _view_spec(params: dict[str, Any]) -> dict[str, Any]:
+    def _view_spec(params: dict[str, Any], *, kind: str = "modal") -> dict[str, Any]:
         spec = params.get("view")
-        if not isinstance(spec, dict) or spec.get("type") not in ("modal", "home"):
-            raise _SlackError("invalid_arguments")
-        if "blocks" in spec and not isinstance(spec["blocks"], list):
-            raise _SlackError("invalid_arguments")
+        if isinstance(spec, dict) and spec.get("type") != kind:
+            raise _SlackError("invalid_arguments", [f"view type must be {kind}"])
+        problems = view_problems(spec)
+        if problems:
+            raise _SlackError("invalid_arguments", problems)
+        assert isinstance(spec, dict)
         return spec
 
     def _new_hash(self) -> str:
@@ -861,6 +1033,7 @@ class FakeSlack:
         channel = params.get("channel")
         if not isinstance(channel, str) or channel[:1] not in ("C", "G", "D"):
             raise _SlackError("channel_not_found")
+        self._conversation(channel)
         stored = self._find_message(channel, params.get("ts"))
         content = self._content(params)
         # Fields left out keep their previous value, as Slack documents for blocks.
@@ -880,7 +1053,9 @@ class FakeSlack:
         channel = self._post_target(params)
         user = params.get("user")
         if not user:
-            raise _SlackError("invalid_arguments")
+            raise _SlackError("invalid_arguments", ["missing required field: user"])
+        if user not in self._users:
+            raise _SlackError("user_not_found")
         content = self._content(params)
         ts = self._next_ts()
         self._ephemerals.append(
@@ -896,20 +1071,22 @@ class FakeSlack:
 
     def _conversations_open(self, params: dict[str, Any]) -> dict[str, Any]:
         if params.get("channel"):
-            return {"no_op": True, "already_open": True, "channel": {"id": params["channel"]}}
+            channel_id = self._conversation(params["channel"])
+            return {"no_op": True, "already_open": True, "channel": {"id": channel_id}}
         users = params.get("users")
         if isinstance(users, list):
             users = ",".join(users)
         user_ids = [u.strip() for u in (users or "").split(",") if u.strip()]
         if not user_ids:
             raise _SlackError("users_list_not_supplied")
-        if any(u[:1] not in ("U", "W") for u in user_ids):
+        if any(u not in self._users for u in user_ids):
             raise _SlackError("user_not_found")
         if len(user_ids) == 1:
             channel_id = self._dm_channel(user_ids[0])
         else:
             digest = hashlib.sha1(",".join(sorted(user_ids)).encode()).hexdigest()
             channel_id = "G" + digest[:10].upper()
+            self._channels.add(channel_id)
         return {"no_op": False, "already_open": False, "channel": {"id": channel_id}}
 
     def _conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -919,6 +1096,7 @@ class FakeSlack:
         channel = params.get("channel")
         if not isinstance(channel, str) or channel[:1] not in ("C", "G", "D"):
             raise _SlackError("channel_not_found")
+        self._conversation(channel)
         try:
             limit = int(params.get("limit") or _HISTORY_DEFAULT_LIMIT)
         except ValueError:
@@ -957,17 +1135,34 @@ class FakeSlack:
         # own root; tests only need it to exist and be updatable.
         return self._open_view(params)
 
+    def _views_publish(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The user's Home tab; one per user, replaced by each publish."""
+        user = params.get("user_id")
+        if not user:
+            raise _SlackError("invalid_arguments", ["missing required field: user_id"])
+        if user not in self._users:
+            raise _SlackError("user_not_found")
+        spec = self._view_spec(params, kind="home")
+        current = self._views.get(self._homes.get(user, ""))
+        if current is not None and params.get("hash") and params["hash"] != current["hash"]:
+            raise _SlackError("hash_conflict")
+        view_id = current["id"] if current else f"V{next(self._id_counter):010d}"
+        view = self._render_view(spec, view_id=view_id, root_view_id=view_id, previous=None)
+        self._views[view_id] = view
+        self._homes[user] = view_id
+        return {"view": copy.deepcopy(view)}
+
     def _views_update(self, params: dict[str, Any]) -> dict[str, Any]:
         view_id, external_id = params.get("view_id"), params.get("external_id")
         if not view_id and not external_id:
-            raise _SlackError("invalid_arguments")
+            raise _SlackError("invalid_arguments", ["missing required field: view_id"])
         if view_id:
             current = self._views.get(view_id)
         else:
             current = next(
                 (v for v in self._views.values() if v["external_id"] == external_id), None
             )
-        if current is None:
+        if current is None or current["id"] in self._closed_views:
             raise _SlackError("not_found")
         spec = self._view_spec(params)
         if params.get("hash") and params["hash"] != current["hash"]:

@@ -22,13 +22,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
-import itertools
 import json
-import threading
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from email.message import Message
@@ -111,8 +108,6 @@ class SlackSim:
         self.verification_token = verification_token
         # Talk to the app directly even if the environment configures an HTTP proxy.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        self._counter = itertools.count(1)
-        self._counter_lock = threading.Lock()
 
     def as_team(self, team_id: str, enterprise_id: str | None = None) -> SlackSim:
         """This sim, sending (still correctly signed) payloads from another workspace or
@@ -169,17 +164,13 @@ class SlackSim:
 
     # ------------------------------------------------------------------ ids
 
-    def _next(self) -> int:
-        with self._counter_lock:
-            return next(self._counter)
-
     def new_trigger_id(self) -> str:
-        """A fresh trigger_id in Slack's shape; each one can open a single view."""
-        return f"{self._next()}.{int(time.time())}.{uuid.uuid4().hex[:20]}"
+        """A fresh trigger_id, issued by the fake Slack now: it can open a single view, and
+        only within 3 s (on the fake's clock) of the interaction that carried it."""
+        return self.slack.issue_trigger_id()
 
     def _new_response_url(self, kind: str) -> tuple[str, str]:
-        name = f"{kind}-{self._next()}"
-        return name, self.slack.response_url(name)
+        return self.slack.issue_response_url(kind)
 
     def _user(self, user_id: str) -> dict[str, Any]:
         known = self.slack.get_user(user_id)

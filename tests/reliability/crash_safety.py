@@ -148,6 +148,7 @@ def run(runs: int, database_url: str | None, seed: int = 1) -> Figures:
         workdir = Path(tmp)
         url = database_url or f"sqlite:///{workdir / 'jit.db'}"
         slack = FakeSlack(token=BOT_TOKEN).start()
+        slack.add_channel(AUDIT)
         receiver = WebhookReceiver(SECRET).start()
         receiver.delay = 0.3  # each grant/revoke call takes a while: room to die in
         launcher = Launcher(workdir)

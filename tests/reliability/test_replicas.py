@@ -137,6 +137,7 @@ class Cluster:
 @pytest.fixture
 def cluster(pg_url: str, tmp_path: Path) -> Iterator[Cluster]:
     slack = FakeSlack(token=BOT_TOKEN).start()
+    slack.add_channel(AUDIT)
     slack.add_user(BOB, "bob@example.com")
     slack.add_user(CAROL, "carol@example.com")
     slack.add_usergroup("SSRE", "sre-leads", [BOB, CAROL])

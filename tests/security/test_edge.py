@@ -9,7 +9,6 @@ against a real ``jit-bot serve`` process, as operators run it.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import hmac
 import http.client
@@ -37,7 +36,7 @@ from bot.server import wsgi_app
 from bot.slack.blocks import HELP
 from bot.slack.edge import MAX_BODY_BYTES
 from tests.conftest import ALICE, SIGNING_SECRET, Bot
-from tests.e2e.helpers import footprint
+from tests.e2e.helpers import footprint, open_request_modal
 from tests.e2e.test_process import (  # noqa: F401 (fixtures)
     APP_TOKEN,
     _bot_env,
@@ -262,8 +261,7 @@ def test_a_signed_command_of_exactly_the_cap_is_served(bot: Bot) -> None:
 
 def test_a_100_block_modal_of_full_sections_is_submitted_well_under_the_cap(bot: Bot) -> None:
     """Slack's largest payload: a view_submission carries the whole modal back."""
-    bot.sim.command(ALICE, "request")
-    view = copy.deepcopy(bot.slack.wait_for(lambda: bot.slack.views)[-1])
+    view = open_request_modal(bot, ALICE)
     text = ("Runbook: see <https://example.com/wiki?a=1&b=2|the wiki> & *check* `x`. " * 60)[:3000]
     while len(view["blocks"]) < 100:
         view["blocks"].append({"type": "section", "text": {"type": "mrkdwn", "text": text}})

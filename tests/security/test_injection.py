@@ -24,7 +24,7 @@ import pytest
 from providers.base import TargetSpec
 from providers.fake import FakeProvider
 from tests.conftest import ALICE, BOB, CAROL, ROLES_YAML, Bot
-from tests.e2e.helpers import click, latest, open_deny, submit
+from tests.e2e.helpers import click, latest, open_deny, opened_view, submit
 from tests.fakes.slack_client import select_value, text_value
 
 HARMLESS = "INC-1 checkout errors"
@@ -148,16 +148,16 @@ def _assert_inert(text: str) -> None:
 def _request(bot: Bot, reason: str) -> str:
     """Ask for prod-support in prod through the modal, as Slack submits it."""
     before = {r.id for r in bot.service.mine(ALICE)}
-    opened = len(bot.slack.calls_to("views.open"))
-    assert bot.sim.command(ALICE, "request").status == 200
-    bot.slack.wait_for_calls("views.open", count=opened + 1)
+    reply = bot.sim.command(ALICE, "request")
+    assert reply.status == 200
+    bot.settle()
     form = {
         "role": {"role": select_value("prod-support")},
         "environment": {"environment": select_value("prod")},
         "duration": {"duration": text_value("1h")},
         "reason": {"reason": text_value(reason)},
     }
-    assert bot.sim.submit_view(ALICE, bot.slack.views[-1], form).status == 200
+    assert bot.sim.submit_view(ALICE, opened_view(bot, reply.trigger_id), form).status == 200
     bot.settle()
     [request_id] = {r.id for r in bot.service.mine(ALICE)} - before
     return request_id

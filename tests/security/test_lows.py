@@ -21,7 +21,16 @@ from bot.storage.models import Status
 from providers.fake import FakeProvider, FakeTarget
 from providers.webhook import WebhookProvider
 from tests.conftest import ALICE, APPROVERS_YAML, BOB, CAROL, ROLES_YAML, Bot, stop
-from tests.e2e.helpers import buttons, click, latest, requests_of, submit
+from tests.e2e.helpers import (
+    buttons,
+    click,
+    deny_forms,
+    latest,
+    open_request_modal,
+    opened_view,
+    requests_of,
+    submit,
+)
 from tests.fakes.slack_client import select_value, text_value
 from tests.fakes.webhook_receiver import WebhookReceiver
 
@@ -77,8 +86,7 @@ def test_an_overflowing_duration_typed_inline_is_a_clear_error_not_a_crash(
 def test_an_overflowing_duration_in_the_request_modal_is_a_field_error_not_a_500(
     bot: Bot, duration: str
 ) -> None:
-    bot.sim.command(ALICE, "request")
-    view = bot.slack.wait_for(lambda: bot.slack.views)[-1]
+    view = open_request_modal(bot, ALICE)
 
     reply = bot.sim.submit_view(ALICE, view, _modal_form("prod-support", "prod", duration, "x"))
 
@@ -256,7 +264,7 @@ def test_a_deny_clicked_after_pending_ttl_opens_no_reason_modal_and_counts_nothi
     answer = click(bot, CAROL, "deny", request_id)
 
     assert "This request expired" in answer
-    assert bot.slack.calls_to("views.open") == []
+    assert deny_forms(bot) == []
     assert bot.service.get(request_id).status == Status.EXPIRED
     assert bot.service.votes_of(request_id) == []
 
@@ -264,8 +272,10 @@ def test_a_deny_clicked_after_pending_ttl_opens_no_reason_modal_and_counts_nothi
 def test_a_deny_reason_submitted_after_pending_ttl_is_refused(bot: Bot) -> None:
     # The modal was opened in time; the reason came in after the request had expired.
     request_id = submit(bot, ALICE, "prod-support prod 1h INC-1")
-    assert bot.sim.block_action(CAROL, "deny", request_id).status == 200
-    view = bot.slack.wait_for(lambda: bot.slack.views)[-1]
+    clicked = bot.sim.block_action(CAROL, "deny", request_id)
+    assert clicked.status == 200
+    bot.settle()
+    view = opened_view(bot, clicked.trigger_id)
     bot.clock.advance(timedelta(minutes=61))
 
     reply = bot.sim.submit_view(CAROL, view, {"reason": {"reason": text_value("no")}})

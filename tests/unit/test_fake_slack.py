@@ -33,7 +33,12 @@ SECRET = "test-signing-secret"
 
 @pytest.fixture
 def slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack(token=TOKEN).start()
+    # A frozen clock: Slack's time moves only when a test advances it.
+    fake = FakeSlack(token=TOKEN, clock=lambda: 0.0).start()
+    for user in ("U1", "U2", "U42", "U123"):
+        fake.add_user(user, f"{user.lower()}@example.com")
+    for channel in ("C0", "C1", "C2", "C0GENERAL"):
+        fake.add_channel(channel)
     yield fake
     fake.stop()
     # A bug inside the fake is answered as HTTP 500; make sure none slipped by.
@@ -162,14 +167,15 @@ def test_views_open_update_push(client: WebClient, slack: FakeSlack) -> None:
         "callback_id": "request",
         "private_metadata": "meta",
         "title": {"type": "plain_text", "text": "Request"},
-        "blocks": [],
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "Which role?"}}],
     }
-    opened = client.views_open(trigger_id="t1", view=modal)["view"]
+    t1 = slack.issue_trigger_id()
+    opened = client.views_open(trigger_id=t1, view=modal)["view"]
     assert opened["id"].startswith("V") and opened["hash"]
     assert slack.views[0]["callback_id"] == "request"
 
     # A trigger_id opens one view only.
-    err = api_error(lambda: client.views_open(trigger_id="t1", view=modal))
+    err = api_error(lambda: client.views_open(trigger_id=t1, view=modal))
     assert err.response["error"] == "exchanged_trigger_id"
 
     updated = client.views_update(
@@ -183,7 +189,7 @@ def test_views_open_update_push(client: WebClient, slack: FakeSlack) -> None:
     missing = api_error(lambda: client.views_update(view_id="V404", view=modal))
     assert missing.response["error"] == "not_found"
 
-    pushed = client.views_push(trigger_id="t2", view=modal)["view"]
+    pushed = client.views_push(trigger_id=slack.issue_trigger_id(), view=modal)["view"]
     assert [v["id"] for v in slack.views] == [opened["id"], pushed["id"]]
 
 
@@ -360,7 +366,7 @@ def bolt_app(slack: FakeSlack) -> Iterator[str]:
                 "callback_id": "request",
                 "title": {"type": "plain_text", "text": "Request"},
                 "submit": {"type": "plain_text", "text": "Submit"},
-                "blocks": [],
+                "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "Request"}}],
             },
         )
 
@@ -379,7 +385,13 @@ def bolt_app(slack: FakeSlack) -> Iterator[str]:
         chosen = body["actions"][0]["selected_option"]["value"]
         client.views_update(
             view_id=body["view"]["id"],
-            view={"type": "modal", "callback_id": "request", "private_metadata": chosen},
+            view={
+                "type": "modal",
+                "callback_id": "request",
+                "title": {"type": "plain_text", "text": "Request"},
+                "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": chosen}}],
+                "private_metadata": chosen,
+            },
         )
 
     @app.view("request")
@@ -440,3 +452,234 @@ def test_badly_signed_requests_are_rejected_by_bolt(bolt_app: str, slack: FakeSl
     stale = sim.sign(body, timestamp=int(time.time()) - 600)
     assert sim.raw(body, {**form, **stale}).status == 401
     assert sim.raw(body, form).status == 401
+
+
+# --------------------------------------------------------------------------- strictness
+
+
+def section(text: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}, **extra}
+
+
+def button(**fields: Any) -> dict[str, Any]:
+    return {
+        "type": "actions",
+        "elements": [
+            {"type": "button", "text": {"type": "plain_text", "text": "Go"}, **fields},
+        ],
+    }
+
+
+def modal(**fields: Any) -> dict[str, Any]:
+    return {
+        "type": "modal",
+        "title": {"type": "plain_text", "text": "Request access"},
+        "blocks": [section("Loading…")],
+        **fields,
+    }
+
+
+def plain(text: str) -> dict[str, str]:
+    return {"type": "plain_text", "text": text}
+
+
+# Each pair: blocks Slack accepts, at the limit, and the same one step past it.
+AT_AND_PAST_THE_LIMIT = {
+    "section text of 3,000 characters": ([section("x" * 3000)], [section("x" * 3001)]),
+    "50 blocks in a message": ([{"type": "divider"}] * 50, [{"type": "divider"}] * 51),
+    "button value of 2,000 characters": (
+        [button(action_id="a", value="v" * 2000)],
+        [button(action_id="a", value="v" * 2001)],
+    ),
+    "action_id of 255 characters": ([button(action_id="a" * 255)], [button(action_id="a" * 256)]),
+    "block_id of 255 characters": (
+        [section("x", block_id="b" * 255)],
+        [section("x", block_id="b" * 256)],
+    ),
+    "known fields only": ([section("x")], [section("x", colour="red")]),
+    "known block types only": ([{"type": "divider"}], [{"type": "dividr"}]),
+    "a section with text": ([section("x")], [{"type": "section"}]),
+}
+
+
+@pytest.mark.parametrize("case", AT_AND_PAST_THE_LIMIT)
+def test_messages_with_blocks_slack_refuses_are_refused_as_invalid_blocks(
+    client: WebClient, slack: FakeSlack, case: str
+) -> None:
+    accepted, refused = AT_AND_PAST_THE_LIMIT[case]
+    posted = client.chat_postMessage(channel="C1", text="t", blocks=accepted)
+
+    err = api_error(lambda: client.chat_postMessage(channel="C1", text="t", blocks=refused))
+    assert (err.response.status_code, err.response["error"]) == (200, "invalid_blocks")
+    assert err.response["response_metadata"]["messages"]  # says what was wrong
+    update = api_error(
+        lambda: client.chat_update(channel="C1", ts=posted["ts"], text="t", blocks=refused)
+    )
+    assert update.response["error"] == "invalid_blocks"
+    ephemeral = api_error(
+        lambda: client.chat_postEphemeral(channel="C1", user="U1", text="t", blocks=refused)
+    )
+    assert ephemeral.response["error"] == "invalid_blocks"
+    hook = WebhookClient(slack.response_url("r"), timeout=5).send_dict(
+        {"text": "t", "blocks": refused}
+    )
+    assert (hook.status_code, hook.body) == (400, "invalid_blocks")
+
+    assert [m["blocks"] for m in slack.messages] == [accepted]  # nothing refused was kept
+    assert slack.responses == [] and slack.ephemerals == []
+    assert [m["error"] for m in slack.malformed] == ["invalid_blocks"] * 4
+
+
+MODALS_SLACK_REFUSES = {
+    "no title": {"title": None},
+    "a title of 25 characters": {"title": plain("x" * 25)},
+    "a mrkdwn title": {"title": {"type": "mrkdwn", "text": "Request"}},
+    "a submit of 25 characters": {"submit": plain("x" * 25)},
+    "a close of 25 characters": {"close": plain("x" * 25)},
+    "101 blocks": {"blocks": [{"type": "divider"}] * 101},
+    "an input without submit": {
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": "reason",
+                "label": plain("Reason"),
+                "element": {"type": "plain_text_input", "action_id": "reason"},
+            }
+        ]
+    },
+    "a block Slack refuses": {"blocks": [section("x" * 3001)]},
+}
+
+
+@pytest.mark.parametrize("case", MODALS_SLACK_REFUSES)
+def test_views_slack_refuses_are_refused_as_invalid_arguments(
+    client: WebClient, slack: FakeSlack, case: str
+) -> None:
+    bad = {k: v for k, v in modal(**MODALS_SLACK_REFUSES[case]).items() if v is not None}
+    trigger = slack.issue_trigger_id()
+
+    err = api_error(lambda: client.views_open(trigger_id=trigger, view=bad))
+    assert (err.response.status_code, err.response["error"]) == (200, "invalid_arguments")
+    assert err.response["response_metadata"]["messages"]
+    # The trigger was not spent on the refused view: the good one still opens.
+    opened = client.views_open(trigger_id=trigger, view=modal())["view"]
+    update = api_error(lambda: client.views_update(view_id=opened["id"], view=bad))
+    assert update.response["error"] == "invalid_arguments"
+    push = api_error(lambda: client.views_push(trigger_id=slack.issue_trigger_id(), view=bad))
+    assert push.response["error"] == "invalid_arguments"
+
+    assert [v["blocks"] for v in slack.views] == [modal()["blocks"]]
+    assert [m["error"] for m in slack.malformed] == ["invalid_arguments"] * 3
+
+
+def test_the_largest_modal_slack_takes_is_taken(client: WebClient, slack: FakeSlack) -> None:
+    biggest = modal(
+        title=plain("x" * 24),
+        submit=plain("s" * 24),
+        close=plain("c" * 24),
+        blocks=[{"type": "divider"}] * 100,
+    )
+    opened = client.views_open(trigger_id=slack.issue_trigger_id(), view=biggest)["view"]
+    assert len(slack.view(opened["id"])["blocks"]) == 100
+    assert slack.malformed == []
+
+
+def test_home_tab_is_validated_and_replaced_per_user(client: WebClient, slack: FakeSlack) -> None:
+    home = {"type": "home", "blocks": [section("Your requests")]}
+    first = client.views_publish(user_id="U1", view=home)["view"]
+    again = client.views_publish(user_id="U1", view={**home, "blocks": [section("None")]})
+    assert again["view"]["id"] == first["id"]
+    assert error_code(lambda: client.views_publish(user_id="U404", view=home)) == ("user_not_found")
+    refused = {"type": "home", "blocks": [section("x" * 3001)]}
+    assert error_code(lambda: client.views_publish(user_id="U1", view=refused)) == (
+        "invalid_arguments"
+    )
+
+
+def test_unknown_conversations_and_users_are_not_found(client: WebClient, slack: FakeSlack) -> None:
+    def code(call: Callable[[], object]) -> str:
+        return error_code(call)
+
+    assert code(lambda: client.chat_postMessage(channel="C404", text="x")) == "channel_not_found"
+    assert code(lambda: client.chat_postMessage(channel="U404", text="x")) == "channel_not_found"
+    assert code(lambda: client.chat_postMessage(channel="D404", text="x")) == "channel_not_found"
+    assert code(lambda: client.chat_update(channel="C404", ts="1.0", text="x")) == (
+        "channel_not_found"
+    )
+    assert code(lambda: client.conversations_history(channel="C404")) == "channel_not_found"
+    assert code(lambda: client.chat_postEphemeral(channel="C404", user="U1", text="x")) == (
+        "channel_not_found"
+    )
+    assert code(lambda: client.chat_postEphemeral(channel="C1", user="U404", text="x")) == (
+        "user_not_found"
+    )
+    assert code(lambda: client.conversations_open(users="U404")) == "user_not_found"
+    assert code(lambda: client.conversations_open(users="U1,U404")) == "user_not_found"
+    assert code(lambda: client.users_info(user="U404")) == "user_not_found"
+    assert slack.messages == [] and slack.ephemerals == []
+
+    # What is known works: a registered channel, a user, their DM, a group DM once opened.
+    slack.add_channel("C404")
+    client.chat_postMessage(channel="C404", text="now known")
+    client.chat_postMessage(channel="D1", text="the DM of U1")
+    group = client.conversations_open(users="U1,U2")["channel"]["id"]
+    client.chat_postMessage(channel=group, text="to both")
+    assert [m["channel"] for m in slack.messages] == ["C404", "D1", group]
+
+
+def test_trigger_ids_must_be_issued_fresh_and_used_once(
+    client: WebClient, slack: FakeSlack
+) -> None:
+    made_up = api_error(lambda: client.views_open(trigger_id="123.456.abc", view=modal()))
+    assert made_up.response["error"] == "invalid_arguments"
+
+    stale = slack.issue_trigger_id()
+    fresh = slack.issue_trigger_id()
+    slack.advance(3.0)  # exactly 3 s on: still usable, as Slack's window is 3 s
+    client.views_open(trigger_id=fresh, view=modal())
+    slack.advance(0.01)
+    err = api_error(lambda: client.views_open(trigger_id=stale, view=modal()))
+    assert (err.response.status_code, err.response["error"]) == (200, "expired_trigger_id")
+    assert error_code(lambda: client.views_open(trigger_id=fresh, view=modal())) == (
+        "exchanged_trigger_id"
+    )
+    assert len(slack.views) == 1
+    assert slack.malformed[0]["messages"] == ["invalid `trigger_id`"]
+
+
+def test_response_urls_take_five_posts_within_thirty_minutes(slack: FakeSlack) -> None:
+    busy = WebhookClient(slack.response_url("busy"), timeout=5)
+    late = WebhookClient(slack.response_url("late"), timeout=5)
+    answers = [busy.send_dict({"text": f"post {i}"}).status_code for i in range(1, 7)]
+    assert answers == [200] * 5 + [404]
+    assert busy.send_dict({"text": "again"}).body == "used_url"
+
+    slack.advance(30 * 60)
+    assert late.send_dict({"text": "at 30 minutes"}).status_code == 200
+    slack.advance(0.01)
+    expired = late.send_dict({"text": "past 30 minutes"})
+    assert (expired.status_code, expired.body) == (404, "expired_url")
+    assert [r["text"] for r in slack.responses] == [
+        *(f"post {i}" for i in range(1, 6)),
+        "at 30 minutes",
+    ]
+
+
+def test_the_clock_is_real_time_unless_replaced() -> None:
+    fake = FakeSlack()  # not started: only its clock is looked at
+    before = time.monotonic()
+    assert before <= fake.now() <= time.monotonic()
+    fake.advance(10)
+    assert fake.now() >= before + 10
+    frozen = FakeSlack(clock=lambda: 100.0)
+    frozen.advance(2.5)
+    assert frozen.now() == 102.5
+
+
+def test_a_closed_modal_cannot_be_updated(client: WebClient, slack: FakeSlack) -> None:
+    opened = client.views_open(trigger_id=slack.issue_trigger_id(), view=modal())["view"]
+    slack.close_view(opened["id"])
+    assert error_code(lambda: client.views_update(view_id=opened["id"], view=modal())) == (
+        "not_found"
+    )
+    assert slack.view(opened["id"])["id"] == opened["id"]  # still there to read
