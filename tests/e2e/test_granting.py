@@ -137,13 +137,20 @@ def test_access_that_expired_while_the_bot_was_down_is_revoked_right_after_start
 
 
 def test_a_restart_reschedules_every_active_grant(make_bot) -> None:  # type: ignore[no-untyped-def]
+    """The second bot's start-up sweep finds nothing due (make_bot settles it); what ends
+    the grant afterwards, with nobody sweeping, is the expiry job it scheduled."""
     first = make_bot()
-    request_id = _approved(first)
+    request_id = _approved(first, "prod-support prod 2s INC-1")
     stop(first)
     second = make_bot()
-    assert second.runtime.timers.scheduled() == {
-        request_id: second.service.get(request_id).expires_at
-    }
+    assert second.service.get(request_id).status == "active"
+    second.clock.advance(timedelta(seconds=2))
+    second.slack.wait_for(
+        lambda: any("has ended" in m["text"] for m in second.slack.messages_in(ALICE)), timeout=30
+    )
+    second.settle()
+    assert second.service.get(request_id).status == "revoked"
+    assert second.provider.holdings == set()
 
 
 def test_end_access_button_revokes_at_once(bot: Bot) -> None:
