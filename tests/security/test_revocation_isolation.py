@@ -410,7 +410,9 @@ def test_a_serving_bot_revokes_on_time_beside_eight_hanging_webhooks_and_keeps_i
         for earlier, later in itertools.pairwise(stamps)
     ]
     print(f"healthy revoke {delay:.3f}s after expiry; heartbeat gaps max {max(gaps):.2f}s")
-    assert delay < 1.0, f"the healthy revoke arrived {delay:.2f}s after its expiry"
+    # Queued behind the eight, it would have waited for their deadline; half of that
+    # leaves a loaded machine its slowness without letting a queued revoke pass.
+    assert delay < DEADLINE_SECONDS / 2, f"the healthy revoke arrived {delay:.2f}s after expiry"
     assert fine_hook.holdings == set()
     # Renewed every third of the lease: a skipped beat would leave a gap of two thirds.
     assert all(len(stamps) >= 2 for stamps in renewals.values()), renewals
