@@ -100,22 +100,6 @@ class Timers(ExpiryScheduler):
         with contextlib.suppress(JobLookupError):
             self._scheduler.remove_job(f"expire:{request_id}")
 
-    def intervals(self) -> dict[str, timedelta]:
-        """Periodic job id → how often it runs."""
-        return {
-            job.id: job.trigger.interval
-            for job in self._scheduler.get_jobs()
-            if hasattr(job.trigger, "interval")
-        }
-
-    def scheduled(self) -> dict[str, datetime]:
-        """Request id → when, by the bot's clock, its expiry job revokes it."""
-        return {
-            job.id.removeprefix("expire:"): job.args[1]
-            for job in self._scheduler.get_jobs()
-            if job.id.startswith("expire:")
-        }
-
     @staticmethod
     def _safely(job: Callable[[], object], what: str) -> Callable[[], None]:
         def run() -> None:
