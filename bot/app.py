@@ -82,6 +82,34 @@ class TrackedExecutor(ThreadPoolExecutor):
             return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
 
 
+class TrackedJob:
+    """A periodic job that says when it has run and whether it is running, so settle()
+    can wait for the start-up sweep (whatever expired while the bot was down is handled
+    before the bot counts as settled) and for a sweep in progress."""
+
+    def __init__(self, job: Callable[[], object]) -> None:
+        self._job = job
+        self._runs = 0
+        self._running = False
+        self._idle = threading.Condition()
+
+    def __call__(self) -> None:
+        with self._idle:
+            self._running = True
+        try:
+            self._job()
+        finally:
+            with self._idle:
+                self._running = False
+                self._runs += 1
+                self._idle.notify_all()
+
+    def wait_ran(self, timeout: float) -> bool:
+        """Wait until it has run at least once and is not running."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._runs > 0 and not self._running, timeout)
+
+
 def default_providers(environ: Mapping[str, str]) -> dict[str, Provider]:
     """The real providers, built with their clients. Cloud providers join here."""
     return {
@@ -133,13 +161,16 @@ class Runtime:
     # In Socket Mode: "connected" or "connecting", reported by /healthz (set by serve).
     slack_connection: Callable[[], str] | None = None
 
+    def __post_init__(self) -> None:
+        self.sweeper = TrackedJob(self.service.sweep)
+
     def start(self) -> None:
         """Start the outbox worker and the timers (which sweep at once)."""
         self.outbox.start()
         settings = self.service.config.settings
         # The first sweep runs at once: anything that expired while we were down goes now.
         periodic = [
-            Periodic("sweeper", self.service.sweep, settings.sweep_interval, at_start=True),
+            Periodic("sweeper", self.sweeper, settings.sweep_interval, at_start=True),
             Periodic("heartbeat", self.service.heartbeat, self.service.lease / 3),
             Periodic("reconcile", self.drift.run, settings.reconcile_interval),
         ]
@@ -166,7 +197,9 @@ class Runtime:
 
     def settle(self, timeout: float = 10.0) -> None:
         """Wait until listeners and background work are done and every due Slack message
-        has been attempted. For tests and graceful shutdown."""
+        has been attempted, the start-up sweep included. For tests and graceful shutdown."""
+        if not self.sweeper.wait_ran(timeout):
+            raise TimeoutError("the start-up sweep did not finish")
         for _ in range(20):
             listeners_idle = self.listeners.wait_idle(timeout)
             work_idle = self.work.wait_idle(timeout)
@@ -175,6 +208,7 @@ class Runtime:
                 raise TimeoutError("the bot did not become idle")
             if (
                 not self.outbox.deliver_due()
+                and self.sweeper.wait_ran(0)
                 and self.listeners.wait_idle(0)
                 and self.work.wait_idle(0)
                 and self.revoker.wait_idle(0)
@@ -242,7 +276,7 @@ def build_runtime(
     drift = DriftChecker(
         config=config, sessions=sessions, providers=providers, clock=clock, notifier=notifier
     )
-    timers = Timers(expire=lambda rid: service.expire(rid))
+    timers = Timers(expire=lambda rid: service.expire(rid), clock=clock)
     service = AccessService(
         config=config,
         sessions=sessions,

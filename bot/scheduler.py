@@ -8,6 +8,11 @@ Each periodic job runs on a thread of its own, so none of them waits behind the 
 or behind expiry jobs: a drift check stuck on a slow cloud, or a burst of expiries, never
 skips a lease heartbeat or a sweep. Expiry jobs only start their revocation (the calls
 run on the revocation executor, bot/revoker.py), so their own pool stays free.
+
+An expiry is due by the bot's clock, while APScheduler waits on the host's. They are the
+same clock in production; under a clock that moves on its own terms (tests' FakeClock), a
+job waits what is left by the bot's clock, and one that wakes before its time on that
+clock waits again instead of being lost.
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from bot.clock import Clock
 from bot.service import ExpiryScheduler
 
 log = logging.getLogger(__name__)
@@ -36,8 +42,9 @@ class Periodic:
 
 
 class Timers(ExpiryScheduler):
-    def __init__(self, expire: Callable[[str], None]) -> None:
+    def __init__(self, expire: Callable[[str], None], clock: Clock) -> None:
         self._expire = expire
+        self._clock = clock
         self._scheduler = BackgroundScheduler(
             timezone="UTC",
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -65,34 +72,33 @@ class Timers(ExpiryScheduler):
             self._scheduler.shutdown(wait=False)
 
     def schedule(self, request_id: str, at: datetime) -> None:
+        """Expire ``request_id`` at ``at`` by the bot's clock."""
+        self._add(request_id, at, self._left(at))
+
+    def _left(self, at: datetime) -> timedelta:
+        return max(at - self._clock.now(), timedelta(0))
+
+    def _add(self, request_id: str, at: datetime, wait: timedelta) -> None:
         self._scheduler.add_job(
-            self._expire,
+            self._due,
             "date",
-            run_date=at,
-            args=[request_id],
+            run_date=datetime.now(UTC) + wait,
+            args=[request_id, at],
             id=f"expire:{request_id}",
             replace_existing=True,
         )
 
+    def _due(self, request_id: str, at: datetime) -> None:
+        if self._clock.now() < at:
+            # Early by the bot's clock (it is not the host's): wait what is left. At least
+            # a second, so a job re-added under its own id never finds itself running.
+            self._add(request_id, at, max(self._left(at), timedelta(seconds=1)))
+            return
+        self._expire(request_id)
+
     def cancel(self, request_id: str) -> None:
         with contextlib.suppress(JobLookupError):
             self._scheduler.remove_job(f"expire:{request_id}")
-
-    def intervals(self) -> dict[str, timedelta]:
-        """Periodic job id → how often it runs."""
-        return {
-            job.id: job.trigger.interval
-            for job in self._scheduler.get_jobs()
-            if hasattr(job.trigger, "interval")
-        }
-
-    def scheduled(self) -> dict[str, datetime]:
-        """Request id → when its expiry job fires."""
-        return {
-            job.id.removeprefix("expire:"): job.next_run_time
-            for job in self._scheduler.get_jobs()
-            if job.id.startswith("expire:")
-        }
 
     @staticmethod
     def _safely(job: Callable[[], object], what: str) -> Callable[[], None]:

@@ -174,7 +174,9 @@ class Bot:
         return self.runtime.service
 
     def settle(self) -> None:
-        self.runtime.settle()
+        # A wait for the bot to be idle, not a measure of speed: generous, so a loaded
+        # machine's slowness does not read as a bot that never settles.
+        self.runtime.settle(timeout=60)
 
     def command(self, user: str, text: str) -> dict:  # type: ignore[type-arg]
         """Send ``/jit <text>`` and return what the bot answered through response_url."""

@@ -4,11 +4,11 @@ timeout, overlapping grants and standing access."""
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from providers.base import GrantContext, GrantOutcome, Principal, TargetSpec
-from providers.fake import FakeProvider
-from tests.conftest import ALICE, APPROVERS_YAML, BOB, CAROL, MALLORY, Bot, stop
+from providers.base import GrantContext, GrantOutcome, Holding, Principal, TargetSpec
+from providers.fake import FakeProvider, FakeTarget
+from tests.conftest import ALICE, APPROVERS_YAML, AUDIT_CHANNEL, BOB, CAROL, MALLORY, Bot, stop
 from tests.e2e.helpers import buttons, click, force, force_target, latest, submit
 
 ALICE_EMAIL = "alice@example.com"
@@ -87,17 +87,20 @@ def test_granted_requester_gets_the_expiry_time_and_an_end_access_button(bot: Bo
     assert [(b["action_id"], b["value"]) for b in buttons(dm)] == [("end_access", request_id)]
 
 
-def test_the_expiry_job_fires_at_expires_at(bot: Bot) -> None:
-    # Put the fake clock so that a 1h grant ends two real seconds from now; the
-    # APScheduler date job (not the 30 s sweeper) must revoke it.
-    bot.clock.set(datetime.now(UTC) - timedelta(hours=1) + timedelta(seconds=2))
-    request_id = _approved(bot)
-    expires_at = bot.service.get(request_id).expires_at
-    assert bot.runtime.timers.scheduled()[request_id] == expires_at
-    bot.clock.advance(timedelta(hours=1))
-    bot.slack.wait_for(lambda: bot.service.get(request_id).status == "revoked", timeout=15)
+def test_the_expiry_job_revokes_when_the_bots_clock_reaches_expires_at(bot: Bot) -> None:
+    """The expiry job, not the sweeper (nobody calls it here), ends a grant. It waits on
+    the host's clock what is left by the bot's: while the fake clock stands still it keeps
+    waking early and waiting again; once the clock reaches expires_at it revokes."""
+    request_id = _approved(bot, "prod-support prod 2s INC-1")
+    assert bot.provider.holdings == {(ALICE_EMAIL, "prod-db"), (ALICE_EMAIL, "prod-logs")}
+    bot.clock.advance(timedelta(seconds=2))
+    bot.slack.wait_for(
+        lambda: any("has ended" in m["text"] for m in bot.slack.messages_in(ALICE)), timeout=30
+    )
+    bot.settle()
+    assert bot.service.get(request_id).status == "revoked"
     assert bot.provider.holdings == set()
-    assert request_id not in bot.runtime.timers.scheduled()
+    assert [e.action for e in bot.service.audit_events(request_id)][-1] == "revoked"
 
 
 def test_the_sweeper_revokes_whatever_is_past_expiry(bot: Bot) -> None:
@@ -134,13 +137,20 @@ def test_access_that_expired_while_the_bot_was_down_is_revoked_right_after_start
 
 
 def test_a_restart_reschedules_every_active_grant(make_bot) -> None:  # type: ignore[no-untyped-def]
+    """The second bot's start-up sweep finds nothing due (make_bot settles it); what ends
+    the grant afterwards, with nobody sweeping, is the expiry job it scheduled."""
     first = make_bot()
-    request_id = _approved(first)
+    request_id = _approved(first, "prod-support prod 2s INC-1")
     stop(first)
     second = make_bot()
-    assert second.runtime.timers.scheduled() == {
-        request_id: second.service.get(request_id).expires_at
-    }
+    assert second.service.get(request_id).status == "active"
+    second.clock.advance(timedelta(seconds=2))
+    second.slack.wait_for(
+        lambda: any("has ended" in m["text"] for m in second.slack.messages_in(ALICE)), timeout=30
+    )
+    second.settle()
+    assert second.service.get(request_id).status == "revoked"
+    assert second.provider.holdings == set()
 
 
 def test_end_access_button_revokes_at_once(bot: Bot) -> None:
@@ -362,17 +372,43 @@ def test_a_rollback_a_crash_interrupted_is_finished_not_taken_for_a_grant(
     assert "failed" in second.dms_to(ALICE)[-1]["text"]
 
 
-def test_the_sweeper_and_the_drift_check_run_periodically(make_bot) -> None:  # type: ignore[no-untyped-def]
+class ListingProvider(FakeProvider):
+    """The fake cloud, able to list who holds what, as the drift check needs."""
+
+    def inventory(self, target: TargetSpec) -> list[Holding] | None:
+        assert isinstance(target, FakeTarget)
+        held = sorted(self.holdings)
+        return [Holding(email, target) for email, resource in held if resource == target.resource]
+
+
+def test_the_sweeper_and_the_drift_check_run_by_themselves(make_bot) -> None:  # type: ignore[no-untyped-def]
+    """Nobody calls either here: the drift check, every second as configured, tells the
+    audit channel of a grant the cloud lost; the sweeper, every second too, ends a grant
+    past its time (its 1h expiry job is an hour of the host's clock away)."""
+    cloud = ListingProvider()
     bot = make_bot(
         approvers=APPROVERS_YAML.replace(
-            "settings:", "settings:\n  sweep_interval: 20s\n  reconcile_interval: 5m"
-        )
+            "settings:", "settings:\n  sweep_interval: 1s\n  reconcile_interval: 1s"
+        ),
+        providers={"fake": cloud},
     )
-    assert bot.runtime.timers.intervals() == {
-        "sweeper": timedelta(seconds=20),
-        "heartbeat": bot.service.lease / 3,
-        "reconcile": timedelta(minutes=5),
-    }
+    request_id = _approved(bot)
+    cloud.holdings.discard((ALICE_EMAIL, "prod-logs"))  # removed by hand
+
+    def drift_posted() -> bool:
+        return any(
+            "drift_detected" in m["text"] and "prod-logs" in m["text"]
+            for m in bot.slack.messages_in(AUDIT_CHANNEL)
+        )
+
+    bot.slack.wait_for(drift_posted, timeout=30)
+    bot.clock.advance(timedelta(hours=1))
+    bot.slack.wait_for(
+        lambda: any("has ended" in m["text"] for m in bot.slack.messages_in(ALICE)), timeout=30
+    )
+    assert bot.service.get(request_id).status == "revoked"
+    assert cloud.holdings == set()
+    assert ("revoke", "prod-db") in [(c.action, c.resource) for c in cloud.calls]
 
 
 def test_access_a_crash_left_unrecorded_is_not_mistaken_for_standing_access(

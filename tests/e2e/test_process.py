@@ -246,7 +246,7 @@ def test_socket_mode_is_chosen_when_an_app_token_is_set(
     assert process.wait_healthy() == {"status": "ok", "slack": "connecting"}
 
     process.popen.send_signal(signal.SIGTERM)
-    assert process.wait_exit(timeout=5) == 0, process.output()
+    assert process.wait_exit() == 0, process.output()
 
 
 def test_socket_mode_keeps_retrying_when_slack_is_unavailable_at_start_up(

@@ -3,13 +3,16 @@ and the read-only commands."""
 
 from __future__ import annotations
 
+import copy
+import threading
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
 
 from providers.base import ProviderError, TargetSpec
 from providers.fake import FakeProvider
-from tests.conftest import ALICE, BOB, CAROL, MALLORY, SEC1, SEC2, Bot
+from tests.conftest import ALICE, AUDIT_CHANNEL, BOB, CAROL, MALLORY, SEC1, SEC2, Bot
 from tests.e2e.helpers import buttons, click, latest, open_request_modal, opened_view, submit
 from tests.fakes.slack_client import select_value, text_value
 
@@ -107,9 +110,7 @@ def test_a_valid_modal_submission_stores_the_request_and_asks_the_approvers(bot:
     assert len(bot.dms_to(BOB)) == 1 and len(bot.dms_to(CAROL)) == 1
 
 
-def test_one_slack_interaction_delivered_twice_is_one_request(
-    bot: Bot, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_one_slack_interaction_delivered_twice_is_one_request(bot: Bot) -> None:
     """A command or submission re-delivered where the replay guard cannot see it (another
     replica, a restarted process) has the trigger_id of the first: one request, one DM."""
     text = "request prod-support prod 1h INC-1"
@@ -125,21 +126,6 @@ def test_one_slack_interaction_delivered_twice_is_one_request(
     bot.sim.submit_view(ALICE, view, form, trigger_id=submitted.trigger_id)
     bot.settle()
 
-    # Two deliveries at once, on two replicas: both look before either has stored it.
-    # The second insert breaks the unique origin, and gets back the request stored.
-    lookups: list[str] = []
-    looked_up = bot.service._by_origin
-
-    def first_misses(origin: str):  # type: ignore[no-untyped-def]
-        lookups.append(origin)
-        return None if len(lookups) == 1 else looked_up(origin)
-
-    monkeypatch.setattr(bot.service, "_by_origin", first_misses)
-    origin = bot.service.get(request_id).origin
-    checked = bot.service.check(ALICE, "prod-support", "prod", "1h", "INC-1")
-    assert bot.service.submit(ALICE, checked, origin=origin).id == request_id
-    assert lookups == [origin, origin]
-
     assert sorted((r.environment, r.reason) for r in bot.service.mine(ALICE)) == [
         ("prod", "INC-1"),
         ("staging", "INC-2"),
@@ -147,6 +133,51 @@ def test_one_slack_interaction_delivered_twice_is_one_request(
     # One DM per request to its approvers, none for the re-deliveries.
     assert len(bot.dms_to(BOB)) == 1 and len(bot.dms_to(SEC1)) == 1
     assert [e.action for e in bot.service.audit_events(request_id)].count("requested") == 1
+
+
+def test_one_interaction_on_two_replicas_at_once_is_one_request(
+    make_bot: Callable[..., Bot],
+) -> None:
+    """Both replicas look for the interaction before either has stored it: the one that
+    stores second breaks the unique origin and answers with the request stored first.
+
+    Replica A is held inside its request, after that look, by Slack rate-limiting its
+    approver lookup (its Retry-After wait is the test's to end); replica B then handles
+    the same delivery from start to end."""
+    entered, release = threading.Event(), threading.Event()
+
+    def held(seconds: float) -> None:
+        entered.set()
+        assert release.wait(30), "replica A was never released"
+
+    a = make_bot(sleep=held)
+    b = make_bot()
+    # One Slack app, two replicas: B's deliveries come from the same sim (its response_url
+    # names go on counting), sent to B's address.
+    to_b = copy.copy(a.sim)
+    to_b.url = b.sim.url
+    # A warms its directory on a request whose approvers are another group's, so the
+    # first lookup of its next prod-support request is of @sre-leads, after the look.
+    a.command(ALICE, "request prod-support staging 1h INC-0")
+    a.slack.fail_next("usergroups.users.list", retry_after=1)
+    text = "request prod-support prod 1h INC-1"
+    first = a.sim.command(ALICE, text)
+    assert entered.wait(30), "replica A never reached its approver lookup"
+    second = to_b.command(ALICE, text, trigger_id=first.trigger_id)
+    answered_b = b.slack.wait_for_response(name=second.response_url_name)["text"]
+    release.set()
+    answered_a = a.slack.wait_for_response(name=first.response_url_name)["text"]
+
+    request_id = answered_b.split()[0]
+    assert request_id.startswith("R-") and answered_a.split()[0] == request_id
+    a.settle()
+    b.settle()
+    assert sorted(r.reason for r in b.service.mine(ALICE)) == ["INC-0", "INC-1"]
+    # The approvers and the audit channel heard of it once.
+    for approver in (BOB, CAROL):
+        assert [request_id in m["text"] for m in a.slack.messages_in(approver)] == [True]
+    requested = [m for m in a.slack.messages_in(AUDIT_CHANNEL) if "*requested*" in m["text"]]
+    assert sum(request_id in m["text"] for m in requested) == 1
 
 
 class _CloudDown(FakeProvider):

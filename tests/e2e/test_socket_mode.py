@@ -2,8 +2,13 @@
 receives slash commands and button clicks over the WebSocket the way Slack delivers them.
 
 test_process.py shows that Socket Mode is chosen; these show that it works. Each envelope
-is acknowledged exactly once and within Slack's three seconds; the bot acknowledges
-before it works, then answers through the response_url and the Web API as in HTTP mode.
+is acknowledged exactly once; the bot acknowledges before it works (shown with a grant the
+cloud holds unanswered: the ack arrives while the work cannot have finished), then answers
+through the response_url and the Web API as in HTTP mode.
+
+Slack's own deadline is three seconds. A test machine under load cannot promise a
+subprocess three real seconds, so the acks are waited for ``ACK_WAIT``; what keeps the
+bot within Slack's deadline is that its ack waits on nothing, which is what is asserted.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from tests.fakes.socket_mode import FakeSocketMode
 from tests.fakes.webhook_receiver import WebhookReceiver
 
 GRANT = "request tooling dev 1h INC-7 rotate the dashboards"
+ACK_WAIT = 30.0  # seconds; see the module docstring
 
 
 @pytest.fixture
@@ -168,7 +174,7 @@ def test_help_over_the_websocket_is_acked_once_then_answered_through_the_respons
     envelope = socket_mode.slash_command(_command(fake_slack, ALICE, "help", "help"))
 
     # An empty ack: the bot acknowledges before it works and answers afterwards.
-    assert socket_mode.wait_for_ack(envelope) == {"envelope_id": envelope}
+    assert socket_mode.wait_for_ack(envelope, ACK_WAIT) == {"envelope_id": envelope}
     answer = fake_slack.wait_for_response(name="help")
     assert answer["text"] == HELP
     assert answer.get("response_type") == "ephemeral"
@@ -187,9 +193,13 @@ def test_request_over_the_websocket_is_granted_and_the_dm_button_ends_it(
 ) -> None:
     process = _serve(launcher, fake_slack, receiver, database_url, socket_mode)
 
+    receiver.hang("grant")  # the cloud holds the grant unanswered: the work cannot finish
     request = socket_mode.slash_command(_command(fake_slack, ALICE, GRANT, "request"))
 
-    assert socket_mode.wait_for_ack(request) == {"envelope_id": request}
+    assert socket_mode.wait_for_ack(request, ACK_WAIT) == {"envelope_id": request}
+    wait(lambda: receiver.waiting == 1, START_TIMEOUT, "the grant call to the cloud")
+    assert not receiver.holdings  # acked while the grant was still out
+    receiver.let_go()
     text = fake_slack.wait_for_response(name="request")["text"]
     request_id = text.split(":")[0]
     assert re.fullmatch(r"R-[0-9A-Z]{8}", request_id), text
@@ -203,7 +213,7 @@ def test_request_over_the_websocket_is_granted_and_the_dm_button_ends_it(
 
     click = socket_mode.interactive(_click(fake_slack, ALICE, dm, END_ACCESS, "end"))
 
-    assert socket_mode.wait_for_ack(click) == {"envelope_id": click}
+    assert socket_mode.wait_for_ack(click, ACK_WAIT) == {"envelope_id": click}
     answer = fake_slack.wait_for_response(name="end")
     assert answer["text"] == f"Ending access for {request_id} now."
     wait(lambda: not receiver.holdings, START_TIMEOUT, "the receiver to lose the grant")
@@ -240,7 +250,7 @@ def test_after_slack_asks_for_a_refresh_the_new_connection_carries_the_commands(
     socket_mode.wait_open(1, timeout=START_TIMEOUT)
     assert len(fake_slack.calls_to("apps.connections.open")) == opened + 1
     envelope = socket_mode.slash_command(_command(fake_slack, ALICE, "help", "help"))
-    assert socket_mode.wait_for_ack(envelope) == {"envelope_id": envelope}
+    assert socket_mode.wait_for_ack(envelope, ACK_WAIT) == {"envelope_id": envelope}
     assert fake_slack.wait_for_response(name="help")["text"] == HELP
     _stop(process, socket_mode)
     assert socket_mode.received == [{"envelope_id": envelope}]
@@ -267,7 +277,7 @@ def test_healthz_says_when_the_socket_mode_connection_is_gone_and_when_it_is_bac
         back.wait_connected(timeout=3 * START_TIMEOUT)
         wait(lambda: _slack_connection(process) == "connected", START_TIMEOUT, "connected")
         envelope = back.slash_command(_command(fake_slack, ALICE, "help", "help"))
-        assert back.wait_for_ack(envelope) == {"envelope_id": envelope}
+        assert back.wait_for_ack(envelope, ACK_WAIT) == {"envelope_id": envelope}
         assert fake_slack.wait_for_response(name="help")["text"] == HELP
         _stop(process, back)
     finally:

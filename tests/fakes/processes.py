@@ -20,7 +20,10 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 JIT_BOT_SCRIPT = Path(sys.executable).with_name("jit-bot")
-START_TIMEOUT = 10.0
+# How long to wait for a bot process to start, answer or stop. A wait for an event, not a
+# measure of speed: a machine under load may take many seconds to import four cloud SDKs,
+# and a slow start must not read as a broken one.
+START_TIMEOUT = 60.0
 AUDIT_KEY = "test-audit-key-0123456789abcdef"  # tests/conftest.py's; PostgreSQL needs one
 
 

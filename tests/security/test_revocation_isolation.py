@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -153,23 +153,21 @@ def test_revocations_hanging_on_one_provider_delay_no_other_and_end_by_their_dea
     hung = [submit(bot, user, "panel dev 1h INC-1 hangs on revoke") for user in HUNG]
     fine = submit(bot, HEALTHY, "db-admin dev 1h INC-1 revokes at once")
     assert len(stuck.holdings) == 8 and healthy.holdings == {("healthy@example.com", "db-dev")}
-    # The hour is over; the eight expiry jobs fire in a second, the healthy one a second
-    # later, while all eight are stuck in their calls.
+    # The hour is over; the eight expiry jobs fire at once and take the hanging provider's
+    # four slots (the other four wait their turn); then the healthy one fires.
     bot.clock.advance(timedelta(hours=1))
-    now = datetime.now(UTC)
     for rid in hung:
-        bot.runtime.timers.schedule(rid, now + timedelta(seconds=1))
-    fires_at = now + timedelta(seconds=2)
-    bot.runtime.timers.schedule(fine, fires_at)
+        bot.runtime.timers.schedule(rid, bot.clock.now())
+    slack.wait_for(lambda: stuck.calls == 4)
+    bot.runtime.timers.schedule(fine, bot.clock.now())
 
-    slack.wait_for(lambda: bot.service.get(fine).status == "revoked", timeout=10)
-    [revoked_at] = healthy.revoked_at
-    assert revoked_at - fires_at.timestamp() < 1.0, "the healthy revoke waited"
+    # Revoked while all four calls still hang (nothing lets them go before the deadline):
+    # the healthy revoke waited on none of them.
+    slack.wait_for(lambda: bot.service.get(fine).status == "revoked", timeout=30)
+    assert len(healthy.revoked_at) == 1
     assert healthy.holdings == set()
     slack.wait_for(lambda: any("has ended" in m["text"] for m in slack.messages_in(HEALTHY)))
-    # The hanging provider got its own four slots, no more; the other four wait their turn.
-    slack.wait_for(lambda: stuck.calls == 4)
-    assert stuck.most == 4
+    assert stuck.running == 4 and stuck.calls == 4 and stuck.most == 4
     assert {bot.service.get(rid).status for rid in hung} == {"revoking"}
 
     # The heartbeat keeps renewing the leases of all eight (as another process would
@@ -412,7 +410,9 @@ def test_a_serving_bot_revokes_on_time_beside_eight_hanging_webhooks_and_keeps_i
         for earlier, later in itertools.pairwise(stamps)
     ]
     print(f"healthy revoke {delay:.3f}s after expiry; heartbeat gaps max {max(gaps):.2f}s")
-    assert delay < 1.0, f"the healthy revoke arrived {delay:.2f}s after its expiry"
+    # Queued behind the eight, it would have waited for their deadline; half of that
+    # leaves a loaded machine its slowness without letting a queued revoke pass.
+    assert delay < DEADLINE_SECONDS / 2, f"the healthy revoke arrived {delay:.2f}s after expiry"
     assert fine_hook.holdings == set()
     # Renewed every third of the lease: a skipped beat would leave a gap of two thirds.
     assert all(len(stamps) >= 2 for stamps in renewals.values()), renewals
