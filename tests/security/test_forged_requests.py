@@ -116,10 +116,16 @@ def bodies(draw: st.DrawFn) -> tuple[str, bytes]:
             "duration": {"duration": text_value(draw(st.sampled_from(["30m", "1h", "99d"])))},
             "reason": {"reason": text_value(draw(st.text(max_size=60)))},
         }
-        view = {"id": "VFORGED", "callback_id": "jit_request", "state": {"values": values}}
+        view = {
+            "id": "VFORGED",
+            "type": "modal",
+            "callback_id": "jit_request",
+            "state": {"values": values},
+        }
         return shape, _payload("view_submission", user, view=view)
     view = {
         "id": "VFORGED",
+        "type": "modal",
         "callback_id": "jit_deny",
         "private_metadata": draw(REQUEST_IDS),
         "state": {"values": {"reason": {"reason": text_value(draw(st.text(max_size=60)))}}},
@@ -129,7 +135,9 @@ def bodies(draw: st.DrawFn) -> tuple[str, bytes]:
 
 @st.composite
 def forged(draw: st.DrawFn) -> tuple[str, str, bytes, dict[str, str]]:
-    kind = draw(st.sampled_from(KINDS))
+    # The kinds that draw nothing more of their own are drawn twice as often: Hypothesis
+    # does not repeat an example, so they would otherwise get a smaller share.
+    kind = draw(st.sampled_from([*KINDS, "no signature", "no timestamp", "wrong version"]))
     shape, body = draw(bodies())
     now = int(time.time())
     timestamp = str(now + draw(IN_WINDOW))
@@ -149,7 +157,9 @@ def forged(draw: st.DrawFn) -> tuple[str, str, bytes, dict[str, str]]:
         timestamp = draw(st.sampled_from([timestamp + digits, digits + timestamp]))
         signature = _sign(body, timestamp)
     elif kind in ("stale", "future"):
-        skew = draw(st.integers(min_value=301, max_value=10**8))
+        # A minute past the window: a "future" timestamp drawn at 301 s would be back
+        # inside it by the time a slow run sent it.
+        skew = draw(st.integers(min_value=360, max_value=10**8))
         timestamp = str(now - skew if kind == "stale" else now + skew)
         signature = _sign(body, timestamp)
     elif kind == "garbage timestamp":
@@ -225,7 +235,7 @@ def test_forged_and_malformed_requests_get_401_and_change_nothing(
     assert statuses == {401: sum(kinds.values())}
     # Each kind and each shape of body had a real share, not a token one.
     assert set(kinds) == set(KINDS)
-    assert min(kinds.values()) >= examples // 12 // 2, kinds
+    assert min(kinds.values()) >= examples // 12 // 3, kinds
     assert min(shapes.values()) >= examples // 4 // 2, shapes
     assert calls.total() == 0, calls.counts()
     assert footprint(bot) == before
