@@ -52,6 +52,8 @@ ASKS = [
 # Longer than pending_ttl and than any grant asked for: every example's requests end.
 AFTER_EVERYTHING = timedelta(hours=3)
 CI_EXAMPLES = 250
+# States a request passes through on its way to the next one.
+MOVING = {"approved", "granting", "revoking"}
 OUTCOMES = ["denied", "granted", "ended", "refused self-approval", "decided then clicked"]
 
 
@@ -233,13 +235,23 @@ def _submit_all(bot: Bot, asks: list[int]) -> list[str]:
     return ids
 
 
-def _quiet(bot: Bot) -> None:
-    """Wait until the clicks' work is done: listeners, grants, revocations. Slack's posts
-    may still be on their way; nothing here reads them."""
+def _quiet(bot: Bot, request_ids: list[str] | None = None) -> None:
+    """Wait until the clicks' work is done: listeners, grants, revocations, and none of
+    ``request_ids`` on its way between two states (the sweeper, on a thread of its own,
+    may have taken a grant or revocation over). Slack's posts may still be on their way;
+    nothing here reads them."""
     runtime = bot.runtime
-    for idle in (runtime.listeners.wait_idle, runtime.work.wait_idle, runtime.revoker.wait_idle):
-        assert idle(10.0), "the bot did not become idle"
-    assert runtime.listeners.wait_idle(0) and runtime.work.wait_idle(0)
+
+    def idle() -> bool:
+        for executor in (runtime.listeners, runtime.work, runtime.revoker):
+            assert executor.wait_idle(10.0), "the bot did not become idle"
+        return runtime.listeners.wait_idle(0) and runtime.work.wait_idle(0)
+
+    def settled() -> bool:
+        stored = _read(bot, request_ids or [])
+        return idle() and not any(s.request.status in MOVING for s in stored.values())
+
+    bot.slack.wait_for(settled)
 
 
 def _answer(bot: Bot, url_name: str | None) -> str | None:
@@ -281,7 +293,7 @@ def test_tampered_clicks_never_grant_beyond_what_valid_approvals_allow(
                     reply = bot.sim.block_action(user, step.action, value)
                 assert reply.status == 200
                 clicks += 1
-                _quiet(bot)
+                _quiet(bot, watched)
                 after = {r: stored.state for r, stored in _read(bot, watched).items()}
                 named = target if value == target else None
                 # A click changes nothing but the request it names, if it names one.
@@ -301,7 +313,7 @@ def test_tampered_clicks_never_grant_beyond_what_valid_approvals_allow(
             # expires, so the next example starts from nothing held.
             bot.clock.advance(AFTER_EVERYTHING)
             bot.service.sweep()
-            _quiet(bot)
+            _quiet(bot, mine)
         _check_invariants(bot, {r: submitted[r] for r in mine}, decided)
         for stored in _read(bot, mine).values():
             assert stored.request.status in TERMINAL
