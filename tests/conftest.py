@@ -19,6 +19,7 @@ from bot.server import HttpServer
 from bot.settings import Settings
 from providers.base import Provider
 from providers.fake import FakeProvider
+from tests import explore
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_client import SlackSim
 
@@ -264,3 +265,36 @@ def stop(bot: Bot) -> None:
 @pytest.fixture
 def bot(make_bot: Callable[..., Bot]) -> Bot:
     return make_bot()
+
+
+# ------------------------------------------------------ property tests: --full (explore.py)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--full",
+        action="store_true",
+        help="property tests explore: 10x the examples, at random, from a printed seed",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    explore.configure(config)
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    return explore.describe(config)
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    line = explore.describe(config)
+    if line:
+        terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def exploration(request: pytest.FixtureRequest) -> explore.Exploration:
+    """How a property test explores: the CI examples, or --full's."""
+    return explore.of(request.config)

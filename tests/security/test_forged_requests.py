@@ -1,38 +1,65 @@
 """Forged and malformed requests: bad, missing, non-ASCII or stale signatures, timestamps
 more than five minutes off, altered bodies and replays all get 401, never a 5xx, and reach
-no handler and no database write."""
+no handler and no database write.
+
+The forgeries are slash commands, button clicks (block_actions) and modal submissions
+(view_submission), each body one the bot would act on if it were signed right. "No
+handler" is counted where handlers are entered: every request handed to the Bolt app and
+every listener function it runs are wrapped in the running bot (listener_calls.py), and a
+genuine request of each kind, sent at the end, must move those counters.
+
+CI runs 1,000 fixed examples per database; ``pytest --full`` explores 10,000 from a printed
+seed (``pytest --full --hypothesis-seed=N tests/security/test_forged_requests.py`` replays
+one run): see tests/explore.py.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import http.client
+import json
 import time
 from collections import Counter
 from urllib.parse import urlencode
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy import func, select
+from sqlmodel import SQLModel
 
-from tests.conftest import ALICE, SIGNING_SECRET, Bot
+from tests.conftest import ALICE, BOB, MALLORY, SIGNING_SECRET, Bot
 from tests.e2e.helpers import footprint
+from tests.explore import Exploration
+from tests.fakes.slack_api import APP_ID, TEAM_ID
+from tests.fakes.slack_client import select_value, text_value
+from tests.security.listener_calls import ListenerCalls
 
-FORGERIES = Counter[str]()
-
-
-def _body(text: str) -> bytes:
-    return urlencode(
-        {
-            "token": "x",
-            "team_id": "T0001",
-            "user_id": ALICE,
-            "command": "/jit",
-            "text": text,
-            "response_url": "http://127.0.0.1:1/never",
-            "trigger_id": "1.2.3",
-            "channel_id": "C0GENERAL",
-        }
-    ).encode()
+KINDS = [
+    "no signature",
+    "no timestamp",
+    "random signature",
+    "wrong secret",
+    "wrong version",
+    "non-ascii signature",
+    "non-ascii timestamp",
+    "stale",
+    "future",
+    "garbage timestamp",
+    "altered body",
+    "truncated body",
+]
+FORM = "application/x-www-form-urlencoded"
+# Texts and values the bot would act on, and some it would not (any text at all).
+COMMAND_TEXTS = ["request db-admin dev 30m x", "request prod-support prod 1h INC-1", "list"]
+REQUEST_IDS = st.one_of(
+    st.just("R-ZZZZZZZZ"),
+    st.text("ABCDEFGHJKLMNPQRSTUVWXYZ23456789", min_size=8, max_size=8).map("R-".__add__),
+    st.text(max_size=40),
+)
+# A signature stays valid for five minutes either way; valid timestamps are drawn well
+# inside that, so a slow run never turns one kind into another.
+IN_WINDOW = st.integers(min_value=-240, max_value=240)
 
 
 def _sign(body: bytes, timestamp: str, secret: str = SIGNING_SECRET) -> str:
@@ -40,31 +67,81 @@ def _sign(body: bytes, timestamp: str, secret: str = SIGNING_SECRET) -> str:
     return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
 
 
+def _payload(kind: str, user: str, **fields: object) -> bytes:
+    payload = {
+        "type": kind,
+        "token": "x",
+        "api_app_id": APP_ID,
+        "team": {"id": TEAM_ID, "domain": "test"},
+        "user": {"id": user, "username": user.lower(), "team_id": TEAM_ID},
+        "trigger_id": "1.2.3",
+        **fields,
+    }
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
 @st.composite
-def forged(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str]]:
-    text = draw(st.sampled_from(["request db-admin dev 30m x", "list", "help"]))
-    body = _body(text)
-    now = int(time.time())
-    timestamp = str(now)
-    kind = draw(
-        st.sampled_from(
-            [
-                "no signature",
-                "no timestamp",
-                "random signature",
-                "wrong secret",
-                "wrong version",
-                "non-ascii signature",
-                "non-ascii timestamp",
-                "stale",
-                "future",
-                "garbage timestamp",
-                "altered body",
-                "truncated body",
-            ]
+def bodies(draw: st.DrawFn) -> tuple[str, bytes]:
+    """A body the bot would act on if it were signed: a command, a click or a submission."""
+    user = draw(st.sampled_from([ALICE, BOB, MALLORY]))
+    shape = draw(st.sampled_from(["command", "click", "request modal", "deny modal"]))
+    if shape == "command":
+        text = draw(st.one_of(st.sampled_from(COMMAND_TEXTS), st.text(max_size=60)))
+        fields = {
+            "token": "x",
+            "team_id": TEAM_ID,
+            "user_id": user,
+            "command": "/jit",
+            "text": text,
+            "response_url": "http://127.0.0.1:1/never",
+            "trigger_id": "1.2.3",
+            "channel_id": "C0GENERAL",
+        }
+        return shape, urlencode(fields).encode()
+    if shape == "click":
+        action = draw(st.sampled_from(["approve", "deny", "end_access"]))
+        button = {"type": "button", "action_id": action, "block_id": "b"}
+        button["value"] = draw(REQUEST_IDS)
+        return shape, _payload(
+            "block_actions",
+            user,
+            actions=[button],
+            response_url="http://127.0.0.1:1/never",
+            container={"type": "message", "message_ts": "1.1", "channel_id": user},
         )
-    )
-    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    if shape == "request modal":
+        values = {
+            "role": {"role": select_value(draw(st.sampled_from(["db-admin", "prod-support"])))},
+            "environment": {"environment": select_value(draw(st.sampled_from(["dev", "prod"])))},
+            "duration": {"duration": text_value(draw(st.sampled_from(["30m", "1h", "99d"])))},
+            "reason": {"reason": text_value(draw(st.text(max_size=60)))},
+        }
+        view = {
+            "id": "VFORGED",
+            "type": "modal",
+            "callback_id": "jit_request",
+            "state": {"values": values},
+        }
+        return shape, _payload("view_submission", user, view=view)
+    view = {
+        "id": "VFORGED",
+        "type": "modal",
+        "callback_id": "jit_deny",
+        "private_metadata": draw(REQUEST_IDS),
+        "state": {"values": {"reason": {"reason": text_value(draw(st.text(max_size=60)))}}},
+    }
+    return shape, _payload("view_submission", user, view=view)
+
+
+@st.composite
+def forged(draw: st.DrawFn) -> tuple[str, str, bytes, dict[str, str]]:
+    # The kinds that draw nothing more of their own are drawn twice as often: Hypothesis
+    # does not repeat an example, so they would otherwise get a smaller share.
+    kind = draw(st.sampled_from([*KINDS, "no signature", "no timestamp", "wrong version"]))
+    shape, body = draw(bodies())
+    now = int(time.time())
+    timestamp = str(now + draw(IN_WINDOW))
+    headers = {"Content-Type": FORM}
     signature = _sign(body, timestamp)
     if kind == "random signature":
         signature = "v0=" + draw(st.text("0123456789abcdef", min_size=0, max_size=64))
@@ -73,11 +150,16 @@ def forged(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str]]:
     elif kind == "wrong version":
         signature = "v1=" + signature[3:]
     elif kind == "non-ascii signature":
-        signature = signature[:10] + draw(st.text("éß☃漢字", min_size=1, max_size=5))
+        cut = draw(st.integers(min_value=0, max_value=len(signature)))
+        signature = signature[:cut] + draw(st.text("éß☃漢字٣", min_size=1, max_size=5))
     elif kind == "non-ascii timestamp":
-        timestamp = str(now) + "٣"
+        digits = draw(st.text("٠١٢٣٤٥٦٧٨٩", min_size=1, max_size=3))  # Arabic-Indic digits
+        timestamp = draw(st.sampled_from([timestamp + digits, digits + timestamp]))
+        signature = _sign(body, timestamp)
     elif kind in ("stale", "future"):
-        skew = draw(st.integers(min_value=301, max_value=10**8))
+        # A minute past the window: a "future" timestamp drawn at 301 s would be back
+        # inside it by the time a slow run sent it.
+        skew = draw(st.integers(min_value=360, max_value=10**8))
         timestamp = str(now - skew if kind == "stale" else now + skew)
         signature = _sign(body, timestamp)
     elif kind == "garbage timestamp":
@@ -91,14 +173,16 @@ def forged(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str]]:
         )
         signature = _sign(body, timestamp)
     elif kind == "altered body":
-        body = body.replace(b"dev", b"prd") if b"dev" in body else body + b"&x=1"
+        at = draw(st.integers(min_value=0, max_value=len(body) - 1))
+        flip = draw(st.integers(min_value=1, max_value=255))
+        body = body[:at] + bytes([body[at] ^ flip]) + body[at + 1 :]
     elif kind == "truncated body":
         body = body[: draw(st.integers(min_value=0, max_value=len(body) - 1))]
     if kind != "no signature":
         headers["X-Slack-Signature"] = signature
     if kind != "no timestamp":
         headers["X-Slack-Request-Timestamp"] = timestamp
-    return kind, body, headers
+    return kind, shape, body, headers
 
 
 def _post(bot: Bot, body: bytes, headers: dict[str, str]) -> int:
@@ -115,41 +199,87 @@ def _post(bot: Bot, body: bytes, headers: dict[str, str]) -> int:
         connection.close()
 
 
-def test_forged_and_malformed_requests_get_401_and_change_nothing(bot: Bot) -> None:
-    before = footprint(bot)
+def _rows(bot: Bot) -> dict[str, int]:
+    """Rows in every table of the bot's database."""
+    with bot.runtime.engine.connect() as connection:
+        return {
+            table.name: connection.scalar(select(func.count()).select_from(table)) or 0
+            for table in SQLModel.metadata.sorted_tables
+        }
 
-    @settings(
-        max_examples=1000,
-        deadline=None,
-        derandomize=True,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    )
+
+def test_forged_and_malformed_requests_get_401_and_change_nothing(
+    bot: Bot, exploration: Exploration
+) -> None:
+    calls = ListenerCalls(bot.runtime.bolt)
+    before, rows = footprint(bot), _rows(bot)
+    kinds = Counter[str]()  # this test's own: nothing carries over between databases
+    shapes = Counter[str]()
+    statuses = Counter[int]()
+
+    @exploration.settings(1000)
     @given(forged())
-    def attempt(case: tuple[str, bytes, dict[str, str]]) -> None:
-        kind, body, headers = case
+    def attempt(case: tuple[str, str, bytes, dict[str, str]]) -> None:
+        kind, shape, body, headers = case
         status = _post(bot, body, headers)
-        assert status == 401, (kind, status)
-        FORGERIES[kind] += 1
+        statuses[status] += 1
+        assert status == 401, (kind, shape, status)
+        kinds[kind] += 1
+        shapes[shape] += 1
 
     attempt()
     bot.settle()
+    examples = exploration.examples(1000)
+    print(f"forged: {sum(kinds.values())} requests, {dict(kinds)}, {dict(shapes)}")
+    assert sum(kinds.values()) >= examples
+    assert statuses == {401: sum(kinds.values())}
+    # Each kind and each shape of body had a real share, not a token one.
+    assert set(kinds) == set(KINDS)
+    assert min(kinds.values()) >= examples // 12 // 3, kinds
+    assert min(shapes.values()) >= examples // 4 // 2, shapes
+    assert calls.total() == 0, calls.counts()
     assert footprint(bot) == before
-    assert sum(FORGERIES.values()) >= 1000
-    assert len(FORGERIES) == 12
+    assert _rows(bot) == rows
+
+    # The counters see real traffic: one genuine request of each shape reaches its listener.
+    assert bot.sim.command(ALICE, "help").status == 200
+    assert bot.sim.block_action(MALLORY, "approve", "R-ZZZZZZZZ").status == 200
+    deny = {"id": "VREAL", "callback_id": "jit_deny", "private_metadata": "R-ZZZZZZZZ"}
+    assert bot.sim.submit_view(MALLORY, deny, {"reason": {"reason": text_value("x")}}).ok
+    bot.settle()
+    counted = calls.counts()
+    assert counted["dispatch dispatch"] == 3, counted
+    assert [counted[f"lazy {f}"] for f in ("jit_command", "approve", "deny_submitted")] == [1] * 3
 
 
 def test_a_replayed_request_is_refused(bot: Bot) -> None:
-    body = _body("list")
+    body = urlencode(
+        {
+            "token": "x",
+            "team_id": TEAM_ID,
+            "user_id": ALICE,
+            "command": "/jit",
+            "text": "list",
+            "response_url": bot.slack.response_url("first"),
+            "trigger_id": "1.2.3",
+            "channel_id": "C0GENERAL",
+        }
+    ).encode()
     timestamp = str(int(time.time()))
     headers = {
-        "Content-Type": "application/x-www-form-urlencoded",
+        "Content-Type": FORM,
         "X-Slack-Request-Timestamp": timestamp,
         "X-Slack-Signature": _sign(body, timestamp),
     }
     assert bot.sim.raw(body, headers).status == 200
     bot.settle()
-    before = footprint(bot)
+    calls = ListenerCalls(bot.runtime.bolt)
+    before, rows = footprint(bot), _rows(bot)
     for _ in range(5):
         assert _post(bot, body, headers) == 401
     bot.settle()
     assert footprint(bot) == before
+    assert _rows(bot) == rows
+    # Replays are refused by the bot's own middleware, inside the app: handed to Bolt, but
+    # no listener ran.
+    assert calls.counts() == {"dispatch dispatch": 5}, calls.counts()
