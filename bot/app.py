@@ -104,6 +104,12 @@ class TrackedJob:
                 self._runs += 1
                 self._idle.notify_all()
 
+    @property
+    def runs(self) -> int:
+        """How many runs have finished."""
+        with self._idle:
+            return self._runs
+
     def wait_ran(self, timeout: float) -> bool:
         """Wait until it has run at least once and is not running."""
         with self._idle:
@@ -201,10 +207,12 @@ class Runtime:
         if not self.sweeper.wait_ran(timeout):
             raise TimeoutError("the start-up sweep did not finish")
         for _ in range(20):
+            # A periodic sweep may start at any moment; it is waited for like the rest.
+            sweeps_idle = self.sweeper.wait_ran(timeout)
             listeners_idle = self.listeners.wait_idle(timeout)
             work_idle = self.work.wait_idle(timeout)
             revocations_idle = self.revoker.wait_idle(timeout)
-            if not (listeners_idle and work_idle and revocations_idle):
+            if not (sweeps_idle and listeners_idle and work_idle and revocations_idle):
                 raise TimeoutError("the bot did not become idle")
             if (
                 not self.outbox.deliver_due()

@@ -1505,7 +1505,8 @@ class AccessService:
         ``_BACKLOG_PRIORITY`` by the bot's clock: a provider that hangs must not silence
         Slack (and the audit channel, which reports failed revocations) for longer."""
         since = self._backlog_since
-        return since is not None and self._clock.now() - since < _BACKLOG_PRIORITY
+        # A clock stepped back must not stretch the hold past its bound.
+        return since is not None and timedelta(0) <= self._clock.now() - since < _BACKLOG_PRIORITY
 
     @property
     def lease(self) -> timedelta:

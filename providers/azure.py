@@ -357,6 +357,16 @@ class UnknownUser(ProviderError):
     """No Microsoft Entra ID user has the requester's email."""
 
 
+# What to give the bot's identity when the live check finds it may not write (README, Azure).
+_RIGHTS_ADVICE: dict[str, str] = {
+    # Role Based Access Control Administrator lacks roleAssignmentScheduleRequests/write.
+    "pim": "give its identity User Access Administrator, or the custom role in the README, "
+    "at this scope",
+    "rbac": "give its identity Role Based Access Control Administrator (or User Access "
+    "Administrator) at this scope",
+}
+
+
 class AzureProvider(Provider):
     name = "azure"
     target_model = AzureTarget
@@ -408,8 +418,7 @@ class AzureProvider(Provider):
         lacking = azure_rights.missing(held, azure_rights.NEEDED[mode])
         if lacking:
             raise ProviderError(
-                f"the bot may not {', '.join(lacking)} here; give its identity Role Based "
-                "Access Control Administrator (or User Access Administrator) at this scope"
+                f"the bot may not {', '.join(lacking)} here; {_RIGHTS_ADVICE[mode]}"
             )
 
     def expand(self, target: TargetSpec) -> list[TargetSpec]:

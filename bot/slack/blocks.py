@@ -112,6 +112,21 @@ def _principal(request: AccessRequest, targets: Sequence[RequestTarget]) -> Sect
     return SectionBlock(text=MarkdownTextObject(text=clip("\n".join(lines), 3000)))
 
 
+def mentions(users: Sequence[str], limit: int = 2500) -> str:
+    """Mentions of ``users``, as many as fit in ``limit`` characters (Slack refuses a
+    text over 3,000, and the line around them needs room too), then how many more there
+    are: a request to a large approver group is still asked and told."""
+    shown: list[str] = []
+    length = 0
+    for user in users:
+        more = mention(user)
+        if length + len(more) + 2 > limit:
+            return ", ".join(shown) + f" and {len(users) - len(shown)} more"
+        shown.append(more)
+        length += len(more) + 2
+    return ", ".join(shown)
+
+
 def _reason(request: AccessRequest) -> SectionBlock:
     # The requester's words come after the bot's fields, quoted: they cannot pass for one.
     body = quote(request.reason, 3000 - len("*Reason*\n"))
@@ -177,8 +192,7 @@ def approver_message(
                 elements=[
                     MarkdownTextObject(
                         text=f"Needs {request.required_approvals} approval(s); "
-                        f"{approvals} so far. Approvers: "
-                        + ", ".join(mention(a) for a in request.approvers)
+                        f"{approvals} so far. Approvers: " + mentions(request.approvers)
                     )
                 ]
             )
@@ -220,7 +234,7 @@ def requester_message(
     votes: Sequence[Vote],
     news: RequesterNews,
 ) -> tuple[str, list[dict[str, Any]]]:
-    approvers = ", ".join(mention(a) for a in request.approvers) or "nobody"
+    approvers = mentions(request.approvers) or "nobody"
     if news == RequesterNews.SUBMITTED and request.auto_approve:
         approvers = "no one: an auto-approve rule covers it, granting now"
     template = _NEWS_TEXT[news]
@@ -418,7 +432,7 @@ def list_text(
     lines = ["*Your pending requests*"]
     lines += [
         f"• {r.id} `{r.role}` in `{r.environment}` for {_duration(r)}, waiting for "
-        + ", ".join(mention(a) for a in r.approvers)
+        + mentions(r.approvers, limit=400)
         for r in pending
     ] or ["• none"]
     lines.append("*Your active access*")

@@ -241,7 +241,7 @@ def _inline_request(
             f"`{request.environment}` now."
         )
     else:
-        names = ", ".join(blocks.mention(a) for a in request.approvers)
+        names = blocks.mentions(request.approvers)
         tell(f"{request.id} sent to {names}. I'll DM you when it is decided.")
 
 

@@ -93,11 +93,13 @@ def test_the_expiry_job_revokes_when_the_bots_clock_reaches_expires_at(bot: Bot)
     waking early and waiting again; once the clock reaches expires_at it revokes."""
     request_id = _approved(bot, "prod-support prod 2s INC-1")
     assert bot.provider.holdings == {(ALICE_EMAIL, "prod-db"), (ALICE_EMAIL, "prod-logs")}
+    sweeps = bot.runtime.sweeper.runs
     bot.clock.advance(timedelta(seconds=2))
     bot.slack.wait_for(
         lambda: any("has ended" in m["text"] for m in bot.slack.messages_in(ALICE)), timeout=30
     )
     bot.settle()
+    assert bot.runtime.sweeper.runs == sweeps  # no periodic sweep did it
     assert bot.service.get(request_id).status == "revoked"
     assert bot.provider.holdings == set()
     assert [e.action for e in bot.service.audit_events(request_id)][-1] == "revoked"
@@ -144,11 +146,13 @@ def test_a_restart_reschedules_every_active_grant(make_bot) -> None:  # type: ig
     stop(first)
     second = make_bot()
     assert second.service.get(request_id).status == "active"
+    sweeps = second.runtime.sweeper.runs
     second.clock.advance(timedelta(seconds=2))
     second.slack.wait_for(
         lambda: any("has ended" in m["text"] for m in second.slack.messages_in(ALICE)), timeout=30
     )
     second.settle()
+    assert second.runtime.sweeper.runs == sweeps  # no periodic sweep did it
     assert second.service.get(request_id).status == "revoked"
     assert second.provider.holdings == set()
 

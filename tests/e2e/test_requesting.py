@@ -156,13 +156,17 @@ def test_one_interaction_on_two_replicas_at_once_is_one_request(
     # names go on counting), sent to B's address.
     to_b = copy.copy(a.sim)
     to_b.url = b.sim.url
-    # A warms its directory on a request whose approvers are another group's, so the
-    # first lookup of its next prod-support request is of @sre-leads, after the look.
+    # A warms its directory on a request whose approvers are another group's, so its
+    # next prod-support request reads @sre-leads afresh, after the look.
     a.command(ALICE, "request prod-support staging 1h INC-0")
-    a.slack.fail_next("usergroups.users.list", retry_after=1)
+    a.slack.fail_next("usergroups.users.list", retry_after=1, where={"usergroup": "SSRE"})
     text = "request prod-support prod 1h INC-1"
     first = a.sim.command(ALICE, text)
     assert entered.wait(30), "replica A never reached its approver lookup"
+    # A was held on the approvers' group (sre-leads), which it reads after its look for
+    # the interaction (the requesters' group is read before it, in the check).
+    [limited] = [c for c in a.slack.calls if c.status == 429]
+    assert limited.params.get("usergroup") == "SSRE"
     second = to_b.command(ALICE, text, trigger_id=first.trigger_id)
     answered_b = b.slack.wait_for_response(name=second.response_url_name)["text"]
     release.set()
@@ -320,3 +324,37 @@ def test_requester_can_cancel_a_pending_request(bot: Bot) -> None:
     assert bot.service.get(request_id).status == "cancelled"
     assert not buttons(latest(bot.dms_to(BOB)[-1]))
     assert "already been decided" in click(bot, BOB, "approve", request_id)
+
+
+def test_a_request_to_a_large_approver_group_reaches_every_approver(make_bot, slack) -> None:  # type: ignore[no-untyped-def]
+    """Two hundred approvers would make the "Approvers:" line longer than the 3,000
+    characters Slack takes in a text: the line names as many as fit, then how many more."""
+    oncall = [f"UONCALL{n:03d}" for n in range(200)]
+    for user in oncall:
+        slack.add_user(user, f"{user.lower()}@example.com", user.lower())
+    slack.add_usergroup("SONCALL", "oncall", oncall)
+    approvers = """
+    groups:
+      oncall: ["@oncall"]
+    rules:
+      - roles: ["*"]
+        environments: ["*"]
+        approvers: [oncall]
+    settings:
+      allowed_email_domains: [example.com]
+    """
+    bot = make_bot(approvers=approvers)
+    request_id = submit(bot, ALICE, "prod-support prod 1h INC-7")
+    bot.settle()
+    for user in (oncall[0], oncall[-1]):
+        [dm] = bot.dms_to(user)
+        assert [b["value"] for b in buttons(dm)] == [request_id, request_id]
+        [line] = [e["text"] for b in dm["blocks"] if b["type"] == "context" for e in b["elements"]]
+        assert len(line) <= 3000 and line.endswith(" more")
+        shown = line.count("<@UONCALL")
+        assert f" and {200 - shown} more" in line and shown > 100
+    # The requester is told, and /jit list shows it, each naming some and counting the rest.
+    told = bot.dms_to(ALICE)[-1]
+    assert request_id in told["text"] and " more" in told["text"]
+    listed = bot.command(ALICE, "list")["text"]
+    assert request_id in listed and " more" in listed and len(listed) < 3000

@@ -161,6 +161,7 @@ class _Fault:
     status: int
     retry_after: int | None
     error: str
+    where: dict[str, str] | None = None  # only calls whose params include these
 
 
 @dataclass(frozen=True)
@@ -481,8 +482,10 @@ class FakeSlack:
         status: int | None = None,
         retry_after: int | None = None,
         error: str | None = None,
+        where: dict[str, str] | None = None,
     ) -> None:
-        """Make the next `times` calls of `method` ("*" = any method) fail.
+        """Make the next `times` calls of `method` ("*" = any method) fail; with `where`,
+        only calls whose parameters include those (e.g. ``{"usergroup": "S1"}``).
 
         `status` defaults to 429 (body ``{"ok": false, "error": "ratelimited"}``), or to 200
         when `error` is given, which answers ``{"ok": false, "error": error}`` the way Slack
@@ -498,7 +501,7 @@ class FakeSlack:
                 raise ValueError("status 200 needs an error code to fail with")
             error = {429: "ratelimited", 503: "service_unavailable"}.get(status, "fatal_error")
         with self._lock:
-            self._faults.append(_Fault(method, times, status, retry_after, error))
+            self._faults.append(_Fault(method, times, status, retry_after, error, where))
 
     def clear_faults(self) -> None:
         """Forget every pending ``fail_next``: the storm is over."""
@@ -784,7 +787,7 @@ class FakeSlack:
         """Decide the answer; called with the lock held so each call is atomic."""
         if self._outage:
             return _json_answer(503, {"ok": False, "error": "service_unavailable"})
-        fault = self._take_fault(method)
+        fault = self._take_fault(method, params)
         if fault is not None:
             headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
             return _json_answer(fault.status, {"ok": False, "error": fault.error}, headers)
@@ -808,9 +811,11 @@ class FakeSlack:
             return _json_answer(200, answer)
         return _json_answer(200, {"ok": True, **result})
 
-    def _take_fault(self, method: str) -> _Fault | None:
+    def _take_fault(self, method: str, params: dict[str, Any]) -> _Fault | None:
         for fault in self._faults:
-            if fault.method in (method, "*"):
+            if fault.method in (method, "*") and all(
+                params.get(key) == value for key, value in (fault.where or {}).items()
+            ):
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     self._faults.remove(fault)

@@ -330,4 +330,12 @@ def test_a_live_check_refuses_a_scope_where_the_bot_may_not_write(
         provider.validate(target, live=True)
 
     assert str(info.value).startswith(f"{STAGING}: the bot may not Microsoft.Authorization/")
+    # The advice names a role that holds what the mode writes (RBAC Administrator cannot
+    # make PIM requests).
+    advice = str(info.value).split("; ", 1)[1]
+    if mode == "pim":
+        assert "User Access Administrator" in advice
+        assert "Role Based Access Control Administrator" not in advice
+    else:
+        assert advice.startswith("give its identity Role Based Access Control Administrator")
     assert provider.validate(AzureTarget(role="Reader", scopes=[PROD, LOGS]), live=True) == []

@@ -484,6 +484,29 @@ def plain(text: str) -> dict[str, str]:
 
 
 # Each pair: blocks Slack accepts, at the limit, and the same one step past it.
+def context(*texts: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": t} for t in texts]}
+
+
+def fields(*texts: str) -> dict[str, Any]:
+    return {"type": "section", "fields": [{"type": "mrkdwn", "text": t} for t in texts]}
+
+
+def select(text: str = "t", value: str = "v") -> dict[str, Any]:
+    option = {"text": plain(text), "value": value}
+    return {
+        "type": "actions",
+        "elements": [
+            {
+                "type": "static_select",
+                "action_id": "s",
+                "options": [option],
+                "initial_option": option,
+            }
+        ],
+    }
+
+
 AT_AND_PAST_THE_LIMIT = {
     "section text of 3,000 characters": ([section("x" * 3000)], [section("x" * 3001)]),
     "50 blocks in a message": ([{"type": "divider"}] * 50, [{"type": "divider"}] * 51),
@@ -499,6 +522,24 @@ AT_AND_PAST_THE_LIMIT = {
     "known fields only": ([section("x")], [section("x", colour="red")]),
     "known block types only": ([{"type": "divider"}], [{"type": "dividr"}]),
     "a section with text": ([section("x")], [{"type": "section"}]),
+    "context text of 3,000 characters": ([context("x" * 3000)], [context("x" * 3001)]),
+    "10 context elements": ([context(*["x"] * 10)], [context(*["x"] * 11)]),
+    "a field of 2,000 characters": ([fields("x" * 2000)], [fields("x" * 2001)]),
+    "10 fields": ([fields(*["x"] * 10)], [fields(*["x"] * 11)]),
+    "a plain-text header of 150 characters": (
+        [{"type": "header", "text": plain("x" * 150)}],
+        [{"type": "header", "text": plain("x" * 151)}],
+    ),
+    "a header in plain text only": (
+        [{"type": "header", "text": plain("x")}],
+        [{"type": "header", "text": {"type": "mrkdwn", "text": "x"}}],
+    ),
+    "an option of 75 characters": ([select(text="t" * 75)], [select(text="t" * 76)]),
+    "an option value of 150 characters": ([select(value="v" * 150)], [select(value="v" * 151)]),
+    "block_ids unique in a message": (
+        [section("x", block_id="a"), section("x", block_id="b")],
+        [section("x", block_id="a"), section("x", block_id="a")],
+    ),
 }
 
 

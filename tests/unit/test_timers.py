@@ -22,9 +22,10 @@ class WatchedClock(FakeClock):
         self._test = threading.current_thread()
 
     def now(self) -> datetime:
+        value = super().now()  # read before telling, so the job acts on what it read
         if threading.current_thread() is not self._test:
             self.read_by_a_job.set()
-        return super().now()
+        return value
 
 
 class Expiries:
