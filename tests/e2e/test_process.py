@@ -96,7 +96,7 @@ def fake_slack() -> Iterator[FakeSlack]:
     fake.add_user(ALICE, "alice@example.com", "alice")
     try:
         yield fake
-        assert not fake.internal_errors, fake.internal_errors
+        fake.assert_clean()
     finally:
         fake.stop()
 

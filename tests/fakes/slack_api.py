@@ -121,7 +121,9 @@ RESPONSE_URL_USES = 5
 # Slack cuts chat.postMessage text at 40,000 characters and refuses longer.
 _TEXT_MAX = 40_000
 # Errors that mean the caller sent something Slack could never accept.
-MALFORMED_ERRORS = frozenset({"invalid_blocks", "invalid_blocks_format", "invalid_arguments"})
+MALFORMED_ERRORS = frozenset(
+    {"invalid_blocks", "invalid_blocks_format", "invalid_arguments", "no_text", "msg_too_long"}
+)
 
 
 @dataclass(frozen=True)
@@ -596,9 +598,17 @@ class FakeSlack:
     @property
     def malformed(self) -> list[dict[str, Any]]:
         """Calls refused because what they sent could never be accepted (invalid blocks or
-        views, missing arguments), each ``{method, error, messages}``; should be empty."""
+        views, missing arguments or text, a message too long) and response_url posts Slack
+        refused (a body it cannot take, a URL unknown, used up or expired), each
+        ``{method, error, messages}``; should be empty."""
         with self._lock:
             return copy.deepcopy(self._malformed)
+
+    def assert_clean(self) -> None:
+        """Fail unless the fake saw no bug of its own and the bot sent nothing Slack would
+        refuse as malformed: every fixture that starts a FakeSlack calls this at the end."""
+        assert not self.internal_errors, self.internal_errors
+        assert not self.malformed, self.malformed
 
     @property
     def internal_errors(self) -> list[BaseException]:
@@ -708,10 +718,11 @@ class FakeSlack:
             refusal = self._refuse_response(name, payload)
             if refusal is not None:
                 status, code, messages = refusal
-                if status == 400:
-                    self._malformed.append(
-                        {"method": f"response_url:{name}", "error": code, "messages": messages}
-                    )
+                # Every refusal here is the bot's mistake: a body Slack cannot take, or a
+                # URL it no longer takes (unknown, used five times, older than 30 minutes).
+                self._malformed.append(
+                    {"method": f"response_url:{name}", "error": code, "messages": messages}
+                )
                 self._changed.notify_all()
                 # Slack's webhook endpoints answer errors as plain text.
                 return _HttpAnswer(status, code.encode(), {"Content-Type": "text/plain"})

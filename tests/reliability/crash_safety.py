@@ -191,6 +191,7 @@ def run(runs: int, database_url: str | None, seed: int = 1) -> Figures:
             except AssertionError:
                 raise AssertionError(f"not settled: {_statuses(engine)}") from None
             wait(lambda: _outbox_empty(engine), 60, "every Slack post sent")
+            slack.assert_clean()  # nothing the bot sent was refused as malformed
             return _figures(engine, receiver, slack, runs, kills)
         finally:
             launcher.stop_all()

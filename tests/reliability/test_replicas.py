@@ -178,6 +178,7 @@ def cluster(pg_url: str, tmp_path: Path) -> Iterator[Cluster]:
             direct=[SlackSim(replica.url, SIGNING_SECRET, slack) for replica in replicas],
             engine=engine,
         )
+        slack.assert_clean()
     finally:
         if balancer is not None:
             balancer.stop()

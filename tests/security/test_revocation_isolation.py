@@ -304,7 +304,7 @@ def process_slack() -> Iterator[FakeSlack]:
         fake.add_user(user, f"{user.lower()}@example.com", user.lower())
     try:
         yield fake
-        assert not fake.internal_errors, fake.internal_errors
+        fake.assert_clean()
     finally:
         fake.stop()
 

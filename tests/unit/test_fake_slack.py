@@ -704,6 +704,8 @@ def test_response_urls_take_five_posts_within_thirty_minutes(slack: FakeSlack) -
         *(f"post {i}" for i in range(1, 6)),
         "at 30 minutes",
     ]
+    # A bot that posts past a response_url's life fails the test that runs it.
+    assert [m["error"] for m in slack.malformed] == ["used_url", "used_url", "expired_url"]
 
 
 def test_the_clock_is_real_time_unless_replaced() -> None:
