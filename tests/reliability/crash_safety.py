@@ -183,8 +183,10 @@ def run(runs: int, database_url: str | None, seed: int = 1) -> Figures:
                 else:
                     expires = wait(lambda r=request_id: _expiry(engine, r), 30, "the grant")
                     time.sleep(max(0.0, expires - time.time() + rng.uniform(*REVOKE_WINDOW)))
-                kills.append(Kill(path, user, datetime.now(UTC)))
                 process.crash()
+                # Read once the process is gone, so a grant or revocation recorded just
+                # before the kill is never taken for one the kill prevented.
+                kills.append(Kill(path, user, datetime.now(UTC)))
                 process = _start(launcher, env)
             try:
                 wait(lambda: _settled(engine), 180, "every request settled")
@@ -204,7 +206,7 @@ def run(runs: int, database_url: str | None, seed: int = 1) -> Figures:
 class Kill:
     path: str  # "grant" or "revoke": where the schedule aimed it
     user: str  # whose request was under way
-    at: datetime  # when the SIGKILL was sent (the bot's clock is this machine's)
+    at: datetime  # once the SIGKILLed process was gone (the bot's clock is this machine's)
 
 
 def _start(launcher: Launcher, env: dict[str, str]) -> BotProcess:

@@ -250,6 +250,7 @@ def test_forged_and_malformed_requests_get_401_and_change_nothing(
     counted = calls.counts()
     assert counted["dispatch dispatch"] == 3, counted
     assert [counted[f"lazy {f}"] for f in ("jit_command", "approve", "deny_submitted")] == [1] * 3
+    assert sum(n for name, n in counted.items() if name.startswith("ack ")) == 3, counted
 
 
 def test_a_replayed_request_is_refused(bot: Bot) -> None:
