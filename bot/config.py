@@ -93,11 +93,20 @@ def _domain(value: Any) -> str:
     return text
 
 
+# Names are shown as options in Slack's menus, whose text holds 75 characters.
+NAME_MAX = 64
+
+
 def _name(value: Any) -> str:
     if not isinstance(value, str) or not NAME.match(value):
         raise ValueError(
             f"'{value}' is not a valid name; expected lower-case letters, digits, '-' and '_' "
             "(for example prod-support)"
+        )
+    if len(value) > NAME_MAX:
+        raise ValueError(
+            f"'{value[:NAME_MAX]}…' is {len(value)} characters long; expected a name of at "
+            f"most {NAME_MAX} characters"
         )
     return value
 

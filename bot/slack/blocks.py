@@ -334,6 +334,9 @@ def notice_modal(title: str, text: str) -> dict[str, Any]:
     ).to_dict()
 
 
+_SELECT_OPTIONS_MAX = 100  # Slack's limit for a static select
+
+
 def request_modal(
     roles: Sequence[tuple[str, str]],
     role: str,
@@ -341,13 +344,24 @@ def request_modal(
     default_duration: timedelta,
     max_duration: timedelta,
 ) -> dict[str, Any]:
-    """The /jit request modal. Choosing a role re-renders it with that role's choices."""
+    """The /jit request modal. Choosing a role re-renders it with that role's choices.
+
+    A select holds at most 100 options in Slack: past that the chosen role and the first
+    others are offered, and the hint says how to ask for the rest."""
+    shown = [r for r in roles if r[0] == role] + [r for r in roles if r[0] != role]
+    shown = sorted(shown[:_SELECT_OPTIONS_MAX], key=roles.index)
     role_options = [
         Option(value=name, text=f"{name}: {description}"[:75] if description else name)
-        for name, description in roles
+        for name, description in shown
     ]
     selected = next(o for o in role_options if o.value == role)
-    env_options = [Option(value=env, text=env) for env in environments]
+    env_options = [Option(value=env, text=env) for env in environments[:_SELECT_OPTIONS_MAX]]
+    more_roles = (
+        f"{len(roles) - len(shown)} more roles are not listed here. /jit roles lists them "
+        "all; /jit request <role> <environment> <duration> <reason> asks for any of them."
+        if len(roles) > len(shown)
+        else None
+    )
     view = View(
         type="modal",
         callback_id=REQUEST_MODAL,
@@ -358,6 +372,7 @@ def request_modal(
             InputBlock(
                 block_id="role",
                 label="Role",
+                hint=more_roles,
                 dispatch_action=True,
                 element=StaticSelectElement(
                     action_id=ROLE_SELECT, options=role_options, initial_option=selected

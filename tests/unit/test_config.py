@@ -576,6 +576,20 @@ def test_a_role_name_that_is_not_lower_case_is_reported_at_the_name(tmp_path: Pa
     assert "expected lower-case letters, digits, '-' and '_'" in issues[0].message
 
 
+def test_a_role_name_too_long_for_slacks_menus_is_reported_at_the_name(tmp_path: Path) -> None:
+    long = "db-admin-" + "x" * 56  # 65 characters; a menu option shows 75 with a description
+    roles = replaced(ROLES, "  db-admin:", f"  {long}:")
+
+    issues = problems(tmp_path, roles)
+
+    assert len(issues) == 1, "\n".join(map(str, issues))
+    assert format_loc(issues[0].loc) == f"roles.{long}"
+    assert issues[0].line == line_of(roles, f"{long}:")
+    assert "is 65 characters long; expected a name of at most 64 characters" in issues[0].message
+    at_the_limit = problems(tmp_path, replaced(ROLES, "  db-admin:", f"  {long[:64]}:"))
+    assert not any("characters long" in issue.message for issue in at_the_limit)
+
+
 # --- YAML itself -----------------------------------------------------------------------
 
 
