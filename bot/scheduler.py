@@ -69,6 +69,12 @@ class Timers(ExpiryScheduler):
 
     def stop(self) -> None:
         if self._scheduler.running:
+            # APScheduler marks itself stopped before it takes its job-store lock, so a loop
+            # pass caught between running a date job and removing it raises JobLookupError
+            # on the scheduler's thread. Pause it (new passes return at once) and remove
+            # the jobs (which waits for a pass under way to end) before shutting it down.
+            self._scheduler.pause()
+            self._scheduler.remove_all_jobs()
             self._scheduler.shutdown(wait=False)
 
     def schedule(self, request_id: str, at: datetime) -> None:
