@@ -17,32 +17,46 @@ import json
 import subprocess
 import sys
 import time
+from typing import NamedTuple
 
 from bench.harness import (
     REQUEST_ID,
     Process,
     Row,
     Stack,
-    clean_env,
-    free_port,
     ms,
     percentile,
     secs,
     stack,
 )
 from bench.loadgen import Load
+from tests.fakes.processes import clean_env, free_port
 
-SIZES = {"small": {"clients": 50, "per_client": 4}, "full": {"clients": 50, "per_client": 20}}
-GRANT_DELAY = 2.0
+
+class Size(NamedTuple):
+    clients: int
+    per_client: int  # requests by each
+    pause: float  # mean seconds between a client's requests
+    grant_delay: float  # seconds the provider takes to answer a grant
+
+
+# tiny: enough to produce every figure, for tests/bench (not a measurement).
+SIZES = {
+    "tiny": Size(2, 1, pause=0.1, grant_delay=0.2),
+    "small": Size(50, 4, pause=1.0, grant_delay=2.0),
+    "full": Size(50, 20, pause=1.0, grant_delay=2.0),
+}
 NAME = "ack"
 
 
-def generate(bench: Stack, app: Process, users: list[str], per_client: int, tag: str) -> Load:
+def generate(
+    bench: Stack, app: Process, users: list[str], per_client: int, tag: str, pause: float
+) -> Load:
     """Run the clients against ``app`` and note the CPU time ``app`` used meanwhile."""
     cpu = app.cpu_seconds()
     command = [sys.executable, "-m", "bench.loadgen", app.url, bench.slack.base_url]
     done = subprocess.run(
-        [*command, ",".join(users), str(per_client), tag],
+        [*command, ",".join(users), str(per_client), tag, str(pause)],
         env=clean_env(),
         capture_output=True,
         text=True,
@@ -57,8 +71,8 @@ def generate(bench: Stack, app: Process, users: list[str], per_client: int, tag:
 
 
 def run(size: str, db: str) -> list[Row]:
-    clients, per_client = SIZES[size]["clients"], SIZES[size]["per_client"]
-    with stack(db, grant_delay=GRANT_DELAY) as bench:
+    clients, per_client, pause, grant_delay = SIZES[size]
+    with stack(db, grant_delay=grant_delay) as bench:
         users = bench.add_users(clients)
         bot = bench.bot
         assert bot is not None
@@ -76,12 +90,12 @@ def run(size: str, db: str) -> list[Row]:
             # Warm up all three (connections, Bolt's auth.test, the bot's user cache), then
             # let the bot's warm-up grants finish so they do not overlap the baselines.
             for app in (bare, quick, bot):
-                generate(bench, app, users, 1, "warm")
+                generate(bench, app, users, 1, "warm", pause)
             bench.provider.wait_distinct("grant", clients, timeout=60)
             _settle(bench)
-            base = generate(bench, bare, users, per_client, "bare")
-            fast = generate(bench, quick, users, per_client, "quick")
-            load = generate(bench, bot, users, per_client, "bot")
+            base = generate(bench, bare, users, per_client, "bare", pause)
+            fast = generate(bench, quick, users, per_client, "quick", pause)
+            load = generate(bench, bot, users, per_client, "bot", pause)
             backlog = _grant_backlog(bench, load)
         finally:
             bare.stop()

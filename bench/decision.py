@@ -25,7 +25,8 @@ from bench.harness import (
 )
 from bot.slack.blocks import APPROVE
 
-SIZES = {"small": 20, "full": 200}
+# tiny: enough to produce every figure, for tests/bench (not a measurement).
+SIZES = {"tiny": 2, "small": 20, "full": 200}
 NAME = "decision"
 APPROVER_DM = "D" + APPROVER[1:]
 

@@ -19,15 +19,12 @@ import random
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import textwrap
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -40,6 +37,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 
 from tests.fakes import slack_api, webhook_receiver
+from tests.fakes.processes import clean_env, free_port, wait_healthy
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_client import Reply, SlackSim
 from tests.fakes.webhook_receiver import WebhookReceiver
@@ -63,6 +61,7 @@ POSTGRES_URL = os.environ.get(
 )
 REQUEST_ID = re.compile(r"R-[0-9A-Z]{8}")
 
+# Both environments grant the same webhook target: one auto-approved, one approved.
 ROLES_YAML = """\
 roles:
   {role}:
@@ -70,21 +69,16 @@ roles:
     max_duration: 4h
     default_duration: 1h
     environments:
-      {auto}:
-        - provider: webhook
-          name: {target}
-          url: {url}
-          allow_insecure: true  # the receiver is plain http on 127.0.0.1
-          secret_env: JIT_WEBHOOK_SECRET
-          timeout_seconds: 30
-      {approval}:
-        - provider: webhook
-          name: {target}
-          url: {url}
-          allow_insecure: true  # the receiver is plain http on 127.0.0.1
-          secret_env: JIT_WEBHOOK_SECRET
-          timeout_seconds: 30
+      {auto}:{webhook}
+      {approval}:{webhook}
 """
+WEBHOOK_TARGET = """
+        - provider: webhook
+          name: {target}
+          url: {url}
+          allow_insecure: true  # the receiver is plain http on 127.0.0.1
+          secret_env: JIT_WEBHOOK_SECRET
+          timeout_seconds: 30"""
 
 APPROVERS_YAML = """\
 groups:
@@ -113,9 +107,6 @@ def _deepen_listen_backlogs() -> None:
     that is the fake's doing, not the bot's."""
     for server in (slack_api._Server, webhook_receiver._Server):
         server.request_queue_size = 256
-
-
-_deepen_listen_backlogs()
 
 
 # ---------------------------------------------------------------------------- fakes
@@ -158,6 +149,10 @@ class BenchSlack(FakeSlack):
             self._news[request_id].append(news)
 
     def _handle_response_url(self, name: str, body: bytes) -> Any:
+        # The acknowledgement benchmark's clients run in a process of their own and cannot
+        # ask this fake to issue the response_urls they send: issue each as it is first
+        # used (Slack's limits, five uses in 30 minutes, still hold from then on).
+        self.response_url(name)
         answer = super()._handle_response_url(name, body)
         try:
             text = str(json.loads(body or b"{}").get("text") or "")
@@ -331,39 +326,6 @@ def approver_message(news: News) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- processes
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, error.read()
-
-
-def clean_env(**overrides: str) -> dict[str, str]:
-    """The caller's environment minus every Slack/JIT/database setting, plus ``overrides``."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("SLACK_", "JIT_", "DATABASE_URL", "PORT"))
-    }
-    env.update(
-        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
-        PYTHONUNBUFFERED="1",
-        NO_PROXY="127.0.0.1,localhost",
-        no_proxy="127.0.0.1,localhost",
-    )
-    env.update(overrides)
-    return env
-
-
 class Process:
     """A Python process (``python -m MODULE ARGS``) with its output in ``workdir``."""
 
@@ -392,22 +354,9 @@ class Process:
 
     def wait_healthy(self, timeout: float = START_TIMEOUT) -> float:
         """Poll /healthz until it answers 200; returns seconds since the process started."""
-        deadline = time.monotonic() + timeout
-        last = "no answer yet"
-        while time.monotonic() < deadline:
-            code = self.popen.poll()
-            if code is not None:
-                raise RuntimeError(f"{self.name} exited with {code}\n{self.tail()}")
-            try:
-                status, body = http_get(f"{self.url}/healthz", timeout=1.0)
-            except OSError as exc:
-                last = repr(exc)
-            else:
-                if status == 200:
-                    return time.monotonic() - self.started_at
-                last = f"HTTP {status}: {body[:200]!r}"
-            time.sleep(0.02)
-        raise RuntimeError(f"{self.name}: /healthz not ready ({last})\n{self.tail()}")
+        # Polled often: the recovery benchmark reports this time.
+        wait_healthy(self.name, self.popen, self.url, self.tail, timeout, poll=0.02)
+        return time.monotonic() - self.started_at
 
     def status(self, field_name: str) -> int:
         """A ``/proc/<pid>/status`` size field in kB (VmRSS, VmHWM …)."""
@@ -566,6 +515,7 @@ class Stack:
 def stack(db_kind: str, *, grant_delay: float = 0.0, start: bool = True) -> Iterator[Stack]:
     """Everything a benchmark needs, torn down afterwards; the bot's last log lines are
     printed if the benchmark fails."""
+    _deepen_listen_backlogs()  # here, not at import: importing bench changes no fake
     workdir = Path(tempfile.mkdtemp(prefix="jit-bench-"))
     slack = BenchSlack().start()
     slack.add_user(APPROVER, "approver@example.com", "approver")
@@ -573,7 +523,8 @@ def stack(db_kind: str, *, grant_delay: float = 0.0, start: bool = True) -> Iter
     roles = workdir / "roles.yaml"
     approvers = workdir / "approvers.yaml"
     names = {"role": ROLE, "auto": AUTO_ENV, "approval": APPROVAL_ENV}
-    roles.write_text(ROLES_YAML.format(target=TARGET, url=provider.url, **names))
+    webhook = WEBHOOK_TARGET.format(target=TARGET, url=provider.url)
+    roles.write_text(ROLES_YAML.format(webhook=webhook, **names))
     approvers.write_text(APPROVERS_YAML.format(approver=APPROVER, **names))
     failed = False
     try:

@@ -36,7 +36,8 @@ from bot.storage.db import make_engine, upgrade
 from bot.storage.models import AccessRequest, RequestTarget, Status, TargetStatus
 from providers.webhook import WebhookProvider, WebhookTarget
 
-SIZES = {"small": 1_000, "full": 10_000}
+# tiny: enough to produce every figure, for tests/bench (not a measurement).
+SIZES = {"tiny": 4, "small": 1_000, "full": 10_000}
 TIMEOUT = 300.0
 NAME = "recovery"
 

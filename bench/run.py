@@ -1,7 +1,11 @@
 """Run the benchmarks and print one Markdown table.
 
-    .venv/bin/python -m bench.run [--full] [--db sqlite|postgresql|both]
+    .venv/bin/python -m bench.run [--full | --size tiny|small|full]
+                                  [--db sqlite|postgresql|both]
                                   [--only ack,decision,expiry,recovery,throughput]
+
+``--size tiny`` runs each benchmark just far enough to produce its figures (seconds):
+tests/bench runs it so that a benchmark that breaks fails the suite.
 
 Without ``--db``, throughput runs on SQLite and PostgreSQL (when the server of
 JIT_BENCH_POSTGRES_URL answers) and everything else on SQLite; with it, every benchmark
@@ -21,11 +25,13 @@ from pathlib import Path
 from bench.harness import Row, machine, postgres_available, table
 
 BENCHMARKS = ("ack", "decision", "expiry", "recovery", "throughput")
+SIZES = ("tiny", "small", "full")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--full", action="store_true", help="the sizes of issue #7")
+    parser.add_argument("--size", choices=SIZES, help="small unless --full")
     parser.add_argument("--db", choices=["sqlite", "postgresql", "both"])
     parser.add_argument("--only", help="comma-separated: " + ",".join(BENCHMARKS))
     parser.add_argument("--output", type=Path, help="also write the table to this file")
@@ -41,7 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(chosen) - set(BENCHMARKS))
     if unknown:
         parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
-    size = "full" if args.full else "small"
+    if args.full and args.size not in (None, "full"):
+        parser.error("--full and --size say different sizes")
+    size = args.size or ("full" if args.full else "small")
     header = machine()
     print(header, file=sys.stderr)
 

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import audit
+from bot.audit_key import AuditKey
 from bot.audit_key import for_bot as audit_key_for_bot
 from bot.clock import Clock, SystemClock
 from bot.config import ConfigError, ConfigIssue, JitConfig, Loc, line_in, load_config
@@ -239,37 +240,20 @@ def build_runtime(
         settings.audit_key, settings.audit_key_file, settings.database_url
     )
     clock = clock or SystemClock()
-    providers = dict(
-        providers
-        if providers is not None
-        else default_providers(environ if environ is not None else os.environ)
-    )
+    env = environ if environ is not None else os.environ
+    providers = dict(providers if providers is not None else default_providers(env))
     config, warnings = load_checked_config(settings, providers)
     for warning in warnings:
         log.warning("%s", warning)
 
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    sessions = sessionmaker(engine, expire_on_commit=False, info=audit.signing_info(audit_key))
-
-    @event.listens_for(sessions, "after_commit")
-    def _after_commit(session: Session) -> None:
-        for callback in session.info.pop("after_commit", []):
-            callback()
-
-    @event.listens_for(sessions, "after_rollback")
-    def _after_rollback(session: Session) -> None:
-        session.info.pop("after_commit", None)
-
-    client = WebClient(
-        token=settings.bot_token, base_url=settings.api_url or WebClient.BASE_URL, timeout=10
-    )
+    engine, sessions = _database(settings, audit_key)
+    client = _slack_client(settings)
     outbox = OutboxWorker(sessions, client, clock, hold=lambda: service.catching_up)
     notifier = SlackNotifier(clock, settings.audit_channel, outbox.wake)
     with sessions.begin() as session:
         audit.adopt_key(session, clock, notifier)
     # google:… entries (Google groups) ask for Google credentials only when first read.
-    google_groups = GoogleGroups.from_environ(environ if environ is not None else os.environ, clock)
+    google_groups = GoogleGroups.from_environ(env, clock)
     directory = SlackDirectory(client, clock, groups=google_groups, sleep=sleep)
     work = TrackedExecutor(16, "jit-work")
     revoker = Revoker(
@@ -294,9 +278,49 @@ def build_runtime(
         notifier=notifier,
         expiry=timers,
         background=lambda job: _discard(work.submit(job)),
-        sleep=sleep,
         revoker=revoker,
     )
+    bolt = _slack_app(settings, client, listeners, directory, service, clock)
+    return Runtime(
+        settings, engine, service, bolt, outbox, timers, drift, listeners, work, revoker, warnings
+    )
+
+
+def _database(settings: Settings, audit_key: AuditKey) -> tuple[Engine, sessionmaker[Session]]:
+    """The database, migrated, and its sessions: each signs the audit events it appends
+    and runs its ``after_commit`` callbacks once its transaction has committed."""
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    sessions = sessionmaker(engine, expire_on_commit=False, info=audit.signing_info(audit_key))
+
+    @event.listens_for(sessions, "after_commit")
+    def _after_commit(session: Session) -> None:
+        for callback in session.info.pop("after_commit", []):
+            callback()
+
+    @event.listens_for(sessions, "after_rollback")
+    def _after_rollback(session: Session) -> None:
+        session.info.pop("after_commit", None)
+
+    return engine, sessions
+
+
+def _slack_client(settings: Settings) -> WebClient:
+    """The Web API client every call to Slack goes through (SLACK_API_URL, as tests set it)."""
+    return WebClient(
+        token=settings.bot_token, base_url=settings.api_url or WebClient.BASE_URL, timeout=10
+    )
+
+
+def _slack_app(
+    settings: Settings,
+    client: WebClient,
+    listeners: TrackedExecutor,
+    directory: SlackDirectory,
+    service: AccessService,
+    clock: Clock,
+) -> App:
+    """The Bolt app: requests from this workspace only, answered by the handlers."""
     bolt = App(
         client=client,
         signing_secret=settings.signing_secret,
@@ -308,9 +332,7 @@ def build_runtime(
     bolt.middleware(WorkspaceGuard(directory.workspace()).middleware)
     handlers.register(bolt, service, clock)
     keep_request_bodies_out_of_logs()
-    return Runtime(
-        settings, engine, service, bolt, outbox, timers, drift, listeners, work, revoker, warnings
-    )
+    return bolt
 
 
 def _discard(_: object) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,6 +22,7 @@ from sqlmodel import col
 from bot import audit
 from bot.clock import Clock
 from bot.config import JitConfig
+from bot.names import AuditAction
 from bot.notify import Notifier
 from bot.storage.models import AccessRequest, RequestTarget, Status, TargetStatus
 from providers.base import GrantContext, Principal, Provider, ProviderError, TargetSpec
@@ -131,25 +133,15 @@ class DriftChecker:
         self._reported = set(findings)
         if not new:
             return
-        with self._sessions.begin() as session:
-            audit.record(
-                session,
-                self._clock,
-                self._notify,
-                actor="jit-bot",
-                action="drift_detected",
-                request_id=None,
-                details={
-                    "unexplained": [
-                        f"{f.email}: {f.target}" for f in new if f.kind == "unexplained"
-                    ],
-                    "missing": [
-                        f"{f.email}: {f.target} ({f.request_id})"
-                        for f in new
-                        if f.kind == "missing"
-                    ],
-                },
-            )
+        self._record(
+            AuditAction.DRIFT_DETECTED,
+            {
+                "unexplained": [f"{f.email}: {f.target}" for f in new if f.kind == "unexplained"],
+                "missing": [
+                    f"{f.email}: {f.target} ({f.request_id})" for f in new if f.kind == "missing"
+                ],
+            },
+        )
 
     def _remove(
         self, unexplained: list[tuple[str, tuple[Provider, TargetSpec], str | None]]
@@ -162,16 +154,14 @@ class DriftChecker:
             try:
                 provider.revoke(Principal(slack_user_id="", email=email), unit, context)
             except ProviderError as exc:
-                outcome, error = "drift_revoke_failed", str(exc)
+                outcome, error = AuditAction.DRIFT_REVOKE_FAILED, str(exc)
             else:
-                outcome = "drift_revoked"
-            with self._sessions.begin() as session:
-                audit.record(
-                    session,
-                    self._clock,
-                    self._notify,
-                    actor="jit-bot",
-                    action=outcome,
-                    request_id=None,
-                    details={"email": email, "target": provider.describe(unit), "error": error},
-                )
+                outcome = AuditAction.DRIFT_REVOKED
+            self._record(
+                outcome, {"email": email, "target": provider.describe(unit), "error": error}
+            )
+
+    def _record(self, action: AuditAction, details: dict[str, Any]) -> None:
+        """An event of the bot's own, about no one request, in a transaction of its own."""
+        with self._sessions.begin() as session:
+            audit.record_by_bot(session, self._clock, self._notify, action, None, details)

@@ -87,3 +87,7 @@ class DirectoryUnavailable(DirectoryError):
 class Deactivated(DirectoryError):
     """Slack says the account is deactivated: a definite answer, unlike
     DirectoryUnavailable, and one that ends whatever access the account holds."""
+
+
+class InvalidDecision(JitError):
+    """A vote that is neither an approval nor a denial (a tampered or unknown button)."""

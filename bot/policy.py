@@ -215,7 +215,7 @@ def check_identity(
 
 def same_person(one: Collection[str], other: Collection[str]) -> bool:
     """Whether two sets of principals (an account's email and what each provider maps it
-    to, see ``AccessService._principals``) name one cloud identity."""
+    to, see ``bot.operations.people.principals``) name one cloud identity."""
     return not set(one).isdisjoint(other)
 
 

@@ -15,17 +15,16 @@ import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Select, select, text
+from sqlalchemy import ColumnElement, select, text
 from sqlalchemy.orm import Mapped, Session
 from sqlmodel import col
 
 from bot.config import Settings
 from bot.errors import QuotaExceeded
+from bot.names import AuditAction
 from bot.storage.models import AccessRequest, AuditEvent, Status
 
 WINDOW = timedelta(hours=1)
-# The audit action of a cache refresh, as bot/service.py records it.
-SYNC_ACTION = "sync"
 
 
 def next_allowed(
@@ -67,14 +66,8 @@ def check_request(session: Session, settings: Settings, person: str, now: dateti
             retry_at=oldest_expires,
         )
     hourly = settings.max_requests_per_person_per_hour
-    made = _newest(
-        session,
-        select(col(AccessRequest.created_at)).where(col(AccessRequest.requester_id) == person),
-        col(AccessRequest.created_at),
-        hourly,
-        now,
-    )
-    retry_at = next_allowed(made, hourly, WINDOW, now)
+    theirs = col(AccessRequest.requester_id) == person
+    retry_at = _next_slot(session, col(AccessRequest.created_at), hourly, now, theirs)
     if retry_at is not None:
         raise QuotaExceeded(
             f"You have made {hourly} requests in the last hour, the most jit-bot allows; "
@@ -87,16 +80,8 @@ def check_sync(session: Session, settings: Settings, person: str, now: datetime)
     """Raise QuotaExceeded if ``person`` may not run ``/jit sync`` once more now."""
     _lock(session, person)
     limit = settings.sync_per_person_per_hour
-    synced = _newest(
-        session,
-        select(col(AuditEvent.at)).where(
-            col(AuditEvent.actor) == person, col(AuditEvent.action) == SYNC_ACTION
-        ),
-        col(AuditEvent.at),
-        limit,
-        now,
-    )
-    retry_at = next_allowed(synced, limit, WINDOW, now)
+    theirs = (col(AuditEvent.actor) == person, col(AuditEvent.action) == AuditAction.SYNC)
+    retry_at = _next_slot(session, col(AuditEvent.at), limit, now, *theirs)
     if retry_at is not None:
         raise QuotaExceeded(
             f"You have refreshed the caches {limit} times in the last hour, the most jit-bot "
@@ -106,17 +91,24 @@ def check_sync(session: Session, settings: Settings, person: str, now: datetime)
         )
 
 
-def _newest(
+def _next_slot(
     session: Session,
-    query: Select[datetime],
     column: Mapped[datetime],
     limit: int,
     now: datetime,
-) -> list[datetime]:
-    """The newest ``limit`` times ``query`` selects within the window: all a verdict needs."""
-    return list(
-        session.scalars(query.where(column > now - WINDOW).order_by(column.desc()).limit(limit))
+    *where: ColumnElement[bool],
+) -> datetime | None:
+    """``next_allowed`` over the times ``column`` holds in the rows ``where`` selects: the
+    request quota and the sync quota differ only in which rows they count."""
+    # The newest ``limit`` times within the window are all a verdict needs.
+    newest = session.scalars(
+        select(column)
+        .where(*where)
+        .where(column > now - WINDOW)
+        .order_by(column.desc())
+        .limit(limit)
     )
+    return next_allowed(list(newest), limit, WINDOW, now)
 
 
 def _lock(session: Session, person: str) -> None:

@@ -6,9 +6,10 @@ threads of its own, at most ``per_endpoint``: an endpoint that hangs fills its o
 and delays nobody else's revocations. A revocation's calls are started together and its
 outcome is handed over once, when the last call has answered or when the deadline (one
 for the whole revocation: timeouts, attempts and retries included) has passed, whichever
-comes first. A call still running then returns into nothing: it is told it is no longer
-wanted (so it retries no more and makes no further calls of its lane) and its answer is
-dropped; whoever recorded the outcome has already let the sweeper have the request.
+comes first. A call still running then returns into nothing: the rest of its lane is
+not started and its answer is dropped; whoever recorded the outcome has already let the
+sweeper have the request. (The provider's own retries of that call are bounded by its
+retry policy, see providers/resilience.py.)
 
 Nothing here knows about requests or providers; the service builds the calls.
 """
@@ -42,12 +43,11 @@ DEFAULT_DEADLINE = timedelta(minutes=2)
 @dataclass(frozen=True)
 class Call:
     """One revoke call. Calls of one ``lane`` run one after the other, in order; the
-    ``endpoint`` says whose slots it takes. ``run`` is given a function that says whether
-    the call is still wanted (false once the deadline has passed)."""
+    ``endpoint`` says whose slots it takes."""
 
     endpoint: str
     lane: Hashable
-    run: Callable[[Callable[[], bool]], Outcome]
+    run: Callable[[], Outcome]
 
 
 class _State(Enum):
@@ -289,7 +289,7 @@ def _lane_task(
             if not revocation._running(index):
                 return  # past the deadline: the rest of the lane is not wanted any more
             try:
-                outcome = calls[index].run(revocation.wanted)
+                outcome = calls[index].run()
             except Exception as exc:  # a bug in one call must not hold up the others
                 log.exception("a revoke call failed unexpectedly")
                 outcome = f"unexpected error: {exc!r}"

@@ -28,7 +28,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.clock import Clock
-from bot.service import ExpiryScheduler
+from bot.operations.context import ExpiryScheduler
 
 log = logging.getLogger(__name__)
 

@@ -30,6 +30,7 @@ from sqlmodel import col
 
 from bot import audit
 from bot.clock import Clock
+from bot.names import AuditAction
 from bot.notify import Notifier
 from bot.storage.models import (
     AccessRequest,
@@ -43,7 +44,6 @@ from providers.sessions import Denial, EndsSessions
 
 log = logging.getLogger(__name__)
 
-BOT = "jit-bot"
 # Lifted this long after the session lifetime: the cloud's clock and ours may differ.
 LIFT_MARGIN = timedelta(minutes=5)
 # A lift's claim: longer than a provider waits for its own calls, so a slow lift is not
@@ -98,6 +98,29 @@ class SessionEnds:
                     .order_by(col(RequestTarget.request_id), col(RequestTarget.position))
                 )
             )
+        endings = self._endings(revoked, by_id, problems)
+        if not endings:
+            return problems
+        self._record(endings)
+        scopes: dict[str, tuple[str, dict[str, Any], list[str]]] = {}
+        for (request_id, key), ending in endings.items():
+            scopes.setdefault(key, (ending.provider, ending.spec, []))[2].append(request_id)
+        for key, (provider_name, spec, request_ids) in scopes.items():
+            # Written and made effective even if the document already says it: a
+            # revocation retried after a failed provisioning must provision again.
+            problem = self._try_write(provider_name, spec, key, enforce=True)
+            for request_id in request_ids if problem else ():
+                problems[request_id].append(f"ending live sessions: {problem}")
+        return problems
+
+    def _endings(
+        self,
+        revoked: Sequence[RequestTarget],
+        by_id: Mapping[str, AccessRequest],
+        problems: dict[str, list[str]],
+    ) -> dict[tuple[str, str], _Ending]:
+        """(request id, scope) → the sessions to end there, for the revoked targets whose
+        provider ends sessions; a scope that cannot be worked out is added to ``problems``."""
         endings: dict[tuple[str, str], _Ending] = {}
         for target in revoked:
             provider = self._providers.get(target.provider)
@@ -131,19 +154,7 @@ class SessionEnds:
                 ),
             )
             ending.before = max(ending.before, target.revoked_at)
-        if not endings:
-            return problems
-        self._record(endings)
-        scopes: dict[str, tuple[str, dict[str, Any], list[str]]] = {}
-        for (request_id, key), ending in endings.items():
-            scopes.setdefault(key, (ending.provider, ending.spec, []))[2].append(request_id)
-        for key, (provider_name, spec, request_ids) in scopes.items():
-            # Written and made effective even if the document already says it: a
-            # revocation retried after a failed provisioning must provision again.
-            problem = self._try_write(provider_name, spec, key, enforce=True)
-            for request_id in request_ids if problem else ():
-                problems[request_id].append(f"ending live sessions: {problem}")
-        return problems
+        return endings
 
     def _record(self, endings: Mapping[tuple[str, str], _Ending]) -> None:
         with self._transaction() as session:
@@ -170,7 +181,7 @@ class SessionEnds:
                     )
                     self._audit(
                         session,
-                        "sessions_ended",
+                        AuditAction.SESSIONS_ENDED,
                         request_id,
                         scope=key,
                         issued_before=ending.before.isoformat(),
@@ -182,7 +193,8 @@ class SessionEnds:
 
     def _name(self, provider_name: str, request_id: str) -> str:
         provider = self._providers[provider_name]
-        assert isinstance(provider, EndsSessions)  # only such providers' endings are recorded
+        if not isinstance(provider, EndsSessions):  # only such providers' endings are recorded
+            raise ProviderError(f"{provider_name} cannot end sessions", retryable=False)
         return provider.denial_name(request_id)
 
     # ----------------------------------------------------------------- lifting
@@ -260,7 +272,9 @@ class SessionEnds:
                     .execution_options(synchronize_session=False)
                 ).first()
                 if lifted is not None:
-                    self._audit(session, "session_denial_lifted", lifted[0], scope=lifted[1])
+                    self._audit(
+                        session, AuditAction.SESSION_DENIAL_LIFTED, lifted[0], scope=lifted[1]
+                    )
 
     # ----------------------------------------------------------------- writing
 
@@ -320,13 +334,7 @@ class SessionEnds:
         with self._sessions.begin() as session:
             yield session
 
-    def _audit(self, session: Session, action: str, request_id: str, **details: Any) -> None:
-        audit.record(
-            session,
-            self._clock,
-            self._notify,
-            actor=BOT,
-            action=action,
-            request_id=request_id,
-            details=details,
-        )
+    def _audit(
+        self, session: Session, action: AuditAction, request_id: str, **details: Any
+    ) -> None:
+        audit.record_by_bot(session, self._clock, self._notify, action, request_id, details)

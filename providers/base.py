@@ -81,8 +81,13 @@ class Holding:
 
 
 class ProviderError(Exception):
-    """A provider could not do what it was asked. ``retryable`` says whether trying the
-    same call again later may succeed (throttling, 5xx, timeouts)."""
+    """A provider could not do what it was asked.
+
+    Providers retry their own temporary failures, with their cloud's rules, under one
+    policy each (providers/resilience.py); the domain does not retry on top. So a
+    ProviderError that reaches the domain is final for this attempt, and ``retryable``
+    only says whether trying again later may succeed (throttling, 5xx, timeouts): the
+    sweeper tries such a revocation again, and people are told it may work later."""
 
     def __init__(self, message: str, *, retryable: bool = False) -> None:
         super().__init__(message)

@@ -1,13 +1,21 @@
 """An in-memory provider for tests and local trials. It honours the full interface (and
-passes the contract suite), records every call and can be told to fail."""
+passes the contract suite), records every call and can be told to fail.
+
+Like every provider it retries its own temporary failures (``retryable``), here under
+`providers.resilience.NO_WAIT`: four attempts, each recorded in ``calls``, and no real
+waiting, so tests stay fast. A subclass that overrides ``grant`` or ``revoke`` (to fail,
+block or count) is retried around its override, as a cloud's SDK call would be.
+"""
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from providers.base import (
     GrantContext,
@@ -17,6 +25,12 @@ from providers.base import (
     ProviderError,
     TargetSpec,
 )
+from providers.resilience import NO_WAIT, RetryPolicy
+
+R = TypeVar("R")
+# The providers whose retry loop this thread is inside: an override calling
+# super().grant() is one attempt of the outer loop, not a loop of its own.
+_retrying = threading.local()
 
 
 class FakeTarget(TargetSpec):
@@ -39,6 +53,34 @@ class _Failure:
     remaining: int
 
 
+def _retried(method: Callable[..., R]) -> Callable[..., R]:
+    """``method`` tried again while it raises a retryable ProviderError, under the
+    provider's ``retry`` policy."""
+
+    @functools.wraps(method)
+    def call(self: FakeProvider, *args: Any, **kwargs: Any) -> R:
+        active: set[int] = _retrying.__dict__.setdefault("providers", set())
+        if id(self) in active:
+            return method(self, *args, **kwargs)
+        active.add(id(self))
+        try:
+            tries = self.retry.start(self.sleep)
+            while True:
+                try:
+                    return method(self, *args, **kwargs)
+                except ProviderError as exc:
+                    if not exc.retryable or not tries.again(why=exc):
+                        raise
+        finally:
+            active.discard(id(self))
+
+    return call
+
+
+def _no_sleep(seconds: float) -> None:
+    """NO_WAIT never asks to wait; a policy that does is waited out by an injected sleep."""
+
+
 @dataclass
 class FakeProvider(Provider):
     """Holds access as a set of (email, resource). ``standing`` entries were there before
@@ -57,30 +99,41 @@ class FakeProvider(Provider):
     #: Resources that do not exist: a live check refuses them and so does a grant, as a
     #: cloud refuses a project or account it does not have.
     missing: set[str] = field(default_factory=set)
+    #: How temporary failures are retried; NO_WAIT by default (see the module docstring).
+    retry: RetryPolicy = NO_WAIT
+    sleep: Callable[[float], None] = _no_sleep
     _failures: dict[tuple[str, str], _Failure] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("grant", "revoke"):
+            if name in cls.__dict__:
+                setattr(cls, name, _retried(cls.__dict__[name]))
 
     def fail(
         self, action: str, resource: str, message: str, *, times: int = 1, retryable: bool = False
     ) -> None:
-        """Make the next ``times`` calls of ``action`` ("grant"/"revoke") on resource fail."""
+        """Make the next ``times`` attempts of ``action`` ("grant"/"revoke") on resource
+        fail; each retry of a retryable failure is an attempt."""
         with self._lock:
             self._failures[(action, resource)] = _Failure(message, retryable, times)
 
     def describe(self, target: TargetSpec) -> str:
-        assert isinstance(target, FakeTarget)
+        target = _as_fake(target)
         return f"fake resource `{target.resource}`"
 
     def validate(self, target: TargetSpec, *, live: bool = False) -> list[str]:
-        assert isinstance(target, FakeTarget)
+        target = _as_fake(target)
         if live and target.resource in self.missing:
             raise ProviderError(f"fake resource `{target.resource}` does not exist")
         return []
 
+    @_retried
     def grant(
         self, principal: Principal, target: TargetSpec, context: GrantContext
     ) -> GrantOutcome:
-        assert isinstance(target, FakeTarget)
+        target = _as_fake(target)
         if self.grant_delay:
             time.sleep(self.grant_delay)
         with self._lock:
@@ -101,14 +154,15 @@ class FakeProvider(Provider):
         local, _, domain = email.lower().rpartition("@")
         return f"{local}@{self.domains.get(domain, domain)}"
 
+    @_retried
     def revoke(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
-        assert isinstance(target, FakeTarget)
+        target = _as_fake(target)
         with self._lock:
             self._record("revoke", principal, target, context)
             self.holdings.discard((principal.email, target.resource))
 
     def is_granted(self, principal: Principal, target: TargetSpec) -> bool | None:
-        assert isinstance(target, FakeTarget)
+        target = _as_fake(target)
         with self._lock:
             return (principal.email, target.resource) in self.holdings
 
@@ -125,3 +179,9 @@ class FakeProvider(Provider):
         if failure and failure.remaining > 0:
             failure.remaining -= 1
             raise ProviderError(failure.message, retryable=failure.retryable)
+
+
+def _as_fake(target: TargetSpec) -> FakeTarget:
+    if not isinstance(target, FakeTarget):
+        raise TypeError(f"the fake provider cannot handle {target.provider} targets")
+    return target

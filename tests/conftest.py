@@ -1,5 +1,7 @@
 """Shared fixtures: databases (SQLite always, PostgreSQL when JIT_TEST_DATABASE_URL is set),
-the fake Slack Web API, and a running bot reached over real HTTP."""
+the fake Slack Web API, and a running bot reached over real HTTP; the cloud fakes'
+fixtures come from tests/kit/clouds.py and the workspace's configuration from
+tests/kit/configs.py."""
 
 from __future__ import annotations
 
@@ -22,11 +24,16 @@ from providers.fake import FakeProvider
 from tests import explore
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_client import SlackSim
+from tests.kit.configs import APPROVERS_YAML, ROLES_YAML
 
 SIGNING_SECRET = "test-signing-secret"
 BOT_TOKEN = "xoxb-test"
 AUDIT_CHANNEL = "C0AUDIT"
 AUDIT_KEY = "test-audit-key-0123456789abcdef"
+
+# For every module: the cloud fakes' fixtures (moto, aws, azure_server, empty_azure,
+# google_server, empty_google) and the bot processes' (launcher, fake_slack, receiver).
+pytest_plugins = ("tests.kit.clouds", "tests.kit.processes")
 
 # The people of the test workspace.
 ALICE = "UALICE"  # engineer, in @engineering: may request prod-support
@@ -35,60 +42,6 @@ CAROL = "UCAROL"  # in @sre-leads
 SEC1 = "USEC1"  # security, named by id
 SEC2 = "USEC2"  # security, named by email
 MALLORY = "UMALLORY"  # in no group at all
-
-ROLES_YAML = """
-roles:
-  prod-support:
-    description: Troubleshoot production services
-    max_duration: 4h
-    default_duration: 1h
-    requesters: ["@engineering"]
-    environments:
-      prod:
-        - provider: fake
-          resource: prod-db
-        - provider: fake
-          resource: prod-logs
-      staging:
-        - provider: fake
-          resource: staging-db
-  db-admin:
-    description: Fix data by hand
-    max_duration: 2h
-    default_duration: 30m
-    environments:
-      prod:
-        - provider: fake
-          resource: db-prod
-      dev:
-        - provider: fake
-          resource: db-dev
-"""
-
-APPROVERS_YAML = """
-groups:
-  sre-leads: ["@sre-leads"]
-  security: [USEC1, sec2@example.com]
-rules:
-  - environments: [dev]
-    roles: ["*"]
-    auto_approve: true
-  - roles: [prod-support]
-    environments: [prod]
-    approvers: [sre-leads]
-    required_approvals: 1
-  - roles: [db-admin]
-    environments: [prod]
-    approvers: [sre-leads, security]
-    required_approvals: 2
-  - roles: ["*"]
-    environments: ["*"]
-    approvers: [security]
-settings:
-  pending_ttl: 1h
-  allow_self_approval: false
-  allowed_email_domains: [example.com]
-"""
 
 
 def _database_params() -> list[object]:

@@ -12,10 +12,9 @@ GroupResolver and are matched to Slack users by email.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
 from slack_sdk import WebClient
@@ -26,13 +25,15 @@ from bot.config import GOOGLE_GROUP
 from bot.directory import Person, Workspace
 from bot.errors import Deactivated, DirectoryError, DirectoryUnavailable
 from bot.slack import TRANSIENT_ERRORS, retry_after
+from providers.resilience import RetryPolicy, TtlCache
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# Reads run after Slack was acked, on a listener thread, so they may wait a little.
-_TRIES = 3
-_MAX_WAIT = 5.0  # seconds; a longer Retry-After is reported instead of waited out
+#: Reads run after Slack was acked, on a listener thread, so they may wait a little:
+#: three tries, 0.5s then 1s apart, or what a 429's Retry-After asks up to 5s (a longer
+#: one is reported instead of waited out): 10s at worst (tests/unit/test_resilience.py).
+RETRY = RetryPolicy(attempts=3, base=0.5, cap=1.0, jitter=False, retry_after_cap=5.0)
 
 
 class GroupResolver(Protocol):
@@ -55,16 +56,14 @@ class SlackDirectory:
     ) -> None:
         self._client = client
         self._workspace = workspace
-        self._clock = clock
-        self._ttl = ttl
         self._groups = groups
         self._sleep = sleep
-        self._cache: dict[str, tuple[datetime, Any]] = {}
-        self._lock = threading.Lock()
+        self._cache: TtlCache[str, Any] = TtlCache(
+            ttl.total_seconds(), lambda: clock.now().timestamp()
+        )
 
     def refresh(self) -> None:
-        with self._lock:
-            self._cache.clear()
+        self._cache.clear()
         if self._groups is not None:
             self._groups.refresh()
 
@@ -219,7 +218,8 @@ class SlackDirectory:
         """``call()``, tried again while Slack answers 429 (after its Retry-After), 5xx or
         nothing (after a short backoff); API errors such as ``users_not_found`` are raised
         at once."""
-        for attempt in range(1, _TRIES + 1):
+        tries = RETRY.start(self._sleep)
+        while True:
             try:
                 return call()
             except SlackApiError as exc:
@@ -231,38 +231,27 @@ class SlackDirectory:
                 if status == 429:
                     problem, wait = "rate limited (429)", retry_after(exc)
                 else:
-                    problem = f"HTTP {status} {error or ''}".strip()
-                    wait = 0.5 * 2 ** (attempt - 1)
+                    problem, wait = f"HTTP {status} {error or ''}".strip(), None
             except (SlackRequestError, OSError) as exc:
-                problem, wait = f"no answer ({type(exc).__name__})", 0.5 * 2 ** (attempt - 1)
-            if attempt == _TRIES or wait > _MAX_WAIT:
+                problem, wait = f"no answer ({type(exc).__name__})", None
+            delay = tries.plan(wait)
+            if delay is None:
                 raise DirectoryUnavailable(
-                    f"Slack did not tell the bot {what}: {problem}, {attempt} tries. "
+                    f"Slack did not tell the bot {what}: {problem}, {tries.attempt} tries. "
                     "Nothing was changed; try again in a minute."
                 )
-            log.warning("Slack lookup of %s: %s; trying again in %.1fs", what, problem, wait)
-            self._sleep(wait)
-        raise AssertionError("unreachable")
+            log.warning("Slack lookup of %s: %s; trying again in %.1fs", what, problem, delay)
+            tries.sleep(delay)
 
     def person_now(self, user_id: str) -> Person:
         # Asked of Slack, never read from the cache (a lookup already in flight could put
         # an older answer back); the fresh answer then serves the next lookups.
-        asked_at = self._clock.now()
         person = self._load_person(user_id)
-        with self._lock:
-            self._cache[f"user:{user_id}"] = (asked_at, person)
+        self._cache.put(f"user:{user_id}", person)
         return person
 
     def _cached(self, key: str, load: Callable[[], T]) -> T:
-        now = self._clock.now()
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit and now - hit[0] < self._ttl:
-                value: T = hit[1]
-                return value
-        value = load()
-        with self._lock:
-            self._cache[key] = (now, value)
+        value: T = self._cache.get(key, load)
         return value
 
 

@@ -17,14 +17,9 @@ from slack_bolt.request import BoltRequest
 from slack_bolt.response import BoltResponse
 
 from bot.directory import Workspace
+from bot.slack import blocks
 
 log = logging.getLogger(__name__)
-
-REFUSAL = (
-    ":no_entry: jit-bot serves only the Slack workspace it is installed in, and this came "
-    "from another workspace or organisation; nothing was done. Ask for access from an "
-    "account of that workspace."
-)
 
 
 def _id(value: Any) -> str | None:
@@ -93,4 +88,6 @@ class WorkspaceGuard:
         )
         if body.get("type") in ("view_submission", "view_closed", "event_callback"):
             return BoltResponse(status=200, body="")  # an empty ack: the modal just closes
-        return BoltResponse(status=200, body={"response_type": "ephemeral", "text": REFUSAL})
+        return BoltResponse(
+            status=200, body={"response_type": "ephemeral", "text": blocks.OTHER_WORKSPACE}
+        )

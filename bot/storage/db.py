@@ -36,7 +36,8 @@ class _SqliteConnection(sqlite3.Connection):
     _holding = False
 
     def take_writer_lock(self) -> None:
-        assert self.writer_lock is not None
+        if self.writer_lock is None:  # set on every connection our engine makes
+            raise RuntimeError("a SQLite connection without its engine's writer lock")
         self.writer_lock.acquire()
         self._holding = True
 

@@ -77,7 +77,11 @@ class FakeHarness(ProviderHarness):
 
     def break_next_grant(self, target: TargetSpec) -> None:
         assert isinstance(target, FakeTarget)
-        self.backend.fail("grant", target.resource, "injected failure", retryable=True)
+        # The fake retries a temporary failure itself: fail every attempt of one call.
+        attempts = self.backend.retry.attempts
+        self.backend.fail(
+            "grant", target.resource, "injected failure", times=attempts, retryable=True
+        )
 
     def close(self) -> None:
         """The in-memory backend goes away with the harness; nothing to release."""

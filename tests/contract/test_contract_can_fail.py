@@ -7,7 +7,7 @@ once did)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from tests.contract.checks import (
     check_is_granted_follows_grant_and_revoke,
     check_validate_rejects_what_the_backend_cannot_serve,
 )
-from tests.contract.harnesses import HARNESSES, ProviderHarness
+from tests.contract.harnesses import ProviderHarness
 
 
 def _accepts_anything(self: Provider, target: TargetSpec, *, live: bool = False) -> list[str]:
@@ -68,15 +68,6 @@ BREAKAGES: dict[str, tuple[str, Callable[..., Any], Callable[[ProviderHarness], 
         check_is_granted_follows_grant_and_revoke,
     ),
 }
-
-
-@pytest.fixture(params=HARNESSES, ids=[harness.id for harness in HARNESSES])
-def harness(request: pytest.FixtureRequest) -> Iterator[ProviderHarness]:
-    built: ProviderHarness = request.param()
-    try:
-        yield built
-    finally:
-        built.close()
 
 
 def _break(harness: ProviderHarness, method: str, replacement: Callable[..., Any]) -> None:

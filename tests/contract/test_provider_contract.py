@@ -10,8 +10,6 @@ provider cannot tell); failures are ProviderError.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from pydantic import ValidationError
 
@@ -23,16 +21,7 @@ from tests.contract.checks import (
     check_validate_rejects_what_the_backend_cannot_serve,
     context,
 )
-from tests.contract.harnesses import HARNESSES, ProviderHarness
-
-
-@pytest.fixture(params=HARNESSES, ids=[harness.id for harness in HARNESSES])
-def harness(request: pytest.FixtureRequest) -> Iterator[ProviderHarness]:
-    built: ProviderHarness = request.param()
-    try:
-        yield built
-    finally:
-        built.close()
+from tests.contract.harnesses import ProviderHarness
 
 
 def test_grant_makes_access_effective(harness: ProviderHarness) -> None:

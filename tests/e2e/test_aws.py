@@ -3,7 +3,7 @@ exists in AWS (moto in server mode, over HTTP) → expiry → it is gone."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,20 +16,7 @@ from tests.conftest import ALICE, APPROVERS_YAML, BOB, MALLORY, SEC1, Bot, stop
 from tests.e2e.helpers import click, latest, submit
 from tests.fakes.aws import MotoAws, Seeded
 from tests.fakes.processes import run_cli
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoAws]:
-    server = MotoAws().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def aws(moto: MotoAws) -> Seeded:
-    moto.reset()
-    return moto.seed()
-
+from tests.kit.configs import roles_yaml, target
 
 FAKE_DEV = """
         - provider: fake
@@ -37,33 +24,18 @@ FAKE_DEV = """
 
 
 def _roles(seeded: Seeded, *, admin: str = "Admin", dev: str = FAKE_DEV) -> str:
-    return f"""
-roles:
-  prod-support:
-    description: Troubleshoot production services
-    max_duration: 4h
-    default_duration: 1h
-    requesters: ["@engineering"]
-    environments:
-      prod:
-        - provider: aws
-          permission_set: ProdSupport
-          accounts: ["{seeded.accounts["shared"]}"]
-          organizational_units: ["{seeded.ous["prod"]}"]
-      staging:
-        - provider: aws
-          permission_set: ProdSupport
-          accounts: ["{seeded.accounts["shared"]}"]
-  db-admin:
-    description: Fix data by hand
-    max_duration: 2h
-    environments:
-      prod:
-        - provider: aws
-          permission_set: {admin}
-          accounts: ["{seeded.accounts["prod-a"]}"]
-      dev:{dev}
-"""
+    shared = f'["{seeded.accounts["shared"]}"]'
+    return roles_yaml(
+        prod=target(
+            "aws",
+            permission_set="ProdSupport",
+            accounts=shared,
+            organizational_units=f'["{seeded.ous["prod"]}"]',
+        ),
+        staging=target("aws", permission_set="ProdSupport", accounts=shared),
+        db_prod=target("aws", permission_set=admin, accounts=f'["{seeded.accounts["prod-a"]}"]'),
+        db_dev=dev,
+    )
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ the official SDK) → early end or expiry → AdminRemove sent, or the assignmen
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from tests.conftest import ALICE, APPROVERS_YAML, BOB, MALLORY, SEC1, Bot
 from tests.e2e.helpers import click, latest, submit
 from tests.fakes.azure import READER, SUBSCRIPTION, FakeAzure, Identity
 from tests.fakes.processes import run_cli
+from tests.kit.configs import roles_yaml, target
 
 PROD = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/prod"
 LOGS = f"{PROD}/providers/Microsoft.Storage/storageAccounts/prodlogs"
@@ -31,52 +33,19 @@ FAKE_DEV = """
 
 
 def _roles(*, admin: str = "Contributor", dev: str = FAKE_DEV) -> str:
-    return f"""
-roles:
-  prod-support:
-    description: Troubleshoot production services
-    max_duration: 4h
-    default_duration: 1h
-    requesters: ["@engineering"]
-    environments:
-      prod:
-        - provider: azure
-          role: Reader
-          scopes:
-            - {PROD}
-            - {LOGS}
-      staging:
-        - provider: azure
-          role: Reader
-          mode: rbac
-          scopes: [{STAGING}]
-  db-admin:
-    description: Fix data by hand
-    max_duration: 2h
-    environments:
-      prod:
-        - provider: azure
-          role: {admin}
-          mode: rbac
-          scopes: [{PROD}]
-      dev:{dev}
-"""
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeAzure]:
-    fake = FakeAzure().start()
-    yield fake
-    fake.stop()
+    return roles_yaml(
+        prod=target("azure", role="Reader", scopes=f"[{PROD}, {LOGS}]"),
+        staging=target("azure", role="Reader", mode="rbac", scopes=f"[{STAGING}]"),
+        db_prod=target("azure", role=admin, mode="rbac", scopes=f"[{PROD}]"),
+        db_dev=dev,
+    )
 
 
 @pytest.fixture
-def azure(server: FakeAzure) -> Iterator[FakeAzure]:
-    server.reset()
+def azure(empty_azure: FakeAzure) -> FakeAzure:
     for person in ("alice", "bob", "carol"):  # mallory has no Entra ID account
-        server.add_user(f"{person}@example.com", mail=f"{person}@example.com")
-    yield server
-    assert not server.internal_errors, server.internal_errors
+        empty_azure.add_user(f"{person}@example.com", mail=f"{person}@example.com")
+    return empty_azure
 
 
 @pytest.fixture
@@ -195,56 +164,73 @@ def test_an_rbac_grant_is_a_role_assignment_named_by_the_request_that_the_bot_re
     assert azure.assignments() == set()
 
 
-def test_a_failed_grant_shows_azures_code_and_message_to_the_requester(
-    azure_bot: Callable[[], Bot], azure: FakeAzure
+@dataclass(frozen=True)
+class Refusal:
+    """A request that Azure refuses to grant, and what everyone must be shown of why."""
+
+    request: str
+    approver: str
+    status: int
+    code: str
+    message: str
+    where: dict[str, str]
+    shown: list[str]  # each in the request's error and in the requester's and approver's DMs
+    reaches_arm: bool  # whether any write reached ARM (the refused one, and what follows)
+
+
+REFUSALS = [
+    pytest.param(
+        Refusal(
+            "prod-support prod 1h INC-42",
+            BOB,
+            403,
+            "AuthorizationFailed",
+            "The client 'jit-bot' does not have authorization to perform action "
+            "'Microsoft.Authorization/roleAssignmentScheduleRequests/write'.",
+            {"method": "PUT"},
+            ["AuthorizationFailed", "roleAssignmentScheduleRequests/write"],
+            reaches_arm=True,
+        ),
+        id="arm_refuses_the_pim_write",
+    ),
+    pytest.param(
+        # What Graph answers when the bot's identity lacks User.Read.All.
+        Refusal(
+            "prod-support staging 1h INC-7",
+            SEC1,
+            403,
+            "Authorization_RequestDenied",
+            "Insufficient privileges to complete the operation.",
+            {"path_contains": "/v1.0/users"},
+            ["Authorization_RequestDenied: Insufficient privileges to complete the operation."],
+            reaches_arm=False,
+        ),
+        id="graph_refuses_the_user_lookup",
+    ),
+]
+
+
+@pytest.mark.parametrize("refusal", REFUSALS)
+def test_a_refused_grant_fails_with_azures_code_and_message_shown_to_requester_and_approver(
+    azure_bot: Callable[[], Bot], azure: FakeAzure, refusal: Refusal
 ) -> None:
     bot = azure_bot()
-    request_id = submit(bot, ALICE, "prod-support prod 1h INC-42")
-    azure.fail_next(
-        403,
-        "AuthorizationFailed",
-        "The client 'jit-bot' does not have authorization to perform action "
-        "'Microsoft.Authorization/roleAssignmentScheduleRequests/write'.",
-        method="PUT",
-    )
+    request_id = submit(bot, ALICE, refusal.request)
+    azure.fail_next(refusal.status, refusal.code, refusal.message, **refusal.where)
 
-    click(bot, BOB, "approve", request_id)
+    click(bot, refusal.approver, "approve", request_id)
 
     request = bot.service.get(request_id)
     assert request.status == "failed"
-    approver_dm = latest(bot.dms_to(BOB)[0])
+    approver_dm = latest(bot.dms_to(refusal.approver)[0])
     for text in (
         request.error or "",
         str(bot.dms_to(ALICE)[-1]["blocks"]),
         str(approver_dm["blocks"]),
     ):
-        assert "AuthorizationFailed" in text
-        assert "roleAssignmentScheduleRequests/write" in text
-    assert azure.assignments() == set()
-
-
-def test_a_graph_refusal_fails_the_grant_with_its_code_shown_to_requester_and_approver(
-    azure_bot: Callable[[], Bot], azure: FakeAzure
-) -> None:
-    bot = azure_bot()
-    request_id = submit(bot, ALICE, "prod-support staging 1h INC-7")
-    # What Graph answers when the bot's identity lacks User.Read.All.
-    azure.fail_next(
-        403,
-        "Authorization_RequestDenied",
-        "Insufficient privileges to complete the operation.",
-        path_contains="/v1.0/users",
-    )
-
-    click(bot, SEC1, "approve", request_id)
-
-    request = bot.service.get(request_id)
-    assert request.status == "failed"
-    shown = "Authorization_RequestDenied: Insufficient privileges to complete the operation."
-    assert shown in (request.error or "")
-    assert shown in str(bot.dms_to(ALICE)[-1]["blocks"])
-    assert shown in str(latest(bot.dms_to(SEC1)[0])["blocks"])
-    assert azure.calls_to("PUT", "/providers/") == []
+        for shown in refusal.shown:
+            assert shown in text
+    assert bool(azure.calls_to("PUT", "/providers/")) is refusal.reaches_arm
     assert azure.assignments() == set()
 
 

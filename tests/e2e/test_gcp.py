@@ -10,7 +10,7 @@ fake, which refuses every API call that carries no bearer token.
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from bot.google_groups import SCOPE, GoogleGroups
 from providers.gcp import GcpProvider, GcpTarget
 from tests.conftest import ALICE, BOB, CAROL, MALLORY, SEC1, Bot
 from tests.e2e.helpers import click, submit
-from tests.fakes.gcp import FakeGoogle
+from tests.fakes.gcp import THEIRS, FakeGoogle
 from tests.fakes.processes import run_cli
 
 ADMIN = "admin@example.com"  # the Workspace user the bot reads groups as
@@ -63,38 +63,18 @@ settings:
   allowed_email_domains: [example.com]
 """
 
-# Bindings of other people and tools that every change must leave exactly as they are.
-THEIRS: list[dict[str, Any]] = [
-    {"role": "roles/owner", "members": ["group:platform@example.com"]},
-    {
-        "role": "roles/logging.viewer",
-        "members": ["group:oncall@example.com"],
-        "condition": {
-            "title": "business hours",
-            "expression": "request.time.getHours('Europe/Berlin') >= 9",
-        },
-    },
-]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeGoogle]:
-    fake = FakeGoogle().start()
-    yield fake
-    fake.stop()
-
 
 @pytest.fixture
-def google(server: FakeGoogle) -> Iterator[FakeGoogle]:
-    server.reset()
-    server.require_auth = True
-    server.add_project("acme-prod", {"version": 3, "bindings": THEIRS})
-    server.add_project("acme-staging")
-    server.add_folder("123456789012")
-    server.add_group("sre@example.com", ["bob@example.com", "carol@example.com"])
-    server.add_group("engineering@example.com", ["alice@example.com", ("sre@example.com", "GROUP")])
-    yield server
-    assert not server.internal_errors, server.internal_errors
+def google(empty_google: FakeGoogle) -> FakeGoogle:
+    empty_google.require_auth = True
+    empty_google.add_project("acme-prod", {"version": 3, "bindings": THEIRS})
+    empty_google.add_project("acme-staging")
+    empty_google.add_folder("123456789012")
+    empty_google.add_group("sre@example.com", ["bob@example.com", "carol@example.com"])
+    empty_google.add_group(
+        "engineering@example.com", ["alice@example.com", ("sre@example.com", "GROUP")]
+    )
+    return empty_google
 
 
 @pytest.fixture

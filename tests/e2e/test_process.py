@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
-import textwrap
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,34 +28,8 @@ from tests.fakes.processes import JIT_BOT_SCRIPT, START_TIMEOUT, Launcher, free_
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_client import SlackSim
 from tests.fakes.webhook_receiver import WebhookReceiver
-
-WEBHOOK_SECRET = "webhook-hmac-key"
-APP_TOKEN = "xapp-1-A0001-test"
-TARGET = "grafana-admin"
-
-ROLES_YAML = """
-roles:
-  tooling:
-    description: Admin of the internal tools
-    max_duration: 4h
-    default_duration: 1h
-    environments:
-      dev:
-        - provider: webhook
-          name: {target}
-          url: {url}
-          allow_insecure: true  # the receiver is plain http on 127.0.0.1
-          secret_env: JIT_WEBHOOK_SECRET
-"""
-
-APPROVERS_YAML = """
-rules:
-  - environments: [dev]
-    roles: ["*"]
-    auto_approve: true
-settings:
-  allowed_email_domains: [example.com]
-"""
+from tests.kit.processes import APP_TOKEN, TARGET
+from tests.kit.processes import bot_env as _bot_env
 
 
 def _head_revision() -> str:
@@ -67,61 +38,6 @@ def _head_revision() -> str:
     head = ScriptDirectory.from_config(config).get_current_head()
     assert head is not None
     return head
-
-
-@pytest.fixture
-def launcher(tmp_path: Path) -> Iterator[Launcher]:
-    runner = Launcher(tmp_path)
-    try:
-        yield runner
-    finally:
-        runner.stop_all()
-        # pytest shows captured teardown output only when the test failed.
-        for process in runner.started:
-            sys.stderr.write(process.output())
-
-
-@pytest.fixture
-def receiver() -> Iterator[WebhookReceiver]:
-    hook = WebhookReceiver(WEBHOOK_SECRET).start()
-    try:
-        yield hook
-    finally:
-        hook.stop()
-
-
-@pytest.fixture
-def fake_slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack(token=BOT_TOKEN, app_token=APP_TOKEN).start()
-    fake.add_user(ALICE, "alice@example.com", "alice")
-    try:
-        yield fake
-        fake.assert_clean()
-    finally:
-        fake.stop()
-
-
-def _bot_env(
-    launcher: Launcher,
-    slack: FakeSlack,
-    receiver: WebhookReceiver,
-    database_url: str,
-    **overrides: str | None,
-) -> dict[str, str]:
-    roles = launcher.tmp_path / "roles.yaml"
-    approvers = launcher.tmp_path / "approvers.yaml"
-    roles.write_text(textwrap.dedent(ROLES_YAML.format(target=TARGET, url=receiver.url)))
-    approvers.write_text(textwrap.dedent(APPROVERS_YAML))
-    return launcher.env(
-        SLACK_BOT_TOKEN=BOT_TOKEN,
-        SLACK_SIGNING_SECRET=SIGNING_SECRET,
-        SLACK_API_URL=slack.api_url,
-        DATABASE_URL=database_url,
-        JIT_ROLES_FILE=str(roles),
-        JIT_APPROVERS_FILE=str(approvers),
-        JIT_WEBHOOK_SECRET=WEBHOOK_SECRET,
-        **overrides,
-    )
 
 
 def _rows(database_url: str) -> list[sa.Row[Any]]:

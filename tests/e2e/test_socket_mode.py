@@ -18,7 +18,8 @@ import re
 import signal
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -26,25 +27,18 @@ import pytest
 from bot.slack.blocks import END_ACCESS, HELP
 from tests.conftest import ALICE
 from tests.e2e.helpers import buttons
-from tests.e2e.test_process import (  # noqa: F401 (fixtures)
-    APP_TOKEN,
-    TARGET,
-    _bot_env,
-    fake_slack,
-    launcher,
-    receiver,
-)
 from tests.fakes.processes import START_TIMEOUT, BotProcess, Launcher, get, wait
 from tests.fakes.slack_api import APP_ID, BOT_ID, BOT_USER_ID, TEAM_DOMAIN, TEAM_ID, FakeSlack
 from tests.fakes.socket_mode import FakeSocketMode
 from tests.fakes.webhook_receiver import WebhookReceiver
+from tests.kit.processes import APP_TOKEN, TARGET, bot_env
 
 GRANT = "request tooling dev 1h INC-7 rotate the dashboards"
 ACK_WAIT = 30.0  # seconds; see the module docstring
 
 
 @pytest.fixture
-def socket_mode(fake_slack: FakeSlack) -> Iterator[FakeSocketMode]:  # noqa: F811
+def socket_mode(fake_slack: FakeSlack) -> Iterator[FakeSocketMode]:
     server = FakeSocketMode().start()
     fake_slack.socket_url = server.url
     try:
@@ -54,21 +48,30 @@ def socket_mode(fake_slack: FakeSlack) -> Iterator[FakeSocketMode]:  # noqa: F81
         server.close()
 
 
-# Tests name `socket_mode` before `launcher`: teardown then stops the bot before its
+@dataclass(frozen=True)
+class Served:
+    """A ``jit-bot serve`` process and the Socket Mode server it is connected to."""
+
+    process: BotProcess
+    socket_mode: FakeSocketMode
+
+
+# `socket_mode` is set up before `launcher`: teardown then stops the bot before its
 # Socket Mode server goes away, and the bot never sees Slack vanish under it.
-def _serve(
-    launcher: Launcher,  # noqa: F811
-    slack: FakeSlack,
-    receiver: WebhookReceiver,  # noqa: F811
-    database_url: str,
+@pytest.fixture
+def served(
     socket_mode: FakeSocketMode,
-) -> BotProcess:
-    env = _bot_env(launcher, slack, receiver, database_url, SLACK_APP_TOKEN=APP_TOKEN)
+    launcher: Launcher,
+    fake_slack: FakeSlack,
+    receiver: WebhookReceiver,
+    database_url: str,
+) -> Served:
+    env = bot_env(launcher, fake_slack, receiver, database_url, SLACK_APP_TOKEN=APP_TOKEN)
     process = launcher.serve(env)
     assert process.wait_healthy()["status"] == "ok"
     socket_mode.wait_connected(timeout=START_TIMEOUT)
     wait(lambda: _slack_connection(process) == "connected", START_TIMEOUT, "/healthz connected")
-    return process
+    return Served(process, socket_mode)
 
 
 def _slack_connection(process: BotProcess) -> str:
@@ -162,36 +165,64 @@ def _dms_with_end_access(slack: FakeSlack, request_id: str) -> list[dict[str, An
     ]
 
 
-def test_help_over_the_websocket_is_acked_once_then_answered_through_the_response_url(
-    socket_mode: FakeSocketMode,
-    launcher: Launcher,  # noqa: F811
-    fake_slack: FakeSlack,  # noqa: F811
-    receiver: WebhookReceiver,  # noqa: F811
-    database_url: str,
-) -> None:
-    process = _serve(launcher, fake_slack, receiver, database_url, socket_mode)
+def _first_connection(served: Served, slack: FakeSlack) -> None:
+    """Nothing before: the connection the bot opened when it started."""
 
-    envelope = socket_mode.slash_command(_command(fake_slack, ALICE, "help", "help"))
 
+def _refreshed_connection(served: Served, slack: FakeSlack) -> None:
+    """Slack asks for a refresh; the bot opens a new connection and closes the old one."""
+    opened = len(slack.calls_to("apps.connections.open"))
+
+    served.socket_mode.refresh()
+
+    served.socket_mode.wait_connected(count=2, timeout=START_TIMEOUT)
+    # slack_sdk reads the new connection only once it has closed the old one, which can
+    # take its whole 3 s receive timeout; an envelope sent before that would miss Slack's
+    # deadline. Real Slack would deliver it anyway: that window is slack_sdk's, not ours.
+    served.socket_mode.wait_open(1, timeout=START_TIMEOUT)
+    assert len(slack.calls_to("apps.connections.open")) == opened + 1
+
+
+def _help_is_acked_then_answered(socket_mode: FakeSocketMode, slack: FakeSlack) -> str:
+    """Send ``/jit help`` over ``socket_mode``; return its envelope id once the bot has
+    acked it and answered through the response_url."""
+    envelope = socket_mode.slash_command(_command(slack, ALICE, "help", "help"))
     # An empty ack: the bot acknowledges before it works and answers afterwards.
     assert socket_mode.wait_for_ack(envelope, ACK_WAIT) == {"envelope_id": envelope}
-    answer = fake_slack.wait_for_response(name="help")
-    assert answer["text"] == HELP
-    assert answer.get("response_type") == "ephemeral"
-    _stop(process, socket_mode)
-    assert socket_mode.received == [{"envelope_id": envelope}]
+    assert slack.wait_for_response(name="help")["text"] == HELP
+    return envelope
+
+
+@pytest.mark.parametrize(
+    ("before", "connections"),
+    [
+        pytest.param(_first_connection, 1, id="on_the_connection_opened_at_start"),
+        pytest.param(_refreshed_connection, 2, id="on_the_new_one_after_slack_asks_for_a_refresh"),
+    ],
+)
+def test_help_over_the_websocket_is_acked_once_then_answered_through_the_response_url(
+    served: Served,
+    fake_slack: FakeSlack,
+    before: Callable[[Served, FakeSlack], None],
+    connections: int,
+) -> None:
+    before(served, fake_slack)
+
+    envelope = _help_is_acked_then_answered(served.socket_mode, fake_slack)
+
+    assert fake_slack.wait_for_response(name="help").get("response_type") == "ephemeral"
+    _stop(served.process, served.socket_mode)
+    assert served.socket_mode.received == [{"envelope_id": envelope}]
     assert [r["_url_name"] for r in fake_slack.responses] == ["help"]
-    assert socket_mode.connections == 1
+    assert served.socket_mode.connections == connections
 
 
 def test_request_over_the_websocket_is_granted_and_the_dm_button_ends_it(
-    socket_mode: FakeSocketMode,
-    launcher: Launcher,  # noqa: F811
-    fake_slack: FakeSlack,  # noqa: F811
-    receiver: WebhookReceiver,  # noqa: F811
-    database_url: str,
+    served: Served,
+    fake_slack: FakeSlack,
+    receiver: WebhookReceiver,
 ) -> None:
-    process = _serve(launcher, fake_slack, receiver, database_url, socket_mode)
+    socket_mode = served.socket_mode
 
     receiver.hang("grant")  # the cloud holds the grant unanswered: the work cannot finish
     request = socket_mode.slash_command(_command(fake_slack, ALICE, GRANT, "request"))
@@ -227,46 +258,17 @@ def test_request_over_the_websocket_is_granted_and_the_dm_button_ends_it(
         lambda: "has ended" in fake_slack.message(dm["channel"], dm["ts"])["text"], START_TIMEOUT
     )
     assert not buttons(fake_slack.message(dm["channel"], dm["ts"]))
-    _stop(process, socket_mode)
+    _stop(served.process, socket_mode)
     assert socket_mode.received == [{"envelope_id": request}, {"envelope_id": click}]
 
 
-def test_after_slack_asks_for_a_refresh_the_new_connection_carries_the_commands(
-    socket_mode: FakeSocketMode,
-    launcher: Launcher,  # noqa: F811
-    fake_slack: FakeSlack,  # noqa: F811
-    receiver: WebhookReceiver,  # noqa: F811
-    database_url: str,
-) -> None:
-    process = _serve(launcher, fake_slack, receiver, database_url, socket_mode)
-    opened = len(fake_slack.calls_to("apps.connections.open"))
-
-    socket_mode.refresh()
-
-    socket_mode.wait_connected(count=2, timeout=START_TIMEOUT)
-    # slack_sdk reads the new connection only once it has closed the old one, which can
-    # take its whole 3 s receive timeout; an envelope sent before that would miss Slack's
-    # deadline. Real Slack would deliver it anyway: that window is slack_sdk's, not ours.
-    socket_mode.wait_open(1, timeout=START_TIMEOUT)
-    assert len(fake_slack.calls_to("apps.connections.open")) == opened + 1
-    envelope = socket_mode.slash_command(_command(fake_slack, ALICE, "help", "help"))
-    assert socket_mode.wait_for_ack(envelope, ACK_WAIT) == {"envelope_id": envelope}
-    assert fake_slack.wait_for_response(name="help")["text"] == HELP
-    _stop(process, socket_mode)
-    assert socket_mode.received == [{"envelope_id": envelope}]
-    assert socket_mode.connections == 2
-
-
 def test_healthz_says_when_the_socket_mode_connection_is_gone_and_when_it_is_back(
-    socket_mode: FakeSocketMode,
-    launcher: Launcher,  # noqa: F811
-    fake_slack: FakeSlack,  # noqa: F811
-    receiver: WebhookReceiver,  # noqa: F811
-    database_url: str,
+    served: Served,
+    fake_slack: FakeSlack,
 ) -> None:
-    process = _serve(launcher, fake_slack, receiver, database_url, socket_mode)
+    process = served.process
 
-    socket_mode.close()  # Slack's Socket Mode endpoint goes away
+    served.socket_mode.close()  # Slack's Socket Mode endpoint goes away
     wait(lambda: _slack_connection(process) == "connecting", START_TIMEOUT, "connecting")
     assert process.popen.poll() is None, process.output()
 
@@ -276,9 +278,7 @@ def test_healthz_says_when_the_socket_mode_connection_is_gone_and_when_it_is_bac
         # slack_sdk looks at its connection every few seconds and then asks for a new URL.
         back.wait_connected(timeout=3 * START_TIMEOUT)
         wait(lambda: _slack_connection(process) == "connected", START_TIMEOUT, "connected")
-        envelope = back.slash_command(_command(fake_slack, ALICE, "help", "help"))
-        assert back.wait_for_ack(envelope, ACK_WAIT) == {"envelope_id": envelope}
-        assert fake_slack.wait_for_response(name="help")["text"] == HELP
+        _help_is_acked_then_answered(back, fake_slack)
         _stop(process, back)
     finally:
         back.close()

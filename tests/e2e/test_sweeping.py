@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy.orm import sessionmaker
 
 from bot import audit
-from bot import service as service_module
 from bot.audit_key import AuditKey
+from bot.operations import sweeping as service_module
 from providers.base import GrantContext, Principal, TargetSpec
 from providers.fake import FakeProvider
 from providers.gcp import GcpProvider, GcpTarget

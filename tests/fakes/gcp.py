@@ -76,6 +76,19 @@ SERVICE_ACCOUNT = "jit-bot@acme-admin.iam.gserviceaccount.com"
 KEY_ID = "0123456789abcdef"
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+# Bindings of other people and tools, for tests to seed a project's policy with: every
+# change the bot makes must carry them over exactly as they are.
+THEIRS: list[dict[str, Any]] = [
+    {"role": "roles/owner", "members": ["group:platform@example.com"]},
+    {
+        "role": "roles/logging.viewer",
+        "members": ["group:oncall@example.com"],
+        "condition": {
+            "title": "business hours",
+            "expression": "request.time.getHours('Europe/Berlin') >= 9",
+        },
+    },
+]
 # How far an assertion's iat may be ahead of the fake's clock, or its exp behind it.
 CLOCK_SKEW = 300
 CRM = "//cloudresourcemanager.googleapis.com/"

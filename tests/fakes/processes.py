@@ -44,6 +44,28 @@ def get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
             return error.code, error.read()
 
 
+def clean_env(**overrides: str | None) -> dict[str, str]:
+    """This process's environment minus every Slack/JIT/database setting of the developer's,
+    with this checkout first on PYTHONPATH, plus ``overrides`` (None removes a name)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLACK_", "JIT_", "DATABASE_URL", "PORT"))
+    }
+    env.update(
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+        PYTHONUNBUFFERED="1",
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+    )
+    for name, value in overrides.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
 def wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -53,6 +75,36 @@ def wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.05)
+
+
+def wait_healthy(
+    name: str,
+    popen: subprocess.Popen[bytes],
+    url: str,
+    output: Callable[[], str],
+    timeout: float = START_TIMEOUT,
+    poll: float = 0.05,
+) -> dict[str, Any]:
+    """Poll ``url``/healthz every ``poll`` seconds until it answers 200 and return what it
+    said; fail at once if the process died, and after ``timeout`` seconds, with its
+    ``output``."""
+    deadline = time.monotonic() + timeout
+    last = "no answer yet"
+    while time.monotonic() < deadline:
+        code = popen.poll()
+        if code is not None:
+            raise AssertionError(f"{name} exited with {code}\n{output()}")
+        try:
+            status, body = get(f"{url}/healthz", timeout=1.0)
+        except OSError as exc:
+            last = repr(exc)
+        else:
+            if status == 200:
+                parsed: dict[str, Any] = json.loads(body)
+                return parsed
+            last = f"HTTP {status}: {body[:200]!r}"
+        time.sleep(poll)
+    raise AssertionError(f"{name}: /healthz not ready ({last})\n{output()}")
 
 
 @dataclass
@@ -83,23 +135,7 @@ class BotProcess:
 
     def wait_healthy(self, timeout: float = START_TIMEOUT) -> dict[str, Any]:
         """Poll /healthz until it answers 200 (bounded); fail early if the process died."""
-        deadline = time.monotonic() + timeout
-        last = "no answer yet"
-        while time.monotonic() < deadline:
-            code = self.popen.poll()
-            if code is not None:
-                raise AssertionError(f"{self.name} exited with {code}\n{self.output()}")
-            try:
-                status, body = get(f"{self.url}/healthz", timeout=1.0)
-            except OSError as exc:
-                last = repr(exc)
-            else:
-                if status == 200:
-                    parsed: dict[str, Any] = json.loads(body)
-                    return parsed
-                last = f"HTTP {status}: {body[:200]!r}"
-            time.sleep(0.05)
-        raise AssertionError(f"{self.name}: /healthz not ready ({last})\n{self.output()}")
+        return wait_healthy(self.name, self.popen, self.url, self.output, timeout)
 
     def crash(self) -> None:
         """SIGKILL: no shutdown hooks, no goodbye, as when a host dies."""
@@ -126,24 +162,7 @@ class Launcher:
 
     def env(self, **overrides: str | None) -> dict[str, str]:
         """A clean environment: nothing of the developer's Slack/JIT settings leaks in."""
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("SLACK_", "JIT_", "DATABASE_URL", "PORT"))
-        }
-        env.update(
-            PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
-            PYTHONUNBUFFERED="1",
-            NO_PROXY="127.0.0.1,localhost",
-            no_proxy="127.0.0.1,localhost",
-            JIT_AUDIT_KEY=AUDIT_KEY,
-        )
-        for name, value in overrides.items():
-            if value is None:
-                env.pop(name, None)
-            else:
-                env[name] = value
-        return env
+        return clean_env(**{"JIT_AUDIT_KEY": AUDIT_KEY, **overrides})
 
     def start(
         self, args: list[str], env: dict[str, str], name: str = "bot", *, script: bool = False

@@ -46,6 +46,7 @@ from tests.fakes.processes import BotProcess, Launcher, wait
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_client import SlackSim
 from tests.fakes.webhook_receiver import WebhookReceiver
+from tests.kit.configs import webhook
 
 SECRET = "crash-webhook-key"
 AUDIT = "C0AUDIT"
@@ -58,22 +59,12 @@ DURATION = 4  # seconds of access per request
 # the revocation is recorded.
 GRANT_WINDOW = (0.0, 0.4)  # after the request is stored
 REVOKE_WINDOW = (0.0, 0.3)  # after expires_at
-ROLES = """
+ROLES = f"""
 roles:
   ops:
     max_duration: 1m
     environments:
-      dev:
-        - provider: webhook
-          name: ops-a
-          url: {url}
-          allow_insecure: true  # the receiver is plain http on 127.0.0.1
-          secret_env: JIT_WEBHOOK_SECRET
-        - provider: webhook
-          name: ops-b
-          url: {url}
-          allow_insecure: true  # the receiver is plain http on 127.0.0.1
-          secret_env: JIT_WEBHOOK_SECRET
+      dev:{webhook("ops-a")}{webhook("ops-b")}
 """
 APPROVERS = """
 rules:

@@ -22,6 +22,7 @@ from providers.fake import FakeProvider, FakeTarget
 from tests.conftest import ALICE, AUDIT_CHANNEL, BOB, CAROL, Bot
 from tests.e2e.helpers import requests_of
 from tests.fakes.slack_api import SlackCall
+from tests.kit.configs import AUTO_APPROVE_ALL
 
 ROLES = """
 roles:
@@ -34,14 +35,7 @@ roles:
         - provider: fake
           resource: db
 """
-APPROVERS = """
-groups:
-  leads: ["@sre-leads"]
-rules:
-  - roles: ["*"]
-    environments: ["*"]
-    auto_approve: true
-"""
+APPROVERS = AUTO_APPROVE_ALL
 TEMPORARY = ["ThrottlingException: rate exceeded", "HTTP 503 from upstream", "ConflictException"]
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -29,9 +29,11 @@ from tests.fakes.gcp import (
     CONFLICT,
     PERMANENT,
     PERMANENT_MESSAGE,
+    THEIRS,
     FakeGoogle,
     Policy,
 )
+from tests.kit.configs import AUTO_APPROVE_ALL
 
 PROJECTS = ("projects/acme-chaos-a", "projects/acme-chaos-b")
 ROLES = """
@@ -44,41 +46,24 @@ roles:
           role: roles/logging.viewer
           projects: [acme-chaos-a, acme-chaos-b]
 """
-APPROVERS = """
-groups:
-  leads: ["@sre-leads"]
-rules:
-  - roles: ["*"]
-    environments: ["*"]
-    auto_approve: true
-settings:
+APPROVERS = (
+    AUTO_APPROVE_ALL
+    + """settings:
   allowed_email_domains: [example.com]
 """
-# Bindings of other people and tools: every write must carry them over as they are.
-THEIRS: list[dict[str, Any]] = [
-    {"role": "roles/owner", "members": ["group:platform@example.com"]},
-    {
-        "role": "roles/logging.viewer",
-        "members": ["group:oncall@example.com"],
-        "condition": {
-            "title": "business hours",
-            "expression": "request.time.getHours('Europe/Berlin') >= 9",
-        },
-    },
-]
+)
 SEED = 9  # its dice give about 1% permanent and 30% temporary faults
 USERS = [f"UWIRE{i:03d}" for i in range(72)]
 IAM = ("getIamPolicy", "setIamPolicy")
 
 
 @pytest.fixture
-def google() -> Iterator[FakeGoogle]:
-    fake = FakeGoogle().start()
+def google(empty_google: FakeGoogle) -> FakeGoogle:
     for project in PROJECTS:
-        fake.add_project(project.removeprefix("projects/"), {"version": 3, "bindings": THEIRS})
-    yield fake
-    fake.stop()
-    assert not fake.internal_errors, fake.internal_errors
+        empty_google.add_project(
+            project.removeprefix("projects/"), {"version": 3, "bindings": THEIRS}
+        )
+    return empty_google
 
 
 def test_thirty_percent_google_faults_on_the_wire_over_500_operations_all_converge(

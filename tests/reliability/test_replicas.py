@@ -34,6 +34,7 @@ from tests.fakes.processes import BotProcess, Launcher, wait
 from tests.fakes.slack_api import APP_ID, TEAM_DOMAIN, TEAM_ID, FakeSlack
 from tests.fakes.slack_client import Reply, SlackSim
 from tests.fakes.webhook_receiver import WebhookReceiver
+from tests.kit.configs import webhook
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("JIT_TEST_DATABASE_URL"), reason="replicas share a PostgreSQL database"
@@ -55,29 +56,14 @@ MINUTE = timedelta(minutes=1)
 END_EARLY = {0: timedelta(0), 1: MINUTE, 2: timedelta(0), 3: MINUTE}
 DURATION = {i: "1m" if END_EARLY.get(i) == MINUTE else "4s" for i in range(len(PLAN))}
 AUDIT = "C0AUDIT"
-ROLES = """
+ROLES = f"""
 roles:
   ops:
     max_duration: 1m
     environments:
-      dev:
-        - provider: webhook
-          name: ops-dev
-          url: {url}
-          allow_insecure: true  # the receiver is plain http on 127.0.0.1
-          secret_env: JIT_WEBHOOK_SECRET
-      stage:
-        - provider: webhook
-          name: ops-stage
-          url: {url}
-          allow_insecure: true  # the receiver is plain http on 127.0.0.1
-          secret_env: JIT_WEBHOOK_SECRET
-      prod:
-        - provider: webhook
-          name: ops-prod
-          url: {url}
-          allow_insecure: true  # the receiver is plain http on 127.0.0.1
-          secret_env: JIT_WEBHOOK_SECRET
+      dev:{webhook("ops-dev")}
+      stage:{webhook("ops-stage")}
+      prod:{webhook("ops-prod")}
 """
 APPROVERS = """
 groups:

@@ -37,18 +37,13 @@ from bot.slack.blocks import HELP
 from bot.slack.edge import MAX_BODY_BYTES
 from tests.conftest import ALICE, SIGNING_SECRET, Bot
 from tests.e2e.helpers import footprint, open_request_modal
-from tests.e2e.test_process import (  # noqa: F401 (fixtures)
-    APP_TOKEN,
-    _bot_env,
-    fake_slack,
-    launcher,
-    receiver,
-)
 from tests.fakes.processes import START_TIMEOUT, BotProcess, Launcher, get
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_client import SlackSim, select_value, text_value
 from tests.fakes.socket_mode import FakeSocketMode
 from tests.fakes.webhook_receiver import WebhookReceiver
+from tests.kit.processes import APP_TOKEN
+from tests.kit.processes import bot_env as _bot_env
 
 MIB = 1024 * 1024
 MARKER = "EDGE-MARKER-7f3a9c"
@@ -397,9 +392,9 @@ def _send_while_listening(port: int, head: bytes, body: Iterator[bytes]) -> byte
 
 
 def test_four_concurrent_64_mib_forged_bodies_get_413_without_growing_memory_or_the_log(
-    launcher: Launcher,  # noqa: F811
-    fake_slack: FakeSlack,  # noqa: F811
-    receiver: WebhookReceiver,  # noqa: F811
+    launcher: Launcher,
+    fake_slack: FakeSlack,
+    receiver: WebhookReceiver,
     database_url: str,
 ) -> None:
     process = launcher.serve(_bot_env(launcher, fake_slack, receiver, database_url))
@@ -448,9 +443,9 @@ def _head(length: int) -> bytes:
 
 
 def test_a_forged_1_mb_body_with_newlines_gets_401_and_plants_no_log_line(
-    launcher: Launcher,  # noqa: F811
-    fake_slack: FakeSlack,  # noqa: F811
-    receiver: WebhookReceiver,  # noqa: F811
+    launcher: Launcher,
+    fake_slack: FakeSlack,
+    receiver: WebhookReceiver,
     database_url: str,
 ) -> None:
     env = _bot_env(launcher, fake_slack, receiver, database_url, JIT_LOG_LEVEL="DEBUG")
@@ -474,9 +469,9 @@ def test_a_forged_1_mb_body_with_newlines_gets_401_and_plants_no_log_line(
 
 
 def test_in_socket_mode_the_port_serves_only_healthz(
-    launcher: Launcher,  # noqa: F811
-    fake_slack: FakeSlack,  # noqa: F811
-    receiver: WebhookReceiver,  # noqa: F811
+    launcher: Launcher,
+    fake_slack: FakeSlack,
+    receiver: WebhookReceiver,
     database_url: str,
 ) -> None:
     socket_mode = FakeSocketMode().start()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,18 +35,6 @@ from tests.fakes.aws import MotoAws, Seeded
 from tests.fakes.processes import run_cli
 
 SESSION = timedelta(hours=1)  # ProdSupport's session duration in the seeded organization
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoAws]:
-    server = MotoAws().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def aws(moto: MotoAws) -> Seeded:
-    return moto.seed()
 
 
 def _roles(seeded: Seeded, *, end_sessions: str = "") -> str:

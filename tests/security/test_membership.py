@@ -316,7 +316,7 @@ def test_many_holders_are_checked_in_turns_and_each_in_time(
 ) -> None:
     # Slack allows only so many lookups a minute: a sweep asks about a few people, the
     # next one about the next few, so everyone is asked about within a few sweeps.
-    monkeypatch.setattr("bot.service._HOLDER_CHECKS", 1)
+    monkeypatch.setattr("bot.operations.sweeping._HOLDER_CHECKS", 1)
     first = submit(bot, ALICE, "db-admin dev 30m x")
     second = submit(bot, MALLORY, "db-admin dev 30m x")
     for user, email in ((ALICE, "alice@example.com"), (MALLORY, "mallory@example.com")):

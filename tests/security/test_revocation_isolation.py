@@ -9,12 +9,10 @@ instants once the fake clock says the grants are over."""
 from __future__ import annotations
 
 import itertools
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal
 
 import pytest
@@ -274,17 +272,6 @@ GRANT_SECONDS = 4
 DEADLINE_SECONDS = 6
 # The bot's lease (AccessService's default) and its heartbeat, every third of it.
 LEASE_SECONDS = 8.0
-
-
-@pytest.fixture
-def launcher(tmp_path: Path) -> Iterator[Launcher]:
-    runner = Launcher(tmp_path)
-    try:
-        yield runner
-    finally:
-        runner.stop_all()
-        for process in runner.started:
-            sys.stderr.write(process.output())
 
 
 @pytest.fixture

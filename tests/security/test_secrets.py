@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import textwrap
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -127,14 +126,8 @@ class Clouds:
 
 
 @pytest.fixture(scope="module")
-def servers() -> Iterator[Clouds]:
-    clouds = Clouds(MotoAws().start(), FakeAzure().start(), FakeGoogle().start())
-    try:
-        yield clouds
-    finally:
-        clouds.moto.stop()
-        clouds.azure.stop()
-        clouds.google.stop()
+def servers(moto: MotoAws, azure_server: FakeAzure, google_server: FakeGoogle) -> Clouds:
+    return Clouds(moto, azure_server, google_server)
 
 
 @dataclass
@@ -406,18 +399,6 @@ def test_no_secret_reaches_a_log_line_an_error_or_a_slack_message(
 
 
 # ------------------------------------------------------------------ a real process
-
-
-@pytest.fixture
-def launcher(tmp_path: Path) -> Iterator[Launcher]:
-    runner = Launcher(tmp_path)
-    try:
-        yield runner
-    finally:
-        runner.stop_all()
-        # pytest shows captured teardown output only when the test failed.
-        for process in runner.started:
-            sys.stderr.write(process.output())
 
 
 def _status(database_url: str, request_id: str) -> str | None:

@@ -137,32 +137,28 @@ def _exercise(provider: AwsProvider, moto: MotoAws, seeded: Seeded) -> None:
 
 
 @pytest.fixture(scope="module")
-def recorded() -> Iterator[set[str]]:
+def recorded(moto: MotoAws) -> Iterator[set[str]]:
     """The IAM action of every AWS call the provider made, on both credential paths."""
     calls: list[str] = []
 
     def record(signing_name: str, operation: str) -> None:
         calls.append(f"{signing_name}:{operation}")
 
-    moto = MotoAws().start()
-    try:
-        for default in (
-            AwsCredentials(),  # the default credential chain
-            AwsCredentials(assume_role_arn=ROLE_ARN, external_id="jit-bot-external-id"),
-        ):
-            moto.reset()
-            seeded = moto.seed()
-            clients = AwsClients(
-                moto.session(),
-                region=REGION,
-                endpoint_url=moto.endpoint,
-                default=default,
-                on_call=record,
-            )
-            _report_in_progress(clients)
-            _exercise(AwsProvider(clients, sleep=lambda _: None), moto, seeded)
-    finally:
-        moto.stop()
+    for default in (
+        AwsCredentials(),  # the default credential chain
+        AwsCredentials(assume_role_arn=ROLE_ARN, external_id="jit-bot-external-id"),
+    ):
+        moto.reset()
+        seeded = moto.seed()
+        clients = AwsClients(
+            moto.session(),
+            region=REGION,
+            endpoint_url=moto.endpoint,
+            default=default,
+            on_call=record,
+        )
+        _report_in_progress(clients)
+        _exercise(AwsProvider(clients, sleep=lambda _: None), moto, seeded)
     yield set(calls)
 
 

@@ -708,17 +708,10 @@ def test_is_granted_reads_every_page_of_assignments(stubbed: Stubbed) -> None:
 # ------------------------------------------------------------------ moto half
 
 
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoAws]:
-    server = MotoAws().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def seeded(moto: MotoAws) -> Seeded:
-    moto.reset()
-    return moto.seed()
+def seeded(aws: Seeded) -> Seeded:
+    """The kit's freshly seeded moto, under this module's name for it."""
+    return aws
 
 
 @pytest.fixture

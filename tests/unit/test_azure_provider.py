@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -66,21 +66,12 @@ class Sleeps:
         self.seconds.append(delay)
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeAzure]:
-    fake = FakeAzure().start()
-    yield fake
-    fake.stop()
-
-
 @pytest.fixture
-def azure(server: FakeAzure) -> Iterator[FakeAzure]:
-    server.reset()
-    server.now = lambda: NOW  # PIM checks schedule starts against the provider's clock
-    server.add_user("alice@example.com", mail="alice@example.com")
-    server.add_user("bob@example.com", mail="bob@example.com")
-    yield server
-    assert not server.internal_errors, server.internal_errors
+def azure(empty_azure: FakeAzure) -> FakeAzure:
+    empty_azure.now = lambda: NOW  # PIM checks schedule starts against the provider's clock
+    empty_azure.add_user("alice@example.com", mail="alice@example.com")
+    empty_azure.add_user("bob@example.com", mail="bob@example.com")
+    return empty_azure
 
 
 @pytest.fixture
@@ -355,15 +346,17 @@ def test_role_assignment_exists_is_success_even_before_azure_lists_it(
     assert "exists" in outcome.detail
 
 
-def test_standing_rbac_access_is_reported_preexisting(
-    provider: AzureProvider, azure: FakeAzure
+@pytest.mark.parametrize("mode", [pytest.param(rbac, id="rbac"), pytest.param(pim, id="pim")])
+def test_standing_access_is_reported_preexisting(
+    provider: AzureProvider, azure: FakeAzure, mode: Callable[[str], AzureTarget]
 ) -> None:
     azure.assign("alice@example.com", READER, PROD)
 
-    outcome = provider.grant(ALICE, rbac(PROD), context())
+    outcome = provider.grant(ALICE, mode(PROD), context())
 
     assert outcome.preexisting
     assert "outside jit-bot" in outcome.detail
+    assert requests_of(azure, "AdminAssign") == []  # PIM refused it: RoleAssignmentExists
 
 
 def test_an_assignment_another_jit_bot_request_made_is_not_standing_access(
@@ -396,27 +389,30 @@ def test_revoking_rbac_deletes_the_assignment_and_204_or_404_is_success(
 # ------------------------------------------------------------------ errors
 
 
+@pytest.mark.parametrize(
+    ("times", "where", "retry_after", "waits"),
+    [
+        pytest.param(2, {"method": "PUT"}, "7", [7.0, 7.0], id="arm_twice"),
+        pytest.param(1, {"path_contains": "/v1.0/users"}, "3", [3.0], id="graph"),
+    ],
+)
 def test_throttling_is_retried_after_the_time_azure_asks_for(
-    provider: AzureProvider, azure: FakeAzure, sleeps: Sleeps
-) -> None:
-    azure.fail_next(429, "TooManyRequests", "slow down", times=2, method="PUT", retry_after="7")
-
-    provider.grant(ALICE, rbac(PROD), context())
-
-    assert sleeps.seconds == [7.0, 7.0]
-    assert azure.assignments() == {("alice@example.com", PROD, "Reader")}
-
-
-def test_graph_throttling_is_retried_after_the_time_graph_asks_for(
-    provider: AzureProvider, azure: FakeAzure, sleeps: Sleeps
+    provider: AzureProvider,
+    azure: FakeAzure,
+    sleeps: Sleeps,
+    times: int,
+    where: dict[str, str],
+    retry_after: str,
+    waits: list[float],
 ) -> None:
     azure.fail_next(
-        429, "TooManyRequests", "slow down", path_contains="/v1.0/users", retry_after="3"
+        429, "TooManyRequests", "slow down", times=times, retry_after=retry_after, **where
     )
 
     provider.grant(ALICE, rbac(PROD), context())
 
-    assert sleeps.seconds == [3.0]
+    assert sleeps.seconds == waits
+    assert azure.assignments() == {("alice@example.com", PROD, "Reader")}
 
 
 def test_a_throttled_pim_admin_assign_is_retried_after_the_time_azure_asks_for(
@@ -529,70 +525,81 @@ def test_server_errors_are_retried_with_backoff(
     assert 0 < sleeps.seconds[0] <= sleeps.seconds[1] * 2
 
 
-def test_other_errors_fail_at_once_with_azures_code_and_message(
-    provider: AzureProvider, azure: FakeAzure, sleeps: Sleeps
+@dataclass(frozen=True)
+class Refusal:
+    """What Azure refuses a grant with, and the error the provider must raise for it."""
+
+    status: int
+    code: str
+    message: str
+    where: dict[str, str]
+    target: AzureTarget
+    error: str  # the ProviderError's whole text
+    reaches_arm: bool  # whether a write reached ARM (the refused one)
+
+
+ARM_DENIAL = (
+    "The client 'jit-bot' does not have authorization to perform action "
+    "'Microsoft.Authorization/roleAssignments/write' over scope '/subscriptions/…'."
+)
+GRAPH_DENIAL = "Insufficient privileges to complete the operation."
+PIM_POLICY = 'The following policy rules failed: ["ExpirationRule"]'
+REFUSALS = [
+    pytest.param(
+        Refusal(
+            403,
+            "AuthorizationFailed",
+            ARM_DENIAL,
+            {"method": "PUT"},
+            rbac(PROD),
+            f"Azure assigning `Reader` at {PROD}: AuthorizationFailed: {ARM_DENIAL}",
+            reaches_arm=True,
+        ),
+        id="arm_denies_the_role_assignment",
+    ),
+    pytest.param(
+        # What Graph answers when the bot's identity lacks User.Read.All.
+        Refusal(
+            403,
+            "Authorization_RequestDenied",
+            GRAPH_DENIAL,
+            {"path_contains": "/v1.0/users"},
+            pim(PROD),
+            "Azure Graph looking up alice@example.com: "
+            f"Authorization_RequestDenied: {GRAPH_DENIAL}",
+            reaches_arm=False,
+        ),
+        id="graph_denies_the_user_lookup",
+    ),
+    pytest.param(
+        Refusal(
+            400,
+            "RoleAssignmentRequestPolicyValidationFailed",
+            PIM_POLICY,
+            {"method": "PUT"},
+            pim(PROD),
+            f"Azure creating the PIM assignment of `Reader` at {PROD}: "
+            f"RoleAssignmentRequestPolicyValidationFailed: {PIM_POLICY}",
+            reaches_arm=True,
+        ),
+        id="a_pim_policy_refuses_the_assignment",
+    ),
+]
+
+
+@pytest.mark.parametrize("refusal", REFUSALS)
+def test_a_refusal_fails_the_grant_at_once_with_azures_code_and_message(
+    provider: AzureProvider, azure: FakeAzure, sleeps: Sleeps, refusal: Refusal
 ) -> None:
-    azure.fail_next(
-        403,
-        "AuthorizationFailed",
-        "The client 'jit-bot' does not have authorization to perform action "
-        "'Microsoft.Authorization/roleAssignments/write' over scope '/subscriptions/…'.",
-        method="PUT",
-    )
+    azure.fail_next(refusal.status, refusal.code, refusal.message, **refusal.where)
 
     with pytest.raises(ProviderError) as caught:
-        provider.grant(ALICE, rbac(PROD), context())
+        provider.grant(ALICE, refusal.target, context())
 
-    message = str(caught.value)
-    assert message.startswith(f"Azure assigning `Reader` at {PROD}: AuthorizationFailed: ")
-    assert "'Microsoft.Authorization/roleAssignments/write'" in message
+    assert str(caught.value) == refusal.error
     assert not caught.value.retryable
     assert sleeps.seconds == []
-    assert azure.assignments() == set()
-
-
-def test_a_graph_error_fails_the_grant_with_its_code_and_message_and_grants_nothing(
-    provider: AzureProvider, azure: FakeAzure, sleeps: Sleeps
-) -> None:
-    # What Graph answers when the bot's identity lacks User.Read.All.
-    azure.fail_next(
-        403,
-        "Authorization_RequestDenied",
-        "Insufficient privileges to complete the operation.",
-        path_contains="/v1.0/users",
-    )
-
-    with pytest.raises(ProviderError) as caught:
-        provider.grant(ALICE, pim(PROD), context())
-
-    assert str(caught.value) == (
-        "Azure Graph looking up alice@example.com: Authorization_RequestDenied: "
-        "Insufficient privileges to complete the operation."
-    )
-    assert not caught.value.retryable
-    assert sleeps.seconds == []
-    assert azure.calls_to("PUT", "/providers/") == []
-
-
-def test_a_pim_policy_refusal_fails_the_grant_with_azures_code_and_message(
-    provider: AzureProvider, azure: FakeAzure
-) -> None:
-    azure.fail_next(
-        400,
-        "RoleAssignmentRequestPolicyValidationFailed",
-        'The following policy rules failed: ["ExpirationRule"]',
-        method="PUT",
-    )
-
-    with pytest.raises(ProviderError) as caught:
-        provider.grant(ALICE, pim(PROD), context())
-
-    assert str(caught.value) == (
-        f"Azure creating the PIM assignment of `Reader` at {PROD}: "
-        "RoleAssignmentRequestPolicyValidationFailed: The following policy rules failed: "
-        '["ExpirationRule"]'
-    )
-    assert not caught.value.retryable
+    assert bool(azure.calls_to("PUT", "/providers/")) is refusal.reaches_arm
     assert azure.assignments() == set()
 
 
@@ -798,41 +805,25 @@ def test_pim_refusing_an_early_removal_is_retried_later(
     assert caught.value.retryable
 
 
-def test_standing_access_found_by_pim_is_reported_preexisting(
-    provider: AzureProvider, azure: FakeAzure
+@pytest.mark.parametrize(
+    ("first", "later", "updates"),
+    [
+        pytest.param(1, 3, ["PT3H"], id="a_longer_one_extends_it"),
+        pytest.param(3, 1, [], id="a_shorter_one_leaves_it_as_it_is"),
+    ],
+)
+def test_a_later_request_for_a_jit_bot_pim_assignment_leaves_it_ending_at_the_later_end(
+    provider: AzureProvider, azure: FakeAzure, first: int, later: int, updates: list[str]
 ) -> None:
-    azure.assign("alice@example.com", READER, PROD)
+    provider.grant(ALICE, pim(PROD), context("R-1", hours=first))
 
-    outcome = provider.grant(ALICE, pim(PROD), context())
-
-    assert outcome.preexisting
-    assert requests_of(azure, "AdminAssign") == []  # refused: RoleAssignmentExists
-
-
-def test_a_jit_bot_pim_assignment_is_extended_for_a_later_longer_request(
-    provider: AzureProvider, azure: FakeAzure
-) -> None:
-    provider.grant(ALICE, pim(PROD), context("R-1", hours=1))
-
-    outcome = provider.grant(ALICE, pim(PROD), context("R-2", hours=3))
+    outcome = provider.grant(ALICE, pim(PROD), context("R-2", hours=later))
 
     assert not outcome.preexisting
-    [update] = requests_of(azure, "AdminUpdate")
-    assert update["scheduleInfo"]["expiration"]["duration"] == "PT3H"
+    sent = requests_of(azure, "AdminUpdate")
+    assert [u["scheduleInfo"]["expiration"]["duration"] for u in sent] == updates
     [schedule] = azure.schedules()
-    assert schedule["end"] == NOW + timedelta(hours=3)
-
-
-def test_a_shorter_later_request_leaves_a_jit_bot_pim_assignment_as_it_is(
-    provider: AzureProvider, azure: FakeAzure
-) -> None:
-    provider.grant(ALICE, pim(PROD), context("R-1", hours=3))
-
-    outcome = provider.grant(ALICE, pim(PROD), context("R-2", hours=1))
-
-    assert not outcome.preexisting
-    assert requests_of(azure, "AdminUpdate") == []
-    assert azure.schedules()[0]["end"] == NOW + timedelta(hours=3)
+    assert schedule["end"] == NOW + timedelta(hours=max(first, later))
 
 
 # ------------------------------------------------------------------ who

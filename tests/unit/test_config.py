@@ -28,36 +28,17 @@ from bot.durations import InvalidDuration, format_duration, parse_duration
 from providers.base import TargetSpec
 from providers.fake import FakeTarget
 from providers.webhook import WebhookTarget
+from tests.kit.configs import roles_yaml, target
 
 TARGET_MODELS: dict[str, type[TargetSpec]] = {"fake": FakeTarget, "webhook": WebhookTarget}
 
-ROLES = textwrap.dedent(
-    """\
-    roles:
-      prod-support:
-        description: Troubleshoot production services
-        max_duration: 4h
-        default_duration: 1h
-        requesters: ["@engineering"]
-        environments:
-          prod:
-            - provider: fake
-              resource: prod-db
-          staging:
-            - provider: fake
-              resource: staging-db
-      db-admin:
-        description: Fix data by hand
-        max_duration: 2h
-        environments:
-          prod:
-            - provider: fake
-              resource: db-prod
-          dev:
-            - provider: fake
-              resource: db-dev
-    """
-)
+# The workspace's two roles with fake targets, as a file starts: no blank first line.
+ROLES = roles_yaml(
+    prod=target("fake", resource="prod-db"),
+    staging=target("fake", resource="staging-db"),
+    db_prod=target("fake", resource="db-prod"),
+    db_dev=target("fake", resource="db-dev"),
+).lstrip("\n")
 
 APPROVERS = textwrap.dedent(
     """\

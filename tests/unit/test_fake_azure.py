@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,21 +41,12 @@ ELSEWHERE = f"/subscriptions/{OTHER_SUBSCRIPTION}/resourceGroups/prod"
 ALICE = Principal(slack_user_id="UALICE", email="alice@example.com")
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeAzure]:
-    fake = FakeAzure().start()
-    yield fake
-    fake.stop()
-
-
 @pytest.fixture
-def azure(server: FakeAzure) -> Iterator[FakeAzure]:
-    server.reset()
-    server.now = lambda: NOW
-    server.add_scope(ELSEWHERE)
-    server.add_user("alice@example.com", mail="alice@example.com")
-    yield server
-    assert not server.internal_errors, server.internal_errors
+def azure(empty_azure: FakeAzure) -> FakeAzure:
+    empty_azure.now = lambda: NOW
+    empty_azure.add_scope(ELSEWHERE)
+    empty_azure.add_user("alice@example.com", mail="alice@example.com")
+    return empty_azure
 
 
 def _client(azure: FakeAzure, subscription: str = SUBSCRIPTION) -> AuthorizationManagementClient:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,19 +36,10 @@ CONTEXT = GrantContext(
 )
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeGoogle]:
-    fake = FakeGoogle().start()
-    yield fake
-    fake.stop()
-
-
 @pytest.fixture
-def google(server: FakeGoogle) -> Iterator[FakeGoogle]:
-    server.reset()
-    server.add_project("acme-prod")
-    yield server
-    assert not server.internal_errors, server.internal_errors
+def google(empty_google: FakeGoogle) -> FakeGoogle:
+    empty_google.add_project("acme-prod")
+    return empty_google
 
 
 def _assertion(info: dict[str, str], **claims: Any) -> str:

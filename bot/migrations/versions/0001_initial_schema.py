@@ -12,6 +12,16 @@ down_revision = None
 
 
 def upgrade() -> None:
+    # Tables in creation order: request_target and vote refer to access_request.
+    _create_access_request()
+    _create_audit_event()
+    _create_outbox_message()
+    _create_slack_message()
+    _create_request_target()
+    _create_vote()
+
+
+def _create_access_request() -> None:
     op.create_table(
         "access_request",
         sa.Column("id", sa.String(length=32), nullable=False),
@@ -48,6 +58,8 @@ def upgrade() -> None:
         )
         batch_op.create_index(batch_op.f("ix_access_request_status"), ["status"], unique=False)
 
+
+def _create_audit_event() -> None:
     op.create_table(
         "audit_event",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -61,6 +73,8 @@ def upgrade() -> None:
     with op.batch_alter_table("audit_event", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_audit_event_request_id"), ["request_id"], unique=False)
 
+
+def _create_outbox_message() -> None:
     op.create_table(
         "outbox_message",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -85,6 +99,8 @@ def upgrade() -> None:
         )
         batch_op.create_index(batch_op.f("ix_outbox_message_status"), ["status"], unique=False)
 
+
+def _create_slack_message() -> None:
     op.create_table(
         "slack_message",
         sa.Column("ref", sa.String(length=128), nullable=False),
@@ -92,6 +108,9 @@ def upgrade() -> None:
         sa.Column("ts", sa.String(length=32), nullable=False),
         sa.PrimaryKeyConstraint("ref"),
     )
+
+
+def _create_request_target() -> None:
     op.create_table(
         "request_target",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -120,6 +139,8 @@ def upgrade() -> None:
             batch_op.f("ix_request_target_target_key"), ["target_key"], unique=False
         )
 
+
+def _create_vote() -> None:
     op.create_table(
         "vote",
         sa.Column("id", sa.Integer(), nullable=False),

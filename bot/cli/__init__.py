@@ -1,0 +1,81 @@
+"""The ``jit-bot`` command: serve, check, sync, audit, db upgrade."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import UTC, datetime
+
+from bot.cli import admin, audit, serve
+from bot.cli.logs import LEAKY_AT_DEBUG, configure_logging
+from bot.config import ConfigError
+
+__all__ = ["LEAKY_AT_DEBUG", "configure_logging", "main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="jit-bot", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the bot (HTTP, or Socket Mode with SLACK_APP_TOKEN)")
+    check = commands.add_parser("check", help="validate roles.yaml/approvers.yaml, print matrix")
+    check.add_argument("--live", action="store_true", help="also ask each cloud")
+    db = commands.add_parser("db", help="database schema")
+    db.add_argument("action", choices=["upgrade"])
+    commands.add_parser(
+        "sync", help="make running bots re-read users, groups and cloud accounts now"
+    )
+    audit_cmd = commands.add_parser("audit", help="verify or export the audit trail")
+    audit_actions = audit_cmd.add_subparsers(dest="audit_action", required=True)
+    verify = audit_actions.add_parser(
+        "verify", help="check the keyed hash chain; name the first bad event"
+    )
+    verify.add_argument(
+        "--against-slack",
+        action="store_true",
+        help="also compare every event with its post in the audit channel (JIT_AUDIT_CHANNEL)",
+    )
+    verify.add_argument(
+        "--previous-key-file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a key the trail was signed with before a rotation (repeatable)",
+    )
+    export = audit_actions.add_parser("export", help="write the trail for auditors")
+    export.add_argument("--since", type=_when, help="ISO date/time (UTC unless given)")
+    export.add_argument("--until", type=_when, help="ISO date/time, exclusive")
+    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    export.add_argument(
+        "--kind",
+        choices=["events", "grants"],
+        default="events",
+        help="every event, or one row per grant: who had which role where, approved by "
+        "whom, from when to when",
+    )
+    export.add_argument("--output", help="file to write (default: standard output)")
+    args = parser.parse_args(argv)
+    configure_logging(os.environ.get("JIT_LOG_LEVEL", "INFO"))
+    try:
+        if args.command == "serve":
+            return serve.run()
+        if args.command == "check":
+            return admin.check(live=args.live)
+        if args.command == "sync":
+            return admin.sync()
+        if args.command == "audit":
+            return audit.run(args)
+        return admin.db_upgrade()
+    except ConfigError as exc:
+        print(f"jit-bot: configuration is invalid:\n{exc}", file=sys.stderr)
+        return 2
+
+
+def _when(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{value}' is not an ISO date or time, e.g. 2026-11-01 or 2026-11-01T09:00"
+        ) from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment

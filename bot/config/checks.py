@@ -1,0 +1,163 @@
+"""Cross-checks that need more than one model: defaults within limits, targets that
+can end in time, groups and roles that exist, a rule for every role and environment,
+and the email domains a provider that grants real access needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import yaml
+
+from bot.config.issues import ConfigIssue, Loc
+from bot.config.messages import line_of, suggest
+from bot.config.models import ApproversFile, RolesFile, Settings
+from bot.durations import format_duration
+from providers.base import TargetSpec
+
+# Providers that hand out nothing real (tests, demos): no email domain restriction needed.
+_NO_REAL_ACCESS = frozenset({"fake"})
+
+
+def check_roles(roles: RolesFile, file: str, node: yaml.Node | None) -> list[ConfigIssue]:
+    issues = []
+    for name, role in roles.roles.items():
+        if role.default_duration is not None and role.default_duration > role.max_duration:
+            loc: Loc = ("roles", name, "default_duration")
+            limit = format_duration(role.max_duration)
+            issues.append(
+                ConfigIssue(
+                    file,
+                    loc,
+                    f"{format_duration(role.default_duration)} is longer than max_duration "
+                    f"{limit}; expected at most {limit}",
+                    line_of(node, loc),
+                )
+            )
+    return issues
+
+
+def check_shortest_grants(
+    roles: RolesFile,
+    targets: Mapping[tuple[str, str], list[TargetSpec]],
+    file: str,
+    node: yaml.Node | None,
+) -> list[ConfigIssue]:
+    """A target that cannot end access as soon as its role's max_duration would hold it
+    longer than approvers were told."""
+    issues = []
+    for (role_name, env), parsed in targets.items():
+        role = roles.roles.get(role_name)
+        for i, target in enumerate(parsed):
+            shortest = target.shortest_grant()
+            if role is None or shortest is None or role.max_duration >= shortest[0]:
+                continue
+            loc: Loc = ("roles", role_name, "environments", env, i)
+            least = format_duration(shortest[0])
+            issues.append(
+                ConfigIssue(
+                    file,
+                    loc,
+                    f"{shortest[1]}, but the role's max_duration is "
+                    f"{format_duration(role.max_duration)}; expected a max_duration of at "
+                    f"least {least} (or a target that can end sooner)",
+                    line_of(node, loc),
+                )
+            )
+    return issues
+
+
+def check_groups(approvers: ApproversFile, file: str, node: yaml.Node | None) -> list[ConfigIssue]:
+    issues = []
+    groups = sorted(approvers.groups)
+    for r, rule in enumerate(approvers.rules):
+        for i, group in enumerate(rule.approvers):
+            if group not in approvers.groups:
+                loc: Loc = ("rules", r, "approvers", i)
+                expected = (
+                    f"one of: {', '.join(groups)}"
+                    if groups
+                    else "a group defined under 'groups' (none are defined)"
+                )
+                issues.append(
+                    ConfigIssue(
+                        file,
+                        loc,
+                        f"unknown group '{group}'{suggest(group, groups)}; expected {expected}",
+                        line_of(node, loc),
+                    )
+                )
+    return issues
+
+
+def cross_check(
+    roles: RolesFile,
+    approvers: ApproversFile,
+    rfile: str,
+    afile: str,
+    anode: yaml.Node | None,
+    rnode: yaml.Node | None,
+) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+
+    def add(file: str, node: yaml.Node | None, loc: Loc, message: str) -> None:
+        issues.append(ConfigIssue(file, loc, message, line_of(node, loc)))
+
+    all_envs = sorted({env for role in roles.roles.values() for env in role.environments})
+    for r, rule in enumerate(approvers.rules):
+        for i, role in enumerate(rule.roles):
+            if role != "*" and role not in roles.roles:
+                add(
+                    afile,
+                    anode,
+                    ("rules", r, "roles", i),
+                    f"unknown role '{role}'{suggest(role, list(roles.roles))}; "
+                    f"expected '*' or one of: {', '.join(roles.roles)}",
+                )
+        for i, env in enumerate(rule.environments):
+            if env != "*" and env not in all_envs:
+                add(
+                    afile,
+                    anode,
+                    ("rules", r, "environments", i),
+                    f"unknown environment '{env}'{suggest(env, all_envs)}; "
+                    f"expected '*' or one of: {', '.join(all_envs)}",
+                )
+    for role_name, role_spec in roles.roles.items():
+        for env in role_spec.environments:
+            if not any(rule.matches(role_name, env) for rule in approvers.rules):
+                add(
+                    rfile,
+                    rnode,
+                    ("roles", role_name, "environments", env),
+                    f"no rule in {afile} can approve role '{role_name}' in '{env}'; expected "
+                    "a rule whose roles and environments match it (or '*')",
+                )
+    return issues
+
+
+def check_email_domains(
+    targets: Mapping[tuple[str, str], Sequence[TargetSpec]],
+    settings: Settings,
+    rfile: str,
+    afile: str,
+    anode: yaml.Node | None,
+) -> list[ConfigIssue]:
+    """A provider that grants real access needs ``settings.allowed_email_domains``."""
+    if settings.allowed_email_domains:
+        return []
+    real = sorted({t.provider for units in targets.values() for t in units} - _NO_REAL_ACCESS)
+    if not real:
+        return []
+    loc: Loc = ("settings", "allowed_email_domains")
+    return [
+        ConfigIssue(
+            afile,
+            loc,
+            f"is required because {rfile} grants access through {', '.join(real)}: the "
+            "Slack email names the cloud user, so only emails of your own domains may "
+            "be served; expected a list of email domains, for example "
+            "allowed_email_domains: [example.com]",
+            line_of(anode, loc),
+        )
+    ]

@@ -1,0 +1,60 @@
+"""Names that matter across the bot: the audit trail's actions, votes and their outcomes,
+and the actor the bot records for what it does by itself.
+
+They are ``StrEnum``s so they are stored, exported and compared as the plain strings the
+audit trail has always held (``AuditAction.GRANTED == "granted"``): renaming a member
+here is a schema change for every audit export, so add names, never rename them.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+# The actor of everything the bot does by itself (auto-approval, grants, expiry, drift).
+BOT_ACTOR = "jit-bot"
+
+
+class AuditAction(StrEnum):
+    # requesting and deciding
+    REQUESTED = "requested"
+    AUTO_APPROVED = "auto_approved"
+    APPROVAL_RECORDED = "approval_recorded"
+    APPROVED = "approved"
+    DENIED = "denied"
+    CANCELLED = "cancelled"
+    EXPIRED_UNDECIDED = "expired_undecided"
+    # granting
+    GRANT_STARTED = "grant_started"
+    GRANT_RESUMED = "grant_resumed"
+    STANDING_ACCESS_FOUND = "standing_access_found"
+    GRANTED = "granted"
+    GRANT_FAILED = "grant_failed"
+    ROLLED_BACK = "rolled_back"
+    # revoking
+    REVOKE_STARTED = "revoke_started"
+    REVOKED = "revoked"
+    REVOKE_FAILED = "revoke_failed"
+    SESSIONS_ENDED = "sessions_ended"
+    SESSION_DENIAL_LIFTED = "session_denial_lifted"
+    # drift between the providers and the database
+    DRIFT_DETECTED = "drift_detected"
+    DRIFT_REVOKED = "drift_revoked"
+    DRIFT_REVOKE_FAILED = "drift_revoke_failed"
+    # administration
+    SYNC = "sync"
+    AUDIT_KEY_CHANGED = "audit_key_changed"
+
+
+class Decision(StrEnum):
+    """What an approver chose; stored on the vote row."""
+
+    APPROVE = "approve"
+    DENY = "deny"
+
+
+class VoteOutcome(StrEnum):
+    """What one vote did to its request."""
+
+    RECORDED = "recorded"  # counted; the request still waits for more approvals
+    APPROVED = "approved"  # the last approval needed: the grant starts
+    DENIED = "denied"  # one deny decides

@@ -1,0 +1,31 @@
+"""The request lifecycle, one module per family of operations. ``bot.service`` is the
+thin façade the Slack edge, the CLI and the runtime call; these modules do the work.
+
+Each operation is a function taking a ``Context`` (the bot's dependencies and this
+process's claims) and plain values. Which module holds what:
+
+- ``context``: ``Context``, the dependencies every operation needs, and the
+  ``ExpiryScheduler`` interface.
+- ``store``: every SQL statement, as named queries (loads, snapshots, the
+  compare-and-set updates, what the sweeper finds, votes, holders). Persistence only.
+- ``leases``: who works on a request: the in-process claim, the fence, the lease
+  renewal and the heartbeat.
+- ``transition``: the one way a request moves (compare-and-set, audit, refresh the
+  approvers' DMs, tell the requester), and the audit and notification steps it uses.
+- ``people``: who people are now: membership, account standing, cloud principals and
+  who may approve a request.
+- ``provider_calls``: how a provider is called (target, principal, grant context); each
+  call is made once, the provider retries its own temporary failures.
+- ``requesting``: check a request, store it, ask its approvers.
+- ``deciding``: approvers' votes and the requester's cancel; where approvals are decided.
+- ``granting``: grant an approved request target by target; roll back a failed one.
+- ``revoking``: end access early, at expiry, or in batches for the sweeper.
+- ``sweeping``: the periodic sweep that makes the world match the database.
+- ``admin``: ``/jit sync`` and the signals between running bots.
+- ``queries``: reads for the Slack edge (a request, mine, awaiting, the audit trail …).
+
+Dependencies run one way, so none imports another in a cycle: ``deciding`` → ``sweeping``
+(to expire a stale request at the click) → ``granting`` → ``revoking``; ``requesting`` →
+``admin``, ``granting``; all of them → ``transition``, ``leases``, ``people``,
+``provider_calls`` → ``store`` and ``context``.
+"""

@@ -1,0 +1,392 @@
+"""Every SQL statement of the request lifecycle, as named queries. Each takes the
+caller's ``Session`` and plain values and returns rows or ids: persistence only. The
+operations decide when to call them and in which transaction; no query here commits.
+
+The compare-and-set updates (``set_statuses``, ``take_over``, ``renew``, ``lock_pending``)
+return the ids they changed: a state change is made only by the caller whose update moved
+the row, so two processes racing for one request cannot both act on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Update, and_, select, tuple_, update
+from sqlalchemy.orm import Session
+from sqlmodel import col
+
+from bot.errors import RequestNotFound
+from bot.names import Decision
+from bot.storage.models import (
+    TERMINAL,
+    AccessRequest,
+    AuditEvent,
+    BotSignal,
+    RequestTarget,
+    Status,
+    TargetStatus,
+    Vote,
+)
+
+# Statuses whose granted targets count as "still needed" when another grant ends.
+HOLDING = (Status.GRANTING, Status.ACTIVE)
+RELEASABLE = (
+    TargetStatus.GRANTING,
+    TargetStatus.GRANTED,
+    TargetStatus.FAILED,
+    TargetStatus.REVOKE_FAILED,
+)
+# A request's owner confirms it still owns it (a write that renews the lease) before a
+# provider call or a write, unless it did so this recently: a batch costs nothing extra,
+# a thread that sat in a call for longer than a lease finds out.
+OWNERS = (Status.GRANTING, Status.REVOKING, Status.FAILED)
+
+Snapshot = tuple[list[RequestTarget], list[Vote]]
+
+
+def load(session: Session, request_id: str) -> AccessRequest:
+    request = session.get(AccessRequest, request_id, populate_existing=True)
+    if request is None:
+        raise RequestNotFound(f"There is no request `{request_id}`.")
+    return request
+
+
+def load_all(session: Session, request_ids: Sequence[str]) -> dict[str, AccessRequest]:
+    """The requests, fresh from the database, in the order asked for."""
+    if not request_ids:
+        return {}
+    loaded = {
+        request.id: request
+        for request in session.scalars(
+            select(AccessRequest)
+            .where(col(AccessRequest.id).in_(request_ids))
+            .execution_options(populate_existing=True)
+        )
+    }
+    return {request_id: loaded[request_id] for request_id in request_ids}
+
+
+def snapshot(session: Session, request_id: str) -> Snapshot:
+    return snapshots(session, [request_id])[request_id]
+
+
+def snapshots(session: Session, request_ids: Sequence[str]) -> dict[str, Snapshot]:
+    """Each request's targets (in order) and votes, read in two queries."""
+    found: dict[str, Snapshot] = {request_id: ([], []) for request_id in request_ids}
+    if not request_ids:
+        return found
+    for target in session.scalars(
+        select(RequestTarget)
+        .where(col(RequestTarget.request_id).in_(request_ids))
+        .order_by(col(RequestTarget.request_id), col(RequestTarget.position))
+    ):
+        found[target.request_id][0].append(target)
+    for vote in session.scalars(
+        select(Vote).where(col(Vote.request_id).in_(request_ids)).order_by(col(Vote.id))
+    ):
+        found[vote.request_id][1].append(vote)
+    return found
+
+
+def by_origin(session: Session, origin: str) -> AccessRequest | None:
+    """The request stored for this Slack interaction, if any."""
+    return session.scalars(select(AccessRequest).where(col(AccessRequest.origin) == origin)).first()
+
+
+def at_versions(versions: Mapping[str, int]) -> ColumnElement[bool]:
+    """Requests at exactly these versions: ``(id, version) IN (…)``, one bound list."""
+    return tuple_(col(AccessRequest.id), col(AccessRequest.version)).in_(list(versions.items()))
+
+
+def moved(session: Session, statement: Update) -> list[str]:
+    """Run a compare-and-set UPDATE on requests; the ids it changed."""
+    returning = statement.returning(col(AccessRequest.id)).execution_options(
+        synchronize_session=False
+    )
+    return list(session.scalars(returning))
+
+
+def set_statuses(
+    session: Session,
+    request_ids: Sequence[str],
+    expected: Collection[Status],
+    new: Status,
+    *,
+    now: datetime,
+    versions: Mapping[str, int] | None = None,
+    **values: Any,
+) -> list[str]:
+    """Move the requests still in one of the ``expected`` states (and, given
+    ``versions``, still at those versions) to ``new``; returns the ids moved."""
+    if not request_ids:
+        return []
+    condition = and_(
+        col(AccessRequest.id).in_(request_ids),
+        col(AccessRequest.status).in_(list(expected)),
+    )
+    if versions is not None:
+        condition = and_(condition, at_versions(versions))
+    return moved(
+        session,
+        update(AccessRequest)
+        .where(condition)
+        .values(
+            status=new,
+            updated_at=now,
+            version=col(AccessRequest.version) + 1,
+            **values,
+        ),
+    )
+
+
+def take_over(
+    session: Session, request_ids: Sequence[str], status: Status, *, now: datetime, lease: timedelta
+) -> list[str]:
+    """Claim requests in ``status`` whose lease has run out; returns the ids claimed. The
+    lease check is part of the compare-and-set, so only one process wins each."""
+    if not request_ids:
+        return []
+    return moved(
+        session,
+        update(AccessRequest)
+        .where(
+            col(AccessRequest.id).in_(request_ids),
+            col(AccessRequest.status) == status,
+            col(AccessRequest.updated_at) <= now - lease,
+        )
+        .values(updated_at=now, version=col(AccessRequest.version) + 1),
+    )
+
+
+def renew(session: Session, versions: Mapping[str, int], now: datetime) -> list[str]:
+    """Renew the lease of those requests still at these versions and in a state their
+    owner works on; their row stays locked until the transaction ends."""
+    return moved(
+        session,
+        update(AccessRequest)
+        .where(at_versions(versions), col(AccessRequest.status).in_(OWNERS))
+        .values(updated_at=now),
+    )
+
+
+def lock_pending(session: Session, request_id: str) -> bool:
+    """Lock a pending request's row (bumping its version); False if it is not pending."""
+    return bool(
+        moved(
+            session,
+            update(AccessRequest)
+            .where(col(AccessRequest.id) == request_id)
+            .where(col(AccessRequest.status) == Status.PENDING)
+            .values(version=col(AccessRequest.version) + 1),
+        )
+    )
+
+
+def set_target(
+    session: Session, target_id: int | None, status: TargetStatus, **values: Any
+) -> None:
+    session.execute(
+        update(RequestTarget)
+        .where(col(RequestTarget.id) == target_id)
+        .values(status=status, **values)
+    )
+
+
+def set_targets(session: Session, status: TargetStatus, rows: Sequence[dict[str, Any]]) -> None:
+    """Each row (``id`` and values) of a target moved to ``status``, in one statement."""
+    session.execute(update(RequestTarget), [{**row, "status": status} for row in rows])
+
+
+def votes_cast(session: Session, request_id: str) -> list[tuple[str, str | None]]:
+    """(voter id, voter email) of every vote cast on the request so far."""
+    rows = session.execute(
+        select(col(Vote.voter_id), col(Vote.voter_email)).where(col(Vote.request_id) == request_id)
+    ).all()
+    return [(voter_id, email) for voter_id, email in rows]
+
+
+def approvals(session: Session, request_id: str, approvers: Collection[str]) -> int:
+    """The approvals that count now: votes of people who are approvers of the request at
+    this moment. One deactivated (or removed from the approvers) since counts for nothing."""
+    voters = session.scalars(
+        select(col(Vote.voter_id)).where(
+            col(Vote.request_id) == request_id, col(Vote.decision) == Decision.APPROVE
+        )
+    )
+    return sum(1 for voter in voters if voter in approvers)
+
+
+def other_holders(
+    session: Session, requests: Sequence[AccessRequest], *, jit_owned: bool
+) -> dict[tuple[str, str], str]:
+    """(email, target key) → another request of the same person holding this access (see
+    ``revoking.other_holders``), the lowest id where there are several."""
+    # Start from the people's own live requests (indexed by email, a handful each),
+    # not from every grant of a target, which a popular role shares with thousands.
+    emails = {request.requester_email for request in requests}
+    query = (
+        select(
+            col(AccessRequest.requester_email),
+            col(RequestTarget.target_key),
+            col(RequestTarget.request_id),
+        )
+        .join(RequestTarget, col(RequestTarget.request_id) == col(AccessRequest.id))
+        .where(
+            col(AccessRequest.requester_email).in_(emails),
+            col(AccessRequest.id).not_in([request.id for request in requests]),
+        )
+        .order_by(col(RequestTarget.request_id).desc())
+    )
+    if jit_owned:
+        query = query.where(
+            col(AccessRequest.status).in_([*HOLDING, Status.REVOKING, Status.REVOKE_FAILED]),
+            col(RequestTarget.status).in_(RELEASABLE),
+            col(RequestTarget.preexisting).is_(False),
+        )
+    else:
+        query = query.where(
+            col(AccessRequest.status).in_(HOLDING),
+            col(RequestTarget.status) == TargetStatus.GRANTED,
+        )
+    # Ordered newest id first, so the dict keeps the lowest id: a stable answer.
+    return {(email, key): holder for email, key, holder in session.execute(query)}
+
+
+def active_holders(session: Session) -> list[tuple[str, str, str]]:
+    """(request id, requester id, role) of every active grant."""
+    rows = session.execute(
+        select(
+            col(AccessRequest.id), col(AccessRequest.requester_id), col(AccessRequest.role)
+        ).where(col(AccessRequest.status) == Status.ACTIVE)
+    ).all()
+    return [(request_id, requester_id, role) for request_id, requester_id, role in rows]
+
+
+@dataclass(frozen=True)
+class Due:
+    """What one sweep has to do, read in one transaction."""
+
+    stale: list[str]  # pending past their pending_ttl
+    overdue: list[str]  # active (or failed to revoke) past their expiry
+    retry: list[str]  # failed to revoke, not yet expired
+    approved: list[str]
+    stuck: list[tuple[str, Status]]  # granting/revoking, lease run out
+    left_behind: list[str]  # failed grants whose rollback a cloud refused
+
+
+def _ids(session: Session, *where: ColumnElement[bool]) -> list[str]:
+    return list(session.scalars(select(col(AccessRequest.id)).where(*where)))
+
+
+def stale_pending(session: Session, now: datetime, ttl: timedelta) -> list[str]:
+    return _ids(
+        session,
+        col(AccessRequest.status) == Status.PENDING,
+        col(AccessRequest.created_at) <= now - ttl,
+    )
+
+
+def overdue_grants(session: Session, now: datetime) -> list[str]:
+    return _ids(
+        session,
+        col(AccessRequest.status).in_([Status.ACTIVE, Status.REVOKE_FAILED]),
+        col(AccessRequest.expires_at) <= now,
+    )
+
+
+def failed_revocations(session: Session, now: datetime) -> list[str]:
+    return _ids(
+        session,
+        col(AccessRequest.status) == Status.REVOKE_FAILED,
+        col(AccessRequest.expires_at) > now,
+    )
+
+
+def approved(session: Session) -> list[str]:
+    return _ids(session, col(AccessRequest.status) == Status.APPROVED)
+
+
+def stuck(session: Session, now: datetime, lease: timedelta) -> list[tuple[str, Status]]:
+    rows = session.execute(
+        select(col(AccessRequest.id), col(AccessRequest.status)).where(
+            col(AccessRequest.status).in_([Status.GRANTING, Status.REVOKING]),
+            col(AccessRequest.updated_at) <= now - lease,
+        )
+    ).all()
+    return [(request_id, Status(status)) for request_id, status in rows]
+
+
+def left_behind(session: Session, now: datetime, lease: timedelta) -> list[str]:
+    return list(
+        session.scalars(
+            select(col(AccessRequest.id))
+            .join(RequestTarget, col(RequestTarget.request_id) == col(AccessRequest.id))
+            .where(
+                col(AccessRequest.status) == Status.FAILED,
+                col(AccessRequest.updated_at) <= now - lease,
+                col(RequestTarget.status) == TargetStatus.REVOKE_FAILED,
+            )
+            .distinct()
+        )
+    )
+
+
+def due(session: Session, now: datetime, ttl: timedelta, lease: timedelta) -> Due:
+    # An approved request has no provider call in flight (approved → granting is a
+    # compare-and-set), so it is picked up at once; granting/revoking ones only once
+    # their lease has run out, in case another process is still working on them.
+    return Due(
+        stale=stale_pending(session, now, ttl),
+        overdue=overdue_grants(session, now),
+        retry=failed_revocations(session, now),
+        approved=approved(session),
+        stuck=stuck(session, now, lease),
+        left_behind=left_behind(session, now, lease),
+    )
+
+
+def upcoming_expiries(session: Session, now: datetime) -> list[tuple[str, datetime]]:
+    rows = session.execute(
+        select(col(AccessRequest.id), col(AccessRequest.expires_at)).where(
+            col(AccessRequest.status) == Status.ACTIVE,
+            col(AccessRequest.expires_at) > now,
+        )
+    ).all()
+    return [(r[0], r[1]) for r in rows if r[1] is not None]
+
+
+def _requests(session: Session, *where: ColumnElement[bool]) -> list[AccessRequest]:
+    query = select(AccessRequest).where(*where).order_by(col(AccessRequest.created_at))
+    return list(session.scalars(query))
+
+
+def unfinished_of(session: Session, user_id: str) -> list[AccessRequest]:
+    """The user's requests that are not finished yet, oldest first."""
+    return _requests(
+        session,
+        col(AccessRequest.requester_id) == user_id,
+        col(AccessRequest.status).not_in(list(TERMINAL)),
+    )
+
+
+def pending(session: Session) -> list[AccessRequest]:
+    return _requests(session, col(AccessRequest.status) == Status.PENDING)
+
+
+def voted_on(session: Session, user_id: str) -> set[str]:
+    """The ids of the requests this user has voted on."""
+    return set(session.scalars(select(col(Vote.request_id)).where(col(Vote.voter_id) == user_id)))
+
+
+def audit_events(session: Session, request_id: str | None) -> list[AuditEvent]:
+    query = select(AuditEvent).order_by(col(AuditEvent.id))
+    if request_id is not None:
+        query = query.where(col(AuditEvent.request_id) == request_id)
+    return list(session.scalars(query))
+
+
+def signal(session: Session, name: str) -> BotSignal | None:
+    return session.get(BotSignal, name)

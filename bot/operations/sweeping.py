@@ -1,0 +1,167 @@
+"""The sweeper: make the world match the database. Each sweep expires stale pending
+requests, revokes overdue grants, retries failed revocations, resumes work a crash
+interrupted, ends the access of people who may no longer hold it, and lifts session
+denials whose sessions have run out."""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from bot.durations import format_duration
+from bot.errors import Deactivated, DirectoryError, DirectoryUnavailable
+from bot.names import BOT_ACTOR, AuditAction
+from bot.notify import RequesterNews
+from bot.operations import admin, granting, people, revoking, store
+from bot.operations.context import Context
+from bot.operations.transition import move
+from bot.policy import admits
+from bot.storage.models import Status
+
+log = logging.getLogger(__name__)
+
+# Requests the sweeper revokes in one go.
+_SWEEP_BATCH = 200
+# People holding access whose account one sweep asks Slack about (users.info allows about
+# 100 calls a minute and the sweeper runs twice a minute); more are taken in turns.
+_HOLDER_CHECKS = 50
+# How long Slack posts may wait for the sweeper to work off a backlog.
+_BACKLOG_PRIORITY = timedelta(seconds=15)
+
+
+def sweep(ctx: Context) -> None:
+    """Make the world match the database: expire stale pending requests, revoke
+    overdue grants, retry failed revocations and resume work a crash interrupted."""
+    admin.follow_signals(ctx)
+    with ctx.transaction() as session:
+        due = store.due(session, ctx.now(), ctx.config.settings.pending_ttl, ctx.lease)
+    for request_id in due.stale:
+        expire_pending(ctx, request_id)
+    unfinished = [rid for rid, status in due.stuck if status == Status.REVOKING]
+    _revoke_in_batches(ctx, due.overdue + due.retry + unfinished)
+    # Each step on its own: one request or step that fails unexpectedly must not keep
+    # the others (a departed holder's revocation, a denial's lift) from happening.
+    _step("revoking the access of departed holders", functools.partial(_revoke_departed, ctx))
+    if due.left_behind:
+        _step(
+            "taking back failed grants",
+            functools.partial(granting.finish_rollbacks, ctx, due.left_behind),
+        )
+    granting_ = [rid for rid, status in due.stuck if status == Status.GRANTING]
+    for request_id in due.approved + granting_:
+        _step(f"granting {request_id}", functools.partial(granting.grant, ctx, request_id))
+    _step("lifting session denials", ctx.session_ends.sweep)
+
+
+def _revoke_in_batches(ctx: Context, due: Sequence[str]) -> None:
+    # More than one batch is a backlog (the bot was down): say so until it is gone,
+    # so Slack posts wait rather than compete with taking access away.
+    ctx.backlog_since = ctx.clock.now() if len(due) > _SWEEP_BATCH else None
+    # A batch waits for its calls at most a sweep interval: one held up by a provider
+    # that hangs finishes on its own (by its deadline) while the sweeper goes on.
+    patience = ctx.config.settings.sweep_interval.total_seconds()
+    try:
+        for start in range(0, len(due), _SWEEP_BATCH):
+            batch = revoking.start_revoking(
+                ctx, due[start : start + _SWEEP_BATCH], BOT_ACTOR, "expired"
+            )
+            if batch is not None:
+                batch.wait(patience)
+    finally:
+        ctx.backlog_since = None
+
+
+def _step(what: str, job: Callable[[], object]) -> None:
+    try:
+        job()
+    except DirectoryUnavailable as exc:
+        log.warning("sweep: %s waits for the next sweep: %s", what, exc)
+    except Exception:
+        log.exception("sweep: %s failed; the next sweep tries again", what)
+
+
+def _revoke_departed(ctx: Context) -> None:
+    """End the access of people Slack now says are deactivated, or may no longer hold
+    the role (a member turned guest, an account moved out of the workspace). Asked of
+    Slack afresh each sweep, once per person (the directory caches answers briefly);
+    a lookup Slack does not answer decides nothing."""
+    with ctx.transaction() as session:
+        rows = store.active_holders(session)
+    holders: dict[str, list[tuple[str, str]]] = {}
+    for request_id, requester_id, role in rows:
+        holders.setdefault(requester_id, []).append((request_id, role))
+    people_ = sorted(holders)
+    if len(people_) > _HOLDER_CHECKS:
+        start = bisect.bisect_right(people_, ctx.last_holder)
+        people_ = (people_[start:] + people_[:start])[:_HOLDER_CHECKS]
+    ending = _departed(ctx, people_, holders)
+    # Waited for at most a sweep interval, as the sweeper's own batches: one held up
+    # by a provider that hangs ends by its deadline while the sweeper goes on.
+    patience = ctx.config.settings.sweep_interval.total_seconds()
+    for reason, request_ids in ending.items():
+        if request_ids and (
+            started := revoking.start_revoking(ctx, request_ids, BOT_ACTOR, reason)
+        ):
+            started.wait(patience)
+
+
+def _departed(
+    ctx: Context, user_ids: Sequence[str], holders: dict[str, list[tuple[str, str]]]
+) -> dict[str, list[str]]:
+    """reason → the grants of these people to end for it."""
+    ending: dict[str, list[str]] = {}
+    for user_id in user_ids:
+        grants = holders[user_id]
+        previous, ctx.last_holder = ctx.last_holder, user_id
+        try:
+            kind = people.standing(ctx, user_id)
+        except Deactivated:
+            ending.setdefault("requester deactivated", []).extend(r for r, _ in grants)
+            continue
+        except DirectoryUnavailable as exc:
+            log.warning("not checking who still may hold access this sweep: %s", exc)
+            ctx.last_holder = previous  # they are asked about first next time
+            break  # Slack is not answering: asking about the others would not help
+        except DirectoryError as exc:
+            log.warning("could not check that %s may still hold access: %s", user_id, exc)
+            continue
+        reason = f"requester is now a {kind} account"
+        ending.setdefault(reason, []).extend(
+            r for r, role in grants if not admits(ctx.config, role, kind)
+        )
+    return ending
+
+
+def expire_pending(ctx: Context, request_id: str) -> None:
+    with ctx.transaction() as session:
+        move(
+            ctx,
+            session,
+            request_id,
+            [Status.PENDING],
+            Status.EXPIRED,
+            actor=BOT_ACTOR,
+            action=AuditAction.EXPIRED_UNDECIDED,
+            news=RequesterNews.EXPIRED,
+            details={"pending_ttl": format_duration(ctx.config.settings.pending_ttl)},
+            decided_at=ctx.now(),
+        )
+
+
+def upcoming_expiries(ctx: Context) -> list[tuple[str, datetime]]:
+    """Every active grant not yet due and when it ends: the scheduler is rebuilt from
+    this at start-up. Grants already due are the first sweep's, revoked in batches."""
+    with ctx.transaction() as session:
+        return store.upcoming_expiries(session, ctx.now())
+
+
+def catching_up(ctx: Context) -> bool:
+    """Whether the sweeper is working off a backlog of overdue grants, for at most
+    ``_BACKLOG_PRIORITY`` by the bot's clock: a provider that hangs must not silence
+    Slack (and the audit channel, which reports failed revocations) for longer."""
+    since = ctx.backlog_since
+    # A clock stepped back must not stretch the hold past its bound.
+    return since is not None and timedelta(0) <= ctx.clock.now() - since < _BACKLOG_PRIORITY

@@ -1,0 +1,164 @@
+"""The one way a request changes state: a compare-and-set on its row, then, in the same
+transaction, its audit event and the messages that tell people about it.
+
+``move`` is that sequence (set the status → load → audit → refresh the approvers' DMs →
+tell the requester). Committed together, a state change and the news of it are never
+seen apart: a crash loses both or neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from bot import audit as audit_trail
+from bot.names import AuditAction
+from bot.notify import RequesterNews
+from bot.operations import leases, store
+from bot.operations.context import Context
+from bot.storage.models import AccessRequest, Status
+
+Details = Mapping[str, Any] | Callable[[AccessRequest], Mapping[str, Any]]
+
+
+def move(
+    ctx: Context,
+    session: Session,
+    request_id: str,
+    expected: Collection[Status],
+    new: Status,
+    *,
+    actor: str,
+    action: AuditAction,
+    news: RequesterNews | None,
+    details: Details | None = None,
+    fenced: bool = False,
+    **values: Any,
+) -> AccessRequest | None:
+    """Move the request from one of the ``expected`` states to ``new`` (setting
+    ``values`` on its row), audit it, refresh the approvers' DMs and, given ``news``,
+    tell the requester. None, and nothing written, if another caller moved it first.
+
+    ``details`` are the audit event's; a function of the moved request when they depend
+    on what the move wrote."""
+    if not set_status(ctx, session, request_id, expected, new, fenced=fenced, **values):
+        return None
+    request = store.load(session, request_id)
+    found = details(request) if callable(details) else details
+    audit(ctx, session, actor, action, request, **(found or {}))
+    refresh(ctx, session, request)
+    if news is not None:
+        tell(ctx, session, request, news)
+    return request
+
+
+def set_status(
+    ctx: Context,
+    session: Session,
+    request_id: str,
+    expected: Collection[Status],
+    new: Status,
+    *,
+    fenced: bool = False,
+    **values: Any,
+) -> bool:
+    """Compare-and-set: move the request to ``new`` only if it is still in one of the
+    ``expected`` states (and, ``fenced``, at the version this process owns it at).
+    Returns whether this call made the move."""
+    return bool(set_statuses(ctx, session, [request_id], expected, new, fenced=fenced, **values))
+
+
+def set_statuses(
+    ctx: Context,
+    session: Session,
+    request_ids: Sequence[str],
+    expected: Collection[Status],
+    new: Status,
+    *,
+    fenced: bool = False,
+    **values: Any,
+) -> list[str]:
+    """Compare-and-set on several requests at once; returns the ids this call moved.
+    ``fenced``: only those still at the version this process owns them at."""
+    if not request_ids:
+        return []
+    versions = None
+    if fenced:
+        versions = leases.versions(ctx, request_ids)
+        if not versions:
+            return []
+    return store.set_statuses(
+        session, request_ids, expected, new, now=ctx.now(), versions=versions, **values
+    )
+
+
+def take_over(
+    ctx: Context, session: Session, request_ids: Sequence[str], status: Status
+) -> list[str]:
+    """Claim requests stuck in granting/revoking (or failed ones with access left
+    behind) once their lease has run out; returns the ids claimed."""
+    return store.take_over(session, request_ids, status, now=ctx.now(), lease=ctx.lease)
+
+
+def audit(
+    ctx: Context,
+    session: Session,
+    actor: str,
+    action: AuditAction,
+    request: AccessRequest,
+    **details: Any,
+) -> None:
+    audit_all(ctx, session, [(actor, action, request, details)])
+
+
+def audit_all(
+    ctx: Context,
+    session: Session,
+    events: Sequence[tuple[str, AuditAction, AccessRequest, Mapping[str, Any]]],
+) -> None:
+    """Append (actor, action, request, details) events to the trail, in order."""
+    audit_trail.record_all(
+        session,
+        ctx.clock,
+        ctx.notify,
+        [
+            audit_trail.Entry(
+                actor=actor,
+                action=action,
+                request_id=request.id,
+                details={
+                    "role": request.role,
+                    "environment": request.environment,
+                    "requester": request.requester_id,
+                    **details,
+                },
+            )
+            for actor, action, request, details in events
+        ],
+    )
+
+
+def refresh(ctx: Context, session: Session, request: AccessRequest) -> None:
+    targets, votes = store.snapshot(session, request.id)
+    ctx.notify.refresh_approver_messages(session, request, targets, votes)
+
+
+def tell(ctx: Context, session: Session, request: AccessRequest, news: RequesterNews) -> None:
+    targets, votes = store.snapshot(session, request.id)
+    ctx.notify.tell_requester(session, request, targets, votes, news)
+
+
+def announce_all(
+    ctx: Context,
+    session: Session,
+    requests: Mapping[str, AccessRequest],
+    news: Callable[[str], RequesterNews],
+) -> None:
+    """Refresh the approvers' DMs of each request and tell its requester ``news(id)``:
+    the end of a batch move (revocations, rollbacks), their snapshots read at once."""
+    snapshots = store.snapshots(session, list(requests))
+    for request_id, request in requests.items():
+        ctx.notify.refresh_approver_messages(session, request, *snapshots[request_id])
+        ctx.notify.tell_requester(session, request, *snapshots[request_id], news(request_id))

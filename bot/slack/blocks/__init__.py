@@ -1,0 +1,93 @@
+"""Every Slack message and modal the bot shows, as pure functions of stored values.
+
+Built with slack_sdk.models so Slack's limits (text lengths, element counts) are checked
+by the library rather than discovered in production. One module per kind of thing shown:
+
+- ``common``: the action and callback ids, mentions, times, durations;
+- ``requests``: the approvers' DM and the requester's news about one request;
+- ``modals``: the request and deny forms, and a modal's loading and notice states;
+- ``texts``: help, ``/jit list`` and ``/jit roles``;
+- ``replies``: the short answers to commands, clicks and forms, and error texts;
+- ``audit_trail``: the audit channel's line for an event.
+
+Callers use ``from bot.slack import blocks`` and ``blocks.<name>``; every name is
+re-exported here.
+"""
+
+from bot.slack.blocks.audit_trail import audit_line
+from bot.slack.blocks.common import (
+    APPROVE,
+    DENY,
+    DENY_MODAL,
+    END_ACCESS,
+    REQUEST_MODAL,
+    ROLE_SELECT,
+    mention,
+    mentions,
+    when,
+)
+from bot.slack.blocks.modals import (
+    DENY_TITLE,
+    REQUEST_TITLE,
+    deny_modal,
+    loading_modal,
+    notice_modal,
+    request_modal,
+)
+from bot.slack.blocks.replies import (
+    NOTHING_TO_REQUEST,
+    OTHER_WORKSPACE,
+    SYNCED,
+    approval_recorded,
+    cancelled,
+    denied,
+    ending_access,
+    field_error,
+    incident,
+    no_such_request,
+    refusal,
+    request_sent,
+    unknown_command,
+)
+from bot.slack.blocks.requests import approver_message, left_behind, requester_message
+from bot.slack.blocks.texts import COMMAND_HELP, HELP, RequestableRole, list_text, roles_text
+
+__all__ = [
+    "APPROVE",
+    "COMMAND_HELP",
+    "DENY",
+    "DENY_MODAL",
+    "DENY_TITLE",
+    "END_ACCESS",
+    "HELP",
+    "NOTHING_TO_REQUEST",
+    "OTHER_WORKSPACE",
+    "REQUEST_MODAL",
+    "REQUEST_TITLE",
+    "ROLE_SELECT",
+    "SYNCED",
+    "RequestableRole",
+    "approval_recorded",
+    "approver_message",
+    "audit_line",
+    "cancelled",
+    "denied",
+    "deny_modal",
+    "ending_access",
+    "field_error",
+    "incident",
+    "left_behind",
+    "list_text",
+    "loading_modal",
+    "mention",
+    "mentions",
+    "no_such_request",
+    "notice_modal",
+    "refusal",
+    "request_modal",
+    "request_sent",
+    "requester_message",
+    "roles_text",
+    "unknown_command",
+    "when",
+]

@@ -1,0 +1,102 @@
+"""The longer texts a /jit command answers with: help, the person's list of requests and
+the roles they may request."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from bot.config import Rule
+from bot.durations import format_duration
+from bot.errors import WrongState
+from bot.slack.blocks.common import duration, mention, mentions, when
+from bot.slack.mrkdwn import escape, quote
+from bot.storage.models import AccessRequest, Status
+
+# Placeholders are escaped: to Slack a bare <role> is markup, not text.
+_HELP_HEAD = "*jit-bot*: just-in-time access, approved by people you trust."
+# What each /jit subcommand does, in the order help lists them; the keys are the
+# subcommands bot/slack/listeners/commands.py answers.
+COMMAND_HELP = {
+    "request": "• `/jit request` opens a form.\n"
+    "• `/jit request &lt;role&gt; &lt;environment&gt; &lt;duration&gt; &lt;reason…&gt;` asks "
+    "in one line, e.g. `/jit request prod-support prod 2h INC-123 checkout errors`.",
+    "list": "• `/jit list` shows your requests, your active access and what waits for your "
+    "decision.",
+    "roles": "• `/jit roles` shows what you may request, where, for how long and who approves it.",
+    "revoke": "• `/jit revoke &lt;request-id&gt;` ends access now (requester or approver).",
+    "cancel": "• `/jit cancel &lt;request-id&gt;` withdraws a pending request.",
+    "sync": "• `/jit sync` re-reads users, groups and cloud accounts now (approvers and admins).",
+    "help": "• `/jit help` shows this.",
+}
+HELP = "\n".join([_HELP_HEAD, *COMMAND_HELP.values()])
+
+
+def _active_line(request: AccessRequest, now: datetime) -> str:
+    if request.expires_at is None:
+        # The domain sets both at once; a row without is damaged, and saying so beats a guess.
+        raise WrongState(f"{request.id} is active but has no end time; ask an admin to look.")
+    left = format_duration(max(request.expires_at - now, timedelta(seconds=0)))
+    return (
+        f"• {request.id} `{request.role}` in `{request.environment}`, {left} left "
+        f"(until {when(request.expires_at)}) · `/jit revoke {request.id}` to end it"
+    )
+
+
+def list_text(
+    mine: Sequence[AccessRequest], awaiting: Sequence[AccessRequest], now: datetime
+) -> str:
+    pending = [r for r in mine if r.status == Status.PENDING]
+    active = [r for r in mine if r.status == Status.ACTIVE]
+    other = [r for r in mine if r not in pending and r not in active]
+    lines = ["*Your pending requests*"]
+    lines += [
+        f"• {r.id} `{r.role}` in `{r.environment}` for {duration(r)}, waiting for "
+        + mentions(r.approvers, limit=400)
+        for r in pending
+    ] or ["• none"]
+    lines.append("*Your active access*")
+    lines += [_active_line(r, now) for r in active] or ["• none"]
+    if other:
+        lines.append("*In progress*")
+        lines += [f"• {r.id} `{r.role}` in `{r.environment}`: {r.status}" for r in other]
+    lines.append("*Waiting for your decision*")
+    lines += [
+        f"• {r.id} {mention(r.requester_id)} asks `{r.role}` in `{r.environment}` "
+        f"for {duration(r)}, because:\n{quote(r.reason, 500)}"
+        for r in awaiting
+    ] or ["• none"]
+    return "\n".join(lines)
+
+
+class RequestableRole(NamedTuple):
+    """One role a person may request, with the rule that would decide it in each of its
+    environments (None: no rule covers this person there)."""
+
+    name: str
+    description: str
+    max_duration: timedelta
+    rules: Sequence[tuple[str, Rule | None]]
+
+
+def _approval(rule: Rule | None) -> str:
+    if rule is None:
+        return "no rule covers you here"
+    if rule.auto_approve:
+        return "approved automatically"
+    return f"{rule.required_approvals} approval(s) from " + ", ".join(
+        escape(a) for a in rule.approvers
+    )
+
+
+def roles_text(roles: Sequence[RequestableRole]) -> str:
+    if not roles:
+        return "There is no role you may request."
+    lines = ["*Roles you may request*"]
+    for role in roles:
+        description = role.description
+        lines.append(f"*{role.name}*{': ' + escape(description) if description else ''}")
+        limit = format_duration(role.max_duration)
+        lines += [f"• `{env}`: up to {limit}, {_approval(rule)}" for env, rule in role.rules]
+    return "\n".join(lines)

@@ -1,0 +1,79 @@
+"""What the listeners of every surface share: the one place errors become words, the
+request-id check, the ways of answering, and the request form filled in from config."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from slack_bolt import Ack, Respond
+from slack_sdk import WebClient
+
+from bot.errors import JitError, RequestNotFound
+from bot.service import AccessService
+from bot.slack import blocks
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID = re.compile(r"^R-[0-9A-Z]{8}$")
+
+
+@contextmanager
+def reply_errors(tell: Callable[[str], Any]) -> Iterator[None]:
+    """The one place domain errors and surprises are turned into words for the user."""
+    try:
+        yield
+    except JitError as exc:
+        tell(blocks.refusal(str(exc)))
+    except Exception:
+        incident = uuid.uuid4().hex[:8]
+        log.exception("unexpected error (incident %s)", incident)
+        tell(blocks.incident(incident))
+
+
+def parse_request_id(value: str) -> str:
+    """The request id a button, a form or a command carried, or RequestNotFound."""
+    value = (value or "").strip()
+    if not REQUEST_ID.match(value):
+        raise RequestNotFound(blocks.no_such_request(value))
+    return value
+
+
+def just_ack(ack: Ack) -> None:
+    ack()
+
+
+def ephemeral(respond: Respond) -> Callable[[str], Any]:
+    """Answer in the conversation, seen only by the person who typed or clicked."""
+    return lambda text: respond(text=text, response_type="ephemeral", replace_original=False)
+
+
+def direct_message(client: WebClient, user: str) -> Callable[[str], None]:
+    """Answer by DM: a submitted modal has closed, so there is no conversation to answer in."""
+
+    def tell(text: str) -> None:
+        client.chat_postMessage(channel=user, text=text)
+
+    return tell
+
+
+def origin(trigger_id: str | None) -> str | None:
+    """What makes one Slack interaction one request: a trigger_id is issued once per
+    command or submission, and comes back unchanged when the same one is delivered again."""
+    return f"slack:{trigger_id}" if trigger_id else None
+
+
+def request_form(service: AccessService, roles: list[tuple[str, str]], role: str) -> dict[str, Any]:
+    """The request modal with ``role`` chosen, its environments and durations from config."""
+    spec = service.config.roles[role]
+    return blocks.request_modal(
+        roles,
+        role,
+        service.config.environments(role),
+        spec.effective_default,
+        spec.max_duration,
+    )
