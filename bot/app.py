@@ -26,9 +26,11 @@ from bot.clock import Clock, SystemClock
 from bot.config import ConfigError, ConfigIssue, JitConfig, Loc, line_in, load_config
 from bot.drift import DriftChecker
 from bot.google_groups import GoogleGroups
+from bot.operations.context import Context
 from bot.revoker import Revoker
 from bot.scheduler import Periodic, Timers
 from bot.service import AccessService
+from bot.session_ends import SessionEnds
 from bot.settings import Settings
 from bot.slack import handlers
 from bot.slack.directory import SlackDirectory
@@ -256,11 +258,7 @@ def build_runtime(
     google_groups = GoogleGroups.from_environ(env, clock)
     directory = SlackDirectory(client, clock, groups=google_groups, sleep=sleep)
     work = TrackedExecutor(16, "jit-work")
-    revoker = Revoker(
-        clock,
-        per_endpoint=config.settings.revoke_concurrency,
-        deadline=config.settings.revoke_deadline,
-    )
+    revoker = _revoker(config, clock)
     listeners = TrackedExecutor(32, "jit-listener")
 
     # The timers call into the service and the service schedules timers; the lambdas
@@ -269,20 +267,33 @@ def build_runtime(
         config=config, sessions=sessions, providers=providers, clock=clock, notifier=notifier
     )
     timers = Timers(expire=lambda rid: service.expire(rid), clock=clock)
+    ends = SessionEnds(sessions=sessions, providers=providers, clock=clock, notifier=notifier)
     service = AccessService(
-        config=config,
-        sessions=sessions,
-        directory=directory,
-        providers=providers,
-        clock=clock,
-        notifier=notifier,
-        expiry=timers,
-        background=lambda job: _discard(work.submit(job)),
-        revoker=revoker,
+        Context(
+            config=config,
+            sessions=sessions,
+            directory=directory,
+            providers=providers,
+            clock=clock,
+            notify=notifier,
+            expiry=timers,
+            background=lambda job: _discard(work.submit(job)),
+            revoker=revoker,
+            session_ends=ends,
+        )
     )
     bolt = _slack_app(settings, client, listeners, directory, service, clock)
     return Runtime(
         settings, engine, service, bolt, outbox, timers, drift, listeners, work, revoker, warnings
+    )
+
+
+def _revoker(config: JitConfig, clock: Clock) -> Revoker:
+    """Revocations run per provider endpoint, each within the configured deadline."""
+    return Revoker(
+        clock,
+        per_endpoint=config.settings.revoke_concurrency,
+        deadline=config.settings.revoke_deadline,
     )
 
 

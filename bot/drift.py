@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -42,31 +42,25 @@ class Finding:
     request_id: str | None = None
 
 
+@dataclass(eq=False, kw_only=True)
 class DriftChecker:
-    def __init__(
-        self,
-        *,
-        config: JitConfig,
-        sessions: sessionmaker[Session],
-        providers: Mapping[str, Provider],
-        clock: Clock,
-        notifier: Notifier,
-    ) -> None:
-        self._config = config
-        self._sessions = sessions
-        self._providers = providers
-        self._clock = clock
-        self._notify = notifier
-        self._reported: set[Finding] = set()
+    """Compares the clouds with the database; reports each finding once."""
+
+    config: JitConfig
+    sessions: sessionmaker[Session]
+    providers: Mapping[str, Provider]
+    clock: Clock
+    notifier: Notifier
+    _reported: set[Finding] = field(default_factory=set, init=False)
 
     def run(self) -> list[Finding]:
         """One comparison. Returns every current finding; reports the new ones."""
         seen: dict[tuple[str, str], tuple[Provider, TargetSpec]] = {}
         sources: dict[tuple[str, str], set[str | None]] = {}  # the grants the cloud names
         checked_keys: set[str] = set()  # units whose holders the clouds listed
-        for targets in self._config.targets.values():
+        for targets in self.config.targets.values():
             for target in targets:
-                provider = self._providers[target.provider]
+                provider = self.providers[target.provider]
                 try:
                     holdings = provider.inventory(target)
                     if holdings is None:
@@ -92,7 +86,7 @@ class DriftChecker:
             if key in checked_keys and (email, key) not in seen
         ]
         self._report(findings)
-        if self._config.settings.revoke_unknown:
+        if self.config.settings.revoke_unknown:
             self._remove(
                 [
                     (email, seen[(email, key)], request_id)
@@ -106,7 +100,7 @@ class DriftChecker:
     def _database_view(
         self,
     ) -> tuple[set[tuple[str, str]], dict[tuple[str, str], tuple[str, str]]]:
-        with self._sessions.begin() as session:
+        with self.sessions.begin() as session:
             rows = session.execute(
                 select(
                     col(AccessRequest.id),
@@ -146,7 +140,7 @@ class DriftChecker:
     def _remove(
         self, unexplained: list[tuple[str, tuple[Provider, TargetSpec], str | None]]
     ) -> None:
-        now = self._clock.now()
+        now = self.clock.now()
         for email, (provider, unit), request_id in unexplained:
             # Where the cloud names the grant an access came from, remove that grant.
             context = GrantContext(request_id or "drift", "", "", "revoke_unknown", now)
@@ -163,5 +157,5 @@ class DriftChecker:
 
     def _record(self, action: AuditAction, details: dict[str, Any]) -> None:
         """An event of the bot's own, about no one request, in a transaction of its own."""
-        with self._sessions.begin() as session:
-            audit.record_by_bot(session, self._clock, self._notify, action, None, details)
+        with self.sessions.begin() as session:
+            audit.record_by_bot(session, self.clock, self.notifier, action, None, details)

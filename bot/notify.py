@@ -5,6 +5,7 @@ change and the news of it are committed together."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
@@ -25,31 +26,28 @@ class RequesterNews(StrEnum):
     ROLLED_BACK = "rolled_back"  # what a failed grant left behind is gone at last
 
 
+@dataclass(frozen=True)
+class RequestState:
+    """A request as people are told about it: its row, its targets in order and the
+    votes cast on it, read in the transaction that changed it."""
+
+    request: AccessRequest
+    targets: Sequence[RequestTarget]
+    votes: Sequence[Vote] = ()
+
+
 class Notifier(Protocol):
-    def ask_approvers(
-        self, session: Session, request: AccessRequest, targets: Sequence[RequestTarget]
-    ) -> None:
+    def ask_approvers(self, session: Session, state: RequestState) -> None:
         """DM every approver the request, with Approve / Deny buttons."""
         ...
 
-    def refresh_approver_messages(
-        self,
-        session: Session,
-        request: AccessRequest,
-        targets: Sequence[RequestTarget],
-        votes: Sequence[Vote],
-    ) -> None:
+    def refresh_approver_messages(self, session: Session, state: RequestState) -> None:
         """Update the approvers' DMs in place to show the request's current state."""
         ...
 
-    def tell_requester(
-        self,
-        session: Session,
-        request: AccessRequest,
-        targets: Sequence[RequestTarget],
-        votes: Sequence[Vote],
-        news: RequesterNews,
-    ) -> None: ...
+    def tell_requester(self, session: Session, state: RequestState, news: RequesterNews) -> None:
+        """Tell the requester ``news`` about their request."""
+        ...
 
     def post_audit(self, session: Session, event: AuditEvent) -> None:
         """Post one audit event to the audit channel."""

@@ -14,15 +14,11 @@ recorded per target so a crash at any point can be resumed from the database.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy.orm import Session, sessionmaker
-
-from bot.clock import Clock
 from bot.config import JitConfig, Rule
 from bot.directory import Directory, Person
-from bot.notify import Notifier
 from bot.operations import (
     admin,
     deciding,
@@ -38,45 +34,17 @@ from bot.operations.context import Context, ExpiryScheduler
 from bot.operations.deciding import VoteResult
 from bot.operations.requesting import new_request_id
 from bot.policy import RequestCheck
-from bot.revoker import Revoker
-from bot.session_ends import SessionEnds
 from bot.storage.models import AccessRequest, AuditEvent, RequestTarget, Vote
-from providers.base import Provider
 
 # Imported from here by the runtime, the CLI and the tests.
 __all__ = ["AccessService", "ExpiryScheduler", "VoteResult", "new_request_id", "raise_signal"]
 
 
 class AccessService:
-    def __init__(
-        self,
-        *,
-        config: JitConfig,
-        sessions: sessionmaker[Session],
-        directory: Directory,
-        providers: Mapping[str, Provider],
-        clock: Clock,
-        notifier: Notifier,
-        expiry: ExpiryScheduler,
-        background: Callable[[Callable[[], None]], None],
-        lease: timedelta = timedelta(seconds=8),
-        revoker: Revoker | None = None,
-    ) -> None:
-        self._ctx = Context(
-            config=config,
-            sessions=sessions,
-            directory=directory,
-            providers=providers,
-            clock=clock,
-            notify=notifier,
-            expiry=expiry,
-            background=background,
-            lease=lease,
-            revoker=revoker or Revoker(clock),
-            session_ends=SessionEnds(
-                sessions=sessions, providers=providers, clock=clock, notifier=notifier
-            ),
-        )
+    """The operations on one ``Context`` (built by the runtime, bot/app.py)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
 
     @property
     def config(self) -> JitConfig:

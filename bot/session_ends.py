@@ -20,7 +20,7 @@ import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -64,21 +64,17 @@ class _Ending:
     lifetime: timedelta
 
 
+@dataclass(eq=False, kw_only=True)
 class SessionEnds:
-    def __init__(
-        self,
-        *,
-        sessions: sessionmaker[Session],
-        providers: Mapping[str, Provider],
-        clock: Clock,
-        notifier: Notifier,
-    ) -> None:
-        self._sessions = sessions
-        self._providers = providers
-        self._clock = clock
-        self._notify = notifier
-        self._locks: dict[str, threading.Lock] = {}
-        self._locks_lock = threading.Lock()
+    """Ends the live sessions a revocation leaves, and lifts the denials once they are
+    past their lifetime."""
+
+    sessions: sessionmaker[Session]
+    providers: Mapping[str, Provider]
+    clock: Clock
+    notifier: Notifier
+    _locks: dict[str, threading.Lock] = field(default_factory=dict, init=False)
+    _locks_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     # ----------------------------------------------------------------- ending
 
@@ -123,7 +119,7 @@ class SessionEnds:
         provider ends sessions; a scope that cannot be worked out is added to ``problems``."""
         endings: dict[tuple[str, str], _Ending] = {}
         for target in revoked:
-            provider = self._providers.get(target.provider)
+            provider = self.providers.get(target.provider)
             if not isinstance(provider, EndsSessions) or target.revoked_at is None:
                 continue
             request = by_id[target.request_id]
@@ -192,7 +188,7 @@ class SessionEnds:
                     row.status, row.claimed_until = DenialStatus.IN_FORCE, None
 
     def _name(self, provider_name: str, request_id: str) -> str:
-        provider = self._providers[provider_name]
+        provider = self.providers[provider_name]
         if not isinstance(provider, EndsSessions):  # only such providers' endings are recorded
             raise ProviderError(f"{provider_name} cannot end sessions", retryable=False)
         return provider.denial_name(request_id)
@@ -202,7 +198,7 @@ class SessionEnds:
     def sweep(self) -> None:
         """Lift the denials whose sessions have run out, and write every scope still in
         use again (putting right a write lost to a race between processes)."""
-        now = self._clock.now()
+        now = self.clock.now()
         with self._transaction() as session:
             claimed = session.execute(
                 update(SessionDenial)
@@ -255,7 +251,7 @@ class SessionEnds:
 
     def _settle(self, claimed: Sequence[tuple[int | None, int]], *, error: str | None) -> None:
         """Record how a lift ended, for the claims this process still holds."""
-        now = self._clock.now()
+        now = self.clock.now()
         with self._transaction() as session:
             for row_id, version in claimed:
                 fenced = update(SessionDenial).where(
@@ -291,7 +287,7 @@ class SessionEnds:
         ``checking``: nothing should have to change, so say so when something did (and
         leave an unchanged scope alone, not re-provision it every sweep). ``enforce``:
         make them effective even when the document already says it."""
-        provider = self._providers.get(provider_name)
+        provider = self.providers.get(provider_name)
         if not isinstance(provider, EndsSessions):
             return f"no provider `{provider_name}` to write session denials with"
         try:
@@ -331,10 +327,10 @@ class SessionEnds:
 
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
-        with self._sessions.begin() as session:
+        with self.sessions.begin() as session:
             yield session
 
     def _audit(
         self, session: Session, action: AuditAction, request_id: str, **details: Any
     ) -> None:
-        audit.record_by_bot(session, self._clock, self._notify, action, request_id, details)
+        audit.record_by_bot(session, self.clock, self.notifier, action, request_id, details)

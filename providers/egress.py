@@ -161,21 +161,24 @@ class _GuardedHTTPSConnection(_VettedConnect, http.client.HTTPSConnection):
     pass
 
 
-class _GuardedHTTPHandler(urllib.request.HTTPHandler):
+class _Guarded:
+    """A urllib handler whose connections vet every address they connect to: the
+    handler's own connection class (``_connection``) is swapped for the guarded one."""
+
+    _connection: type[_VettedConnect]
+
     def __init__(self, resolve: Resolve) -> None:
         super().__init__()
         self._resolve = resolve
 
     def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
-        connection: Any = partial(_GuardedHTTPConnection, resolve=self._resolve)
-        return super().do_open(connection, req, **kwargs)
+        connection: Any = partial(self._connection, resolve=self._resolve)
+        return super().do_open(connection, req, **kwargs)  # type: ignore[misc]
 
 
-class _GuardedHTTPSHandler(urllib.request.HTTPSHandler):
-    def __init__(self, resolve: Resolve) -> None:
-        super().__init__()
-        self._resolve = resolve
+class _GuardedHTTPHandler(_Guarded, urllib.request.HTTPHandler):
+    _connection = _GuardedHTTPConnection
 
-    def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
-        connection: Any = partial(_GuardedHTTPSConnection, resolve=self._resolve)
-        return super().do_open(connection, req, **kwargs)
+
+class _GuardedHTTPSHandler(_Guarded, urllib.request.HTTPSHandler):
+    _connection = _GuardedHTTPSConnection

@@ -15,17 +15,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from providers.base import (
-    GrantContext,
-    GrantOutcome,
-    Principal,
-    Provider,
-    ProviderError,
-    TargetSpec,
-)
+from providers.base import GrantOutcome, Provider, ProviderError, TargetSpec
 from providers.resilience import NO_WAIT, RetryPolicy
+
+if TYPE_CHECKING:  # annotations only
+    from providers.base import GrantContext, Principal
 
 R = TypeVar("R")
 # The providers whose retry loop this thread is inside: an override calling

@@ -33,6 +33,11 @@ class ExpiryScheduler:
         raise NotImplementedError
 
 
+#: How long this process's claim on a request it is granting or revoking lasts unless
+#: renewed: short enough that another replica takes over soon after a crash.
+LEASE = timedelta(seconds=8)
+
+
 @dataclass(eq=False)
 class Context:
     config: JitConfig
@@ -43,10 +48,11 @@ class Context:
     notify: Notifier
     expiry: ExpiryScheduler
     background: Callable[[Callable[[], None]], None]
-    lease: timedelta
     # Revoke calls run there, per provider endpoint, each revocation within a deadline.
     revoker: Revoker
     session_ends: SessionEnds
+    # How long a claim on a request lasts without a heartbeat (see leases).
+    lease: timedelta = LEASE
     # The requests a thread of this process is granting or revoking (see leases.claim).
     busy: set[str] = field(default_factory=set)
     # request id → (its version when this process took it, when that was last

@@ -18,10 +18,9 @@ from bot.errors import (
     WrongState,
 )
 from bot.names import BOT_ACTOR, AuditAction, Decision, VoteOutcome
-from bot.notify import RequesterNews
 from bot.operations import granting, people, store, sweeping
 from bot.operations.context import Context
-from bot.operations.transition import audit, move, refresh
+from bot.operations.transition import APPROVE, CANCEL, DENY, audit, move, refresh
 from bot.policy import (
     REFUSAL_TEXT,
     Refusal,
@@ -102,23 +101,10 @@ def _count(
 ) -> tuple[AccessRequest, VoteOutcome]:
     """What the vote just cast does to its (locked, pending) request: the request as it
     is now, and the outcome."""
-    request_id = request.id
-    moved: AccessRequest | None = None
-    outcome = VoteOutcome.RECORDED
+    outcome, step, actor = VoteOutcome.RECORDED, None, voter_id
+    details: dict[str, object] = {}
     if decision == Decision.DENY:
-        outcome = VoteOutcome.DENIED
-        moved = move(
-            ctx,
-            session,
-            request_id,
-            [Status.PENDING],
-            Status.DENIED,
-            actor=voter_id,
-            action=AuditAction.DENIED,
-            news=RequesterNews.DENIED,
-            details={"reason": reason},
-            decided_at=ctx.now(),
-        )
+        outcome, step, details = VoteOutcome.DENIED, DENY, {"reason": reason}
     else:
         audit(
             ctx,
@@ -130,23 +116,17 @@ def _count(
             required=request.required_approvals,
         )
         if approvals >= request.required_approvals:
-            outcome = VoteOutcome.APPROVED
-            moved = move(
-                ctx,
-                session,
-                request_id,
-                [Status.PENDING],
-                Status.APPROVED,
-                actor=BOT_ACTOR,
-                action=AuditAction.APPROVED,
-                news=None,
-                details={"approvals": approvals},
-                decided_at=ctx.now(),
-            )
+            outcome, step, actor = VoteOutcome.APPROVED, APPROVE, BOT_ACTOR
+            details = {"approvals": approvals}
+    moved = None
+    if step is not None:
+        moved = move(
+            ctx, session, request.id, step, actor=actor, details=details, decided_at=ctx.now()
+        )
     if moved is not None:
         return moved, outcome
     # Still waiting for approvals: the approvers' DMs show the vote just counted.
-    request = store.load(session, request_id)
+    request = store.load(session, request.id)
     refresh(ctx, session, request)
     return request, outcome
 
@@ -170,17 +150,7 @@ def cancel(ctx: Context, request_id: str, actor: str) -> AccessRequest:
     if actor != request.requester_id:
         raise NotAllowed("Only the requester can cancel a request; nothing changed.")
     with ctx.transaction() as session:
-        cancelled = move(
-            ctx,
-            session,
-            request_id,
-            [Status.PENDING],
-            Status.CANCELLED,
-            actor=actor,
-            action=AuditAction.CANCELLED,
-            news=RequesterNews.CANCELLED,
-            decided_at=ctx.now(),
-        )
+        cancelled = move(ctx, session, request_id, CANCEL, actor=actor, decided_at=ctx.now())
         if cancelled is None:
             raise WrongState(
                 f"{request_id} is {store.load(session, request_id).status}, not pending; "

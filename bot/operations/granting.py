@@ -14,7 +14,16 @@ from bot.names import BOT_ACTOR, AuditAction
 from bot.notify import RequesterNews
 from bot.operations import leases, people, provider_calls, revoking, store
 from bot.operations.context import Context
-from bot.operations.transition import announce_all, audit, audit_all, move, set_status, take_over
+from bot.operations.transition import (
+    ACTIVATE,
+    FAIL,
+    announce_all,
+    audit,
+    audit_all,
+    move,
+    set_status,
+    take_over,
+)
 from bot.storage.models import AccessRequest, RequestTarget, Status, TargetStatus
 from providers.base import GrantOutcome, ProviderError
 
@@ -58,11 +67,8 @@ def _activate(ctx: Context, request_id: str, expires_at: datetime) -> None:
             ctx,
             session,
             request_id,
-            [Status.GRANTING],
-            Status.ACTIVE,
+            ACTIVATE,
             actor=BOT_ACTOR,
-            action=AuditAction.GRANTED,
-            news=RequesterNews.GRANTED,
             details=lambda moved: {
                 "expires_at": moved.expires_at,
                 "principal": moved.requester_email,
@@ -255,11 +261,8 @@ def _fail(
             ctx,
             session,
             request_id,
-            [current],
-            Status.FAILED,
+            FAIL.leaving(current),
             actor=BOT_ACTOR,
-            action=AuditAction.GRANT_FAILED,
-            news=RequesterNews.FAILED,
             details={"error": error, **details},
             fenced=fenced,
             error=error,

@@ -13,7 +13,7 @@ from bot.directory import Person
 from bot.durations import format_duration
 from bot.errors import NotEnoughApprovers, TargetsUnavailable
 from bot.names import BOT_ACTOR, AuditAction
-from bot.notify import RequesterNews
+from bot.notify import RequesterNews, RequestState
 from bot.operations import admin, granting, people, store
 from bot.operations.context import Context
 from bot.operations.transition import audit
@@ -202,8 +202,8 @@ def _store(
                 rule=checked.rule_index + 1,
             )
         else:
-            ctx.notify.ask_approvers(session, request, targets)
-        ctx.notify.tell_requester(session, request, targets, [], RequesterNews.SUBMITTED)
+            ctx.notify.ask_approvers(session, RequestState(request, targets))
+        ctx.notify.tell_requester(session, RequestState(request, targets), RequesterNews.SUBMITTED)
 
 
 def _units(ctx: Context, role: str, environment: str) -> list[Unit]:

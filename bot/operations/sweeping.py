@@ -13,11 +13,10 @@ from datetime import datetime, timedelta
 
 from bot.durations import format_duration
 from bot.errors import Deactivated, DirectoryError, DirectoryUnavailable
-from bot.names import BOT_ACTOR, AuditAction
-from bot.notify import RequesterNews
+from bot.names import BOT_ACTOR
 from bot.operations import admin, granting, people, revoking, store
 from bot.operations.context import Context
-from bot.operations.transition import move
+from bot.operations.transition import EXPIRE_UNDECIDED, move
 from bot.policy import admits
 from bot.storage.models import Status
 
@@ -141,11 +140,8 @@ def expire_pending(ctx: Context, request_id: str) -> None:
             ctx,
             session,
             request_id,
-            [Status.PENDING],
-            Status.EXPIRED,
+            EXPIRE_UNDECIDED,
             actor=BOT_ACTOR,
-            action=AuditAction.EXPIRED_UNDECIDED,
-            news=RequesterNews.EXPIRED,
             details={"pending_ttl": format_duration(ctx.config.settings.pending_ttl)},
             decided_at=ctx.now(),
         )

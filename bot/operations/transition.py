@@ -9,13 +9,14 @@ seen apart: a crash loses both or neither.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from bot import audit as audit_trail
 from bot.names import AuditAction
-from bot.notify import RequesterNews
+from bot.notify import RequesterNews, RequestState
 from bot.operations import leases, store
 from bot.operations.context import Context
 from bot.storage.models import AccessRequest, Status
@@ -23,34 +24,62 @@ from bot.storage.models import AccessRequest, Status
 Details = Mapping[str, Any] | Callable[[AccessRequest], Mapping[str, Any]]
 
 
+@dataclass(frozen=True)
+class Step:
+    """One edge of the request's state machine (DESIGN.md, "States"): the states it
+    leaves, the one it enters, the audit action that records it and what the requester
+    is told (None: nothing, a later step tells them)."""
+
+    expected: tuple[Status, ...]
+    new: Status
+    action: AuditAction
+    news: RequesterNews | None
+
+    def leaving(self, current: Status) -> Step:
+        """This step, taken only from ``current``."""
+        return replace(self, expected=(current,))
+
+
+APPROVE = Step((Status.PENDING,), Status.APPROVED, AuditAction.APPROVED, None)
+DENY = Step((Status.PENDING,), Status.DENIED, AuditAction.DENIED, RequesterNews.DENIED)
+CANCEL = Step((Status.PENDING,), Status.CANCELLED, AuditAction.CANCELLED, RequesterNews.CANCELLED)
+EXPIRE_UNDECIDED = Step(
+    (Status.PENDING,), Status.EXPIRED, AuditAction.EXPIRED_UNDECIDED, RequesterNews.EXPIRED
+)
+ACTIVATE = Step((Status.GRANTING,), Status.ACTIVE, AuditAction.GRANTED, RequesterNews.GRANTED)
+FAIL = Step(
+    (Status.APPROVED, Status.GRANTING),
+    Status.FAILED,
+    AuditAction.GRANT_FAILED,
+    RequesterNews.FAILED,
+)
+
+
 def move(
     ctx: Context,
     session: Session,
     request_id: str,
-    expected: Collection[Status],
-    new: Status,
+    step: Step,
     *,
     actor: str,
-    action: AuditAction,
-    news: RequesterNews | None,
     details: Details | None = None,
     fenced: bool = False,
     **values: Any,
 ) -> AccessRequest | None:
-    """Move the request from one of the ``expected`` states to ``new`` (setting
-    ``values`` on its row), audit it, refresh the approvers' DMs and, given ``news``,
-    tell the requester. None, and nothing written, if another caller moved it first.
+    """Take ``step`` (setting ``values`` on the request's row), audit it, refresh the
+    approvers' DMs and, if the step has news, tell the requester. None, and nothing
+    written, if another caller moved the request first.
 
     ``details`` are the audit event's; a function of the moved request when they depend
     on what the move wrote."""
-    if not set_status(ctx, session, request_id, expected, new, fenced=fenced, **values):
+    if not set_status(ctx, session, request_id, step.expected, step.new, fenced=fenced, **values):
         return None
     request = store.load(session, request_id)
     found = details(request) if callable(details) else details
-    audit(ctx, session, actor, action, request, **(found or {}))
+    audit(ctx, session, actor, step.action, request, **(found or {}))
     refresh(ctx, session, request)
-    if news is not None:
-        tell(ctx, session, request, news)
+    if step.news is not None:
+        tell(ctx, session, request, step.news)
     return request
 
 
@@ -141,13 +170,15 @@ def audit_all(
 
 
 def refresh(ctx: Context, session: Session, request: AccessRequest) -> None:
-    targets, votes = store.snapshot(session, request.id)
-    ctx.notify.refresh_approver_messages(session, request, targets, votes)
+    ctx.notify.refresh_approver_messages(session, _state(session, request))
 
 
 def tell(ctx: Context, session: Session, request: AccessRequest, news: RequesterNews) -> None:
-    targets, votes = store.snapshot(session, request.id)
-    ctx.notify.tell_requester(session, request, targets, votes, news)
+    ctx.notify.tell_requester(session, _state(session, request), news)
+
+
+def _state(session: Session, request: AccessRequest) -> RequestState:
+    return RequestState(request, *store.snapshot(session, request.id))
 
 
 def announce_all(
@@ -160,5 +191,6 @@ def announce_all(
     the end of a batch move (revocations, rollbacks), their snapshots read at once."""
     snapshots = store.snapshots(session, list(requests))
     for request_id, request in requests.items():
-        ctx.notify.refresh_approver_messages(session, request, *snapshots[request_id])
-        ctx.notify.tell_requester(session, request, *snapshots[request_id], news(request_id))
+        state = RequestState(request, *snapshots[request_id])
+        ctx.notify.refresh_approver_messages(session, state)
+        ctx.notify.tell_requester(session, state, news(request_id))

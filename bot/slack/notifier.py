@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping
 
 from sqlalchemy.orm import Session
 
 from bot.clock import Clock
-from bot.notify import RequesterNews
+from bot.notify import RequesterNews, RequestState
 from bot.slack import blocks
 from bot.slack.outbox import enqueue
-from bot.storage.models import AccessRequest, AuditEvent, RequestTarget, Vote
+from bot.storage.models import AuditEvent
+
+#: One Web API call for the outbox: the method, its arguments, and the reference under
+#: which later calls (chat.update) find the message it posts.
+_Call = tuple[str, Mapping[str, object], str | None]
 
 
 class SlackNotifier:
@@ -21,80 +25,60 @@ class SlackNotifier:
         self._audit_channel = audit_channel
         self._on_enqueue = on_enqueue
 
-    def ask_approvers(
-        self, session: Session, request: AccessRequest, targets: Sequence[RequestTarget]
-    ) -> None:
-        text, body = blocks.approver_message(request, targets, [])
-        for approver in request.approvers:
-            self._send(
-                session,
-                request.id,
-                "chat.postMessage",
-                {"channel": approver, "text": text, "blocks": body},
-                ref=_approver_ref(request.id, approver),
-            )
-
-    def refresh_approver_messages(
-        self,
-        session: Session,
-        request: AccessRequest,
-        targets: Sequence[RequestTarget],
-        votes: Sequence[Vote],
-    ) -> None:
-        if not request.approvers:  # auto-approved: nobody was asked
-            return
-        text, body = blocks.approver_message(request, targets, votes)
-        for approver in request.approvers:
-            self._send(
-                session,
-                request.id,
-                "chat.update",
-                {"text": text, "blocks": body},
-                ref=_approver_ref(request.id, approver),
-            )
-
-    def tell_requester(
-        self,
-        session: Session,
-        request: AccessRequest,
-        targets: Sequence[RequestTarget],
-        votes: Sequence[Vote],
-        news: RequesterNews,
-    ) -> None:
-        text, body = blocks.requester_message(request, targets, votes, news)
-        granted_ref = f"granted:{request.id}"
-        if news == RequesterNews.ENDED:
-            # Take the "End access now" button off the message that announced the grant.
-            self._send(
-                session, request.id, "chat.update", {"text": text, "blocks": body}, granted_ref
-            )
+    def ask_approvers(self, session: Session, state: RequestState) -> None:
+        request = state.request
+        text, body = blocks.approver_message(request, state.targets, [])
         self._send(
             session,
             request.id,
-            "chat.postMessage",
-            {"channel": request.requester_id, "text": text, "blocks": body},
-            ref=granted_ref if news == RequesterNews.GRANTED else None,
+            *(
+                (
+                    "chat.postMessage",
+                    {"channel": approver, "text": text, "blocks": body},
+                    _approver_ref(request.id, approver),
+                )
+                for approver in request.approvers
+            ),
         )
+
+    def refresh_approver_messages(self, session: Session, state: RequestState) -> None:
+        request = state.request
+        if not request.approvers:  # auto-approved: nobody was asked
+            return
+        text, body = blocks.approver_message(request, state.targets, state.votes)
+        update = {"text": text, "blocks": body}
+        self._send(
+            session,
+            request.id,
+            *(("chat.update", update, _approver_ref(request.id, a)) for a in request.approvers),
+        )
+
+    def tell_requester(self, session: Session, state: RequestState, news: RequesterNews) -> None:
+        request = state.request
+        text, body = blocks.requester_message(request, state.targets, state.votes, news)
+        granted_ref = f"granted:{request.id}"
+        calls: list[_Call] = []
+        if news == RequesterNews.ENDED:
+            # Take the "End access now" button off the message that announced the grant.
+            calls.append(("chat.update", {"text": text, "blocks": body}, granted_ref))
+        post = {"channel": request.requester_id, "text": text, "blocks": body}
+        calls.append(
+            ("chat.postMessage", post, granted_ref if news == RequesterNews.GRANTED else None)
+        )
+        self._send(session, request.id, *calls)
 
     def post_audit(self, session: Session, event: AuditEvent) -> None:
         if not self._audit_channel:
             return
-        self._send(
-            session,
-            event.request_id or "audit",
-            "chat.postMessage",
-            {"channel": self._audit_channel, "text": blocks.audit_line(event)},
-        )
+        post = {"channel": self._audit_channel, "text": blocks.audit_line(event)}
+        self._send(session, event.request_id or "audit", ("chat.postMessage", post, None))
 
-    def _send(
-        self,
-        session: Session,
-        key: str,
-        method: str,
-        payload: dict[str, object],
-        ref: str | None = None,
-    ) -> None:
-        enqueue(session, self._clock, key=key, method=method, payload=payload, message_ref=ref)
+    def _send(self, session: Session, key: str, *calls: _Call) -> None:
+        """Queue ``calls`` in order under ``key`` in the caller's transaction."""
+        for method, payload, ref in calls:
+            enqueue(
+                session, self._clock, key=key, method=method, payload=dict(payload), message_ref=ref
+            )
         # Wake the worker once this transaction has committed, not before.
         session.info.setdefault("after_commit", []).append(self._on_enqueue)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import timedelta
 from typing import Any, cast
 
@@ -76,27 +77,22 @@ def _drop_queued(session: Session) -> None:
     session.info.pop(_QUEUED, None)
 
 
+@dataclass(eq=False)
 class OutboxWorker:
-    def __init__(
-        self,
-        sessions: sessionmaker[Session],
-        client: WebClient,
-        clock: Clock,
-        *,
-        batch: int = 200,
-        idle_wait: float = 1.0,
-        hold: Callable[[], bool] = lambda: False,
-    ) -> None:
-        self._sessions = sessions
-        self._client = client
-        self._clock = clock
-        self._batch = batch
-        self._idle_wait = idle_wait
-        self._hold = hold
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._pass_lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+    """Sends what the outbox holds, in order per key, retrying what Slack refuses for
+    now; one thread, woken when a transaction that queued something commits."""
+
+    sessions: sessionmaker[Session]
+    client: WebClient
+    clock: Clock
+    _: KW_ONLY
+    batch: int = 200
+    idle_wait: float = 1.0
+    hold: Callable[[], bool] = lambda: False
+    _wake: threading.Event = field(default_factory=threading.Event, init=False)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _pass_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="jit-outbox", daemon=True)
@@ -112,7 +108,7 @@ class OutboxWorker:
         self._wake.set()
 
     def pending(self) -> int:
-        with self._sessions.begin() as session:
+        with self.sessions.begin() as session:
             count = session.scalar(
                 select(func.count())
                 .select_from(OutboxMessage)
@@ -122,7 +118,7 @@ class OutboxWorker:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            if self._hold():
+            if self.hold():
                 # Revoking a backlog of access comes first; the posts wait a little.
                 self._stop.wait(_HOLD_WAIT)
                 continue
@@ -132,26 +128,26 @@ class OutboxWorker:
                 log.exception("outbox pass failed")
                 sent = 0
             if not sent:
-                self._wake.wait(self._idle_wait)
+                self._wake.wait(self.idle_wait)
                 self._wake.clear()
 
     def deliver_due(self) -> int:
         """One pass over due messages; returns how many were delivered."""
         with self._pass_lock:
-            now = self._clock.now()
-            with self._sessions.begin() as session:
+            now = self.clock.now()
+            with self.sessions.begin() as session:
                 queued = list(
                     session.scalars(
                         select(OutboxMessage)
                         .where(col(OutboxMessage.status) == OutboxStatus.PENDING)
                         .order_by(col(OutboxMessage.id))
-                        .limit(self._batch)
+                        .limit(self.batch)
                     )
                 )
             blocked: set[str] = set()
             sent = 0
             for message in queued:
-                if self._hold():
+                if self.hold():
                     break
                 if message.ordering_key in blocked:
                     continue
@@ -167,7 +163,7 @@ class OutboxWorker:
     def _claim(self, message: OutboxMessage) -> bool:
         """Take the message for a while, so another replica's worker leaves it alone while
         we send it (and takes it over if we die mid-send)."""
-        with self._sessions.begin() as session:
+        with self.sessions.begin() as session:
             claimed = session.execute(
                 update(OutboxMessage)
                 .where(
@@ -175,7 +171,7 @@ class OutboxWorker:
                     col(OutboxMessage.status) == OutboxStatus.PENDING,
                     col(OutboxMessage.next_attempt_at) == message.next_attempt_at,
                 )
-                .values(next_attempt_at=self._clock.now() + _CLAIM)
+                .values(next_attempt_at=self.clock.now() + _CLAIM)
             )
         return cast(CursorResult[Any], claimed).rowcount == 1
 
@@ -184,20 +180,20 @@ class OutboxWorker:
             return False  # another worker has it; its key stays blocked for this pass
         payload = dict(message.payload)
         if message.method == "chat.update":
-            with self._sessions.begin() as session:
+            with self.sessions.begin() as session:
                 target = session.get(SlackMessage, message.message_ref)
             if target is None:
                 self._finish(message, OutboxStatus.DEAD, "the message to update was never posted")
                 return True
             payload.update(channel=target.channel, ts=target.ts)
         try:
-            response = self._client.api_call(message.method, json=payload)
+            response = self.client.api_call(message.method, json=payload)
         except SlackApiError as exc:
             return self._failed(message, exc)
         except (SlackRequestError, OSError) as exc:
             self._retry(message, f"network: {exc}", None)
             return False
-        with self._sessions.begin() as session:
+        with self.sessions.begin() as session:
             if message.method == "chat.postMessage" and message.message_ref:
                 session.merge(
                     SlackMessage(
@@ -229,19 +225,19 @@ class OutboxWorker:
         else:
             delay = min(timedelta(seconds=2 ** min(message.attempts, 10)), _MAX_BACKOFF)
         log.warning("Slack %s #%s deferred %s: %s", message.method, message.id, delay, reason)
-        with self._sessions.begin() as session:
+        with self.sessions.begin() as session:
             session.execute(
                 update(OutboxMessage)
                 .where(col(OutboxMessage.id) == message.id)
                 .values(
                     attempts=message.attempts + 1,
-                    next_attempt_at=self._clock.now() + delay,
+                    next_attempt_at=self.clock.now() + delay,
                     last_error=reason,
                 )
             )
 
     def _finish(self, message: OutboxMessage, status: OutboxStatus, error: str | None) -> None:
-        with self._sessions.begin() as session:
+        with self.sessions.begin() as session:
             self._mark(session, message, status, error)
 
     def _mark(
@@ -253,7 +249,7 @@ class OutboxWorker:
             .values(
                 status=status,
                 attempts=message.attempts + 1,
-                sent_at=self._clock.now() if status == OutboxStatus.SENT else None,
+                sent_at=self.clock.now() if status == OutboxStatus.SENT else None,
                 last_error=error,
             )
         )

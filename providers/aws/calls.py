@@ -12,7 +12,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -152,26 +152,20 @@ class AwsClients:
         return client
 
 
+@dataclass(eq=False)
 class AwsCalls:
     """One AWS call at a time, retried while AWS says "try again", and the polling of
     AWS's asynchronous operations under an overall ``deadline`` (seconds)."""
 
-    def __init__(
-        self,
-        retry: RetryPolicy,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
-        deadline: float = 300.0,
-    ) -> None:
-        self.retry = retry
-        self._sleep = sleep
-        self._monotonic = monotonic
-        self._deadline = deadline
+    retry: RetryPolicy
+    _: KW_ONLY
+    sleep: Callable[[float], None] = time.sleep
+    monotonic: Callable[[], float] = time.monotonic
+    deadline: float = 300.0
 
     def call(self, operation: Callable[..., Any], **kwargs: Any) -> Any:
         """One AWS call, retried with jittered backoff when AWS says "try again"."""
-        tries = self.retry.start(self._sleep)
+        tries = self.retry.start(self.sleep)
         while True:
             try:
                 return operation(**kwargs)
@@ -211,7 +205,7 @@ class AwsCalls:
         """Poll an asynchronous operation until it succeeds or fails, with backoff, under
         the overall deadline. ``fields``: the request id's and the status's field names."""
         id_field, status_field = fields
-        start = self._monotonic()
+        start = self.monotonic()
         delay = 0.5
         while True:
             state = status.get("Status")
@@ -223,12 +217,12 @@ class AwsCalls:
             if state is None and confirmed():
                 # Some endpoints answer without a status; the assignment list is the truth.
                 return
-            if self._monotonic() - start > self._deadline:
+            if self.monotonic() - start > self.deadline:
                 raise ProviderError(
-                    f"{what} still {state or 'unconfirmed'} after {self._deadline:.0f}s",
+                    f"{what} still {state or 'unconfirmed'} after {self.deadline:.0f}s",
                     retryable=True,
                 )
-            self._sleep(delay * random.uniform(0.8, 1.2))
+            self.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, 10.0)
             answer = self.call(
                 describe, InstanceArn=instance_arn, **{id_field: status["RequestId"]}

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
+from typing import TYPE_CHECKING
 
 from botocore.client import BaseClient
 
@@ -29,16 +30,11 @@ from providers import aws_sessions
 from providers.aws.calls import RETRY, AwsCalls, AwsClients, _NotFound
 from providers.aws.lookups import IdentityCenter, _NoSuchUser, _Resolved
 from providers.aws.target import AwsTarget
-from providers.base import (
-    GrantContext,
-    GrantOutcome,
-    Holding,
-    Principal,
-    Provider,
-    ProviderError,
-    TargetSpec,
-)
+from providers.base import GrantOutcome, Holding, Provider, ProviderError
 from providers.sessions import Denial, EndsSessions, SessionScope
+
+if TYPE_CHECKING:  # annotations only
+    from providers.base import GrantContext, Principal, TargetSpec
 
 log = logging.getLogger(__name__)
 

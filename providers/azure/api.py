@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 from azure.core import PipelineClient
@@ -35,7 +35,7 @@ from azure.profiles import ProfileDefinition
 
 from providers.azure.target import SUBSCRIPTION
 from providers.base import ProviderError
-from providers.resilience import Retrying, RetryPolicy, parse_retry_after
+from providers.resilience import Retrying, RetryPolicy, TtlCache, parse_retry_after
 
 T = TypeVar("T")
 
@@ -347,3 +347,18 @@ def path(scope: str) -> str:
 def _origin(endpoint: str) -> str:
     parts = urlsplit(endpoint)
     return f"{parts.scheme}://{parts.netloc}"
+
+
+V = TypeVar("V")
+
+
+class CachedLookups(Generic[V]):
+    """Lookups made through ``api`` whose answers are kept in ``cache`` until they age
+    out, or until `refresh` forgets them all (a sync, so new people are seen at once)."""
+
+    def __init__(self, api: AzureApi, cache: TtlCache[tuple[str, ...], V]) -> None:
+        self._api = api
+        self._cache = cache
+
+    def refresh(self) -> None:
+        self._cache.clear()

@@ -6,9 +6,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from providers.azure.api import AzureApi
+from providers.azure.api import CachedLookups
 from providers.base import ProviderError
-from providers.resilience import TtlCache
 
 _FIELDS = "id,userPrincipalName,mail"  # what jit-bot reads of a user
 
@@ -17,15 +16,8 @@ class UnknownUser(ProviderError):
     """No Microsoft Entra ID user has the requester's email."""
 
 
-class EntraUsers:
+class EntraUsers(CachedLookups[str]):
     """Users looked up in Microsoft Graph, kept in ``cache``."""
-
-    def __init__(self, api: AzureApi, cache: TtlCache[tuple[str, ...], str]) -> None:
-        self._api = api
-        self._cache = cache
-
-    def refresh(self) -> None:
-        self._cache.clear()
 
     def object_id(self, email: str) -> str:
         """The Microsoft Entra ID user with this user principal name, else this mail."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -54,26 +55,18 @@ _PIM_MOVING = frozenset(
 _PIM_WAITING = frozenset({"PendingApproval", "PendingApprovalProvisioning", "PendingAdminDecision"})
 
 
+@dataclass(eq=False)
 class PimSchedules:
     """PIM schedule requests at a scope; polls a request until it is provisioned, for at
     most ``deadline`` seconds."""
 
-    def __init__(
-        self,
-        api: AzureApi,
-        rbac: RoleAssignments,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
-        monotonic: Callable[[], float] = time.monotonic,
-        deadline: float = 120.0,
-    ) -> None:
-        self._api = api
-        self._rbac = rbac
-        self._sleep = sleep
-        self._now = now
-        self._monotonic = monotonic
-        self._deadline = deadline
+    api: AzureApi
+    rbac: RoleAssignments
+    _: KW_ONLY
+    sleep: Callable[[float], None] = time.sleep
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    monotonic: Callable[[], float] = time.monotonic
+    deadline: float = 120.0
 
     @staticmethod
     def request_name(request_id: str, scope: str, role_guid: str, principal_id: str) -> str:
@@ -87,20 +80,20 @@ class PimSchedules:
     def grant(
         self, scope: str, role: RoleDefinition, object_id: str, context: GrantContext
     ) -> GrantOutcome:
-        client = self._api.authorization(scope)
+        client = self.api.authorization(scope)
         name = self.request_name(context.request_id, scope, role.guid, object_id)
         what = f"PIM assignment of `{role.name}` at {scope}"
         read = partial(client.role_assignment_schedule_requests.get, path(scope), name)
         # A retried grant finds its own request (request names cannot be reused).
         try:
-            earlier = self._api.arm(f"reading the {what}", read)
+            earlier = self.api.arm(f"reading the {what}", read)
         except AzureFailure as failure:
             if failure.status != 404:
                 raise
         else:
             self._settle(client, scope, name, str(earlier.status), what)
             return GrantOutcome()
-        start = self._now()
+        start = self.now()
         remaining = _whole_minutes(context.expires_at - start)
         request = RoleAssignmentScheduleRequest(
             principal_id=object_id,
@@ -118,7 +111,7 @@ class PimSchedules:
             ),
         )
         try:
-            created = self._api.arm(
+            created = self.api.arm(
                 f"creating the {what}",
                 lambda: client.role_assignment_schedule_requests.create(path(scope), name, request),
             )
@@ -126,7 +119,7 @@ class PimSchedules:
             if failure.code == "RoleAssignmentRequestExists":
                 # A resent PUT whose first answer was lost (a timeout, a 5xx after PIM took
                 # it): the request of this name is ours.
-                created = self._api.arm(f"reading the {what}", read)
+                created = self.api.arm(f"reading the {what}", read)
             elif failure.code == "RoleAssignmentExists":
                 return self._existing(scope, role, object_id, context.expires_at)
             else:
@@ -138,17 +131,17 @@ class PimSchedules:
         self, client: AuthorizationManagementClient, scope: str, name: str, status: str, what: str
     ) -> None:
         """Wait until PIM reports the request provisioned; fail on any other end."""
-        started = self._monotonic()
+        started = self.monotonic()
         delay = 1.0
         while status in _PIM_MOVING:
-            if self._monotonic() - started > self._deadline:
+            if self.monotonic() - started > self.deadline:
                 raise ProviderError(
-                    f"Azure {what}: still {status} after {self._deadline:.0f}s", retryable=True
+                    f"Azure {what}: still {status} after {self.deadline:.0f}s", retryable=True
                 )
-            self._sleep(delay)
+            self.sleep(delay)
             delay = min(delay * 2, 10.0)
             status = str(
-                self._api.arm(
+                self.api.arm(
                     f"reading the {what}",
                     lambda: client.role_assignment_schedule_requests.get(path(scope), name),
                 ).status
@@ -158,7 +151,7 @@ class PimSchedules:
         if status in _PIM_WAITING:
             # jit-bot's approvers have decided; a second approval in PIM would leave the
             # request hanging. Withdraw it and say what to change.
-            self._api.arm(
+            self.api.arm(
                 f"cancelling the {what}",
                 lambda: client.role_assignment_schedule_requests.cancel(path(scope), name),
             )
@@ -171,7 +164,7 @@ class PimSchedules:
     def revoke(
         self, scope: str, role: RoleDefinition, object_id: str, context: GrantContext
     ) -> None:
-        client = self._api.authorization(scope)
+        client = self.api.authorization(scope)
         request = RoleAssignmentScheduleRequest(
             principal_id=object_id,
             role_definition_id=role.id,
@@ -184,7 +177,7 @@ class PimSchedules:
         # A fresh name for every attempt: a removal is idempotent by its answer, not by its
         # name (a resend whose first answer was lost is told RoleAssignmentDoesNotExist).
         try:
-            self._api.arm(
+            self.api.arm(
                 f"removing the PIM assignment of `{role.name}` at {scope}",
                 lambda: client.role_assignment_schedule_requests.create(
                     path(scope), str(uuid.uuid4()), request
@@ -207,8 +200,8 @@ class PimSchedules:
     ) -> None:
         """Make a jit-bot PIM assignment last until ``until``: another request of the same
         person relies on it for longer than the request that created it."""
-        client = self._api.authorization(scope)
-        start = self._now()
+        client = self.api.authorization(scope)
+        start = self.now()
         request = RoleAssignmentScheduleRequest(
             principal_id=object_id,
             role_definition_id=role.id,
@@ -221,7 +214,7 @@ class PimSchedules:
                 ),
             ),
         )
-        self._api.arm(
+        self.api.arm(
             f"extending the PIM assignment of `{role.name}` at {scope}",
             lambda: client.role_assignment_schedule_requests.create(
                 path(scope), str(uuid.uuid4()), request
@@ -234,7 +227,7 @@ class PimSchedules:
         """Azure says the principal holds the role here already: find out whether jit-bot
         made that assignment (then it is ours to end, extended if it ends too soon) or not
         (standing access)."""
-        found = self._rbac.jit_held(scope, role, object_id, ours=set())
+        found = self.rbac.jit_held(scope, role, object_id, ours=set())
         if found is not None:
             return found
         schedule = self._schedule(scope, role, object_id)
@@ -246,8 +239,8 @@ class PimSchedules:
         return standing(scope, role)
 
     def _schedule(self, scope: str, role: RoleDefinition, object_id: str) -> dict[str, Any] | None:
-        client = self._api.authorization(scope)
-        schedules = self._api.list_for_scope(
+        client = self.api.authorization(scope)
+        schedules = self.api.list_for_scope(
             "PIM schedules",
             scope,
             lambda client: client.role_assignment_schedules,
@@ -263,7 +256,7 @@ class PimSchedules:
             if request_id:
                 request_name = str(request_id).rstrip("/").rsplit("/", 1)[-1]
                 try:
-                    request = self._api.arm(
+                    request = self.api.arm(
                         f"reading PIM request {request_name}",
                         partial(
                             client.role_assignment_schedule_requests.get,

@@ -37,7 +37,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from providers import azure_rights
 from providers.azure.api import RETRY, AzureApi, AzureClients
@@ -45,16 +45,11 @@ from providers.azure.graph import EntraUsers, UnknownUser
 from providers.azure.pim import PimSchedules
 from providers.azure.rbac import RoleAssignments, same_scope
 from providers.azure.target import ROLE_ID, AzureTarget, as_azure
-from providers.base import (
-    GrantContext,
-    GrantOutcome,
-    Holding,
-    Principal,
-    Provider,
-    ProviderError,
-    TargetSpec,
-)
+from providers.base import GrantOutcome, Holding, Provider, ProviderError
 from providers.resilience import TtlCache
+
+if TYPE_CHECKING:  # annotations only
+    from providers.base import GrantContext, Principal, TargetSpec
 
 log = logging.getLogger(__name__)
 
@@ -72,19 +67,19 @@ class AzureProvider(Provider):
     """Grants an Azure role through PIM (`PimSchedules`) or RBAC (`RoleAssignments`) to
     the requester's Entra ID user (`EntraUsers`); every call goes through `AzureApi`."""
 
-    name = "azure"
     target_model = AzureTarget
+    name = "azure"
 
     def __init__(
         self,
         clients: AzureClients,
         *,
+        attempts: int = RETRY.attempts,
+        deadline: float = 120.0,  # for a PIM request to be provisioned
+        cache_ttl: float = 900.0,
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], datetime] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
-        attempts: int = RETRY.attempts,
-        deadline: float = 120.0,
-        cache_ttl: float = 900.0,
     ) -> None:
         self._api = AzureApi(clients, dataclasses.replace(RETRY, attempts=attempts), sleep=sleep)
         self._rbac = RoleAssignments(self._api, TtlCache(cache_ttl, monotonic))

@@ -14,10 +14,9 @@ from typing import Any
 
 from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
 
-from providers.azure.api import AzureApi, AzureFailure, path
+from providers.azure.api import AzureFailure, CachedLookups, path
 from providers.azure.target import ROLE_ID
 from providers.base import GrantContext, GrantOutcome, ProviderError
-from providers.resilience import TtlCache
 
 # What every assignment description and PIM justification starts with: how the bot tells
 # its own grants from standing access someone else set up.
@@ -46,15 +45,8 @@ class Assigned:
     description: str
 
 
-class RoleAssignments:
+class RoleAssignments(CachedLookups[RoleDefinition]):
     """Role definitions (kept in ``cache``) and role assignments."""
-
-    def __init__(self, api: AzureApi, cache: TtlCache[tuple[str, ...], RoleDefinition]) -> None:
-        self._api = api
-        self._cache = cache
-
-    def refresh(self) -> None:
-        self._cache.clear()
 
     @staticmethod
     def assignment_name(request_id: str, scope: str, role_guid: str) -> str:

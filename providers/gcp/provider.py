@@ -32,22 +32,14 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.cloud import iam_admin_v1
 from google.iam.v1 import iam_policy_pb2, options_pb2, policy_pb2
 from google.protobuf import field_mask_pb2
 from google.type import expr_pb2
 
-from providers.base import (
-    GrantContext,
-    GrantOutcome,
-    Holding,
-    Principal,
-    Provider,
-    ProviderError,
-    TargetSpec,
-)
+from providers.base import GrantOutcome, Holding, Provider, ProviderError
 from providers.gcp.auth import CLOUD_PLATFORM, GcpClients, GoogleAuth
 from providers.gcp.bindings import (
     POLICY_VERSION,
@@ -63,6 +55,9 @@ from providers.gcp.bindings import (
 from providers.gcp.calls import RETRY, GoogleCalls, _NotFound, _Stale
 from providers.gcp.target import _KINDS, DomainMap, GcpTarget, _as_gcp, _label
 from providers.resilience import TtlCache
+
+if TYPE_CHECKING:  # annotations only
+    from providers.base import GrantContext, Principal, TargetSpec
 
 CRM_PREFIX = "//cloudresourcemanager.googleapis.com/"
 

@@ -42,16 +42,10 @@ import time
 import urllib.request
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from providers.base import (
-    GrantContext,
-    GrantOutcome,
-    Principal,
-    Provider,
-    ProviderError,
-    TargetSpec,
-)
+from providers.base import GrantOutcome, Provider, ProviderError
 from providers.egress import Resolve, system_resolve, url_problem
 from providers.resilience import RetryPolicy
 from providers.webhook.answers import (
@@ -72,6 +66,9 @@ from providers.webhook.wire import (
     sign,
     utc_now,
 )
+
+if TYPE_CHECKING:  # annotations only
+    from providers.base import GrantContext, Principal, TargetSpec
 
 logger = logging.getLogger(__name__)
 

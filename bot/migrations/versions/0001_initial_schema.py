@@ -49,14 +49,7 @@ def _create_access_request() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
-    with op.batch_alter_table("access_request", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_access_request_expires_at"), ["expires_at"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_access_request_requester_id"), ["requester_id"], unique=False
-        )
-        batch_op.create_index(batch_op.f("ix_access_request_status"), ["status"], unique=False)
+    _index("access_request", "expires_at", "requester_id", "status")
 
 
 def _create_audit_event() -> None:
@@ -70,8 +63,7 @@ def _create_audit_event() -> None:
         sa.Column("details", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
-    with op.batch_alter_table("audit_event", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_audit_event_request_id"), ["request_id"], unique=False)
+    _index("audit_event", "request_id")
 
 
 def _create_outbox_message() -> None:
@@ -90,14 +82,7 @@ def _create_outbox_message() -> None:
         sa.Column("last_error", sa.String(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
-    with op.batch_alter_table("outbox_message", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_outbox_message_next_attempt_at"), ["next_attempt_at"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_outbox_message_ordering_key"), ["ordering_key"], unique=False
-        )
-        batch_op.create_index(batch_op.f("ix_outbox_message_status"), ["status"], unique=False)
+    _index("outbox_message", "next_attempt_at", "ordering_key", "status")
 
 
 def _create_slack_message() -> None:
@@ -131,13 +116,7 @@ def _create_request_target() -> None:
         ),
         sa.PrimaryKeyConstraint("id"),
     )
-    with op.batch_alter_table("request_target", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_request_target_request_id"), ["request_id"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_request_target_target_key"), ["target_key"], unique=False
-        )
+    _index("request_target", "request_id", "target_key")
 
 
 def _create_vote() -> None:
@@ -156,34 +135,28 @@ def _create_vote() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("request_id", "voter_id", name="uq_vote_request_voter"),
     )
-    with op.batch_alter_table("vote", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_vote_request_id"), ["request_id"], unique=False)
+    _index("vote", "request_id")
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("vote", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_vote_request_id"))
-
-    op.drop_table("vote")
-    with op.batch_alter_table("request_target", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_request_target_target_key"))
-        batch_op.drop_index(batch_op.f("ix_request_target_request_id"))
-
-    op.drop_table("request_target")
+    _drop("vote", "request_id")
+    _drop("request_target", "target_key", "request_id")
     op.drop_table("slack_message")
-    with op.batch_alter_table("outbox_message", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_outbox_message_status"))
-        batch_op.drop_index(batch_op.f("ix_outbox_message_ordering_key"))
-        batch_op.drop_index(batch_op.f("ix_outbox_message_next_attempt_at"))
+    _drop("outbox_message", "status", "ordering_key", "next_attempt_at")
+    _drop("audit_event", "request_id")
+    _drop("access_request", "status", "requester_id", "expires_at")
 
-    op.drop_table("outbox_message")
-    with op.batch_alter_table("audit_event", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_audit_event_request_id"))
 
-    op.drop_table("audit_event")
-    with op.batch_alter_table("access_request", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_access_request_status"))
-        batch_op.drop_index(batch_op.f("ix_access_request_requester_id"))
-        batch_op.drop_index(batch_op.f("ix_access_request_expires_at"))
+def _index(table: str, *columns: str) -> None:
+    """A plain index on each of ``columns``, named ``ix_<table>_<column>``."""
+    with op.batch_alter_table(table, schema=None) as batch_op:
+        for column in columns:
+            batch_op.create_index(batch_op.f(f"ix_{table}_{column}"), [column], unique=False)
 
-    op.drop_table("access_request")
+
+def _drop(table: str, *indexed: str) -> None:
+    """``table``, after the indexes `_index` made on ``indexed``."""
+    with op.batch_alter_table(table, schema=None) as batch_op:
+        for column in indexed:
+            batch_op.drop_index(batch_op.f(f"ix_{table}_{column}"))
+    op.drop_table(table)
