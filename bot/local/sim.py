@@ -32,7 +32,7 @@ from email.message import Message
 from typing import Any
 from urllib.parse import urlencode
 
-from tests.fakes.slack_api import APP_ID, BOT_ID, BOT_USER_ID, TEAM_DOMAIN, TEAM_ID, FakeSlack
+from bot.local.slack.api import APP_ID, BOT_ID, BOT_USER_ID, TEAM_DOMAIN, TEAM_ID, FakeSlack
 
 __all__ = ["Reply", "SlackSim", "select_value", "text_value"]
 

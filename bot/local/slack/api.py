@@ -73,7 +73,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from tests.fakes.block_kit import block_problems, view_problems
+from bot.local.slack.block_kit import block_problems, view_problems
 
 __all__ = [
     "APP_ID",
