@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 import sqlalchemy as sa
 
 from bot.local import receiver as webhook_receiver
-from bot.local.slack import api as slack_api
+from bot.local.slack import wire as slack_api
 from tests.fakes.processes import clean_env, free_port, wait_healthy
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_client import Reply, SlackSim

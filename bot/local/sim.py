@@ -3,7 +3,7 @@
 `SlackSim` POSTs slash commands and interactivity payloads (button clicks, select changes,
 modal submissions) to the app's ``/slack/events`` endpoint, signed with the app's signing
 secret exactly as Slack signs them, so the app's real request verification, parsing and
-routing are exercised end to end. Response URLs in those payloads point at a `FakeSlack`,
+routing are exercised end to end. Response URLs in those payloads point at a `LocalSlack`,
 which records whatever the app sends back through them.
 
 Typical use::
@@ -32,7 +32,7 @@ from email.message import Message
 from typing import Any
 from urllib.parse import urlencode
 
-from bot.local.slack.api import APP_ID, BOT_ID, BOT_USER_ID, TEAM_DOMAIN, TEAM_ID, FakeSlack
+from bot.local.slack import APP_ID, BOT_ID, BOT_USER_ID, TEAM_DOMAIN, TEAM_ID, LocalSlack
 
 __all__ = ["Reply", "SlackSim", "select_value", "text_value"]
 
@@ -59,7 +59,7 @@ class Reply:
 
     `json` is the parsed body when it is a JSON object (e.g. ``response_action`` for view
     submissions or an immediate slash-command message), else None. `response_url_name` is the
-    `FakeSlack.response_url` name put in the request, for `FakeSlack.wait_for_response`.
+    `LocalSlack.response_url` name put in the request, for `FakeSlack.wait_for_response` (tests).
     """
 
     status: int
@@ -85,7 +85,7 @@ class SlackSim:
         self,
         app_url: str,
         signing_secret: str,
-        slack: FakeSlack,
+        slack: LocalSlack,
         *,
         path: str = "/slack/events",
         timeout: float = 10.0,
@@ -95,8 +95,8 @@ class SlackSim:
     ) -> None:
         """`app_url` is the app's base URL (``http://127.0.0.1:PORT``); `path` is appended
         unless `app_url` already ends with it. Payloads come from workspace `team_id` (the
-        fake's, as its auth.test says) of organisation `enterprise_id` (none); `as_team`
-        gives a sim that sends them from elsewhere."""
+        embedded workspace's, as its auth.test says) of organisation `enterprise_id`
+        (none); `as_team` gives a sim that sends them from elsewhere."""
         self.team_id = team_id
         self.enterprise_id = enterprise_id
         base = app_url.rstrip("/")
@@ -165,8 +165,8 @@ class SlackSim:
     # ------------------------------------------------------------------ ids
 
     def new_trigger_id(self) -> str:
-        """A fresh trigger_id, issued by the fake Slack now: it can open a single view, and
-        only within 3 s (on the fake's clock) of the interaction that carried it."""
+        """A fresh trigger_id, issued by the embedded Slack now: it can open a single view, and
+        only within 3 s (on its clock) of the interaction that carried it."""
         return self.slack.issue_trigger_id()
 
     def _new_response_url(self, kind: str) -> tuple[str, str]:
@@ -266,7 +266,7 @@ class SlackSim:
     ) -> Reply:
         """Click a button.
 
-        For a button on a message pass `message` (e.g. an entry of `FakeSlack.messages`,
+        For a button on a message pass `message` (e.g. an entry of `LocalSlack.messages`,
         whose ``channel`` is used unless `channel_id` is given); for one inside a modal pass
         `view`. Container and channel are derived as Slack fills them unless given.
         """
@@ -370,7 +370,7 @@ class SlackSim:
         *,
         trigger_id: str | None = None,
     ) -> Reply:
-        """Submit modal `view` (as opened, e.g. from `FakeSlack.views`) with `values`
+        """Submit modal `view` (as opened, e.g. from `LocalSlack.views`) with `values`
         (``{block_id: {action_id: text_value(...) | select_value(...)}}``)."""
         trigger = trigger_id or self.new_trigger_id()
         payload = self._base_payload("view_submission", user_id, trigger)
