@@ -1,11 +1,20 @@
-"""A stand-in for an operator's webhook service: a real HTTP server on 127.0.0.1.
+"""An embedded webhook service: a real HTTP server that receives jit-bot's webhook events.
 
 It does what a careful receiver of jit-bot's webhook events should do — verify the HMAC
 signature (over the URL it is known by, its audience) and the timestamp, apply each
-idempotency key at most once — and keeps what it was
-asked to grant in ``holdings`` so tests can assert on the backend's real state. The
-signature check is written out here on purpose instead of importing the provider's
-helper, so a signing bug cannot hide by being mirrored.
+idempotency key at most once — and keeps what it was asked to grant in ``holdings``. Local
+mode points the bundled roles' real webhook provider at it; tests assert on the backend's
+real state through it. The signature check is written out here on purpose instead of
+importing the provider's helper, so a signing bug cannot hide by being mirrored.
+
+What it received is readable two ways, both snapshots safe to read from any thread:
+
+- `requests`: every HTTP request in arrival order, as a `ReceivedRequest` with the status
+  answered, ``signature_verified`` (True once the HMAC and timestamp checked out, even if
+  the event was then refused as malformed), ``outcome`` (``applied``, ``duplicate`` or why
+  it was refused) and `ReceivedRequest.payload()` (the decoded JSON event);
+- `events`: every accepted grant/revoke event (so always signature-verified), decoded,
+  with ``replay`` True for an idempotency key seen before and ``received_at``.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -40,27 +49,42 @@ _REQUIRED_FIELDS = {
 
 @dataclass(frozen=True)
 class ReceivedRequest:
-    """One HTTP request as it arrived, and the status it was answered with."""
+    """One HTTP request as it arrived, the status it was answered with, whether its
+    signature checked out and what became of it (``applied``, ``duplicate`` or the reason
+    it was refused)."""
 
     path: str
     headers: dict[str, str]  # names lower-cased
     body: bytes
     status: int
+    signature_verified: bool = False
+    outcome: str = ""
+
+    def payload(self) -> dict[str, Any] | None:
+        """The body decoded as a JSON object, or None when it is not one."""
+        try:
+            decoded = json.loads(self.body)
+        except ValueError:
+            return None
+        return decoded if isinstance(decoded, dict) else None
 
 
-@dataclass
-class _Fault:
-    remaining: int
+@dataclass(frozen=True)
+class Answer:
+    """What the receiver answers one request, and what it found out on the way."""
+
     status: int
-    body: str
+    body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+    signature_verified: bool = False
+    outcome: str = ""
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, receiver: WebhookReceiver) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, receiver: WebhookReceiver, address: tuple[str, int]) -> None:
+        super().__init__(address, _Handler)
         self.receiver = receiver
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -87,7 +111,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(answer)
 
     def log_message(self, format: str, *args: Any) -> None:
-        # The default writes every request to stderr; keep test output readable.
+        # The default writes every request to stderr; keep output readable.
         logger.debug(format, *args)
 
 
@@ -95,38 +119,40 @@ class WebhookReceiver:
     """Receives signed grant/revoke events at ``url``; thread-safe.
 
     ``clock`` gives the receiver's notion of now in unix seconds, so a test that gives the
-    provider a fixed clock can give the receiver the same one.
+    provider a fixed clock can give the receiver the same one. It listens on `host`:`port`
+    (0: a port the OS chooses).
     """
 
     PATH = "/jit"
     MAX_SKEW_SECONDS = 300
 
-    def __init__(self, secret: str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        secret: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
         self._secret = secret.encode("utf-8")
         self._clock = clock
+        self._address = (host, port)
         self._lock = threading.Lock()
         self._holdings: set[tuple[str, str]] = set()
         self._events: list[dict[str, Any]] = []
         self._requests: list[ReceivedRequest] = []
         self._seen_keys: set[str] = set()
         self._rejected = 0
-        self._fault: _Fault | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        # Seconds to take over each answer, like a slow downstream system.
-        self.delay = 0.0
         # The URL this receiver is known by in roles.yaml, when it is not ``url`` (a name
         # that resolves to 127.0.0.1, say).
         self.audience = ""
-        # Events ("grant"/"revoke") left unanswered until let_go(), like a hung service.
-        self._hung: set[str] = set()
-        self._let_go = threading.Event()
-        self._waiting = 0
 
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> WebhookReceiver:
-        self._server = _Server(self)
+        self._server = _Server(self, self._address)
         # shutdown() waits for the serve loop to notice, which takes up to one poll
         # interval; a short one keeps teardown from dominating test time.
         self._thread = threading.Thread(
@@ -139,7 +165,6 @@ class WebhookReceiver:
         return self
 
     def stop(self) -> None:
-        self.let_go()
         if self._server is None:
             return
         self._server.shutdown()
@@ -162,7 +187,7 @@ class WebhookReceiver:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}{self.PATH}"
 
-    # -- what tests look at ------------------------------------------------------------
+    # -- what it received --------------------------------------------------------------
 
     @property
     def holdings(self) -> set[tuple[str, str]]:
@@ -192,78 +217,25 @@ class WebhookReceiver:
         with self._lock:
             return {name for holder, name in self._holdings if holder == email}
 
-    def fail_next(
-        self,
-        times: int = 1,
-        status: int = 500,
-        retry_after: float | str | None = None,
-        body: str = "boom",
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        """Answer the next ``times`` requests with ``status`` and ``body`` without applying
-        them, as a broken or overloaded service would."""
-        extra = dict(headers or {})
-        if retry_after is not None:
-            extra["Retry-After"] = str(retry_after)
-        with self._lock:
-            self._fault = _Fault(remaining=times, status=status, body=body, headers=extra)
-
-    def hang(self, event: str) -> None:
-        """Leave every ``event`` request ("grant" or "revoke") unanswered until
-        ``let_go()`` (at most a minute), as a service that hangs does."""
-        with self._lock:
-            self._hung.add(event)
-            self._let_go.clear()
-
-    def let_go(self) -> None:
-        with self._lock:
-            self._hung.clear()
-        self._let_go.set()
-
-    @property
-    def waiting(self) -> int:
-        """Requests held unanswered right now."""
-        with self._lock:
-            return self._waiting
-
     # -- request handling (called on server threads) -----------------------------------
 
     def _handle(
         self, path: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], bytes]:
-        if self.delay:
-            time.sleep(self.delay)
-        if self._hangs_on(body):
-            with self._lock:
-                self._waiting += 1
-            try:
-                self._let_go.wait(60)
-            finally:
-                with self._lock:
-                    self._waiting -= 1
         with self._lock:
-            status, extra, answer = self._decide(path, headers, body)
-            self._requests.append(ReceivedRequest(path, headers, body, status))
-            return status, extra, answer
+            answer = self._decide(path, headers, body)
+            self._record(path, headers, body, answer)
+            return answer.status, answer.headers, answer.body
 
-    def _hangs_on(self, body: bytes) -> bool:
-        with self._lock:
-            if not self._hung:
-                return False
-            hung = set(self._hung)
-        try:
-            event = json.loads(body)
-        except ValueError:
-            return False
-        return isinstance(event, dict) and event.get("event") in hung
+    def _record(self, path: str, headers: dict[str, str], body: bytes, answer: Answer) -> None:
+        """Keep one request and what became of it; called with the lock held."""
+        self._requests.append(
+            ReceivedRequest(
+                path, headers, body, answer.status, answer.signature_verified, answer.outcome
+            )
+        )
 
-    def _decide(
-        self, path: str, headers: dict[str, str], body: bytes
-    ) -> tuple[int, dict[str, str], bytes]:
-        fault = self._fault
-        if fault is not None and fault.remaining > 0:
-            fault.remaining -= 1
-            return fault.status, fault.headers, fault.body.encode("utf-8")
+    def _decide(self, path: str, headers: dict[str, str], body: bytes) -> Answer:
         if path.split("?", 1)[0] != self.PATH:
             return self._reject(404, "no such path")
         problem = self._signature_problem(headers, body)
@@ -272,10 +244,10 @@ class WebhookReceiver:
         try:
             event = json.loads(body)
         except ValueError:
-            return self._reject(400, "body is not JSON")
+            return self._reject(400, "body is not JSON", verified=True)
         problem = _event_problem(event, headers)
         if problem:
-            return self._reject(400, problem)
+            return self._reject(400, problem, verified=True)
         key = event["idempotency_key"]
         if key in self._seen_keys:
             self._events.append({**event, "replay": True, "received_at": self._clock()})
@@ -307,9 +279,10 @@ class WebhookReceiver:
             return "signature does not match"
         return ""
 
-    def _reject(self, status: int, reason: str) -> tuple[int, dict[str, str], bytes]:
+    def _reject(self, status: int, reason: str, *, verified: bool = False) -> Answer:
         self._rejected += 1
-        return status, {}, json.dumps({"error": reason}).encode("utf-8")
+        body = json.dumps({"error": reason}).encode("utf-8")
+        return Answer(status, body, signature_verified=verified, outcome=reason)
 
 
 def _event_problem(event: Any, headers: dict[str, str]) -> str:
@@ -331,5 +304,6 @@ def _event_problem(event: Any, headers: dict[str, str]) -> str:
     return ""
 
 
-def _ok(result: str) -> tuple[int, dict[str, str], bytes]:
-    return 200, {}, json.dumps({"ok": True, "result": result}).encode("utf-8")
+def _ok(result: str) -> Answer:
+    body = json.dumps({"ok": True, "result": result}).encode("utf-8")
+    return Answer(200, body, signature_verified=True, outcome=result)
