@@ -61,10 +61,10 @@ from bot.local.slack.directory import DirectoryMethods
 from bot.local.slack.identity import MALFORMED_ERRORS
 from bot.local.slack.views import ViewMethods
 from bot.local.slack.wire import (
+    ApiServer,
     HttpAnswer,
     SlackCall,
     SlackError,
-    _Server,
     decode_json_values,
     json_answer,
 )
@@ -96,7 +96,7 @@ class LocalSlack(ViewMethods, ChatMethods, DirectoryMethods):
         self.app_token = app_token
         self.host = host
         self._bind_port = port
-        self._server: _Server | None = None
+        self._server: ApiServer | None = None
         self._thread: threading.Thread | None = None
         self._methods: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "auth.test": self._auth_test,
@@ -122,7 +122,7 @@ class LocalSlack(ViewMethods, ChatMethods, DirectoryMethods):
         """Bind `host`:`port` and serve in a daemon thread."""
         if self._server is not None:
             raise RuntimeError(f"{type(self).__name__} already started")
-        self._server = _Server(self, (self.host, self._bind_port))
+        self._server = ApiServer(self, (self.host, self._bind_port))
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},

@@ -1,4 +1,4 @@
-"""Block Kit checks for the fake Slack Web API: what Slack refuses in blocks and views.
+"""Block Kit checks for the embedded Slack Web API: what Slack refuses in blocks and views.
 
 Each block is parsed with slack_sdk's Block Kit models (`Block.parse`, `View`) and
 serialised again, which runs every validator the library has (section text 3,000

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
 __all__ = [
+    "ApiServer",
     "HttpAnswer",
     "SlackCall",
     "SlackError",
@@ -108,7 +109,9 @@ class HttpEndpoint(Protocol):
     def _record_internal_error(self, exc: BaseException) -> None: ...
 
 
-class _Server(ThreadingHTTPServer):
+class ApiServer(ThreadingHTTPServer):
+    """The threaded HTTP server `LocalSlack` runs; each request goes to its endpoint."""
+
     daemon_threads = True
     # Tests start and stop many servers; never wait for TIME_WAIT sockets to expire.
     allow_reuse_address = True
@@ -126,7 +129,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: _Server
+    server: ApiServer
 
     def do_GET(self) -> None:
         self._dispatch()
