@@ -36,7 +36,8 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
-from tests.fakes import slack_api, webhook_receiver
+from bot.local import receiver as webhook_receiver
+from bot.local.slack.wire import ApiServer
 from tests.fakes.processes import clean_env, free_port, wait_healthy
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_client import Reply, SlackSim
@@ -105,7 +106,7 @@ def _deepen_listen_backlogs() -> None:
     calls from the bot then overflows the accept queue and Linux drops the SYN: the
     client retries a second later, which would show up as a one-second revocation delay
     that is the fake's doing, not the bot's."""
-    for server in (slack_api._Server, webhook_receiver._Server):
+    for server in (ApiServer, webhook_receiver._Server):
         server.request_queue_size = 256
 
 
