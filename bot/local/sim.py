@@ -270,18 +270,17 @@ class SlackSim:
         whose ``channel`` is used unless `channel_id` is given); for one inside a modal pass
         `view`. Container and channel are derived as Slack fills them unless given.
         """
-        trigger = trigger_id or self.new_trigger_id()
-        payload = self._base_payload("block_actions", user_id, trigger)
-        payload["actions"] = [
+        payload = self._action_payload(
+            user_id,
+            trigger_id,
             {
                 "type": "button",
                 "action_id": action_id,
                 "block_id": block_id,
                 "value": value,
                 "text": {"type": "plain_text", "text": value, "emoji": True},
-                "action_ts": f"{time.time():.6f}",
-            }
-        ]
+            },
+        )
         return self._send_action(
             payload,
             container=container,
@@ -302,22 +301,29 @@ class SlackSim:
     ) -> Reply:
         """Pick `selected_value` in a ``static_select`` inside modal `view` (which must be
         marked ``dispatch_action`` or be an actions block for Slack to send this)."""
-        trigger = trigger_id or self.new_trigger_id()
-        payload = self._base_payload("block_actions", user_id, trigger)
-        payload["actions"] = [
+        payload = self._action_payload(
+            user_id,
+            trigger_id,
             {
                 "type": "static_select",
                 "action_id": action_id,
                 "block_id": block_id,
                 "selected_option": _option(selected_value),
-                "action_ts": f"{time.time():.6f}",
-            }
-        ]
+            },
+        )
         full_view = self._view_for_payload(view)
         # Slack reports the new selection in the view state as well as in the action.
         values = full_view["state"]["values"]
         values.setdefault(block_id, {})[action_id] = select_value(selected_value)
         return self._send_action(payload, view=full_view)
+
+    def _action_payload(
+        self, user_id: str, trigger_id: str | None, action: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A block_actions payload of ``user_id`` carrying ``action``, stamped now."""
+        payload = self._base_payload("block_actions", user_id, trigger_id or self.new_trigger_id())
+        payload["actions"] = [{**action, "action_ts": f"{time.time():.6f}"}]
+        return payload
 
     def _send_action(
         self,

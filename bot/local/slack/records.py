@@ -7,13 +7,16 @@ page — can never change the workspace by holding on to what it read.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from bot.local.slack.feed import ChangeKind
 from bot.local.slack.state import WorkspaceState
 from bot.local.slack.wire import SlackCall
 
 __all__ = ["Records"]
+
+T = TypeVar("T")
 
 
 class Records(WorkspaceState):
@@ -49,8 +52,7 @@ class Records(WorkspaceState):
         """Posted messages, oldest first, each ``{channel, ts, text, blocks, thread_ts,
         updates}`` holding the *latest* text/blocks; `updates` lists the chat.update params
         applied, in order."""
-        with self._lock:
-            return copy.deepcopy(self._messages)
+        return self._copied(lambda: self._messages)
 
     def message(self, channel: str, ts: str) -> dict[str, Any]:
         """The message at (`channel`, `ts`); a ``U…`` channel means the DM with that user."""
@@ -68,15 +70,13 @@ class Records(WorkspaceState):
     @property
     def ephemerals(self) -> list[dict[str, Any]]:
         """Ephemeral messages, each ``{channel, user, ts, text, blocks}``."""
-        with self._lock:
-            return copy.deepcopy(self._ephemerals)
+        return self._copied(lambda: self._ephemerals)
 
     @property
     def views(self) -> list[dict[str, Any]]:
         """Views opened/pushed, oldest first, as Slack last returned them (with ``id``,
         ``hash``, ``callback_id``, ``private_metadata``, ``blocks``, ``state``)."""
-        with self._lock:
-            return copy.deepcopy(list(self._views.values()))
+        return self._copied(lambda: list(self._views.values()))
 
     def close_view(self, view_id: str) -> None:
         """The user closes modal `view_id` (its X or Cancel): Slack keeps no such view, so
@@ -87,14 +87,12 @@ class Records(WorkspaceState):
 
     def view(self, view_id: str) -> dict[str, Any]:
         """The current state of view `view_id`."""
-        with self._lock:
-            return copy.deepcopy(self._views[view_id])
+        return self._copied(lambda: self._views[view_id])
 
     @property
     def responses(self) -> list[dict[str, Any]]:
         """JSON bodies POSTed to response URLs, each with ``_url_name`` added."""
-        with self._lock:
-            return copy.deepcopy(self._responses)
+        return self._copied(lambda: self._responses)
 
     @property
     def malformed(self) -> list[dict[str, Any]]:
@@ -102,11 +100,15 @@ class Records(WorkspaceState):
         views, missing arguments or text, a message too long) and response_url posts Slack
         refused (a body it cannot take, a URL unknown, used up or expired), each
         ``{method, error, messages}``; should be empty."""
-        with self._lock:
-            return copy.deepcopy(self._malformed)
+        return self._copied(lambda: self._malformed)
 
     @property
     def internal_errors(self) -> list[BaseException]:
         """Exceptions raised inside the embedded API itself (answered as HTTP 500)."""
         with self._lock:
             return list(self._internal_errors)
+
+    def _copied(self, read: Callable[[], T]) -> T:
+        """A deep copy of what ``read`` returns, read and copied under the lock."""
+        with self._lock:
+            return copy.deepcopy(read())
