@@ -13,9 +13,19 @@ const JitBlocks = (() => {
     return node;
   }
 
+  // The emoji the bot's messages use; any other :name: stays as written.
+  const EMOJI = {
+    white_check_mark: "\u2705", rotating_light: "\u{1F6A8}", no_entry: "\u26D4",
+    hourglass_flowing_sand: "\u23F3", gear: "\u2699\uFE0F", zzz: "\u{1F4A4}", x: "\u274C",
+    warning: "\u26A0\uFE0F", unlock: "\u{1F513}", lock: "\u{1F512}",
+    leftwards_arrow_with_hook: "\u21A9\uFE0F", boom: "\u{1F4A5}",
+  };
+
   // Slack escapes only these three in message text.
   function unescape(text) {
-    return text.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
+    return text
+      .replace(/:([a-z0-9_+-]+):/g, (whole, name) => (Object.hasOwn(EMOJI, name) ? EMOJI[name] : whole))
+      .replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
   }
 
   function formatDate(seconds, fallback) {

@@ -1,0 +1,170 @@
+"""The local workspace page in a real headless browser (Debian's chromium), against a real
+``jit-bot serve`` in local mode: request through the modal, approve as an approver, watch
+the grant arrive at the receiver, end access, read the audit channel. It leaves a
+screenshot at docs/images/local-workspace.png for the README."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.fakes.processes import REPO, BotProcess
+from tests.kit.local import ADA, GRACE, LocalPage
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+from selenium.common.exceptions import WebDriverException  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
+from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
+from selenium.webdriver.support import expected_conditions as seen  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+SCREENSHOT = REPO / "docs" / "images" / "local-workspace.png"
+WAIT = 30
+REASON = "INC-7 <script>window.pwned = 1</script> <b>bold?</b>"
+
+
+@pytest.fixture
+def browser() -> Iterator[WebDriver]:
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        pytest.skip("no headless browser: install Debian's chromium and chromium-driver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,900",
+        "--disable-gpu",
+    ):
+        options.add_argument(argument)
+    try:
+        driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(CHROMEDRIVER))
+    except WebDriverException as exc:
+        pytest.skip(f"chromium would not start: {exc.msg}")
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _wait(driver: WebDriver) -> WebDriverWait[WebDriver]:
+    return WebDriverWait(driver, WAIT)
+
+
+def _be(driver: WebDriver, person: str) -> None:
+    Select(driver.find_element(By.ID, "who")).select_by_value(person)
+    _wait(driver).until(
+        lambda d: d.execute_script("return localStorage.getItem('jit-local-me')") == person
+    )
+
+
+def _show(driver: WebDriver, conversation: str) -> None:
+    _wait(driver).until(
+        seen.element_to_be_clickable(
+            (By.CSS_SELECTOR, f".conversation-link[data-id='{conversation}']")
+        )
+    ).click()
+
+
+def _message_with(driver: WebDriver, text: str) -> WebElement:
+    """The newest message in the open conversation whose text contains ``text``."""
+
+    def find(d: WebDriver) -> WebElement | bool:
+        found = [
+            m for m in d.find_elements(By.CSS_SELECTOR, "#messages .message") if text in m.text
+        ]
+        return found[-1] if found else False
+
+    element: WebElement = _wait(driver).until(find)
+    return element
+
+
+def _field(driver: WebDriver, block_id: str) -> WebElement:
+    return _wait(driver).until(
+        seen.visibility_of_element_located(
+            (By.CSS_SELECTOR, f"#modal [data-block-id='{block_id}']")
+        )
+    )
+
+
+def _receiver_shows(driver: WebDriver, event: str) -> WebElement:
+    element: WebElement = _wait(driver).until(
+        seen.visibility_of_element_located(
+            (By.CSS_SELECTOR, f"#receiver-calls .call.verified .event-{event}")
+        )
+    )
+    return element
+
+
+def _fill(element: WebElement, text: str) -> None:
+    element.clear()
+    element.send_keys(text)
+
+
+def test_request_approve_grant_and_end_access_in_the_browser(
+    local_mode: tuple[LocalPage, BotProcess], browser: WebDriver
+) -> None:
+    page, _ = local_mode
+    browser.get(page.url + "/")
+    _wait(browser).until(
+        seen.text_to_be_present_in_element((By.CLASS_NAME, "local-mode"), "local mode")
+    )
+
+    # Ada asks for access through the modal; too long a duration is refused under the field.
+    _be(browser, ADA)
+    _show(browser, "D" + ADA[1:])
+    _fill(browser.find_element(By.ID, "composer"), "/jit request")
+    browser.find_element(By.ID, "send").click()
+    _fill(_field(browser, "duration"), "9h")
+    _fill(_field(browser, "reason"), REASON)
+    browser.find_element(By.CSS_SELECTOR, "#modal .modal-submit").click()
+    error = _wait(browser).until(
+        seen.visibility_of_element_located((By.CSS_SELECTOR, "#modal .field-error"))
+    )
+    assert "4h" in error.text
+    _fill(_field(browser, "duration"), "2m")
+    browser.find_element(By.CSS_SELECTOR, "#modal .modal-submit").click()
+    _wait(browser).until(seen.invisibility_of_element_located((By.ID, "modal")))
+    sent = _message_with(browser, "was sent to")
+    assert "@Grace Hopper" in sent.text  # <@U…> shown as a name
+
+    # Grace sees the request card, rendered from the bot's blocks, and approves.
+    _be(browser, GRACE)
+    card = _message_with(browser, "Access request")
+    assert card.find_element(By.CSS_SELECTOR, "h3.header").text.startswith("Access request R-")
+    assert "@Ada Lovelace" in card.text
+    assert "<script>window.pwned = 1</script>" in card.text  # the reason, as text
+    assert card.find_elements(By.CSS_SELECTOR, "blockquote")  # > quoted
+    assert browser.execute_script("return window.pwned") is None
+    approve = card.find_element(By.CSS_SELECTOR, "button[data-action-id='approve']")
+    deny = card.find_element(By.CSS_SELECTOR, "button[data-action-id='deny']")
+    assert "btn-primary" in _classes(approve) and "btn-danger" in _classes(deny)
+    approve.click()
+    grant = _receiver_shows(browser, "grant")
+    assert "signature verified" in grant.find_element(By.XPATH, "./..").text
+    _wait(browser).until(
+        lambda d: not d.find_elements(By.CSS_SELECTOR, "#messages button[data-action-id='approve']")
+    )
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(SCREENSHOT))
+
+    # Ada ends her access early; the receiver is told, and so is the audit channel.
+    _be(browser, ADA)
+    granted = _message_with(browser, "Access granted")
+    granted.find_element(By.CSS_SELECTOR, "button[data-action-id='end_access']").click()
+    _receiver_shows(browser, "revoke")
+    _show(browser, "C0JITAUDIT")
+    audit = _message_with(browser, "revoked")
+    assert "granted" in browser.find_element(By.ID, "messages").text
+    assert audit.find_elements(By.CSS_SELECTOR, "code")
+
+
+def _classes(element: WebElement) -> set[str]:
+    value: Any = element.get_attribute("class")
+    return set(str(value or "").split())
