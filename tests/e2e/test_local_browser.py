@@ -6,7 +6,7 @@ screenshot at docs/images/local-workspace.png for the README."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +15,10 @@ from tests.fakes.processes import REPO, BotProcess
 from tests.kit.local import ADA, GRACE, LocalPage
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-from selenium.common.exceptions import WebDriverException  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
@@ -54,7 +57,9 @@ def browser() -> Iterator[WebDriver]:
 
 
 def _wait(driver: WebDriver) -> WebDriverWait[WebDriver]:
-    return WebDriverWait(driver, WAIT)
+    # The page redraws a conversation when it changes: an element found a moment ago may
+    # be gone, and is looked up again.
+    return WebDriverWait(driver, WAIT, ignored_exceptions=[StaleElementReferenceException])
 
 
 def _be(driver: WebDriver, person: str) -> None:
@@ -83,6 +88,28 @@ def _message_with(driver: WebDriver, text: str) -> WebElement:
 
     element: WebElement = _wait(driver).until(find)
     return element
+
+
+def _check_message(driver: WebDriver, text: str, check: Callable[[WebElement], None]) -> None:
+    """Run ``check`` on the newest message containing ``text``, looked up afresh should a
+    redraw replace it meanwhile."""
+
+    def checked(d: WebDriver) -> bool:
+        check(_message_with(d, text))
+        return True
+
+    _wait(driver).until(checked)
+
+
+def _click_in(driver: WebDriver, text: str, action_id: str) -> None:
+    """Click button ``action_id`` of the newest message containing ``text``."""
+    css = f"button[data-action-id='{action_id}']"
+
+    def click(d: WebDriver) -> bool:
+        _message_with(d, text).find_element(By.CSS_SELECTOR, css).click()
+        return True
+
+    _wait(driver).until(click)
 
 
 def _field(driver: WebDriver, block_id: str) -> WebElement:
@@ -136,16 +163,9 @@ def test_request_approve_grant_and_end_access_in_the_browser(
 
     # Grace sees the request card, rendered from the bot's blocks, and approves.
     _be(browser, GRACE)
-    card = _message_with(browser, "Access request")
-    assert card.find_element(By.CSS_SELECTOR, "h3.header").text.startswith("Access request R-")
-    assert "@Ada Lovelace" in card.text
-    assert "<script>window.pwned = 1</script>" in card.text  # the reason, as text
-    assert card.find_elements(By.CSS_SELECTOR, "blockquote")  # > quoted
+    _check_message(browser, "Access request", _reads_as_the_request_card)
     assert browser.execute_script("return window.pwned") is None
-    approve = card.find_element(By.CSS_SELECTOR, "button[data-action-id='approve']")
-    deny = card.find_element(By.CSS_SELECTOR, "button[data-action-id='deny']")
-    assert "btn-primary" in _classes(approve) and "btn-danger" in _classes(deny)
-    approve.click()
+    _click_in(browser, "Access request", "approve")
     grant = _receiver_shows(browser, "grant")
     assert "signature verified" in grant.find_element(By.XPATH, "./..").text
     _wait(browser).until(
@@ -156,13 +176,33 @@ def test_request_approve_grant_and_end_access_in_the_browser(
 
     # Ada ends her access early; the receiver is told, and so is the audit channel.
     _be(browser, ADA)
-    granted = _message_with(browser, "Access granted")
-    granted.find_element(By.CSS_SELECTOR, "button[data-action-id='end_access']").click()
+    _check_message(browser, "Access granted", _has_a_rendered_date)
+    _click_in(browser, "Access granted", "end_access")
     _receiver_shows(browser, "revoke")
     _show(browser, "C0JITAUDIT")
-    audit = _message_with(browser, "revoked")
-    assert "granted" in browser.find_element(By.ID, "messages").text
-    assert audit.find_elements(By.CSS_SELECTOR, "code")
+    _check_message(browser, "revoked", lambda line: _has(line, "code"))
+    shown = browser.find_element(By.ID, "messages").text
+    assert "granted" in shown
+    assert "<!date" not in shown and "<@U" not in shown  # dates and mentions rendered
+
+
+def _reads_as_the_request_card(card: WebElement) -> None:
+    assert card.find_element(By.CSS_SELECTOR, "h3.header").text.startswith("Access request R-")
+    assert "@Ada Lovelace" in card.text  # <@U…> shown as a name
+    assert "<script>window.pwned = 1</script>" in card.text  # the reason, as text
+    _has(card, "blockquote")  # > quoted
+    approve = card.find_element(By.CSS_SELECTOR, "button[data-action-id='approve']")
+    deny = card.find_element(By.CSS_SELECTOR, "button[data-action-id='deny']")
+    assert "btn-primary" in _classes(approve) and "btn-danger" in _classes(deny)
+
+
+def _has_a_rendered_date(message: WebElement) -> None:
+    _has(message, "time.date")
+    assert "<!date" not in message.text
+
+
+def _has(element: WebElement, css: str) -> None:
+    assert element.find_elements(By.CSS_SELECTOR, css), css
 
 
 def _classes(element: WebElement) -> set[str]:

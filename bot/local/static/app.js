@@ -117,9 +117,18 @@
     });
   }
 
+  // Redrawn only when what it shows changed, so a selection or a hovered button survives.
+  function unchanged(node, content) {
+    const key = JSON.stringify(content);
+    if (node.dataset.drawn === key) return true;
+    node.dataset.drawn = key;
+    return false;
+  }
+
   function drawConversation(state) {
     const conversation = state.conversations.find((c) => c.id === page.conversation);
     const log = $("messages");
+    if (unchanged(log, [page.me, conversation, state.names])) return;
     const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
     log.replaceChildren();
     $("conversation-title").textContent = conversation
@@ -177,6 +186,8 @@
       });
       const initial = element.initial_option && element.initial_option.value;
       field.value = kept !== undefined ? kept : initial || "";
+      // A kept choice the re-rendered form no longer offers falls back to its default.
+      if (field.selectedIndex < 0) field.value = initial || "";
       if (block.dispatch_action) {
         field.addEventListener("change", () =>
           api("/local/api/choose", {
@@ -235,9 +246,10 @@
   // ------------------------------------------------------------------ receiver
 
   function drawReceiver(state) {
-    const list = $("receiver-calls");
-    list.replaceChildren();
     $("receiver-url").textContent = state.about.receiver_url;
+    const list = $("receiver-calls");
+    if (unchanged(list, state.receiver)) return;
+    list.replaceChildren();
     state.receiver.slice().reverse().forEach((call) => {
       const node = el("details", "call");
       node.classList.add(call.verified ? "verified" : "refused");
