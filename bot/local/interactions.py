@@ -49,9 +49,11 @@ class _Memory:
 class Interactions:
     """The Slack client side of the page: one instance per local workspace."""
 
-    def __init__(self, slack: LocalSlack, people: set[str]) -> None:
+    def __init__(self, slack: LocalSlack, people: set[str], channels: set[str]) -> None:
+        """``channels``: the channels everyone is in (besides each person's DM)."""
         self._slack = slack
         self._people = people
+        self._channels = channels
         self._sim: SlackSim | None = None
         self._lock = threading.Lock()
         self._memory = _Memory()
@@ -71,6 +73,7 @@ class Interactions:
     def command(self, user: str, text: str, channel: str) -> None:
         """``/jit …`` typed by ``user`` in ``channel``."""
         self._check_person(user)
+        self._check_channel(user, channel)
         words = text.strip()
         if words != COMMAND and not words.startswith(COMMAND + " "):
             raise NotAllowed(f"only {COMMAND} commands reach the bot here, e.g. {COMMAND} help")
@@ -89,8 +92,7 @@ class Interactions:
             message = self._slack.message(channel, ts)
         except KeyError:
             raise NotAllowed("that message is gone") from None
-        if channel.startswith("D") and channel[1:] != user[1:]:
-            raise NotAllowed("that message is in someone else's DM")
+        self._check_channel(user, channel)
         reply = self._sim_().block_action(
             user,
             action["action_id"],
@@ -181,6 +183,10 @@ class Interactions:
     def _check_person(self, user: str) -> None:
         if user not in self._people:
             raise NotAllowed("no such person in this workspace")
+
+    def _check_channel(self, user: str, channel: str) -> None:
+        if channel != "D" + user[1:] and channel not in self._channels:
+            raise NotAllowed("that conversation is someone else's DM, or no conversation here")
 
     def _issued(self, user: str, channel: str, reply: Reply) -> None:
         with self._lock:

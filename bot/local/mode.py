@@ -66,7 +66,7 @@ def run(
             config = assembly.render_example(config, receiver.url, Path(workdir))
             populate(slack, config.people)
             assembled = assembly.assemble(env, config, slack.api_url, credentials)
-            interactions = Interactions(slack, config.people.ids())
+            interactions = Interactions(slack, config.people.ids(), {AUDIT_CHANNEL})
             about = About(config.describe(), assembly.DATABASE_URL, receiver.url)
             feed = Feed(slack, receiver, interactions, config.people, about)
             web = LocalWeb(feed, interactions, stopping)

@@ -317,7 +317,7 @@ def test_the_api_takes_json_from_this_host_as_a_member_only(
     assert not_jit.status == 400 and "/jit" in not_jit.json["error"]
 
 
-def test_a_button_in_someone_elses_dm_cannot_be_clicked(
+def test_nobody_clicks_or_types_in_someone_elses_dm(
     local_mode: tuple[LocalPage, BotProcess],
 ) -> None:
     page = _page(local_mode)
@@ -332,6 +332,8 @@ def test_a_button_in_someone_elses_dm_cannot_be_clicked(
     )
 
     assert answer.status == 400 and "someone else" in answer.json["error"]
+    typed_elsewhere = page.command(ADA, "/jit list", channel=dm(GRACE))
+    assert typed_elsewhere.status == 400 and "someone else" in typed_elsewhere.json["error"]
 
 
 def test_slack_events_still_take_only_signed_requests(
@@ -397,3 +399,33 @@ def test_serve_with_only_one_token_exits_2_naming_the_other(
     named = first_line.split("missing environment variable(s):", 1)[1].split(".", 1)[0]
     assert named.strip() == missing, first_line
     assert not process.stdout.read_text().strip()
+
+
+def test_serve_in_a_directory_with_its_own_config_takes_its_people_from_it(
+    launcher: Launcher,
+) -> None:
+    (launcher.tmp_path / "roles.yaml").write_text(
+        "roles:\n  tooling:\n    max_duration: 1h\n    requesters: ['@devs']\n"
+        "    environments:\n      dev:\n        - provider: webhook\n"
+        "          name: tools\n          url: http://127.0.0.1:9/jit\n"
+        "          secret_env: TOOLS_KEY\n          allow_insecure: true\n"
+    )
+    (launcher.tmp_path / "approvers.yaml").write_text(
+        "groups:\n  leads: [U0BOSS, chief@corp.test]\nrules:\n  - approvers: [leads]\n"
+        "settings:\n  allowed_email_domains: [corp.test]\n"
+    )
+    process = launcher.start(["serve"], empty_env(PORT=str(free_port())), name="own")
+    page = LocalPage(wait_for_url(process))
+
+    state = page.state("U0BOSS")
+
+    emails = {p["real_name"]: p["id"] for p in state["people"]}
+    assert "U0BOSS" in emails.values() and "chief" in emails and "a member of @devs" in emails
+    assert str(launcher.tmp_path / "roles.yaml") in state["about"]["config"]
+    requester = state["people"][0]["id"]
+    assert page.command(requester, "/jit roles").status == 200
+    page.wait(
+        requester,
+        lambda s: any("tooling" in m["text"] for m in page.messages(s, dm(requester))),
+        "the roles answer",
+    )
