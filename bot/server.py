@@ -19,6 +19,7 @@ from bot.app import Runtime
 from bot.slack import edge
 
 StartResponse = Callable[..., Any]
+WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 def wsgi_app(
@@ -115,9 +116,12 @@ class HttpServer:
         threads: int = 16,
         *,
         slack_events: bool = True,
+        wrap: Callable[[WsgiApp], WsgiApp] | None = None,
     ) -> None:
+        """``wrap`` puts routes of its own in front of the bot's (local mode's page)."""
+        app = wsgi_app(runtime, slack_events=slack_events)
         self._server: Any = create_server(
-            wsgi_app(runtime, slack_events=slack_events),
+            wrap(app) if wrap is not None else app,
             host=host,
             port=port,
             threads=threads,

@@ -32,8 +32,9 @@ AUDIT_CHANNEL = "C0AUDIT"
 AUDIT_KEY = "test-audit-key-0123456789abcdef"
 
 # For every module: the cloud fakes' fixtures (moto, aws, azure_server, empty_azure,
-# google_server, empty_google) and the bot processes' (launcher, fake_slack, receiver).
-pytest_plugins = ("tests.kit.clouds", "tests.kit.processes")
+# google_server, empty_google), the bot processes' (launcher, fake_slack, receiver) and
+# local mode's (local_mode).
+pytest_plugins = ("tests.kit.clouds", "tests.kit.processes", "tests.kit.local")
 
 # The people of the test workspace.
 ALICE = "UALICE"  # engineer, in @engineering: may request prod-support

@@ -25,9 +25,15 @@ def run() -> int:
     """``jit-bot serve``; the exit status."""
     from bot.app import build_runtime
     from bot.audit_key import AuditKeyError
+    from bot.local import assembly
     from bot.server import HttpServer
     from bot.settings import MissingSettings, Settings
 
+    if assembly.wanted(os.environ):
+        # No Slack app: the same bot, against a local workspace in the browser.
+        from bot.local import mode
+
+        return mode.run(os.environ, _stop_on_signals)
     try:
         settings = Settings.from_env(os.environ)
     except MissingSettings as exc:

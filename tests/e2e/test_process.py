@@ -64,14 +64,8 @@ def _outbox_pending(database_url: str) -> int:
 # ---------------------------------------------------------------------------- start-up
 
 
-@pytest.mark.parametrize(
-    "missing",
-    [
-        ["SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"],
-        ["SLACK_BOT_TOKEN"],
-        ["SLACK_SIGNING_SECRET"],
-    ],
-)
+# With neither set, serve starts local mode instead (tests/e2e/test_local_mode.py).
+@pytest.mark.parametrize("missing", [["SLACK_BOT_TOKEN"], ["SLACK_SIGNING_SECRET"]])
 def test_serve_without_slack_credentials_exits_naming_each_missing_variable(
     launcher: Launcher, missing: list[str]
 ) -> None:

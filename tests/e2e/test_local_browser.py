@@ -1,0 +1,216 @@
+"""The local workspace page in a real headless browser (Debian's chromium), against a real
+``jit-bot serve`` in local mode: request through the modal, approve as an approver, watch
+the grant arrive at the receiver, end access, read the audit channel. It leaves a
+screenshot at docs/images/local-workspace.png for the README."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.fakes.processes import REPO, BotProcess
+from tests.kit.local import ADA, GRACE, LocalPage
+
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+from selenium.common.exceptions import (  # noqa: E402
+    StaleElementReferenceException,
+    WebDriverException,
+)
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
+from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
+from selenium.webdriver.support import expected_conditions as seen  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+SCREENSHOT = REPO / "docs" / "images" / "local-workspace.png"
+WAIT = 30
+REASON = "INC-7 <script>window.pwned = 1</script> <b>bold?</b>"
+
+
+@pytest.fixture
+def browser() -> Iterator[WebDriver]:
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        pytest.skip("no headless browser: install Debian's chromium and chromium-driver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,900",
+        "--disable-gpu",
+    ):
+        options.add_argument(argument)
+    try:
+        driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(CHROMEDRIVER))
+    except WebDriverException as exc:
+        pytest.skip(f"chromium would not start: {exc.msg}")
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _wait(driver: WebDriver) -> WebDriverWait[WebDriver]:
+    # The page redraws a conversation when it changes: an element found a moment ago may
+    # be gone, and is looked up again.
+    return WebDriverWait(driver, WAIT, ignored_exceptions=[StaleElementReferenceException])
+
+
+def _be(driver: WebDriver, person: str) -> None:
+    Select(driver.find_element(By.ID, "who")).select_by_value(person)
+    _wait(driver).until(
+        lambda d: d.execute_script("return localStorage.getItem('jit-local-me')") == person
+    )
+
+
+def _show(driver: WebDriver, conversation: str) -> None:
+    _wait(driver).until(
+        seen.element_to_be_clickable(
+            (By.CSS_SELECTOR, f".conversation-link[data-id='{conversation}']")
+        )
+    ).click()
+
+
+def _message_with(driver: WebDriver, text: str) -> WebElement:
+    """The newest message in the open conversation whose text contains ``text``."""
+
+    def find(d: WebDriver) -> WebElement | bool:
+        found = [
+            m for m in d.find_elements(By.CSS_SELECTOR, "#messages .message") if text in m.text
+        ]
+        return found[-1] if found else False
+
+    element: WebElement = _wait(driver).until(find)
+    return element
+
+
+def _check_message(driver: WebDriver, text: str, check: Callable[[WebElement], None]) -> None:
+    """Run ``check`` on the newest message containing ``text``, looked up afresh should a
+    redraw replace it meanwhile."""
+
+    def checked(d: WebDriver) -> bool:
+        check(_message_with(d, text))
+        return True
+
+    _wait(driver).until(checked)
+
+
+def _click_in(driver: WebDriver, text: str, action_id: str) -> None:
+    """Click button ``action_id`` of the newest message containing ``text``."""
+    css = f"button[data-action-id='{action_id}']"
+
+    def click(d: WebDriver) -> bool:
+        _message_with(d, text).find_element(By.CSS_SELECTOR, css).click()
+        return True
+
+    _wait(driver).until(click)
+
+
+def _field(driver: WebDriver, block_id: str) -> WebElement:
+    return _wait(driver).until(
+        seen.visibility_of_element_located(
+            (By.CSS_SELECTOR, f"#modal [data-block-id='{block_id}']")
+        )
+    )
+
+
+def _receiver_shows(driver: WebDriver, event: str) -> None:
+    """Wait for the receiver panel to list a ``event`` call whose signature checked out."""
+
+    def listed(d: WebDriver) -> bool:
+        calls = d.find_elements(By.CSS_SELECTOR, "#receiver-calls .call.verified")
+        return any(
+            c.find_elements(By.CSS_SELECTOR, f".event-{event}") and "signature verified" in c.text
+            for c in calls
+        )
+
+    _wait(driver).until(listed)
+
+
+def _fill(element: WebElement, text: str) -> None:
+    element.clear()
+    element.send_keys(text)
+
+
+def test_request_approve_grant_and_end_access_in_the_browser(
+    local_mode: tuple[LocalPage, BotProcess], browser: WebDriver
+) -> None:
+    page, _ = local_mode
+    browser.get(page.url + "/")
+    _wait(browser).until(
+        seen.text_to_be_present_in_element((By.CLASS_NAME, "local-mode"), "local mode")
+    )
+
+    # Ada asks for access through the modal; too long a duration is refused under the field.
+    _be(browser, ADA)
+    _show(browser, "D" + ADA[1:])
+    _fill(browser.find_element(By.ID, "composer"), "/jit request")
+    browser.find_element(By.ID, "send").click()
+    _fill(_field(browser, "duration"), "9h")
+    _fill(_field(browser, "reason"), REASON)
+    browser.find_element(By.CSS_SELECTOR, "#modal .modal-submit").click()
+    error = _wait(browser).until(
+        seen.visibility_of_element_located((By.CSS_SELECTOR, "#modal .field-error"))
+    )
+    assert "4h" in error.text
+    _fill(_field(browser, "duration"), "2m")
+    browser.find_element(By.CSS_SELECTOR, "#modal .modal-submit").click()
+    _wait(browser).until(seen.invisibility_of_element_located((By.ID, "modal")))
+    _check_message(browser, "was sent to", _names_grace)
+
+    # Grace sees the request card, rendered from the bot's blocks, and approves.
+    _be(browser, GRACE)
+    _check_message(browser, "Access request", _reads_as_the_request_card)
+    assert browser.execute_script("return window.pwned") is None
+    _click_in(browser, "Access request", "approve")
+    _receiver_shows(browser, "grant")
+    _wait(browser).until(
+        lambda d: not d.find_elements(By.CSS_SELECTOR, "#messages button[data-action-id='approve']")
+    )
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(SCREENSHOT))
+
+    # Ada ends her access early; the receiver is told, and so is the audit channel.
+    _be(browser, ADA)
+    _check_message(browser, "Access granted", _has_a_rendered_date)
+    _click_in(browser, "Access granted", "end_access")
+    _receiver_shows(browser, "revoke")
+    _show(browser, "C0JITAUDIT")
+    _check_message(browser, "revoked", lambda line: _has(line, "code"))
+    shown = browser.find_element(By.ID, "messages").text
+    assert "granted" in shown
+    assert "<!date" not in shown and "<@U" not in shown  # dates and mentions rendered
+
+
+def _names_grace(message: WebElement) -> None:
+    assert "@Grace Hopper" in message.text  # <@U…> shown as a name
+
+
+def _reads_as_the_request_card(card: WebElement) -> None:
+    assert card.find_element(By.CSS_SELECTOR, "h3.header").text.startswith("Access request R-")
+    assert "@Ada Lovelace" in card.text  # <@U…> shown as a name
+    assert "<script>window.pwned = 1</script>" in card.text  # the reason, as text
+    _has(card, "blockquote")  # > quoted
+    approve = card.find_element(By.CSS_SELECTOR, "button[data-action-id='approve']")
+    deny = card.find_element(By.CSS_SELECTOR, "button[data-action-id='deny']")
+    assert "btn-primary" in _classes(approve) and "btn-danger" in _classes(deny)
+
+
+def _has_a_rendered_date(message: WebElement) -> None:
+    _has(message, "time.date")
+    assert "<!date" not in message.text
+
+
+def _has(element: WebElement, css: str) -> None:
+    assert element.find_elements(By.CSS_SELECTOR, css), css
+
+
+def _classes(element: WebElement) -> set[str]:
+    value: Any = element.get_attribute("class")
+    return set(str(value or "").split())
