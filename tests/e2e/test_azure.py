@@ -336,7 +336,7 @@ def test_check_live_signs_in_as_the_hosts_workload_or_managed_identity(
     assert lookups and {c.bearer for c in lookups} <= issued
 
 
-# The azure entry for the example roles.yaml (also in the README's Azure section).
+# The azure entry for the example roles.yaml (also in docs/azure.md).
 EXAMPLE_AZURE_TARGET = """
         # Reader on the prod resource group, as a PIM assignment that Azure itself ends
         # when the request's time is up (mode: pim is the default).
