@@ -11,7 +11,7 @@ class MissingSettings(Exception):
         self.names = names
         super().__init__(
             f"missing environment variable(s): {', '.join(names)}. Create the Slack app from "
-            "slack-manifest.yaml (README, 'Slack app'), install it to your workspace and set "
+            "slack-manifest.yaml (docs/slack.md), install it to your workspace and set "
             "SLACK_BOT_TOKEN (Bot User OAuth Token, xoxb-…) and SLACK_SIGNING_SECRET (Basic "
             "Information → Signing Secret)."
         )

@@ -166,7 +166,7 @@ class SlackDirectory:
         if self._groups is None:
             raise DirectoryError(
                 f"`{entry}` names a Google group, but Google groups are not set up for this "
-                "bot; ask its administrators to configure them (README, 'GCP')."
+                "bot; ask its administrators to configure them (docs/gcp.md)."
             )
         return self._groups.emails(entry.removeprefix(GOOGLE_GROUP))
 

@@ -53,10 +53,10 @@ if TYPE_CHECKING:  # annotations only
 
 log = logging.getLogger(__name__)
 
-# What to give the bot's identity when the live check finds it may not write (README, Azure).
+# What to give the bot's identity when the live check finds it may not write (docs/azure.md).
 _RIGHTS_ADVICE: dict[str, str] = {
     # Role Based Access Control Administrator lacks roleAssignmentScheduleRequests/write.
-    "pim": "give its identity User Access Administrator, or the custom role in the README, "
+    "pim": "give its identity User Access Administrator, or the custom role in docs/azure.md, "
     "at this scope",
     "rbac": "give its identity Role Based Access Control Administrator (or User Access "
     "Administrator) at this scope",

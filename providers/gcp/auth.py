@@ -81,7 +81,7 @@ class GoogleAuth:
         except google.auth.exceptions.DefaultCredentialsError as exc:
             raise ProviderError(
                 f"no Google credentials: {exc} Set up Application Default Credentials "
-                "(README, 'GCP') for the bot's service account."
+                "(docs/gcp.md) for the bot's service account."
             ) from None
         if self.impersonate:
             extra = {}

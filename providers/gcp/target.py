@@ -21,7 +21,7 @@ _NUMERIC = re.compile(r"^\d{1,20}$")
 _DOMAIN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$")
 
 # Where each kind of resource lives in the API, how people name it, and the predefined
-# role that lets the bot change its policy (for error messages and the README).
+# role that lets the bot change its policy (for error messages and docs/gcp.md).
 _KINDS = {
     "projects": ("project", "roles/resourcemanager.projectIamAdmin"),
     "folders": ("folder", "roles/resourcemanager.folderIamAdmin"),

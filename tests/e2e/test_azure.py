@@ -22,6 +22,7 @@ from tests.e2e.helpers import click, latest, submit
 from tests.fakes.azure import READER, SUBSCRIPTION, FakeAzure, Identity
 from tests.fakes.processes import run_cli
 from tests.kit.configs import roles_yaml, target
+from tests.kit.docs import example_targets
 
 PROD = f"/subscriptions/{SUBSCRIPTION}/resourceGroups/prod"
 LOGS = f"{PROD}/providers/Microsoft.Storage/storageAccounts/prodlogs"
@@ -336,7 +337,7 @@ def test_check_live_signs_in_as_the_hosts_workload_or_managed_identity(
     assert lookups and {c.bearer for c in lookups} <= issued
 
 
-# The azure entry for the example roles.yaml (also in the README's Azure section).
+# The azure entry for the example roles.yaml (docs/azure.md shows one with a second scope).
 EXAMPLE_AZURE_TARGET = """
         # Reader on the prod resource group, as a PIM assignment that Azure itself ends
         # when the request's time is up (mode: pim is the default).
@@ -362,8 +363,8 @@ def _all_models() -> dict[str, Any]:
     return {name: p.target_model for name, p in default_providers({}).items()}
 
 
-def test_the_documented_example_azure_target_validates(tmp_path: Path) -> None:
-    entries = yaml.safe_load(textwrap.dedent(EXAMPLE_AZURE_TARGET))
+def _load_prod_support(tmp_path: Path, entries: list[dict[str, Any]]) -> list[Any]:
+    """Load ``entries`` as prod-support's prod targets and return what the config made."""
     roles = {
         "roles": {
             "prod-support": {
@@ -374,15 +375,30 @@ def test_the_documented_example_azure_target_validates(tmp_path: Path) -> None:
     }
     (tmp_path / "roles.yaml").write_text(yaml.safe_dump(roles))
     (tmp_path / "approvers.yaml").write_text(ONE_RULE)
-
     config = load_config(tmp_path / "roles.yaml", tmp_path / "approvers.yaml", _all_models())
+    return list(config.targets[("prod-support", "prod")])
 
-    [target] = config.targets[("prod-support", "prod")]
+
+def test_the_documented_example_azure_target_validates(tmp_path: Path) -> None:
+    entries = yaml.safe_load(textwrap.dedent(EXAMPLE_AZURE_TARGET))
+
+    [target] = _load_prod_support(tmp_path, entries)
+
     assert isinstance(target, AzureTarget)
     assert target.mode == "pim"
     assert target.scopes == [
         "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/prod"
     ]
+
+
+def test_the_example_on_the_docs_azure_page_validates(tmp_path: Path) -> None:
+    [entry] = example_targets("azure.md", "azure")
+
+    [target] = _load_prod_support(tmp_path, [entry])
+
+    assert isinstance(target, AzureTarget)
+    assert (target.role, target.mode) == ("Reader", "pim")
+    assert target.scopes == entry["scopes"] and len(target.scopes) == 2
 
 
 def test_the_example_roles_file_has_an_azure_target_that_validates() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from bot.app import default_providers
 from bot.clock import Clock
@@ -26,6 +27,7 @@ from tests.conftest import ALICE, BOB, CAROL, MALLORY, SEC1, Bot
 from tests.e2e.helpers import click, submit
 from tests.fakes.gcp import THEIRS, FakeGoogle
 from tests.fakes.processes import run_cli
+from tests.kit.docs import example_targets
 
 ADMIN = "admin@example.com"  # the Workspace user the bot reads groups as
 
@@ -297,7 +299,7 @@ def test_check_live_verifies_each_gcp_role_exists_and_is_grantable_where_it_is_g
 
 # ------------------------------------------------------------------ the example roles.yaml
 
-# The gcp target the README proposes for roles.yaml (prod-support → prod), verbatim.
+# The gcp target docs/gcp.md proposes for roles.yaml (prod-support → prod), verbatim.
 EXAMPLE_TARGET = """\
         # Logs Viewer on two projects and on everything under a folder, as IAM bindings
         # whose condition ends them at expiry (Google enforces it even if the bot is down).
@@ -308,7 +310,11 @@ EXAMPLE_TARGET = """\
 """
 
 
-def test_the_example_roles_file_holds_the_readme_gcp_target_and_validates() -> None:
+def test_docs_gcp_page_shows_the_example_target() -> None:
+    assert example_targets("gcp.md", "gcp") == yaml.safe_load(textwrap.dedent(EXAMPLE_TARGET))
+
+
+def test_the_example_roles_file_holds_the_documented_gcp_target_and_validates() -> None:
     root = Path(__file__).resolve().parents[2]
     assert EXAMPLE_TARGET in (root / "roles.yaml").read_text()
     models = {name: p.target_model for name, p in default_providers({}).items()}
