@@ -16,10 +16,10 @@ from bot.operations import leases, people, provider_calls, revoking, store
 from bot.operations.context import Context
 from bot.operations.transition import (
     ACTIVATE,
-    FAIL,
     announce_all,
     audit,
     audit_all,
+    failing,
     move,
     set_status,
     take_over,
@@ -261,7 +261,7 @@ def _fail(
             ctx,
             session,
             request_id,
-            FAIL.leaving(current),
+            failing(current),
             actor=BOT_ACTOR,
             details={"error": error, **details},
             fenced=fenced,

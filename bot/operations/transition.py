@@ -9,7 +9,7 @@ seen apart: a crash loses both or neither.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -35,10 +35,6 @@ class Step:
     action: AuditAction
     news: RequesterNews | None
 
-    def leaving(self, current: Status) -> Step:
-        """This step, taken only from ``current``."""
-        return replace(self, expected=(current,))
-
 
 APPROVE = Step((Status.PENDING,), Status.APPROVED, AuditAction.APPROVED, None)
 DENY = Step((Status.PENDING,), Status.DENIED, AuditAction.DENIED, RequesterNews.DENIED)
@@ -47,12 +43,11 @@ EXPIRE_UNDECIDED = Step(
     (Status.PENDING,), Status.EXPIRED, AuditAction.EXPIRED_UNDECIDED, RequesterNews.EXPIRED
 )
 ACTIVATE = Step((Status.GRANTING,), Status.ACTIVE, AuditAction.GRANTED, RequesterNews.GRANTED)
-FAIL = Step(
-    (Status.APPROVED, Status.GRANTING),
-    Status.FAILED,
-    AuditAction.GRANT_FAILED,
-    RequesterNews.FAILED,
-)
+
+
+def failing(current: Status) -> Step:
+    """A grant that cannot go on fails, from the one state it is known to be in."""
+    return Step((current,), Status.FAILED, AuditAction.GRANT_FAILED, RequesterNews.FAILED)
 
 
 def move(

@@ -75,6 +75,8 @@ class SlackNotifier:
 
     def _send(self, session: Session, key: str, *calls: _Call) -> None:
         """Queue ``calls`` in order under ``key`` in the caller's transaction."""
+        if not calls:
+            return
         for method, payload, ref in calls:
             enqueue(
                 session, self._clock, key=key, method=method, payload=dict(payload), message_ref=ref

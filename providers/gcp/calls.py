@@ -31,14 +31,15 @@ _FAILURES = (
     requests.Timeout,
     google.auth.exceptions.GoogleAuthError,
 )
-#: Up to twelve tries, the backoff doubling from 0.5s to at most 16s (Google's client
-#: libraries send no Retry-After), within 90s of waiting per call, as Google's own clients
-#: retry IAM calls until a deadline rather than a count (tests/unit/test_resilience.py).
-#: Eight tries were too few: a burst of 503s from one region outlasts them, and a grant
-#: would fail on a fault that only asked to wait (tests/reliability/test_provider_faults_wire.py).
-#: A read-modify-write of an IAM policy whose etag keeps going stale starts over under the
-#: same policy.
-RETRY = RetryPolicy(attempts=12, base=0.5, cap=16.0, budget=90.0)
+#: Twelve tries, the backoff doubling from 0.5s to at most 4s (Google's client libraries
+#: send no Retry-After): 35.5s of waiting at worst per call, so a read-modify-write of a
+#: policy (two calls) still fits the revocation deadline (tests/unit/test_resilience.py).
+#: Many short waits rather than a few long ones: eight tries let a burst of 503s fail a
+#: grant on a fault that only asked to wait (tests/reliability/test_provider_faults_wire.py),
+#: and IAM policy calls answer fast once Google is back; what still fails is retried by
+#: the sweeper (revocations) or reported to the requester (grants). A read-modify-write
+#: whose etag keeps going stale starts over under the same policy.
+RETRY = RetryPolicy(attempts=12, base=0.5, cap=4.0)
 
 
 class _Stale(Exception):
