@@ -24,6 +24,8 @@ LEAKY_AT_DEBUG = (
 def configure_logging(level: str) -> None:
     """Log at ``level`` (JIT_LOG_LEVEL), except where that would print secrets."""
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # APScheduler logs each run of a periodic job at INFO: noise every few seconds.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     floor = max(logging.INFO, logging.getLogger().getEffectiveLevel())
     for name in LEAKY_AT_DEBUG:

@@ -8,5 +8,6 @@ the bot's real ``/slack/events``; and the bundled roles use the real webhook pro
 pointed at `bot.local.receiver.WebhookReceiver`, which verifies each signature and keeps
 what it was asked to grant. The test suite drives the bot with the very same parts.
 
-Only local mode and the tests import this package; the bot's normal start-up never does.
+Only local mode and the tests use this package; the bot's normal start-up reads one
+function of it (``assembly.wanted``: is a Slack app configured?) and nothing else.
 """

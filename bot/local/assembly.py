@@ -12,19 +12,21 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from bot.local import people as people_of
 from bot.local.people import People
+from bot.local.stand_ins import stand_ins
 from bot.settings import Settings
+from providers.base import Provider
+from providers.webhook import WebhookProvider
 
 # The audit channel the bot posts to, shown on the page.
 AUDIT_CHANNEL = "C0JITAUDIT"
 AUDIT_CHANNEL_NAME = "jit-audit"
-# Its own file, so local mode never mixes with a real deployment's data.
-DATABASE_URL = "sqlite:///jit-bot-local.db"
+# Its own file, so local mode never mixes with a real deployment's data; in the run's own
+# temporary directory, so each run starts afresh, as the embedded Slack and receiver do
+# (access granted in an earlier run lived only in that run's receiver).
+DATABASE_FILE = "jit-bot-local.db"
 DEFAULT_PORT = 3000
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "local"
 # The url every webhook target of the bundled roles.yaml names; replaced by the
@@ -89,25 +91,6 @@ def render_example(config: Config, receiver_url: str, workdir: Path) -> Config:
     return Config(rendered, config.approvers_file, config.people, bundled=True)
 
 
-def webhook_secret_names(config: Config) -> list[str]:
-    """The variables the config's webhook targets take their HMAC key from."""
-    try:
-        data: Any = yaml.safe_load(config.roles_file.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return []  # the bot reports a broken file itself
-    roles = data.get("roles") if isinstance(data, dict) else None
-    names: list[str] = []
-    for role in roles.values() if isinstance(roles, dict) else ():
-        envs = role.get("environments") if isinstance(role, dict) else None
-        for targets in envs.values() if isinstance(envs, dict) else ():
-            for target in targets if isinstance(targets, list) else ():
-                if isinstance(target, dict) and target.get("provider") == "webhook":
-                    name = target.get("secret_env")
-                    if isinstance(name, str) and name not in names:
-                        names.append(name)
-    return names
-
-
 @dataclass(frozen=True)
 class Credentials:
     """Made up for each run: the embedded Slack and receiver are this process's own."""
@@ -134,28 +117,38 @@ class Assembled:
 
     settings: Settings
     environ: dict[str, str]
+    providers: dict[str, Provider]
 
 
 def assemble(
-    env: Mapping[str, str], config: Config, slack_api_url: str, credentials: Credentials
+    env: Mapping[str, str],
+    config: Config,
+    slack_api_url: str,
+    receiver_url: str,
+    credentials: Credentials,
+    workdir: Path,
 ) -> Assembled:
-    """Settings with the generated credentials, the embedded Slack API and the local
-    database, and an environment in which each webhook key the config names (and that is
-    not set already) holds the generated secret the embedded receiver checks."""
-    environ = dict(env)
-    for name in webhook_secret_names(config):
-        if not environ.get(name):
-            environ[name] = credentials.webhook_secret
+    """Settings with the generated credentials, the embedded Slack API and a fresh local
+    database, and providers that grant nowhere but the embedded receiver: the real
+    webhook provider for the bundled example (its targets name the receiver), stand-ins
+    for a config of one's own (bot/local/stand_ins.py). The receiver's key is the one
+    generated for this run, whatever the environment says."""
+    environ = {**env, EXAMPLE_SECRET_ENV: credentials.webhook_secret}
+    providers: dict[str, Provider] = (
+        {"webhook": WebhookProvider(environ)}
+        if config.bundled
+        else stand_ins(environ, receiver_url, EXAMPLE_SECRET_ENV)
+    )
     settings = Settings(
         bot_token=credentials.bot_token,
         signing_secret=credentials.signing_secret,
         api_url=slack_api_url,
         audit_channel=AUDIT_CHANNEL,
-        database_url=DATABASE_URL,
+        database_url=f"sqlite:///{workdir / DATABASE_FILE}",
         roles_file=str(config.roles_file),
         approvers_file=str(config.approvers_file),
         port=int(env.get("PORT") or DEFAULT_PORT),
         audit_key=env.get("JIT_AUDIT_KEY") or None,
         audit_key_file=env.get("JIT_AUDIT_KEY_FILE") or None,
     )
-    return Assembled(settings, environ)
+    return Assembled(settings, environ, providers)

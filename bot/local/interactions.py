@@ -89,17 +89,16 @@ class Interactions:
     def click(self, user: str, channel: str, ts: str, action: dict[str, str]) -> None:
         """A button on a message in ``channel`` clicked by ``user``."""
         self._check_person(user)
+        self._check_channel(user, channel)
         try:
             message = self._slack.message(channel, ts)
         except KeyError:
             raise NotAllowed("that message is gone") from None
-        self._check_channel(user, channel)
+        # Slack sends what the button holds, never what a client says it holds.
+        block_id, button = _button(message, action["action_id"])
+        value = str(button.get("value", ""))
         reply = self._sim_().block_action(
-            user,
-            action["action_id"],
-            action.get("value", ""),
-            block_id=action.get("block_id", ""),
-            message=message,
+            user, button["action_id"], value, block_id=block_id, message=message
         )
         self._issued(user, channel, reply)
 
@@ -237,3 +236,14 @@ def _state_value(element: dict[str, Any], value: str | None) -> dict[str, Any]:
     if value is None or value == "":
         return {"type": element.get("type", "plain_text_input"), "value": None}
     return text_value(value)
+
+
+def _button(message: dict[str, Any], action_id: str) -> tuple[str, dict[str, Any]]:
+    """The block id and button ``action_id`` names on ``message``."""
+    for block in message.get("blocks") or ():
+        if block.get("type") != "actions":
+            continue
+        for element in block.get("elements") or ():
+            if element.get("type") == "button" and element.get("action_id") == action_id:
+                return str(block.get("block_id", "")), element
+    raise NotAllowed("that message has no such button")

@@ -66,9 +66,11 @@ def run(
         with tempfile.TemporaryDirectory(prefix="jit-bot-local-") as workdir:
             config = assembly.render_example(config, receiver.url, Path(workdir))
             populate(slack, config.people)
-            assembled = assembly.assemble(env, config, slack.api_url, credentials)
+            assembled = assembly.assemble(
+                env, config, slack.api_url, receiver.url, credentials, Path(workdir)
+            )
             interactions = Interactions(slack, config.people.ids(), {AUDIT_CHANNEL})
-            about = About(config.describe(), assembly.DATABASE_URL, receiver.url)
+            about = About(config.describe(), assembled.settings.database_url, receiver.url)
             feed = Feed(slack, receiver, interactions, config.people, about)
             web = LocalWeb(feed, interactions, stopping)
             try:
@@ -94,7 +96,7 @@ def _start(assembled: assembly.Assembled, web: LocalWeb) -> tuple[Runtime, HttpS
     from bot.server import HttpServer
 
     settings = assembled.settings
-    runtime = build_runtime(settings, environ=assembled.environ)
+    runtime = build_runtime(settings, providers=assembled.providers, environ=assembled.environ)
     try:
         server = HttpServer(runtime, HOST, settings.port, wrap=web.wrap)
     except OSError as exc:

@@ -41,6 +41,9 @@ _CSP = (
 )
 _MAX_BODY = 64 * 1024
 LONG_POLL_SECONDS = 15.0
+# Long polls waiting at once; more are answered at once. The server's threads also carry
+# the bot's own /slack/events, which the page's actions post to: polls must leave room.
+_MAX_WAITING = 4
 
 
 class LocalWeb:
@@ -51,6 +54,7 @@ class LocalWeb:
         self._interactions = interactions
         self._stopping = stopping
         self._hosts: set[str] = set()
+        self._waiting = threading.BoundedSemaphore(_MAX_WAITING)
         self._actions: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "/local/api/command": self._command,
             "/local/api/click": self._click,
@@ -62,6 +66,8 @@ class LocalWeb:
     def listening_on(self, port: int) -> None:
         """The Host names the page may be reached under."""
         self._hosts = {f"127.0.0.1:{port}", f"localhost:{port}"}
+        if port == 80:  # browsers leave the default port out of Host
+            self._hosts |= {"127.0.0.1", "localhost"}
 
     def wrap(self, bot_app: WsgiApp) -> WsgiApp:
         def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -108,8 +114,11 @@ class LocalWeb:
         query = parse_qs(environ.get("QUERY_STRING") or "")
         user = (query.get("as") or [""])[0]
         since = (query.get("since") or [""])[0]
-        if since.isdigit():
-            self._feed.wait(int(since), LONG_POLL_SECONDS, self._stopping)
+        if since.isascii() and since.isdigit() and self._waiting.acquire(blocking=False):
+            try:
+                self._feed.wait(int(since), LONG_POLL_SECONDS, self._stopping)
+            finally:
+                self._waiting.release()
         return _json(start_response, 200, self._feed.state(user))
 
     def _act(
@@ -134,8 +143,10 @@ class LocalWeb:
             return _json(start_response, 200, action(body))
         except NotAllowed as exc:
             return _json(start_response, 400, {"error": str(exc)})
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             return _json(start_response, 400, {"error": f"malformed request: {exc}"})
+        except OSError as exc:  # the bot did not answer its /slack/events in time
+            return _json(start_response, 502, {"error": f"the bot did not answer: {exc}"})
 
     # ------------------------------------------------------------------ actions
 

@@ -8,10 +8,12 @@ import json
 import re
 import socket
 import threading
+import time
 from typing import Any
 
 import pytest
 
+from bot.local.web import LONG_POLL_SECONDS
 from tests.fakes.processes import BotProcess, Launcher, free_port, get
 from tests.kit.local import ADA, GRACE, LINUS, SAM, LocalPage, dm, empty_env, wait_for_url
 
@@ -135,7 +137,9 @@ def test_state_lists_the_bundled_people_their_conversations_and_the_config(
     assert state["names"][GRACE] == "Grace Hopper"
     assert [c["id"] for c in state["conversations"]] == [dm(ADA), AUDIT]
     assert "examples/local" in state["about"]["config"]
-    assert state["about"]["database"] == "sqlite:///jit-bot-local.db"
+    # Its own file, fresh in the run's own directory: never the working directory's.
+    assert state["about"]["database"].endswith("/jit-bot-local.db")
+    assert state["about"]["database"] != "sqlite:///jit-bot-local.db"
 
 
 def test_a_change_ends_a_long_poll(local_mode: tuple[LocalPage, BotProcess]) -> None:
@@ -144,11 +148,16 @@ def test_a_change_ends_a_long_poll(local_mode: tuple[LocalPage, BotProcess]) -> 
     answers: list[dict[str, Any]] = []
     poll = threading.Thread(target=lambda: answers.append(page.state(LINUS, since=version)))
     poll.start()
+    poll.join(timeout=1)
+    assert poll.is_alive() and not answers  # nothing changed: the poll waits
 
+    asked = time.monotonic()
     assert page.command(LINUS, "/jit help").status == 200
     poll.join(timeout=20)
 
     assert answers and answers[0]["version"] > version
+    # Ended by the change, not by the poll's 15 s running out.
+    assert time.monotonic() - asked < LONG_POLL_SECONDS - 5
 
 
 # ---------------------------------------------------------------------------- the flow
@@ -317,6 +326,23 @@ def test_the_api_takes_json_from_this_host_as_a_member_only(
     assert not_jit.status == 400 and "/jit" in not_jit.json["error"]
 
 
+def test_what_no_page_would_send_gets_a_clear_answer_never_a_5xx(
+    local_mode: tuple[LocalPage, BotProcess],
+) -> None:
+    page = _page(local_mode)
+    json_type = {"Content-Type": "application/json"}
+    deep = b"[" * 30000 + b"]" * 30000  # nests past Python's recursion limit
+    superscript_since = page.request(f"/local/api/state?as={ADA}&since=%C2%B2")
+    nested = page.request("/local/api/command", deep, json_type, "POST")
+    not_a_button = page.post(
+        "click", ADA, channel=dm(ADA), ts="1.0", action={"action_id": "approve"}
+    )
+
+    assert superscript_since.status == 200 and superscript_since.json["me"] == ADA
+    assert nested.status == 400 and "malformed" in nested.json["error"]
+    assert not_a_button.status == 400
+
+
 def test_nobody_clicks_or_types_in_someone_elses_dm(
     local_mode: tuple[LocalPage, BotProcess],
 ) -> None:
@@ -377,7 +403,7 @@ def test_serve_with_an_empty_environment_serves_the_page_on_loopback_only(
     assert len(lines) == 1 and "SLACK_BOT_TOKEN" in lines[0], lines
     status, body = get(url)
     assert status == 200 and b"local mode" in body
-    assert (launcher.tmp_path / "jit-bot-local.db").exists()
+    assert not (launcher.tmp_path / "jit-bot-local.db").exists()  # a fresh one per run
     outside = _outside_address()
     if outside is not None:
         with pytest.raises(OSError):
@@ -399,6 +425,73 @@ def test_serve_with_only_one_token_exits_2_naming_the_other(
     named = first_line.split("missing environment variable(s):", 1)[1].split(".", 1)[0]
     assert named.strip() == missing, first_line
     assert not process.stdout.read_text().strip()
+
+
+def test_a_config_of_ones_own_grants_nothing_anywhere_but_at_the_receiver(
+    launcher: Launcher,
+) -> None:
+    """A config meant for a real deployment (an AWS permission set, a webhook elsewhere)
+    tried in local mode: its people come from it, and what it grants reaches the embedded
+    receiver, named after the target, with the shell's own keys and credentials unused."""
+    (launcher.tmp_path / "roles.yaml").write_text(
+        "roles:\n  tooling:\n    max_duration: 1h\n    requesters: ['@devs']\n"
+        "    environments:\n      dev:\n        - provider: webhook\n"
+        "          name: tools\n          url: https://hooks.corp.test/jit\n"
+        "          secret_env: TOOLS_KEY\n"
+        "        - provider: aws\n          permission_set: ProdSupport\n"
+        "          accounts: ['111111111111']\n"
+    )
+    (launcher.tmp_path / "approvers.yaml").write_text(
+        "groups:\n  leads: [U0BOSS, chief@corp.test]\nrules:\n  - approvers: [leads]\n"
+        "settings:\n  allowed_email_domains: [corp.test]\n"
+    )
+    env = empty_env(
+        PORT=str(free_port()),
+        JIT_ROLES_FILE="roles.yaml",
+        JIT_APPROVERS_FILE="approvers.yaml",
+        TOOLS_KEY="the-real-key",
+        AWS_ACCESS_KEY_ID="AKIAREALKEY",
+        AWS_SECRET_ACCESS_KEY="real-secret",
+    )
+    process = launcher.start(["serve"], env, name="own")
+    page = LocalPage(wait_for_url(process))
+
+    state = page.state("U0BOSS")
+
+    emails = {p["real_name"]: p["id"] for p in state["people"]}
+    assert "U0BOSS" in emails.values() and "chief" in emails and "a member of @devs" in emails
+    assert str(launcher.tmp_path / "roles.yaml") in state["about"]["config"]
+    requester = state["people"][0]["id"]
+    modal = _open_request_modal(page, requester)
+    answer = page.post(
+        "submit", requester, view_id=modal["id"], values=_values("tooling", "dev", "30m", "try")
+    )
+    assert answer.status == 200 and answer.json == {"ok": True, "errors": {}}, answer
+    card = page.wait(
+        "U0BOSS",
+        lambda s: [m for m in page.messages(s, dm("U0BOSS")) if "approve" in _buttons(m)],
+        "the approver's card",
+    )[-1]
+    [request_id] = set(REQUEST_ID.findall(card["text"]))
+    _click(page, "U0BOSS", card, "approve")
+
+    grants = page.wait(
+        "U0BOSS",
+        lambda s: (
+            [
+                c
+                for c in s["receiver"]
+                if c["event"] == "grant" and c["payload"]["request_id"] == request_id
+            ]
+            if len([c for c in s["receiver"] if c["event"] == "grant"]) >= 2
+            else None
+        ),
+        "both grants at the receiver",
+    )
+    names = sorted(c["payload"]["target"]["name"] for c in grants)
+    assert names[0].startswith("aws (") and "ProdSupport" in names[0], names
+    assert names[1].startswith("webhook (") and "hooks.corp.test" in names[1], names
+    assert all(c["verified"] for c in grants)  # signed with the run's key, not TOOLS_KEY
 
 
 def test_serve_with_a_config_of_ones_own_named_takes_its_people_from_it(

@@ -9,6 +9,7 @@ from pathlib import Path
 from bot.config.models import USER_ID
 from bot.local import assembly
 from bot.local.people import from_config, from_people_file
+from bot.local.stand_ins import StandIn
 
 ROLES = """
 roles:
@@ -105,20 +106,27 @@ def test_a_config_of_ones_own_is_taken_only_when_named(tmp_path: Path) -> None:
     assert not missing.bundled and missing.roles_file == tmp_path / "nowhere.yaml"
 
 
-def test_each_webhook_key_the_config_names_gets_the_generated_secret_unless_set(
-    tmp_path: Path,
-) -> None:
+def test_local_mode_grants_only_at_the_receiver_with_the_runs_own_key(tmp_path: Path) -> None:
     roles, approvers = _config(tmp_path)
-    config = assembly.choose_config(
+    own = assembly.choose_config(
         {"JIT_ROLES_FILE": str(roles), "JIT_APPROVERS_FILE": str(approvers)}, tmp_path
     )
+    bundled = assembly.choose_config({}, tmp_path)
     credentials = assembly.Credentials.new()
+    env = {"JIT_LOCAL_WEBHOOK_SECRET": "set-in-the-shell", "AWS_PROFILE": "production"}
+    receiver = "http://127.0.0.1:1/jit"
 
-    fresh = assembly.assemble({}, config, "http://127.0.0.1:1/api/", credentials)
-    kept = assembly.assemble({"DEPLOY_HOOK_KEY": "mine"}, config, "http://x/api/", credentials)
+    mine = assembly.assemble(env, own, "http://127.0.0.1:1/api/", receiver, credentials, tmp_path)
+    example = assembly.assemble(env, bundled, "http://x/api/", receiver, credentials, tmp_path)
 
-    assert fresh.environ["DEPLOY_HOOK_KEY"] == credentials.webhook_secret
-    assert kept.environ["DEPLOY_HOOK_KEY"] == "mine"
-    assert fresh.settings.database_url == "sqlite:///jit-bot-local.db"
-    assert fresh.settings.audit_channel == assembly.AUDIT_CHANNEL
+    # Every provider a deployment has is a stand-in sending to the receiver; the bundled
+    # example, whose targets name the receiver, has the real webhook provider only.
+    assert sorted(mine.providers) == ["aws", "azure", "gcp", "webhook"]
+    assert all(isinstance(p, StandIn) for p in mine.providers.values())
+    assert list(example.providers) == ["webhook"]
+    assert not isinstance(example.providers["webhook"], StandIn)
+    # The receiver checks this run's key, whatever the shell had set.
+    assert mine.environ["JIT_LOCAL_WEBHOOK_SECRET"] == credentials.webhook_secret
+    assert mine.settings.database_url == f"sqlite:///{tmp_path / 'jit-bot-local.db'}"
+    assert mine.settings.audit_channel == assembly.AUDIT_CHANNEL
     assert credentials.webhook_secret not in repr(credentials)

@@ -166,3 +166,20 @@ def test_it_binds_the_host_and_port_it_is_given() -> None:
         assert client.auth_test()["team_id"] == "T0001"
     finally:
         local.stop()
+
+
+def test_a_response_url_cannot_be_guessed_from_the_one_before() -> None:
+    slack = LocalSlack(token=TOKEN).start()
+    try:
+        first_name, first = slack.issue_response_url("command")
+        second_name, _ = slack.issue_response_url("command")
+        guessed = first.replace(first_name, "command-2")
+
+        answer = WebhookClient(guessed, timeout=5).send(text="approved, open the console")
+
+        assert second_name.startswith("command-2-") and len(second_name) > len("command-2-") + 12
+        assert answer.status_code == 404  # as Slack answers an unknown response_url
+        assert slack.responses == []
+        assert [m["error"] for m in slack.malformed] == ["no_service"]
+    finally:
+        slack.stop()

@@ -8,6 +8,7 @@ when it sends an interaction) and checked here when the bot uses them.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -40,9 +41,10 @@ class Tickets(Records, ABC):
         return f"{self.base_url}/respond/{name}"
 
     def issue_response_url(self, prefix: str) -> tuple[str, str]:
-        """A new response_url, issued now, and its name (``<prefix>-<n>``): unique on this
-        workspace, as Slack's are, however many SlackSims share it."""
-        name = f"{prefix}-{next(self._response_url_counter)}"
+        """A new response_url, issued now, and its name (``<prefix>-<n>-<random>``): unique
+        on this workspace, as Slack's are, however many SlackSims share it, and as
+        unguessable as Slack's, so nobody but the app it was sent to can post through it."""
+        name = f"{prefix}-{next(self._response_url_counter)}-{secrets.token_urlsafe(12)}"
         return name, self.response_url(name)
 
     def issue_trigger_id(self) -> str:
