@@ -216,3 +216,54 @@ def _has(element: WebElement, css: str) -> None:
 def _classes(element: WebElement) -> set[str]:
     value: Any = element.get_attribute("class")
     return set(str(value or "").split())
+
+
+# What the bot never sends, but a page standing in for Slack must still render safely:
+# a block type it does not know, and links whose scheme is not the web's or mail's. Text
+# comes as Slack's mrkdwn, escaped as the bot escapes what people type.
+UNUSUAL_BLOCKS = [
+    {"type": "rich_text_preview", "text": {"type": "mrkdwn", "text": "falls *back* &lt;b&gt;x&lt;/b&gt;"}},
+    {"type": "video", "title": {"type": "plain_text", "text": "no text to show"}},
+    {
+        "type": "section",
+        "text": {
+            "type": "mrkdwn",
+            "text": "<javascript:alert(1)|run me> <data:text/html,hi|data> "
+            "<https://example.com/a?b=1&amp;c=2|site> <mailto:sec@example.com|mail>",
+        },
+    },
+]
+
+
+def test_unknown_blocks_fall_back_to_their_text_and_only_web_links_are_links(
+    local_mode: tuple[LocalPage, BotProcess], browser: WebDriver
+) -> None:
+    page, _ = local_mode
+    browser.get(page.url + "/")
+    _wait(browser).until(
+        seen.text_to_be_present_in_element((By.CLASS_NAME, "local-mode"), "local mode")
+    )
+
+    rendered = browser.execute_script(
+        """
+        const node = JitBlocks.render(arguments[0], {names: {}, onAction: () => {}});
+        return {
+          blocks: node.children.length,
+          unknown: [...node.querySelectorAll(".unknown")].map((n) => n.textContent),
+          bold: [...node.querySelectorAll("strong")].map((n) => n.textContent),
+          raw_tags: node.querySelectorAll("b, script").length,
+          links: [...node.querySelectorAll("a")].map((a) => [a.textContent, a.href]),
+          text: node.textContent,
+        };
+        """,
+        UNUSUAL_BLOCKS,
+    )
+
+    assert rendered["blocks"] == 2  # the block with no text shows nothing
+    assert rendered["unknown"] == ["falls back <b>x</b>"]
+    assert rendered["bold"] == ["back"] and rendered["raw_tags"] == 0
+    assert rendered["links"] == [
+        ["site", "https://example.com/a?b=1&c=2"],
+        ["mail", "mailto:sec@example.com"],
+    ]
+    assert "run me" in rendered["text"] and "data" in rendered["text"]  # shown as text
