@@ -11,14 +11,16 @@ operation each.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 U = TypeVar("U", bound=Hashable)
 P = TypeVar("P", bound=Hashable)
 T = TypeVar("T", bound=Hashable)
+_DIGITS = re.compile(r"(\d+)")
 
 
 @dataclass(frozen=True)
@@ -68,13 +70,23 @@ def reduce_matrix(pairs: Iterable[tuple[U, P]]) -> Reduced[U, P]:
 
 
 def stable_order(items: Iterable[T]) -> list[T]:
-    """``items`` sorted by their own order where they have one (str, int, tuples of
-    them), else by type name and repr: never by hash or arrival order."""
+    """``items`` sorted by their own order where they have one (strings with their
+    numbers compared as numbers, so "user2" before "user10"), else by type name and repr:
+    never by hash or arrival order."""
     listed = list(items)
     try:
-        return sorted(listed)  # type: ignore[type-var]
+        return sorted(listed, key=_natural)
     except TypeError:
         return sorted(listed, key=lambda item: (type(item).__name__, repr(item)))
+
+
+def _natural(item: Any) -> Any:
+    if not isinstance(item, str):
+        return item
+    parts = _DIGITS.split(item)
+    # Every odd part is digits: (number, text) pairs compare without mixing types; the
+    # item itself breaks ties such as "01" and "1".
+    return tuple((int(p), p) if n % 2 else (-1, p) for n, p in enumerate(parts)), item
 
 
 def bits(mask: int) -> Sequence[int]:
