@@ -21,7 +21,10 @@ U = TypeVar("U", bound=Hashable)
 P = TypeVar("P", bound=Hashable)
 
 FILES = ("roles.csv", "assignments.csv", "report.md")
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+# Characters that mean something anywhere in a line, and those that do at its start
+# (a heading, a list item, a numbered item). "<" and ">" become entities instead.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
+_MARKDOWN_LEADING = re.compile(r"^(\d*)([#+\-=.)])")
 
 
 def summary_line(figures: Figures) -> str:
@@ -95,8 +98,9 @@ def escape(text: str) -> str:
     """``text`` shown as itself in Markdown: HTML neutralised, Markdown syntax escaped,
     kept on one line."""
     text = " ".join(text.splitlines())
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    text = _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    text = _MARKDOWN_LEADING.sub(r"\1\\\2", text)
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _verdict(f: Figures) -> str:

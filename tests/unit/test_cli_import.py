@@ -90,7 +90,7 @@ def test_commas_comments_blank_lines_a_header_and_repeats_are_accepted(tmp_path:
 
 def test_labels_reach_the_report_escaped(tmp_path: Path) -> None:
     matrix = tmp_path / "m.txt"
-    matrix.write_text("<script>alert(1)</script> a|b\n[x](javascript:y) *bold*\n")
+    matrix.write_text("<script>alert(1)</script> a|b\n[x](javascript:y) *bold*\nann #admin\n")
 
     done = jit_bot("import", "matrix", str(matrix), "--output", str(tmp_path / "out"))
 
@@ -99,8 +99,44 @@ def test_labels_reach_the_report_escaped(tmp_path: Path) -> None:
     assert "<script>" not in report
     assert "a\\|b" in report
     assert "\\*bold\\*" in report
+    assert "- \\#admin" in report  # a permission, not a heading
     roles = read_csv(tmp_path / "out" / "roles.csv")
-    assert {p for _, p in roles[1:]} == {"a|b", "*bold*"}  # the CSV keeps them verbatim
+    assert {p for _, p in roles[1:]} == {"a|b", "*bold*", "#admin"}  # the CSV keeps them
+
+
+def test_out_of_time_the_greedy_cover_is_kept_and_the_gap_reported(tmp_path: Path) -> None:
+    # Greedy takes the biggest role, {p0, p1, p4}, and then needs three more; the minimum
+    # is three (see test_mining.py).
+    rows = {"u0": "p2 p4 p5", "u1": "p0 p1 p3 p4", "u2": "p0 p1 p2 p4", "u3": "p0 p1 p3 p4"}
+    matrix = tmp_path / "m.txt"
+    matrix.write_text("".join(f"{u} {p}\n" for u, ps in rows.items() for p in ps.split()))
+
+    done = jit_bot(
+        "import", "matrix", str(matrix), "--output", str(tmp_path / "out"), "--time-limit", "0"
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert (
+        done.stdout.strip() == "4 users × 6 permissions (15 assignments) → 4 roles (lower bound 3)"
+    )
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "these 4 are at most 1 more than the minimum" in report
+    assert "greedy cover only" in report
+
+
+def test_a_negative_time_limit_is_refused(tmp_path: Path) -> None:
+    done = jit_bot(
+        "import",
+        "matrix",
+        str(DATA / "domino.txt"),
+        "--output",
+        str(tmp_path),
+        "--time-limit",
+        "-1",
+    )
+
+    assert done.returncode == 2
+    assert "'-1' is not a number of seconds" in done.stderr
 
 
 BAD_FILES = [
