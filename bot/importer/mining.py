@@ -73,6 +73,9 @@ class Mining(Generic[U, P]):
     roles: tuple[Role[P], ...]
     assignments: Mapping[U, tuple[str, ...]]  # user → names of their roles
     figures: Figures
+    # Assignments no two of which can share a role: a certificate of the lower bound that
+    # anyone can check against the matrix (one user and permission of each class).
+    witness: tuple[tuple[U, P], ...]
 
 
 def mine(
@@ -103,7 +106,8 @@ def mine(
         progress("exact search", 1, 1)
     roles, assignments = _name_roles(matrix, candidates, cover)
     figures = _figures(matrix, distinct, candidates, cover, len(witness), started)
-    return Mining(roles, assignments, figures)
+    labels = tuple((matrix.user_classes[i][0], matrix.perm_classes[j][0]) for i, j in witness)
+    return Mining(roles, assignments, figures, labels)
 
 
 def _stage(progress: Progress | None, name: str) -> Callable[[int, int], None] | None:

@@ -20,6 +20,7 @@ from bot.importer.reduction import stable_order
 U = TypeVar("U", bound=Hashable)
 P = TypeVar("P", bound=Hashable)
 
+WITNESS_SHOWN = 100
 FILES = ("roles.csv", "assignments.csv", "report.md")
 # Characters that mean something anywhere in a line, and those that do at its start
 # (a heading, a list item, a numbered item). "<" and ">" become entities instead.
@@ -81,6 +82,8 @@ def render_report(result: Mining[U, P], source: str) -> str:
         "nothing more (`assignments.csv` says who gets which; `roles.csv` lists each "
         "role's permissions).",
         "",
+        *_why_no_fewer(result),
+        "",
         "## Roles",
     ]
     for role in result.roles:
@@ -114,6 +117,29 @@ def _verdict(f: Figures) -> str:
         f"most {f.roles - f.lower_bound} more than the minimum. A longer `--time-limit` "
         "may close the gap."
     )
+
+
+def _why_no_fewer(result: Mining[U, P]) -> list[str]:
+    """The certificate of the combinatorial bound, shown so it can be checked by hand."""
+    f = result.figures
+    lines = [
+        "## Why no fewer",
+        "",
+        f"No two of these {len(result.witness)} assignments can share a role (for each "
+        "pair, one user lacks the other's permission), so every exact set of roles has at "
+        f"least {len(result.witness)}.",
+    ]
+    if f.lower_bound > len(result.witness):
+        lines[-1] += (
+            f" The exact search proved more: no set of candidate roles, which include "
+            f"every maximal biclique, has fewer than {f.lower_bound}."
+        )
+    shown = result.witness[:WITNESS_SHOWN]
+    lines += ["", "| user | permission |", "| --- | --- |"]
+    lines += [f"| {escape(str(u))} | {escape(str(p))} |" for u, p in shown]
+    if len(result.witness) > len(shown):
+        lines += ["", f"… and {len(result.witness) - len(shown)} more."]
+    return lines
 
 
 def _candidates(f: Figures) -> str:

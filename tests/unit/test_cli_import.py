@@ -69,6 +69,10 @@ def test_the_healthcare_matrix_becomes_fourteen_roles_that_reproduce_it(tmp_path
     report = (tmp_path / "report.md").read_text()
     assert "This is a minimum" in report
     assert "| lower bound | 14 |" in report
+    why = report.split("## Why no fewer", 1)[1].split("## Roles")[0]
+    witness = re.findall(r"^\| (\d+) \| (\d+) \|$", why, re.M)
+    assert len(witness) == 14
+    assert all(permission in held[user] for user, permission in witness)
 
 
 def test_commas_comments_blank_lines_a_header_and_repeats_are_accepted(tmp_path: Path) -> None:

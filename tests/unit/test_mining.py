@@ -45,6 +45,18 @@ def assert_reproduces_exactly(result: Mining, pairs: Iterable[tuple[Hashable, Ha
     assert {n for names in result.assignments.values() for n in names} == set(permissions)
 
 
+def assert_the_witness_proves_the_bound(
+    result: Mining, pairs: Iterable[tuple[Hashable, Hashable]]
+) -> None:
+    """The witness is assignments of the matrix no two of which fit in one role."""
+    held = holdings(pairs)
+    witness = result.witness
+    assert len(witness) == result.figures.incompatible_assignments
+    assert all(p in held[u] for u, p in witness)
+    for (u1, p1), (u2, p2) in itertools.combinations(witness, 2):
+        assert not (p2 in held[u1] and p1 in held[u2]), ((u1, p1), (u2, p2))
+
+
 def brute_force_minimum(pairs: list[tuple[str, str]]) -> int:
     """The optimum by trying every set of roles, smallest first: a role is any non-empty
     set of permissions, given to every user who holds all of it."""
@@ -187,6 +199,7 @@ def test_on_any_tiny_matrix_the_roles_are_the_exhaustive_minimum(
     assert result.figures.roles == brute_force_minimum(pairs)
     assert result.figures.lower_bound == result.figures.roles
     assert_reproduces_exactly(result, pairs)
+    assert_the_witness_proves_the_bound(result, pairs)
 
 
 @pytest.mark.parametrize(
@@ -214,3 +227,5 @@ def test_the_benchmark_matrices_are_mined_to_their_published_minimum(
     assert figures.lower_bound == minimum
     assert figures.outcome is Outcome.OPTIMAL
     assert_reproduces_exactly(result, pairs)
+    assert_the_witness_proves_the_bound(result, pairs)
+    assert len(result.witness) == minimum  # the bound needs no solver here
