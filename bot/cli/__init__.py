@@ -1,4 +1,4 @@
-"""The ``jit-bot`` command: serve, check, sync, audit, db upgrade."""
+"""The ``jit-bot`` command: serve, check, sync, audit, db upgrade, import."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import sys
 from datetime import UTC, datetime
 
-from bot.cli import admin, audit, serve
+from bot.cli import admin, audit, importing, serve
 from bot.cli.logs import LEAKY_AT_DEBUG, configure_logging
 from bot.config import ConfigError
 
@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         "whom, from when to when",
     )
     export.add_argument("--output", help="file to write (default: standard output)")
+    importing.add_parser(commands)
     args = parser.parse_args(argv)
     configure_logging(os.environ.get("JIT_LOG_LEVEL", "INFO"))
     try:
@@ -65,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
             return admin.sync()
         if args.command == "audit":
             return audit.run(args)
+        if args.command == "import":
+            return importing.run(args)
         return admin.db_upgrade()
     except ConfigError as exc:
         print(f"jit-bot: configuration is invalid:\n{exc}", file=sys.stderr)

@@ -44,6 +44,16 @@ FIGURES = {
         "revoke start − expires_at p99",
         "max / revoked early",
     ],
+    "mining": [
+        "healthcare.txt: roles / lower bound",
+        "healthcare.txt: time",
+        "domino.txt: roles / lower bound",
+        "domino.txt: time",
+        "university.txt: roles / lower bound",
+        "university.txt: time",
+        "planted estate: roles / lower bound",
+        "planted estate: time",
+    ],
     "recovery": [
         "all 2 overdue revoked",
         "all 2 others scheduled (/healthz up)",

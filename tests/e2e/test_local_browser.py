@@ -222,7 +222,10 @@ def _classes(element: WebElement) -> set[str]:
 # a block type it does not know, and links whose scheme is not the web's or mail's. Text
 # comes as Slack's mrkdwn, escaped as the bot escapes what people type.
 UNUSUAL_BLOCKS = [
-    {"type": "rich_text_preview", "text": {"type": "mrkdwn", "text": "falls *back* &lt;b&gt;x&lt;/b&gt;"}},
+    {
+        "type": "rich_text_preview",
+        "text": {"type": "mrkdwn", "text": "falls *back* &lt;b&gt;x&lt;/b&gt;"},
+    },
     {"type": "video", "title": {"type": "plain_text", "text": "no text to show"}},
     {
         "type": "section",

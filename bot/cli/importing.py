@@ -1,0 +1,112 @@
+"""``jit-bot import SOURCE``: read an existing estate and propose roles that reproduce it.
+
+Only ``matrix`` (a plain user–permission file) so far; the cloud readers become sibling
+sub-commands feeding the same mining core. Everything heavy (the solver, rich) is
+imported when the command runs, so ``jit-bot serve`` never loads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.importer.mining import Progress
+
+DEFAULT_TIME_LIMIT = 60.0  # mining.DEFAULT_TIME_LIMIT, not imported to keep this light
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``import`` and its sources on the top-level sub-commands."""
+    command = commands.add_parser(
+        "import", help="propose roles (roles.csv, assignments.csv, report.md) from an estate"
+    )
+    sources = command.add_subparsers(dest="source", required=True)
+    matrix = sources.add_parser(
+        "matrix",
+        help="from a file of 'user permission' lines (whitespace- or comma-separated)",
+    )
+    matrix.add_argument("file", type=Path, metavar="FILE")
+    matrix.add_argument(
+        "--output", type=Path, required=True, metavar="DIR", help="directory to write into"
+    )
+    matrix.add_argument(
+        "--time-limit",
+        type=_seconds,
+        default=DEFAULT_TIME_LIMIT,
+        metavar="SECONDS",
+        help="for the exact search; then the best cover found is kept, and the report "
+        f"says how far from the minimum it can be (default {DEFAULT_TIME_LIMIT:g})",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exit status: 0 done, 2 the input cannot be used or the output cannot be written."""
+    from bot.importer.matrix import MatrixError, read_matrix
+    from bot.importer.mining import mine
+    from bot.importer.report import summary_line, write_outputs
+
+    try:
+        matrix = read_matrix(args.file)
+    except MatrixError as exc:
+        print(f"jit-bot import: {exc}", file=sys.stderr)
+        return 2
+    if matrix.duplicates:
+        print(
+            f"jit-bot import: {matrix.source}: {matrix.duplicates} repeated "
+            "assignment(s) counted once",
+            file=sys.stderr,
+        )
+    with _progress_bar() as progress:
+        result = mine(matrix.pairs, time_limit=args.time_limit, progress=progress)
+    try:
+        write_outputs(result, args.output, matrix.source)
+    except OSError as exc:
+        where = exc.filename or args.output
+        print(f"jit-bot import: cannot write {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(summary_line(result.figures))
+    return 0
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Progress | None]:
+    """A rich progress bar on stderr when it is a terminal; nothing in pipes and logs."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        SpinnerColumn,
+        TaskID,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.progress import Progress as Bar
+
+    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn())
+    with Bar(SpinnerColumn(), *columns, TimeElapsedColumn(), console=Console(stderr=True)) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def step(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield step
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"'{value}' is not a number of seconds ≥ 0")
+    return seconds
