@@ -55,7 +55,7 @@ class Entry:
     """An event to append: who did what, to which request, with which details."""
 
     actor: str
-    action: str
+    action: AuditAction  # every action the trail knows is named there, nowhere else
     request_id: str | None
     details: dict[str, Any]
 
@@ -66,7 +66,7 @@ def record(
     notifier: Notifier,
     *,
     actor: str,
-    action: str,
+    action: AuditAction,
     request_id: str | None,
     details: dict[str, Any],
 ) -> None:
@@ -77,7 +77,7 @@ def record_by_bot(
     session: Session,
     clock: Clock,
     notifier: Notifier,
-    action: str,
+    action: AuditAction,
     request_id: str | None,
     details: dict[str, Any],
 ) -> None:
