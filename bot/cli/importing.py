@@ -1,13 +1,15 @@
 """``jit-bot import SOURCE``: read an existing estate and propose roles that reproduce it.
 
-Only ``matrix`` (a plain user–permission file) so far; the cloud readers become sibling
-sub-commands feeding the same mining core. Everything heavy (the solver, rich) is
+``matrix`` (a plain user–permission file) and ``aws`` (an IAM Identity Center estate,
+read-only); the other cloud readers become sibling sub-commands feeding the same mining
+core. Everything heavy (the solver, rich) is
 imported when the command runs, so ``jit-bot serve`` never loads it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,10 +44,47 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="for the exact search; then the best cover found is kept, and the report "
         f"says how far from the minimum it can be (default {DEFAULT_TIME_LIMIT:g})",
     )
+    _add_aws(sources)
+
+
+def _add_aws(sources: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    aws = sources.add_parser(
+        "aws",
+        help="from IAM Identity Center, read-only: drafts roles.yaml, approvers.yaml, "
+        "mapping.csv and report.md",
+    )
+    aws.add_argument(
+        "--output", type=Path, required=True, metavar="DIR", help="directory to write into"
+    )
+    aws.add_argument(
+        "--environments",
+        default="ou",
+        metavar="ou|tag:KEY|FILE",
+        help="each account's environment: the name of its OU (default), the value of its "
+        "tag KEY, or a file of '<account id> <environment>' lines",
+    )
+    aws.add_argument(
+        "--time-limit",
+        type=_seconds,
+        default=DEFAULT_TIME_LIMIT,
+        metavar="SECONDS",
+        help=f"for the exact search (default {DEFAULT_TIME_LIMIT:g})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Exit status: 0 done, 2 the input cannot be used or the output cannot be written."""
+    if args.source == "aws":
+        from bot.importer.aws.command import import_aws
+
+        with _progress_bar() as progress:
+            return import_aws(
+                args.output,
+                args.environments,
+                os.environ,
+                time_limit=args.time_limit,
+                progress=progress,
+            )
     from bot.importer.matrix import MatrixError, read_matrix
     from bot.importer.mining import mine
     from bot.importer.report import summary_line, write_outputs

@@ -1,0 +1,124 @@
+"""Normalising permission sets into capabilities: what a set lets you do, whatever it is
+called and whichever account it was copied for.
+
+A capability is the set's managed policy ARNs, its customer-managed policy references and
+its inline statements as ``service:Action`` patterns with their resources, every 12-digit
+account id replaced by a placeholder. Two sets with the same capability are one thing to
+the mining: per-account copies ("ProdReadOnly-111111111111" on one account,
+"ProdReadOnly-222222222222" on another) and exact duplicates merge.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bot.importer.aws.estate import PermissionSet
+
+ACCOUNT_PLACEHOLDER = "{account}"
+_ACCOUNT_ID = re.compile(r"(?<!\d)\d{12}(?!\d)")
+_ADMIN_POLICIES = ("AdministratorAccess",)
+
+
+@dataclass(frozen=True, order=True)
+class Statement:
+    effect: str
+    negated: bool  # NotAction / NotResource: everything but what is listed
+    actions: tuple[str, ...]  # lower-case: IAM matches actions case-insensitively
+    resources: tuple[str, ...]
+    condition: str  # canonical JSON, "" when there is none
+
+
+@dataclass(frozen=True, order=True)
+class Capability:
+    """What a permission set grants, with account ids abstracted; hashable, so it is a
+    column label of the mining matrix."""
+
+    managed: tuple[str, ...]
+    customer_managed: tuple[str, ...]
+    statements: tuple[Statement, ...]
+    unparsed: str = ""  # an inline policy that is not JSON, normalised as text
+
+    @property
+    def admin_like(self) -> bool:
+        """Full access: an administrator policy, or Allow * on *."""
+        if any(arn.endswith(f"/{name}") for arn in self.managed for name in _ADMIN_POLICIES):
+            return True
+        return any(
+            s.effect == "Allow" and not s.negated and "*" in s.actions and "*" in s.resources
+            for s in self.statements
+        )
+
+    def describe(self) -> str:
+        """One line for people: the policies and actions it grants."""
+        parts = [arn.rsplit("/", 1)[-1] for arn in self.managed]
+        parts += [f"customer policy {name}" for name in self.customer_managed]
+        actions = sorted({a for s in self.statements if s.effect == "Allow" for a in s.actions})
+        parts += actions
+        return ", ".join(parts) if parts else "no policy"
+
+
+def normalise(text: str) -> str:
+    """Every 12-digit account id replaced by the placeholder."""
+    return _ACCOUNT_ID.sub(ACCOUNT_PLACEHOLDER, text)
+
+
+def capability_of(permission_set: PermissionSet) -> Capability:
+    statements: tuple[Statement, ...] = ()
+    unparsed = ""
+    if permission_set.inline_policy:
+        try:
+            statements = _statements(json.loads(permission_set.inline_policy))
+        except (ValueError, TypeError, AttributeError):
+            unparsed = normalise(permission_set.inline_policy)
+    return Capability(
+        managed=tuple(sorted({normalise(a) for a in permission_set.managed_policies})),
+        customer_managed=tuple(sorted({normalise(c) for c in permission_set.customer_managed})),
+        statements=statements,
+        unparsed=unparsed,
+    )
+
+
+def capabilities(sets: Iterable[PermissionSet]) -> dict[str, Capability]:
+    """Permission set ARN → its capability."""
+    return {ps.arn: capability_of(ps) for ps in sets}
+
+
+def capability_names(
+    sets: Mapping[str, PermissionSet], caps: Mapping[str, Capability]
+) -> dict[Capability, tuple[str, ...]]:
+    """Each capability → the normalised names of the sets that carry it, shortest first
+    (the first one names the capability)."""
+    names: dict[Capability, set[str]] = {}
+    for arn, cap in caps.items():
+        names.setdefault(cap, set()).add(normalise(sets[arn].name))
+    return {cap: tuple(sorted(found, key=lambda n: (len(n), n))) for cap, found in names.items()}
+
+
+def _statements(document: Any) -> tuple[Statement, ...]:
+    raw = document["Statement"]
+    listed = raw if isinstance(raw, list) else [raw]
+    found = set()
+    for statement in listed:
+        actions = statement.get("Action", statement.get("NotAction", []))
+        resources = statement.get("Resource", statement.get("NotResource", []))
+        condition = statement.get("Condition")
+        found.add(
+            Statement(
+                effect=str(statement.get("Effect", "Allow")),
+                negated="NotAction" in statement or "NotResource" in statement,
+                actions=tuple(sorted({a.lower() for a in _listed(actions)})),
+                resources=tuple(sorted({normalise(r) for r in _listed(resources)})),
+                condition=normalise(json.dumps(condition, sort_keys=True)) if condition else "",
+            )
+        )
+    return tuple(sorted(found))
+
+
+def _listed(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    return [str(v) for v in value]

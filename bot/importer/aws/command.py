@@ -1,0 +1,57 @@
+"""``jit-bot import aws``, end to end: read the estate, normalise, mine, write drafts.
+
+Read-only: the only AWS calls made are the reader's (reading.py). Errors the user can fix
+(credentials that cannot read, a bad --environments file, an unwritable output
+directory) become one clear line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from bot.importer.aws.capabilities import capabilities, capability_names
+from bot.importer.aws.drafts import draft
+from bot.importer.aws.environments import EnvironmentsError, environments
+from bot.importer.aws.holdings import holdings
+from bot.importer.aws.outputs import Outcome, headline, write_outputs
+from bot.importer.aws.reading import EstateError, read_estate
+from bot.importer.mining import Progress, mine
+from providers.aws.calls import RETRY, AwsCalls, AwsClients
+
+
+def import_aws(
+    output: Path,
+    choice: str,
+    environ: Mapping[str, str],
+    *,
+    time_limit: float,
+    progress: Progress | None = None,
+) -> int:
+    """Exit status: 0 written, 2 the estate or the options cannot be used."""
+    try:
+        if choice not in ("ou",) and not choice.startswith("tag:"):
+            environments(choice, {})  # a bad mapping file fails before AWS is asked
+        estate = read_estate(AwsClients.from_environ(environ), AwsCalls(RETRY))
+        environment = environments(choice, estate.accounts)
+    except (EstateError, EnvironmentsError) as exc:
+        return _fail(str(exc))
+    caps = capabilities(estate.permission_sets.values())
+    held = holdings(estate, caps, environment)
+    if not held.pairs:
+        return _fail("no account assignment reaches anyone: there is nothing to propose")
+    mining = mine(held.pairs, time_limit=time_limit, progress=progress)
+    names = capability_names(estate.permission_sets, caps)
+    outcome = Outcome(estate, held, mining, draft(mining, held, names), names, caps)
+    try:
+        write_outputs(outcome, output)
+    except OSError as exc:
+        return _fail(f"cannot write {exc.filename or output}: {exc.strerror or exc}")
+    print(headline(outcome))
+    return 0
+
+
+def _fail(message: str) -> int:
+    print(f"jit-bot import aws: {message}", file=sys.stderr)
+    return 2
