@@ -1,0 +1,151 @@
+"""Normalising permission sets into capabilities and accounts into environments: pure
+functions of what was read, tested as tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.importer.aws.capabilities import capabilities, capability_names, capability_of
+from bot.importer.aws.environments import EnvironmentsError, environments
+from bot.importer.aws.estate import Account, PermissionSet
+
+READ_ONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
+ADMIN = "arn:aws:iam::aws:policy/AdministratorAccess"
+
+
+def _inline(*statements: dict[str, object]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def _set(name: str, *, managed: tuple[str, ...] = (), inline: str | None = None) -> PermissionSet:
+    return PermissionSet(f"arn:ps/{name}", name, "PT1H", managed, (), inline)
+
+
+def _bucket(account: str) -> str:
+    return _inline(
+        {"Effect": "Allow", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::b-{account}/*"}
+    )
+
+
+def test_per_account_copies_are_one_capability_under_one_name() -> None:
+    a = _set("ProdReadOnly-111111111111", managed=(READ_ONLY,), inline=_bucket("111111111111"))
+    b = _set("ProdReadOnly-222222222222", managed=(READ_ONLY,), inline=_bucket("222222222222"))
+
+    caps = capabilities([a, b])
+
+    assert caps[a.arn] == caps[b.arn]
+    assert capability_names({a.arn: a, b.arn: b}, caps) == {
+        caps[a.arn]: ("ProdReadOnly-{account}",)
+    }
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "same"),
+    [
+        pytest.param(
+            {"Effect": "Allow", "Action": ["S3:GetObject", "s3:ListBucket"], "Resource": "*"},
+            {"Effect": "Allow", "Action": ["s3:listbucket", "s3:getobject"], "Resource": ["*"]},
+            True,
+            id="action_case_and_order_do_not_matter",
+        ),
+        pytest.param(
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"},
+            {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "*"},
+            False,
+            id="other_actions_differ",
+        ),
+        pytest.param(
+            {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"},
+            {"Effect": "Allow", "NotAction": "s3:GetObject", "Resource": "*"},
+            False,
+            id="not_action_is_not_action",
+        ),
+        pytest.param(
+            {"Effect": "Allow", "Action": "ec2:StopInstances", "Resource": "*"},
+            {
+                "Effect": "Allow",
+                "Action": "ec2:StopInstances",
+                "Resource": "*",
+                "Condition": {"StringEquals": {"aws:ResourceTag/team": "a"}},
+            },
+            False,
+            id="a_condition_matters",
+        ),
+    ],
+)
+def test_inline_statements_compare_as_iam_reads_them(
+    left: dict[str, object], right: dict[str, object], same: bool
+) -> None:
+    a, b = _set("a", inline=_inline(left)), _set("b", inline=_inline(right))
+
+    assert (capability_of(a) == capability_of(b)) is same
+
+
+def test_exact_duplicates_merge_and_admin_like_sets_are_recognised() -> None:
+    star = _inline({"Effect": "Allow", "Action": "*", "Resource": "*"})
+    admin, copy = _set("Admin", managed=(ADMIN,)), _set("AdminCopy", managed=(ADMIN,))
+
+    assert capability_of(admin) == capability_of(copy)
+    assert capability_of(admin).admin_like and capability_of(_set("x", inline=star)).admin_like
+    assert not capability_of(_set("ro", managed=(READ_ONLY,))).admin_like
+
+
+def test_an_inline_policy_that_is_not_json_is_kept_as_text_with_ids_abstracted() -> None:
+    cap = capability_of(_set("odd", inline="not json 111111111111"))
+
+    assert cap.unparsed == "not json {account}" and cap.statements == ()
+
+
+ACCOUNTS = {
+    "111111111111": Account("111111111111", "prod-a", "Production EU", {"env": "prod"}),
+    "222222222222": Account("222222222222", "sandbox", "Root", {}),
+}
+
+
+def test_environments_from_ou_names_and_from_a_tag() -> None:
+    assert environments("ou", ACCOUNTS) == {
+        "111111111111": "production-eu",
+        "222222222222": "root",
+    }
+    assert environments("tag:env", ACCOUNTS) == {
+        "111111111111": "prod",
+        "222222222222": "untagged",
+    }
+
+
+def test_environments_from_a_file_with_comments_and_commas(tmp_path: Path) -> None:
+    file = tmp_path / "envs"
+    file.write_text("# account environment\n111111111111, Prod\n\n222222222222 dev  # lab\n")
+
+    assert environments(str(file), ACCOUNTS) == {"111111111111": "prod", "222222222222": "dev"}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param("1111 prod\n", ":1: '1111 prod'", id="short_account_id"),
+        pytest.param("111111111111\n", ":1: '111111111111'", id="no_environment"),
+        pytest.param(
+            "111111111111 prod\n",
+            "no environment for account(s) 222222222222 (sandbox)",
+            id="an_account_left_out",
+        ),
+    ],
+)
+def test_a_bad_environments_file_is_named_with_its_line(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    file = tmp_path / "envs"
+    file.write_text(text)
+
+    with pytest.raises(EnvironmentsError) as raised:
+        environments(str(file), ACCOUNTS)
+    assert message in str(raised.value)
+
+
+def test_an_environments_file_that_does_not_exist_says_what_was_expected(tmp_path: Path) -> None:
+    with pytest.raises(EnvironmentsError, match="expected ou, tag:KEY or a file"):
+        environments(str(tmp_path / "missing"), ACCOUNTS)
