@@ -104,3 +104,38 @@ def test_a_throttled_read_is_retried_and_the_estate_still_read_whole(moto: MotoA
     assert throttled == ["ListAccountAssignments", "ListAccountAssignments"]
     assert len(waits) == 2
     assert len(estate.assignments) == chaos.assignments
+
+
+def test_every_list_is_read_to_its_last_page(moto: MotoAws) -> None:
+    chaos = seed_chaos(moto)
+    org, store = moto.client("organizations"), moto.client("identitystore")
+    for n in range(21):  # moto pages accounts of a parent by 20
+        org.create_account(Email=f"extra{n}@aws.example.com", AccountName=f"extra{n}")
+    for n in range(100):  # users and memberships by 100
+        user = store.create_user(
+            IdentityStoreId=chaos.store_id,
+            UserName=f"user{n}",
+            DisplayName=f"user{n}",
+            Name={"GivenName": "user", "FamilyName": str(n)},
+        )["UserId"]
+        store.create_group_membership(
+            IdentityStoreId=chaos.store_id,
+            GroupId=chaos.groups["developers"],
+            MemberId={"UserId": user},
+        )
+    calls: list[str] = []
+    clients = AwsClients(
+        moto.session(),
+        region=REGION,
+        endpoint_url=moto.endpoint,
+        on_call=lambda service, operation: calls.append(f"{service}:{operation}"),
+    )
+
+    estate = read_estate(clients, AwsCalls(RETRY, sleep=lambda _: None))
+
+    assert len(estate.accounts) == len(org.list_accounts()["Accounts"]) == 27
+    assert len(estate.people) == 105 and "user99" in estate.people.values()
+    assert len(estate.members[chaos.groups["developers"]]) == 102
+    assert calls.count("identitystore:ListUsers") == 2
+    assert calls.count("identitystore:ListGroupMemberships") == 3  # 2 for developers
+    assert calls.count("organizations:ListAccountsForParent") == 4  # 2 for the root
