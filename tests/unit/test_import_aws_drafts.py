@@ -1,0 +1,92 @@
+"""From an estate as read to the files written, without AWS: the drafts load with the
+bot's own loader in the cases the moto estate does not reach, and everything taken from
+the estate is shown as itself in report.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.config import load_config
+from bot.importer.aws.capabilities import capabilities, capability_names
+from bot.importer.aws.drafts import FALLBACK_APPROVER, draft
+from bot.importer.aws.environments import environments
+from bot.importer.aws.estate import Account, Assignment, Estate, PermissionSet
+from bot.importer.aws.holdings import holdings
+from bot.importer.aws.outputs import Outcome, write_outputs
+from bot.importer.mining import mine
+from providers.aws import AwsTarget
+
+READ_ONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
+
+
+def _estate(people: dict[str, str], groups: dict[str, str], *extra: Assignment) -> Estate:
+    sets = {
+        "arn:ps/ro": PermissionSet("arn:ps/ro", "ReadOnly", "PT1H", (READ_ONLY,), (), None),
+        "arn:ps/dead": PermissionSet("arn:ps/dead", "Dead", None, (), ("/legacy",), None),
+    }
+    accounts = {
+        "111111111111": Account("111111111111", "web", "Prod"),
+        "222222222222": Account("222222222222", "lab", "Sandbox"),
+        "333333333333": Account("333333333333", "api", "Prod"),
+    }
+    assignments = (
+        Assignment("111111111111", "arn:ps/ro", "GROUP", "g1"),
+        Assignment("222222222222", "arn:ps/ro", "USER", "u2"),
+        Assignment("222222222222", "arn:ps/ro", "GROUP", "empty"),
+        *extra,
+    )
+    members = {"g1": ("u1",), "empty": ()}
+    return Estate(sets, accounts, assignments, people, groups, members)
+
+
+def _write(estate: Estate, out: Path) -> Outcome:
+    caps = capabilities(estate.permission_sets.values())
+    held = holdings(estate, caps, environments("ou", estate.accounts))
+    mining = mine(held.pairs)
+    names = capability_names(estate.permission_sets, caps)
+    outcome = Outcome(estate, held, mining, draft(mining, held, names), names, caps)
+    write_outputs(outcome, out)
+    return outcome
+
+
+def test_without_admin_like_holders_the_approver_group_is_a_handle_to_create(
+    tmp_path: Path,
+) -> None:
+    estate = _estate(
+        {"u1": "ann@example.com", "u2": "ben@example.org"}, {"g1": "web", "empty": "e"}
+    )
+
+    outcome = _write(estate, tmp_path)
+
+    config = load_config(tmp_path / "roles.yaml", tmp_path / "approvers.yaml", {"aws": AwsTarget})
+    assert config.groups == {"aws-admins": [FALLBACK_APPROVER]}
+    assert config.settings.allowed_email_domains == ["example.com", "example.org"]
+    assert f"the approver group is {FALLBACK_APPROVER}" in (tmp_path / "report.md").read_text()
+    assert outcome.drafts.admins == ()
+
+
+def test_an_assignment_that_reaches_nobody_is_still_a_row_of_mapping_csv(tmp_path: Path) -> None:
+    estate = _estate(
+        {"u1": "ann@example.com", "u2": "ben@example.org"}, {"g1": "web", "empty": "e"}
+    )
+
+    _write(estate, tmp_path)
+
+    rows = (tmp_path / "mapping.csv").read_text().splitlines()
+    assert len(rows) == 1 + 3
+    assert "222222222222,lab,ReadOnly,GROUP,e,,," in rows
+
+
+def test_names_from_the_estate_are_shown_as_themselves_in_the_report(tmp_path: Path) -> None:
+    hostile = "<img src=x onerror=alert(1)>|x"
+    # ben also holds ReadOnly on api, in Prod as web is: the hostile-named member of web
+    # could then request it there too, and the report lists that under their name.
+    also = Assignment("333333333333", "arn:ps/ro", "USER", "u2")
+    estate = _estate({"u1": hostile, "u2": "ben@example.org"}, {"g1": "web", "empty": "e"}, also)
+
+    _write(estate, tmp_path)
+
+    report = (tmp_path / "report.md").read_text()
+    assert "<img" not in report
+    assert "| &lt;img src=x onerror=alert(1)&gt;\\|x | ReadOnly | api (333333333333) |" in report
+    assert "- Dead" in report  # and the dead set is listed
