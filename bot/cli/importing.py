@@ -70,6 +70,14 @@ def _add_aws(sources: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         metavar="SECONDS",
         help=f"for the exact search (default {DEFAULT_TIME_LIMIT:g})",
     )
+    aws.add_argument(
+        "--similarity",
+        type=_fraction,
+        default=0.8,
+        metavar="J",
+        help="report permission sets at least this alike (Jaccard, 0 < J ≤ 1) as "
+        "near-duplicates, with what differs (default 0.8); they are not merged",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
                 args.environments,
                 os.environ,
                 time_limit=args.time_limit,
+                similarity=args.similarity,
                 progress=progress,
             )
     from bot.importer.matrix import MatrixError, read_matrix
@@ -149,3 +158,13 @@ def _seconds(value: str) -> float:
     if not seconds >= 0:  # also rejects nan
         raise argparse.ArgumentTypeError(f"'{value}' is not a number of seconds ≥ 0")
     return seconds
+
+
+def _fraction(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 < number <= 1:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"'{value}' is not a number above 0 and at most 1")
+    return number

@@ -158,6 +158,7 @@ def test_the_report_headline_counts_the_estate_and_the_roles(
     assert f"**{headline}**" in report
     assert "- Unused" in report  # the dead set
     assert "Admin, AdminCopy" in report
+    assert "## Near-duplicates (Jaccard similarity ≥ 0.8)\n\nNone." in report
 
 
 def test_prod_needs_the_admins_approval_and_dev_holders_are_approved_automatically(

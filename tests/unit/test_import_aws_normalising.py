@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from bot.cli import main
 from bot.importer.aws.capabilities import capabilities, capability_names, capability_of
 from bot.importer.aws.environments import EnvironmentsError, environments
 from bot.importer.aws.estate import Account, PermissionSet
+from bot.importer.aws.similarity import NearDuplicate, near_duplicates
 
 READ_ONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
 ADMIN = "arn:aws:iam::aws:policy/AdministratorAccess"
@@ -149,3 +151,41 @@ def test_a_bad_environments_file_is_named_with_its_line(
 def test_an_environments_file_that_does_not_exist_says_what_was_expected(tmp_path: Path) -> None:
     with pytest.raises(EnvironmentsError, match="expected ou, tag:KEY or a file"):
         environments(str(tmp_path / "missing"), ACCOUNTS)
+
+
+def _reads(*actions: str) -> PermissionSet:
+    return _set(
+        f"reads-{len(actions)}",
+        inline=_inline({"Effect": "Allow", "Action": list(actions), "Resource": "*"}),
+    )
+
+
+READS = ("s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation", "s3:GetObjectVersion")
+
+
+@pytest.mark.parametrize(("threshold", "reported"), [(0.8, True), (0.81, False)])
+def test_near_duplicates_are_reported_at_the_threshold_with_what_differs(
+    threshold: float, reported: bool
+) -> None:
+    four, five = _reads(*READS), _reads(*READS, "s3:PutObject")
+    sets = {four.arn: four, five.arn: five, "arn:ps/admin": _set("admin", managed=(ADMIN,))}
+    caps = capabilities(sets.values())
+
+    found = near_duplicates(capability_names(sets, caps), threshold)
+
+    if reported:
+        assert found == (
+            NearDuplicate("reads-4", "reads-5", 0.8, (), ("Allow s3:putobject on *",)),
+        )
+    else:
+        assert found == ()
+
+
+def test_the_similarity_option_refuses_what_is_not_a_fraction(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for bad in ("0", "1.5", "nan", "most"):
+        with pytest.raises(SystemExit) as exited:
+            main(["import", "aws", "--output", "out", "--similarity", bad])
+        assert exited.value.code == 2
+        assert f"'{bad}' is not a number above 0 and at most 1" in capsys.readouterr().err

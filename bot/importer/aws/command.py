@@ -17,6 +17,7 @@ from bot.importer.aws.environments import EnvironmentsError, environments
 from bot.importer.aws.holdings import holdings
 from bot.importer.aws.outputs import Outcome, headline, write_outputs
 from bot.importer.aws.reading import EstateError, read_estate
+from bot.importer.aws.similarity import DEFAULT_SIMILARITY, near_duplicates
 from bot.importer.mining import Progress, mine
 from providers.aws.calls import RETRY, AwsCalls, AwsClients
 
@@ -27,6 +28,7 @@ def import_aws(
     environ: Mapping[str, str],
     *,
     time_limit: float,
+    similarity: float = DEFAULT_SIMILARITY,
     progress: Progress | None = None,
 ) -> int:
     """Exit status: 0 written, 2 the estate or the options cannot be used."""
@@ -43,7 +45,9 @@ def import_aws(
         return _fail("no account assignment reaches anyone: there is nothing to propose")
     mining = mine(held.pairs, time_limit=time_limit, progress=progress)
     names = capability_names(estate.permission_sets, caps)
-    outcome = Outcome(estate, held, mining, draft(mining, held, names), names, caps)
+    drafts = draft(mining, held, names)
+    similar = near_duplicates(names, similarity)
+    outcome = Outcome(estate, held, mining, drafts, names, caps, similar, similarity)
     try:
         write_outputs(outcome, output)
     except OSError as exc:

@@ -19,6 +19,7 @@ from bot.importer.aws.capabilities import Capability
 from bot.importer.aws.drafts import FALLBACK_APPROVER, Drafts, prod_like
 from bot.importer.aws.estate import Estate
 from bot.importer.aws.holdings import Cell, Holdings
+from bot.importer.aws.similarity import NearDuplicate
 from bot.importer.mining import Mining
 from bot.importer.report import escape
 
@@ -45,6 +46,8 @@ class Outcome:
     drafts: Drafts
     cap_names: Mapping[Capability, tuple[str, ...]]
     caps: Mapping[str, Capability]  # permission set ARN → capability
+    similar: tuple[NearDuplicate, ...] = ()
+    similarity: float = 0.8  # the threshold ``similar`` was found with
 
 
 def headline(outcome: Outcome) -> str:
@@ -136,7 +139,8 @@ def render_report(outcome: Outcome) -> str:
         f"{', a minimum' if f.optimal else ''}). Nothing was changed in AWS.",
         "",
     ]
-    lines += _merged(outcome) + _dead(outcome) + _roles(outcome) + _widened(outcome)
+    lines += _merged(outcome) + _similar(outcome) + _dead(outcome)
+    lines += _roles(outcome) + _widened(outcome)
     if not outcome.drafts.admins:
         lines += [
             "",
@@ -162,6 +166,21 @@ def _merged(outcome: Outcome) -> list[str]:
         return [*lines, "None: every permission set grants something of its own.", ""]
     lines += ["| permission sets | treated as one |", "| --- | --- |"]
     lines += [f"| {escape(', '.join(names))} | {escape(label)} |" for names, label in merged]
+    return [*lines, ""]
+
+
+def _similar(outcome: Outcome) -> list[str]:
+    lines = [f"## Near-duplicates (Jaccard similarity ≥ {outcome.similarity:g})", ""]
+    if not outcome.similar:
+        return [*lines, "None.", ""]
+    lines += ["| sets | similarity | only in the first | only in the second |"]
+    lines += ["| --- | --- | --- | --- |"]
+    for n in outcome.similar:
+        lines.append(
+            f"| {escape(n.left)} / {escape(n.right)} | {n.similarity:.2f} "
+            f"| {escape('; '.join(n.only_left)) or '—'} "
+            f"| {escape('; '.join(n.only_right)) or '—'} |"
+        )
     return [*lines, ""]
 
 
