@@ -227,3 +227,27 @@ def test_credentials_that_cannot_read_give_a_clear_error_and_exit_2(
     assert "InvalidClientTokenId" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("profile", "said"),
+    [
+        pytest.param("", "no AWS credentials found; set AWS_PROFILE", id="none"),
+        pytest.param("nope", "AWS credentials: The config profile (nope)", id="no_such_profile"),
+    ],
+)
+def test_missing_credentials_are_said_at_once(tmp_path: Path, profile: str, said: str) -> None:
+    nowhere = str(tmp_path / "none")
+    environ = {
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+        "AWS_SHARED_CREDENTIALS_FILE": nowhere,
+        "AWS_CONFIG_FILE": nowhere,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    } | ({"AWS_PROFILE": profile} if profile else {})
+
+    done = run_cli(["import", "aws", "--output", str(tmp_path / "out")], environ)
+
+    assert done.returncode == 2
+    assert f"jit-bot import aws: {said}" in done.stderr
+    assert "Traceback" not in done.stderr

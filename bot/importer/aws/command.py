@@ -11,6 +11,9 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+import boto3
+from botocore.exceptions import BotoCoreError
+
 from bot.importer.aws.capabilities import capabilities, capability_names
 from bot.importer.aws.drafts import draft
 from bot.importer.aws.environments import EnvironmentsError, environments
@@ -35,7 +38,7 @@ def import_aws(
     try:
         if choice not in ("ou",) and not choice.startswith("tag:"):
             environments(choice, {})  # a bad mapping file fails before AWS is asked
-        estate = read_estate(AwsClients.from_environ(environ), AwsCalls(RETRY))
+        estate = read_estate(_clients(environ), AwsCalls(RETRY))
         environment = environments(choice, estate.accounts)
     except (EstateError, EnvironmentsError) as exc:
         return _fail(str(exc))
@@ -54,6 +57,20 @@ def import_aws(
         return _fail(f"cannot write {exc.filename or output}: {exc.strerror or exc}")
     print(headline(outcome))
     return 0
+
+
+def _clients(environ: Mapping[str, str]) -> AwsClients:
+    """The provider's clients, once there are credentials to build them with: without
+    any, every call would first be retried as a temporary failure."""
+    try:
+        if boto3.Session().get_credentials() is None:
+            raise EstateError(
+                "no AWS credentials found; set AWS_PROFILE or AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (and JIT_AWS_ASSUME_ROLE_ARN for a role to read through)"
+            )
+        return AwsClients.from_environ(environ)
+    except BotoCoreError as exc:  # a profile that does not exist, a broken config file
+        raise EstateError(f"AWS credentials: {exc}") from None
 
 
 def _fail(message: str) -> int:
