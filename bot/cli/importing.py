@@ -9,9 +9,10 @@ imported when the command runs, so ``jit-bot serve`` never loads it.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -151,20 +152,20 @@ def _progress_bar() -> Iterator[Progress | None]:
 
 
 def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not seconds >= 0:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"'{value}' is not a number of seconds ≥ 0")
-    return seconds
+    return _number(value, lambda n: n >= 0, "a number of seconds ≥ 0")
 
 
 def _fraction(value: str) -> float:
+    return _number(value, lambda n: 0 < n <= 1, "a number above 0 and at most 1")
+
+
+def _number(value: str, allowed: Callable[[float], bool], what: str) -> float:
+    """``value`` as a number ``allowed`` accepts, else argparse's error naming ``what``
+    (nan is never accepted: every comparison with it is false)."""
     try:
         number = float(value)
     except ValueError:
-        number = -1.0
-    if not 0 < number <= 1:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"'{value}' is not a number above 0 and at most 1")
+        number = math.nan
+    if not allowed(number):
+        raise argparse.ArgumentTypeError(f"'{value}' is not {what}")
     return number

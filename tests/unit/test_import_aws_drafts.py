@@ -44,7 +44,7 @@ def _write(estate: Estate, out: Path) -> Outcome:
     held = holdings(estate, caps, environments("ou", estate.accounts))
     mining = mine(held.pairs)
     names = capability_names(estate.permission_sets, caps)
-    outcome = Outcome(estate, held, mining, draft(mining, held, names), names, caps)
+    outcome = Outcome(estate, held, draft(mining, held, names), mining, names, caps)
     write_outputs(outcome, out)
     return outcome
 

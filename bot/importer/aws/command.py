@@ -50,7 +50,7 @@ def import_aws(
     names = capability_names(estate.permission_sets, caps)
     drafts = draft(mining, held, names)
     similar = near_duplicates(names, similarity)
-    outcome = Outcome(estate, held, mining, drafts, names, caps, similar, similarity)
+    outcome = Outcome(estate, held, drafts, mining, names, caps, similar, similarity)
     try:
         write_outputs(outcome, output)
     except OSError as exc:

@@ -42,8 +42,8 @@ class Outcome:
 
     estate: Estate
     held: Holdings
-    mining: Mining[str, Cell]
     drafts: Drafts
+    mining: Mining[str, Cell]
     cap_names: Mapping[Capability, tuple[str, ...]]
     caps: Mapping[str, Capability]  # permission set ARN → capability
     similar: tuple[NearDuplicate, ...] = ()
