@@ -98,6 +98,9 @@ class Credentials:
     bot_token: str
     signing_secret: str
     webhook_secret: str
+    # The run's database is its own and goes with it: so does the key its trail is signed
+    # with (never a deployment's JIT_AUDIT_KEY / JIT_AUDIT_KEY_FILE).
+    audit_key: str
 
     @classmethod
     def new(cls) -> Credentials:
@@ -105,6 +108,7 @@ class Credentials:
             bot_token=f"xoxb-local-{secrets.token_hex(12)}",
             signing_secret=secrets.token_hex(32),
             webhook_secret=secrets.token_hex(32),
+            audit_key=secrets.token_hex(32),
         )
 
     def __repr__(self) -> str:  # never print secrets
@@ -148,7 +152,6 @@ def assemble(
         roles_file=str(config.roles_file),
         approvers_file=str(config.approvers_file),
         port=int(env.get("PORT") or DEFAULT_PORT),
-        audit_key=env.get("JIT_AUDIT_KEY") or None,
-        audit_key_file=env.get("JIT_AUDIT_KEY_FILE") or None,
+        audit_key=credentials.audit_key,
     )
     return Assembled(settings, environ, providers)

@@ -113,7 +113,11 @@ def test_local_mode_grants_only_at_the_receiver_with_the_runs_own_key(tmp_path: 
     )
     bundled = assembly.choose_config({}, tmp_path)
     credentials = assembly.Credentials.new()
-    env = {"JIT_LOCAL_WEBHOOK_SECRET": "set-in-the-shell", "AWS_PROFILE": "production"}
+    env = {
+        "JIT_LOCAL_WEBHOOK_SECRET": "set-in-the-shell",
+        "AWS_PROFILE": "production",
+        "JIT_AUDIT_KEY_FILE": "/run/secrets/production-audit-key",
+    }
     receiver = "http://127.0.0.1:1/jit"
 
     mine = assembly.assemble(env, own, "http://127.0.0.1:1/api/", receiver, credentials, tmp_path)
@@ -129,4 +133,8 @@ def test_local_mode_grants_only_at_the_receiver_with_the_runs_own_key(tmp_path: 
     assert mine.environ["JIT_LOCAL_WEBHOOK_SECRET"] == credentials.webhook_secret
     assert mine.settings.database_url == f"sqlite:///{tmp_path / 'jit-bot-local.db'}"
     assert mine.settings.audit_channel == assembly.AUDIT_CHANNEL
+    # Its trail is signed with the run's own key, never a deployment's.
+    assert mine.settings.audit_key == credentials.audit_key
+    assert mine.settings.audit_key_file is None
     assert credentials.webhook_secret not in repr(credentials)
+    assert credentials.audit_key not in repr(credentials)
