@@ -114,7 +114,10 @@ class LocalWeb:
         query = parse_qs(environ.get("QUERY_STRING") or "")
         user = (query.get("as") or [""])[0]
         since = (query.get("since") or [""])[0]
-        if since.isascii() and since.isdigit() and self._waiting.acquire(blocking=False):
+        if since.isascii() and since.isdigit():
+            if not self._waiting.acquire(blocking=False):
+                # Enough pages wait already: this one asks again in a second.
+                return _json(start_response, 429, {"error": "too many pages waiting"})
             try:
                 self._feed.wait(int(since), LONG_POLL_SECONDS, self._stopping)
             finally:

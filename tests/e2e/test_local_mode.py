@@ -160,6 +160,32 @@ def test_a_change_ends_a_long_poll(local_mode: tuple[LocalPage, BotProcess]) -> 
     assert time.monotonic() - asked < LONG_POLL_SECONDS - 5
 
 
+def test_waiting_pages_cannot_starve_the_bot_of_threads(
+    local_mode: tuple[LocalPage, BotProcess],
+) -> None:
+    page = _page(local_mode)
+    version = page.state(SAM)["version"]
+    answers: list[int] = []
+    answered = threading.Condition()
+
+    def poll() -> None:
+        status = page.request(f"/local/api/state?as={SAM}&since={version}").status
+        with answered:
+            answers.append(status)
+            answered.notify_all()
+
+    polls = [threading.Thread(target=poll) for _ in range(5)]
+    for thread in polls:
+        thread.start()
+    # Four pages may wait for a change; the fifth is told at once to ask again.
+    with answered:
+        assert answered.wait_for(lambda: 429 in answers, timeout=10), answers
+    assert page.command(SAM, "/jit help").status == 200  # the bot still gets its events
+    for thread in polls:
+        thread.join(timeout=20)
+    assert sorted(answers) == [200, 200, 200, 200, 429]
+
+
 # ---------------------------------------------------------------------------- the flow
 
 

@@ -43,6 +43,12 @@
     const url = "/local/api/state?as=" + encodeURIComponent(page.me) + since;
     try {
       const response = await fetch(url, { signal: poll.signal });
+      if (response.status === 429) {
+        // The server has enough pages waiting for changes: ask again in a moment.
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        if (page.poll === poll) refresh(true);
+        return;
+      }
       if (!response.ok) throw new Error("HTTP " + response.status);
       const state = await response.json();
       if (poll.signal.aborted) return;
