@@ -56,6 +56,14 @@ def browser() -> Iterator[WebDriver]:
         driver.quit()
 
 
+def _open(driver: WebDriver, page: LocalPage) -> None:
+    """The local workspace, once it says it is one."""
+    driver.get(page.url + "/")
+    _wait(driver).until(
+        seen.text_to_be_present_in_element((By.CLASS_NAME, "local-mode"), "local mode")
+    )
+
+
 def _wait(driver: WebDriver) -> WebDriverWait[WebDriver]:
     # The page redraws a conversation when it changes: an element found a moment ago may
     # be gone, and is looked up again.
@@ -142,10 +150,7 @@ def test_request_approve_grant_and_end_access_in_the_browser(
     local_mode: tuple[LocalPage, BotProcess], browser: WebDriver
 ) -> None:
     page, _ = local_mode
-    browser.get(page.url + "/")
-    _wait(browser).until(
-        seen.text_to_be_present_in_element((By.CLASS_NAME, "local-mode"), "local mode")
-    )
+    _open(browser, page)
 
     # Ada asks for access through the modal; too long a duration is refused under the field.
     _be(browser, ADA)
@@ -242,10 +247,7 @@ def test_unknown_blocks_fall_back_to_their_text_and_only_web_links_are_links(
     local_mode: tuple[LocalPage, BotProcess], browser: WebDriver
 ) -> None:
     page, _ = local_mode
-    browser.get(page.url + "/")
-    _wait(browser).until(
-        seen.text_to_be_present_in_element((By.CLASS_NAME, "local-mode"), "local mode")
-    )
+    _open(browser, page)
 
     rendered = browser.execute_script(
         """
