@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from bot.importer.mining import Progress
+    from bot.importer.propose import Options
 
 DEFAULT_TIME_LIMIT = 60.0  # mining.DEFAULT_TIME_LIMIT, not imported to keep this light
 
@@ -71,13 +72,33 @@ def _add_aws(sources: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         metavar="SECONDS",
         help=f"for the exact search (default {DEFAULT_TIME_LIMIT:g})",
     )
-    aws.add_argument(
+    _add_shared(aws)
+
+
+def _add_shared(command: argparse.ArgumentParser) -> None:
+    """The options every estate import takes."""
+    command.add_argument(
         "--similarity",
         type=_fraction,
         default=0.8,
         metavar="J",
-        help="report permission sets at least this alike (Jaccard, 0 < J ≤ 1) as "
-        "near-duplicates, with what differs (default 0.8); they are not merged",
+        help="report what is at least this alike (Jaccard, 0 < J ≤ 1) as near-duplicates, "
+        "with what differs (default 0.8); they are not merged",
+    )
+    command.add_argument(
+        "--max-overgrant",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="allow up to N cells (a capability on one scope) per person beyond what they "
+        "hold today, in exchange for fewer roles; all of it is listed in the report "
+        "(default 0: everyone gets exactly what they hold)",
+    )
+    command.add_argument(
+        "--consolidate",
+        action="store_true",
+        help="roles.yaml grants through the one merged definition proposed per role "
+        "(proposed/<name>.json, to create first) instead of what exists today",
     )
 
 
@@ -87,14 +108,7 @@ def run(args: argparse.Namespace) -> int:
         from bot.importer.aws.command import import_aws
 
         with _progress_bar() as progress:
-            return import_aws(
-                args.output,
-                args.environments,
-                os.environ,
-                time_limit=args.time_limit,
-                similarity=args.similarity,
-                progress=progress,
-            )
+            return import_aws(args.output, args.environments, os.environ, _options(args), progress)
     from bot.importer.matrix import MatrixError, read_matrix
     from bot.importer.mining import mine
     from bot.importer.report import summary_line, write_outputs
@@ -120,6 +134,17 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(summary_line(result.figures))
     return 0
+
+
+def _options(args: argparse.Namespace) -> Options:
+    from bot.importer.propose import Options
+
+    return Options(
+        time_limit=args.time_limit,
+        similarity=args.similarity,
+        max_overgrant=args.max_overgrant,
+        consolidate=args.consolidate,
+    )
 
 
 @contextmanager
@@ -153,6 +178,11 @@ def _progress_bar() -> Iterator[Progress | None]:
 
 def _seconds(value: str) -> float:
     return _number(value, lambda n: n >= 0, "a number of seconds ≥ 0")
+
+
+def _count(value: str) -> int:
+    number = _number(value, lambda n: math.isfinite(n) and 0 <= n == int(n), "a whole number ≥ 0")
+    return int(number)
 
 
 def _fraction(value: str) -> float:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Generic, Protocol, TypeVar
 
 from bot.importer.bounds import incompatible_assignments
@@ -76,6 +76,9 @@ class Mining(Generic[U, P]):
     # Assignments no two of which can share a role: a certificate of the lower bound that
     # anyone can check against the matrix (one user and permission of each class).
     witness: tuple[tuple[U, P], ...]
+    # user → what their roles give beyond what they hold today: empty unless the roles
+    # were relaxed for fewer of them (overgrant.relax, ``--max-overgrant``).
+    overgrant: Mapping[U, tuple[P, ...]] = field(default_factory=dict)
 
 
 def mine(

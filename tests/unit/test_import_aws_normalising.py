@@ -9,10 +9,12 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from bot.importer.aws.capabilities import capabilities, capability_names, capability_of
+from bot.importer.access import Capability
+from bot.importer.aws.capabilities import capabilities, capability_of
+from bot.importer.aws.convert import imported
 from bot.importer.aws.environments import EnvironmentsError, environments
-from bot.importer.aws.estate import Account, PermissionSet
-from bot.importer.aws.similarity import NearDuplicate, near_duplicates
+from bot.importer.aws.estate import Account, Estate, PermissionSet
+from bot.importer.similarity import NearDuplicate, capability_labels, near_duplicates
 
 READ_ONLY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
 ADMIN = "arn:aws:iam::aws:policy/AdministratorAccess"
@@ -24,6 +26,12 @@ def _inline(*statements: dict[str, object]) -> str:
 
 def _set(name: str, *, managed: tuple[str, ...] = (), inline: str | None = None) -> PermissionSet:
     return PermissionSet(f"arn:ps/{name}", name, "PT1H", managed, (), inline)
+
+
+def _labels(*sets: PermissionSet) -> dict[Capability, tuple[str, ...]]:
+    """Each capability → the normalised names of the sets carrying it, shortest first."""
+    estate = Estate({ps.arn: ps for ps in sets}, {}, (), {}, {}, {})
+    return capability_labels(imported(estate, {}))
 
 
 def _bucket(account: str) -> str:
@@ -39,9 +47,7 @@ def test_per_account_copies_are_one_capability_under_one_name() -> None:
     caps = capabilities([a, b])
 
     assert caps[a.arn] == caps[b.arn]
-    assert capability_names({a.arn: a, b.arn: b}, caps) == {
-        caps[a.arn]: ("ProdReadOnly-{account}",)
-    }
+    assert _labels(a, b) == {caps[a.arn]: ("ProdReadOnly-{account}",)}
 
 
 @pytest.mark.parametrize(
@@ -168,10 +174,7 @@ def test_near_duplicates_are_reported_at_the_threshold_with_what_differs(
     threshold: float, reported: bool
 ) -> None:
     four, five = _reads(*READS), _reads(*READS, "s3:PutObject")
-    sets = {four.arn: four, five.arn: five, "arn:ps/admin": _set("admin", managed=(ADMIN,))}
-    caps = capabilities(sets.values())
-
-    found = near_duplicates(capability_names(sets, caps), threshold)
+    found = near_duplicates(_labels(four, five, _set("admin", managed=(ADMIN,))), threshold)
 
     if reported:
         assert found == (

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,10 +26,15 @@ _ADMIN_POLICIES = ("AdministratorAccess",)
 @dataclass(frozen=True, order=True)
 class Statement:
     effect: str
-    negated: bool  # NotAction / NotResource: everything but what is listed
+    not_action: bool  # NotAction: every action but those listed
     actions: tuple[str, ...]  # lower-case: IAM matches actions case-insensitively
+    not_resource: bool  # NotResource: every resource but those listed
     resources: tuple[str, ...]
     condition: str  # canonical JSON, "" when there is none
+
+    @property
+    def negated(self) -> bool:
+        return self.not_action or self.not_resource
 
 
 @dataclass(frozen=True, order=True)
@@ -60,6 +65,19 @@ class Capability:
         parts += actions
         return ", ".join(parts) if parts else "no policy"
 
+    def features(self) -> frozenset[str]:
+        """Each managed or customer-managed policy, and each action on each resource of
+        its statements (with its effect and condition)."""
+        items = {f"policy {arn}" for arn in self.managed}
+        items |= {f"customer policy {name}" for name in self.customer_managed}
+        for s in self.statements:
+            effect = f"{s.effect}{' not' if s.negated else ''}"
+            condition = f" if {s.condition}" if s.condition else ""
+            items |= {f"{effect} {a} on {r}{condition}" for a in s.actions for r in s.resources}
+        if self.unparsed:
+            items.add(f"inline {self.unparsed}")
+        return frozenset(items)
+
 
 def normalise(text: str) -> str:
     """Every 12-digit account id replaced by the placeholder."""
@@ -87,17 +105,6 @@ def capabilities(sets: Iterable[PermissionSet]) -> dict[str, Capability]:
     return {ps.arn: capability_of(ps) for ps in sets}
 
 
-def capability_names(
-    sets: Mapping[str, PermissionSet], caps: Mapping[str, Capability]
-) -> dict[Capability, tuple[str, ...]]:
-    """Each capability → the normalised names of the sets that carry it, shortest first
-    (the first one names the capability)."""
-    names: dict[Capability, set[str]] = {}
-    for arn, cap in caps.items():
-        names.setdefault(cap, set()).add(normalise(sets[arn].name))
-    return {cap: tuple(sorted(found, key=lambda n: (len(n), n))) for cap, found in names.items()}
-
-
 def _statements(document: Any) -> tuple[Statement, ...]:
     raw = document["Statement"]
     listed = raw if isinstance(raw, list) else [raw]
@@ -109,8 +116,9 @@ def _statements(document: Any) -> tuple[Statement, ...]:
         found.add(
             Statement(
                 effect=str(statement.get("Effect", "Allow")),
-                negated="NotAction" in statement or "NotResource" in statement,
+                not_action="NotAction" in statement,
                 actions=tuple(sorted({a.lower() for a in _listed(actions)})),
+                not_resource="NotResource" in statement,
                 resources=tuple(sorted({normalise(r) for r in _listed(resources)})),
                 condition=normalise(json.dumps(condition, sort_keys=True)) if condition else "",
             )

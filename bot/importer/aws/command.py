@@ -1,4 +1,5 @@
-"""``jit-bot import aws``, end to end: read the estate, normalise, mine, write drafts.
+"""``jit-bot import aws``, end to end: read the estate, put it in the import's own words,
+and hand it to the shared part (bot.importer.propose).
 
 Read-only: the only AWS calls made are the reader's (reading.py). Errors the user can fix
 (credentials that cannot read, a bad --environments file, an unwritable output
@@ -14,14 +15,12 @@ from pathlib import Path
 import boto3
 from botocore.exceptions import BotoCoreError
 
-from bot.importer.aws.capabilities import capabilities, capability_names
-from bot.importer.aws.drafts import draft
+from bot.importer.aws.convert import imported
 from bot.importer.aws.environments import EnvironmentsError, environments
-from bot.importer.aws.holdings import holdings
-from bot.importer.aws.outputs import Outcome, headline, write_outputs
 from bot.importer.aws.reading import EstateError, read_estate
-from bot.importer.aws.similarity import DEFAULT_SIMILARITY, near_duplicates
-from bot.importer.mining import Progress, mine
+from bot.importer.mining import Progress
+from bot.importer.outputs import headline
+from bot.importer.propose import NothingToPropose, Options, propose, write_outputs
 from providers.aws.calls import RETRY, AwsCalls, AwsClients
 
 
@@ -29,9 +28,7 @@ def import_aws(
     output: Path,
     choice: str,
     environ: Mapping[str, str],
-    *,
-    time_limit: float,
-    similarity: float = DEFAULT_SIMILARITY,
+    options: Options,
     progress: Progress | None = None,
 ) -> int:
     """Exit status: 0 written, 2 the estate or the options cannot be used."""
@@ -40,17 +37,9 @@ def import_aws(
             environments(choice, {})  # a bad mapping file fails before AWS is asked
         estate = read_estate(_clients(environ), AwsCalls(RETRY))
         environment = environments(choice, estate.accounts)
-    except (EstateError, EnvironmentsError) as exc:
+        outcome = propose(imported(estate, environment), options, progress)
+    except (EstateError, EnvironmentsError, NothingToPropose) as exc:
         return _fail(str(exc))
-    caps = capabilities(estate.permission_sets.values())
-    held = holdings(estate, caps, environment)
-    if not held.pairs:
-        return _fail("no account assignment reaches anyone: there is nothing to propose")
-    mining = mine(held.pairs, time_limit=time_limit, progress=progress)
-    names = capability_names(estate.permission_sets, caps)
-    drafts = draft(mining, held, names)
-    similar = near_duplicates(names, similarity)
-    outcome = Outcome(estate, held, drafts, mining, names, caps, similar, similarity)
     try:
         write_outputs(outcome, output)
     except OSError as exc:

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from bot.importer.aws.estate import Account
+from bot.importer.naming import valid_name
 
 UNTAGGED = "untagged"
-_INVALID = re.compile(r"[^a-z0-9_-]+")
 _LINE = re.compile(r"^\s*(\d{12})\s*[,\s]\s*([^\s,#]+)\s*(#.*)?$")
 
 
@@ -24,8 +24,7 @@ class EnvironmentsError(Exception):
 
 def environment_name(text: str) -> str:
     """A roles.yaml environment name made from an OU name, tag value or file entry."""
-    name = _INVALID.sub("-", text.strip().lower()).strip("-_")[:64]
-    return name or "default"
+    return valid_name(text)
 
 
 def environments(choice: str, accounts: Mapping[str, Account]) -> dict[str, str]:

@@ -1,5 +1,6 @@
-"""Near-duplicate permission sets: capabilities that are not equal but mostly overlap,
-by Jaccard similarity over what they grant, shown in the report with what differs.
+"""Near-duplicate sources: capabilities that are not equal but mostly overlap, by
+Jaccard similarity over what they grant item by item (Capability.features), shown in the
+report with what differs.
 
 Only reported, never merged: two sets that differ by one action may differ on purpose,
 and merging them would grant someone more (or less) than today.
@@ -11,32 +12,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import combinations
 
-from bot.importer.aws.capabilities import Capability
+from bot.importer.access import Capability, Imported
 
 DEFAULT_SIMILARITY = 0.8
 
 
 @dataclass(frozen=True)
 class NearDuplicate:
-    left: str  # the capabilities' names (capability_names' first)
+    left: str  # the capabilities' names (capability_labels' first)
     right: str
     similarity: float
     only_left: tuple[str, ...]
     only_right: tuple[str, ...]
 
 
-def features(cap: Capability) -> frozenset[str]:
-    """What a capability grants, item by item: each managed or customer-managed policy,
-    and each action on each resource of its statements (with its effect and condition)."""
-    items = {f"policy {arn}" for arn in cap.managed}
-    items |= {f"customer policy {name}" for name in cap.customer_managed}
-    for s in cap.statements:
-        effect = f"{s.effect}{' not' if s.negated else ''}"
-        condition = f" if {s.condition}" if s.condition else ""
-        items |= {f"{effect} {a} on {r}{condition}" for a in s.actions for r in s.resources}
-    if cap.unparsed:
-        items.add(f"inline {cap.unparsed}")
-    return frozenset(items)
+def capability_labels(imported: Imported) -> dict[Capability, tuple[str, ...]]:
+    """Each capability → the labels of the sources carrying it, shortest first (the
+    first names the capability)."""
+    labels: dict[Capability, set[str]] = {}
+    for source in imported.sources.values():
+        labels.setdefault(source.capability, set()).add(source.label)
+    return {cap: tuple(sorted(found, key=lambda n: (len(n), n))) for cap, found in labels.items()}
 
 
 def near_duplicates(
@@ -44,7 +40,7 @@ def near_duplicates(
 ) -> tuple[NearDuplicate, ...]:
     """Every pair of distinct capabilities at least ``threshold`` alike, most alike first."""
     found: list[NearDuplicate] = []
-    featured = sorted((names[cap][0], features(cap)) for cap in names)
+    featured = sorted((names[cap][0], cap.features()) for cap in names)
     for (left, a), (right, b) in combinations(featured, 2):
         union = a | b
         if not union or a == b:

@@ -1,0 +1,130 @@
+"""An AWS estate in the import's own words (bot.importer.access): permission sets are
+the sources, accounts the scopes, and a role grants a permission set on accounts.
+
+Also the one merged permission set proposed per role: its managed and customer-managed
+policies, its inline statements with the account placeholder written as the policy
+variable ``${aws:PrincipalAccount}`` (the account the session is in), and the longest
+session duration among the sets it replaces.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bot.importer.access import Cloud, Holding, Imported, Scope, Source
+from bot.importer.aws.capabilities import (
+    ACCOUNT_PLACEHOLDER,
+    Capability,
+    Statement,
+    capabilities,
+    normalise,
+)
+from bot.importer.aws.estate import Estate
+
+_PS_NAME_MAX = 32  # AWS's limit for a permission set's name
+_PS_NAME = re.compile(r"[^\w+=,.@-]")
+_DURATION = re.compile(r"^PT(?:(\d+)H)?(?:(\d+)M)?$")
+
+
+def aws_target(permission_set: str, accounts: Sequence[str]) -> dict[str, Any]:
+    return {"provider": "aws", "permission_set": permission_set, "accounts": list(accounts)}
+
+
+def propose_permission_set(role: str, sources: Sequence[Source]) -> tuple[str, dict[str, Any]]:
+    """The permission set to create for ``role``, replacing ``sources``."""
+    name = _PS_NAME.sub("-", f"jit-{role}")[:_PS_NAME_MAX]
+    caps = [s.capability for s in sources if isinstance(s.capability, Capability)]
+    statements = [
+        {
+            "Effect": st.effect,
+            ("NotAction" if st.negated else "Action"): list(st.actions),
+            "Resource": [
+                r.replace(ACCOUNT_PLACEHOLDER, "${aws:PrincipalAccount}") for r in st.resources
+            ],
+        }
+        for cap in caps
+        for st in cap.statements
+    ]
+    durations = [d for d in (s.session_duration for s in sources) if d]
+    document: dict[str, Any] = {
+        "Name": name,
+        "Description": f"jit-bot role {role}"[:700],
+        "SessionDuration": max(durations, key=_minutes, default="PT1H"),
+        "ManagedPolicies": sorted({arn for cap in caps for arn in cap.managed}),
+        "CustomerManagedPolicyReferences": sorted(
+            {c for cap in caps for c in cap.customer_managed}
+        ),
+        "ReplacesPermissionSets": sorted(s.name for s in sources),
+    }
+    if statements:
+        document["InlinePolicy"] = {"Version": "2012-10-17", "Statement": statements}
+    return name, document
+
+
+def _statement(st: Statement) -> dict[str, Any]:
+    """A normalised statement as IAM JSON again, the account placeholder written as the
+    account the session is in."""
+    account = "${aws:PrincipalAccount}"
+    statement: dict[str, Any] = {
+        "Effect": st.effect,
+        ("NotAction" if st.not_action else "Action"): list(st.actions),
+        ("NotResource" if st.not_resource else "Resource"): [
+            r.replace(ACCOUNT_PLACEHOLDER, account) for r in st.resources
+        ],
+    }
+    if st.condition:
+        statement["Condition"] = json.loads(st.condition.replace(ACCOUNT_PLACEHOLDER, account))
+    return statement
+
+
+def _minutes(duration: str) -> int:
+    match = _DURATION.match(duration)
+    if not match:
+        return 0
+    return int(match.group(1) or 0) * 60 + int(match.group(2) or 0)
+
+
+AWS = Cloud(
+    key="aws",
+    sources_noun="permission sets",
+    scopes_noun="accounts",
+    target=aws_target,
+    columns=("account_id", "account_name", "permission_set"),
+    approver_group="aws-admins",
+    propose=propose_permission_set,
+    proposed_dir="permission-sets",
+)
+
+
+def imported(estate: Estate, environment: Mapping[str, str]) -> Imported:
+    caps = capabilities(estate.permission_sets.values())
+    sources = {
+        ps.name: Source(ps.name, caps[arn], normalise(ps.name), ps.session_duration)
+        for arn, ps in estate.permission_sets.items()
+    }
+    scopes = {
+        account_id: Scope(account_id, account.name, environment[account_id])
+        for account_id, account in estate.accounts.items()
+        if account_id in environment
+    }
+    holdings = []
+    for a in estate.assignments:
+        ps = estate.permission_sets.get(a.permission_set_arn)
+        principal = (
+            estate.groups.get(a.principal_id, a.principal_id)
+            if a.principal_type == "GROUP"
+            else estate.people.get(a.principal_id, a.principal_id)
+        )
+        holdings.append(
+            Holding(
+                ps.name if ps else a.permission_set_arn,
+                a.account_id,
+                a.principal_type,
+                principal,
+                estate.holders(a),
+            )
+        )
+    return Imported(AWS, sources, scopes, tuple(holdings))
