@@ -46,6 +46,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="for the exact search; then the best cover found is kept, and the report "
         f"says how far from the minimum it can be (default {DEFAULT_TIME_LIMIT:g})",
     )
+    matrix.set_defaults(run=_run_matrix)
     _add_aws(sources)
 
 
@@ -73,6 +74,14 @@ def _add_aws(sources: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         help=f"for the exact search (default {DEFAULT_TIME_LIMIT:g})",
     )
     _add_shared(aws)
+    aws.set_defaults(run=_run_aws)
+
+
+def _run_aws(args: argparse.Namespace) -> int:
+    from bot.importer.aws.command import import_aws
+
+    with _progress_bar() as progress:
+        return import_aws(args.output, args.environments, os.environ, _options(args), progress)
 
 
 def _add_shared(command: argparse.ArgumentParser) -> None:
@@ -98,17 +107,18 @@ def _add_shared(command: argparse.ArgumentParser) -> None:
         "--consolidate",
         action="store_true",
         help="roles.yaml grants through the one merged definition proposed per role "
-        "(proposed/<name>.json, to create first) instead of what exists today",
+        "(written beside it, e.g. permission-sets/<role>.json; to create first) instead of "
+        "what exists today",
     )
 
 
 def run(args: argparse.Namespace) -> int:
     """Exit status: 0 done, 2 the input cannot be used or the output cannot be written."""
-    if args.source == "aws":
-        from bot.importer.aws.command import import_aws
+    result: int = args.run(args)
+    return result
 
-        with _progress_bar() as progress:
-            return import_aws(args.output, args.environments, os.environ, _options(args), progress)
+
+def _run_matrix(args: argparse.Namespace) -> int:
     from bot.importer.matrix import MatrixError, read_matrix
     from bot.importer.mining import mine
     from bot.importer.report import summary_line, write_outputs
