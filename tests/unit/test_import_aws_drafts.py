@@ -4,6 +4,8 @@ the estate is shown as itself in report.md."""
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
 from bot.config import load_config
@@ -89,3 +91,62 @@ def test_names_from_the_estate_are_shown_as_themselves_in_the_report(tmp_path: P
     assert "| &lt;img src=x onerror=alert(1)&gt;\\|x | ReadOnly | api (333333333333) |" in report
     assert "- Dead" in report  # and the dead set is listed
     assert len(outcome.mining.roles) == 1
+
+
+def _bucket_set(arn: str, name: str, effect_key: str) -> PermissionSet:
+    inline = (
+        '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", '
+        f'"{effect_key}": "arn:aws:s3:::logs-111111111111/*", '
+        '"Condition": {"StringEquals": {"aws:ResourceAccount": "111111111111"}}}]}'
+    )
+    return PermissionSet(arn, name, "PT4H", (), (), inline)
+
+
+def test_consolidating_grants_one_proposed_permission_set_per_role(tmp_path: Path) -> None:
+    estate = _estate({"u1": "ann@example.com", "u2": "ben@example.org"}, {"g1": "web"})
+    sets = dict(estate.permission_sets)
+    sets["arn:ps/logs"] = _bucket_set("arn:ps/logs", "Logs-111111111111", "NotResource")
+    both = (*estate.assignments, Assignment("111111111111", "arn:ps/logs", "GROUP", "g1"))
+    estate = Estate(sets, estate.accounts, both, estate.people, estate.groups, estate.members)
+
+    outcome = _write(estate, tmp_path, Options(consolidate=True))
+
+    config = load_config(tmp_path / "roles.yaml", tmp_path / "approvers.yaml", {"aws": AwsTarget})
+    web = outcome.drafts.names[outcome.mining.assignments["ann@example.com"][0]]
+    created, document = outcome.drafts.proposals[web]
+    assert [t.permission_set for t in config.targets[(web, "prod")]] == [created]
+    written = json.loads((tmp_path / "permission-sets" / f"{web}.json").read_text())
+    assert written == document and created == document["Name"] == f"jit-{web}"[:32]
+    assert document["ManagedPolicies"] == [READ_ONLY]
+    assert document["SessionDuration"] == "PT4H"  # the longest of the sets it replaces
+    assert document["ReplacesPermissionSets"] == ["Logs-111111111111", "ReadOnly"]
+    # The account the set was copied for becomes the account the session is in, and a
+    # NotResource stays a NotResource (an Allow on every other resource otherwise).
+    assert document["InlinePolicy"]["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Action": ["s3:getobject"],
+            "NotResource": ["arn:aws:s3:::logs-${aws:PrincipalAccount}/*"],
+            "Condition": {"StringEquals": {"aws:ResourceAccount": "${aws:PrincipalAccount}"}},
+        }
+    ]
+
+
+def test_standing_csv_lists_every_assignment_with_the_roles_that_replace_it(
+    tmp_path: Path,
+) -> None:
+    formula = '=HYPERLINK("http://evil")'
+    estate = _estate({"u1": "ann@example.com", "u2": "ben@example.org"}, {"g1": formula})
+
+    outcome = _write(estate, tmp_path)
+
+    with (tmp_path / "standing.csv").open(newline="") as rows:
+        standing = list(csv.DictReader(rows))
+    names = {p: outcome.drafts.names[r[0]] for p, r in outcome.mining.assignments.items()}
+    assert [(r["account_id"], r["principal"], r["covered_by"]) for r in standing] == [
+        # a spreadsheet shows the group's name as text instead of running it
+        ("111111111111", f"'{formula}", names["ann@example.com"]),
+        ("222222222222", "ben@example.org", names["ben@example.org"]),
+        ("222222222222", "empty", ""),  # reaches nobody: standing, and nobody's
+    ]
+    assert "3 of 3 assignments" in (tmp_path / "report.md").read_text()

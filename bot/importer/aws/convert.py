@@ -37,17 +37,7 @@ def propose_permission_set(role: str, sources: Sequence[Source]) -> tuple[str, d
     """The permission set to create for ``role``, replacing ``sources``."""
     name = _PS_NAME.sub("-", f"jit-{role}")[:_PS_NAME_MAX]
     caps = [s.capability for s in sources if isinstance(s.capability, Capability)]
-    statements = [
-        {
-            "Effect": st.effect,
-            ("NotAction" if st.negated else "Action"): list(st.actions),
-            "Resource": [
-                r.replace(ACCOUNT_PLACEHOLDER, "${aws:PrincipalAccount}") for r in st.resources
-            ],
-        }
-        for cap in caps
-        for st in cap.statements
-    ]
+    statements = [_statement(st) for cap in caps for st in cap.statements]
     durations = [d for d in (s.session_duration for s in sources) if d]
     document: dict[str, Any] = {
         "Name": name,
