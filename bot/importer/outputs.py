@@ -111,10 +111,7 @@ def mapping_rows(outcome: Outcome) -> list[tuple[str, ...]]:
     """One row per assignment and person it reaches (a group's members each have one);
     an assignment that reaches nobody (an empty group) has one row with no role."""
     imported, names = outcome.imported, outcome.drafts.names
-    roles_of = {
-        person: [r for r in outcome.mining.roles if r.name in mined]
-        for person, mined in outcome.mining.assignments.items()
-    }
+    cells_of = {r.name: frozenset(r.permissions) for r in outcome.mining.roles}
     rows: list[tuple[str, ...]] = []
     for holding, cell in zip(imported.holdings, outcome.held.cells, strict=True):
         where = _where(imported, holding.scope, holding.source)
@@ -124,8 +121,9 @@ def mapping_rows(outcome: Outcome) -> list[tuple[str, ...]]:
             continue
         env = imported.scopes[cell[1]].environment
         for person in holding.people:
-            role = next(r for r in roles_of[person] if cell in r.permissions)
-            rows.append((*base, person, names[role.name], env))
+            mined = outcome.mining.assignments[person]
+            role = next(m for m in mined if cell in cells_of[m])
+            rows.append((*base, person, names[role], env))
     return rows
 
 
@@ -138,7 +136,7 @@ def standing_rows(outcome: Outcome) -> list[tuple[str, ...]]:
 
 def _covered(outcome: Outcome) -> Iterable[tuple[str, ...]]:
     imported, names = outcome.imported, outcome.drafts.names
-    cells_of = {r.name: set(r.permissions) for r in outcome.mining.roles}
+    cells_of = {r.name: frozenset(r.permissions) for r in outcome.mining.roles}
     for holding, cell in zip(imported.holdings, outcome.held.cells, strict=True):
         if cell is None:
             continue

@@ -22,17 +22,21 @@ from tests.fakes.processes import run_cli
 Grant = tuple[str, str]  # (permission set name, account id)
 
 
-@pytest.fixture
+# The import only reads: every test of this module shares one seeded estate and one run.
+@pytest.fixture(scope="module")
 def chaos(moto: MotoAws) -> ChaoticEstate:
     return seed_chaos(moto)
 
 
-@pytest.fixture
-def imported(moto: MotoAws, chaos: ChaoticEstate, tmp_path: Path) -> Iterator[Path]:
-    done = run_cli(["import", "aws", "--output", str(tmp_path / "out")], moto.environ())
+@pytest.fixture(scope="module")
+def imported(
+    moto: MotoAws, chaos: ChaoticEstate, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    where = tmp_path_factory.mktemp("import")
+    done = run_cli(["import", "aws", "--output", str(where / "out")], moto.environ())
     assert done.returncode == 0, done.stderr
-    (tmp_path / "stdout").write_text(done.stdout)
-    yield tmp_path / "out"
+    (where / "stdout").write_text(done.stdout)
+    yield where / "out"
 
 
 def _held_today(moto: MotoAws, chaos: ChaoticEstate) -> dict[str, set[Grant]]:
