@@ -150,6 +150,26 @@ def test_the_import_only_reads_and_follows_every_list_to_its_last_page(run: Run)
     assert paged == {"resourcegroups", "roledefinitions", "roleassignments", "microsoft.graph.user"}
 
 
+def test_a_throttled_read_is_retried_as_the_provider_retries(
+    azure_server: FakeAzure, run: Run, tmp_path: Path
+) -> None:
+    azure_server.fail_next(429, "TooManyRequests", path_contains="/resourcegroups", retry_after="0")
+    azure_server.fail_next(
+        429, "TooManyRequests", path_contains="/transitiveMembers", retry_after="0"
+    )
+    before = len(azure_server.calls)
+
+    done = _import(azure_server, tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    throttled = [c for c in azure_server.calls[before:] if c.status == 429]
+    assert {c.path.rsplit("/", 1)[-1].lower() for c in throttled} == {
+        "resourcegroups",
+        "microsoft.graph.user",
+    }
+    assert (tmp_path / "mapping.csv").read_text() == (run.out / "mapping.csv").read_text()
+
+
 def test_each_role_proposes_one_custom_role_definition(run: Run) -> None:
     roles, _ = _read(run.out)
     definitions = {p.stem: json.loads(p.read_text()) for p in (run.out / "custom-roles").iterdir()}
