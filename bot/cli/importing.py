@@ -48,6 +48,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     matrix.set_defaults(run=_run_matrix)
     _add_aws(sources)
+    _add_azure(sources)
 
 
 def _add_aws(sources: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -82,6 +83,56 @@ def _run_aws(args: argparse.Namespace) -> int:
 
     with _progress_bar() as progress:
         return import_aws(args.output, args.environments, os.environ, _options(args), progress)
+
+
+def _add_azure(sources: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    azure = sources.add_parser(
+        "azure",
+        help="from Azure role assignments, read-only: drafts roles.yaml, approvers.yaml, "
+        "mapping.csv and report.md",
+    )
+    azure.add_argument(
+        "--subscription",
+        type=_subscription,
+        action="append",
+        required=True,
+        metavar="ID",
+        help="a subscription to read (its resource groups and resources included); repeat for more",
+    )
+    azure.add_argument(
+        "--output", type=Path, required=True, metavar="DIR", help="directory to write into"
+    )
+    azure.add_argument(
+        "--environments",
+        default="name",
+        metavar="name|tag:KEY|FILE",
+        help="each scope's environment: its subscription's name (default), the value of the "
+        "tag KEY (a resource group's own, else its subscription's), or a file of "
+        "'<scope> <environment>' lines",
+    )
+    azure.add_argument(
+        "--time-limit",
+        type=_seconds,
+        default=DEFAULT_TIME_LIMIT,
+        metavar="SECONDS",
+        help=f"for the exact search (default {DEFAULT_TIME_LIMIT:g})",
+    )
+    _add_shared(azure)
+    azure.set_defaults(run=_run_azure)
+
+
+def _run_azure(args: argparse.Namespace) -> int:
+    from bot.importer.azure.command import import_azure
+
+    with _progress_bar() as progress:
+        return import_azure(
+            args.output,
+            args.subscription,
+            args.environments,
+            os.environ,
+            _options(args),
+            progress,
+        )
 
 
 def _add_shared(command: argparse.ArgumentParser) -> None:
@@ -184,6 +235,18 @@ def _progress_bar() -> Iterator[Progress | None]:
             bar.update(tasks[stage], completed=done, total=total)
 
         yield step
+
+
+def _subscription(value: str) -> str:
+    """A subscription id: a GUID, as the Azure portal shows it."""
+    from bot.importer.azure.scopes import GUID
+
+    if not GUID.match(value):
+        raise argparse.ArgumentTypeError(
+            f"'{value}' is not a subscription id; expected a GUID such as "
+            "00000000-0000-0000-0000-000000000000"
+        )
+    return value.lower()
 
 
 def _seconds(value: str) -> float:

@@ -90,6 +90,7 @@ class AzureClients:
         self._lock = threading.Lock()
         self._authorization: dict[str, AuthorizationManagementClient] = {}
         self._graph: PipelineClient[HttpRequest, HttpResponse] | None = None
+        self._arm: PipelineClient[HttpRequest, HttpResponse] | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> AzureClients:
@@ -127,22 +128,31 @@ class AzureClients:
                 self._authorization[subscription_id] = client
             return client
 
+    def resource_manager(self) -> PipelineClient[HttpRequest, HttpResponse]:
+        """A plain ARM client, for the reads the authorization SDK has no operation for
+        (a subscription, its resource groups): same credential, endpoint and transport."""
+        with self._lock:
+            if self._arm is None:
+                self._arm = self._pipeline(self.arm_endpoint)
+            return self._arm
+
     def graph(self) -> PipelineClient[HttpRequest, HttpResponse]:
         with self._lock:
             if self._graph is None:
-                self._graph = PipelineClient(
-                    base_url=self.graph_endpoint,
-                    policies=[
-                        HeadersPolicy({"Accept": "application/json"}),
-                        UserAgentPolicy("jit-bot"),
-                        BearerTokenCredentialPolicy(
-                            self.credential, f"{_origin(self.graph_endpoint)}/.default"
-                        ),
-                        HttpLoggingPolicy(http_logging_level=logging.DEBUG),
-                    ],
-                    transport=RequestsTransport(**self._transport),
-                )
+                self._graph = self._pipeline(self.graph_endpoint)
             return self._graph
+
+    def _pipeline(self, endpoint: str) -> PipelineClient[HttpRequest, HttpResponse]:
+        return PipelineClient(
+            base_url=endpoint,
+            policies=[
+                HeadersPolicy({"Accept": "application/json"}),
+                UserAgentPolicy("jit-bot"),
+                BearerTokenCredentialPolicy(self.credential, f"{_origin(endpoint)}/.default"),
+                HttpLoggingPolicy(http_logging_level=logging.DEBUG),
+            ],
+            transport=RequestsTransport(**self._transport),
+        )
 
 
 class _OnFirstUse:

@@ -76,7 +76,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from azure.identity import ClientSecretCredential
 from cryptography import x509
@@ -115,9 +115,40 @@ BUILT_IN_ROLES = {
     "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
     "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": "Owner",
     "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1": "Storage Blob Data Reader",
+    "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9": "User Access Administrator",
 }
 READER = "acdd72a7-3385-48ef-bd42-f606fba81ae7"
 CONTRIBUTOR = "b24988ac-6180-42a0-ab88-20f7382dd24c"
+OWNER = "8e3af657-a8ff-443c-a75c-2fe8c4bcb635"
+USER_ACCESS_ADMINISTRATOR = "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9"
+# Their permissions, as Azure publishes them (Contributor's notActions abridged to the
+# authorization ones that keep it from granting access).
+BUILT_IN_PERMISSIONS: dict[str, list[dict[str, list[str]]]] = {
+    READER: [{"actions": ["*/read"]}],
+    CONTRIBUTOR: [
+        {
+            "actions": ["*"],
+            "notActions": [
+                "Microsoft.Authorization/*/Delete",
+                "Microsoft.Authorization/*/Write",
+                "Microsoft.Authorization/elevateAccess/Action",
+            ],
+        }
+    ],
+    OWNER: [{"actions": ["*"]}],
+    "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1": [
+        {
+            "actions": [
+                "Microsoft.Storage/storageAccounts/blobServices/containers/read",
+                "Microsoft.Storage/storageAccounts/blobServices/generateUserDelegationKey/action",
+            ],
+            "dataActions": ["Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"],
+        }
+    ],
+    USER_ACCESS_ADMINISTRATOR: [
+        {"actions": ["*/read", "Microsoft.Authorization/*", "Microsoft.Support/*"]}
+    ],
+}
 
 _AUTHZ = "/providers/microsoft.authorization/"
 _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
@@ -202,6 +233,13 @@ class _User:
     display_name: str
 
 
+@dataclass
+class _Group:
+    id: str
+    display_name: str
+    members: list[str]  # object ids of users and of nested groups
+
+
 @dataclass(frozen=True)
 class _ExpirationRule:
     """A role management policy's maximum duration at a scope (and below it)."""
@@ -218,6 +256,13 @@ class _State:
     writable: set[str] = field(default_factory=set)
     expiration_rules: list[_ExpirationRule] = field(default_factory=list)
     custom_roles: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+    permissions: dict[str, list[dict[str, list[str]]]] = field(default_factory=dict)  # custom
+    # Subscriptions' display names and resource groups' names as created, by lower scope.
+    names: dict[str, str] = field(default_factory=dict)
+    tags: dict[str, dict[str, str]] = field(default_factory=dict)  # by lower scope
+    groups: dict[str, _Group] = field(default_factory=dict)
+    service_principals: dict[str, str] = field(default_factory=dict)  # object id → name
+    page_size: int = 0  # ARM and Graph lists answer this many items a page; 0: all at once
     assignments: dict[str, _Assignment] = field(default_factory=dict)  # by lower name
     requests: dict[str, dict[str, Any]] = field(default_factory=dict)  # by lower name
     schedules: dict[str, _Schedule] = field(default_factory=dict)
@@ -382,14 +427,47 @@ class FakeAzure:
 
     # -- seeding -----------------------------------------------------------------------
 
-    def add_scope(self, scope: str) -> None:
-        """Make a subscription, resource group or resource exist (and its parents)."""
+    def add_scope(
+        self, scope: str, *, name: str | None = None, tags: dict[str, str] | None = None
+    ) -> None:
+        """Make a subscription, resource group or resource exist (and its parents);
+        ``name`` is a subscription's display name, ``tags`` the scope's own tags."""
         parts = scope.strip("/").split("/")
         with self._lock:
             for end in range(2, len(parts) + 1, 2):
                 if end == 6:  # .../providers/<namespace> is not a scope of its own
                     continue
-                self._state.scopes.add("/" + "/".join(parts[:end]).lower())
+                key = "/" + "/".join(parts[:end]).lower()
+                self._state.scopes.add(key)
+                self._state.names.setdefault(key, parts[end - 1])
+            key = "/" + "/".join(parts).lower()
+            if name is not None:
+                self._state.names[key] = name
+            if tags is not None:
+                self._state.tags[key] = dict(tags)
+
+    def add_group(self, name: str, members: list[str]) -> str:
+        """A Microsoft Entra ID security group; ``members`` are users (object id or user
+        principal name) and groups (object id), nested groups included. Returns its id."""
+        with self._lock:
+            ids = []
+            for member in members:
+                ids.append(member if member in self._state.groups else self._user(member).id)
+            group = _Group(str(uuid.uuid4()), name, ids)
+            self._state.groups[group.id] = group
+        return group.id
+
+    def add_service_principal(self, name: str) -> str:
+        """An application's or managed identity's service principal; returns its id."""
+        object_id = str(uuid.uuid4())
+        with self._lock:
+            self._state.service_principals[object_id] = name
+        return object_id
+
+    def set_page_size(self, size: int) -> None:
+        """Answer every ARM and Graph list this many items a page, with a next link."""
+        with self._lock:
+            self._state.page_size = size
 
     def grant_rights(self, scope: str) -> None:
         """Let the caller write and delete role assignments (and PIM requests) at ``scope``
@@ -411,10 +489,18 @@ class FakeAzure:
         with self._lock:
             self._state.expiration_rules.append(rule)
 
-    def add_custom_role(self, name: str, assignable_scopes: list[str]) -> str:
+    def add_custom_role(
+        self,
+        name: str,
+        assignable_scopes: list[str],
+        permissions: list[dict[str, list[str]]] | None = None,
+    ) -> str:
+        """A custom role; ``permissions`` as ARM writes them (``actions``, ``notActions``,
+        ``dataActions``, ``notDataActions``), by default reading everything."""
         guid = str(uuid.uuid4())
         with self._lock:
             self._state.custom_roles[guid] = (name, assignable_scopes)
+            self._state.permissions[guid] = permissions or [{"actions": ["*/read"]}]
         return guid
 
     def add_user(self, upn: str, *, mail: str | None = None, name: str = "") -> str:
@@ -432,12 +518,21 @@ class FakeAzure:
     def assign(
         self, upn_or_id: str, role_guid: str, scope: str, *, description: str | None = None
     ) -> str:
-        """A role assignment made outside jit-bot (standing access); returns its name."""
+        """A role assignment made outside jit-bot (standing access) to a user (object id
+        or user principal name), a group or a service principal (object id); returns its
+        name. Any other id is a principal of another tenant (``ForeignGroup``)."""
         with self._lock:
-            user = self._user(upn_or_id)
+            if upn_or_id in self._state.groups:
+                principal, kind = upn_or_id, "Group"
+            elif upn_or_id in self._state.service_principals:
+                principal, kind = upn_or_id, "ServicePrincipal"
+            elif _GUID.match(upn_or_id) and upn_or_id not in self._state.users:
+                principal, kind = upn_or_id, "ForeignGroup"
+            else:
+                principal, kind = self._user(upn_or_id).id, "User"
             name = str(uuid.uuid4())
             self._state.assignments[name] = _Assignment(
-                name, scope, role_guid, user.id, "User", description, self.now()
+                name, scope, role_guid, principal, kind, description, self.now()
             )
             return name
 
@@ -491,16 +586,41 @@ class FakeAzure:
             return list(self._state.token_requests)
 
     def assignments(self) -> set[tuple[str, str, str]]:
-        """Every role assignment as (user principal name, scope, role name)."""
+        """Every role assignment as (user principal name, scope, role name); a group is
+        named ``group:<name>``, any other principal by its object id."""
         with self._lock:
             return {
-                (
-                    self._state.users[a.principal_id].user_principal_name,
-                    a.scope,
-                    self._role_name(a.role_guid),
-                )
+                (self._principal_name(a.principal_id), a.scope, self._role_name(a.role_guid))
                 for a in self._state.assignments.values()
             }
+
+    def people_holding(self) -> set[tuple[str, str, str]]:
+        """What each person holds: (mail or user principal name, scope, role name) for
+        every assignment to a user or to a group (its users, nested groups included)."""
+        with self._lock:
+            found = set()
+            for a in self._state.assignments.values():
+                role = self._role_name(a.role_guid)
+                for user in self._users_of(a.principal_id, set()):
+                    email = (user.mail or user.user_principal_name).lower()
+                    found.add((email, a.scope, role))
+            return found
+
+    def _users_of(self, object_id: str, seen: set[str]) -> list[_User]:
+        if object_id in self._state.users:
+            return [self._state.users[object_id]]
+        group = self._state.groups.get(object_id)
+        if group is None or object_id in seen:
+            return []
+        seen.add(object_id)
+        return [u for member in group.members for u in self._users_of(member, seen)]
+
+    def _principal_name(self, object_id: str) -> str:
+        if object_id in self._state.users:
+            return self._state.users[object_id].user_principal_name
+        if object_id in self._state.groups:
+            return f"group:{self._state.groups[object_id].display_name}"
+        return object_id
 
     def assignment(self, name: str) -> dict[str, Any] | None:
         with self._lock:
@@ -731,6 +851,8 @@ class FakeAzure:
             mail = match.group(1).replace("''", "'").lower()
             found = [u for u in self._state.users.values() if (u.mail or "").lower() == mail]
             return {"value": [_user_json(u) for u in found]}
+        if rest.lower().startswith("groups/"):
+            return self._graph_group(path, rest[len("groups/") :], query)
         if rest.lower().startswith("users/"):
             key = rest[len("users/") :]
             try:
@@ -744,11 +866,100 @@ class FakeAzure:
                 ) from None
         raise _ArmError(404, "Request_ResourceNotFound", f"No route {path}.")
 
+    def _graph_group(self, path: str, rest: str, query: dict[str, str]) -> Any:
+        """``/groups/{id}`` and ``/groups/{id}/transitiveMembers/microsoft.graph.user``:
+        the users in the group and in every group nested in it, a page at a time."""
+        key, _, member_path = rest.partition("/")
+        group = self._state.groups.get(key.lower())
+        if group is None:
+            raise _ArmError(
+                404,
+                "Request_ResourceNotFound",
+                f"Resource '{key}' does not exist or one of its queried reference-property "
+                "objects are not present.",
+            )
+        if not member_path:
+            return {"id": group.id, "displayName": group.display_name}
+        if member_path.lower() != "transitivemembers/microsoft.graph.user":
+            raise _ArmError(400, "Request_BadRequest", f"No route {path}.")
+        found: dict[str, _User] = {}
+        pending, seen = list(group.members), {group.id}
+        while pending:
+            member = pending.pop()
+            if member in self._state.users:
+                found.setdefault(member, self._state.users[member])
+            elif member in self._state.groups and member not in seen:
+                seen.add(member)
+                pending += self._state.groups[member].members
+        users = [_user_json(u) for u in sorted(found.values(), key=lambda u: u.id)]
+        return self._paged(self.graph_endpoint, path, query, users, "@odata.nextLink")
+
+    def _paged(
+        self, origin: str, path: str, query: dict[str, str], items: list[Any], link: str
+    ) -> dict[str, Any]:
+        """One page of a list, with the link to the next (``nextLink`` in ARM,
+        ``@odata.nextLink`` in Graph) carrying the query and a ``$skiptoken``."""
+        start = int(query.get("$skiptoken") or 0)
+        size = self._state.page_size or max(len(items), 1)
+        answer: dict[str, Any] = {"value": items[start : start + size]}
+        if start + size < len(items):
+            rest = {k: v for k, v in query.items() if k != "$skiptoken"}
+            answer[link] = f"{origin}{path}?{urlencode({**rest, '$skiptoken': start + size})}"
+        return answer
+
+    # Azure Resource Manager: Microsoft.Resources (subscriptions, resource groups).
+    def _resources(self, path: str, query: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        match = re.match(r"^/subscriptions/([^/]+)(/resourcegroups)?/?$", path, re.I)
+        if match is None:
+            raise _ArmError(404, "InvalidResourceType", f"No route {path}.")
+        if not query.get("api-version"):
+            raise _ArmError(
+                400,
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            )
+        scope = f"/subscriptions/{match.group(1)}".lower()
+        self._check_scope(scope)
+        if match.group(2) is None:
+            return 200, {}, self._subscription_json(scope)
+        groups = sorted(s for s in self._state.scopes if s.startswith(scope + "/resourcegroups/"))
+        listed = [self._resource_group_json(g) for g in groups if g.count("/") == 4]
+        return 200, {}, self._paged(self.arm_endpoint, path, query, listed, "nextLink")
+
+    def _subscription_json(self, scope: str) -> dict[str, Any]:
+        subscription = scope.rsplit("/", 1)[1]
+        answer: dict[str, Any] = {
+            "id": scope,
+            "subscriptionId": subscription,
+            "tenantId": TENANT_ID,
+            "displayName": self._state.names.get(scope, subscription),
+            "state": "Enabled",
+            "authorizationSource": "RoleBased",
+        }
+        if self._state.tags.get(scope):
+            answer["tags"] = self._state.tags[scope]
+        return answer
+
+    def _resource_group_json(self, scope: str) -> dict[str, Any]:
+        subscription, name = scope.split("/")[2], self._state.names[scope]
+        answer: dict[str, Any] = {
+            "id": f"/subscriptions/{subscription}/resourceGroups/{name}",
+            "name": name,
+            "type": "Microsoft.Resources/resourceGroups",
+            "location": "westeurope",
+            "properties": {"provisioningState": "Succeeded"},
+        }
+        if self._state.tags.get(scope):
+            answer["tags"] = self._state.tags[scope]
+        return answer
+
     # Azure Resource Manager: Microsoft.Authorization.
     def _arm(
         self, method: str, path: str, query: dict[str, str], payload: Any
     ) -> tuple[int, dict[str, str], Any]:
         at = path.lower().rfind(_AUTHZ)
+        if at < 0 and method == "GET":
+            return self._resources(path, query)
         if at < 0:
             raise _ArmError(404, "InvalidResourceType", f"No route {path}.")
         scope, rest = path[:at], path[at + len(_AUTHZ) :]
@@ -758,12 +969,14 @@ class FakeAzure:
         self._check_scope(scope)
         if kind == "roledefinitions":
             if method == "GET" and not name:
-                return 200, {}, {"value": self._role_definitions(scope, query.get("$filter"))}
+                found = self._role_definitions(scope, query.get("$filter"))
+                return 200, {}, self._paged(self.arm_endpoint, path, query, found, "nextLink")
             if method == "GET":
                 return 200, {}, self._role_definition(scope, name)
         if kind == "roleassignments":
             if method == "GET" and not name:
-                return 200, {}, {"value": self._list_assignments(scope, query.get("$filter"))}
+                found = self._list_assignments(scope, query.get("$filter"))
+                return 200, {}, self._paged(self.arm_endpoint, path, query, found, "nextLink")
             if method == "GET":
                 found = self._state.assignments.get(name.lower())
                 if found is None or found.scope.lower() != scope.lower():
@@ -889,7 +1102,17 @@ class FakeAzure:
                 "type": "BuiltInRole" if builtin else "CustomRole",
                 "description": f"{name} (fake)",
                 "assignableScopes": ["/"] if builtin else self._state.custom_roles[guid][1],
-                "permissions": [{"actions": ["*/read"], "notActions": []}],
+                "permissions": [
+                    {
+                        key: list(block.get(key, []))
+                        for key in ("actions", "notActions", "dataActions", "notDataActions")
+                    }
+                    for block in (
+                        BUILT_IN_PERMISSIONS.get(guid, [{"actions": ["*/read"]}])
+                        if builtin
+                        else self._state.permissions[guid]
+                    )
+                ],
             },
         }
 
