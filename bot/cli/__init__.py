@@ -56,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--output", help="file to write (default: standard output)")
     importing.add_parser(commands)
     args = parser.parse_args(argv)
-    configure_logging(os.environ.get("JIT_LOG_LEVEL", "INFO"))
+    # An import talks to people on stdout and stderr: the cloud SDKs' INFO lines (tokens
+    # acquired, requests sent) would bury its one line of result or error.
+    default_level = "WARNING" if args.command == "import" else "INFO"
+    configure_logging(os.environ.get("JIT_LOG_LEVEL", default_level))
     try:
         if args.command == "serve":
             return serve.run()

@@ -77,6 +77,7 @@ class Cloud:
     """How one cloud is spoken of, and how its sources are granted in roles.yaml."""
 
     key: str  # the command's and the provider's name: aws, gcp, azure
+    title: str  # the cloud's name for people: AWS, Google Cloud, Azure
     sources_noun: str  # "permission sets"
     scopes_noun: str  # "accounts"
     target: TargetOf

@@ -28,10 +28,11 @@ def render(outcome: Outcome) -> str:
         f"{len({s.capability for s in i.sources.values()})} distinct capabilities after "
         f"normalising; the mining found {f.roles} roles (lower bound {f.lower_bound} for "
         f"roles that give exactly today's access{optimal}). Nothing was changed in "
-        f"{i.cloud.key.upper()}.",
+        f"{i.cloud.title}.",
         "",
-        *(f"> {escape(note)}" for note in i.notes),
     ]
+    if i.notes:
+        lines += ["## Notes from reading", "", *(f"- {escape(note)}" for note in i.notes), ""]
     for section in (_merged, _similar, _dead, _roles, _exceptions, _wider, _standing):
         lines += section(outcome)
     lines += _approvers(outcome)

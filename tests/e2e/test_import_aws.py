@@ -225,7 +225,9 @@ def test_credentials_that_cannot_read_give_a_clear_error_and_exit_2(
     assert done.returncode == 2
     # moto answers sso-admin's refusal in XML where AWS answers JSON, so botocore names
     # it by its HTTP status; the operation and AWS's own words still reach the user.
-    assert "\njit-bot import aws: cannot read the AWS estate: AWS ListInstances: " in (done.stderr)
+    assert ("\n" + done.stderr).count(
+        "\njit-bot import aws: cannot read the AWS estate: AWS ListInstances: "
+    ) == 1
     assert "InvalidClientTokenId" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists()

@@ -136,11 +136,11 @@ def test_the_report_counts_the_estate_and_names_what_was_skipped(run: Run) -> No
 
     assert run.stdout.strip() == headline
     assert f"**{headline}**" in report
-    assert "> 1 role assignment(s) to service principals (applications, managed identities) " in (
+    assert "- 1 role assignment(s) to service principals (applications, managed identities) " in (
         report
     )
-    assert "> 1 role assignment(s) to principals of other tenants skipped." in report
-    assert "> PIM eligible assignments were not read" in report
+    assert "- 1 role assignment(s) to principals of other tenants skipped." in report
+    assert "- PIM eligible assignments were not read" in report
     assert "- Legacy Backup Operator" in report
 
 

@@ -79,6 +79,7 @@ def _minutes(duration: str) -> int:
 
 AWS = Cloud(
     key="aws",
+    title="AWS",
     sources_noun="permission sets",
     scopes_noun="accounts",
     target=aws_target,

@@ -96,6 +96,7 @@ def imported(estate: Estate, environment: Mapping[str, str]) -> Imported:
         held_in.setdefault(h.source, set()).add(f"/subscriptions/{parts(h.scope)[0]}")
     cloud = Cloud(
         key="azure",
+        title="Azure",
         sources_noun="role definitions",
         scopes_noun="scopes",
         target=azure_target,
