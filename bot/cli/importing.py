@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -48,6 +49,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     matrix.set_defaults(run=_run_matrix)
     _add_aws(sources)
+    _add_gcp(sources)
 
 
 def _add_aws(sources: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -82,6 +84,72 @@ def _run_aws(args: argparse.Namespace) -> int:
 
     with _progress_bar() as progress:
         return import_aws(args.output, args.environments, os.environ, _options(args), progress)
+
+
+def _add_gcp(sources: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    gcp = sources.add_parser(
+        "gcp",
+        help="from the IAM policies of a GCP organization, folder or project, read-only: "
+        "drafts roles.yaml, approvers.yaml, mapping.csv and report.md",
+    )
+    node = gcp.add_mutually_exclusive_group(required=True)
+    node.add_argument("--organization", type=_numeric("organizations"), metavar="ID", dest="node")
+    node.add_argument("--folder", type=_numeric("folders"), metavar="ID", dest="node")
+    node.add_argument("--project", type=_project, metavar="ID", dest="node")
+    gcp.add_argument(
+        "--output", type=Path, required=True, metavar="DIR", help="directory to write into"
+    )
+    gcp.add_argument(
+        "--environments",
+        default="folder",
+        metavar="folder|label:KEY|FILE",
+        help="each project's environment: the name of the folder it sits in (default), the "
+        "value of its label KEY, or a file of '<resource> <environment>' lines "
+        "(projects/ID, folders/N, organizations/N)",
+    )
+    gcp.add_argument(
+        "--time-limit",
+        type=_seconds,
+        default=DEFAULT_TIME_LIMIT,
+        metavar="SECONDS",
+        help=f"for the exact search (default {DEFAULT_TIME_LIMIT:g})",
+    )
+    _add_shared(gcp)
+    gcp.set_defaults(run=_run_gcp)
+
+
+def _run_gcp(args: argparse.Namespace) -> int:
+    from bot.importer.gcp.command import import_gcp
+
+    with _progress_bar() as progress:
+        return import_gcp(
+            args.node, args.output, args.environments, os.environ, _options(args), progress
+        )
+
+
+def _numeric(kind: str) -> Callable[[str], str]:
+    """``123`` or ``{kind}/123`` → ``{kind}/123``."""
+
+    def parse(value: str) -> str:
+        number = value.removeprefix(f"{kind}/")
+        if not number.isascii() or not number.isdigit() or len(number) > 20:
+            raise argparse.ArgumentTypeError(
+                f"'{value}' is not a {kind[:-1]} id; expected its number"
+            )
+        return f"{kind}/{number}"
+
+    return parse
+
+
+def _project(value: str) -> str:
+    """``acme-prod`` or ``projects/acme-prod`` → ``projects/acme-prod``."""
+    project = value.removeprefix("projects/")
+    if not re.fullmatch(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", project):
+        raise argparse.ArgumentTypeError(
+            f"'{value}' is not a project id; expected 6–30 lower-case letters, digits and "
+            "hyphens, starting with a letter"
+        )
+    return f"projects/{project}"
 
 
 def _add_shared(command: argparse.ArgumentParser) -> None:
