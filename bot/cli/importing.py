@@ -1,9 +1,9 @@
 """``jit-bot import SOURCE``: read an existing estate and propose roles that reproduce it.
 
-``matrix`` (a plain user–permission file) and ``aws`` (an IAM Identity Center estate,
-read-only); the other cloud readers become sibling sub-commands feeding the same mining
-core. Everything heavy (the solver, rich) is
-imported when the command runs, so ``jit-bot serve`` never loads it.
+``matrix`` (a plain user–permission file), ``aws`` (an IAM Identity Center estate,
+read-only) and ``gcp`` (the IAM policies of a GCP resource tree, read-only); the other
+cloud readers become sibling sub-commands feeding the same mining core. Everything heavy
+(the solver, rich) is imported when the command runs, so ``jit-bot serve`` never loads it.
 """
 
 from __future__ import annotations
@@ -129,13 +129,12 @@ def _run_gcp(args: argparse.Namespace) -> int:
 
 def _numeric(kind: str) -> Callable[[str], str]:
     """``123`` or ``{kind}/123`` → ``{kind}/123``."""
+    noun = "an organization" if kind == "organizations" else "a folder"
 
     def parse(value: str) -> str:
         number = value.removeprefix(f"{kind}/")
         if not number.isascii() or not number.isdigit() or len(number) > 20:
-            raise argparse.ArgumentTypeError(
-                f"'{value}' is not a {kind[:-1]} id; expected its number"
-            )
+            raise argparse.ArgumentTypeError(f"'{value}' is not {noun} id; expected its number")
         return f"{kind}/{number}"
 
     return parse

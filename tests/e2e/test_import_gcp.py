@@ -295,3 +295,24 @@ def test_a_node_that_does_not_exist_is_named_and_nothing_is_written(
     assert len(done.stderr.strip().splitlines()) == 1
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        pytest.param(("--folder", "prod"), "'prod' is not a folder id", id="folder"),
+        pytest.param(("--organization", "org/1"), "'org/1' is not an organization id", id="org"),
+        pytest.param(("--project", "Acme_Prod"), "'Acme_Prod' is not a project id", id="project"),
+        pytest.param(("--folder", "1", "--project", "acme-prod"), "not allowed with", id="two"),
+        pytest.param((), "one of the arguments --organization --folder --project", id="none"),
+    ],
+)
+def test_the_node_is_one_organization_folder_or_project_id(
+    tmp_path: Path, args: tuple[str, ...], said: str
+) -> None:
+    done = run_cli(["import", "gcp", *args, "--output", str(tmp_path / "out")], {})
+
+    assert done.returncode == 2
+    assert said in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()

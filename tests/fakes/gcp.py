@@ -5,13 +5,16 @@ One `FakeGoogle` runs two real servers on 127.0.0.1, each on an OS-chosen port:
 
 - an HTTP/1.1 server (stdlib ``ThreadingHTTPServer``) for the REST APIs:
   Cloud Resource Manager v3 ``POST /v3/{projects|folders|organizations}/{id}:getIamPolicy``,
-  ``:setIamPolicy`` and ``:testIamPermissions``; the Admin SDK Directory API
+  ``:setIamPolicy`` and ``:testIamPermissions``, and ``GET /v3/{kind}/{id}`` and
+  ``GET /v3/{folders|projects}?parent=…`` (get, and list by parent, paged); the Admin SDK
+  Directory API
   ``GET /admin/directory/v1/groups/{groupKey}/members``; the OAuth 2.0 token endpoint a
   service-account key's ``token_uri`` names (``POST /token``, the JWT-bearer grant used
   for domain-wide delegation); and IAM Credentials ``generateAccessToken`` (impersonation);
-- a gRPC server for IAM admin v1 (``google.iam.admin.v1.IAM/GetRole`` and
-  ``QueryGrantableRoles``): google-cloud-iam ships ``iam_admin_v1`` with a gRPC transport
-  only, so that is the wire the bot uses and the one faked here.
+- a gRPC server for IAM admin v1 (``google.iam.admin.v1.IAM/GetRole``, ``ListRoles``
+  and ``QueryGrantableRoles``, roles with their included permissions): google-cloud-iam
+  ships ``iam_admin_v1`` with a gRPC transport only, so that is the wire the bot uses and
+  the one faked here.
 
 Behaviour follows the published contracts where the bot depends on it: IAM policies with
 an etag that changes on every write and ``409 ABORTED`` for a stale one; conditional
