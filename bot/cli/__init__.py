@@ -56,10 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--output", help="file to write (default: standard output)")
     importing.add_parser(commands)
     args = parser.parse_args(argv)
-    # An import talks to people on stdout and stderr: the cloud SDKs' INFO lines (tokens
-    # acquired, requests sent) would bury its one line of result or error.
-    default_level = "WARNING" if args.command == "import" else "INFO"
-    configure_logging(os.environ.get("JIT_LOG_LEVEL", default_level))
+    configure_logging(os.environ.get("JIT_LOG_LEVEL", _log_level(args.command)))
     try:
         if args.command == "serve":
             return serve.run()
@@ -75,6 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"jit-bot: configuration is invalid:\n{exc}", file=sys.stderr)
         return 2
+
+
+def _log_level(command: str) -> str:
+    """An import talks to people on stdout and stderr: the cloud SDKs' INFO lines (tokens
+    acquired, requests sent) would bury its one line of result or error."""
+    return "WARNING" if command == "import" else "INFO"
 
 
 def _when(value: str) -> datetime:

@@ -1,27 +1,19 @@
 """``jit-bot import SOURCE``: read an existing estate and propose roles that reproduce it.
 
-``matrix`` (a plain user–permission file) and ``aws`` (an IAM Identity Center estate,
-read-only); the other cloud readers become sibling sub-commands feeding the same mining
-core. Everything heavy (the solver, rich) is
-imported when the command runs, so ``jit-bot serve`` never loads it.
+``matrix`` reads a plain user–permission file and runs the mining core alone; the cloud
+sources (bot/cli/import_clouds.py) read an estate, read-only, and feed the same core.
+Everything heavy (the solver, rich, the cloud SDKs) is imported when the command runs, so
+``jit-bot serve`` never loads it.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from bot.importer.mining import Progress
-    from bot.importer.propose import Options
-
-DEFAULT_TIME_LIMIT = 60.0  # mining.DEFAULT_TIME_LIMIT, not imported to keep this light
+from bot.cli import import_clouds
+from bot.cli.import_options import add_output, progress_bar
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,132 +27,15 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="from a file of 'user permission' lines (whitespace- or comma-separated)",
     )
     matrix.add_argument("file", type=Path, metavar="FILE")
-    matrix.add_argument(
-        "--output", type=Path, required=True, metavar="DIR", help="directory to write into"
-    )
-    matrix.add_argument(
-        "--time-limit",
-        type=_seconds,
-        default=DEFAULT_TIME_LIMIT,
-        metavar="SECONDS",
-        help="for the exact search; then the best cover found is kept, and the report "
-        f"says how far from the minimum it can be (default {DEFAULT_TIME_LIMIT:g})",
+    add_output(
+        matrix,
+        "for the exact search; then the best cover found is kept, and the report says how "
+        "far from the minimum it can be",
     )
     matrix.set_defaults(run=_run_matrix)
-    _add_aws(sources)
-    _add_azure(sources)
-
-
-def _add_aws(sources: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    aws = sources.add_parser(
-        "aws",
-        help="from IAM Identity Center, read-only: drafts roles.yaml, approvers.yaml, "
-        "mapping.csv and report.md",
-    )
-    aws.add_argument(
-        "--output", type=Path, required=True, metavar="DIR", help="directory to write into"
-    )
-    aws.add_argument(
-        "--environments",
-        default="ou",
-        metavar="ou|tag:KEY|FILE",
-        help="each account's environment: the name of its OU (default), the value of its "
-        "tag KEY, or a file of '<account id> <environment>' lines",
-    )
-    aws.add_argument(
-        "--time-limit",
-        type=_seconds,
-        default=DEFAULT_TIME_LIMIT,
-        metavar="SECONDS",
-        help=f"for the exact search (default {DEFAULT_TIME_LIMIT:g})",
-    )
-    _add_shared(aws)
-    aws.set_defaults(run=_run_aws)
-
-
-def _run_aws(args: argparse.Namespace) -> int:
-    from bot.importer.aws.command import import_aws
-
-    with _progress_bar() as progress:
-        return import_aws(args.output, args.environments, os.environ, _options(args), progress)
-
-
-def _add_azure(sources: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    azure = sources.add_parser(
-        "azure",
-        help="from Azure role assignments, read-only: drafts roles.yaml, approvers.yaml, "
-        "mapping.csv and report.md",
-    )
-    azure.add_argument(
-        "--subscription",
-        type=_subscription,
-        action="append",
-        required=True,
-        metavar="ID",
-        help="a subscription to read (its resource groups and resources included); repeat for more",
-    )
-    azure.add_argument(
-        "--output", type=Path, required=True, metavar="DIR", help="directory to write into"
-    )
-    azure.add_argument(
-        "--environments",
-        default="name",
-        metavar="name|tag:KEY|FILE",
-        help="each scope's environment: its subscription's name (default), the value of the "
-        "tag KEY (a resource group's own, else its subscription's), or a file of "
-        "'<scope> <environment>' lines",
-    )
-    azure.add_argument(
-        "--time-limit",
-        type=_seconds,
-        default=DEFAULT_TIME_LIMIT,
-        metavar="SECONDS",
-        help=f"for the exact search (default {DEFAULT_TIME_LIMIT:g})",
-    )
-    _add_shared(azure)
-    azure.set_defaults(run=_run_azure)
-
-
-def _run_azure(args: argparse.Namespace) -> int:
-    from bot.importer.azure.command import import_azure
-
-    with _progress_bar() as progress:
-        return import_azure(
-            args.output,
-            args.subscription,
-            args.environments,
-            os.environ,
-            _options(args),
-            progress,
-        )
-
-
-def _add_shared(command: argparse.ArgumentParser) -> None:
-    """The options every estate import takes."""
-    command.add_argument(
-        "--similarity",
-        type=_fraction,
-        default=0.8,
-        metavar="J",
-        help="report what is at least this alike (Jaccard, 0 < J ≤ 1) as near-duplicates, "
-        "with what differs (default 0.8); they are not merged",
-    )
-    command.add_argument(
-        "--max-overgrant",
-        type=_count,
-        default=0,
-        metavar="N",
-        help="allow up to N cells (a capability on one scope) per person beyond what they "
-        "hold today, in exchange for fewer roles; all of it is listed in the report "
-        "(default 0: everyone gets exactly what they hold)",
-    )
-    command.add_argument(
-        "--consolidate",
-        action="store_true",
-        help="roles.yaml grants through the one merged definition proposed per role "
-        "(written beside it, e.g. permission-sets/<role>.json; to create first) instead of "
-        "what exists today",
-    )
+    import_clouds.add_aws(sources)
+    import_clouds.add_gcp(sources)
+    import_clouds.add_azure(sources)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -185,7 +60,7 @@ def _run_matrix(args: argparse.Namespace) -> int:
             "assignment(s) counted once",
             file=sys.stderr,
         )
-    with _progress_bar() as progress:
+    with progress_bar() as progress:
         result = mine(matrix.pairs, time_limit=args.time_limit, progress=progress)
     try:
         write_outputs(result, args.output, matrix.source)
@@ -195,80 +70,3 @@ def _run_matrix(args: argparse.Namespace) -> int:
         return 2
     print(summary_line(result.figures))
     return 0
-
-
-def _options(args: argparse.Namespace) -> Options:
-    from bot.importer.propose import Options
-
-    return Options(
-        time_limit=args.time_limit,
-        similarity=args.similarity,
-        max_overgrant=args.max_overgrant,
-        consolidate=args.consolidate,
-    )
-
-
-@contextmanager
-def _progress_bar() -> Iterator[Progress | None]:
-    """A rich progress bar on stderr when it is a terminal; nothing in pipes and logs."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        SpinnerColumn,
-        TaskID,
-        TaskProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-    from rich.progress import Progress as Bar
-
-    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn())
-    with Bar(SpinnerColumn(), *columns, TimeElapsedColumn(), console=Console(stderr=True)) as bar:
-        tasks: dict[str, TaskID] = {}
-
-        def step(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
-        yield step
-
-
-def _subscription(value: str) -> str:
-    """A subscription id: a GUID, as the Azure portal shows it."""
-    from bot.importer.azure.scopes import GUID
-
-    if not GUID.match(value):
-        raise argparse.ArgumentTypeError(
-            f"'{value}' is not a subscription id; expected a GUID such as "
-            "00000000-0000-0000-0000-000000000000"
-        )
-    return value.lower()
-
-
-def _seconds(value: str) -> float:
-    return _number(value, lambda n: n >= 0, "a number of seconds ≥ 0")
-
-
-def _count(value: str) -> int:
-    number = _number(value, lambda n: math.isfinite(n) and 0 <= n == int(n), "a whole number ≥ 0")
-    return int(number)
-
-
-def _fraction(value: str) -> float:
-    return _number(value, lambda n: 0 < n <= 1, "a number above 0 and at most 1")
-
-
-def _number(value: str, allowed: Callable[[float], bool], what: str) -> float:
-    """``value`` as a number ``allowed`` accepts, else argparse's error naming ``what``
-    (nan is never accepted: every comparison with it is false)."""
-    try:
-        number = float(value)
-    except ValueError:
-        number = math.nan
-    if not allowed(number):
-        raise argparse.ArgumentTypeError(f"'{value}' is not {what}")
-    return number

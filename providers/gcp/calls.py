@@ -51,7 +51,9 @@ class _NotFound(ProviderError):
 
 
 class GoogleCalls:
-    """Google API calls, each given ``timeout`` seconds and retried under ``retry``."""
+    """Google API calls, each given ``timeout`` seconds and retried under ``retry``.
+    ``hint`` says, for a resource, what to grant when Google refuses a call on it (the
+    bot's own roles by default; ``jit-bot import gcp`` names its read-only ones)."""
 
     def __init__(
         self,
@@ -59,10 +61,12 @@ class GoogleCalls:
         *,
         sleep: Callable[[float], None] = time.sleep,
         timeout: float = 30.0,
+        hint: Callable[[str], str] | None = None,
     ) -> None:
         self.retry = retry
         self.sleep = sleep
         self._timeout = timeout
+        self._hint = hint or _permission_hint
 
     def call(self, subject: str, operation: str, method: Callable[..., Any], request: Any) -> Any:
         """One API call, retried with backoff while Google says "later"; a stale etag
@@ -73,12 +77,14 @@ class GoogleCalls:
                 # The clients' own retry settings would sleep where tests cannot see it.
                 return method(request, retry=None, timeout=self._timeout)
             except _FAILURES as exc:
-                error = _failure(subject, operation, exc)
+                error = _failure(subject, operation, exc, self._hint)
             if not error.retryable or not tries.again(why=error):
                 raise error from None
 
 
-def _failure(subject: str, operation: str, exc: Exception) -> ProviderError:
+def _failure(
+    subject: str, operation: str, exc: Exception, hint: Callable[[str], str]
+) -> ProviderError:
     """What a failed call means, as the ProviderError to raise (or retry); a stale etag
     raises _Stale for the read-modify-write to start over."""
     label = _label(subject)
@@ -98,8 +104,7 @@ def _failure(subject: str, operation: str, exc: Exception) -> ProviderError:
         exc, api.PermissionDenied | api.Forbidden | api.Unauthenticated | api.Unauthorized
     ):
         return ProviderError(
-            f"{label}: {operation} refused ({_status(exc)}): {_message(exc)}"
-            f"{_permission_hint(subject)}"
+            f"{label}: {operation} refused ({_status(exc)}): {_message(exc)}{hint(subject)}"
         )
     if isinstance(exc, api.GoogleAPICallError):
         return ProviderError(f"{label}: {operation} failed ({_status(exc)}): {_message(exc)}")

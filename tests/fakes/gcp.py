@@ -5,13 +5,16 @@ One `FakeGoogle` runs two real servers on 127.0.0.1, each on an OS-chosen port:
 
 - an HTTP/1.1 server (stdlib ``ThreadingHTTPServer``) for the REST APIs:
   Cloud Resource Manager v3 ``POST /v3/{projects|folders|organizations}/{id}:getIamPolicy``,
-  ``:setIamPolicy`` and ``:testIamPermissions``; the Admin SDK Directory API
+  ``:setIamPolicy`` and ``:testIamPermissions``, and ``GET /v3/{kind}/{id}`` and
+  ``GET /v3/{folders|projects}?parent=…`` (get, and list by parent, paged); the Admin SDK
+  Directory API
   ``GET /admin/directory/v1/groups/{groupKey}/members``; the OAuth 2.0 token endpoint a
   service-account key's ``token_uri`` names (``POST /token``, the JWT-bearer grant used
   for domain-wide delegation); and IAM Credentials ``generateAccessToken`` (impersonation);
-- a gRPC server for IAM admin v1 (``google.iam.admin.v1.IAM/GetRole`` and
-  ``QueryGrantableRoles``): google-cloud-iam ships ``iam_admin_v1`` with a gRPC transport
-  only, so that is the wire the bot uses and the one faked here.
+- a gRPC server for IAM admin v1 (``google.iam.admin.v1.IAM/GetRole``, ``ListRoles``
+  and ``QueryGrantableRoles``, roles with their included permissions): google-cloud-iam
+  ships ``iam_admin_v1`` with a gRPC transport only, so that is the wire the bot uses and
+  the one faked here.
 
 Behaviour follows the published contracts where the bot depends on it: IAM policies with
 an etag that changes on every write and ``409 ABORTED`` for a stale one; conditional
@@ -112,6 +115,55 @@ PREDEFINED_ROLES: dict[str, tuple[str, frozenset[str]]] = {
         frozenset({"organizations"}),
     ),
 }
+# What each predefined role includes: an excerpt of Google's catalogue (the real roles
+# include many more), enough for the tests' estates. Basic roles overlap the others as
+# they do at Google; only the admin roles may change IAM policies.
+PREDEFINED_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    "roles/owner": (
+        "compute.instances.list",
+        "compute.instances.start",
+        "logging.logEntries.list",
+        "resourcemanager.projects.get",
+        "resourcemanager.projects.getIamPolicy",
+        "resourcemanager.projects.setIamPolicy",
+    ),
+    "roles/editor": (
+        "compute.instances.list",
+        "compute.instances.start",
+        "logging.logEntries.list",
+        "resourcemanager.projects.get",
+    ),
+    "roles/viewer": (
+        "compute.instances.list",
+        "logging.logEntries.list",
+        "resourcemanager.projects.get",
+    ),
+    "roles/browser": (
+        "resourcemanager.folders.get",
+        "resourcemanager.folders.list",
+        "resourcemanager.projects.get",
+        "resourcemanager.projects.list",
+    ),
+    "roles/logging.viewer": ("logging.logEntries.list", "logging.logs.list"),
+    "roles/compute.viewer": ("compute.instances.get", "compute.instances.list"),
+    "roles/cloudsql.client": ("cloudsql.instances.connect", "cloudsql.instances.get"),
+    "roles/bigquery.dataViewer": ("bigquery.tables.getData", "bigquery.tables.list"),
+    "roles/iam.securityReviewer": (
+        "iam.roles.get",
+        "iam.roles.list",
+        "resourcemanager.projects.getIamPolicy",
+    ),
+    "roles/resourcemanager.folderAdmin": (
+        "resourcemanager.folders.get",
+        "resourcemanager.folders.getIamPolicy",
+        "resourcemanager.folders.setIamPolicy",
+    ),
+    "roles/resourcemanager.organizationAdmin": (
+        "resourcemanager.organizations.get",
+        "resourcemanager.organizations.getIamPolicy",
+        "resourcemanager.organizations.setIamPolicy",
+    ),
+}
 
 _STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
@@ -209,6 +261,11 @@ class _Resource:
     # Permissions testIamPermissions says the caller holds; None means all asked for.
     caller_permissions: set[str] | None = None
     not_grantable: set[str] = field(default_factory=set)
+    # What Resource Manager's get and list answer about it (folders and projects name
+    # their parent; projects have a number, labels and an id that names them here).
+    display_name: str = ""
+    parent: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -218,6 +275,8 @@ class _Role:
     levels: frozenset[str]
     stage: str = "GA"
     deleted: bool = False
+    permissions: frozenset[str] = frozenset()
+    description: str = ""
 
 
 class FakeGoogle:
@@ -274,7 +333,9 @@ class FakeGoogle:
         with self._lock:
             self._resources: dict[str, _Resource] = {}
             self._roles: dict[str, _Role] = {
-                name: _Role(name, title, levels)
+                name: _Role(
+                    name, title, levels, permissions=frozenset(PREDEFINED_PERMISSIONS[name])
+                )
                 for name, (title, levels) in PREDEFINED_ROLES.items()
             }
             self._groups: dict[str, list[dict[str, str]]] = {}
@@ -357,19 +418,48 @@ class FakeGoogle:
 
     # ------------------------------------------------------------------ seeding
 
-    def add_project(self, project: str, policy: Policy | None = None) -> str:
-        return self._add(f"projects/{project}", policy)
+    def add_project(
+        self,
+        project: str,
+        policy: Policy | None = None,
+        *,
+        parent: str | None = None,
+        display_name: str = "",
+        labels: dict[str, str] | None = None,
+    ) -> str:
+        """A project by its id; ``parent`` is ``folders/N`` or ``organizations/N``."""
+        return self._add(f"projects/{project}", policy, parent, display_name, labels)
 
-    def add_folder(self, folder: str, policy: Policy | None = None) -> str:
-        return self._add(f"folders/{folder}", policy)
+    def add_folder(
+        self,
+        folder: str,
+        policy: Policy | None = None,
+        *,
+        parent: str | None = None,
+        display_name: str = "",
+    ) -> str:
+        return self._add(f"folders/{folder}", policy, parent, display_name)
 
-    def add_organization(self, organization: str, policy: Policy | None = None) -> str:
-        return self._add(f"organizations/{organization}", policy)
+    def add_organization(
+        self, organization: str, policy: Policy | None = None, *, display_name: str = ""
+    ) -> str:
+        return self._add(f"organizations/{organization}", policy, None, display_name)
 
-    def _add(self, resource: str, policy: Policy | None) -> str:
+    def _add(
+        self,
+        resource: str,
+        policy: Policy | None,
+        parent: str | None = None,
+        display_name: str = "",
+        labels: dict[str, str] | None = None,
+    ) -> str:
         with self._lock:
             self._resources[resource] = _Resource(
-                policy=_normalised(policy or {}), etag=next(self._etags)
+                policy=_normalised(policy or {}),
+                etag=next(self._etags),
+                display_name=display_name or resource.partition("/")[2],
+                parent=parent,
+                labels=dict(labels or {}),
             )
         return resource
 
@@ -396,11 +486,15 @@ class FakeGoogle:
         stage: str = "GA",
         deleted: bool = False,
         levels: frozenset[str] = ALL_LEVELS,
+        permissions: Iterable[str] = (),
+        description: str = "",
     ) -> None:
         """A custom role (``projects/p/roles/x``, ``organizations/o/roles/x``) or a change
-        to a predefined one."""
+        to a predefined one; ``permissions`` are its includedPermissions."""
         with self._lock:
-            self._roles[name] = _Role(name, title, levels, stage, deleted)
+            self._roles[name] = _Role(
+                name, title, levels, stage, deleted, frozenset(permissions), description
+            )
 
     def add_group(self, email: str, members: Iterable[str | tuple[str, str]]) -> None:
         """A Google group; members are emails (type USER) or (email, type) pairs."""
@@ -698,18 +792,126 @@ class FakeGoogle:
         granted = [p for p in asked if held is None or p in held]
         return {"permissions": granted} if granted else {}
 
+    def _route_resource_manager(
+        self, rest: str, query: dict[str, str]
+    ) -> tuple[str, Callable[[dict[str, Any]], Any]] | None:
+        """``GET /v3/folders?parent=…``, ``GET /v3/projects?parent=…`` (folders.list,
+        projects.list) and ``GET /v3/{projects|folders|organizations}/{id}`` (get)."""
+        if rest in ("folders", "projects"):
+            operation = "listFolders" if rest == "folders" else "listProjects"
+            return operation, lambda _: self._list_children(rest, query)
+        kind, _, ident = rest.partition("/")
+        if kind in ALL_LEVELS and ident and "/" not in ident and ":" not in ident:
+            operation = {
+                "projects": "getProject",
+                "folders": "getFolder",
+                "organizations": "getOrganization",
+            }[kind]
+            return operation, lambda _: self._described(kind, ident)
+        return None
+
+    def _described(self, kind: str, ident: str) -> dict[str, Any]:
+        """What get answers: a project by its id or its number."""
+        name = f"{kind}/{ident}"
+        if kind == "projects" and name not in self._resources:
+            name = next(
+                (n for n in self._resources if n.startswith("projects/") and _number(n) == ident),
+                name,
+            )
+        return self._node(name, self._resource(name))
+
+    def _list_children(self, kind: str, query: dict[str, str]) -> dict[str, Any]:
+        """The folders or projects directly under ``parent`` (which must be visible to
+        the caller), a page at a time, as Resource Manager v3 lists them."""
+        parent = query.get("parent", "")
+        if not parent:
+            raise GoogleError(400, "Request contains an invalid argument: parent is required.")
+        if parent.split("/")[0] not in ("folders", "organizations") or parent.count("/") != 1:
+            raise GoogleError(400, f"Request contains an invalid argument: parent {parent}.")
+        self._resource(parent)
+        names = sorted(
+            n for n, r in self._resources.items() if n.startswith(f"{kind}/") and r.parent == parent
+        )
+        start = self._offset(query.get("pageToken", ""))
+        size = min(int(query.get("pageSize") or self.page_size), self.page_size)
+        answer: dict[str, Any] = {}
+        if names[start : start + size]:
+            answer[kind] = [self._node(n, self._resources[n]) for n in names[start : start + size]]
+        if start + size < len(names):
+            answer["nextPageToken"] = str(start + size)
+        return answer
+
+    @staticmethod
+    def _node(name: str, stored: _Resource) -> dict[str, Any]:
+        """A Project, Folder or Organization resource as v3 answers it (a project is
+        named by its number there, its id in projectId)."""
+        kind, _, ident = name.partition("/")
+        node: dict[str, Any] = {"name": name, "displayName": stored.display_name}
+        node["state"] = "ACTIVE"
+        if kind == "projects":
+            node.update(name=f"projects/{_number(name)}", projectId=ident)
+            if stored.labels:
+                node["labels"] = dict(stored.labels)
+        if kind == "organizations":
+            node["directoryCustomerId"] = "C0fake00"
+        if stored.parent and kind != "organizations":
+            node["parent"] = stored.parent
+        return node
+
     # ------------------------------------------------------------------ IAM admin (gRPC)
 
     def _get_role(self, name: str) -> iam_admin_v1.Role:
         role = self._roles.get(name)
         if role is None:
             raise GoogleError(404, f"The role named {name} was not found.")
+        return self._role_message(role, full=True)
+
+    @staticmethod
+    def _role_message(role: _Role, *, full: bool) -> iam_admin_v1.Role:
+        """A Role as IAM answers it; ``full`` (GetRole, or ListRoles with view FULL)
+        includes its permissions."""
         return iam_admin_v1.Role(
             name=role.name,
             title=role.title,
+            description=role.description,
+            included_permissions=sorted(role.permissions) if full else [],
             stage=getattr(iam_admin_v1.Role.RoleLaunchStage, role.stage),
             deleted=role.deleted,
         )
+
+    def _list_roles(self, request: iam_admin_v1.ListRolesRequest) -> Any:
+        """IAM ListRoles: the predefined roles (no parent) or the custom roles defined in
+        a project or organization (which must be visible), deleted ones only when asked."""
+        parent = request.parent
+        if parent:
+            if parent.split("/")[0] not in ("projects", "organizations") or parent.count("/") != 1:
+                raise GoogleError(400, f"Invalid parent {parent}.")
+            self._resource(parent)
+            prefix = f"{parent}/roles/"
+        else:
+            prefix = "roles/"
+        names = sorted(
+            n
+            for n, role in self._roles.items()
+            if n.startswith(prefix) and (request.show_deleted or not role.deleted)
+        )
+        start = self._offset(request.page_token)
+        size = min(request.page_size or self.page_size, self.page_size)
+        full = request.view == iam_admin_v1.RoleView.FULL
+        token = str(start + size) if start + size < len(names) else ""
+        return iam_admin_v1.ListRolesResponse(
+            roles=[
+                self._role_message(self._roles[n], full=full) for n in names[start : start + size]
+            ],
+            next_page_token=token,
+        )
+
+    @staticmethod
+    def _offset(token: str) -> int:
+        try:
+            return int(token or 0)
+        except ValueError:
+            raise GoogleError(400, "Request contains an invalid argument: page token.") from None
 
     def _grantable(self, full_name: str) -> list[str]:
         if not full_name.startswith(CRM):
@@ -778,6 +980,12 @@ class FakeGoogle:
                     iam_admin_v1.GetRoleRequest,
                     iam_admin_v1.Role,
                     lambda request: self._get_role(request.name),
+                ),
+                "ListRoles": unary(
+                    "ListRoles",
+                    iam_admin_v1.ListRolesRequest,
+                    iam_admin_v1.ListRolesResponse,
+                    self._list_roles,
                 ),
                 "QueryGrantableRoles": unary(
                     "QueryGrantableRoles",
@@ -953,6 +1161,10 @@ class FakeGoogle:
                 }.get(verb)
                 if serve is not None:
                     return verb, lambda body: serve(resource, body)
+        if method == "GET" and path.startswith("/v3/"):
+            found = self._route_resource_manager(path.removeprefix("/v3/"), query)
+            if found is not None:
+                return found
         prefix, suffix = "/admin/directory/v1/groups/", "/members"
         if method == "GET" and path.startswith(prefix) and path.endswith(suffix):
             group = path[len(prefix) : -len(suffix)]
@@ -969,6 +1181,12 @@ class FakeGoogle:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _number(project: str) -> str:
+    """A project's number: twelve digits Google gives it, here made from its id."""
+    digest = hashlib.sha256(project.encode()).hexdigest()
+    return str(100_000_000_000 + int(digest, 16) % 900_000_000_000)
 
 
 def _etag(counter: int) -> str:
