@@ -23,7 +23,13 @@ _ROW = 22  # height of one bar's row
 _LABEL = 200  # width of the labels left of the bars
 _ROW_LABEL = 230  # width of a matrix's row labels
 _COLUMN_CHARS = 22  # a matrix's column labels are cut to this many characters
+# Room for them, slanted at 55 degrees (about 7 pixels a character), above and to the
+# right (where "+N beyond today" goes too). The same for every matrix, so that two
+# matrices side by side have their rows level.
+_COLUMN_LABELS = 16 + round(_COLUMN_CHARS * 7 * 0.82)
+_RIGHT = 10 + round(_COLUMN_CHARS * 7 * 0.58)
 _MATRIX_WIDTH = 900  # the columns share this much, within a cell's width limits
+_LINE = 16  # height of a matrix's row
 
 
 @dataclass(frozen=True)
@@ -88,15 +94,13 @@ def matrix(title: str, grid: Grid, colour: str) -> str:
     """Rows of people (named by their first, with how many), one column per label; a
     filled cell is held, its shade how much of it."""
     columns = max(1, len(grid.columns))
-    cell = max(6, min(18, _MATRIX_WIDTH // columns))
-    # room above for the slanted labels: about 6 pixels a character, at 55 degrees
-    longest = max((len(short(c.label, _COLUMN_CHARS)) for c in grid.columns), default=0)
-    top = 16 + round(longest * 6 * 0.82)
-    width = _ROW_LABEL + columns * cell + 90
-    height = top + len(grid.rows) * 14 + 6
+    cell = max(6, min(22, _MATRIX_WIDTH // columns))
+    top = _COLUMN_LABELS
+    width = _ROW_LABEL + columns * cell + _RIGHT
+    height = top + len(grid.rows) * _LINE + 6
     parts = [
         f'<rect x="{_ROW_LABEL}" y="{top}" width="{len(grid.columns) * cell}" '
-        f'height="{len(grid.rows) * 14}" fill="#f1f3f6"/>'
+        f'height="{len(grid.rows) * _LINE}" fill="#f1f3f6"/>'
     ]
     for j, column in enumerate(grid.columns):
         x = _ROW_LABEL + j * cell + cell // 2
@@ -107,21 +111,21 @@ def matrix(title: str, grid: Grid, colour: str) -> str:
             f"{escape(short(column.label, _COLUMN_CHARS))}</text>"
         )
     for i, row in enumerate(grid.rows):
-        y = top + i * 14
+        y = top + i * _LINE
         who = short(row.person, 30) + (f" ×{row.people:,}" if row.people > 1 else "")
         parts.append(
-            f'<text x="{_ROW_LABEL - 6}" y="{y + 11}" text-anchor="end">'
+            f'<text x="{_ROW_LABEL - 6}" y="{y + 12}" text-anchor="end">'
             f"<title>{escape(row.person)}</title>{escape(who)}</text>"
         )
         if row.beyond_today:
             parts.append(
-                f'<text x="{_ROW_LABEL + columns * cell + 6}" y="{y + 11}" fill="{ORANGE}">'
+                f'<text x="{_ROW_LABEL + columns * cell + 6}" y="{y + 12}" fill="{ORANGE}">'
                 f"+{row.beyond_today} beyond today</text>"
             )
     for (i, j), (shade, tip) in sorted(grid.cells.items()):
         parts.append(
-            f'<rect x="{_ROW_LABEL + j * cell}" y="{top + i * 14 + 1}" '
-            f'width="{cell - 1}" height="12" fill="{colour}" '
+            f'<rect x="{_ROW_LABEL + j * cell}" y="{top + i * _LINE + 1}" '
+            f'width="{cell - 1}" height="{_LINE - 2}" fill="{colour}" '
             f'fill-opacity="{0.3 + 0.7 * shade:.2f}"><title>{escape(tip)}</title></rect>'
         )
     return _svg(width, height, title, "".join(parts))

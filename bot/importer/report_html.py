@@ -34,6 +34,8 @@ h3 { font-size: 15px; margin: 20px 0 6px; }
 svg { display: block; max-width: 100%; height: auto; margin: 8px 0; }
 .wide { overflow-x: auto; }
 .wide svg { max-width: none; }
+.pair { display: flex; flex-wrap: wrap; gap: 0 48px; align-items: flex-start; }
+.pair > div { max-width: 100%; }
 table { border-collapse: collapse; margin: 8px 0; font-size: 14px; }
 th, td { border: 1px solid #d8dee4; padding: 3px 8px; text-align: left; vertical-align: top; }
 th { background: #f6f8fa; }
@@ -223,13 +225,13 @@ def _matrices(outcome: Outcome) -> str:
         '<section id="matrix"><h2>Who can do what</h2>'
         "<p>Each row is a group of people with exactly the same access today, named by the "
         "first of them (×N: how many). Rows are ordered by the roles they are proposed, so "
-        "each role shows as a block.</p>"
-        f'<h3>Before: people × capabilities held today</h3><p class="note">A cell\'s shade '
-        f"is how many of the capability's {escape(noun)} the group holds.</p>"
+        f"each role shows as a block. Before, a cell's shade is how many of the capability's "
+        f"{escape(noun)} the group holds.</p>"
+        '<div class="pair"><div><h3>Before: people × capabilities held today</h3>'
         + _figure(matrix("Before: people × capabilities", before, BLUE), before, "capabilities")
-        + "<h3>After: people × proposed roles</h3>"
+        + "</div><div><h3>After: people × proposed roles</h3>"
         + _figure(matrix("After: people × proposed roles", after, GREEN), after, "roles")
-        + "</section>"
+        + "</div></div></section>"
     )
 
 
