@@ -187,7 +187,7 @@ def _roles(outcome: Outcome) -> str:
         for person, mined in outcome.mining.assignments.items()
         for m in mined
     }
-    alone = [(name, owner[name]) for name, _, n, _ in rows if n == "1"]
+    alone = [(name, owner[name]) for name in outcome.drafts.roles["roles"] if count[name] == 1]
     exceptions = (
         "<p>Access that fits no shared role stays with its one holder, as a role of its "
         "own. Review whether they still need it.</p>" + _table(("role", "person"), alone)
