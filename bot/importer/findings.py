@@ -39,14 +39,26 @@ def render(outcome: Outcome) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _merged(outcome: Outcome) -> list[str]:
+def merged_sources(outcome: Outcome) -> list[tuple[list[str], str]]:
+    """Sources that grant the same (copies and duplicates): their names, and the label
+    of the one capability they were merged into."""
     by_cap: dict[Capability, list[str]] = {}
     for source in outcome.imported.sources.values():
         by_cap.setdefault(source.capability, []).append(source.name)
     labels = capability_labels(outcome.imported)
-    merged = sorted(
+    return sorted(
         (sorted(names), labels[cap][0]) for cap, names in by_cap.items() if len(names) > 1
     )
+
+
+def dead_sources(outcome: Outcome) -> list[str]:
+    """Sources nobody is assigned."""
+    used = {h.source for h in outcome.imported.holdings}
+    return sorted(name for name in outcome.imported.sources if name not in used)
+
+
+def _merged(outcome: Outcome) -> list[str]:
+    merged = merged_sources(outcome)
     lines = ["## Copies and duplicates merged", ""]
     if not merged:
         return [
@@ -75,8 +87,7 @@ def _similar(outcome: Outcome) -> list[str]:
 
 
 def _dead(outcome: Outcome) -> list[str]:
-    used = {h.source for h in outcome.imported.holdings}
-    dead = sorted(name for name in outcome.imported.sources if name not in used)
+    dead = dead_sources(outcome)
     lines = [f"## Dead {outcome.imported.cloud.sources_noun} (no assignment)", ""]
     if not dead:
         return [*lines, "None.", ""]

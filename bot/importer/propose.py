@@ -15,6 +15,7 @@ from bot.importer.holdings import held_today
 from bot.importer.mining import DEFAULT_TIME_LIMIT, Progress, mine
 from bot.importer.outputs import Outcome, write_files
 from bot.importer.overgrant import relax
+from bot.importer.report_html import render_html
 from bot.importer.similarity import DEFAULT_SIMILARITY, capability_labels, near_duplicates
 
 
@@ -45,3 +46,4 @@ def write_outputs(outcome: Outcome, directory: Path) -> None:
     """Every file into ``directory``; OSError when it cannot be written."""
     write_files(outcome, directory)
     (directory / "report.md").write_text(render(outcome), encoding="utf-8")
+    (directory / "report.html").write_text(render_html(outcome), encoding="utf-8")

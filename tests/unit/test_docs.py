@@ -4,10 +4,14 @@ is reachable from the README and says what it is, with a way back."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
+from bot.cli import main
+from bot.importer.aws.convert import AWS
+from bot.importer.outputs import FILES
 from tests.kit.docs import DOCS, ROOT, anchors, pages, prose, relative_links
 
 
@@ -56,3 +60,21 @@ def test_every_docs_page_is_linked_from_the_readme_and_links_back() -> None:
 
 def test_the_readme_fits_on_about_two_screens() -> None:
     assert len((ROOT / "README.md").read_text().splitlines()) <= 120
+
+
+def test_the_migration_guide_names_every_option_and_file_of_import_aws(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["import", "aws", "--help"])
+    options = set(re.findall(r"(--[a-z][a-z-]+)", capsys.readouterr().out)) - {"--help"}
+    written = {*FILES, "report.html", f"{AWS.proposed_dir}/<role>.json"}
+    readme = (ROOT / "README.md").read_text().split("## Migrating to jit-bot\n", 1)[1]
+    readme = readme.split("\n## ", 1)[0]
+    guide = (DOCS / "migrating.md").read_text()
+
+    assert {"--output", "--environments", "--similarity", "--max-overgrant"} <= options
+    assert [o for o in sorted(options) if o not in guide] == []
+    assert [o for o in sorted(options - {"--time-limit"}) if o not in readme] == []
+    assert [f for f in sorted(written) if f"`{f}`" not in guide or f"`{f}`" not in readme] == []
+    assert "images/import-report.png" in readme and "images/import-report.png" in guide
