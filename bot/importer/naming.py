@@ -17,6 +17,7 @@ from bot.importer.mining import Mining, Role
 
 NAME_MAX = 56  # roles.yaml allows 64; room for a "-N" that makes a name unique
 _INVALID = re.compile(r"[^a-z0-9_-]+")
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
 
 
 def valid_name(text: str, fallback: str = "default") -> str:
@@ -61,14 +62,23 @@ def _group_name(role: Role[Cell], via_groups: dict[Cell, Counter[str]], people: 
         common = enough if common is None else common & enough
         if not common:
             return ""
-    return valid_name(min(common), fallback="") if common else ""
+    return valid_name(_short(min(common)), fallback="") if common else ""
+
+
+def _short(label: str) -> str:
+    """The part of a label that names the thing: placeholders for scope ids dropped, the
+    last segment of a path (projects/{project}/roles/auditor → auditor), the local part
+    of a group's email (developers@example.com → developers)."""
+    label = _PLACEHOLDER.sub("", label).rstrip("/")
+    label = label.rsplit("/", 1)[-1]
+    return label.split("@", 1)[0] if "@" in label else label
 
 
 def _source_name(role: Role[Cell], held: Held, imported: Imported) -> str:
     weight: Counter[str] = Counter()
     for cell in role.permissions:
         for source in held.sources[cell]:
-            weight[imported.sources[source].label.replace("{account}", "")] += 1
+            weight[_short(imported.sources[source].label)] += 1
     best = min(weight, key=lambda label: (-weight[label], len(label), label))
     base = valid_name(best, fallback="role")
     return f"{base}-plus" if len({cap for cap, _ in role.permissions}) > 1 else base
