@@ -17,6 +17,8 @@ from moto.server import ThreadedMotoServer
 from moto.ssoadmin.exceptions import ResourceNotFoundException
 from moto.ssoadmin.responses import SSOAdminResponse
 
+from tests.fakes import aws_ssoadmin
+
 REGION = "us-east-1"
 
 # moto (5.2) provisions a permission set at once, ignores TargetType and has no
@@ -31,6 +33,7 @@ _moto_provision = SSOAdminResponse.provision_permission_set
 
 def _provision_permission_set(self: SSOAdminResponse) -> str:
     answer: str = _moto_provision(self)
+    aws_ssoadmin.provision(self)
     status = json.loads(answer)["PermissionSetProvisioningStatus"]
     status["RequestId"] = str(uuid.uuid4())
     with _provisionings_lock:
@@ -65,6 +68,7 @@ def _describe_permission_set_provisioning_status(self: SSOAdminResponse) -> str:
     )
 
 
+aws_ssoadmin.install()  # assignments indexed, provisioning per account (see there)
 SSOAdminResponse.provision_permission_set = _provision_permission_set  # type: ignore[method-assign]
 SSOAdminResponse.describe_permission_set_provisioning_status = (  # type: ignore[attr-defined]
     _describe_permission_set_provisioning_status
