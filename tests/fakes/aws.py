@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
@@ -100,6 +101,25 @@ class MotoAws:
 
     def stop(self) -> None:
         self._server.stop()
+
+    def record_requests(self) -> list[tuple[float, float, str]]:
+        """From now on, every request the server answers: (time.monotonic() when it
+        arrived, when its answer was made, its X-Amz-Target, e.g.
+        ``SWBExternalService.ListAccountAssignments``). The list fills as they come."""
+        server = self._server._server
+        if server is None:
+            raise RuntimeError("start the server first")
+        app = server.app
+        seen: list[tuple[float, float, str]] = []
+
+        def recording(environ: dict[str, Any], start_response: Any) -> Any:
+            arrived = time.monotonic()
+            answer = app(environ, start_response)
+            seen.append((arrived, time.monotonic(), environ.get("HTTP_X_AMZ_TARGET", "")))
+            return answer
+
+        server.app = recording
+        return seen
 
     def reset(self) -> None:
         request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
