@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.run [--full | --size tiny|small|full]
                                   [--db sqlite|postgresql|both]
-                                  [--only ack,decision,expiry,mining,recovery,throughput]
+                                  [--only ack,decision,expiry,import_scale,mining,…]
 
 ``--size tiny`` runs each benchmark just far enough to produce its figures (seconds):
 tests/bench runs it so that a benchmark that breaks fails the suite.
@@ -24,7 +24,15 @@ from pathlib import Path
 
 from bench.harness import Row, machine, postgres_available, table
 
-BENCHMARKS = ("ack", "decision", "expiry", "mining", "recovery", "throughput")
+BENCHMARKS = (
+    "ack",
+    "decision",
+    "expiry",
+    "import_scale",
+    "mining",
+    "recovery",
+    "throughput",
+)
 SIZES = ("tiny", "small", "full")
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 
+from bot.importer.reduction import bits
+
 Step = Callable[[int, int], None]
 # Greedy passes after the first: a few shuffles of equally hard assignments often find a
 # larger set; seeded, so the bound is the same on every run. Each pass costs about
@@ -53,9 +55,26 @@ def compatible(rows: Sequence[int], a: tuple[int, int], b: tuple[int, int]) -> b
 def _greedy(
     rows: Sequence[int], edges: Sequence[tuple[int, int]], order: Sequence[int]
 ) -> list[tuple[int, int]]:
+    """Each edge in ``order`` that is incompatible with every one chosen before it.
+
+    Edge (u, p) fits with chosen (u', p') when u holds p' and u' holds p; so it fits with
+    some chosen one exactly when the chosen ones whose permission u holds (``fits_user``,
+    a bit set over the chosen) meet those whose user holds p (``fits_perm``): one AND
+    per edge instead of a comparison with every chosen edge."""
+    holders: dict[int, list[int]] = {}
+    for u, p in edges:
+        holders.setdefault(p, []).append(u)
+    fits_user = [0] * len(rows)
+    fits_perm: dict[int, int] = {}
     chosen: list[tuple[int, int]] = []
     for e in order:
-        edge = edges[e]
-        if not any(compatible(rows, edge, other) for other in chosen):
-            chosen.append(edge)
+        u, p = edges[e]
+        if fits_user[u] & fits_perm.get(p, 0):
+            continue
+        bit = 1 << len(chosen)
+        chosen.append((u, p))
+        for holder in holders[p]:
+            fits_user[holder] |= bit
+        for held in bits(rows[u]):
+            fits_perm[held] = fits_perm.get(held, 0) | bit
     return chosen

@@ -44,6 +44,16 @@ FIGURES = {
         "revoke start − expires_at p99",
         "max / revoked early",
     ],
+    "import_scale": [
+        "estate",
+        "start-up (until the first AWS call)",
+        "read (first to last AWS call)",
+        "normalise, mine, write drafts",
+        "total, `jit-bot import aws`",
+        "roles / lower bound, every assignment reproduced",
+        "AWS calls",
+        "mining core, people × (capability, account)",
+    ],
     "mining": [
         "healthcare.txt: roles / lower bound",
         "healthcare.txt: time",

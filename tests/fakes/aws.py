@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ import boto3
 from moto.server import ThreadedMotoServer
 from moto.ssoadmin.exceptions import ResourceNotFoundException
 from moto.ssoadmin.responses import SSOAdminResponse
+
+from tests.fakes import aws_ssoadmin
 
 REGION = "us-east-1"
 
@@ -31,6 +34,7 @@ _moto_provision = SSOAdminResponse.provision_permission_set
 
 def _provision_permission_set(self: SSOAdminResponse) -> str:
     answer: str = _moto_provision(self)
+    aws_ssoadmin.provision(self)
     status = json.loads(answer)["PermissionSetProvisioningStatus"]
     status["RequestId"] = str(uuid.uuid4())
     with _provisionings_lock:
@@ -65,6 +69,7 @@ def _describe_permission_set_provisioning_status(self: SSOAdminResponse) -> str:
     )
 
 
+aws_ssoadmin.install()  # assignments indexed, provisioning per account (see there)
 SSOAdminResponse.provision_permission_set = _provision_permission_set  # type: ignore[method-assign]
 SSOAdminResponse.describe_permission_set_provisioning_status = (  # type: ignore[attr-defined]
     _describe_permission_set_provisioning_status
@@ -96,6 +101,25 @@ class MotoAws:
 
     def stop(self) -> None:
         self._server.stop()
+
+    def record_requests(self) -> list[tuple[float, float, str]]:
+        """From now on, every request the server answers: (time.monotonic() when it
+        arrived, when its answer was made, its X-Amz-Target, e.g.
+        ``SWBExternalService.ListAccountAssignments``). The list fills as they come."""
+        server = self._server._server
+        if server is None:
+            raise RuntimeError("start the server first")
+        app = server.app
+        seen: list[tuple[float, float, str]] = []
+
+        def recording(environ: dict[str, Any], start_response: Any) -> Any:
+            arrived = time.monotonic()
+            answer = app(environ, start_response)
+            seen.append((arrived, time.monotonic(), environ.get("HTTP_X_AMZ_TARGET", "")))
+            return answer
+
+        server.app = recording
+        return seen
 
     def reset(self) -> None:
         request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
