@@ -5,6 +5,7 @@ every assignment of today accounted for."""
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -255,3 +256,19 @@ def test_missing_credentials_are_said_at_once(tmp_path: Path, profile: str, said
     assert done.returncode == 2
     assert f"jit-bot import aws: {said}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_permissions_boundary_is_read_and_said_in_the_proposed_set(imported: Path) -> None:
+    roles, _ = _read(imported)
+    (admin,) = [
+        name
+        for name, role in roles.items()
+        if any(t["permission_set"] == "Admin" for ts in role["environments"].values() for t in ts)
+    ]
+    proposed = json.loads((imported / "permission-sets" / f"{admin}.json").read_text())
+
+    assert "within boundary no-iam-users" in roles[admin]["description"]
+    # alice's role also replaces the ProdReadOnly copies, which have no boundary: one
+    # merged set would cap them, or free Admin of its cap, so the proposal asks for review
+    assert proposed["ReplacesPermissionSets"][:2] == ["Admin", "AdminCopy"]
+    assert proposed["ReviewBoundaries"] == ["none", "customer /no-iam-users"]

@@ -4,7 +4,8 @@
   the account id in a resource;
 - action-level sets that belong together: s3-read-logs, ec2-stop, logs-tail, held
   together by the developers group (and s3-read-logs alone by dave);
-- an exact duplicate: Admin and AdminCopy (AdministratorAccess both);
+- an exact duplicate: Admin and AdminCopy (AdministratorAccess both, under one
+  permissions boundary);
 - a dead set: Unused, assigned to nobody;
 - user and group assignments across the prod and dev OUs.
 """
@@ -19,6 +20,7 @@ from tests.fakes.aws import MotoAws
 
 PEOPLE = ("alice", "bob", "carol", "dave", "erin")
 DOMAIN = "example.com"
+ADMIN = "arn:aws:iam::aws:policy/AdministratorAccess"
 
 
 @dataclass
@@ -59,8 +61,8 @@ def seed_chaos(moto: MotoAws) -> ChaoticEstate:
         "s3-read-logs": {"inline": _inline((["s3:GetObject"], "arn:aws:s3:::app-logs/*"))},
         "ec2-stop": {"inline": _inline((["ec2:StopInstances"], "*"))},
         "logs-tail": {"inline": _inline((["logs:FilterLogEvents"], "*"))},
-        "Admin": {"managed": "arn:aws:iam::aws:policy/AdministratorAccess"},
-        "AdminCopy": {"managed": "arn:aws:iam::aws:policy/AdministratorAccess"},
+        "Admin": {"managed": ADMIN, "boundary": "no-iam-users"},
+        "AdminCopy": {"managed": ADMIN, "boundary": "no-iam-users"},
         "Unused": {"inline": _inline((["kms:Decrypt"], "*")), "customer": "legacy-kms"},
     }
     for name, spec in sets.items():
@@ -140,6 +142,11 @@ def _permission_set(moto: MotoAws, estate: ChaoticEstate, name: str, spec: dict[
     if "customer" in spec:
         sso.attach_customer_managed_policy_reference_to_permission_set(
             **which, CustomerManagedPolicyReference={"Name": spec["customer"], "Path": "/"}
+        )
+    if "boundary" in spec:
+        reference = {"Name": spec["boundary"], "Path": "/"}
+        sso.put_permissions_boundary_to_permission_set(
+            **which, PermissionsBoundary={"CustomerManagedPolicyReference": reference}
         )
     return arn
 

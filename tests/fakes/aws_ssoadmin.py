@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from moto.core.exceptions import JsonRESTError
+from moto.ssoadmin.exceptions import ResourceNotFoundException
 from moto.ssoadmin.models import AccountAssignment, SSOAdminBackend
 from moto.ssoadmin.responses import SSOAdminResponse
 
@@ -126,6 +127,36 @@ def provision(self: SSOAdminResponse) -> None:
     provisioned(self.ssoadmin_backend).setdefault((instance, account), {})[ps_arn] = None
 
 
+def _boundaries(backend: SSOAdminBackend) -> dict[str, dict[str, Any]]:
+    """Permission set ARN → its permissions boundary (moto 5.2 keeps none)."""
+    found: dict[str, dict[str, Any]] = backend.__dict__.setdefault("_jit_boundaries", {})
+    return found
+
+
+def _put_permissions_boundary_to_permission_set(self: SSOAdminResponse) -> str:
+    instance, ps_arn = _required(self, "InstanceArn"), _required(self, "PermissionSetArn")
+    self.ssoadmin_backend._find_permission_set(instance, ps_arn)  # ResourceNotFound if none
+    boundary = self._get_param("PermissionsBoundary")
+    kinds = ("ManagedPolicyArn", "CustomerManagedPolicyReference")
+    if not isinstance(boundary, dict) or sum(k in boundary for k in kinds) != 1:
+        raise ValidationException(
+            "PermissionsBoundary must have exactly one of ManagedPolicyArn and "
+            "CustomerManagedPolicyReference"
+        )
+    _boundaries(self.ssoadmin_backend)[ps_arn] = boundary
+    return "{}"
+
+
+def _get_permissions_boundary_for_permission_set(self: SSOAdminResponse) -> str:
+    """As AWS answers: the boundary, or ResourceNotFoundException when the set has none."""
+    instance, ps_arn = _required(self, "InstanceArn"), _required(self, "PermissionSetArn")
+    self.ssoadmin_backend._find_permission_set(instance, ps_arn)
+    boundary = _boundaries(self.ssoadmin_backend).get(ps_arn)
+    if boundary is None:
+        raise ResourceNotFoundException("Could not find PermissionsBoundary for PermissionSet")
+    return json.dumps({"PermissionsBoundary": boundary})
+
+
 def _required(self: SSOAdminResponse, name: str) -> str:
     value = self._get_param(name)
     if not isinstance(value, str) or not value:
@@ -172,6 +203,10 @@ def install() -> None:
         ),
         "list_accounts_for_provisioned_permission_set": (
             _list_accounts_for_provisioned_permission_set
+        ),
+        "put_permissions_boundary_to_permission_set": (_put_permissions_boundary_to_permission_set),
+        "get_permissions_boundary_for_permission_set": (
+            _get_permissions_boundary_for_permission_set
         ),
     }
     for name, function in backend.items():

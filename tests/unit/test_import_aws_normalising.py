@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from bot.importer.access import Capability
+from bot.importer.access import Capability, Source
 from bot.importer.aws.capabilities import capabilities, capability_of
-from bot.importer.aws.convert import imported
+from bot.importer.aws.convert import imported, propose_permission_set
 from bot.importer.aws.environments import EnvironmentsError, environments
 from bot.importer.aws.estate import Account, Estate, PermissionSet
 from bot.importer.similarity import NearDuplicate, capability_labels, near_duplicates
@@ -192,3 +192,33 @@ def test_the_similarity_option_refuses_what_is_not_a_fraction(
             main(["import", "aws", "--output", "out", "--similarity", bad])
         assert exited.value.code == 2
         assert f"'{bad}' is not a number above 0 and at most 1" in capsys.readouterr().err
+
+
+def test_a_permissions_boundary_is_part_of_what_a_set_grants() -> None:
+    bounded = PermissionSet(
+        "arn:ps/a", "Admin", "PT1H", (ADMIN,), (), None, "customer /no-iam-users"
+    )
+    free = _set("AdminFree", managed=(ADMIN,))
+
+    caps = capabilities([bounded, free])
+
+    assert caps[bounded.arn] != caps[free.arn]
+    assert "within boundary no-iam-users" in caps[bounded.arn].describe()
+    _, proposed = propose_permission_set(
+        "admins", [Source(s.name, caps[s.arn], s.name) for s in (bounded, free)]
+    )
+    # one set capped, the other not: merging them would change one, so it is left to review
+    assert proposed["ReviewBoundaries"] == ["none", "customer /no-iam-users"]
+    assert "PermissionsBoundary" not in proposed
+
+
+def test_sets_under_one_boundary_propose_a_set_under_it() -> None:
+    sets = [
+        PermissionSet(f"arn:ps/{n}", n, "PT1H", (READ_ONLY,), (), None, "arn:aws:iam::aws:policy/B")
+        for n in ("a", "b")
+    ]
+    caps = capabilities(sets)
+
+    _, proposed = propose_permission_set("ro", [Source(s.name, caps[s.arn], s.name) for s in sets])
+
+    assert proposed["PermissionsBoundary"] == {"ManagedPolicyArn": "arn:aws:iam::aws:policy/B"}

@@ -46,6 +46,7 @@ class Capability:
     customer_managed: tuple[str, ...]
     statements: tuple[Statement, ...]
     unparsed: str = ""  # an inline policy that is not JSON, normalised as text
+    boundary: str = ""  # the permissions boundary, normalised; "" when there is none
 
     @property
     def admin_like(self) -> bool:
@@ -63,6 +64,8 @@ class Capability:
         parts += [f"customer policy {name}" for name in self.customer_managed]
         actions = sorted({a for s in self.statements if s.effect == "Allow" for a in s.actions})
         parts += actions
+        if self.boundary:
+            parts.append(f"within boundary {self.boundary.rsplit('/', 1)[-1]}")
         return ", ".join(parts) if parts else "no policy"
 
     def features(self) -> frozenset[str]:
@@ -76,6 +79,8 @@ class Capability:
             items |= {f"{effect} {a} on {r}{condition}" for a in s.actions for r in s.resources}
         if self.unparsed:
             items.add(f"inline {self.unparsed}")
+        if self.boundary:
+            items.add(f"boundary {self.boundary}")
         return frozenset(items)
 
 
@@ -97,6 +102,7 @@ def capability_of(permission_set: PermissionSet) -> Capability:
         customer_managed=tuple(sorted({normalise(c) for c in permission_set.customer_managed})),
         statements=statements,
         unparsed=unparsed,
+        boundary=normalise(permission_set.boundary or ""),
     )
 
 

@@ -3,8 +3,10 @@ the sources, accounts the scopes, and a role grants a permission set on accounts
 
 Also the one merged permission set proposed per role: its managed and customer-managed
 policies, its inline statements with the account placeholder written as the policy
-variable ``${aws:PrincipalAccount}`` (the account the session is in), and the longest
-session duration among the sets it replaces.
+variable ``${aws:PrincipalAccount}`` (the account the session is in), the longest
+session duration among the sets it replaces, and their permissions boundary when they
+share one (when they do not, ``ReviewBoundaries`` lists them: merging would change what
+one of them caps).
 """
 
 from __future__ import annotations
@@ -51,7 +53,21 @@ def propose_permission_set(role: str, sources: Sequence[Source]) -> tuple[str, d
     }
     if statements:
         document["InlinePolicy"] = {"Version": "2012-10-17", "Statement": statements}
+    boundaries = sorted({cap.boundary for cap in caps})
+    if boundaries != [""]:
+        if len(boundaries) == 1:
+            document["PermissionsBoundary"] = _boundary(boundaries[0])
+        else:  # one set would cap, or cap differently, what another set grants unbounded
+            document["ReviewBoundaries"] = [b or "none" for b in boundaries]
     return name, document
+
+
+def _boundary(normalised: str) -> dict[str, Any]:
+    """A boundary as reading.py wrote it, in PutPermissionsBoundaryToPermissionSet's shape."""
+    if normalised.startswith("customer "):
+        path, _, name = normalised.removeprefix("customer ").rpartition("/")
+        return {"CustomerManagedPolicyReference": {"Name": name, "Path": f"{path}/"}}
+    return {"ManagedPolicyArn": normalised}
 
 
 def _statement(st: Statement) -> dict[str, Any]:

@@ -18,6 +18,8 @@ class PermissionSet:
     managed_policies: tuple[str, ...]  # AWS-managed policy ARNs
     customer_managed: tuple[str, ...]  # path + name of customer-managed policy references
     inline_policy: str | None  # the JSON document, as AWS returned it
+    # the permissions boundary: a managed policy ARN, or "customer /path/name"; None: none
+    boundary: str | None = None
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from botocore.client import BaseClient
 
 from bot.importer.aws.estate import Account, Assignment, Estate, PermissionSet
-from providers.aws.calls import AwsCalls, AwsClients
+from providers.aws.calls import AwsCalls, AwsClients, _NotFound
 from providers.base import ProviderError
 
 T = TypeVar("T")
@@ -106,6 +106,7 @@ class _Reader:
         ]
         inline = self._calls.call(self._sso.get_inline_policy_for_permission_set, **which)
         return PermissionSet(
+            boundary=self._boundary(which),
             arn=ps_arn,
             name=described["Name"],
             session_duration=described.get("SessionDuration"),
@@ -113,6 +114,18 @@ class _Reader:
             customer_managed=tuple(sorted(customer)),
             inline_policy=inline.get("InlinePolicy") or None,
         )
+
+    def _boundary(self, which: dict[str, str]) -> str | None:
+        """The set's permissions boundary, which caps whatever its policies grant."""
+        try:
+            found = self._calls.call(self._sso.get_permissions_boundary_for_permission_set, **which)
+        except _NotFound:
+            return None  # how AWS says a set has no boundary
+        boundary = found.get("PermissionsBoundary") or {}
+        if boundary.get("ManagedPolicyArn"):
+            return str(boundary["ManagedPolicyArn"])
+        ref = boundary.get("CustomerManagedPolicyReference")
+        return f"customer {ref.get('Path') or '/'}{ref['Name']}" if ref else None
 
     def _accounts(self) -> list[Account]:
         """Every account under the root, walking the OU tree so each knows its OU."""
