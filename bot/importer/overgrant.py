@@ -7,6 +7,9 @@ repeatedly removes one role (dropping it, its people covered by other roles, or 
 it into another) as long as nobody ends up with more than ``N`` cells beyond what they
 hold today, cheapest first (fewest extra cells handed out in all). Everything given
 beyond today is listed per person in the result's ``overgrant``, for the report.
+
+People with identical rows move together, and rows and roles are bit sets (one bit per
+permission), so a move is checked with a few integer operations per group of people.
 """
 
 from __future__ import annotations
@@ -14,46 +17,23 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, replace
 from itertools import combinations
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 from bot.importer.mining import Mining, Role
-from bot.importer.reduction import stable_order
+from bot.importer.reduction import bits, stable_order
 
 U = TypeVar("U", bound=Hashable)
 P = TypeVar("P", bound=Hashable)
 
 
 @dataclass
-class _Class(Generic[U, P]):
-    """Users with identical rows: they are given the same roles."""
+class _Class:
+    """People with identical rows: they are given the same roles."""
 
-    row: frozenset[P]
-    users: list[U]
+    row: int
+    people: int
     roles: set[int]
-
-
-def relax(mining: Mining[U, P], pairs: Iterable[tuple[U, P]], limit: int) -> Mining[U, P]:
-    """``mining`` with roles removed while each user's extra cells stay within ``limit``."""
-    if limit <= 0 or len(mining.roles) < 2:
-        return mining
-    rows: dict[U, set[P]] = {}
-    for user, permission in pairs:
-        rows.setdefault(user, set()).add(permission)
-    index = {role.name: k for k, role in enumerate(mining.roles)}
-    roles: dict[int, frozenset[P]] = {
-        k: frozenset(role.permissions) for k, role in enumerate(mining.roles)
-    }
-    classes: dict[frozenset[P], _Class[U, P]] = {}
-    for user in stable_order(rows):
-        row = frozenset(rows[user])
-        given = {index[name] for name in mining.assignments[user]}
-        classes.setdefault(row, _Class(row, [], given)).users.append(user)
-    while len(roles) > 1:
-        move = _cheapest(roles, list(classes.values()), limit)
-        if move is None:
-            break
-        _apply(move, roles, list(classes.values()))
-    return _result(mining, roles, list(classes.values()))
+    have: int  # what their roles give together
 
 
 @dataclass(frozen=True)
@@ -64,103 +44,142 @@ class _Move:
     adds: tuple[tuple[int, frozenset[int]], ...]  # class index → roles it gains
 
 
-def _cheapest(
-    roles: dict[int, frozenset[P]], classes: list[_Class[U, P]], limit: int
-) -> _Move | None:
-    best: _Move | None = None
-    for k in sorted(roles):
-        move = _drop(k, roles, classes, limit)
-        if move is not None and (best is None or move.cost < best.cost):
-            best = move
-    for a, b in combinations(sorted(roles), 2):
-        move = _merge(a, b, roles, classes, limit)
-        if move is not None and (best is None or move.cost < best.cost):
-            best = move
-    return best
+class _Relaxing:
+    def __init__(self, roles: dict[int, int], classes: list[_Class], limit: int) -> None:
+        self.roles = roles
+        self.classes = classes
+        self.limit = limit
 
+    def holders(self, k: int) -> list[int]:
+        return [n for n, c in enumerate(self.classes) if k in c.roles]
 
-def _union(ks: Iterable[int], roles: dict[int, frozenset[P]]) -> frozenset[P]:
-    found: set[P] = set()
-    for k in ks:
-        found |= roles[k]
-    return frozenset(found)
+    def cheapest(self) -> _Move | None:
+        holders = {k: self.holders(k) for k in self.roles}
+        moves = [self.drop(k, holders[k]) for k in sorted(self.roles)]
+        moves += [self.merge(a, b, holders) for a, b in combinations(sorted(self.roles), 2)]
+        found = [m for m in moves if m is not None]
+        return min(found, key=lambda m: m.cost) if found else None
 
-
-def _merge(
-    a: int, b: int, roles: dict[int, frozenset[P]], classes: list[_Class[U, P]], limit: int
-) -> _Move | None:
-    """Role ``a`` becomes a ∪ b and ``b`` goes: its people gain what they lacked."""
-    merged = roles[a] | roles[b]
-    cost = 0
-    for c in classes:
-        if a in c.roles or b in c.roles:
-            before = _union(c.roles, roles) - c.row
-            after = (_union(c.roles, roles) | merged) - c.row
-            if len(after) > limit:
+    def merge(self, a: int, b: int, holders: dict[int, list[int]]) -> _Move | None:
+        """Role ``a`` becomes a ∪ b and ``b`` goes: its people gain what they lacked."""
+        merged = self.roles[a] | self.roles[b]
+        cost = 0
+        for n in sorted(set(holders[a]) | set(holders[b])):
+            c = self.classes[n]
+            extra = ((c.have | merged) & ~c.row).bit_count()
+            if extra > self.limit:
                 return None
-            cost += (len(after) - len(before)) * len(c.users)
-    return _Move(cost, b, a, ())
+            cost += (extra - (c.have & ~c.row).bit_count()) * c.people
+        return _Move(cost, b, a, ())
 
+    def drop(self, k: int, holders: list[int]) -> _Move | None:
+        """Role ``k`` goes; each of its people is given other roles for what it carried."""
+        cost = 0
+        adds: list[tuple[int, frozenset[int]]] = []
+        for n in holders:
+            c = self.classes[n]
+            kept = c.roles - {k}
+            have = 0
+            for r in kept:
+                have |= self.roles[r]
+            gained = self._cover(c.row, have, kept | {k})
+            if gained is None:
+                return None
+            for r in gained:
+                have |= self.roles[r]
+            cost += ((have & ~c.row).bit_count() - (c.have & ~c.row).bit_count()) * c.people
+            adds.append((n, frozenset(gained)))
+        return _Move(cost, k, None, tuple(adds))
 
-def _drop(
-    k: int, roles: dict[int, frozenset[P]], classes: list[_Class[U, P]], limit: int
-) -> _Move | None:
-    """Role ``k`` goes; each of its people is given other roles for what it carried."""
-    cost = 0
-    adds: list[tuple[int, frozenset[int]]] = []
-    for n, c in enumerate(classes):
-        if k not in c.roles:
-            continue
-        kept = c.roles - {k}
-        have = _union(kept, roles)
-        extra = have - c.row
-        missing = c.row - have
+    def _cover(self, row: int, have: int, excluded: set[int]) -> set[int] | None:
+        """Roles that give what ``row`` misses from ``have`` within the limit, greedily."""
         gained: set[int] = set()
-        while missing:
-            options = [r for r in sorted(roles) if r != k and r not in kept and roles[r] & missing]
+        while missing := row & ~have:
+            options = [
+                r
+                for r in self.roles
+                if r not in excluded and r not in gained and self.roles[r] & missing
+            ]
             if not options:
                 return None
             pick = min(
-                options, key=lambda r: (len(roles[r] - c.row - extra), -len(roles[r] & missing))
+                options,
+                key=lambda r: (
+                    (self.roles[r] & ~row & ~have).bit_count(),
+                    -(self.roles[r] & missing).bit_count(),
+                    r,
+                ),
             )
             gained.add(pick)
-            extra |= roles[pick] - c.row
-            missing -= roles[pick]
-            if len(extra) > limit:
+            have |= self.roles[pick]
+            if (have & ~row).bit_count() > self.limit:
                 return None
-        cost += (len(extra) - len(_union(c.roles, roles) - c.row)) * len(c.users)
-        adds.append((n, frozenset(gained)))
-    return _Move(cost, k, None, tuple(adds))
+        return gained
+
+    def apply(self, move: _Move) -> None:
+        if move.merged_into is not None:
+            self.roles[move.merged_into] |= self.roles[move.removed]
+            for c in self.classes:
+                if move.removed in c.roles:
+                    c.roles = (c.roles - {move.removed}) | {move.merged_into}
+        else:
+            for n, gained in move.adds:
+                self.classes[n].roles = (self.classes[n].roles - {move.removed}) | gained
+        del self.roles[move.removed]
+        for c in self.classes:
+            c.have = 0
+            for r in c.roles:
+                c.have |= self.roles[r]
 
 
-def _apply(move: _Move, roles: dict[int, frozenset[P]], classes: list[_Class[U, P]]) -> None:
-    if move.merged_into is not None:
-        roles[move.merged_into] = roles[move.merged_into] | roles[move.removed]
-        for c in classes:
-            if move.removed in c.roles:
-                c.roles = (c.roles - {move.removed}) | {move.merged_into}
-    else:
-        for n, gained in move.adds:
-            classes[n].roles = (classes[n].roles - {move.removed}) | gained
-    del roles[move.removed]
+def relax(mining: Mining[U, P], pairs: Iterable[tuple[U, P]], limit: int) -> Mining[U, P]:
+    """``mining`` with roles removed while each user's extra cells stay within ``limit``."""
+    if limit <= 0 or len(mining.roles) < 2:
+        return mining
+    rows: dict[U, set[P]] = {}
+    for user, permission in pairs:
+        rows.setdefault(user, set()).add(permission)
+    labels = stable_order({p for held in rows.values() for p in held})
+    bit = {p: 1 << j for j, p in enumerate(labels)}
+    index = {role.name: k for k, role in enumerate(mining.roles)}
+    roles = {k: _mask(role.permissions, bit) for k, role in enumerate(mining.roles)}
+    by_row: dict[int, list[U]] = {}
+    for user in stable_order(rows):
+        by_row.setdefault(_mask(rows[user], bit), []).append(user)
+    classes = []
+    for row, users in by_row.items():
+        given = {index[name] for name in mining.assignments[users[0]]}
+        classes.append(_Class(row, len(users), given, row))
+    relaxing = _Relaxing(roles, classes, limit)
+    while len(roles) > 1 and (move := relaxing.cheapest()) is not None:
+        relaxing.apply(move)
+    return _result(mining, relaxing, list(by_row.values()), labels)
+
+
+def _mask(permissions: Iterable[P], bit: dict[P, int]) -> int:
+    mask = 0
+    for p in permissions:
+        mask |= bit[p]
+    return mask
 
 
 def _result(
-    mining: Mining[U, P], roles: dict[int, frozenset[P]], classes: list[_Class[U, P]]
+    mining: Mining[U, P], relaxing: _Relaxing, people: list[list[U]], labels: list[P]
 ) -> Mining[U, P]:
     """Renamed role-1 … role-K (most permissions first), with the over-grant listed."""
-    order = sorted(roles, key=lambda k: (-len(roles[k]), k))
+    roles = relaxing.roles
+    order = sorted(roles, key=lambda k: (-roles[k].bit_count(), k))
     names = {k: f"role-{n}" for n, k in enumerate(order, start=1)}
-    relaxed = tuple(Role(names[k], tuple(stable_order(roles[k]))) for k in order)
+    relaxed = tuple(Role(names[k], tuple(labels[j] for j in bits(roles[k]))) for k in order)
     assignments: dict[U, tuple[str, ...]] = {}
     overgrant: dict[U, tuple[P, ...]] = {}
-    for c in classes:
+    for c, users in zip(relaxing.classes, people, strict=True):
         mine = tuple(names[k] for k in order if k in c.roles)
-        extra = _union(c.roles, roles) - c.row
-        for user in c.users:
+        extra = tuple(labels[j] for j in bits(c.have & ~c.row))
+        for user in users:
             assignments[user] = mine
             if extra:
-                overgrant[user] = tuple(stable_order(extra))
+                overgrant[user] = extra
     figures = replace(mining.figures, roles=len(relaxed))
     return replace(
         mining, roles=relaxed, assignments=assignments, figures=figures, overgrant=overgrant

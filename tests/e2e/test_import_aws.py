@@ -272,3 +272,25 @@ def test_a_permissions_boundary_is_read_and_said_in_the_proposed_set(imported: P
     # merged set would cap them, or free Admin of its cap, so the proposal asks for review
     assert proposed["ReplacesPermissionSets"][:2] == ["Admin", "AdminCopy"]
     assert proposed["ReviewBoundaries"] == ["none", "customer /no-iam-users"]
+
+
+def test_roles_are_named_after_the_team_or_the_set_and_one_person_roles_are_exceptions(
+    imported: Path,
+) -> None:
+    roles, rows = _read(imported)
+    given: dict[str, set[str]] = {}
+    for row in rows:
+        given.setdefault(row["role"], set()).add(row["person"])
+
+    # the developers group brings everyone to its role; dave's own s3-read-logs on one
+    # account fits no shared role and is named after the set that carries it
+    assert given["developers"] == {"bob@example.com", "carol@example.com"}
+    assert given["s3-read-logs"] == {"dave@example.com"}
+    assert "s3:getobject" in roles["s3-read-logs"]["description"]
+    report = (imported / "report.md").read_text()
+    exceptions = report.split("## Exceptions (one-person roles)")[1].split("##")[0]
+    alone = {name for name, people in given.items() if len(people) == 1}
+    assert {
+        line.split(" | ")[0].strip("| ") for line in exceptions.splitlines()[6:] if line
+    } == alone
+    assert "| s3-read-logs | dave@example.com |" in exceptions
