@@ -158,9 +158,9 @@ def _overgrant_rows(estate: ScaleEstate) -> list[Row]:
         rows.append(
             Row(
                 NAME,
-                f"--max-overgrant {limit}: roles (exact {len(exact.roles)})",
+                f"--max-overgrant {limit}: roles",
                 "",
-                f"{len(relaxed.roles)} roles, {cells} cells more for "
+                f"{len(relaxed.roles)} (exact {len(exact.roles)}), {cells} cells more for "
                 f"{len(relaxed.overgrant)} people, in {secs(took)}",
                 None,
             )

@@ -52,7 +52,9 @@ FIGURES = {
         "total, `jit-bot import aws`",
         "roles / lower bound, every assignment reproduced",
         "AWS calls",
-        "mining core, people × (capability, account)",
+        "--max-overgrant 1: roles",
+        "--max-overgrant 2: roles",
+        "--max-overgrant 5: roles",
     ],
     "mining": [
         "healthcare.txt: roles / lower bound",
