@@ -16,6 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 
+class CannotImport(Exception):
+    """The estate or the options cannot be used: the message says why, and what is
+    expected instead. Every reader's errors are of this kind."""
+
+
 class Capability(Protocol):
     """What a source lets you do, normalised so that copies compare equal. Hashable and
     ordered among capabilities of one cloud: it labels columns of the mining matrix."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.importer.access import Imported
+from bot.importer.access import CannotImport, Imported
 from bot.importer.drafts import draft
 from bot.importer.findings import render
 from bot.importer.holdings import held_today
@@ -19,7 +19,7 @@ from bot.importer.report_html import render_html
 from bot.importer.similarity import DEFAULT_SIMILARITY, capability_labels, near_duplicates
 
 
-class NothingToPropose(Exception):
+class NothingToPropose(CannotImport):
     """No assignment reaches anyone: there is no access to turn into roles."""
 
 

@@ -244,7 +244,7 @@ def test_an_environments_file_names_subscriptions_and_the_nearest_line_wins(
         pytest.param(
             ["--environments", "{envs}"],
             {},
-            "jit-bot import azure: {envs}:2: 'prod is production'; expected '<scope> ",
+            "jit-bot import azure: {envs}:2: 'prod is production'\nexpected '<scope> ",
             id="bad_environments_file",
         ),
         pytest.param(

@@ -2,25 +2,24 @@
 and hand it to the shared part (bot.importer.propose).
 
 Read-only: the only AWS calls made are the reader's (reading.py). Errors the user can fix
-(credentials that cannot read, a bad --environments file, an unwritable output
-directory) become one clear line and exit status 2.
+become one clear line and exit status 2 (bot.importer.running).
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import boto3
 from botocore.exceptions import BotoCoreError
 
+from bot.importer.access import Imported
 from bot.importer.aws.convert import imported
-from bot.importer.aws.environments import EnvironmentsError, environments
+from bot.importer.aws.environments import environments
 from bot.importer.aws.reading import EstateError, read_estate
 from bot.importer.mining import Progress
-from bot.importer.outputs import headline
-from bot.importer.propose import NothingToPropose, Options, propose, write_outputs
+from bot.importer.propose import Options
+from bot.importer.running import run_import
 from providers.aws.calls import RETRY, AwsCalls, AwsClients
 
 
@@ -32,20 +31,14 @@ def import_aws(
     progress: Progress | None = None,
 ) -> int:
     """Exit status: 0 written, 2 the estate or the options cannot be used."""
-    try:
+
+    def read() -> Imported:
         if choice not in ("ou",) and not choice.startswith("tag:"):
             environments(choice, {})  # a bad mapping file fails before AWS is asked
         estate = read_estate(_clients(environ), AwsCalls(RETRY))
-        environment = environments(choice, estate.accounts)
-        outcome = propose(imported(estate, environment), options, progress)
-    except (EstateError, EnvironmentsError, NothingToPropose) as exc:
-        return _fail(str(exc))
-    try:
-        write_outputs(outcome, output)
-    except OSError as exc:
-        return _fail(f"cannot write {exc.filename or output}: {exc.strerror or exc}")
-    print(headline(outcome))
-    return 0
+        return imported(estate, environments(choice, estate.accounts))
+
+    return run_import("aws", read, output, options, progress)
 
 
 def _clients(environ: Mapping[str, str]) -> AwsClients:
@@ -60,8 +53,3 @@ def _clients(environ: Mapping[str, str]) -> AwsClients:
         return AwsClients.from_environ(environ)
     except BotoCoreError as exc:  # a profile that does not exist, a broken config file
         raise EstateError(f"AWS credentials: {exc}") from None
-
-
-def _fail(message: str) -> int:
-    print(f"jit-bot import aws: {message}", file=sys.stderr)
-    return 2

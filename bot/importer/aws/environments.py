@@ -11,15 +11,13 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from bot.importer import mapping_file
 from bot.importer.aws.estate import Account
+from bot.importer.mapping_file import EnvironmentsError
 from bot.importer.naming import valid_name
 
 UNTAGGED = "untagged"
-_LINE = re.compile(r"^\s*(\d{12})\s*[,\s]\s*([^\s,#]+)\s*(#.*)?$")
-
-
-class EnvironmentsError(Exception):
-    """The --environments choice cannot be used; the message names the file and line."""
+_ACCOUNT = re.compile(r"\d{12}")
 
 
 def environment_name(text: str) -> str:
@@ -48,29 +46,10 @@ def environments(choice: str, accounts: Mapping[str, Account]) -> dict[str, str]
 
 
 def read_mapping(path: Path) -> dict[str, str]:
-    """``account-id environment`` per line (whitespace or a comma between); ``#``
-    comments and blank lines are skipped. Every bad line is named."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise EnvironmentsError(
-            f"--environments: cannot read {path}: {exc.strerror or exc}; expected ou, "
-            "tag:KEY or a file of '<account id> <environment>' lines"
-        ) from None
-    except UnicodeDecodeError:
-        raise EnvironmentsError(f"{path}: is not UTF-8 text") from None
-    mapping: dict[str, str] = {}
-    bad: list[str] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        match = _LINE.match(line)
-        if match is None:
-            bad.append(f"{path}:{number}: '{line.strip()[:80]}'")
-            continue
-        mapping[match.group(1)] = environment_name(match.group(2))
-    if bad:
-        raise EnvironmentsError(
-            "\n".join(bad) + "\nexpected '<12-digit account id> <environment>' on each line"
-        )
-    return mapping
+    """Account id → environment, a ``<account id> <environment>`` line each."""
+    return mapping_file.read_mapping(
+        path,
+        lambda text: text if _ACCOUNT.fullmatch(text) else None,
+        "'<12-digit account id> <environment>' on each line",
+        "ou, tag:KEY or a file of '<account id> <environment>' lines",
+    )

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from botocore.client import BaseClient
 
+from bot.importer.access import CannotImport
 from bot.importer.aws.estate import Account, Assignment, Estate, PermissionSet
 from providers.aws.calls import AwsCalls, AwsClients, _NotFound
 from providers.base import ProviderError
@@ -33,7 +34,7 @@ R = TypeVar("R")
 WORKERS = 8
 
 
-class EstateError(Exception):
+class EstateError(CannotImport):
     """The estate cannot be read (no access, no Identity Center); the message says why."""
 
 

@@ -9,16 +9,16 @@ become one clear line and exit status 2.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from bot.importer.access import Imported
 from bot.importer.azure.convert import held_scopes, imported
-from bot.importer.azure.environments import EnvironmentsError, check_choice, environments
-from bot.importer.azure.reading import EstateError, read_estate
+from bot.importer.azure.environments import check_choice, environments
+from bot.importer.azure.reading import read_estate
 from bot.importer.mining import Progress
-from bot.importer.outputs import headline
-from bot.importer.propose import NothingToPropose, Options, propose, write_outputs
+from bot.importer.propose import Options
+from bot.importer.running import run_import
 from providers.azure.api import RETRY, AzureApi, AzureClients
 
 
@@ -31,22 +31,11 @@ def import_azure(
     progress: Progress | None = None,
 ) -> int:
     """Exit status: 0 written, 2 the estate or the options cannot be used."""
-    try:
+
+    def read() -> Imported:
         check_choice(choice)  # a bad mapping file fails before Azure is asked
         api = AzureApi(AzureClients.from_environ(environ), RETRY)
         estate = read_estate(api, subscriptions)
-        environment = environments(choice, estate, held_scopes(estate))
-        outcome = propose(imported(estate, environment), options, progress)
-    except (EstateError, EnvironmentsError, NothingToPropose) as exc:
-        return _fail(str(exc))
-    try:
-        write_outputs(outcome, output)
-    except OSError as exc:
-        return _fail(f"cannot write {exc.filename or output}: {exc.strerror or exc}")
-    print(headline(outcome))
-    return 0
+        return imported(estate, environments(choice, estate, held_scopes(estate)))
 
-
-def _fail(message: str) -> int:
-    print(f"jit-bot import azure: {message}", file=sys.stderr)
-    return 2
+    return run_import("azure", read, output, options, progress)

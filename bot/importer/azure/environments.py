@@ -13,24 +13,20 @@ case, letters, digits, ``-`` and ``_``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from bot.importer import mapping_file
 from bot.importer.azure.estate import Estate
 from bot.importer.azure.scopes import GUID, canonical, group_key, parts
+from bot.importer.mapping_file import EnvironmentsError
 from bot.importer.naming import valid_name
 
 UNTAGGED = "untagged"
-_LINE = re.compile(r"^\s*([^\s,#]+)\s*[,\s]\s*([^\s,#]+)\s*(#.*)?$")
 _EXPECTED = (
-    "expected '<scope> <environment>' on each line, the scope /subscriptions/<id>, "
+    "'<scope> <environment>' on each line, the scope /subscriptions/<id>, "
     "/subscriptions/<id>/resourceGroups/<name> or a subscription id"
 )
-
-
-class EnvironmentsError(Exception):
-    """The --environments choice cannot be used; the message names the file and line."""
 
 
 def check_choice(choice: str) -> None:
@@ -87,31 +83,13 @@ def _nearest(mapping: dict[str, str], scope: str) -> str | None:
 
 
 def read_mapping(path: Path) -> dict[str, str]:
-    """Lower-case scope → environment, a line each (whitespace or a comma between);
-    ``#`` comments and blank lines are skipped. Every bad line is named."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise EnvironmentsError(
-            f"--environments: cannot read {path}: {exc.strerror or exc}; expected name, "
-            "tag:KEY or a file of '<scope> <environment>' lines"
-        ) from None
-    except UnicodeDecodeError:
-        raise EnvironmentsError(f"{path}: is not UTF-8 text") from None
-    mapping: dict[str, str] = {}
-    bad: list[str] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        match = _LINE.match(line)
-        scope = _scope(match.group(1)) if match else None
-        if match is None or scope is None:
-            bad.append(f"{path}:{number}: '{line.strip()[:80]}'")
-            continue
-        mapping[scope.lower()] = valid_name(match.group(2))
-    if bad:
-        raise EnvironmentsError("; ".join(bad) + f"; {_EXPECTED}")
-    return mapping
+    """Lower-case scope → environment, a ``<scope> <environment>`` line each."""
+    return mapping_file.read_mapping(
+        path,
+        lambda text: scope.lower() if (scope := _scope(text)) else None,
+        _EXPECTED,
+        "name, tag:KEY or a file of '<scope> <environment>' lines",
+    )
 
 
 def _scope(text: str) -> str | None:

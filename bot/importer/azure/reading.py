@@ -16,6 +16,7 @@ from typing import Any
 
 from azure.core.rest import HttpRequest
 
+from bot.importer.access import CannotImport
 from bot.importer.azure.directory import read_directory
 from bot.importer.azure.estate import (
     Assignment,
@@ -33,7 +34,7 @@ SUBSCRIPTIONS_API = "2022-12-01"
 RESOURCE_GROUPS_API = "2021-04-01"
 
 
-class EstateError(Exception):
+class EstateError(CannotImport):
     """The estate cannot be read (refused, no such subscription); the message says why."""
 
 

@@ -9,19 +9,19 @@ status 2.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 from bot.clock import SystemClock
 from bot.google_groups import GoogleGroups
+from bot.importer.access import Imported
 from bot.importer.gcp.capabilities import ORGANIZATION_PLACEHOLDER
 from bot.importer.gcp.convert import custom_roles_parent, imported
-from bot.importer.gcp.environments import EnvironmentsError, environments, is_file, read_mapping
+from bot.importer.gcp.environments import environments, is_file, read_mapping
 from bot.importer.gcp.reading import EstateError, import_hint, read_estate
 from bot.importer.mining import Progress
-from bot.importer.outputs import headline
-from bot.importer.propose import NothingToPropose, Options, propose, write_outputs
+from bot.importer.propose import Options
+from bot.importer.running import run_import
 from providers.gcp.auth import CLOUD_PLATFORM, GcpClients, GoogleAuth
 from providers.gcp.calls import RETRY, GoogleCalls
 from providers.gcp.target import DomainMap
@@ -37,7 +37,8 @@ def import_gcp(
 ) -> int:
     """``node``: organizations/N, folders/N or projects/ID. Exit status: 0 written, 2 the
     estate or the options cannot be used."""
-    try:
+
+    def read() -> Imported:
         domains = _domains(environ)
         if is_file(choice):
             read_mapping(Path(choice))  # a bad mapping file fails before Google is asked
@@ -55,15 +56,9 @@ def import_gcp(
             )
         bound = {b.resource for b in estate.bindings}
         environment = environments(choice, estate, bound)
-        outcome = propose(imported(estate, environment, domains), options, progress)
-    except (EstateError, EnvironmentsError, NothingToPropose) as exc:
-        return _fail(str(exc))
-    try:
-        write_outputs(outcome, output)
-    except OSError as exc:
-        return _fail(f"cannot write {exc.filename or output}: {exc.strerror or exc}")
-    print(headline(outcome))
-    return 0
+        return imported(estate, environment, domains)
+
+    return run_import("gcp", read, output, options, progress)
 
 
 def _clients(environ: Mapping[str, str]) -> GcpClients:
@@ -82,8 +77,3 @@ def _domains(environ: Mapping[str, str]) -> DomainMap:
         return DomainMap.parse(environ.get("JIT_GCP_DOMAIN_MAP", ""))
     except ValueError as exc:
         raise EstateError(str(exc)) from None
-
-
-def _fail(message: str) -> int:
-    print(f"jit-bot import gcp: {message}", file=sys.stderr)
-    return 2

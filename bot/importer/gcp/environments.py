@@ -14,17 +14,14 @@ import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
+from bot.importer import mapping_file
 from bot.importer.gcp.estate import Estate, Node
+from bot.importer.mapping_file import EnvironmentsError
 from bot.importer.naming import valid_name
 
 UNLABELLED = "unlabelled"
 CHOICES = "folder, label:KEY or a file of '<resource> <environment>' lines"
-_RESOURCE = r"projects/[a-z][a-z0-9-]{4,28}[a-z0-9]|(?:folders|organizations)/\d{1,20}"
-_LINE = re.compile(rf"^\s*({_RESOURCE})\s*[,\s]\s*([^\s,#]+)\s*(#.*)?$")
-
-
-class EnvironmentsError(Exception):
-    """The --environments choice cannot be used; the message names the file and line."""
+_RESOURCE = re.compile(r"projects/[a-z][a-z0-9-]{4,28}[a-z0-9]|(?:folders|organizations)/\d{1,20}")
 
 
 def is_file(choice: str) -> bool:
@@ -66,30 +63,12 @@ def _by_folder(node: Node, estate: Estate) -> str:
 
 
 def read_mapping(path: Path) -> Mapping[str, str]:
-    """``resource environment`` per line (whitespace or a comma between), the resource
-    being ``projects/<id>``, ``folders/<number>`` or ``organizations/<number>``; ``#``
-    comments and blank lines are skipped. Every bad line is named."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise EnvironmentsError(
-            f"--environments: cannot read {path}: {exc.strerror or exc}; expected {CHOICES}"
-        ) from None
-    except UnicodeDecodeError:
-        raise EnvironmentsError(f"{path}: is not UTF-8 text") from None
-    mapping: dict[str, str] = {}
-    bad: list[str] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        match = _LINE.match(line)
-        if match is None:
-            bad.append(f"{path}:{number}: '{line.strip()[:80]}'")
-            continue
-        mapping[match.group(1)] = valid_name(match.group(2))
-    if bad:
-        raise EnvironmentsError(
-            "\n".join(bad) + "\nexpected '<resource> <environment>' on each line, the resource "
-            "being projects/<project id>, folders/<number> or organizations/<number>"
-        )
-    return mapping
+    """Resource (``projects/<id>``, ``folders/<number>`` or ``organizations/<number>``)
+    → environment, a ``<resource> <environment>`` line each."""
+    return mapping_file.read_mapping(
+        path,
+        lambda text: text if _RESOURCE.fullmatch(text) else None,
+        "'<resource> <environment>' on each line, the resource being projects/<project id>, "
+        "folders/<number> or organizations/<number>",
+        CHOICES,
+    )

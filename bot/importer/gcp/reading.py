@@ -24,6 +24,7 @@ from google.cloud import iam_admin_v1, resourcemanager_v3
 from google.iam.v1 import iam_policy_pb2, options_pb2
 
 from bot.errors import DirectoryError, DirectoryUnavailable
+from bot.importer.access import CannotImport
 from bot.importer.gcp.estate import Binding, Estate, Node, Role
 from providers.base import ProviderError
 from providers.gcp.auth import GcpClients
@@ -37,7 +38,7 @@ _GET = {
 }
 
 
-class EstateError(Exception):
+class EstateError(CannotImport):
     """The estate cannot be read (no access, no such node); the message says why."""
 
 
