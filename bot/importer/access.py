@@ -49,6 +49,16 @@ class Source:
     capability: Capability
     label: str  # the name with scope ids abstracted: ProdReadOnly-{account}
     session_duration: str | None = None  # ISO 8601, where the cloud has one
+    # scope → (capability, label) where the source grants something else there: an AWS
+    # set that names its own account grants on each account that account's resources
+    on_scopes: Mapping[str, tuple[Capability, str]] = field(default_factory=dict)
+
+    def capability_on(self, scope: str) -> Capability:
+        return self.on_scopes[scope][0] if scope in self.on_scopes else self.capability
+
+    def variants(self) -> set[tuple[Capability, str]]:
+        """Every (capability, label) the source has, on whichever scope."""
+        return {(self.capability, self.label), *self.on_scopes.values()}
 
 
 @dataclass(frozen=True)
@@ -71,10 +81,17 @@ class Holding:
 
 #: Builds the roles.yaml entry that grants a source on some scopes.
 TargetOf = Callable[[str, Sequence[str]], dict[str, Any]]
-#: A role's one merged definition (an AWS permission set, a custom role), from the role's
-#: name and the sources it grants through today: the name to create it under, and what
-#: to create, as JSON for the team's own infrastructure code.
-Proposal = Callable[[str, Sequence[Source]], tuple[str, dict[str, Any]]]
+
+
+class Proposal(Protocol):
+    """A role's one merged definition (an AWS permission set, a custom role), from the
+    role's name and the sources it grants through today: the name to create it under
+    (``name`` when given: one the cloud's length limit made unique), and what to create,
+    as JSON for the team's own infrastructure code."""
+
+    def __call__(
+        self, role: str, sources: Sequence[Source], name: str | None = None
+    ) -> tuple[str, dict[str, Any]]: ...
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections import Counter
 
 from bot.importer.access import Capability
-from bot.importer.drafts import consolidation_widens, prod_like
-from bot.importer.outputs import Outcome, headline
+from bot.importer.approving import prod_like
+from bot.importer.consolidation import consolidation_widens
+from bot.importer.outputs import Outcome, headline, standing_rows
 from bot.importer.report import escape
 from bot.importer.similarity import capability_labels
 
@@ -25,7 +26,7 @@ def render(outcome: Outcome) -> str:
         "",
         f"**{headline(outcome)}**",
         "",
-        f"{len({s.capability for s in i.sources.values()})} distinct capabilities after "
+        f"{len(capability_labels(i))} distinct capabilities after "
         f"normalising; the mining found {f.roles} roles (lower bound {f.lower_bound} for "
         f"roles that give exactly today's access{optimal}). Nothing was changed in "
         f"{i.cloud.title}.",
@@ -44,7 +45,8 @@ def merged_sources(outcome: Outcome) -> list[tuple[list[str], str]]:
     of the one capability they were merged into."""
     by_cap: dict[Capability, list[str]] = {}
     for source in outcome.imported.sources.values():
-        by_cap.setdefault(source.capability, []).append(source.name)
+        for cap in {cap for cap, _ in source.variants()}:
+            by_cap.setdefault(cap, []).append(source.name)
     labels = capability_labels(outcome.imported)
     return sorted(
         (sorted(names), labels[cap][0]) for cap, names in by_cap.items() if len(names) > 1
@@ -182,14 +184,17 @@ def _wider(outcome: Outcome) -> list[str]:
 
 def _standing(outcome: Outcome) -> list[str]:
     total = len(outcome.imported.holdings)
-    covered = sum(1 for cell in outcome.held.cells if cell is not None)
+    covered = len(standing_rows(outcome))
     people = len(outcome.held.people)
     return [
         "## Standing access that becomes just-in-time",
         "",
         f"{covered} of {total} assignments, held standing today by {people} people, are "
         "covered by the proposed roles: `standing.csv` lists them, to remove once the bot "
-        "is live (this command removes nothing).",
+        "is live (this command removes nothing). Only people are read in groups: before "
+        "removing a group's assignment, check that it serves no service principal or "
+        "service account. Anyone may still request any role; the approver group decides "
+        "(the last rule of approvers.yaml).",
         "",
     ]
 

@@ -37,7 +37,7 @@ def held_today(imported: Imported) -> Held:
         if source is None or holding.scope not in imported.scopes:
             cells.append(None)  # nothing to grant through
             continue
-        cell = (source.capability, holding.scope)
+        cell = (source.capability_on(holding.scope), holding.scope)
         cells.append(cell)
         sources.setdefault(cell, set()).add(source.name)
         pairs.update((person, cell) for person in holding.people)

@@ -26,10 +26,10 @@ from bot.importer.access import Imported
 from bot.importer.drafts import Drafts
 from bot.importer.holdings import Cell, Held
 from bot.importer.mining import Mining
+from bot.importer.report import text_cell
 from bot.importer.similarity import DEFAULT_SIMILARITY, NearDuplicate
 
 FILES = ("roles.yaml", "approvers.yaml", "mapping.csv", "standing.csv", "report.md")
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -85,13 +85,7 @@ def _csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]]) -> No
     with path.open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
         writer.writerow(header)
-        writer.writerows([_cell(value) for value in row] for row in rows)
-
-
-def _cell(value: str) -> str:
-    """A spreadsheet runs a cell starting with = + - @ as a formula: such estate text is
-    written with a leading apostrophe, which shows it as text."""
-    return f"'{value}" if value.startswith(_FORMULA) else value
+        writer.writerows([text_cell(value) for value in row] for row in rows)
 
 
 class _Dumper(yaml.SafeDumper):
@@ -129,8 +123,9 @@ def mapping_rows(outcome: Outcome) -> list[tuple[str, ...]]:
 
 def standing_rows(outcome: Outcome) -> list[tuple[str, ...]]:
     """Each assignment of today whose every person gets it from a proposed role: once
-    the bot is live it is standing access nobody needs. An assignment reaching nobody
-    is listed too (it grants nothing, to no one)."""
+    the bot is live it is standing access nobody needs. An assignment that reaches no
+    person is not listed: it may serve what jit-bot does not replace (a group of service
+    principals or service accounts, whose members are not read)."""
     return list(_covered(outcome))
 
 
@@ -138,7 +133,7 @@ def _covered(outcome: Outcome) -> Iterable[tuple[str, ...]]:
     imported, names = outcome.imported, outcome.drafts.names
     cells_of = {r.name: frozenset(r.permissions) for r in outcome.mining.roles}
     for holding, cell in zip(imported.holdings, outcome.held.cells, strict=True):
-        if cell is None:
+        if cell is None or not holding.people:
             continue
         covering = sorted(
             {

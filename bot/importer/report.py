@@ -26,6 +26,10 @@ FILES = ("roles.csv", "assignments.csv", "report.md")
 # (a heading, a list item, a numbered item). "<" and ">" become entities instead.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 _MARKDOWN_LEADING = re.compile(r"^(\d*)([#+\-=.)])")
+# What GitHub-flavoured Markdown links by itself: scheme:// and www. (the last character
+# of the match becomes an entity, which shows the same and links nothing)
+_AUTOLINK = re.compile(r"(?i)\b(?:[a-z][a-z0-9+.-]*:/|www\.)")
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
 def summary_line(figures: Figures) -> str:
@@ -43,12 +47,12 @@ def write_outputs(result: Mining[U, P], directory: Path, source: str) -> None:
     with (directory / "roles.csv").open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
         writer.writerow(["role", "permission"])
-        writer.writerows([r.name, str(p)] for r in result.roles for p in r.permissions)
+        writer.writerows([r.name, text_cell(str(p))] for r in result.roles for p in r.permissions)
     with (directory / "assignments.csv").open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
         writer.writerow(["user", "role"])
         for user in stable_order(result.assignments):
-            writer.writerows([str(user), name] for name in result.assignments[user])
+            writer.writerows([text_cell(str(user)), name] for name in result.assignments[user])
     (directory / "report.md").write_text(render_report(result, source), encoding="utf-8")
 
 
@@ -99,11 +103,18 @@ def render_report(result: Mining[U, P], source: str) -> str:
 
 def escape(text: str) -> str:
     """``text`` shown as itself in Markdown: HTML neutralised, Markdown syntax escaped,
-    kept on one line."""
+    kept on one line, and no bare address a renderer would turn into a link."""
     text = " ".join(text.splitlines())
     text = _MARKDOWN_SPECIAL.sub(r"\\\1", text)
     text = _MARKDOWN_LEADING.sub(r"\1\\\2", text)
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _AUTOLINK.sub(lambda m: m.group(0)[:-1] + "&#" + str(ord(m.group(0)[-1])) + ";", text)
+
+
+def text_cell(value: str) -> str:
+    """A CSV cell a spreadsheet shows as text: one starting with = + - @ (a formula to
+    it) gets a leading apostrophe."""
+    return f"'{value}" if value.startswith(_FORMULA) else value
 
 
 def _verdict(f: Figures) -> str:

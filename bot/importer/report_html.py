@@ -14,8 +14,9 @@ from collections import Counter
 from collections.abc import Sequence
 from html import escape
 
+from bot.importer.approving import prod_like
 from bot.importer.charts import BLUE, GREEN, GREY, ORANGE, Bar, bars, matrix, short, stacked
-from bot.importer.drafts import consolidation_widens, prod_like
+from bot.importer.consolidation import consolidation_widens
 from bot.importer.findings import dead_sources, holders, merged_sources
 from bot.importer.outputs import Outcome, headline, standing_rows
 from bot.importer.similarity import capability_labels
@@ -60,7 +61,7 @@ def render_html(outcome: Outcome) -> str:
 
 def _summary(outcome: Outcome) -> str:
     i, f = outcome.imported, outcome.mining.figures
-    distinct = len({s.capability for s in i.sources.values()})
+    distinct = len(capability_labels(i))
     dead = len(dead_sources(outcome))
     optimal = ", a minimum" if f.optimal and not outcome.mining.overgrant else ""
     chart = bars(
@@ -129,7 +130,9 @@ def _standing(outcome: Outcome) -> str:
         "Standing access that becomes just-in-time",
         [
             Bar("assignments that become requests", covered, GREEN),
-            Bar("assignments outside what was read", total - covered, GREY),
+            Bar(
+                "assignments not replaced (not read, or reaching no person)", total - covered, GREY
+            ),
         ],
     )
     per_env = bars(

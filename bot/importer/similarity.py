@@ -31,7 +31,8 @@ def capability_labels(imported: Imported) -> dict[Capability, tuple[str, ...]]:
     first names the capability)."""
     labels: dict[Capability, set[str]] = {}
     for source in imported.sources.values():
-        labels.setdefault(source.capability, set()).add(source.label)
+        for cap, label in source.variants():
+            labels.setdefault(cap, set()).add(label)
     return {cap: tuple(sorted(found, key=lambda n: (len(n), n))) for cap, found in labels.items()}
 
 

@@ -164,7 +164,7 @@ def test_the_report_says_what_the_import_left_out(imported: Path) -> None:
     assert f"**{stdout}**" in report
     assert "- 1 conditional binding member(s) skipped" in report
     assert "(allUsers 1, domain 1, serviceAccount 1)" in report
-    assert "deleted or unknown roles skipped (projects/acme-dev-b/roles/old)" in report
+    assert "deleted, disabled or unknown roles skipped (projects/acme-dev-b/roles/old)" in report
     assert "- 1 binding member(s) of basic roles" in report
     assert "Only alice@example.com holds admin-like access today" in report
 

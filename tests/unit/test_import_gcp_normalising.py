@@ -138,7 +138,7 @@ def test_people_and_groups_are_held_and_everything_else_is_counted_in_a_note() -
         "not be read.",
         "4 binding member(s) that are not people skipped (allUsers 1, deleted 1, "
         "serviceAccount 2): jit-bot grants people.",
-        "2 binding member(s) of deleted or unknown roles skipped "
+        "2 binding member(s) of deleted, disabled or unknown roles skipped "
         "(projects/acme-prod/roles/gone, roles/nonexistent): they grant nothing.",
         "1 binding member(s) of basic roles (roles/owner, roles/editor, roles/viewer) are in "
         "mapping.csv with no role: IAM cannot put a condition on a basic role, so jit-bot "
@@ -246,3 +246,20 @@ def test_without_an_organization_custom_roles_go_to_the_project_or_are_left_to_f
     assert custom_roles_parent(folder) == "organizations/{organization}"
     notes = imported(folder, {}, DomainMap()).notes
     assert notes[-1].startswith("No organization above folders/2 could be read")
+
+
+def test_a_disabled_custom_role_grants_nothing_like_a_deleted_one() -> None:
+    from google.cloud import iam_admin_v1
+
+    from bot.importer.gcp.reading import _role
+
+    def role(stage: iam_admin_v1.Role.RoleLaunchStage) -> iam_admin_v1.Role:
+        return iam_admin_v1.Role(
+            name="projects/acme-dev-a/roles/auditor",
+            title="Auditor",
+            included_permissions=["logging.logEntries.list"],
+            stage=stage,
+        )
+
+    assert _role(role(iam_admin_v1.Role.RoleLaunchStage.DISABLED)).deleted
+    assert not _role(role(iam_admin_v1.Role.RoleLaunchStage.GA)).deleted

@@ -1,11 +1,14 @@
 """Normalising permission sets into capabilities: what a set lets you do, whatever it is
 called and whichever account it was copied for.
 
-A capability is the set's managed policy ARNs, its customer-managed policy references and
-its inline statements as ``service:Action`` patterns with their resources, every 12-digit
-account id replaced by a placeholder. Two sets with the same capability are one thing to
-the mining: per-account copies ("ProdReadOnly-111111111111" on one account,
-"ProdReadOnly-222222222222" on another) and exact duplicates merge.
+A capability is what a set grants on one account: its managed policy ARNs, its
+customer-managed policy references, its permissions boundary and its inline statements as
+``service:Action`` patterns with their resources, the id of that account replaced by a
+placeholder. Two sets with the same capability are one thing to the mining: per-account
+copies ("ProdReadOnly-111111111111" assigned on 111111111111, "ProdReadOnly-222222222222"
+on 222222222222) and exact duplicates merge. Another account's id stays as it is: a set
+that assumes a role in 222222222222 grants something else than one that assumes a role
+in 333333333333, wherever each is assigned.
 """
 
 from __future__ import annotations
@@ -84,34 +87,42 @@ class Capability:
         return frozenset(items)
 
 
-def normalise(text: str) -> str:
-    """Every 12-digit account id replaced by the placeholder."""
-    return _ACCOUNT_ID.sub(ACCOUNT_PLACEHOLDER, text)
+def normalise(text: str, account: str | None = None) -> str:
+    """``account``'s id replaced by the placeholder: the account a set is assigned on
+    names itself, and another account's id means that other account. Without an account
+    (a set assigned nowhere, only compared), every 12-digit id."""
+    if account is None:
+        return _ACCOUNT_ID.sub(ACCOUNT_PLACEHOLDER, text)
+    return re.sub(rf"(?<!\d){re.escape(account)}(?!\d)", ACCOUNT_PLACEHOLDER, text)
 
 
-def capability_of(permission_set: PermissionSet) -> Capability:
+def capability_of(permission_set: PermissionSet, account: str | None = None) -> Capability:
+    """What ``permission_set`` grants on ``account``, that account's id abstracted."""
     statements: tuple[Statement, ...] = ()
     unparsed = ""
     if permission_set.inline_policy:
         try:
-            statements = _statements(json.loads(permission_set.inline_policy))
+            statements = _statements(json.loads(permission_set.inline_policy), account)
         except (ValueError, TypeError, AttributeError):
-            unparsed = normalise(permission_set.inline_policy)
+            unparsed = normalise(permission_set.inline_policy, account)
     return Capability(
-        managed=tuple(sorted({normalise(a) for a in permission_set.managed_policies})),
-        customer_managed=tuple(sorted({normalise(c) for c in permission_set.customer_managed})),
+        managed=tuple(sorted({normalise(a, account) for a in permission_set.managed_policies})),
+        customer_managed=tuple(
+            sorted({normalise(c, account) for c in permission_set.customer_managed})
+        ),
         statements=statements,
         unparsed=unparsed,
-        boundary=normalise(permission_set.boundary or ""),
+        boundary=normalise(permission_set.boundary or "", account),
     )
 
 
 def capabilities(sets: Iterable[PermissionSet]) -> dict[str, Capability]:
-    """Permission set ARN → its capability."""
+    """Permission set ARN → its capability compared across accounts (every account id
+    abstracted): for sets assigned nowhere, and for tests."""
     return {ps.arn: capability_of(ps) for ps in sets}
 
 
-def _statements(document: Any) -> tuple[Statement, ...]:
+def _statements(document: Any, account: str | None) -> tuple[Statement, ...]:
     raw = document["Statement"]
     listed = raw if isinstance(raw, list) else [raw]
     found = set()
@@ -125,8 +136,10 @@ def _statements(document: Any) -> tuple[Statement, ...]:
                 not_action="NotAction" in statement,
                 actions=tuple(sorted({a.lower() for a in _listed(actions)})),
                 not_resource="NotResource" in statement,
-                resources=tuple(sorted({normalise(r) for r in _listed(resources)})),
-                condition=normalise(json.dumps(condition, sort_keys=True)) if condition else "",
+                resources=tuple(sorted({normalise(r, account) for r in _listed(resources)})),
+                condition=normalise(json.dumps(condition, sort_keys=True), account)
+                if condition
+                else "",
             )
         )
     return tuple(sorted(found))

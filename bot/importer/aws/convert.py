@@ -21,10 +21,10 @@ from bot.importer.aws.capabilities import (
     ACCOUNT_PLACEHOLDER,
     Capability,
     Statement,
-    capabilities,
+    capability_of,
     normalise,
 )
-from bot.importer.aws.estate import Estate
+from bot.importer.aws.estate import Estate, PermissionSet
 
 _PS_NAME_MAX = 32  # AWS's limit for a permission set's name
 _PS_NAME = re.compile(r"[^\w+=,.@-]")
@@ -35,9 +35,11 @@ def aws_target(permission_set: str, accounts: Sequence[str]) -> dict[str, Any]:
     return {"provider": "aws", "permission_set": permission_set, "accounts": list(accounts)}
 
 
-def propose_permission_set(role: str, sources: Sequence[Source]) -> tuple[str, dict[str, Any]]:
+def propose_permission_set(
+    role: str, sources: Sequence[Source], name: str | None = None
+) -> tuple[str, dict[str, Any]]:
     """The permission set to create for ``role``, replacing ``sources``."""
-    name = _PS_NAME.sub("-", f"jit-{role}")[:_PS_NAME_MAX]
+    name = name or _PS_NAME.sub("-", f"jit-{role}")[:_PS_NAME_MAX]
     caps = [s.capability for s in sources if isinstance(s.capability, Capability)]
     statements = [_statement(st) for cap in caps for st in cap.statements]
     durations = [d for d in (s.session_duration for s in sources) if d]
@@ -93,6 +95,14 @@ def _minutes(duration: str) -> int:
     return int(match.group(1) or 0) * 60 + int(match.group(2) or 0)
 
 
+def _source(ps: PermissionSet, accounts: list[str]) -> Source:
+    """The set as a source: what it grants on each account it is assigned on, that
+    account's id abstracted (a set assigned nowhere: every id abstracted)."""
+    on = {a: (capability_of(ps, a), normalise(ps.name, a)) for a in accounts}
+    capability, label = on[accounts[0]] if accounts else (capability_of(ps), normalise(ps.name))
+    return Source(ps.name, capability, label, ps.session_duration, on)
+
+
 AWS = Cloud(
     key="aws",
     title="AWS",
@@ -107,9 +117,11 @@ AWS = Cloud(
 
 
 def imported(estate: Estate, environment: Mapping[str, str]) -> Imported:
-    caps = capabilities(estate.permission_sets.values())
+    assigned: dict[str, set[str]] = {}
+    for a in estate.assignments:
+        assigned.setdefault(a.permission_set_arn, set()).add(a.account_id)
     sources = {
-        ps.name: Source(ps.name, caps[arn], normalise(ps.name), ps.session_duration)
+        ps.name: _source(ps, sorted(assigned.get(arn, ())))
         for arn, ps in estate.permission_sets.items()
     }
     scopes = {

@@ -39,6 +39,7 @@ def azure_target(role: str, scopes: Sequence[str]) -> dict[str, Any]:
 def propose_role(
     role: str,
     sources: Sequence[Source],
+    name: str | None = None,
     *,
     held_in: Mapping[str, frozenset[str]],
     everywhere: Sequence[str],
@@ -46,7 +47,7 @@ def propose_role(
     """One custom role definition for a functional role, in ARM's roleDefinition shape:
     every permission of the roles it replaces, assignable on the subscriptions where
     those are held today."""
-    name = f"jit-bot {role}"[:_ROLE_NAME_MAX]
+    name = name or f"jit-bot {role}"[:_ROLE_NAME_MAX]
     entries = normalised(
         p for s in sources if isinstance(s.capability, Capability) for p in s.capability.permissions
     )
@@ -129,15 +130,13 @@ def _kept(estate: Estate) -> tuple[list[Assignment], tuple[str, ...]]:
             skipped["to groups no longer in the directory"] += 1
         elif a.principal_type not in ("User", "Group"):
             skipped[f"to principals of type {a.principal_type or 'unknown'}"] += 1
+        elif a.condition:
+            # jit-bot's azure targets cannot carry the condition: granted without it,
+            # the role would give more than today
+            skipped["with a condition (ABAC), which the proposed roles could not keep,"] += 1
         else:
             kept.append(a)
     notes = [f"{n} role assignment(s) {why} skipped." for why, n in sorted(skipped.items())]
-    conditioned = sum(a.condition for a in kept)
-    if conditioned:
-        notes.append(
-            f"{conditioned} role assignment(s) carry a condition (ABAC); the proposed roles "
-            "grant without it, so review them before adopting."
-        )
     notes.append(
         "PIM eligible assignments were not read: only active assignments (standing, or "
         "activated now) are in this proposal."

@@ -62,9 +62,11 @@ def custom_role_proposal(parent: str) -> Proposal:
     """A Proposal of one custom role under ``parent``, with the permissions of all the
     roles it replaces."""
 
-    def propose(role: str, sources: Sequence[Source]) -> tuple[str, dict[str, Any]]:
+    def propose(
+        role: str, sources: Sequence[Source], name: str | None = None
+    ) -> tuple[str, dict[str, Any]]:
         role_id = _ROLE_ID.sub("_", f"jit_{role}")[:_ROLE_ID_MAX]
-        name = f"{parent}/roles/{role_id}"
+        name = name or f"{parent}/roles/{role_id}"
         caps = [s.capability for s in sources if isinstance(s.capability, Capability)]
         permissions = sorted({p for cap in caps for p in (*cap.permissions, *cap.includes)})
         replaced = ", ".join(sorted({s.label for s in sources}))

@@ -42,7 +42,7 @@ class Role:
     name: str
     title: str
     permissions: tuple[str, ...]  # includedPermissions, sorted
-    deleted: bool = False
+    deleted: bool = False  # or disabled: it grants nothing
 
     @property
     def custom(self) -> bool:

@@ -114,7 +114,7 @@ def _gone(roles: Counter[str]) -> list[str]:
     if not roles:
         return []
     return [
-        f"{sum(roles.values())} binding member(s) of deleted or unknown roles skipped "
+        f"{sum(roles.values())} binding member(s) of deleted, disabled or unknown roles skipped "
         f"({_listed(roles)}): they grant nothing."
     ]
 

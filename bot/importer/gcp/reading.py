@@ -245,9 +245,12 @@ def _node(kind: str, found: Any) -> Node:
 
 
 def _role(found: iam_admin_v1.Role) -> Role:
+    """A disabled custom role grants nothing, as a deleted one: both are left out, or
+    its holders would be given the active copies it has the permissions of."""
+    disabled = found.stage == iam_admin_v1.Role.RoleLaunchStage.DISABLED
     return Role(
         str(found.name),
         str(found.title),
         tuple(sorted(found.included_permissions)),
-        bool(found.deleted),
+        bool(found.deleted) or disabled,
     )
