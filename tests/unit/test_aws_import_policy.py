@@ -45,10 +45,15 @@ def _allows(patterns: list[str], action: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def recorded(moto: MotoAws) -> Iterator[set[str]]:
+def chaos(moto: MotoAws) -> ChaoticEstate:
+    """One seeded estate for the tests that only read it."""
+    return seed_chaos(moto)
+
+
+@pytest.fixture(scope="module")
+def recorded(moto: MotoAws, chaos: ChaoticEstate) -> Iterator[set[str]]:
     calls: list[str] = []
     for default in (AwsCredentials(), AwsCredentials(assume_role_arn=ROLE_ARN)):
-        seed_chaos(moto)
         clients = AwsClients(
             moto.session(),
             region=REGION,
@@ -84,8 +89,9 @@ def test_the_import_policy_reads_only() -> None:
     assert len(actions) == len({a.lower() for a in actions})
 
 
-def test_a_throttled_read_is_retried_and_the_estate_still_read_whole(moto: MotoAws) -> None:
-    chaos: ChaoticEstate = seed_chaos(moto)
+def test_a_throttled_read_is_retried_and_the_estate_still_read_whole(
+    moto: MotoAws, chaos: ChaoticEstate
+) -> None:
     clients = AwsClients(moto.session(), region=REGION, endpoint_url=moto.endpoint)
     throttled: list[str] = []
 
@@ -107,6 +113,8 @@ def test_a_throttled_read_is_retried_and_the_estate_still_read_whole(moto: MotoA
 
 
 def test_every_list_is_read_to_its_last_page(moto: MotoAws) -> None:
+    # adds accounts and users: an estate of its own (the module's tests before it have
+    # read theirs; this one is last)
     chaos = seed_chaos(moto)
     org, store = moto.client("organizations"), moto.client("identitystore")
     for n in range(21):  # moto pages accounts of a parent by 20
