@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import BreakGlass, format_loc
+from bot.settings import Settings
 from tests.unit.test_config import APPROVERS, line_of, load, problems, replaced
 
 # The prod-support rule of the base file, and the same rule allowing break-glass.
@@ -104,3 +105,12 @@ def test_break_glass_on_an_auto_approve_rule_is_an_error(tmp_path: Path) -> None
 
     assert [format_loc(i.loc) for i in issues] == ["rules[0]"], "\n".join(map(str, issues))
     assert "has both auto_approve: true and break_glass; expected approvers" in issues[0].message
+
+
+def test_the_security_channel_is_read_from_jit_security_channel() -> None:
+    secrets = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_SIGNING_SECRET": "s"}
+
+    assert Settings.from_env({**secrets, "JIT_SECURITY_CHANNEL": "C0SEC"}).security_channel == (
+        "C0SEC"
+    )
+    assert Settings.from_env({**secrets, "JIT_SECURITY_CHANNEL": ""}).security_channel is None
