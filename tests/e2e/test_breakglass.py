@@ -4,6 +4,7 @@ loudly, carries a badge everywhere, and ends like any grant."""
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import threading
@@ -201,27 +202,36 @@ def test_break_glass_quota_counts_each_persons_uses_over_24_hours(
 def test_two_break_glass_commands_at_once_cannot_both_take_the_last_place(
     make_bot: Callable[..., Bot],
 ) -> None:
-    bot = _start(make_bot)
-    _glass(bot, ALICE, "prod-support prod 30m INC-1 down")
-    replies = []
-    threads = [
-        threading.Thread(
-            target=lambda n=n: replies.append(
-                bot.sim.command(ALICE, f"breakglass prod-support prod 30m INC-{n} down")
-            )
-        )
-        for n in (2, 3)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
+    """Both replicas count Alice's uses before either has stored hers: the one that
+    stores second counts again, under Alice's lock, and is refused.
 
-    answers = [bot.slack.wait_for_response(name=r.response_url_name)["text"] for r in replies]
-    bot.settle()
+    Replica A is held between its first count and storing, by Slack rate-limiting its
+    approver lookup (its Retry-After wait is the test's to end); replica B then breaks the
+    glass from start to end and takes the last place."""
+    entered, release = threading.Event(), threading.Event()
 
-    assert sorted(a.startswith(":warning:") for a in answers) == [False, True], answers
-    assert len([r for r in requests_of(bot, ALICE) if r.break_glass]) == 2
+    def held(seconds: float) -> None:
+        entered.set()
+        assert release.wait(30), "replica A was never released"
+
+    a = _start(make_bot, sleep=held)
+    b = _start(make_bot)
+    to_b = copy.copy(a.sim)  # one Slack app, two replicas: B's deliveries go to B
+    to_b.url = b.sim.url
+    _glass(b, ALICE, "prod-support prod 30m INC-1 down")  # one of two places taken
+    a.slack.fail_next("usergroups.users.list", retry_after=1, where={"usergroup": "SSRE"})
+    first = a.sim.command(ALICE, "breakglass prod-support prod 30m INC-2 down")
+    assert entered.wait(30), "replica A never reached its approver lookup"
+    second = to_b.command(ALICE, "breakglass prod-support prod 30m INC-3 down")
+    answered_b = b.slack.wait_for_response(name=second.response_url_name)["text"]
+    release.set()
+    answered_a = a.slack.wait_for_response(name=first.response_url_name)["text"]
+    a.settle()
+    b.settle()
+
+    assert "`break-glass`" in answered_b
+    assert answered_a.startswith(":warning: You have broken the glass 2 time(s)"), answered_a
+    assert sorted(r.incident or "" for r in requests_of(b, ALICE)) == ["INC-1", "INC-3"]
 
 
 HOSTILE_INCIDENT = "<!channel>*approved*<https://evil.example|INC-9>"
