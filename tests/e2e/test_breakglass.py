@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy.orm import sessionmaker
 
 from bot import audit
-from tests.conftest import ALICE, AUDIT_CHANNEL, BOB, CAROL, SEC1, Bot
+from tests.conftest import ALICE, AUDIT_CHANNEL, BOB, CAROL, MALLORY, SEC1, Bot
 from tests.e2e.helpers import buttons, latest, requests_of, submit
 from tests.kit.configs import APPROVERS_YAML
 
@@ -113,6 +113,9 @@ def test_break_glass_is_granted_at_once_loudly_with_a_badge_and_ends_at_expiry(
     listed = bot.command(ALICE, "list")["text"]
     assert f"{request_id} {BADGE} `prod-support` in `prod`" in listed
     assert BADGE not in bot.command(CAROL, "list")["text"]
+    roles = bot.command(ALICE, "roles")["text"]
+    assert "`prod`: up to 4h, 1 approval(s) from sre-leads; break-glass up to 1h (2 a day)" in roles
+    assert "`staging`: up to 4h, 1 approval(s) from security\n" in roles
 
     bot.clock.advance(timedelta(minutes=30, seconds=1))
     bot.service.sweep()
@@ -168,7 +171,10 @@ def test_break_glass_is_refused_with_the_fix_where_no_rule_allows_it_or_too_long
     for text, says in refusals.items():
         answer = _glass(bot, ALICE, text)
         assert answer.startswith(":warning:") and says in answer, (text, answer)
-    assert requests_of(bot, ALICE) == []
+    # Not a requester of the role at all: the rule's break-glass is not for them either.
+    answer = _glass(bot, MALLORY, "prod-support prod 30m INC-1 down")
+    assert "You are not among the requesters of `prod-support`" in answer
+    assert requests_of(bot, ALICE) == [] and requests_of(bot, MALLORY) == []
     assert bot.provider.holdings == set()
     assert bot.slack.messages_in(BOB) == [] and bot.slack.messages_in(SEC1) == []
 

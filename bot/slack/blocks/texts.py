@@ -90,9 +90,13 @@ def _approval(rule: Rule | None) -> str:
         return "no rule covers you here"
     if rule.auto_approve:
         return "approved automatically"
-    return f"{rule.required_approvals} approval(s) from " + ", ".join(
+    text = f"{rule.required_approvals} approval(s) from " + ", ".join(
         escape(a) for a in rule.approvers
     )
+    if rule.break_glass is not None:
+        limit = format_duration(rule.break_glass.max_duration)
+        text += f"; break-glass up to {limit} ({rule.break_glass.per_person_per_day} a day)"
+    return text
 
 
 def roles_text(roles: Sequence[RequestableRole]) -> str:
