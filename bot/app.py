@@ -251,7 +251,9 @@ def build_runtime(
     engine, sessions = _database(settings, audit_key)
     client = _slack_client(settings)
     outbox = OutboxWorker(sessions, client, clock, hold=lambda: service.catching_up)
-    notifier = SlackNotifier(clock, settings.audit_channel, outbox.wake)
+    notifier = SlackNotifier(
+        clock, settings.audit_channel, outbox.wake, security_channel=settings.security_channel
+    )
     with sessions.begin() as session:
         audit.adopt_key(session, clock, notifier)
     # google:… entries (Google groups) ask for Google credentials only when first read.

@@ -42,6 +42,21 @@ class NoApprovalRule(JitError):
     pass
 
 
+class NoBreakGlass(JitError):
+    """No rule of approvers.yaml allows this person to break the glass for this role
+    and environment."""
+
+
+class BadIncident(JitError):
+    """A break-glass without an incident reference, or with one too long to show."""
+
+    field = "incident"
+
+
+class ReasonTooLong(JitError):
+    field = "reason"
+
+
 class NotEnoughApprovers(JitError):
     pass
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 from bot.config import JitConfig, Rule
 from bot.durations import format_duration
 
-HEADER = ("ROLE", "ENVIRONMENT", "REQUESTERS", "APPROVERS", "APPROVALS", "AUTO", "MAX")
+HEADER = (
+    "ROLE",
+    "ENVIRONMENT",
+    "REQUESTERS",
+    "APPROVERS",
+    "APPROVALS",
+    "AUTO",
+    "MAX",
+    "BREAK-GLASS",
+)
 
 
 def matrix_rows(config: JitConfig) -> list[tuple[str, ...]]:
@@ -37,6 +46,7 @@ def matrix_rows(config: JitConfig) -> list[tuple[str, ...]]:
                         "-" if rule.auto_approve else str(rule.required_approvals),
                         "yes" if rule.auto_approve else "no",
                         format_duration(role.max_duration),
+                        _break_glass(rule),
                     )
                 )
     return rows
@@ -58,6 +68,14 @@ def _approvers(config: JitConfig, rule: Rule) -> str:
     groups = [f"{g} ({', '.join(config.groups[g])})" for g in rule.approvers]
     suffix = "; self-approval allowed" if config.allows_self_approval(rule) else ""
     return "; ".join(groups) + suffix
+
+
+def _break_glass(rule: Rule) -> str:
+    """Where break-glass is allowed: its own maximum and how often per person."""
+    if rule.break_glass is None:
+        return "-"
+    allowed = rule.break_glass
+    return f"up to {format_duration(allowed.max_duration)}, {allowed.per_person_per_day}/day"
 
 
 def render_matrix(config: JitConfig) -> str:

@@ -18,6 +18,8 @@ class AuditAction(StrEnum):
     # requesting and deciding
     REQUESTED = "requested"
     AUTO_APPROVED = "auto_approved"
+    # the requester's own break-glass: the recorded approval of a request no one approved
+    BREAK_GLASS = "break_glass"
     APPROVAL_RECORDED = "approval_recorded"
     APPROVED = "approved"
     DENIED = "denied"

@@ -41,8 +41,14 @@ class Notifier(Protocol):
         """DM every approver the request, with Approve / Deny buttons."""
         ...
 
+    def alert_break_glass(self, session: Session, state: RequestState) -> None:
+        """Tell every approver of the rule and the security channel, loudly, that the
+        requester broke the glass (refreshed later like the approvers' DMs)."""
+        ...
+
     def refresh_approver_messages(self, session: Session, state: RequestState) -> None:
-        """Update the approvers' DMs in place to show the request's current state."""
+        """Update the approvers' DMs (and a break-glass alert) in place to show the
+        request's current state."""
         ...
 
     def tell_requester(self, session: Session, state: RequestState, news: RequesterNews) -> None:

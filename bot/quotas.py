@@ -1,5 +1,6 @@
 """Per-person quotas: how many requests one person may have waiting for a decision, how
-many they may make in an hour, and how often they may run ``/jit sync``.
+many they may make in an hour, how often they may break the glass in a day (the rule's
+``break_glass.per_person_per_day``) and how often they may run ``/jit sync``.
 
 One account (a careless script, a stolen session) must not be able to bury the
 approvers in DMs or keep every bot busy re-reading Slack and the clouds. The counts come
@@ -25,6 +26,7 @@ from bot.names import AuditAction
 from bot.storage.models import AccessRequest, AuditEvent, Status
 
 WINDOW = timedelta(hours=1)
+DAY = timedelta(hours=24)
 
 
 def next_allowed(
@@ -76,6 +78,21 @@ def check_request(session: Session, settings: Settings, person: str, now: dateti
         )
 
 
+def check_break_glass(session: Session, person: str, per_day: int, now: datetime) -> None:
+    """Raise QuotaExceeded if ``person`` has broken the glass ``per_day`` times in the 24
+    hours that end ``now`` (every break-glass request counts, whatever became of it)."""
+    _lock(session, person)
+    theirs = (col(AccessRequest.requester_id) == person, col(AccessRequest.break_glass).is_(True))
+    retry_at = _next_slot(session, col(AccessRequest.created_at), per_day, now, *theirs, window=DAY)
+    if retry_at is not None:
+        raise QuotaExceeded(
+            f"You have broken the glass {per_day} time(s) in the last 24 hours, the most "
+            f"approvers.yaml allows; you can break it again {_when(retry_at, now)}. Until "
+            "then, ask with `/jit request`, which approvers decide.",
+            retry_at=retry_at,
+        )
+
+
 def check_sync(session: Session, settings: Settings, person: str, now: datetime) -> None:
     """Raise QuotaExceeded if ``person`` may not run ``/jit sync`` once more now."""
     _lock(session, person)
@@ -97,18 +114,19 @@ def _next_slot(
     limit: int,
     now: datetime,
     *where: ColumnElement[bool],
+    window: timedelta = WINDOW,
 ) -> datetime | None:
     """``next_allowed`` over the times ``column`` holds in the rows ``where`` selects: the
-    request quota and the sync quota differ only in which rows they count."""
+    quotas differ only in which rows they count, and over which window."""
     # The newest ``limit`` times within the window are all a verdict needs.
     newest = session.scalars(
         select(column)
         .where(*where)
-        .where(column > now - WINDOW)
+        .where(column > now - window)
         .order_by(column.desc())
         .limit(limit)
     )
-    return next_allowed(list(newest), limit, WINDOW, now)
+    return next_allowed(list(newest), limit, window, now)
 
 
 def _lock(session: Session, person: str) -> None:

@@ -17,10 +17,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from bot.break_glass import BreakGlassCheck
 from bot.config import JitConfig, Rule
 from bot.directory import Directory, Person
 from bot.operations import (
     admin,
+    breaking_glass,
     deciding,
     granting,
     leases,
@@ -72,6 +74,24 @@ class AccessService:
         self, requester_id: str, checked: RequestCheck, *, origin: str | None = None
     ) -> AccessRequest:
         return requesting.submit(self._ctx, requester_id, checked, origin=origin)
+
+    def check_break_glass(
+        self,
+        requester_id: str,
+        role: str,
+        environment: str,
+        duration: str,
+        incident: str,
+        reason: str,
+    ) -> BreakGlassCheck:
+        return breaking_glass.check(
+            self._ctx, requester_id, role, environment, duration, incident, reason
+        )
+
+    def break_glass(
+        self, requester_id: str, checked: BreakGlassCheck, *, origin: str | None = None
+    ) -> AccessRequest:
+        return breaking_glass.submit(self._ctx, requester_id, checked, origin=origin)
 
     # ------------------------------------------------------------------ deciding
 

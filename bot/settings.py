@@ -24,6 +24,8 @@ class Settings:
     app_token: str | None = None
     api_url: str | None = None
     audit_channel: str | None = None
+    # Where every break-glass is announced (the audit channel when unset).
+    security_channel: str | None = None
     database_url: str = "sqlite:///jit-bot.db"
     roles_file: str = "roles.yaml"
     approvers_file: str = "approvers.yaml"
@@ -43,6 +45,7 @@ class Settings:
             app_token=env.get("SLACK_APP_TOKEN") or None,
             api_url=env.get("SLACK_API_URL") or None,
             audit_channel=env.get("JIT_AUDIT_CHANNEL") or None,
+            security_channel=env.get("JIT_SECURITY_CHANNEL") or None,
             database_url=env.get("DATABASE_URL") or cls.database_url,
             roles_file=env.get("JIT_ROLES_FILE") or cls.roles_file,
             approvers_file=env.get("JIT_APPROVERS_FILE") or cls.approvers_file,

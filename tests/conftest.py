@@ -173,6 +173,7 @@ def make_bot(
         approvers: str = APPROVERS_YAML,
         providers: dict[str, Provider] | None = None,
         sleep: Callable[[float], None] = lambda _: None,  # retries back off in fake time
+        security_channel: str | None = None,
     ) -> Bot:
         roles_file, approvers_file = config_files(roles, approvers)
         settings = Settings(
@@ -180,6 +181,7 @@ def make_bot(
             signing_secret=SIGNING_SECRET,
             api_url=slack.api_url,
             audit_channel=AUDIT_CHANNEL,
+            security_channel=security_channel,
             database_url=database_url,
             roles_file=roles_file,
             approvers_file=approvers_file,

@@ -106,6 +106,8 @@ class _Grant:
     reason: str | None = None
     targets: list[str] = field(default_factory=list)
     auto_approved: bool = False
+    break_glass: bool = False
+    incident: str | None = None
     approvers: list[str] = field(default_factory=list)
     granted_at: datetime | None = None
     expires_at: datetime | None = None
@@ -129,6 +131,9 @@ class _Grant:
                 self.status = "pending"
             case AuditAction.AUTO_APPROVED:
                 self.auto_approved = True
+            case AuditAction.BREAK_GLASS:
+                self.break_glass = True
+                self.incident = details.get("incident")
             case AuditAction.APPROVAL_RECORDED if event.actor not in self.approvers:
                 self.approvers.append(event.actor)
             case AuditAction.GRANTED:
@@ -163,6 +168,9 @@ class _Grant:
             "status": self.status,
             "ended_by": self.ended_by,
             "end_reason": self.end_reason,
+            # Granted by the requester's break-glass: no one approved it.
+            "break_glass": self.break_glass,
+            "incident": self.incident,
         }
 
 

@@ -1,6 +1,7 @@
 """Cross-checks that need more than one model: defaults within limits, targets that
 can end in time, groups and roles that exist, a rule for every role and environment,
-and the email domains a provider that grants real access needs.
+the email domains a provider that grants real access needs, and break-glass within
+the roles' limits.
 """
 
 from __future__ import annotations
@@ -161,3 +162,36 @@ def check_email_domains(
             line_of(anode, loc),
         )
     ]
+
+
+def check_break_glass(
+    roles: RolesFile, approvers: ApproversFile, afile: str, anode: yaml.Node | None
+) -> list[ConfigIssue]:
+    """Break-glass never grants longer than a role allows at all: its max_duration is at
+    most that of every role its rule covers."""
+    issues = []
+    for r, rule in enumerate(approvers.rules):
+        if rule.break_glass is None:
+            continue
+        limit = rule.break_glass.max_duration
+        covered = [
+            (name, role.max_duration)
+            for name, role in roles.roles.items()
+            if "*" in rule.roles or name in rule.roles
+        ]
+        shorter = [(name, most) for name, most in covered if most < limit]
+        if not shorter:
+            continue
+        name, most = min(shorter, key=lambda pair: pair[1])
+        loc: Loc = ("rules", r, "break_glass", "max_duration")
+        issues.append(
+            ConfigIssue(
+                afile,
+                loc,
+                f"{format_duration(limit)} is longer than role '{name}' allows "
+                f"(max_duration {format_duration(most)}); expected at most "
+                f"{format_duration(most)}",
+                line_of(anode, loc),
+            )
+        )
+    return issues

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from bot.config.checks import (
+    check_break_glass,
     check_email_domains,
     check_groups,
     check_roles,
@@ -141,6 +142,7 @@ def load_config(
         issues.extend(check_groups(approvers_model, afile, anode))
     if roles_model is not None and approvers_model is not None:
         issues.extend(cross_check(roles_model, approvers_model, rfile, afile, anode, rnode))
+        issues.extend(check_break_glass(roles_model, approvers_model, afile, anode))
     if approvers_model is not None:
         issues.extend(check_email_domains(targets, approvers_model.settings, rfile, afile, anode))
     # A model is None only when its validation added issues.

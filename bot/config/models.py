@@ -128,6 +128,23 @@ class RolesFile(_Strict):
     roles: dict[Name, Role] = Field(min_length=1)
 
 
+class BreakGlass(_Strict):
+    """Access granted at once, without approval, during an incident: only for the rule's
+    roles × environments, for at most ``max_duration``, and ``per_person_per_day`` times
+    in any 24 hours per person. Every use is announced loudly (bot/operations/
+    breaking_glass.py)."""
+
+    max_duration: Duration
+    per_person_per_day: int = Field(ge=1, le=100)
+
+    @field_validator("max_duration")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError(f"{format_duration(value)} is not positive; expected {DURATION_HELP}")
+        return value
+
+
 class Rule(_Strict):
     roles: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
     environments: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
@@ -138,6 +155,7 @@ class Rule(_Strict):
     required_approvals: int = Field(default=1, ge=1, le=10)
     auto_approve: bool = False
     allow_self_approval: bool | None = None
+    break_glass: BreakGlass | None = None
 
     def matches(self, role: str, environment: str) -> bool:
         return ("*" in self.roles or role in self.roles) and (
@@ -152,6 +170,11 @@ class Rule(_Strict):
             raise ValueError(
                 "has neither approvers nor auto_approve; expected approvers (group names "
                 "from 'groups') or auto_approve: true"
+            )
+        if self.auto_approve and self.break_glass is not None:
+            raise ValueError(
+                "has both auto_approve: true and break_glass; expected approvers with "
+                "break_glass (the approvers are told of every break-glass use)"
             )
         return self
 

@@ -17,6 +17,8 @@ process's claims) and plain values. Which module holds what:
 - ``provider_calls``: how a provider is called (target, principal, grant context); each
   call is made once, the provider retries its own temporary failures.
 - ``requesting``: check a request, store it, ask its approvers.
+- ``breaking_glass``: access at once, without approval, within a rule's break-glass
+  limits; the break-glass is its recorded approval, then ``granting`` as for any grant.
 - ``deciding``: approvers' votes and the requester's cancel; where approvals are decided.
 - ``granting``: grant an approved request target by target; roll back a failed one.
 - ``revoking``: end access early, at expiry, or in batches for the sweeper.
@@ -26,6 +28,6 @@ process's claims) and plain values. Which module holds what:
 
 Dependencies run one way, so none imports another in a cycle: ``deciding`` → ``sweeping``
 (to expire a stale request at the click) → ``granting`` → ``revoking``; ``requesting`` →
-``admin``, ``granting``; all of them → ``transition``, ``leases``, ``people``,
-``provider_calls`` → ``store`` and ``context``.
+``admin``, ``granting``; ``breaking_glass`` → ``requesting``; all of them →
+``transition``, ``leases``, ``people``, ``provider_calls`` → ``store`` and ``context``.
 """

@@ -7,6 +7,7 @@ import secrets
 from collections.abc import Sequence
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from bot import quotas
 from bot.directory import Person
@@ -80,10 +81,10 @@ def submit(
     approvers = (
         [] if checked.rule.auto_approve else _approvers(ctx, requester_id, requester, checked)
     )
-    units = _units(ctx, checked.role, checked.environment)
+    found = units(ctx, checked.role, checked.environment)
     request = _new_request(ctx, requester_id, requester, checked, approvers, origin)
     try:
-        _store(ctx, request, checked, units)
+        _store(ctx, request, checked, found)
     except IntegrityError:
         earlier = by_origin(ctx, origin) if origin is not None else None
         if earlier is None:
@@ -158,7 +159,7 @@ def _store(
     ctx: Context,
     request: AccessRequest,
     checked: RequestCheck,
-    units: Sequence[Unit],
+    found: Sequence[Unit],
 ) -> None:
     """The request, its targets, its audit event and its messages, in one transaction."""
     requester_id, rule, approvers = request.requester_id, checked.rule, request.approvers
@@ -166,20 +167,7 @@ def _store(
         quotas.check_request(session, ctx.config.settings, requester_id, request.created_at)
         session.add(request)
         session.flush()
-        targets = [
-            RequestTarget(
-                request_id=request.id,
-                position=i,
-                provider=provider.name,
-                spec=unit.model_dump(mode="json"),
-                target_key=f"{provider.name}:{unit.key()}",
-                description=description,
-                principal=_known_principal(provider, request.requester_email),
-            )
-            for i, (provider, unit, description) in enumerate(units)
-        ]
-        session.add_all(targets)
-        session.flush()
+        targets = add_targets(session, request, found)
         audit(
             ctx,
             session,
@@ -206,14 +194,35 @@ def _store(
         ctx.notify.tell_requester(session, RequestState(request, targets), RequesterNews.SUBMITTED)
 
 
-def _units(ctx: Context, role: str, environment: str) -> list[Unit]:
+def add_targets(
+    session: Session, request: AccessRequest, units: Sequence[Unit]
+) -> list[RequestTarget]:
+    """Store the request's targets, in order, in the caller's transaction."""
+    targets = [
+        RequestTarget(
+            request_id=request.id,
+            position=i,
+            provider=provider.name,
+            spec=unit.model_dump(mode="json"),
+            target_key=f"{provider.name}:{unit.key()}",
+            description=description,
+            principal=_known_principal(provider, request.requester_email),
+        )
+        for i, (provider, unit, description) in enumerate(units)
+    ]
+    session.add_all(targets)
+    session.flush()
+    return targets
+
+
+def units(ctx: Context, role: str, environment: str) -> list[Unit]:
     """The concrete units a request grants, each with its description, asked of the
     clouds now (an OU's accounts, a permission set's ARN)."""
-    units: list[Unit] = []
+    found: list[Unit] = []
     for target in ctx.config.targets[(role, environment)]:
         provider = ctx.providers[target.provider]
         try:
-            units.extend((provider, u, provider.describe(u)) for u in provider.expand(target))
+            found.extend((provider, u, provider.describe(u)) for u in provider.expand(target))
         except ProviderError as exc:
             raise TargetsUnavailable(
                 f"jit-bot could not work out what `{role}` in `{environment}` grants "
@@ -221,7 +230,7 @@ def _units(ctx: Context, role: str, environment: str) -> list[Unit]:
                 "minute; if it keeps failing, ask the bot's administrators to run "
                 "`jit-bot check --live`."
             ) from None
-    return units
+    return found
 
 
 def _known_principal(provider: Provider, email: str) -> str | None:

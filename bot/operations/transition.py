@@ -156,6 +156,8 @@ def audit_all(
                     "role": request.role,
                     "environment": request.environment,
                     "requester": request.requester_id,
+                    # Every event of a break-glass request carries the badge.
+                    **({"break_glass": True} if request.break_glass else {}),
                     **details,
                 },
             )

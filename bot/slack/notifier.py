@@ -19,11 +19,19 @@ _Call = tuple[str, Mapping[str, object], str | None]
 
 class SlackNotifier:
     def __init__(
-        self, clock: Clock, audit_channel: str | None, on_enqueue: Callable[[], None]
+        self,
+        clock: Clock,
+        audit_channel: str | None,
+        on_enqueue: Callable[[], None],
+        *,
+        security_channel: str | None = None,
     ) -> None:
         self._clock = clock
         self._audit_channel = audit_channel
         self._on_enqueue = on_enqueue
+        # Where break-glass is announced besides the rule's approvers (JIT_SECURITY_CHANNEL,
+        # else the audit channel).
+        self._security_channel = security_channel or audit_channel
 
     def ask_approvers(self, session: Session, state: RequestState) -> None:
         request = state.request
@@ -41,8 +49,24 @@ class SlackNotifier:
             ),
         )
 
+    def alert_break_glass(self, session: Session, state: RequestState) -> None:
+        request = state.request
+        text, body, bar = blocks.break_glass_alert(request, state.targets)
+        alert = {"text": text, "blocks": body, "attachments": bar}
+        calls: list[_Call] = [
+            ("chat.postMessage", {"channel": a, **alert}, _approver_ref(request.id, a))
+            for a in request.approvers
+        ]
+        if self._security_channel:
+            post = {"channel": self._security_channel, **alert}
+            calls.append(("chat.postMessage", post, _security_ref(request.id)))
+        self._send(session, request.id, *calls)
+
     def refresh_approver_messages(self, session: Session, state: RequestState) -> None:
         request = state.request
+        if request.break_glass:
+            self._refresh_alert(session, state)
+            return
         if not request.approvers:  # auto-approved: nobody was asked
             return
         text, body = blocks.approver_message(request, state.targets, state.votes)
@@ -52,6 +76,16 @@ class SlackNotifier:
             request.id,
             *(("chat.update", update, _approver_ref(request.id, a)) for a in request.approvers),
         )
+
+    def _refresh_alert(self, session: Session, state: RequestState) -> None:
+        """A break-glass alert, wherever it was posted, shows the request as it is now."""
+        request = state.request
+        text, body, bar = blocks.break_glass_alert(request, state.targets)
+        update = {"text": text, "blocks": body, "attachments": bar}
+        refs = [_approver_ref(request.id, a) for a in request.approvers]
+        if self._security_channel:
+            refs.append(_security_ref(request.id))
+        self._send(session, request.id, *(("chat.update", update, ref) for ref in refs))
 
     def tell_requester(self, session: Session, state: RequestState, news: RequesterNews) -> None:
         request = state.request
@@ -87,3 +121,7 @@ class SlackNotifier:
 
 def _approver_ref(request_id: str, approver: str) -> str:
     return f"approver:{request_id}:{approver}"
+
+
+def _security_ref(request_id: str) -> str:
+    return f"security:{request_id}"

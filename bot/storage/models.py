@@ -84,6 +84,10 @@ class AccessRequest(SQLModel, table=True):
     version: int = 0
     #: The Slack interaction that asked (its trigger_id): delivered twice, still one request.
     origin: str | None = Field(default=None, max_length=200, unique=True, index=True)
+    #: Granted at once by the requester's own break-glass, with no approver's click.
+    break_glass: bool = Field(default=False, index=True)
+    #: The incident the break-glass was for, as the requester typed it (shown escaped).
+    incident: str | None = Field(default=None, max_length=100)
 
 
 class TargetStatus(StrEnum):

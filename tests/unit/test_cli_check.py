@@ -73,6 +73,7 @@ APPROVERS = textwrap.dedent(
         environments: [prod]
         approvers: [sre-leads]
         allow_self_approval: true
+        break_glass: {max_duration: 1h, per_person_per_day: 2}
       - roles: ["*"]
         environments: ["*"]
         approvers: [security]
@@ -81,7 +82,16 @@ APPROVERS = textwrap.dedent(
     """
 )
 
-HEADER = ["ROLE", "ENVIRONMENT", "REQUESTERS", "APPROVERS", "APPROVALS", "AUTO", "MAX"]
+HEADER = [
+    "ROLE",
+    "ENVIRONMENT",
+    "REQUESTERS",
+    "APPROVERS",
+    "APPROVALS",
+    "AUTO",
+    "MAX",
+    "BREAK-GLASS",
+]
 
 
 def run_check(
@@ -143,7 +153,7 @@ def test_the_repos_example_files_pass_and_every_role_and_environment_is_listed(
     example = yaml.safe_load((REPO / "roles.yaml").read_text())["roles"]
     expected_pairs = {(role, env) for role, spec in example.items() for env in spec["environments"]}
     assert {(row[0], row[1]) for row in rows} == expected_pairs
-    for role, _env, requesters, approvers, approvals, auto, max_duration in rows:
+    for role, _env, requesters, approvers, approvals, auto, max_duration, _glass in rows:
         spec = example[role]
         assert parse_duration(max_duration) == parse_duration(str(spec["max_duration"]))
         if "requesters" not in spec:
@@ -162,7 +172,9 @@ def test_the_repos_example_files_pass_and_every_role_and_environment_is_listed(
     assert "invalid" not in result.stderr
 
 
-def test_the_matrix_shows_requesters_approvers_approvals_auto_and_max(tmp_path: Path) -> None:
+def test_the_matrix_shows_requesters_approvers_approvals_auto_max_and_break_glass(
+    tmp_path: Path,
+) -> None:
     roles_path, approvers_path = write(tmp_path / "config")
 
     result = run_check(tmp_path, roles=roles_path, approvers=approvers_path)
@@ -178,6 +190,7 @@ def test_the_matrix_shows_requesters_approvers_approvals_auto_and_max(tmp_path: 
             "1",
             "no",
             "4h",
+            "up to 1h, 2/day",
         ],
         [
             "prod-support",
@@ -187,9 +200,10 @@ def test_the_matrix_shows_requesters_approvers_approvals_auto_and_max(tmp_path: 
             "1",
             "no",
             "4h",
+            "-",
         ],
         # The DBA-only rule applies first for DBAs; everyone else falls through to the next.
-        ["db-admin", "prod", "members ∩ @dba", sre, "1", "no", "1h30m"],
+        ["db-admin", "prod", "members ∩ @dba", sre, "1", "no", "1h30m", "-"],
         [
             "db-admin",
             "prod",
@@ -198,8 +212,9 @@ def test_the_matrix_shows_requesters_approvers_approvals_auto_and_max(tmp_path: 
             "2",
             "no",
             "1h30m",
+            "-",
         ],
-        ["db-admin", "dev", "members", "(auto-approved)", "-", "yes", "1h30m"],
+        ["db-admin", "dev", "members", "(auto-approved)", "-", "yes", "1h30m", "-"],
     ]
 
 

@@ -55,3 +55,30 @@ def test_upgrade_twice_is_harmless(database_url: str) -> None:
             assert len(list(versions)) == 1
     finally:
         engine.dispose()
+
+
+def test_requests_stored_before_break_glass_existed_read_as_routine(database_url: str) -> None:
+    """0009 adds the break-glass flag with a default, so a database with requests in it
+    upgrades (SQLite rebuilds the table) and those requests stay routine."""
+    engine = make_engine(database_url)
+    try:
+        upgrade(engine, "0008")
+        with engine.begin() as connection:
+            connection.execute(
+                sa.text(
+                    "INSERT INTO access_request (id, requester_id, requester_email, role, "
+                    "environment, reason, duration_seconds, status, rule_index, "
+                    "required_approvals, auto_approve, allow_self_approval, approvers, "
+                    "created_at, updated_at, version) VALUES ('R-OLD', 'U1', 'a@example.com', "
+                    "'r', 'e', 'why', 60, 'revoked', 0, 1, false, false, '[]', "
+                    "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 0)"
+                )
+            )
+        upgrade(engine)
+        with engine.connect() as connection:
+            row = connection.execute(
+                sa.text("SELECT break_glass, incident FROM access_request WHERE id = 'R-OLD'")
+            ).one()
+        assert (bool(row.break_glass), row.incident) == (False, None)
+    finally:
+        engine.dispose()

@@ -4,7 +4,8 @@ Built with slack_sdk.models so Slack's limits (text lengths, element counts) are
 by the library rather than discovered in production. One module per kind of thing shown:
 
 - ``common``: the action and callback ids, mentions, times, durations;
-- ``requests``: the approvers' DM and the requester's news about one request;
+- ``requests``: the approvers' DM, the break-glass alert and the requester's news
+  about one request;
 - ``modals``: the request and deny forms, and a modal's loading and notice states;
 - ``texts``: help, ``/jit list`` and ``/jit roles``;
 - ``replies``: the short answers to commands, clicks and forms, and error texts;
@@ -39,6 +40,7 @@ from bot.slack.blocks.replies import (
     OTHER_WORKSPACE,
     SYNCED,
     approval_recorded,
+    break_glass_sent,
     cancelled,
     denied,
     ending_access,
@@ -49,7 +51,12 @@ from bot.slack.blocks.replies import (
     request_sent,
     unknown_command,
 )
-from bot.slack.blocks.requests import approver_message, left_behind, requester_message
+from bot.slack.blocks.requests import (
+    approver_message,
+    break_glass_alert,
+    left_behind,
+    requester_message,
+)
 from bot.slack.blocks.texts import COMMAND_HELP, HELP, RequestableRole, list_text, roles_text
 
 __all__ = [
@@ -70,6 +77,8 @@ __all__ = [
     "approval_recorded",
     "approver_message",
     "audit_line",
+    "break_glass_alert",
+    "break_glass_sent",
     "cancelled",
     "denied",
     "deny_modal",

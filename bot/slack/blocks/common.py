@@ -18,6 +18,14 @@ REQUEST_MODAL = "jit_request"
 DENY_MODAL = "jit_deny"
 ROLE_SELECT = "role"
 
+# What marks a break-glass request wherever it is shown.
+BREAK_GLASS_BADGE = ":rotating_light: `break-glass`"
+
+
+def badge(request: AccessRequest) -> str:
+    """The break-glass badge and a space, or nothing for any other request."""
+    return BREAK_GLASS_BADGE + " " if request.break_glass else ""
+
 
 def mention(user_id: str) -> str:
     return f"<@{user_id}>"

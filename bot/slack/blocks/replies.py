@@ -54,6 +54,14 @@ def request_sent(request: AccessRequest) -> str:
     return f"{request.id} sent to {mentions(request.approvers)}. I'll DM you when it is decided."
 
 
+def break_glass_sent(request: AccessRequest) -> str:
+    return (
+        f"{request.id}: :rotating_light: `break-glass`: granting `{request.role}` in "
+        f"`{request.environment}` now, with no approval; its approvers and the security "
+        "channel have been told."
+    )
+
+
 def approval_recorded(request: AccessRequest, outcome: str, approvals: int) -> str:
     if outcome == VoteOutcome.APPROVED:
         return f"Approved {request.id}; granting access now."

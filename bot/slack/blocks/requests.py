@@ -23,6 +23,7 @@ from bot.slack.blocks.common import (
     APPROVE,
     DENY,
     END_ACCESS,
+    badge,
     duration,
     literal,
     mention,
@@ -100,6 +101,8 @@ def _outcome(
     parts = [f"*{line}*"]
     if request.auto_approve:
         parts.append("Approved automatically by rule.")
+    if request.break_glass:
+        parts.append("Break-glass: granted at once, with no approval.")
     if approvers:
         parts.append(f"Approved by {', '.join(approvers)}.")
     for vote in deniers:
@@ -164,6 +167,37 @@ def approver_message(
     return text, [b.to_dict() for b in blocks]
 
 
+def break_glass_alert(
+    request: AccessRequest, targets: Sequence[RequestTarget]
+) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+    """What the rule's approvers and the security channel see when someone breaks the
+    glass: a header and a danger bar, so it cannot pass for a routine request. Re-rendered
+    on every change, with "End access now" while the access is active. Returns the
+    text, the blocks and the attachment that draws the bar."""
+    text = (
+        f":rotating_light: BREAK-GLASS {request.id}: {mention(request.requester_id)} took "
+        f"`{request.role}` in `{request.environment}` for {duration(request)} without approval"
+    )
+    incident = inline(request.incident or "", 200)
+    blocks: list[Block] = [
+        HeaderBlock(text=PlainTextObject(text=f":rotating_light: Break-glass {request.id}")),
+        SectionBlock(text=MarkdownTextObject(text=f"*{_BROKEN}*")),
+        _summary(request),
+        SectionBlock(text=MarkdownTextObject(text=f"*Incident*\n{incident}")),
+        _principal(request, targets),
+        _reason(request),
+        _targets(targets),
+        SectionBlock(text=MarkdownTextObject(text=_outcome(request, targets, []))),
+    ]
+    if request.status == Status.ACTIVE:
+        blocks.append(_end_access_button(request))
+    bar = {"color": "danger", "fallback": _BROKEN, "text": _NOBODY_APPROVED}
+    return text, [b.to_dict() for b in blocks], [bar]
+
+
+_BROKEN = "Access taken with break-glass: granted at once, with no approval"
+_NOBODY_APPROVED = "No one approved this access. An approver of the rule may end it at once."
+
 _NEWS_TEXT = {
     RequesterNews.SUBMITTED: "Your request {id} for `{role}` in `{env}` was sent to {approvers}.",
     RequesterNews.GRANTED: "Access granted: `{role}` in `{env}` until {until} ({id}).",
@@ -194,12 +228,19 @@ def _news_text(
     if news == RequesterNews.SUBMITTED and request.auto_approve:
         approvers = "no one: an auto-approve rule covers it, granting now"
     template = _NEWS_TEXT[news]
+    if news == RequesterNews.SUBMITTED and request.break_glass:
+        told = [mentions(request.approvers)] if request.approvers else []
+        approvers = " and ".join([*told, "the security channel"])
+        template = (
+            "You broke the glass for `{role}` in `{env}` ({id}); granting now, with no "
+            "approval. Told at once: {approvers}."
+        )
     if news == RequesterNews.FAILED and left_behind(request, targets):
         template = (
             "Granting `{role}` in `{env}` failed ({id}), and taking back what was granted "
             "failed too; the bot keeps trying and the audit channel has been told."
         )
-    return template.format(
+    return badge(request) + template.format(
         id=request.id,
         role=request.role,
         env=request.environment,

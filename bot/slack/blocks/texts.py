@@ -10,7 +10,7 @@ from typing import NamedTuple
 from bot.config import Rule
 from bot.durations import format_duration
 from bot.errors import WrongState
-from bot.slack.blocks.common import duration, mention, mentions, when
+from bot.slack.blocks.common import badge, duration, mention, mentions, when
 from bot.slack.mrkdwn import escape, quote
 from bot.storage.models import AccessRequest, Status
 
@@ -22,6 +22,10 @@ COMMAND_HELP = {
     "request": "• `/jit request` opens a form.\n"
     "• `/jit request &lt;role&gt; &lt;environment&gt; &lt;duration&gt; &lt;reason…&gt;` asks "
     "in one line, e.g. `/jit request prod-support prod 2h INC-123 checkout errors`.",
+    "breakglass": "• `/jit breakglass &lt;role&gt; &lt;environment&gt; &lt;duration&gt; "
+    "&lt;incident-ref&gt; &lt;reason…&gt;` takes access at once, with no approval, where "
+    "a rule allows break-glass; its approvers and the security channel are told, e.g. "
+    "`/jit breakglass prod-support prod 30m INC-123 checkout down`.",
     "list": "• `/jit list` shows your requests, your active access and what waits for your "
     "decision.",
     "roles": "• `/jit roles` shows what you may request, where, for how long and who approves it.",
@@ -39,7 +43,8 @@ def _active_line(request: AccessRequest, now: datetime) -> str:
         raise WrongState(f"{request.id} is active but has no end time; ask an admin to look.")
     left = format_duration(max(request.expires_at - now, timedelta(seconds=0)))
     return (
-        f"• {request.id} `{request.role}` in `{request.environment}`, {left} left "
+        f"• {request.id} {badge(request)}`{request.role}` in `{request.environment}`, "
+        f"{left} left "
         f"(until {when(request.expires_at)}) · `/jit revoke {request.id}` to end it"
     )
 
@@ -60,7 +65,7 @@ def list_text(
     lines += [_active_line(r, now) for r in active] or ["• none"]
     if other:
         lines.append("*In progress*")
-        lines += [f"• {r.id} `{r.role}` in `{r.environment}`: {r.status}" for r in other]
+        lines += [f"• {r.id} {badge(r)}`{r.role}` in `{r.environment}`: {r.status}" for r in other]
     lines.append("*Waiting for your decision*")
     lines += [
         f"• {r.id} {mention(r.requester_id)} asks `{r.role}` in `{r.environment}` "
@@ -85,9 +90,13 @@ def _approval(rule: Rule | None) -> str:
         return "no rule covers you here"
     if rule.auto_approve:
         return "approved automatically"
-    return f"{rule.required_approvals} approval(s) from " + ", ".join(
+    text = f"{rule.required_approvals} approval(s) from " + ", ".join(
         escape(a) for a in rule.approvers
     )
+    if rule.break_glass is not None:
+        limit = format_duration(rule.break_glass.max_duration)
+        text += f"; break-glass up to {limit} ({rule.break_glass.per_person_per_day} a day)"
+    return text
 
 
 def roles_text(roles: Sequence[RequestableRole]) -> str:

@@ -63,6 +63,15 @@ def _inline_request(jit: Invocation) -> None:
     jit.tell(blocks.request_sent(request))
 
 
+def _break_glass(jit: Invocation) -> None:
+    role, environment, duration, incident = [*jit.args, "", "", "", ""][:4]
+    reason = " ".join(jit.args[4:])
+    checked = jit.service.check_break_glass(jit.user, role, environment, duration, incident, reason)
+    origin_ = origin(jit.command.get("trigger_id"))
+    request = jit.service.break_glass(jit.user, checked, origin=origin_)
+    jit.tell(blocks.break_glass_sent(request))
+
+
 def _list(jit: Invocation) -> None:
     mine, awaiting = jit.service.mine(jit.user), jit.service.awaiting(jit.user)
     jit.tell(blocks.list_text(mine, awaiting, jit.clock.now()))
@@ -123,6 +132,7 @@ class Subcommand(NamedTuple):
 
 SUBCOMMANDS = {
     "request": Subcommand(_any, _request),  # no arguments: the form; else one line
+    "breakglass": Subcommand(_any, _break_glass),
     "list": Subcommand(_any, _list),
     "roles": Subcommand(_any, _roles),
     "revoke": Subcommand(_one, _revoke),
