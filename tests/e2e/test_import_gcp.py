@@ -99,7 +99,7 @@ def test_the_drafts_pass_the_bots_own_loader_and_its_live_check(
         assert {t.provider for ts in config.targets.values() for t in ts} == {"gcp"}
 
 
-def test_mapping_reproduces_every_binding_of_a_person_and_nobody_can_request_more_than_today(
+def test_mapping_reproduces_every_binding_of_a_person_and_nobody_is_given_more_than_today(
     chaos: ChaoticGcp, imported: Path
 ) -> None:
     roles, rows = _read(imported)
