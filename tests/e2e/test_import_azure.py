@@ -112,7 +112,7 @@ def test_mapping_reproduces_every_assignment_held_by_a_person_and_no_more(
     )
     # frank is in sre through the nested oncall group, and named by his mail
     assert ("Reader", PROD) in mapped["frank@example.com"]
-    assert given == held  # nobody can request more than they hold today
+    assert given == held  # nobody is given more than they hold today
 
 
 def test_per_subscription_copies_and_duplicates_merge(run: Run) -> None:
