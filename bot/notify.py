@@ -46,6 +46,11 @@ class Notifier(Protocol):
         requester broke the glass (refreshed later like the approvers' DMs)."""
         ...
 
+    def announces_break_glass(self) -> bool:
+        """Whether there is a channel to announce break-glass in (JIT_SECURITY_CHANNEL,
+        else the audit channel): without one, nobody but the approvers would know."""
+        ...
+
     def refresh_approver_messages(self, session: Session, state: RequestState) -> None:
         """Update the approvers' DMs (and a break-glass alert) in place to show the
         request's current state."""

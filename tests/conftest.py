@@ -174,13 +174,14 @@ def make_bot(
         providers: dict[str, Provider] | None = None,
         sleep: Callable[[float], None] = lambda _: None,  # retries back off in fake time
         security_channel: str | None = None,
+        audit_channel: str | None = AUDIT_CHANNEL,
     ) -> Bot:
         roles_file, approvers_file = config_files(roles, approvers)
         settings = Settings(
             bot_token=BOT_TOKEN,
             signing_secret=SIGNING_SECRET,
             api_url=slack.api_url,
-            audit_channel=AUDIT_CHANNEL,
+            audit_channel=audit_channel,
             security_channel=security_channel,
             database_url=database_url,
             roles_file=roles_file,

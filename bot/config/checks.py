@@ -168,7 +168,7 @@ def check_break_glass(
     roles: RolesFile, approvers: ApproversFile, afile: str, anode: yaml.Node | None
 ) -> list[ConfigIssue]:
     """Break-glass never grants longer than a role allows at all: its max_duration is at
-    most that of every role its rule covers."""
+    most that of every role its rule covers in one of the rule's environments."""
     issues = []
     for r, rule in enumerate(approvers.rules):
         if rule.break_glass is None:
@@ -177,7 +177,8 @@ def check_break_glass(
         covered = [
             (name, role.max_duration)
             for name, role in roles.roles.items()
-            if "*" in rule.roles or name in rule.roles
+            if ("*" in rule.roles or name in rule.roles)
+            and ("*" in rule.environments or set(role.environments) & set(rule.environments))
         ]
         shorter = [(name, most) for name, most in covered if most < limit]
         if not shorter:

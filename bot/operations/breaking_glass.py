@@ -20,6 +20,7 @@ from bot import quotas
 from bot.break_glass import BreakGlassCheck, check_break_glass
 from bot.directory import Person
 from bot.durations import format_duration
+from bot.errors import JitError
 from bot.names import AuditAction
 from bot.notify import RequesterNews, RequestState
 from bot.operations import admin, granting, people, requesting
@@ -64,6 +65,13 @@ def submit(
     # Checked again when the request is stored, under the person's lock.
     with ctx.transaction() as session:
         _check_quota(ctx, session, requester_id, checked)
+    if not ctx.notify.announces_break_glass():
+        # Loud by design, or not at all: a break-glass nobody hears of is refused.
+        raise JitError(
+            "Break-glass is turned off here: it must be announced in a channel, and none "
+            "is set. Ask an admin to set JIT_SECURITY_CHANNEL (or JIT_AUDIT_CHANNEL), or "
+            "use /jit request."
+        )
     requester = ctx.directory.person(requester_id)
     people.check_identity(ctx, requester, "break the glass")
     approvers = sorted(people.approvers_of(ctx, checked.request.rule, checked.request.role))

@@ -49,17 +49,21 @@ class SlackNotifier:
             ),
         )
 
+    def announces_break_glass(self) -> bool:
+        return bool(self._security_channel)
+
     def alert_break_glass(self, session: Session, state: RequestState) -> None:
         request = state.request
         text, body, bar = blocks.break_glass_alert(request, state.targets)
         alert = {"text": text, "blocks": body, "attachments": bar}
-        calls: list[_Call] = [
+        calls: list[_Call] = []
+        if self._security_channel:  # first: one slow DM must not hold the channel back
+            post = {"channel": self._security_channel, **alert}
+            calls.append(("chat.postMessage", post, _security_ref(request.id)))
+        calls += [
             ("chat.postMessage", {"channel": a, **alert}, _approver_ref(request.id, a))
             for a in request.approvers
         ]
-        if self._security_channel:
-            post = {"channel": self._security_channel, **alert}
-            calls.append(("chat.postMessage", post, _security_ref(request.id)))
         self._send(session, request.id, *calls)
 
     def refresh_approver_messages(self, session: Session, state: RequestState) -> None:

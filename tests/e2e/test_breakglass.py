@@ -179,6 +179,20 @@ def test_break_glass_is_refused_with_the_fix_where_no_rule_allows_it_or_too_long
     assert bot.slack.messages_in(BOB) == [] and bot.slack.messages_in(SEC1) == []
 
 
+def test_with_no_channel_to_announce_it_break_glass_is_refused(
+    make_bot: Callable[..., Bot],
+) -> None:
+    # Neither JIT_SECURITY_CHANNEL nor JIT_AUDIT_CHANNEL: only the approvers would know.
+    bot = _start(make_bot, audit_channel=None)
+
+    answer = _glass(bot, ALICE, "prod-support prod 30m INC-1 down")
+
+    assert answer.startswith(":warning:") and "it must be announced in a channel" in answer
+    assert "JIT_SECURITY_CHANNEL" in answer
+    assert requests_of(bot, ALICE) == [] and bot.provider.holdings == set()
+    assert bot.slack.messages_in(BOB) == []
+
+
 def test_break_glass_quota_counts_each_persons_uses_over_24_hours(
     make_bot: Callable[..., Bot],
 ) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from bot.config import BreakGlass, format_loc
 from bot.settings import Settings
-from tests.unit.test_config import APPROVERS, line_of, load, problems, replaced
+from tests.unit.test_config import APPROVERS, CATCH_ALL_RULE, line_of, load, problems, replaced
 
 # The prod-support rule of the base file, and the same rule allowing break-glass.
 RULE = "  - roles: [prod-support]\n    environments: [prod]\n    approvers: [sre-leads]\n"
@@ -114,3 +114,20 @@ def test_the_security_channel_is_read_from_jit_security_channel() -> None:
         "C0SEC"
     )
     assert Settings.from_env({**secrets, "JIT_SECURITY_CHANNEL": ""}).security_channel is None
+
+
+def test_only_roles_in_the_rules_environments_bound_its_break_glass(tmp_path: Path) -> None:
+    # db-admin allows 2h at most but has no staging: a staging-only rule for every role
+    # may allow 3h, which prod-support (4h) allows there.
+    staging = (
+        '  - roles: ["*"]\n    environments: [staging]\n    approvers: [security]\n'
+        "    break_glass: {max_duration: 3h, per_person_per_day: 1}\n"
+    )
+    approvers = replaced(APPROVERS, CATCH_ALL_RULE, staging + CATCH_ALL_RULE)
+
+    config = load(tmp_path, approvers=approvers)
+
+    assert config.rules[-2].environments == ["staging"]
+    assert config.rules[-2].break_glass == BreakGlass(
+        max_duration=timedelta(hours=3), per_person_per_day=1
+    )
