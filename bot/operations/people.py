@@ -89,13 +89,26 @@ def current_approvers(ctx: Context, request: AccessRequest) -> set[str]:
 
 def still_eligible(ctx: Context, request: AccessRequest) -> bool:
     """Eligibility is checked again when access is about to be granted: someone who
-    left the role's requesters since asking gets nothing."""
+    left the role's requesters since asking gets nothing, and a break-glass whose rule
+    no longer allows it (the config changed before a delayed grant) grants nothing."""
     role = ctx.config.roles.get(request.role)
     if role is None or request.environment not in role.environments:
+        return False
+    if request.break_glass and not _break_glass_allowed(ctx, request):
         return False
     return may_request(
         ctx.config,
         request.role,
         membership(ctx, request.requester_id),
         standing=standing(ctx, request.requester_id),
+    )
+
+
+def _break_glass_allowed(ctx: Context, request: AccessRequest) -> bool:
+    matched = match_rule(
+        ctx.config, request.role, request.environment, membership(ctx, request.requester_id)
+    )
+    allowance = matched[1].break_glass if matched is not None else None
+    return allowance is not None and request.duration_seconds <= (
+        allowance.max_duration.total_seconds()
     )

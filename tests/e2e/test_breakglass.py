@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy.orm import sessionmaker
 
 from bot import audit
-from tests.conftest import ALICE, AUDIT_CHANNEL, BOB, CAROL, MALLORY, SEC1, Bot
-from tests.e2e.helpers import buttons, latest, requests_of, submit
+from tests.conftest import ALICE, AUDIT_CHANNEL, BOB, CAROL, MALLORY, SEC1, Bot, stop
+from tests.e2e.helpers import buttons, force, force_target, latest, requests_of, submit
 from tests.kit.configs import APPROVERS_YAML
 
 SECURITY = "C0SECURITY"
@@ -283,3 +283,25 @@ def test_hostile_incident_and_reason_are_escaped_in_every_message(
     for where in ("alert to an approver", "alert to the security channel", "audit posts"):
         assert "&lt;!channel&gt;" in shown[where] and "&lt;!here&gt;" in shown[where], where
     assert "*approved by security*" not in shown["alert to an approver"]
+
+
+def test_a_break_glass_its_rule_no_longer_allows_is_not_granted_after_a_restart(
+    make_bot: Callable[..., Bot],
+) -> None:
+    first = _start(make_bot)
+    _glass(first, ALICE, "prod-support prod 30m INC-1 down")
+    [request] = requests_of(first, ALICE)
+    # As a crash right after storing leaves it: approved, nothing granted yet.
+    force(first, request.id, status="approved", expires_at=None)
+    for target in first.service.targets_of(request.id):
+        force_target(first, target.id, status="pending", granted_at=None)
+    first.provider.holdings.clear()
+    stop(first)
+
+    second = make_bot()  # the same approvers.yaml, without break_glass
+    second.clock.advance(timedelta(minutes=2))
+    second.service.sweep()
+    second.settle()
+
+    assert second.service.get(request.id).status == "failed"
+    assert second.provider.holdings == set()
