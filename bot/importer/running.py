@@ -14,6 +14,7 @@ from bot.importer.access import CannotImport, Imported
 from bot.importer.mining import Progress
 from bot.importer.outputs import headline
 from bot.importer.propose import Options, propose, write_outputs
+from bot.importer.terminal import show
 
 
 def run_import(
@@ -33,6 +34,7 @@ def run_import(
     except OSError as exc:
         return _fail(cloud, f"cannot write {exc.filename or output}: {exc.strerror or exc}")
     print(headline(outcome))
+    show(outcome)  # on a terminal only
     return 0
 
 

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+from io import StringIO
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from bot.cli import main
 from bot.config import load_config
@@ -20,6 +23,7 @@ from bot.importer.aws.estate import Account, Assignment, Estate, PermissionSet
 from bot.importer.outputs import Outcome
 from bot.importer.propose import Options, propose, write_outputs
 from bot.importer.report import escape
+from bot.importer.terminal import show
 from providers.aws import AwsTarget
 
 ADMIN = "arn:aws:iam::aws:policy/AdministratorAccess"
@@ -227,3 +231,28 @@ def test_estate_text_neither_links_in_markdown_nor_runs_in_a_spreadsheet(
     ]
     assert "'=cmd|x" in cells and "'@SUM(1)" in cells
     assert not any(c.startswith(("=", "@")) for c in cells)
+
+
+def test_a_terminal_gets_the_before_and_after_as_bars(tmp_path: Path) -> None:
+    estate = _estate(
+        [_set("ReadOnly", (READ_ONLY,)), _set("Dead", (ADMIN,))],
+        [(PROD, "ReadOnly", "team"), (STAGING, "ReadOnly", "alice")],
+        {"team": ("alice", "bob")},
+    )
+    outcome = _write(estate, tmp_path)
+    screen, pipe = StringIO(), StringIO()
+
+    show(outcome, Console(file=screen, force_terminal=True, width=100))
+    show(outcome, Console(file=pipe, force_terminal=False, width=100))
+
+    drawn = screen.getvalue()
+    assert pipe.getvalue() == ""  # pipes and logs get the one headline line only
+    for figure, count in (
+        ("permission sets today", 2),
+        ("of them assigned to nobody", 1),
+        ("proposed roles", len(outcome.mining.roles)),
+        ("standing assignments today", 2),
+        ("replaced by requests", 2),
+    ):
+        assert re.search(rf"{figure}\S*\s*│\s*\S*{count}\b", drawn), (figure, drawn)
+    assert "█" in drawn
