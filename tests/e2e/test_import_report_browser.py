@@ -8,8 +8,6 @@ test's own directory, so a test run never rewrites a tracked file."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,44 +15,21 @@ import pytest
 
 from tests.fakes.aws import MotoAws
 from tests.fakes.aws_estate import ChaoticEstate, seed_chaos
-from tests.fakes.processes import REPO, run_cli
+from tests.fakes.processes import run_cli
+from tests.kit.browser import headless_chromium, screenshot_path
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-DOCS_IMAGE = REPO / "docs" / "images" / "import-report.png"
 ACCOUNT = "</svg><script>window.pwned = 1</script>"
 PERSON = '"><img src=x onerror="window.pwned = 1">@example.com'
 
 
 @pytest.fixture
 def browser() -> Iterator[WebDriver]:
-    if CHROMIUM is None or CHROMEDRIVER is None:
-        pytest.skip("no headless browser: install Debian's chromium and chromium-driver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,1280",
-        "--disable-gpu",
-    ):
-        options.add_argument(argument)
-    # every request the page makes, and what the console says (a CSP refusal, say)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-    try:
-        driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(CHROMEDRIVER))
-    except WebDriverException as exc:
-        pytest.skip(f"chromium would not start: {exc.msg}")
-    try:
+    with headless_chromium("1280,1280", logs=True) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def _import(moto: MotoAws, out: Path) -> tuple[Path, str]:
@@ -129,8 +104,7 @@ def test_the_report_draws_its_charts_and_fetches_nothing(
     assert len(cells) >= 8 and all(c.size["width"] > 0 for c in cells)
     assert "bob@example.com ×2" in browser.find_element(By.ID, "matrix").text
     _assert_fetches_nothing(browser, page)
-    shot = DOCS_IMAGE if os.environ.get("JIT_UPDATE_DOCS_IMAGES") == "1" else tmp_path / "r.png"
-    assert browser.save_screenshot(str(shot))
+    assert browser.save_screenshot(str(screenshot_path("import-report.png", tmp_path)))
 
 
 def test_names_planted_in_the_estate_show_as_text(

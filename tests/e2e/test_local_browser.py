@@ -1,23 +1,24 @@
 """The local workspace page in a real headless browser (Debian's chromium), against a real
 ``jit-bot serve`` in local mode: request through the modal, approve as an approver, watch
-the grant arrive at the receiver, end access, read the audit channel. It leaves a
-screenshot at docs/images/local-workspace.png for the README."""
+the grant arrive at the receiver, end access, read the audit channel. With
+JIT_UPDATE_DOCS_IMAGES=1 it leaves the README's screenshot at
+docs/images/local-workspace.png (tests/kit/browser.py)."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fakes.processes import REPO, BotProcess
+from tests.fakes.processes import BotProcess
+from tests.kit.browser import headless_chromium, screenshot_path
 from tests.kit.local import ADA, GRACE, LocalPage
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 from selenium.common.exceptions import (  # noqa: E402
     StaleElementReferenceException,
-    WebDriverException,
 )
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
@@ -25,35 +26,14 @@ from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
 from selenium.webdriver.support import expected_conditions as seen  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-SCREENSHOT = REPO / "docs" / "images" / "local-workspace.png"
 WAIT = 30
 REASON = "INC-7 <script>window.pwned = 1</script> <b>bold?</b>"
 
 
 @pytest.fixture
 def browser() -> Iterator[WebDriver]:
-    if CHROMIUM is None or CHROMEDRIVER is None:
-        pytest.skip("no headless browser: install Debian's chromium and chromium-driver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--window-size=1400,900",
-        "--disable-gpu",
-    ):
-        options.add_argument(argument)
-    try:
-        driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(CHROMEDRIVER))
-    except WebDriverException as exc:
-        pytest.skip(f"chromium would not start: {exc.msg}")
-    try:
+    with headless_chromium("1400,900") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def _open(driver: WebDriver, page: LocalPage) -> None:
@@ -147,7 +127,7 @@ def _fill(element: WebElement, text: str) -> None:
 
 
 def test_request_approve_grant_and_end_access_in_the_browser(
-    local_mode: tuple[LocalPage, BotProcess], browser: WebDriver
+    local_mode: tuple[LocalPage, BotProcess], browser: WebDriver, tmp_path: Path
 ) -> None:
     page, _ = local_mode
     _open(browser, page)
@@ -178,8 +158,7 @@ def test_request_approve_grant_and_end_access_in_the_browser(
     _wait(browser).until(
         lambda d: not d.find_elements(By.CSS_SELECTOR, "#messages button[data-action-id='approve']")
     )
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    assert browser.save_screenshot(str(SCREENSHOT))
+    assert browser.save_screenshot(str(screenshot_path("local-workspace.png", tmp_path)))
 
     # Ada ends her access early; the receiver is told, and so is the audit channel.
     _be(browser, ADA)
