@@ -23,7 +23,7 @@ from bot.durations import format_duration
 from bot.errors import JitError
 from bot.names import AuditAction
 from bot.notify import RequesterNews, RequestState
-from bot.operations import admin, granting, people, requesting
+from bot.operations import admin, granting, people, requesting, reviewing
 from bot.operations.context import Context
 from bot.operations.transition import audit
 from bot.storage.models import AccessRequest, Status
@@ -134,7 +134,7 @@ def _store(
     ctx: Context, request: AccessRequest, checked: BreakGlassCheck, found: Sequence[requesting.Unit]
 ) -> None:
     """The request, its targets, its two audit events (requested, and the break-glass
-    that approves it) and the alerts, in one transaction."""
+    that approves it), the alerts and its post-incident review, in one transaction."""
     with ctx.transaction() as session:
         _check_quota(ctx, session, request.requester_id, checked)
         session.add(request)
@@ -166,4 +166,5 @@ def _store(
         )
         state = RequestState(request, targets)
         ctx.notify.alert_break_glass(session, state)
+        reviewing.open_review(ctx, session, request)
         ctx.notify.tell_requester(session, state, RequesterNews.SUBMITTED)

@@ -102,8 +102,10 @@ def test_break_glass_is_granted_at_once_loudly_with_a_badge_and_ends_at_expiry(
     assert bot.provider.holdings == PROD  # no click: granted as soon as asked
     assert bot.service.votes_of(request_id) == []
     for approver in (BOB, CAROL):  # every approver of the prod-support rule
-        [alert] = _about(bot, approver, request_id)
+        # The alert, then the review DM (tests/e2e/test_breakglass_review.py).
+        alert, review = _about(bot, approver, request_id)
         _assert_loud_alert(alert, request_id, active=True)
+        assert review["text"].startswith(f"review break-glass {request_id}")
     [alert] = _about(bot, SECURITY, request_id)
     _assert_loud_alert(alert, request_id, active=True)
     assert not _about(bot, AUDIT_CHANNEL, f"Break-glass {request_id}")  # audit lines only

@@ -9,6 +9,7 @@ by the library rather than discovered in production. One module per kind of thin
 - ``modals``: the request and deny forms, and a modal's loading and notice states;
 - ``texts``: help, ``/jit list`` and ``/jit roles``;
 - ``replies``: the short answers to commands, clicks and forms, and error texts;
+- ``reviews``: the post-incident review of a break-glass use;
 - ``audit_trail``: the audit channel's line for an event.
 
 Callers use ``from bot.slack import blocks`` and ``blocks.<name>``; every name is
@@ -22,6 +23,9 @@ from bot.slack.blocks.common import (
     DENY_MODAL,
     END_ACCESS,
     REQUEST_MODAL,
+    REVIEW_JUSTIFIED,
+    REVIEW_MODAL,
+    REVIEW_NOT_JUSTIFIED,
     ROLE_SELECT,
     mention,
     mentions,
@@ -57,6 +61,14 @@ from bot.slack.blocks.requests import (
     left_behind,
     requester_message,
 )
+from bot.slack.blocks.reviews import (
+    REVIEW_TITLE,
+    already_reviewed,
+    not_justified_alert,
+    review_message,
+    review_modal,
+    reviewed,
+)
 from bot.slack.blocks.texts import COMMAND_HELP, HELP, RequestableRole, list_text, roles_text
 
 __all__ = [
@@ -71,9 +83,14 @@ __all__ = [
     "OTHER_WORKSPACE",
     "REQUEST_MODAL",
     "REQUEST_TITLE",
+    "REVIEW_JUSTIFIED",
+    "REVIEW_MODAL",
+    "REVIEW_NOT_JUSTIFIED",
+    "REVIEW_TITLE",
     "ROLE_SELECT",
     "SYNCED",
     "RequestableRole",
+    "already_reviewed",
     "approval_recorded",
     "approver_message",
     "audit_line",
@@ -91,11 +108,15 @@ __all__ = [
     "mention",
     "mentions",
     "no_such_request",
+    "not_justified_alert",
     "notice_modal",
     "refusal",
     "request_modal",
     "request_sent",
     "requester_message",
+    "review_message",
+    "review_modal",
+    "reviewed",
     "roles_text",
     "unknown_command",
     "when",
