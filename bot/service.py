@@ -89,6 +89,11 @@ class AccessService:
             self._ctx, requester_id, role, environment, duration, incident, reason
         )
 
+    def check_break_glass_form(
+        self, role: str, environment: str, duration: str, incident: str, reason: str
+    ) -> None:
+        breaking_glass.check_form(self._ctx, role, environment, duration, incident, reason)
+
     def break_glass(
         self, requester_id: str, checked: BreakGlassCheck, *, origin: str | None = None
     ) -> AccessRequest:

@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot import quotas
-from bot.break_glass import BreakGlassCheck, check_break_glass
+from bot.break_glass import BreakGlassCheck, check_break_glass, check_incident
 from bot.directory import Person
 from bot.durations import format_duration
 from bot.errors import JitError
@@ -49,6 +49,16 @@ def check(
         people.membership(ctx, requester_id),
         standing=people.standing(ctx, requester_id),
     )
+
+
+def check_form(
+    ctx: Context, role: str, environment: str, duration: str, incident: str, reason: str
+) -> None:
+    """What the request modal's answer can say when "Break glass" is chosen, with no
+    Slack lookup: the form's own checks and an incident named. The rule's break-glass
+    limits, who may ask and the quota are checked by ``check`` once the modal closed."""
+    check_incident(incident)
+    requesting.check_form(ctx, role, environment, duration, reason)
 
 
 def submit(

@@ -32,7 +32,9 @@ from bot.slack.blocks.common import (
     when,
 )
 from bot.slack.blocks.modals import (
+    BREAK_GLASS_KIND,
     DENY_TITLE,
+    REQUEST_KIND,
     REQUEST_TITLE,
     deny_modal,
     loading_modal,
@@ -73,6 +75,7 @@ from bot.slack.blocks.texts import COMMAND_HELP, HELP, RequestableRole, list_tex
 
 __all__ = [
     "APPROVE",
+    "BREAK_GLASS_KIND",
     "COMMAND_HELP",
     "DENY",
     "DENY_MODAL",
@@ -81,6 +84,7 @@ __all__ = [
     "HELP",
     "NOTHING_TO_REQUEST",
     "OTHER_WORKSPACE",
+    "REQUEST_KIND",
     "REQUEST_MODAL",
     "REQUEST_TITLE",
     "REVIEW_JUSTIFIED",
