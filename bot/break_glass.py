@@ -44,7 +44,7 @@ def check_break_glass(
     standing: Standing,
 ) -> BreakGlassCheck:
     """Raise the first problem with a break-glass, saying how to fix it."""
-    incident = _incident(incident)
+    incident = check_incident(incident)
     if len(reason.strip()) > REASON_MAX:
         raise ReasonTooLong(
             f"The reason is {len(reason.strip())} characters long; say it in at most "
@@ -74,7 +74,8 @@ def check_break_glass(
     return BreakGlassCheck(checked, incident, allowance)
 
 
-def _incident(text: str) -> str:
+def check_incident(text: str) -> str:
+    """The incident reference as it is stored and shown, or BadIncident saying the fix."""
     incident = " ".join(text.split())
     if not incident:
         raise BadIncident(f"Name the incident (a ticket id or link such as INC-123): `{USAGE}`.")

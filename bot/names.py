@@ -20,6 +20,8 @@ class AuditAction(StrEnum):
     AUTO_APPROVED = "auto_approved"
     # the requester's own break-glass: the recorded approval of a request no one approved
     BREAK_GLASS = "break_glass"
+    # one of the rule's approvers judged a break-glass use afterwards (see Verdict)
+    BREAK_GLASS_REVIEWED = "break_glass_reviewed"
     APPROVAL_RECORDED = "approval_recorded"
     APPROVED = "approved"
     DENIED = "denied"
@@ -60,3 +62,10 @@ class VoteOutcome(StrEnum):
     RECORDED = "recorded"  # counted; the request still waits for more approvals
     APPROVED = "approved"  # the last approval needed: the grant starts
     DENIED = "denied"  # one deny decides
+
+
+class Verdict(StrEnum):
+    """What the post-incident review of a break-glass use found; stored on its review."""
+
+    JUSTIFIED = "justified"
+    NOT_JUSTIFIED = "not_justified"

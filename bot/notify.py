@@ -11,7 +11,7 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
-from bot.storage.models import AccessRequest, AuditEvent, RequestTarget, Vote
+from bot.storage.models import AccessRequest, AuditEvent, BreakGlassReview, RequestTarget, Vote
 
 
 class RequesterNews(StrEnum):
@@ -49,6 +49,24 @@ class Notifier(Protocol):
     def announces_break_glass(self) -> bool:
         """Whether there is a channel to announce break-glass in (JIT_SECURITY_CHANNEL,
         else the audit channel): without one, nobody but the approvers would know."""
+        ...
+
+    def ask_reviewers(
+        self, session: Session, request: AccessRequest, reviewers: Sequence[str], *, reminder: bool
+    ) -> None:
+        """DM each reviewer the break-glass use to review, with Justified / Not justified
+        buttons: as the glass is broken, and daily (``reminder``) until it is reviewed."""
+        ...
+
+    def tell_reviewed(
+        self,
+        session: Session,
+        request: AccessRequest,
+        review: BreakGlassReview,
+        reviewers: Sequence[str],
+    ) -> None:
+        """Show the review on the reviewers' DMs; post "not justified" to the security
+        channel."""
         ...
 
     def refresh_approver_messages(self, session: Session, state: RequestState) -> None:

@@ -28,6 +28,7 @@ from bot.operations import (
     leases,
     queries,
     requesting,
+    reviewing,
     revoking,
     sweeping,
 )
@@ -36,7 +37,7 @@ from bot.operations.context import Context, ExpiryScheduler
 from bot.operations.deciding import VoteResult
 from bot.operations.requesting import new_request_id
 from bot.policy import RequestCheck
-from bot.storage.models import AccessRequest, AuditEvent, RequestTarget, Vote
+from bot.storage.models import AccessRequest, AuditEvent, BreakGlassReview, RequestTarget, Vote
 
 # Imported from here by the runtime, the CLI and the tests.
 __all__ = ["AccessService", "ExpiryScheduler", "VoteResult", "new_request_id", "raise_signal"]
@@ -88,10 +89,28 @@ class AccessService:
             self._ctx, requester_id, role, environment, duration, incident, reason
         )
 
+    def check_break_glass_form(
+        self, role: str, environment: str, duration: str, incident: str, reason: str
+    ) -> None:
+        breaking_glass.check_form(self._ctx, role, environment, duration, incident, reason)
+
     def break_glass(
         self, requester_id: str, checked: BreakGlassCheck, *, origin: str | None = None
     ) -> AccessRequest:
         return breaking_glass.submit(self._ctx, requester_id, checked, origin=origin)
+
+    # ----------------------------------------------------------------- reviewing
+
+    def can_review(self, request_id: str, user_id: str) -> None:
+        reviewing.can_review(self._ctx, request_id, user_id)
+
+    def review(
+        self, request_id: str, user_id: str, verdict: str, note: str | None = None
+    ) -> BreakGlassReview:
+        return reviewing.review(self._ctx, request_id, user_id, verdict, note)
+
+    def remind_reviews(self) -> int:
+        return reviewing.remind(self._ctx)
 
     # ------------------------------------------------------------------ deciding
 

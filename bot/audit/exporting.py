@@ -29,9 +29,12 @@ def export(
     kind: str,
 ) -> int:
     """Write the trail for auditors; returns the number of rows written."""
-    rows = list(
-        _events(sessions, since, until) if kind == "events" else _grants(sessions, since, until)
-    )
+    if kind == "events":
+        rows = list(_events(sessions, since, until))
+    elif kind == "breakglass":
+        rows = list(_break_glass(sessions, since, until))
+    else:
+        rows = list(_grants(sessions, since, until))
     if fmt == "jsonl":
         for row in rows:
             out.write(json.dumps(row, sort_keys=True, default=str) + "\n")
@@ -72,6 +75,34 @@ def _grants(
     """Who had which role where, approved by whom, from when to when: one row per grant
     whose access overlapped the window. Read from the chained events alone, never from
     the request or vote rows, so each fact here is one the chain covers."""
+    for granted_at, grant in _stories(sessions):
+        if granted_at is None:
+            continue
+        ended = grant.ended_at or grant.expires_at
+        if until and granted_at >= until:
+            continue
+        if since and ended and ended < since:
+            continue
+        yield grant.row()
+
+
+def _break_glass(
+    sessions: sessionmaker[Session], since: datetime | None, until: datetime | None
+) -> Iterator[dict[str, Any]]:
+    """Every break-glass use asked for in the window, granted or not, with its incident,
+    duration and post-incident review, from the chained events alone like the grants."""
+    for _, grant in _stories(sessions):
+        asked = grant.requested_at
+        if not grant.break_glass or asked is None:
+            continue
+        if (since and asked < since) or (until and asked >= until):
+            continue
+        yield grant.row() | grant.review_row()
+
+
+def _stories(sessions: sessionmaker[Session]) -> list[tuple[datetime | None, _Grant]]:
+    """Each request's story from its events, in the order access was granted (never
+    granted last, in the order asked)."""
     grants: dict[str, _Grant] = {}
     with sessions() as session:
         for event in session.scalars(
@@ -81,17 +112,11 @@ def _grants(
             .execution_options(yield_per=1000)
         ):
             grants.setdefault(event.request_id or "", _Grant(event.request_id or "")).apply(event)
-    granted = sorted(
-        ((g.granted_at, g) for g in grants.values() if g.granted_at is not None),
-        key=lambda pair: pair[0],
+    never = datetime.max.replace(tzinfo=UTC)
+    return sorted(
+        ((g.granted_at, g) for g in grants.values()),
+        key=lambda pair: (pair[0] or never, pair[1].requested_at or never),
     )
-    for granted_at, grant in granted:
-        ended = grant.ended_at or grant.expires_at
-        if until and granted_at >= until:
-            continue
-        if since and ended and ended < since:
-            continue
-        yield grant.row()
 
 
 @dataclass
@@ -115,6 +140,12 @@ class _Grant:
     ended_by: str | None = None
     end_reason: str | None = None
     status: str | None = None
+    requested_at: datetime | None = None
+    duration: str | None = None
+    review: str = "unreviewed"
+    reviewed_by: str | None = None
+    reviewed_at: datetime | None = None
+    review_note: str | None = None
 
     def apply(self, event: AuditEvent) -> None:
         details = event.details
@@ -128,11 +159,14 @@ class _Grant:
                 self.reason = details.get("reason")
                 self.targets = list(details.get("targets") or [])
                 self.requester_email = details.get("requester_email")
+                self.requested_at = event.at
+                self.duration = details.get("duration")
                 self.status = "pending"
             case AuditAction.AUTO_APPROVED:
                 self.auto_approved = True
             case AuditAction.BREAK_GLASS:
                 self.break_glass = True
+                self.status = "approved"
                 self.incident = details.get("incident")
             case AuditAction.APPROVAL_RECORDED if event.actor not in self.approvers:
                 self.approvers.append(event.actor)
@@ -151,6 +185,14 @@ class _Grant:
                 self.status = "revoked"
             case AuditAction.REVOKE_FAILED:
                 self.status = "revoke_failed"
+            case AuditAction.GRANT_FAILED:
+                self.status = "failed"
+            case AuditAction.BREAK_GLASS_REVIEWED if self.reviewed_by is None:
+                # The first review decides; the database refuses a second.
+                self.review = str(details.get("verdict"))
+                self.reviewed_by = event.actor
+                self.reviewed_at = event.at
+                self.review_note = details.get("note")
 
     def row(self) -> dict[str, Any]:
         return {
@@ -171,6 +213,17 @@ class _Grant:
             # Granted by the requester's break-glass: no one approved it.
             "break_glass": self.break_glass,
             "incident": self.incident,
+        }
+
+    def review_row(self) -> dict[str, Any]:
+        """A break-glass use's own columns: how long it was asked for and its review."""
+        return {
+            "requested_at": _iso(self.requested_at),
+            "duration": self.duration,
+            "review": self.review,
+            "reviewed_by": self.reviewed_by,
+            "reviewed_at": _iso(self.reviewed_at),
+            "review_note": self.review_note,
         }
 
 

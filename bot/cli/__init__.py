@@ -48,10 +48,11 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
     export.add_argument(
         "--kind",
-        choices=["events", "grants"],
+        choices=["events", "grants", "breakglass"],
         default="events",
-        help="every event, or one row per grant: who had which role where, approved by "
-        "whom, from when to when",
+        help="every event; one row per grant: who had which role where, approved by "
+        "whom, from when to when; or one row per break-glass use, with its incident and "
+        "its post-incident review (unreviewed, justified, not_justified)",
     )
     export.add_argument("--output", help="file to write (default: standard output)")
     importing.add_parser(commands)

@@ -23,11 +23,12 @@ process's claims) and plain values. Which module holds what:
 - ``granting``: grant an approved request target by target; roll back a failed one.
 - ``revoking``: end access early, at expiry, or in batches for the sweeper.
 - ``sweeping``: the periodic sweep that makes the world match the database.
+- ``reviewing``: the post-incident review of a break-glass use, and its daily reminder.
 - ``admin``: ``/jit sync`` and the signals between running bots.
 - ``queries``: reads for the Slack edge (a request, mine, awaiting, the audit trail …).
 
 Dependencies run one way, so none imports another in a cycle: ``deciding`` → ``sweeping``
 (to expire a stale request at the click) → ``granting`` → ``revoking``; ``requesting`` →
-``admin``, ``granting``; ``breaking_glass`` → ``requesting``; all of them →
+``admin``, ``granting``; ``breaking_glass`` → ``requesting``, ``reviewing``; all of them →
 ``transition``, ``leases``, ``people``, ``provider_calls`` → ``store`` and ``context``.
 """

@@ -17,13 +17,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot import quotas
-from bot.break_glass import BreakGlassCheck, check_break_glass
+from bot.break_glass import BreakGlassCheck, check_break_glass, check_incident
 from bot.directory import Person
 from bot.durations import format_duration
 from bot.errors import JitError
 from bot.names import AuditAction
 from bot.notify import RequesterNews, RequestState
-from bot.operations import admin, granting, people, requesting
+from bot.operations import admin, granting, people, requesting, reviewing
 from bot.operations.context import Context
 from bot.operations.transition import audit
 from bot.storage.models import AccessRequest, Status
@@ -49,6 +49,16 @@ def check(
         people.membership(ctx, requester_id),
         standing=people.standing(ctx, requester_id),
     )
+
+
+def check_form(
+    ctx: Context, role: str, environment: str, duration: str, incident: str, reason: str
+) -> None:
+    """What the request modal's answer can say when "Break glass" is chosen, with no
+    Slack lookup: the form's own checks and an incident named. The rule's break-glass
+    limits, who may ask and the quota are checked by ``check`` once the modal closed."""
+    check_incident(incident)
+    requesting.check_form(ctx, role, environment, duration, reason)
 
 
 def submit(
@@ -134,7 +144,7 @@ def _store(
     ctx: Context, request: AccessRequest, checked: BreakGlassCheck, found: Sequence[requesting.Unit]
 ) -> None:
     """The request, its targets, its two audit events (requested, and the break-glass
-    that approves it) and the alerts, in one transaction."""
+    that approves it), the alerts and its post-incident review, in one transaction."""
     with ctx.transaction() as session:
         _check_quota(ctx, session, request.requester_id, checked)
         session.add(request)
@@ -166,4 +176,5 @@ def _store(
         )
         state = RequestState(request, targets)
         ctx.notify.alert_break_glass(session, state)
+        reviewing.open_review(ctx, session, request)
         ctx.notify.tell_requester(session, state, RequesterNews.SUBMITTED)

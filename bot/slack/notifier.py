@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from sqlalchemy.orm import Session
 
 from bot.clock import Clock
+from bot.names import Verdict
 from bot.notify import RequesterNews, RequestState
 from bot.slack import blocks
 from bot.slack.outbox import enqueue
-from bot.storage.models import AuditEvent
+from bot.storage.models import AccessRequest, AuditEvent, BreakGlassReview
 
 #: One Web API call for the outbox: the method, its arguments, and the reference under
 #: which later calls (chat.update) find the message it posts.
@@ -64,6 +65,43 @@ class SlackNotifier:
             ("chat.postMessage", {"channel": a, **alert}, _approver_ref(request.id, a))
             for a in request.approvers
         ]
+        self._send(session, request.id, *calls)
+
+    def ask_reviewers(
+        self, session: Session, request: AccessRequest, reviewers: Sequence[str], *, reminder: bool
+    ) -> None:
+        text, body = blocks.review_message(request, None, reminder=reminder)
+        # The first DM is updated once reviewed; a reminder's buttons are answered at
+        # click time like any other.
+        self._send(
+            session,
+            request.id,
+            *(
+                (
+                    "chat.postMessage",
+                    {"channel": reviewer, "text": text, "blocks": body},
+                    None if reminder else _review_ref(request.id, reviewer),
+                )
+                for reviewer in reviewers
+            ),
+        )
+
+    def tell_reviewed(
+        self,
+        session: Session,
+        request: AccessRequest,
+        review: BreakGlassReview,
+        reviewers: Sequence[str],
+    ) -> None:
+        text, body = blocks.review_message(request, review, reminder=False)
+        update = {"text": text, "blocks": body}
+        calls: list[_Call] = [
+            ("chat.update", update, _review_ref(request.id, r)) for r in reviewers
+        ]
+        if review.verdict == Verdict.NOT_JUSTIFIED and self._security_channel:
+            text, body = blocks.not_justified_alert(request, review)
+            post = {"channel": self._security_channel, "text": text, "blocks": body}
+            calls.insert(0, ("chat.postMessage", post, None))
         self._send(session, request.id, *calls)
 
     def refresh_approver_messages(self, session: Session, state: RequestState) -> None:
@@ -125,6 +163,10 @@ class SlackNotifier:
 
 def _approver_ref(request_id: str, approver: str) -> str:
     return f"approver:{request_id}:{approver}"
+
+
+def _review_ref(request_id: str, reviewer: str) -> str:
+    return f"review:{request_id}:{reviewer}"
 
 
 def _security_ref(request_id: str) -> str:

@@ -233,3 +233,22 @@ class SessionDenial(SQLModel, table=True):
     version: int = 0
     lifted_at: datetime | None = _when()
     error: str | None = None
+
+
+class BreakGlassReview(SQLModel, table=True):
+    """The post-incident review of one break-glass use: opened as the glass is broken,
+    decided once by one of the rule's approvers (never the requester), and reminded to
+    them daily until then. ``reminded_at`` is when the reviewers were last asked, so a
+    restart or a second replica never asks twice in a day."""
+
+    __tablename__ = "break_glass_review"
+
+    request_id: str = Field(primary_key=True, foreign_key="access_request.id", max_length=32)
+    opened_at: datetime = _when(nullable=False)
+    reminded_at: datetime = _when(index=True, nullable=False)
+    #: justified | not_justified; None while unreviewed.
+    verdict: str | None = Field(default=None, max_length=20)
+    reviewer_id: str | None = Field(default=None, max_length=32)
+    reviewed_at: datetime | None = _when()
+    #: What the reviewer typed (at most ``reviewing.NOTE_MAX``; shown escaped).
+    note: str | None = None

@@ -16,7 +16,16 @@ from sqlalchemy.orm import sessionmaker
 
 from bot import audit
 from tests.conftest import ALICE, AUDIT_CHANNEL, BOB, CAROL, MALLORY, SEC1, Bot, stop
-from tests.e2e.helpers import buttons, force, force_target, latest, requests_of, submit
+from tests.e2e.helpers import (
+    buttons,
+    force,
+    force_target,
+    latest,
+    open_request_modal,
+    requests_of,
+    submit,
+)
+from tests.fakes.slack_client import select_value, text_value
 from tests.kit.configs import APPROVERS_YAML
 
 SECURITY = "C0SECURITY"
@@ -102,8 +111,10 @@ def test_break_glass_is_granted_at_once_loudly_with_a_badge_and_ends_at_expiry(
     assert bot.provider.holdings == PROD  # no click: granted as soon as asked
     assert bot.service.votes_of(request_id) == []
     for approver in (BOB, CAROL):  # every approver of the prod-support rule
-        [alert] = _about(bot, approver, request_id)
+        # The alert, then the review DM (tests/e2e/test_breakglass_review.py).
+        alert, review = _about(bot, approver, request_id)
         _assert_loud_alert(alert, request_id, active=True)
+        assert review["text"].startswith(f"review break-glass {request_id}")
     [alert] = _about(bot, SECURITY, request_id)
     _assert_loud_alert(alert, request_id, active=True)
     assert not _about(bot, AUDIT_CHANNEL, f"Break-glass {request_id}")  # audit lines only
@@ -305,3 +316,47 @@ def test_a_break_glass_its_rule_no_longer_allows_is_not_granted_after_a_restart(
 
     assert second.service.get(request.id).status == "failed"
     assert second.provider.holdings == set()
+
+
+def test_the_request_modal_breaks_the_glass_where_a_rule_allows_it_with_the_same_checks(
+    make_bot: Callable[..., Bot],
+) -> None:
+    bot = _start(make_bot)
+    view = open_request_modal(bot, ALICE)
+    kind = next(b for b in view["blocks"] if b["block_id"] == "kind")
+    assert [o["value"] for o in kind["element"]["options"]] == ["request", "break_glass"]
+    assert "allowed here in prod" in kind["hint"]["text"]
+    # No rule lets Alice break the glass for db-admin: no such choice for it.
+    bot.sim.select_action(ALICE, "role", "db-admin", view=view, block_id="role")
+    bot.settle()
+    assert "kind" not in [b["block_id"] for b in bot.slack.view(view["id"])["blocks"]]
+
+    def send(env: str, duration: str, incident: str, kind: str = "break_glass") -> Any:
+        form = {
+            "role": {"role": select_value("prod-support")},
+            "environment": {"environment": select_value(env)},
+            "duration": {"duration": text_value(duration)},
+            "reason": {"reason": text_value("checkout is down")},
+            "kind": {"kind": select_value(kind)},
+            "incident": {"incident": text_value(incident)},
+        }
+        reply = bot.sim.submit_view(ALICE, view, form)
+        bot.settle()
+        return reply.json
+
+    assert list(send("prod", "30m", " ")["errors"]) == ["incident"]  # in the modal's answer
+    assert list(send("prod", "30m", "INC-1", kind="admin")["errors"]) == ["kind"]
+    assert send("staging", "30m", "INC-1") is None  # closed; the full check answers by DM
+    assert "allows you to break the glass" in bot.dms_to(ALICE)[-1]["text"]
+    send("prod", "2h", "INC-1")
+    assert "for at most 1h, not 2h" in bot.dms_to(ALICE)[-1]["text"]
+    assert requests_of(bot, ALICE) == []
+
+    send("prod", "30m", "INC-42")
+    send("prod", "30m", "", kind="request")  # still a request its approvers decide
+
+    glass, routine = sorted(requests_of(bot, ALICE), key=lambda r: r.break_glass, reverse=True)
+    assert (glass.break_glass, glass.incident, glass.status) == (True, "INC-42", "active")
+    assert (routine.break_glass, routine.status) == (False, "pending")
+    [alert] = [m for m in _about(bot, AUDIT_CHANNEL, glass.id) if m.get("blocks")]
+    _assert_loud_alert(alert, glass.id, active=True)

@@ -82,3 +82,36 @@ def test_requests_stored_before_break_glass_existed_read_as_routine(database_url
         assert (bool(row.break_glass), row.incident) == (False, None)
     finally:
         engine.dispose()
+
+
+def test_break_glass_uses_stored_before_reviews_existed_are_opened_for_review(
+    database_url: str,
+) -> None:
+    """0010 opens a review for each break-glass use already stored (reminded from the
+    time it was made), and none for a routine request."""
+    engine = make_engine(database_url)
+    try:
+        upgrade(engine, "0009")
+        with engine.begin() as connection:
+            for request_id, glass in (("R-GLASS", "true"), ("R-ROUTINE", "false")):
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO access_request (id, requester_id, requester_email, role, "
+                        "environment, reason, duration_seconds, status, rule_index, "
+                        "required_approvals, auto_approve, allow_self_approval, approvers, "
+                        "created_at, updated_at, version, break_glass) VALUES (:id, 'U1', "
+                        "'a@example.com', 'r', 'e', 'why', 60, 'revoked', 0, 0, false, false, "
+                        f"'[]', '2026-01-02 03:04:05', CURRENT_TIMESTAMP, 0, {glass})"
+                    ),
+                    {"id": request_id},
+                )
+        upgrade(engine)
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.text("SELECT request_id, verdict, reminded_at FROM break_glass_review")
+            ).all()
+        assert [(r.request_id, r.verdict, str(r.reminded_at)[:19]) for r in rows] == [
+            ("R-GLASS", None, "2026-01-02 03:04:05")
+        ]
+    finally:
+        engine.dispose()

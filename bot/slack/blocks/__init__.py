@@ -9,6 +9,7 @@ by the library rather than discovered in production. One module per kind of thin
 - ``modals``: the request and deny forms, and a modal's loading and notice states;
 - ``texts``: help, ``/jit list`` and ``/jit roles``;
 - ``replies``: the short answers to commands, clicks and forms, and error texts;
+- ``reviews``: the post-incident review of a break-glass use;
 - ``audit_trail``: the audit channel's line for an event.
 
 Callers use ``from bot.slack import blocks`` and ``blocks.<name>``; every name is
@@ -22,13 +23,18 @@ from bot.slack.blocks.common import (
     DENY_MODAL,
     END_ACCESS,
     REQUEST_MODAL,
+    REVIEW_JUSTIFIED,
+    REVIEW_MODAL,
+    REVIEW_NOT_JUSTIFIED,
     ROLE_SELECT,
     mention,
     mentions,
     when,
 )
 from bot.slack.blocks.modals import (
+    BREAK_GLASS_KIND,
     DENY_TITLE,
+    REQUEST_KIND,
     REQUEST_TITLE,
     deny_modal,
     loading_modal,
@@ -57,10 +63,19 @@ from bot.slack.blocks.requests import (
     left_behind,
     requester_message,
 )
+from bot.slack.blocks.reviews import (
+    REVIEW_TITLE,
+    already_reviewed,
+    not_justified_alert,
+    review_message,
+    review_modal,
+    reviewed,
+)
 from bot.slack.blocks.texts import COMMAND_HELP, HELP, RequestableRole, list_text, roles_text
 
 __all__ = [
     "APPROVE",
+    "BREAK_GLASS_KIND",
     "COMMAND_HELP",
     "DENY",
     "DENY_MODAL",
@@ -69,11 +84,17 @@ __all__ = [
     "HELP",
     "NOTHING_TO_REQUEST",
     "OTHER_WORKSPACE",
+    "REQUEST_KIND",
     "REQUEST_MODAL",
     "REQUEST_TITLE",
+    "REVIEW_JUSTIFIED",
+    "REVIEW_MODAL",
+    "REVIEW_NOT_JUSTIFIED",
+    "REVIEW_TITLE",
     "ROLE_SELECT",
     "SYNCED",
     "RequestableRole",
+    "already_reviewed",
     "approval_recorded",
     "approver_message",
     "audit_line",
@@ -91,11 +112,15 @@ __all__ = [
     "mention",
     "mentions",
     "no_such_request",
+    "not_justified_alert",
     "notice_modal",
     "refusal",
     "request_modal",
     "request_sent",
     "requester_message",
+    "review_message",
+    "review_modal",
+    "reviewed",
     "roles_text",
     "unknown_command",
     "when",

@@ -17,6 +17,9 @@ END_ACCESS = "end_access"
 REQUEST_MODAL = "jit_request"
 DENY_MODAL = "jit_deny"
 ROLE_SELECT = "role"
+REVIEW_JUSTIFIED = "review_justified"
+REVIEW_NOT_JUSTIFIED = "review_not_justified"
+REVIEW_MODAL = "jit_review"
 
 # What marks a break-glass request wherever it is shown.
 BREAK_GLASS_BADGE = ":rotating_light: `break-glass`"

@@ -18,11 +18,15 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot.break_glass import INCIDENT_MAX
 from bot.durations import format_duration
 from bot.slack.blocks.common import DENY_MODAL, REQUEST_MODAL, ROLE_SELECT
 from bot.slack.mrkdwn import clip
 
 REQUEST_TITLE = "Request access"
+# The request modal's "Kind" choices (offered where the person may break the glass).
+REQUEST_KIND = "request"
+BREAK_GLASS_KIND = "break_glass"
 DENY_TITLE = "Deny request"
 
 _SELECT_OPTIONS_MAX = 100  # Slack's limit for a static select
@@ -96,11 +100,14 @@ def request_modal(
     environments: Sequence[str],
     default_duration: timedelta,
     max_duration: timedelta,
+    break_glass: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The /jit request modal. Choosing a role re-renders it with that role's choices.
 
     A select holds at most 100 options in Slack: past that the chosen role and the first
-    others are offered, and the hint says how to ask for the rest."""
+    others are offered, and the hint says how to ask for the rest. Where a rule lets the
+    person break the glass for the role (in the environments ``break_glass``), the form
+    offers it too, with the incident it needs."""
     view = View(
         type="modal",
         callback_id=REQUEST_MODAL,
@@ -124,9 +131,39 @@ def request_modal(
                 hint="A ticket or incident id helps the approvers.",
                 element=PlainTextInputElement(action_id="reason", multiline=True, max_length=1000),
             ),
+            *(_break_glass_inputs(break_glass) if break_glass else []),
         ],
     )
     return view.to_dict()
+
+
+def _break_glass_inputs(environments: Sequence[str]) -> list[InputBlock]:
+    """ "Break glass" as the kind of request, and the incident it must name."""
+    where = ", ".join(environments)
+    kinds = [
+        Option(value=REQUEST_KIND, text="Request: its approvers decide"),
+        Option(value=BREAK_GLASS_KIND, text="Break glass: now, with no approval"),
+    ]
+    return [
+        InputBlock(
+            block_id="kind",
+            label="Kind",
+            hint=clip(
+                f"Break the glass only during an incident (allowed here in {where}): the "
+                "approvers and the security channel are told at once, and it is reviewed "
+                "afterwards.",
+                2000,
+            ),
+            element=StaticSelectElement(action_id="kind", options=kinds, initial_option=kinds[0]),
+        ),
+        InputBlock(
+            block_id="incident",
+            label="Incident (required to break the glass)",
+            hint="A ticket id or link, such as INC-123.",
+            optional=True,
+            element=PlainTextInputElement(action_id="incident", max_length=INCIDENT_MAX),
+        ),
+    ]
 
 
 def deny_modal(request_id: str) -> dict[str, Any]:

@@ -31,7 +31,7 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
         if role not in dict(roles):
             return
         client.views_update(
-            view_id=view["id"], hash=view.get("hash"), view=request_form(service, roles, role)
+            view_id=view["id"], hash=view.get("hash"), view=request_form(service, roles, role, user)
         )
 
     def approve(body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:

@@ -52,7 +52,7 @@ def _request(jit: Invocation) -> None:
         if not roles:
             modal.say(blocks.NOTHING_TO_REQUEST)
             return
-        modal.show(request_form(jit.service, roles, roles[0][0]))
+        modal.show(request_form(jit.service, roles, roles[0][0], jit.user))
 
 
 def _inline_request(jit: Invocation) -> None:

@@ -67,13 +67,18 @@ def origin(trigger_id: str | None) -> str | None:
     return f"slack:{trigger_id}" if trigger_id else None
 
 
-def request_form(service: AccessService, roles: list[tuple[str, str]], role: str) -> dict[str, Any]:
-    """The request modal with ``role`` chosen, its environments and durations from config."""
+def request_form(
+    service: AccessService, roles: list[tuple[str, str]], role: str, user: str
+) -> dict[str, Any]:
+    """The request modal with ``role`` chosen, its environments and durations from config,
+    and "Break glass" where a rule lets ``user`` break it for the role."""
     spec = service.config.roles[role]
+    environments = service.config.environments(role)
+    glass = [
+        env
+        for env in environments
+        if (rule := service.approvers_for(role, env, user)) is not None and rule.break_glass
+    ]
     return blocks.request_modal(
-        roles,
-        role,
-        service.config.environments(role),
-        spec.effective_default,
-        spec.max_duration,
+        roles, role, environments, spec.effective_default, spec.max_duration, glass
     )

@@ -1,5 +1,5 @@
 """Listeners for modal submissions: the request form (checked in the ack, submitted
-afterwards) and the deny form."""
+afterwards; a request, or a break-glass where its "Kind" says so) and the deny form."""
 
 from __future__ import annotations
 
@@ -28,7 +28,12 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
         # are part of the ack; eligibility is checked again, fully, afterwards.
         values = view["state"]["values"]
         try:
-            service.check_form(*_submitted(values))
+            incident = _incident(values)
+            if incident is None:
+                service.check_form(*_submitted(values))
+            else:
+                role, environment, duration, reason = _submitted(values)
+                service.check_break_glass_form(role, environment, duration, incident, reason)
         except JitError as exc:
             ack(
                 response_action="errors",
@@ -39,9 +44,16 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
 
     def request_submitted(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         user = body["user"]["id"]
+        values = view["state"]["values"]
+        asked = origin(body.get("trigger_id"))
         with reply_errors(direct_message(client, user)):
-            checked = service.check(user, *_submitted(view["state"]["values"]))
-            service.submit(user, checked, origin=origin(body.get("trigger_id")))
+            incident = _incident(values)
+            if incident is None:
+                service.submit(user, service.check(user, *_submitted(values)), origin=asked)
+                return
+            role, environment, duration, reason = _submitted(values)
+            glass = service.check_break_glass(user, role, environment, duration, incident, reason)
+            service.break_glass(user, glass, origin=asked)
 
     def deny_submitted(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         user = body["user"]["id"]
@@ -64,6 +76,17 @@ def _submitted(values: dict[str, Any]) -> tuple[str, str, str, str]:
         _text(values, "duration"),
         _text(values, "reason"),
     )
+
+
+def _incident(values: dict[str, Any]) -> str | None:
+    """The incident typed when the form's "Kind" is "Break glass"; None for a request
+    (the form offers no "Kind" where the person may not break the glass)."""
+    kind = _selected(values, "kind", "kind") or blocks.REQUEST_KIND
+    if kind == blocks.REQUEST_KIND:
+        return None
+    if kind != blocks.BREAK_GLASS_KIND:
+        raise JitError("Choose a request or break-glass.", field="kind")
+    return _text(values, "incident")
 
 
 def _selected(values: dict[str, Any], block: str, action: str) -> str:
