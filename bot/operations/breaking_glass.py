@@ -85,6 +85,13 @@ def submit(
     requester = ctx.directory.person(requester_id)
     people.check_identity(ctx, requester, "break the glass")
     approvers = sorted(people.approvers_of(ctx, checked.request.rule, checked.request.role))
+    if not [a for a in approvers if a != requester_id]:
+        # Nobody but the requester could review it afterwards (reviewing.reviewers).
+        raise JitError(
+            "Nobody but you could review this break-glass afterwards: the rule's approvers "
+            "are you alone. Ask an admin to add a second approver to the rule, or use "
+            "/jit request."
+        )
     found = requesting.units(ctx, checked.request.role, checked.request.environment)
     request = _new_request(ctx, requester_id, requester, checked, approvers, origin)
     try:

@@ -73,7 +73,8 @@ def can_review(ctx: Context, request_id: str, user_id: str) -> AccessRequest:
             "You broke this glass yourself, so you cannot review it; another approver of "
             "the rule does."
         )
-    if user_id not in request.approvers:
+    if user_id not in request.approvers or user_id not in people.current_approvers(ctx, request):
+        # Told when the glass was broken, and an approver of the rule still.
         raise NotAllowed(
             f"Only the approvers of the rule that allowed {request_id} may review it; "
             "nothing changed."

@@ -360,3 +360,20 @@ def test_the_request_modal_breaks_the_glass_where_a_rule_allows_it_with_the_same
     assert (routine.break_glass, routine.status) == (False, "pending")
     [alert] = [m for m in _about(bot, AUDIT_CHANNEL, glass.id) if m.get("blocks")]
     _assert_loud_alert(alert, glass.id, active=True)
+
+
+def test_break_glass_nobody_but_the_requester_could_review_is_refused(
+    make_bot: Callable[..., Bot],
+) -> None:
+    # BOB alone approves prod-support in prod: his own break-glass could never be reviewed.
+    alone = BREAK_GLASS_YAML.replace('  sre-leads: ["@sre-leads"]', "  sre-leads: [UBOB]", 1)
+    alone = alone.replace(
+        "roles: [prod-support]\n", "roles: [prod-support]\n    requesters: [UBOB]\n", 1
+    )
+    assert alone != BREAK_GLASS_YAML
+    bot = make_bot(approvers=alone)
+
+    answer = _glass(bot, BOB, "prod-support prod 30m INC-1 down")
+
+    assert answer.startswith(":warning:") and "Nobody but you could review" in answer
+    assert requests_of(bot, BOB) == [] and bot.provider.holdings == set()

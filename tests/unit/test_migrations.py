@@ -87,8 +87,8 @@ def test_requests_stored_before_break_glass_existed_read_as_routine(database_url
 def test_break_glass_uses_stored_before_reviews_existed_are_opened_for_review(
     database_url: str,
 ) -> None:
-    """0010 opens a review for each break-glass use already stored (reminded from the
-    time it was made), and none for a routine request."""
+    """0010 opens a review for each break-glass use already stored (opened when it was
+    made, reminded from the upgrade: not all at once), and none for a routine request."""
     engine = make_engine(database_url)
     try:
         upgrade(engine, "0009")
@@ -108,10 +108,15 @@ def test_break_glass_uses_stored_before_reviews_existed_are_opened_for_review(
         upgrade(engine)
         with engine.connect() as connection:
             rows = connection.execute(
-                sa.text("SELECT request_id, verdict, reminded_at FROM break_glass_review")
+                sa.text(
+                    "SELECT request_id, verdict, opened_at, reminded_at FROM break_glass_review"
+                )
             ).all()
-        assert [(r.request_id, r.verdict, str(r.reminded_at)[:19]) for r in rows] == [
+        assert [(r.request_id, r.verdict, str(r.opened_at)[:19]) for r in rows] == [
             ("R-GLASS", None, "2026-01-02 03:04:05")
         ]
+        assert str(rows[0].reminded_at)[:4] >= "2026" and str(rows[0].reminded_at)[:10] != (
+            "2026-01-02"
+        )
     finally:
         engine.dispose()

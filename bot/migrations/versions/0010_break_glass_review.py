@@ -9,6 +9,8 @@ a second replica reminds twice in a day). Break-glass uses stored before this mi
 are opened for review as they stand.
 """
 
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -43,7 +45,10 @@ def upgrade() -> None:
         sa.column("opened_at", sa.DateTime(timezone=True)),
         sa.column("reminded_at", sa.DateTime(timezone=True)),
     )
-    earlier = sa.select(requests.c.id, requests.c.created_at, requests.c.created_at).where(
+    # Reminded from now, not from when each was made: an upgrade must not remind every
+    # break-glass ever stored at once.
+    upgraded = sa.literal(datetime.now(UTC), sa.DateTime(timezone=True))
+    earlier = sa.select(requests.c.id, requests.c.created_at, upgraded).where(
         requests.c.break_glass == sa.true()
     )
     op.execute(reviews.insert().from_select(["request_id", "opened_at", "reminded_at"], earlier))
