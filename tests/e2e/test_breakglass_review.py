@@ -183,3 +183,21 @@ def test_unreviewed_uses_are_reminded_once_a_day_across_restarts_and_replicas(
     [row] = _export(c, "breakglass")
     assert (row["review"], row["reviewed_by"], row["review_note"]) == ("justified", BOB, None)
     assert [p for p in c.audit_posts() if "break_glass_reviewed" in p and "justified" in p]
+
+
+def test_an_approver_removed_since_the_glass_was_broken_cannot_review_it(
+    make_bot: Callable[..., Bot],
+) -> None:
+    first = make_bot(approvers=BREAK_GLASS_YAML)
+    request_id = _glass(first, BOB, "prod-support prod 30m INC-42 checkout is down").split(":")[0]
+    assert _reviews(first, CAROL)
+    stop(first)
+    # CAROL leaves the rule's approvers (the group is now BOB and a newcomer).
+    moved = BREAK_GLASS_YAML.replace('  sre-leads: ["@sre-leads"]', "  sre-leads: [UBOB, UDAN]", 1)
+    assert moved != BREAK_GLASS_YAML
+    second = make_bot(approvers=moved)
+
+    answer = click(second, CAROL, JUSTIFIED, request_id)
+
+    assert "Only the approvers of the rule" in answer
+    assert [row["review"] for row in _export(second, "breakglass")] == ["unreviewed"]
