@@ -40,8 +40,8 @@ _ICON = {Verdict.JUSTIFIED: ":white_check_mark:", Verdict.NOT_JUSTIFIED: ":x:"}
 def _use(request: AccessRequest) -> SectionBlock:
     incident = inline(request.incident or "", 200)
     text = (
-        f"{mention(request.requester_id)} took `{request.role}` in `{request.environment}` "
-        f"for {duration(request)} with break-glass, at {when(request.created_at)}, for "
+        f"{mention(request.requester_id)} broke the glass for `{request.role}` in "
+        f"`{request.environment}` for {duration(request)}, at {when(request.created_at)}, for "
         f"incident {incident}.\n*Reason*\n{quote(request.reason, 1500)}"
     )
     return SectionBlock(text=MarkdownTextObject(text=clip(text, 3000)))
@@ -66,8 +66,8 @@ def review_message(
     the use and two buttons, or, once reviewed, how it was judged."""
     again = "Reminder: " if reminder else ""
     text = (
-        f"{again}review break-glass {request.id}: {mention(request.requester_id)} took "
-        f"`{request.role}` in `{request.environment}`. Was it justified?"
+        f"{again}review break-glass {request.id}: {mention(request.requester_id)} broke the "
+        f"glass for `{request.role}` in `{request.environment}`. Was it justified?"
     )
     blocks: list[Block] = [
         HeaderBlock(text=PlainTextObject(text=f"{again}Review break-glass {request.id}")),
@@ -137,7 +137,7 @@ def not_justified_alert(
     """What the security channel is told when a break-glass use was found not justified."""
     text = (
         f":x: Break-glass {request.id} was NOT justified: {mention(request.requester_id)} "
-        f"took `{request.role}` in `{request.environment}`"
+        f"broke the glass for `{request.role}` in `{request.environment}`"
     )
     blocks: list[Block] = [
         HeaderBlock(text=PlainTextObject(text=f":x: Break-glass {request.id} not justified")),
