@@ -34,6 +34,11 @@ class AuditAction(StrEnum):
     GRANTED = "granted"
     GRANT_FAILED = "grant_failed"
     ROLLED_BACK = "rolled_back"
+    # extending: the extension's own events, and the move of the access it extends
+    EXTENSION_STARTED = "extension_started"
+    EXTENSION_RESUMED = "extension_resumed"
+    EXTENDED = "extended"
+    EXPIRY_MOVED = "expiry_moved"
     # revoking
     REVOKE_STARTED = "revoke_started"
     REVOKED = "revoked"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 from typing import Protocol
 
@@ -24,6 +25,7 @@ class RequesterNews(StrEnum):
     ENDED = "ended"
     REVOKE_FAILED = "revoke_failed"
     ROLLED_BACK = "rolled_back"  # what a failed grant left behind is gone at last
+    EXTENDED = "extended"  # an extension applied: the access it extends lasts longer
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class RequestState:
     request: AccessRequest
     targets: Sequence[RequestTarget]
     votes: Sequence[Vote] = ()
+    #: For an extension: the access it extends (whose targets ``targets`` then are).
+    original: AccessRequest | None = None
 
 
 class Notifier(Protocol):
@@ -67,6 +71,11 @@ class Notifier(Protocol):
     ) -> None:
         """Show the review on the reviewers' DMs; post "not justified" to the security
         channel."""
+        ...
+
+    def nudge_requester(self, session: Session, state: RequestState, left: timedelta) -> None:
+        """Tell the requester their access ends in ``left``, with Extend and End access
+        now buttons."""
         ...
 
     def refresh_approver_messages(self, session: Session, state: RequestState) -> None:

@@ -20,12 +20,15 @@ from datetime import datetime, timedelta
 from bot.break_glass import BreakGlassCheck
 from bot.config import JitConfig, Rule
 from bot.directory import Directory, Person
+from bot.extension import ExtensionCheck
 from bot.operations import (
     admin,
     breaking_glass,
     deciding,
+    extending,
     granting,
     leases,
+    nudging,
     queries,
     requesting,
     reviewing,
@@ -98,6 +101,27 @@ class AccessService:
         self, requester_id: str, checked: BreakGlassCheck, *, origin: str | None = None
     ) -> AccessRequest:
         return breaking_glass.submit(self._ctx, requester_id, checked, origin=origin)
+
+    # ----------------------------------------------------------------- extending
+
+    def check_extension(
+        self, requester_id: str, request_id: str, duration: str, reason: str
+    ) -> ExtensionCheck:
+        return extending.check(self._ctx, requester_id, request_id, duration, reason)
+
+    def check_extension_form(self, duration: str, reason: str) -> None:
+        extending.check_form(duration, reason)
+
+    def can_extend(self, request_id: str, requester_id: str) -> AccessRequest:
+        return extending.can_extend(self._ctx, request_id, requester_id)
+
+    def extend(
+        self, requester_id: str, checked: ExtensionCheck, *, origin: str | None = None
+    ) -> AccessRequest:
+        return extending.submit(self._ctx, requester_id, checked, origin=origin)
+
+    def nudge(self) -> int:
+        return nudging.nudge(self._ctx)
 
     # ----------------------------------------------------------------- reviewing
 

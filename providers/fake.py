@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from providers.base import GrantOutcome, Provider, ProviderError, TargetSpec
@@ -89,6 +90,9 @@ class FakeProvider(Provider):
     holdings: set[tuple[str, str]] = field(default_factory=set)
     standing: set[tuple[str, str]] = field(default_factory=set)
     calls: list[FakeCall] = field(default_factory=list)
+    #: (email, resource) → when the grant said it ends, moved later by ``extend``: a
+    #: cloud that ends access by itself (a GCP condition, a PIM schedule) holds one.
+    ends: dict[tuple[str, str], datetime] = field(default_factory=dict)
     #: Slack domain → account domain, like GCP's JIT_GCP_DOMAIN_MAP: emails of the first
     #: stand for accounts of the second.
     domains: dict[str, str] = field(default_factory=dict)
@@ -103,7 +107,7 @@ class FakeProvider(Provider):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for name in ("grant", "revoke"):
+        for name in ("grant", "revoke", "extend"):
             if name in cls.__dict__:
                 setattr(cls, name, _retried(cls.__dict__[name]))
 
@@ -111,7 +115,7 @@ class FakeProvider(Provider):
         self, action: str, resource: str, message: str, *, times: int = 1, retryable: bool = False
     ) -> None:
         """Make the next ``times`` attempts of ``action`` ("grant"/"revoke") on resource
-        fail; each retry of a retryable failure is an attempt."""
+        fail ("extend" too); each retry of a retryable failure is an attempt."""
         with self._lock:
             self._failures[(action, resource)] = _Failure(message, retryable, times)
 
@@ -144,6 +148,7 @@ class FakeProvider(Provider):
                     preexisting=True, detail="standing access already present", principal=account
                 )
             self.holdings.add(holding)
+            self.ends[holding] = context.expires_at
             return GrantOutcome(principal=account)
 
     def account_email(self, email: str) -> str:
@@ -156,6 +161,19 @@ class FakeProvider(Provider):
         with self._lock:
             self._record("revoke", principal, target, context)
             self.holdings.discard((principal.email, target.resource))
+            self.ends.pop((principal.email, target.resource), None)
+
+    @_retried
+    def extend(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
+        """Move the end of access held to ``context.expires_at``, never earlier; access
+        not held cannot be extended (as a cloud refuses to extend what is gone)."""
+        target = _as_fake(target)
+        with self._lock:
+            self._record("extend", principal, target, context)
+            holding = (principal.email, target.resource)
+            if holding not in self.holdings:
+                raise ProviderError(f"fake resource `{target.resource}` is not held; not extended")
+            self.ends[holding] = max(self.ends.get(holding, context.expires_at), context.expires_at)
 
     def is_granted(self, principal: Principal, target: TargetSpec) -> bool | None:
         target = _as_fake(target)

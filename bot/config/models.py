@@ -118,6 +118,19 @@ class Role(_Strict):
     allow_guests: bool = False
     # Targets stay raw here: each is parsed by its provider's model in _parse_targets.
     environments: dict[Name, Annotated[list[Any], Field(min_length=1)]] = Field(min_length=1)
+    # How long before its access ends the requester is told, with Extend and End access
+    # now buttons (bot/operations/nudging.py); null: never.
+    remind_before_expiry: Duration | None = timedelta(minutes=10)
+
+    @field_validator("remind_before_expiry")
+    @classmethod
+    def _reminder_positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError(
+                f"{format_duration(value)} is not positive; expected {DURATION_HELP}, "
+                "or null for no reminder"
+            )
+        return value
 
     @property
     def effective_default(self) -> timedelta:
@@ -156,6 +169,17 @@ class Rule(_Strict):
     auto_approve: bool = False
     allow_self_approval: bool | None = None
     break_glass: BreakGlass | None = None
+    # An extension of at most this long is granted without asking the approvers, as
+    # long as the total from the first grant stays within the role's max_duration
+    # (bot/extension.py).
+    extend_without_approval_up_to: Duration | None = None
+
+    @field_validator("extend_without_approval_up_to")
+    @classmethod
+    def _extension_positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError(f"{format_duration(value)} is not positive; expected {DURATION_HELP}")
+        return value
 
     def matches(self, role: str, environment: str) -> bool:
         return ("*" in self.roles or role in self.roles) and (
@@ -175,6 +199,11 @@ class Rule(_Strict):
             raise ValueError(
                 "has both auto_approve: true and break_glass; expected approvers with "
                 "break_glass (the approvers are told of every break-glass use)"
+            )
+        if self.auto_approve and self.extend_without_approval_up_to is not None:
+            raise ValueError(
+                "has both auto_approve: true and extend_without_approval_up_to; expected "
+                "one or the other (auto_approve already extends without approval)"
             )
         return self
 

@@ -18,7 +18,7 @@ from bot.errors import (
     WrongState,
 )
 from bot.names import BOT_ACTOR, AuditAction, Decision, VoteOutcome
-from bot.operations import granting, people, store, sweeping
+from bot.operations import extending, granting, people, store, sweeping
 from bot.operations.context import Context
 from bot.operations.transition import APPROVE, CANCEL, DENY, audit, move, refresh
 from bot.policy import (
@@ -86,7 +86,10 @@ def vote(
         approvals = store.approvals(session, request_id, approvers)
         request, outcome = _count(ctx, session, request, voter_id, decision, reason, approvals)
     if outcome == VoteOutcome.APPROVED:
-        ctx.background(lambda: granting.grant(ctx, request_id))
+        if request.extends is None:
+            ctx.background(lambda: granting.grant(ctx, request_id))
+        else:
+            ctx.background(lambda: extending.apply(ctx, request_id))
     return VoteResult(request, approvals, outcome)
 
 
@@ -227,7 +230,24 @@ def _undecided_too_long(ctx: Context, request: AccessRequest) -> bool:
 
 def _refuse_if_expired(ctx: Context, request: AccessRequest) -> None:
     """A click on a request past its ``pending_ttl`` expires it now, rather than at the
-    next sweep, and never counts."""
-    if request.status == Status.PENDING and _undecided_too_long(ctx, request):
+    next sweep, and never counts; so does one on an extension of access that has ended."""
+    if request.status != Status.PENDING:
+        return
+    if request.extends is not None and not _extends_live_access(ctx, request.extends):
+        sweeping.expire_pending(ctx, request.id, why=sweeping.ACCESS_ENDED)
+        raise NotAllowed(
+            f"This extension expired: the access it extends, {request.extends}, has ended; "
+            "nothing changed."
+        )
+    if _undecided_too_long(ctx, request):
         sweeping.expire_pending(ctx, request_id=request.id)
         raise NotAllowed(REFUSAL_TEXT[Refusal.EXPIRED])
+
+
+def _extends_live_access(ctx: Context, request_id: str) -> bool:
+    original = _get(ctx, request_id)
+    return (
+        original.status == Status.ACTIVE
+        and original.expires_at is not None
+        and original.expires_at > ctx.now()
+    )

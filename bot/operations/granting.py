@@ -40,6 +40,8 @@ def grant(ctx: Context, request_id: str) -> None:
 def _grant(ctx: Context, request_id: str) -> None:
     with ctx.transaction() as session:
         request = store.load(session, request_id)
+    if request.extends is not None:
+        return  # an extension grants nothing of its own: extending applies it
     if not _may_receive(ctx, request):
         return
     started = _start(ctx, request)

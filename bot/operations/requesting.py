@@ -79,7 +79,7 @@ def submit(
     requester = ctx.directory.person(requester_id)
     people.check_identity(ctx, requester, "request access")
     approvers = (
-        [] if checked.rule.auto_approve else _approvers(ctx, requester_id, requester, checked)
+        [] if checked.rule.auto_approve else approvers_asked(ctx, requester_id, requester, checked)
     )
     found = units(ctx, checked.role, checked.environment)
     request = _new_request(ctx, requester_id, requester, checked, approvers, origin)
@@ -95,7 +95,7 @@ def submit(
     return request
 
 
-def _approvers(
+def approvers_asked(
     ctx: Context, requester_id: str, requester: Person, checked: RequestCheck
 ) -> list[str]:
     """Who will be asked; raises NotEnoughApprovers if too few people could approve."""

@@ -57,9 +57,13 @@ def expire(ctx: Context, request_id: str) -> None:
     executor, so an expiry job never waits on a provider."""
     with ctx.transaction() as session:
         request = store.load(session, request_id)
-    due = request.expires_at is not None and request.expires_at <= ctx.now()
-    if request.status == Status.ACTIVE and due:
-        start_revoking(ctx, [request_id], BOT_ACTOR, "expired")
+    if request.status != Status.ACTIVE or request.expires_at is None:
+        return
+    if request.expires_at <= ctx.now():
+        start_revoking(ctx, [request_id], BOT_ACTOR, "expired", only_due=True)
+    else:
+        # Extended since this job was set (by another process): wait for the new end.
+        ctx.expiry.schedule(request_id, request.expires_at)
 
 
 def revoke_many(ctx: Context, request_ids: Sequence[str], *, actor: str, reason: str) -> None:
@@ -73,16 +77,24 @@ def revoke_many(ctx: Context, request_ids: Sequence[str], *, actor: str, reason:
 
 
 def start_revoking(
-    ctx: Context, request_ids: Sequence[str], actor: str, reason: str
+    ctx: Context,
+    request_ids: Sequence[str],
+    actor: str,
+    reason: str,
+    *,
+    only_due: bool = False,
 ) -> Revocation | None:
     """Start revoking and return at once: the calls run on the revocation executor,
     and how each grant ended is recorded when they have answered or the deadline has
-    passed (then as ``revoke_failed``, for the sweeper to retry)."""
+    passed (then as ``revoke_failed``, for the sweeper to retry).
+
+    ``only_due``: an expiry; access whose expiry an extension has moved since it was
+    found due is left active."""
     claimed = leases.take(ctx, request_ids)
     if not claimed:
         return None
     try:
-        begun = _begin_revoke(ctx, claimed, actor, reason)
+        begun = _begin_revoke(ctx, claimed, actor, reason, only_due=only_due)
         if begun is None:
             leases.let_go(ctx, claimed)
             return None
@@ -115,7 +127,7 @@ def start_revoking(
 
 
 def _begin_revoke(
-    ctx: Context, request_ids: Sequence[str], actor: str, reason: str
+    ctx: Context, request_ids: Sequence[str], actor: str, reason: str, *, only_due: bool
 ) -> tuple[dict[str, AccessRequest], dict[str, store.Snapshot]] | None:
     now = ctx.now()
     with ctx.transaction() as session:
@@ -125,6 +137,7 @@ def _begin_revoke(
             request_ids,
             [Status.ACTIVE, Status.REVOKE_FAILED],
             Status.REVOKING,
+            where=store.due_by(now) if only_due else None,
             ended_at=func.coalesce(col(AccessRequest.ended_at), now),
             ended_by=func.coalesce(col(AccessRequest.ended_by), actor),
             end_reason=func.coalesce(col(AccessRequest.end_reason), reason),

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Update, and_, select, tuple_, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Update, and_, or_, select, tuple_, update
+from sqlalchemy.orm import Session, aliased
 from sqlmodel import col
 
 from bot.errors import RequestNotFound
@@ -117,10 +117,12 @@ def set_statuses(
     *,
     now: datetime,
     versions: Mapping[str, int] | None = None,
+    where: ColumnElement[bool] | None = None,
     **values: Any,
 ) -> list[str]:
     """Move the requests still in one of the ``expected`` states (and, given
-    ``versions``, still at those versions) to ``new``; returns the ids moved."""
+    ``versions``, still at those versions; given ``where``, still meeting it) to ``new``;
+    returns the ids moved."""
     if not request_ids:
         return []
     condition = and_(
@@ -129,6 +131,8 @@ def set_statuses(
     )
     if versions is not None:
         condition = and_(condition, at_versions(versions))
+    if where is not None:
+        condition = and_(condition, where)
     return moved(
         session,
         update(AccessRequest)
@@ -181,6 +185,108 @@ def lock_pending(session: Session, request_id: str) -> bool:
             .where(col(AccessRequest.id) == request_id)
             .where(col(AccessRequest.status) == Status.PENDING)
             .values(version=col(AccessRequest.version) + 1),
+        )
+    )
+
+
+def due_by(now: datetime) -> ColumnElement[bool]:
+    """Active access whose time is up (any other state passes): what an expiry may
+    revoke. An extension that moved the expiry first wins the race with the old one."""
+    return or_(col(AccessRequest.status) != Status.ACTIVE, col(AccessRequest.expires_at) <= now)
+
+
+def lock_active(session: Session, request_id: str, now: datetime) -> bool:
+    """Lock an active request's row until the transaction ends; False unless it is
+    active and not yet due. Extensions of one access queue up here."""
+    return bool(
+        moved(
+            session,
+            update(AccessRequest)
+            .where(
+                col(AccessRequest.id) == request_id,
+                col(AccessRequest.status) == Status.ACTIVE,
+                col(AccessRequest.expires_at) > now,
+            )
+            .values(version=col(AccessRequest.version)),
+        )
+    )
+
+
+def move_expiry(session: Session, request_id: str, expires_at: datetime, now: datetime) -> bool:
+    """Move an active request's expiry to ``expires_at``, if it is still active and not
+    yet due (a compare-and-set against its own expiry's revocation)."""
+    return bool(
+        moved(
+            session,
+            update(AccessRequest)
+            .where(
+                col(AccessRequest.id) == request_id,
+                col(AccessRequest.status) == Status.ACTIVE,
+                col(AccessRequest.expires_at) > now,
+            )
+            .values(expires_at=expires_at, updated_at=now),
+        )
+    )
+
+
+def open_extension(session: Session, request_id: str) -> str | None:
+    """The extension of this request still being decided or applied, if any."""
+    return session.scalars(
+        select(col(AccessRequest.id)).where(
+            col(AccessRequest.extends) == request_id,
+            col(AccessRequest.status).not_in(list(TERMINAL)),
+        )
+    ).first()
+
+
+def orphaned_extensions(session: Session, now: datetime) -> list[str]:
+    """Pending extensions of access that has ended, or whose time is up: they expire
+    with it."""
+    original = aliased(AccessRequest, name="original")
+    return list(
+        session.scalars(
+            select(col(AccessRequest.id))
+            .join(original, col(original.id) == col(AccessRequest.extends))
+            .where(
+                col(AccessRequest.status) == Status.PENDING,
+                or_(col(original.status) != Status.ACTIVE, col(original.expires_at) <= now),
+            )
+        )
+    )
+
+
+def near_expiry(session: Session, now: datetime, until: datetime) -> list[AccessRequest]:
+    """Active access ending after ``now`` and by ``until`` whose requester has not been
+    nudged about this expiry yet."""
+    return _requests(
+        session,
+        col(AccessRequest.status) == Status.ACTIVE,
+        col(AccessRequest.expires_at) > now,
+        col(AccessRequest.expires_at) <= until,
+        or_(
+            col(AccessRequest.nudged_for).is_(None),
+            col(AccessRequest.nudged_for) != col(AccessRequest.expires_at),
+        ),
+    )
+
+
+def mark_nudged(session: Session, request_id: str, expires_at: datetime) -> bool:
+    """Record the nudge about this expiry; False if another process (or an earlier
+    run) made it, or the expiry has moved since it was read."""
+    return bool(
+        moved(
+            session,
+            update(AccessRequest)
+            .where(
+                col(AccessRequest.id) == request_id,
+                col(AccessRequest.status) == Status.ACTIVE,
+                col(AccessRequest.expires_at) == expires_at,
+                or_(
+                    col(AccessRequest.nudged_for).is_(None),
+                    col(AccessRequest.nudged_for) != expires_at,
+                ),
+            )
+            .values(nudged_for=expires_at),
         )
     )
 
@@ -275,6 +381,9 @@ class Due:
     approved: list[str]
     stuck: list[tuple[str, Status]]  # granting/revoking, lease run out
     left_behind: list[str]  # failed grants whose rollback a cloud refused
+    # extensions approved, or being applied with their lease run out
+    extensions: list[str]
+    orphaned: list[str]  # pending extensions of access that has ended
 
 
 def _ids(session: Session, *where: ColumnElement[bool]) -> list[str]:
@@ -306,7 +415,11 @@ def failed_revocations(session: Session, now: datetime) -> list[str]:
 
 
 def approved(session: Session) -> list[str]:
-    return _ids(session, col(AccessRequest.status) == Status.APPROVED)
+    return _ids(
+        session,
+        col(AccessRequest.status) == Status.APPROVED,
+        col(AccessRequest.extends).is_(None),
+    )
 
 
 def stuck(session: Session, now: datetime, lease: timedelta) -> list[tuple[str, Status]]:
@@ -314,9 +427,26 @@ def stuck(session: Session, now: datetime, lease: timedelta) -> list[tuple[str, 
         select(col(AccessRequest.id), col(AccessRequest.status)).where(
             col(AccessRequest.status).in_([Status.GRANTING, Status.REVOKING]),
             col(AccessRequest.updated_at) <= now - lease,
+            col(AccessRequest.extends).is_(None),
         )
     ).all()
     return [(request_id, Status(status)) for request_id, status in rows]
+
+
+def extensions_to_apply(session: Session, now: datetime, lease: timedelta) -> list[str]:
+    """Extensions approved and not yet applied: at once, or once the lease of a process
+    that was applying one has run out."""
+    return _ids(
+        session,
+        col(AccessRequest.extends).is_not(None),
+        or_(
+            col(AccessRequest.status) == Status.APPROVED,
+            and_(
+                col(AccessRequest.status) == Status.GRANTING,
+                col(AccessRequest.updated_at) <= now - lease,
+            ),
+        ),
+    )
 
 
 def left_behind(session: Session, now: datetime, lease: timedelta) -> list[str]:
@@ -345,6 +475,8 @@ def due(session: Session, now: datetime, ttl: timedelta, lease: timedelta) -> Du
         approved=approved(session),
         stuck=stuck(session, now, lease),
         left_behind=left_behind(session, now, lease),
+        extensions=extensions_to_apply(session, now, lease),
+        orphaned=orphaned_extensions(session, now),
     )
 
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from bot.durations import format_duration
 from bot.errors import Deactivated, DirectoryError, DirectoryUnavailable
 from bot.names import BOT_ACTOR
-from bot.operations import admin, granting, people, revoking, store
+from bot.operations import admin, extending, granting, people, revoking, store
 from bot.operations.context import Context
 from bot.operations.transition import EXPIRE_UNDECIDED, move
 from bot.policy import admits
@@ -39,6 +39,8 @@ def sweep(ctx: Context) -> None:
         due = store.due(session, ctx.now(), ctx.config.settings.pending_ttl, ctx.lease)
     for request_id in due.stale:
         expire_pending(ctx, request_id)
+    for request_id in due.orphaned:
+        expire_pending(ctx, request_id, why=ACCESS_ENDED)
     unfinished = [rid for rid, status in due.stuck if status == Status.REVOKING]
     _revoke_in_batches(ctx, due.overdue + due.retry + unfinished)
     # Each step on its own: one request or step that fails unexpectedly must not keep
@@ -52,6 +54,8 @@ def sweep(ctx: Context) -> None:
     granting_ = [rid for rid, status in due.stuck if status == Status.GRANTING]
     for request_id in due.approved + granting_:
         _step(f"granting {request_id}", functools.partial(granting.grant, ctx, request_id))
+    for request_id in due.extensions:
+        _step(f"extending {request_id}", functools.partial(extending.apply, ctx, request_id))
     _step("lifting session denials", ctx.session_ends.sweep)
 
 
@@ -65,7 +69,7 @@ def _revoke_in_batches(ctx: Context, due: Sequence[str]) -> None:
     try:
         for start in range(0, len(due), _SWEEP_BATCH):
             batch = revoking.start_revoking(
-                ctx, due[start : start + _SWEEP_BATCH], BOT_ACTOR, "expired"
+                ctx, due[start : start + _SWEEP_BATCH], BOT_ACTOR, "expired", only_due=True
             )
             if batch is not None:
                 batch.wait(patience)
@@ -134,7 +138,18 @@ def _departed(
     return ending
 
 
-def expire_pending(ctx: Context, request_id: str) -> None:
+#: Why an extension still undecided expired: the access it extends ended first.
+ACCESS_ENDED = "the access it extends ended"
+
+
+def expire_pending(ctx: Context, request_id: str, *, why: str | None = None) -> None:
+    """Expire a request nobody decided: past its ``pending_ttl``, or (``why``) an
+    extension whose access ended first."""
+    details = (
+        {"pending_ttl": format_duration(ctx.config.settings.pending_ttl)}
+        if why is None
+        else {"reason": why}
+    )
     with ctx.transaction() as session:
         move(
             ctx,
@@ -142,7 +157,7 @@ def expire_pending(ctx: Context, request_id: str) -> None:
             request_id,
             EXPIRE_UNDECIDED,
             actor=BOT_ACTOR,
-            details={"pending_ttl": format_duration(ctx.config.settings.pending_ttl)},
+            details=details,
             decided_at=ctx.now(),
         )
 

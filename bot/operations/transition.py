@@ -43,6 +43,7 @@ EXPIRE_UNDECIDED = Step(
     (Status.PENDING,), Status.EXPIRED, AuditAction.EXPIRED_UNDECIDED, RequesterNews.EXPIRED
 )
 ACTIVATE = Step((Status.GRANTING,), Status.ACTIVE, AuditAction.GRANTED, RequesterNews.GRANTED)
+EXTEND = Step((Status.GRANTING,), Status.EXTENDED, AuditAction.EXTENDED, RequesterNews.EXTENDED)
 
 
 def failing(current: Status) -> Step:
@@ -175,7 +176,17 @@ def tell(ctx: Context, session: Session, request: AccessRequest, news: Requester
 
 
 def _state(session: Session, request: AccessRequest) -> RequestState:
-    return RequestState(request, *store.snapshot(session, request.id))
+    return state_of(session, request, store.snapshot(session, request.id))
+
+
+def state_of(session: Session, request: AccessRequest, snapshot: store.Snapshot) -> RequestState:
+    """The request as people are told about it. An extension grants nothing of its own:
+    it is shown with the access it extends, and that access's targets."""
+    targets, votes = snapshot
+    if request.extends is None:
+        return RequestState(request, targets, votes)
+    original = store.load(session, request.extends)
+    return RequestState(request, store.snapshot(session, original.id)[0], votes, original)
 
 
 def announce_all(
@@ -188,6 +199,6 @@ def announce_all(
     the end of a batch move (revocations, rollbacks), their snapshots read at once."""
     snapshots = store.snapshots(session, list(requests))
     for request_id, request in requests.items():
-        state = RequestState(request, *snapshots[request_id])
+        state = state_of(session, request, snapshots[request_id])
         ctx.notify.refresh_approver_messages(session, state)
         ctx.notify.tell_requester(session, state, news(request_id))

@@ -17,7 +17,7 @@ from slack_bolt import App
 
 from bot.clock import Clock
 from bot.service import AccessService
-from bot.slack.listeners import actions, commands, reviews, views
+from bot.slack.listeners import actions, commands, extensions, reviews, views
 from bot.slack.replay import ReplayGuard
 
 
@@ -28,3 +28,4 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
     actions.register(app, service, clock)
     views.register(app, service, clock)
     reviews.register(app, service, clock)
+    extensions.register(app, service, clock)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
@@ -36,7 +37,7 @@ class SlackNotifier:
 
     def ask_approvers(self, session: Session, state: RequestState) -> None:
         request = state.request
-        text, body = blocks.approver_message(request, state.targets, [])
+        text, body = blocks.approver_message(request, state.targets, [], state.original)
         self._send(
             session,
             request.id,
@@ -111,7 +112,7 @@ class SlackNotifier:
             return
         if not request.approvers:  # auto-approved: nobody was asked
             return
-        text, body = blocks.approver_message(request, state.targets, state.votes)
+        text, body = blocks.approver_message(request, state.targets, state.votes, state.original)
         update = {"text": text, "blocks": body}
         self._send(
             session,
@@ -131,9 +132,19 @@ class SlackNotifier:
 
     def tell_requester(self, session: Session, state: RequestState, news: RequesterNews) -> None:
         request = state.request
-        text, body = blocks.requester_message(request, state.targets, state.votes, news)
+        text, body = blocks.requester_message(
+            request, state.targets, state.votes, news, state.original
+        )
         granted_ref = f"granted:{request.id}"
         calls: list[_Call] = []
+        if news == RequesterNews.EXTENDED and state.original is not None:
+            # The message that announced the grant shows the new end.
+            original = state.original
+            shown, shown_body = blocks.requester_message(
+                original, state.targets, [], RequesterNews.GRANTED
+            )
+            update = {"text": shown, "blocks": shown_body}
+            calls.append(("chat.update", update, f"granted:{original.id}"))
         if news == RequesterNews.ENDED:
             # Take the "End access now" button off the message that announced the grant.
             calls.append(("chat.update", {"text": text, "blocks": body}, granted_ref))
@@ -142,6 +153,12 @@ class SlackNotifier:
             ("chat.postMessage", post, granted_ref if news == RequesterNews.GRANTED else None)
         )
         self._send(session, request.id, *calls)
+
+    def nudge_requester(self, session: Session, state: RequestState, left: timedelta) -> None:
+        request = state.request
+        text, body = blocks.nudge_message(request, left)
+        post = {"channel": request.requester_id, "text": text, "blocks": body}
+        self._send(session, request.id, ("chat.postMessage", post, None))
 
     def post_audit(self, session: Session, event: AuditEvent) -> None:
         if not self._audit_channel:

@@ -49,10 +49,19 @@ class Status(StrEnum):
     EXPIRED = "expired"
     CANCELLED = "cancelled"
     FAILED = "failed"
+    #: An extension applied: the access it extends now lasts longer (its own row moved).
+    EXTENDED = "extended"
 
 
 TERMINAL = frozenset(
-    {Status.REVOKED, Status.DENIED, Status.EXPIRED, Status.CANCELLED, Status.FAILED}
+    {
+        Status.REVOKED,
+        Status.DENIED,
+        Status.EXPIRED,
+        Status.CANCELLED,
+        Status.FAILED,
+        Status.EXTENDED,
+    }
 )
 
 
@@ -88,6 +97,18 @@ class AccessRequest(SQLModel, table=True):
     break_glass: bool = Field(default=False, index=True)
     #: The incident the break-glass was for, as the requester typed it (shown escaped).
     incident: str | None = Field(default=None, max_length=100)
+    #: An extension: the active request whose access it asks to keep longer. It grants
+    #: nothing of its own; once applied, that request's expiry moves.
+    extends: str | None = Field(
+        default=None, foreign_key="access_request.id", index=True, max_length=32
+    )
+    #: For an extension: the role's max_duration when it was asked, in seconds. A total
+    #: from the first grant past it is approved only by approvers, explicitly, and their
+    #: DM says so.
+    max_total_seconds: int | None = None
+    #: The expiry the requester was last nudged about ("10 minutes left"): an extension
+    #: moves the expiry, and the next one is nudged about again, once.
+    nudged_for: datetime | None = _when()
 
 
 class TargetStatus(StrEnum):

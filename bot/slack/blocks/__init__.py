@@ -10,6 +10,8 @@ by the library rather than discovered in production. One module per kind of thin
 - ``texts``: help, ``/jit list`` and ``/jit roles``;
 - ``replies``: the short answers to commands, clicks and forms, and error texts;
 - ``reviews``: the post-incident review of a break-glass use;
+- ``extensions``: extending access: what approvers decide it on, the Extend form and
+  buttons, and the nudge before access ends;
 - ``audit_trail``: the audit channel's line for an event.
 
 Callers use ``from bot.slack import blocks`` and ``blocks.<name>``; every name is
@@ -22,6 +24,8 @@ from bot.slack.blocks.common import (
     DENY,
     DENY_MODAL,
     END_ACCESS,
+    EXTEND,
+    EXTEND_MODAL,
     REQUEST_MODAL,
     REVIEW_JUSTIFIED,
     REVIEW_MODAL,
@@ -30,6 +34,14 @@ from bot.slack.blocks.common import (
     mention,
     mentions,
     when,
+)
+from bot.slack.blocks.extensions import (
+    EXTEND_TITLE,
+    access_buttons,
+    extend_modal,
+    extension_line,
+    extension_sent,
+    nudge_message,
 )
 from bot.slack.blocks.modals import (
     BREAK_GLASS_KIND,
@@ -81,6 +93,9 @@ __all__ = [
     "DENY_MODAL",
     "DENY_TITLE",
     "END_ACCESS",
+    "EXTEND",
+    "EXTEND_MODAL",
+    "EXTEND_TITLE",
     "HELP",
     "NOTHING_TO_REQUEST",
     "OTHER_WORKSPACE",
@@ -94,6 +109,7 @@ __all__ = [
     "ROLE_SELECT",
     "SYNCED",
     "RequestableRole",
+    "access_buttons",
     "already_reviewed",
     "approval_recorded",
     "approver_message",
@@ -104,6 +120,9 @@ __all__ = [
     "denied",
     "deny_modal",
     "ending_access",
+    "extend_modal",
+    "extension_line",
+    "extension_sent",
     "field_error",
     "incident",
     "left_behind",
@@ -114,6 +133,7 @@ __all__ = [
     "no_such_request",
     "not_justified_alert",
     "notice_modal",
+    "nudge_message",
     "refusal",
     "request_modal",
     "request_sent",

@@ -14,6 +14,8 @@ from bot.storage.models import AccessRequest
 APPROVE = "approve"
 DENY = "deny"
 END_ACCESS = "end_access"
+EXTEND = "extend"
+EXTEND_MODAL = "jit_extend"
 REQUEST_MODAL = "jit_request"
 DENY_MODAL = "jit_deny"
 ROLE_SELECT = "role"

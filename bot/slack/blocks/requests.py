@@ -19,6 +19,7 @@ from slack_sdk.models.blocks import (
 
 from bot.names import BOT_ACTOR, Decision
 from bot.notify import RequesterNews
+from bot.slack.blocks import extensions
 from bot.slack.blocks.common import (
     APPROVE,
     DENY,
@@ -46,6 +47,7 @@ _STATUS_LINE = {
     Status.EXPIRED: ":zzz: Expired without a decision",
     Status.CANCELLED: ":leftwards_arrow_with_hook: Cancelled by the requester",
     Status.FAILED: ":x: Grant failed; nothing is left granted",
+    Status.EXTENDED: ":hourglass: Extended",
 }
 # A failed grant whose rollback was refused: access is still there until the bot removes it.
 _LEFT_BEHIND = ":rotating_light: Grant failed, and taking back what it granted FAILED; retrying"
@@ -62,10 +64,10 @@ def _summary(request: AccessRequest) -> SectionBlock:
     )
 
 
-def _targets(targets: Sequence[RequestTarget]) -> SectionBlock:
+def _targets(targets: Sequence[RequestTarget], heading: str = "Will grant") -> SectionBlock:
     # Descriptions are the providers' own wording around names from config or a cloud.
     lines = "\n".join(f"• {one_line(t.description)}" for t in targets) or "• (nothing)"
-    return SectionBlock(text=MarkdownTextObject(text=clip(f"*Will grant*\n{lines}", 3000)))
+    return SectionBlock(text=MarkdownTextObject(text=clip(f"*{heading}*\n{lines}", 3000)))
 
 
 def _principal(request: AccessRequest, targets: Sequence[RequestTarget]) -> SectionBlock:
@@ -108,7 +110,7 @@ def _outcome(
     for vote in deniers:
         why = f":\n{quote(vote.reason, 1000)}" if vote.reason else "."
         parts.append(f"Denied by {mention(vote.voter_id)}{why}")
-    if request.status == Status.ACTIVE and request.expires_at:
+    if request.status in (Status.ACTIVE, Status.EXTENDED) and request.expires_at:
         parts.append(f"Until {when(request.expires_at)}.")
     if request.status == Status.REVOKED and request.ended_at:
         by = f" by {mention(request.ended_by)}" if request.ended_by not in (None, BOT_ACTOR) else ""
@@ -146,20 +148,38 @@ def _decision_blocks(request: AccessRequest, votes: Sequence[Vote]) -> list[Bloc
 
 
 def approver_message(
-    request: AccessRequest, targets: Sequence[RequestTarget], votes: Sequence[Vote]
+    request: AccessRequest,
+    targets: Sequence[RequestTarget],
+    votes: Sequence[Vote],
+    original: AccessRequest | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
-    """The DM an approver gets; re-rendered on every change, buttons only while pending."""
-    text = (
-        f"{request.id}: {mention(request.requester_id)} requests `{request.role}` in "
-        f"`{request.environment}` for {duration(request)}"
-    )
-    blocks: list[Block] = [
-        HeaderBlock(text=PlainTextObject(text=f"Access request {request.id}")),
-        _summary(request),
-        _principal(request, targets),
-        _reason(request),
-        _targets(targets),
-    ]
+    """The DM an approver gets; re-rendered on every change, buttons only while pending.
+    For an extension (``original``: the access it extends), what it adds to that access."""
+    if original is not None:
+        text = (
+            f"{request.id}: {mention(request.requester_id)} asks to extend `{request.role}` "
+            f"in `{request.environment}` ({original.id}) by {duration(request)}"
+        )
+        blocks: list[Block] = [
+            HeaderBlock(text=PlainTextObject(text=f"Extension request {request.id}")),
+            _summary(request),
+            *extensions.facts(request, original),
+            _principal(request, targets),
+            _reason(request),
+            _targets(targets, "Keeps granted"),
+        ]
+    else:
+        text = (
+            f"{request.id}: {mention(request.requester_id)} requests `{request.role}` in "
+            f"`{request.environment}` for {duration(request)}"
+        )
+        blocks = [
+            HeaderBlock(text=PlainTextObject(text=f"Access request {request.id}")),
+            _summary(request),
+            _principal(request, targets),
+            _reason(request),
+            _targets(targets),
+        ]
     if request.status == Status.PENDING:
         blocks += _decision_blocks(request, votes)
     else:
@@ -211,6 +231,20 @@ _NEWS_TEXT = {
     RequesterNews.REVOKE_FAILED: "Removing `{role}` in `{env}` ({id}) failed; the bot keeps "
     "retrying and the audit channel has been told.",
 }
+# The same news about an extension ({id}) of access ({access}).
+_EXTENSION_TEXT = {
+    RequesterNews.SUBMITTED: "Your request {id} to extend `{role}` in `{env}` ({access}) by "
+    "{more} was sent to {approvers}.",
+    RequesterNews.EXTENDED: "Extended: `{role}` in `{env}` ({access}) now lasts until {until} "
+    "({id}).",
+    RequesterNews.DENIED: "Your request {id} to extend `{role}` in `{env}` ({access}) was "
+    "denied; the access ends as planned, at {ends}.",
+    RequesterNews.FAILED: "Extending `{role}` in `{env}` ({access}) failed ({id}); the access "
+    "ends as planned, at {ends}.",
+    RequesterNews.EXPIRED: "Your request {id} to extend `{role}` in `{env}` ({access}) "
+    "expired without a decision; the access ends as planned.",
+    RequesterNews.CANCELLED: "You cancelled request {id} to extend {access}.",
+}
 # The news that says how the request ended, and with which error.
 _OUTCOMES = (
     RequesterNews.DENIED,
@@ -221,9 +255,32 @@ _OUTCOMES = (
 )
 
 
+def _extension_news(request: AccessRequest, original: AccessRequest, news: RequesterNews) -> str:
+    approvers = mentions(request.approvers) or "nobody"
+    if news == RequesterNews.SUBMITTED and request.auto_approve:
+        approvers = "no one: its rule extends it without approval, extending now"
+    ends = when(original.expires_at) if original.expires_at else "its end"
+    template = _EXTENSION_TEXT[news] if news in _EXTENSION_TEXT else _NEWS_TEXT[news]
+    return template.format(
+        id=request.id,
+        access=original.id,
+        role=request.role,
+        env=request.environment,
+        more=duration(request),
+        approvers=approvers,
+        until=when(request.expires_at) if request.expires_at else ends,
+        ends=ends,
+    )
+
+
 def _news_text(
-    request: AccessRequest, targets: Sequence[RequestTarget], news: RequesterNews
+    request: AccessRequest,
+    targets: Sequence[RequestTarget],
+    news: RequesterNews,
+    original: AccessRequest | None = None,
 ) -> str:
+    if original is not None:
+        return _extension_news(request, original, news)
     approvers = mentions(request.approvers) or "nobody"
     if news == RequesterNews.SUBMITTED and request.auto_approve:
         approvers = "no one: an auto-approve rule covers it, granting now"
@@ -265,14 +322,19 @@ def requester_message(
     targets: Sequence[RequestTarget],
     votes: Sequence[Vote],
     news: RequesterNews,
+    original: AccessRequest | None = None,
 ) -> tuple[str, list[dict[str, Any]]]:
-    text = _news_text(request, targets, news)
+    """What the requester is told. ``original``: the request is an extension of it."""
+    text = _news_text(request, targets, news, original)
     blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=text))]
-    if news in (RequesterNews.SUBMITTED, RequesterNews.GRANTED):
+    if news in (RequesterNews.SUBMITTED, RequesterNews.GRANTED) and original is None:
         blocks.append(_principal(request, targets))
     if news in _OUTCOMES:
         blocks.append(SectionBlock(text=MarkdownTextObject(text=_outcome(request, targets, votes))))
     if news == RequesterNews.GRANTED:
         blocks.append(_targets(targets))
-        blocks.append(_end_access_button(request))
+        blocks.append(extensions.access_buttons(request))
+    extended = news == RequesterNews.EXTENDED and original is not None
+    if extended and original is not None and original.status == Status.ACTIVE:
+        blocks.append(extensions.access_buttons(original))
     return text, [b.to_dict() for b in blocks]

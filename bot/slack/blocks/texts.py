@@ -11,6 +11,7 @@ from bot.config import Rule
 from bot.durations import format_duration
 from bot.errors import WrongState
 from bot.slack.blocks.common import badge, duration, mention, mentions, when
+from bot.slack.blocks.extensions import extension_line
 from bot.slack.mrkdwn import escape, quote
 from bot.storage.models import AccessRequest, Status
 
@@ -26,6 +27,9 @@ COMMAND_HELP = {
     "&lt;incident-ref&gt; &lt;reason…&gt;` takes access at once, with no approval, where "
     "a rule allows break-glass; its approvers and the security channel are told, e.g. "
     "`/jit breakglass prod-support prod 30m INC-123 checkout down`.",
+    "extend": "• `/jit extend &lt;request-id&gt; &lt;duration&gt; &lt;reason…&gt;` asks to keep "
+    "your active access longer, decided by the same rule as the access, e.g. "
+    "`/jit extend R-7K2M9QXA 30m still on INC-123`; the Extend button does the same.",
     "list": "• `/jit list` shows your requests, your active access and what waits for your "
     "decision.",
     "roles": "• `/jit roles` shows what you may request, where, for how long and who approves it.",
@@ -45,7 +49,8 @@ def _active_line(request: AccessRequest, now: datetime) -> str:
     return (
         f"• {request.id} {badge(request)}`{request.role}` in `{request.environment}`, "
         f"{left} left "
-        f"(until {when(request.expires_at)}) · `/jit revoke {request.id}` to end it"
+        f"(until {when(request.expires_at)}) · `/jit revoke {request.id}` to end it, "
+        f"`/jit extend {request.id} &lt;duration&gt; &lt;reason&gt;` to keep it longer"
     )
 
 
@@ -56,11 +61,9 @@ def list_text(
     active = [r for r in mine if r.status == Status.ACTIVE]
     other = [r for r in mine if r not in pending and r not in active]
     lines = ["*Your pending requests*"]
-    lines += [
-        f"• {r.id} `{r.role}` in `{r.environment}` for {duration(r)}, waiting for "
-        + mentions(r.approvers, limit=400)
-        for r in pending
-    ] or ["• none"]
+    lines += [_asked(r) + ", waiting for " + mentions(r.approvers, limit=400) for r in pending] or [
+        "• none"
+    ]
     lines.append("*Your active access*")
     lines += [_active_line(r, now) for r in active] or ["• none"]
     if other:
@@ -68,11 +71,22 @@ def list_text(
         lines += [f"• {r.id} {badge(r)}`{r.role}` in `{r.environment}`: {r.status}" for r in other]
     lines.append("*Waiting for your decision*")
     lines += [
-        f"• {r.id} {mention(r.requester_id)} asks `{r.role}` in `{r.environment}` "
-        f"for {duration(r)}, because:\n{quote(r.reason, 500)}"
+        f"• {r.id} {mention(r.requester_id)} asks "
+        + (
+            f"to extend {r.extends} (`{r.role}` in `{r.environment}`) by {duration(r)}"
+            if r.extends
+            else f"`{r.role}` in `{r.environment}` for {duration(r)}"
+        )
+        + f", because:\n{quote(r.reason, 500)}"
         for r in awaiting
     ] or ["• none"]
     return "\n".join(lines)
+
+
+def _asked(request: AccessRequest) -> str:
+    if request.extends:
+        return extension_line(request)
+    return f"• {request.id} `{request.role}` in `{request.environment}` for {duration(request)}"
 
 
 class RequestableRole(NamedTuple):

@@ -72,6 +72,14 @@ def _break_glass(jit: Invocation) -> None:
     jit.tell(blocks.break_glass_sent(request))
 
 
+def _extend(jit: Invocation) -> None:
+    request_id, duration = [*jit.args, "", ""][:2]
+    reason = " ".join(jit.args[2:])
+    checked = jit.service.check_extension(jit.user, parse_request_id(request_id), duration, reason)
+    origin_ = origin(jit.command.get("trigger_id"))
+    jit.tell(blocks.extension_sent(jit.service.extend(jit.user, checked, origin=origin_)))
+
+
 def _list(jit: Invocation) -> None:
     mine, awaiting = jit.service.mine(jit.user), jit.service.awaiting(jit.user)
     jit.tell(blocks.list_text(mine, awaiting, jit.clock.now()))
@@ -121,6 +129,10 @@ def _none(args: list[str]) -> bool:
     return not args
 
 
+def _some(args: list[str]) -> bool:
+    return bool(args)
+
+
 def _one(args: list[str]) -> bool:
     return len(args) == 1
 
@@ -133,6 +145,7 @@ class Subcommand(NamedTuple):
 SUBCOMMANDS = {
     "request": Subcommand(_any, _request),  # no arguments: the form; else one line
     "breakglass": Subcommand(_any, _break_glass),
+    "extend": Subcommand(_some, _extend),
     "list": Subcommand(_any, _list),
     "roles": Subcommand(_any, _roles),
     "revoke": Subcommand(_one, _revoke),

@@ -43,6 +43,11 @@ def parse_request_id(value: str) -> str:
     return value
 
 
+def typed(values: dict[str, Any], block: str) -> str:
+    """What was typed in a modal's text input (its block and action share one id)."""
+    return str((values.get(block, {}).get(block) or {}).get("value") or "")
+
+
 def just_ack(ack: Ack) -> None:
     ack()
 

@@ -19,6 +19,7 @@ from bot.slack.listeners.common import (
     origin,
     parse_request_id,
     reply_errors,
+    typed,
 )
 
 
@@ -57,7 +58,7 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
 
     def deny_submitted(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         user = body["user"]["id"]
-        reason = _text(view["state"]["values"], "reason") or None
+        reason = typed(view["state"]["values"], "reason") or None
         tell = direct_message(client, user)
         with reply_errors(tell):
             request_id = parse_request_id(view.get("private_metadata", ""))
@@ -73,8 +74,8 @@ def _submitted(values: dict[str, Any]) -> tuple[str, str, str, str]:
     return (
         _selected(values, "role", blocks.ROLE_SELECT),
         _selected(values, "environment", "environment"),
-        _text(values, "duration"),
-        _text(values, "reason"),
+        typed(values, "duration"),
+        typed(values, "reason"),
     )
 
 
@@ -86,13 +87,9 @@ def _incident(values: dict[str, Any]) -> str | None:
         return None
     if kind != blocks.BREAK_GLASS_KIND:
         raise JitError("Choose a request or break-glass.", field="kind")
-    return _text(values, "incident")
+    return typed(values, "incident")
 
 
 def _selected(values: dict[str, Any], block: str, action: str) -> str:
     option = (values.get(block, {}).get(action) or {}).get("selected_option") or {}
     return str(option.get("value") or "")
-
-
-def _text(values: dict[str, Any], block: str) -> str:
-    return str((values.get(block, {}).get(block) or {}).get("value") or "")
