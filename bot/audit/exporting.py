@@ -75,7 +75,9 @@ def _grants(
     """Who had which role where, approved by whom, from when to when: one row per grant
     whose access overlapped the window. Read from the chained events alone, never from
     the request or vote rows, so each fact here is one the chain covers."""
-    for granted_at, grant in _stories(sessions):
+    stories = _stories(sessions)
+    by_id = {grant.request_id: grant for _, grant in stories}
+    for granted_at, grant in stories:
         if granted_at is None:
             continue
         ended = grant.ended_at or grant.expires_at
@@ -83,7 +85,14 @@ def _grants(
             continue
         if since and ended and ended < since:
             continue
-        yield grant.row()
+        # Each extension that moved its end, with who approved it and why.
+        extensions = [by_id[e] for e in grant.extensions if e in by_id]
+        yield grant.row() | {
+            "extensions": [
+                {"request_id": e.request_id, "approved_by": e.approved_by(), "reason": e.reason}
+                for e in extensions
+            ]
+        }
 
 
 def _break_glass(
@@ -146,6 +155,10 @@ class _Grant:
     reviewed_by: str | None = None
     reviewed_at: datetime | None = None
     review_note: str | None = None
+    #: An extension: the request whose access it extended.
+    extends: str | None = None
+    #: The extensions applied to this grant, in order.
+    extensions: list[str] = field(default_factory=list)
 
     def apply(self, event: AuditEvent) -> None:
         details = event.details
@@ -161,6 +174,7 @@ class _Grant:
                 self.requester_email = details.get("requester_email")
                 self.requested_at = event.at
                 self.duration = details.get("duration")
+                self.extends = details.get("extends")
                 self.status = "pending"
             case AuditAction.AUTO_APPROVED:
                 self.auto_approved = True
@@ -187,6 +201,18 @@ class _Grant:
                 self.status = "revoke_failed"
             case AuditAction.GRANT_FAILED:
                 self.status = "failed"
+            case AuditAction.APPROVED:
+                self.status = "approved"
+            case AuditAction.DENIED:
+                self.status = "denied"
+            case AuditAction.CANCELLED:
+                self.status = "cancelled"
+            case AuditAction.EXPIRED_UNDECIDED:
+                self.status = "expired"
+            case AuditAction.EXTENDED:
+                self.status = "extended"
+            case AuditAction.EXPIRY_MOVED:
+                self.extensions.append(str(details.get("extension")))
             case AuditAction.BREAK_GLASS_REVIEWED if self.reviewed_by is None:
                 # The first review decides; the database refuses a second.
                 self.review = str(details.get("verdict"))
@@ -203,7 +229,7 @@ class _Grant:
             "environment": self.environment,
             "reason": self.reason,
             "targets": self.targets,
-            "approved_by": "auto-approve rule" if self.auto_approved else self.approvers,
+            "approved_by": self.approved_by(),
             "granted_at": _iso(self.granted_at),
             "ended_at": _iso(self.ended_at),
             "expires_at": _iso(self.expires_at),
@@ -213,7 +239,11 @@ class _Grant:
             # Granted by the requester's break-glass: no one approved it.
             "break_glass": self.break_glass,
             "incident": self.incident,
+            "extends": self.extends,
         }
+
+    def approved_by(self) -> str | list[str]:
+        return "auto-approve rule" if self.auto_approved else self.approvers
 
     def review_row(self) -> dict[str, Any]:
         """A break-glass use's own columns: how long it was asked for and its review."""

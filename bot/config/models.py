@@ -122,16 +122,6 @@ class Role(_Strict):
     # now buttons (bot/operations/nudging.py); null: never.
     remind_before_expiry: Duration | None = timedelta(minutes=10)
 
-    @field_validator("remind_before_expiry")
-    @classmethod
-    def _reminder_positive(cls, value: timedelta | None) -> timedelta | None:
-        if value is not None and value <= timedelta(0):
-            raise ValueError(
-                f"{format_duration(value)} is not positive; expected {DURATION_HELP}, "
-                "or null for no reminder"
-            )
-        return value
-
     @property
     def effective_default(self) -> timedelta:
         return self.default_duration or min(self.max_duration, timedelta(hours=1))
@@ -173,13 +163,6 @@ class Rule(_Strict):
     # long as the total from the first grant stays within the role's max_duration
     # (bot/extension.py).
     extend_without_approval_up_to: Duration | None = None
-
-    @field_validator("extend_without_approval_up_to")
-    @classmethod
-    def _extension_positive(cls, value: timedelta | None) -> timedelta | None:
-        if value is not None and value <= timedelta(0):
-            raise ValueError(f"{format_duration(value)} is not positive; expected {DURATION_HELP}")
-        return value
 
     def matches(self, role: str, environment: str) -> bool:
         return ("*" in self.roles or role in self.roles) and (

@@ -408,8 +408,9 @@ def _record_extended(
         AuditAction.EXPIRY_MOVED,
         lasting,
         extension=extension_id,
-        expires_at=original.expires_at,
-        new_expires_at=until,
+        # ``expires_at`` is the access's end now, as in every event that carries one.
+        expires_at=until,
+        previous_expires_at=original.expires_at,
     )
     refresh(ctx, session, lasting)
 

@@ -19,7 +19,7 @@ from sqlmodel import col
 from bot.storage.models import AccessRequest
 from tests.conftest import ALICE, BOB, CAROL, MALLORY, Bot, stop
 from tests.e2e.helpers import buttons, click, force, latest, opened_view, submit
-from tests.e2e.test_breakglass import _texts
+from tests.e2e.test_breakglass import _export, _texts
 from tests.fakes.slack_client import text_value
 from tests.kit.configs import APPROVERS_YAML
 
@@ -141,6 +141,11 @@ def test_the_extend_button_asks_the_approvers_and_moves_the_expiry_without_a_lap
         "extended",
     ]
     assert _actions(bot, access.id)[-1] == "expiry_moved"
+    rows = {row["request_id"]: row for row in _export(bot, "grants")}
+    assert rows[access.id]["expires_at"] == moved.expires_at.isoformat()  # type: ignore[union-attr]
+    assert rows[access.id]["extensions"] == [
+        {"request_id": extension.id, "approved_by": [CAROL], "reason": "still <!channel> on INC-1"}
+    ]
 
     # The old end passes: nothing is taken away.
     bot.clock.advance(old_end - bot.clock.now() + timedelta(seconds=1))
