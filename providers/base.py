@@ -130,6 +130,19 @@ class Provider(ABC):
     def revoke(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
         """Remove the access; "already absent" is success. Raise ProviderError otherwise."""
 
+    def extend(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
+        """Make the access this request already holds on ``target`` last until
+        ``context.expires_at`` (the new, later expiry), without a moment without it and
+        without a second grant; idempotent, and never shortens it. By default nothing:
+        where the cloud does not end access by itself (AWS Identity Center, a webhook),
+        the bot's own revocation, rescheduled, is what ends it.
+
+        ``context.request_id`` is the request the access was granted under (so the grant
+        is found by the same names as at grant time); ``principal.recorded`` may carry
+        what the grant's outcome named. Raise ProviderError (retryable where trying again
+        may work) when the access cannot be made to last: it then ends at the old time."""
+        return None
+
     def lane(self, target: TargetSpec) -> str | None:
         """When jit-bot makes many calls at once (revoking a batch of grants), calls on
         targets in the same lane are made one after the other: for a provider whose calls
