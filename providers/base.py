@@ -135,7 +135,12 @@ class Provider(ABC):
         ``context.expires_at`` (the new, later expiry), without a moment without it and
         without a second grant; idempotent, and never shortens it. By default nothing:
         where the cloud does not end access by itself (AWS Identity Center, a webhook),
-        the bot's own revocation, rescheduled, is what ends it."""
+        the bot's own revocation, rescheduled, is what ends it.
+
+        ``context.request_id`` is the request the access was granted under (so the grant
+        is found by the same names as at grant time); ``principal.recorded`` may carry
+        what the grant's outcome named. Raise ProviderError (retryable where trying again
+        may work) when the access cannot be made to last: it then ends at the old time."""
         return None
 
     def lane(self, target: TargetSpec) -> str | None:

@@ -2,7 +2,8 @@
 schedule request* (``AdminAssign``, expiring ``AfterDuration`` = the time granted) that
 Azure ends by itself, so access ends on time even when jit-bot is down. Ending early sends
 ``AdminRemove``; a later request of the same person relying on a jit-bot assignment
-extends it (``AdminUpdate``).
+extends it (``AdminUpdate``); an approved extension of the request itself sends
+``AdminExtend``, which keeps the assignment and moves its end.
 """
 
 from __future__ import annotations
@@ -74,6 +75,20 @@ class PimSchedules:
         return str(
             uuid.uuid5(
                 _NAMESPACE, f"pim|{request_id}|{scope.lower()}|{role_guid}|{principal_id.lower()}"
+            )
+        )
+
+    @staticmethod
+    def extension_name(
+        request_id: str, scope: str, role_guid: str, principal_id: str, end: datetime
+    ) -> str:
+        """An AdminExtend request's name: the same for every attempt of one extension (to
+        one end), so a resend whose first answer was lost finds the request it made."""
+        return str(
+            uuid.uuid5(
+                _NAMESPACE,
+                f"pim-extend|{request_id}|{scope.lower()}|{role_guid}|{principal_id.lower()}"
+                f"|{end.astimezone(UTC):%Y-%m-%dT%H:%MZ}",
             )
         )
 
@@ -169,7 +184,7 @@ class PimSchedules:
             principal_id=object_id,
             role_definition_id=role.id,
             request_type="AdminRemove",
-            justification=note(context, ending=True),
+            justification=note(context, verb="ends"),
             ticket_info=RoleAssignmentScheduleRequestPropertiesTicketInfo(
                 ticket_number=context.request_id, ticket_system=MARKER
             ),
@@ -190,6 +205,58 @@ class PimSchedules:
                 # PIM refuses removals within minutes of the assignment; the sweeper retries.
                 raise ProviderError(str(failure), retryable=True) from None
             raise
+
+    def extend(
+        self, scope: str, role: RoleDefinition, object_id: str, context: GrantContext
+    ) -> None:
+        """Make the assignment this request holds end at ``context.expires_at`` (rounded up
+        to the minute) with ``AdminExtend``: Azure keeps the same assignment and moves its
+        schedule's end, so access never lapses and no second assignment appears. Nothing
+        is sent when the schedule already ends at or after that time (never shortened);
+        an assignment that is gone cannot be extended, and the access ends as planned."""
+        schedule = self._schedule(scope, role, object_id)
+        if schedule is not None and (
+            schedule["end"] is None or schedule["end"] >= context.expires_at
+        ):
+            return
+        # Not listed (Azure's lists lag its writes): Azure itself says whether it exists.
+        client = self.api.authorization(scope)
+        start = self.now()
+        end = _up_to_the_minute(max(context.expires_at, start + PIM_SHORTEST))
+        name = self.extension_name(context.request_id, scope, role.guid, object_id, end)
+        what = f"extension of the PIM assignment of `{role.name}` at {scope}"
+        read = partial(client.role_assignment_schedule_requests.get, path(scope), name)
+        request = RoleAssignmentScheduleRequest(
+            principal_id=object_id,
+            role_definition_id=role.id,
+            request_type="AdminExtend",
+            justification=note(context, verb="extends"),
+            ticket_info=RoleAssignmentScheduleRequestPropertiesTicketInfo(
+                ticket_number=context.request_id, ticket_system=MARKER
+            ),
+            schedule_info=RoleAssignmentScheduleRequestPropertiesScheduleInfo(
+                start_date_time=start,
+                expiration=RoleAssignmentScheduleRequestPropertiesScheduleInfoExpiration(
+                    type="AfterDateTime", end_date_time=end
+                ),
+            ),
+        )
+        try:
+            created = self.api.arm(
+                f"sending the {what}",
+                lambda: client.role_assignment_schedule_requests.create(path(scope), name, request),
+            )
+        except AzureFailure as failure:
+            if failure.code == "RoleAssignmentRequestExists":
+                created = self.api.arm(f"reading the {what}", read)  # ours, answer lost
+            elif failure.code == "RoleAssignmentDoesNotExist":
+                raise ProviderError(
+                    f"Azure {what}: the assignment is gone (removed, or ended by PIM), so "
+                    "it cannot be extended; the access has ended"
+                ) from None
+            else:
+                raise
+        self._settle(client, scope, name, str(created.status), what)
 
     def _extend(
         self,
@@ -278,6 +345,13 @@ def _whole_minutes(value: timedelta) -> timedelta:
     revokes on the second, Azure's own end is the backstop."""
     minutes = max(PIM_SHORTEST // timedelta(minutes=1), -(-int(value.total_seconds()) // 60))
     return timedelta(minutes=minutes)
+
+
+def _up_to_the_minute(moment: datetime) -> datetime:
+    """PIM schedules end on whole minutes; rounding up never ends access before the bot's
+    own revocation, which is on the second."""
+    floored = moment.replace(second=0, microsecond=0)
+    return floored if floored == moment else floored + timedelta(minutes=1)
 
 
 def _iso_duration(value: timedelta) -> str:

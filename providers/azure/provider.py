@@ -7,7 +7,8 @@ Two ways to grant, chosen per target with ``mode``:
   request* (``AdminAssign``, expiring ``AfterDuration`` = the time granted, justification
   naming the request). Azure ends the assignment by itself, so access ends on time even
   when jit-bot is down: the cloud is the second line of defence. Ending early (or at
-  expiry, again) sends ``AdminRemove``. Needs Microsoft Entra ID P2 (or ID Governance)
+  expiry, again) sends ``AdminRemove``; an approved extension sends ``AdminExtend``, which
+  keeps the assignment and moves its end. Needs Microsoft Entra ID P2 (or ID Governance)
   licences and a PIM role setting that allows active assignments of that length without
   MFA or approval for the bot's identity.
 - ``rbac``: a plain role assignment named by a GUID derived from the request, scope and
@@ -175,6 +176,17 @@ class AzureProvider(Provider):
                 self._pim.revoke(scope, role, object_id, context)
             else:
                 self._rbac.revoke(scope, role, object_id, context)
+
+    def extend(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
+        """PIM: the request's assignment at every scope keeps its name and ends later
+        (`PimSchedules.extend`). RBAC: nothing to do, Azure never ends those assignments;
+        the bot's own revocation, rescheduled, is what ends them."""
+        azure = as_azure(target)
+        if azure.mode != "pim":
+            return
+        object_id = self._users.object_id(principal.email)
+        for scope in azure.scopes:
+            self._pim.extend(scope, self._rbac.role(azure.role, scope), object_id, context)
 
     def is_granted(self, principal: Principal, target: TargetSpec) -> bool | None:
         azure = as_azure(target)

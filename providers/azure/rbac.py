@@ -202,10 +202,9 @@ def assigned(item: Any) -> Assigned:
     )
 
 
-def note(context: GrantContext, *, ending: bool = False) -> str:
+def note(context: GrantContext, *, verb: str = "grants") -> str:
     """The PIM justification / assignment description: names the request, so Azure's own
-    audit shows why access exists."""
-    verb = "ends" if ending else "grants"
+    audit shows why access exists (``verb``: grants, extends, ends)."""
     text = (
         f"{MARKER} {context.request_id} {verb} {context.role} in {context.environment} "
         f"until {context.expires_at.astimezone(UTC):%Y-%m-%d %H:%M}Z: {context.reason}"

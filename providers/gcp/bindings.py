@@ -51,7 +51,12 @@ def _has(binding: policy_pb2.Binding, member: str) -> bool:
 
 def expiry_of(binding: policy_pb2.Binding) -> datetime | None:
     """When a binding's ``request.time < timestamp(…)`` condition ends it, if it has one."""
-    match = _EXPIRY.match(binding.condition.expression.strip())
+    return condition_end(binding.condition)
+
+
+def condition_end(condition: expr_pb2.Expr) -> datetime | None:
+    """When a ``request.time < timestamp(…)`` condition stops granting; None for any other."""
+    match = _EXPIRY.match(condition.expression.strip())
     if not match:
         return None
     try:

@@ -11,7 +11,8 @@ Each grant adds one binding to the resource's IAM policy::
       expression: request.time < timestamp("2024-05-01T12:00:00Z")
 
 so Google itself ends the access at ``expires_at`` even if the bot is down: the bot's own
-revocation is the first line, the condition the second.
+revocation is the first line, the condition the second. An approved extension rewrites
+that condition in place (`GcpProvider.extend`).
 
 An IAM policy is shared with everyone else who manages the resource (people, Terraform),
 so every change is a read-modify-write of the whole policy at version 3 guarded by its
@@ -50,7 +51,9 @@ from providers.gcp.bindings import (
     _holds,
     _ours,
     _timestamp,
+    condition_end,
     condition_title,
+    expiry_of,
 )
 from providers.gcp.calls import RETRY, GoogleCalls, _NotFound, _Stale
 from providers.gcp.target import _KINDS, DomainMap, GcpTarget, _as_gcp, _label
@@ -60,6 +63,7 @@ if TYPE_CHECKING:  # annotations only
     from providers.base import GrantContext, Principal, TargetSpec
 
 CRM_PREFIX = "//cloudresourcemanager.googleapis.com/"
+_NEVER = datetime.min.replace(tzinfo=UTC)  # sorts a binding whose end is unknown first
 
 
 class GcpProvider(Provider):
@@ -198,6 +202,20 @@ class GcpProvider(Provider):
         for resource in gcp.resources():
             self._revoke_on(resource, gcp.role, member, title)
 
+    def extend(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
+        """Move this request's binding (titled ``jit-bot <request id>``) to end at the new
+        expiry, on every resource of the unit: one etag-guarded write per resource in which
+        the new condition replaces the old, so the person never holds the role through
+        none, or through two, of this request's bindings. A binding that already ends at
+        or after the new time is left alone (never shortened); standing access is never
+        touched; a binding someone removed, or Google dropped when it expired, is written
+        again with the new end (the extension was approved)."""
+        gcp = _as_gcp(target)
+        member = self._member(principal)
+        condition = _condition(member, gcp.role, context)
+        for resource in gcp.resources():
+            self._extend_on(resource, gcp.role, member, condition)
+
     def is_granted(self, principal: Principal, target: TargetSpec) -> bool | None:
         gcp = _as_gcp(target)
         member = self._member(principal)
@@ -266,6 +284,51 @@ class GcpProvider(Provider):
 
         self._modify(resource, edit)
         return standing
+
+    def _extend_on(self, resource: str, role: str, member: str, condition: expr_pb2.Expr) -> None:
+        until = condition_end(condition)
+
+        def edit(policy: policy_pb2.Policy) -> bool:
+            if any(
+                b.role == role and not b.HasField("condition") and _has(b, member)
+                for b in policy.bindings
+            ):
+                return False  # standing access: it outlasts any extension already
+            ours = [
+                i
+                for i, b in enumerate(policy.bindings)
+                if b.role == role
+                and _ours(b)
+                and b.condition.title == condition.title
+                and _has(b, member)
+            ]
+            if not ours:
+                policy.bindings.add(role=role, members=[member], condition=condition)
+                return True
+            # The same request's binding twice (a hand-made copy) is made one: the one
+            # that ends last is kept, so nothing is shortened.
+            kept = max(ours, key=lambda i: expiry_of(policy.bindings[i]) or _NEVER)
+            ends = expiry_of(policy.bindings[kept])
+            longer = ends is None or until is None or ends < until
+            if not longer and len(ours) == 1:
+                return False  # extended already, or for longer: never shortened
+            if longer:
+                policy.bindings[kept].condition.CopyFrom(condition)
+            if len(ours) > 1:
+                left: list[policy_pb2.Binding] = []
+                for i, binding in enumerate(policy.bindings):
+                    if i in ours and i != kept:
+                        others = [m for m in binding.members if m.lower() != member.lower()]
+                        if not others:
+                            continue
+                        del binding.members[:]
+                        binding.members.extend(others)
+                    left.append(binding)
+                del policy.bindings[:]
+                policy.bindings.extend(left)
+            return True
+
+        self._modify(resource, edit)
 
     def _revoke_on(self, resource: str, role: str, member: str, title: str) -> None:
         now = self._now()

@@ -5,6 +5,8 @@ honour it."""
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from providers.base import GrantContext, Principal, ProviderError
@@ -22,6 +24,36 @@ def context(request_id: str = "req-1") -> GrantContext:
         reason="INC-123 investigating errors",
         expires_at=datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2),
     )
+
+
+def later(granted: GrantContext, by: timedelta) -> GrantContext:
+    """The same request with its expiry moved by ``by``: what an extension passes."""
+    return dataclasses.replace(granted, expires_at=granted.expires_at + by)
+
+
+def check_extend_keeps_access_and_moves_its_end(harness: ProviderHarness) -> None:
+    """After grant then extend to a later time, the access is still held; where the
+    backend ends access by itself, it now ends at the new time (a PIM schedule on the
+    minute after it at the latest); a revoke then removes it. Each run is a request of
+    its own, so the check can run twice against one backend."""
+    target = harness.make_target("alpha")
+    granted = context(f"req-{uuid.uuid4().hex[:8]}")
+    harness.provider.grant(ALICE, target, granted)
+    extended = later(granted, timedelta(hours=2))
+
+    harness.provider.extend(ALICE, target, extended)
+
+    assert harness.holds(ALICE, target), "extend took the access away"
+    ends = harness.ends_at(ALICE, target)
+    if harness.ends_access:
+        wanted = extended.expires_at
+        assert ends is not None and wanted <= ends < wanted + timedelta(minutes=1), (
+            f"extend left the backend ending the access at {ends}, not at {wanted}"
+        )
+    else:
+        assert ends is None, f"extend: the harness says the backend ends access at {ends}"
+    harness.provider.revoke(ALICE, target, extended)
+    assert not harness.holds(ALICE, target), "extend: the extended access outlived revoke"
 
 
 def check_validate_rejects_what_the_backend_cannot_serve(harness: ProviderHarness) -> None:

@@ -5,6 +5,7 @@ through the official SDK and azure-identity's ClientSecretCredential)."""
 from __future__ import annotations
 
 import atexit
+from datetime import datetime
 from typing import ClassVar, Literal
 
 from providers.azure import AzureProvider, AzureTarget
@@ -18,6 +19,7 @@ class AzureHarness(ProviderHarness):
 
     id = "azure-pim"
     mode: ClassVar[Literal["pim", "rbac"]] = "pim"
+    ends_access: ClassVar[bool] = True
     _fake: ClassVar[FakeAzure | None] = None
 
     def __init__(self) -> None:
@@ -46,6 +48,13 @@ class AzureHarness(ProviderHarness):
         assert isinstance(target, AzureTarget)
         return (principal.email, target.scopes[0], "Reader") in self.fake.assignments()
 
+    def ends_at(self, principal: Principal, target: TargetSpec) -> datetime | None:
+        """The latest end of the principal's PIM schedules at the target's scope (an RBAC
+        assignment has none)."""
+        assert isinstance(target, AzureTarget)
+        ends = [s["end"] for s in self.fake.schedules_at(target.scopes[0], principal.email)]
+        return max((end for end in ends if end is not None), default=None)
+
     def break_next_grant(self, target: TargetSpec) -> None:
         """ARM refuses the next write at the target's scope, as it does without rights."""
         assert isinstance(target, AzureTarget)
@@ -70,3 +79,4 @@ class AzureRbacHarness(AzureHarness):
 
     id = "azure-rbac"
     mode = "rbac"
+    ends_access = False

@@ -14,6 +14,7 @@ from tests.fakes.gcp import FakeGoogle
 
 class GcpHarness(ProviderHarness):
     id = "gcp"
+    ends_access = True
     ROLE = "roles/logging.viewer"
     _google: FakeGoogle | None = None
 
@@ -57,6 +58,15 @@ class GcpHarness(ProviderHarness):
             if expiry is not None and expiry > now:
                 return True
         return False
+
+    def ends_at(self, principal: Principal, target: TargetSpec) -> datetime | None:
+        """The latest end of the principal's live jit-bot bindings of the role."""
+        assert isinstance(target, GcpTarget)
+        live = self.google.live_bindings(
+            f"projects/{target.projects[0]}", f"user:{principal.email}"
+        )
+        ends = [FakeGoogle.expiry(b["condition"]) for b in live if b["role"] == self.ROLE]
+        return max((end for end in ends if end is not None), default=None)
 
     def break_next_grant(self, target: TargetSpec) -> None:
         """Google refuses the next setIamPolicy (403), which no retry can fix."""

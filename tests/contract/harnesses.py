@@ -12,6 +12,7 @@ HARNESSES.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from datetime import datetime
 from types import SimpleNamespace
 from typing import ClassVar
 
@@ -32,6 +33,10 @@ class ProviderHarness(ABC):
     #: is_granted must answer True or False exactly; if not, None ("cannot tell"), never
     #: a guess.
     reports_grants: ClassVar[bool] = True
+    #: Whether the backend ends access by itself at a time it holds (a GCP condition, an
+    #: Azure PIM schedule) and `ends_at` reads that time; if not, `ends_at` is None and the
+    #: bot's own revocation is what ends access.
+    ends_access: ClassVar[bool] = False
 
     @abstractmethod
     def make_target(self, name: str) -> TargetSpec:
@@ -46,6 +51,11 @@ class ProviderHarness(ABC):
     @abstractmethod
     def holds(self, principal: Principal, target: TargetSpec) -> bool:
         """Whether the backend itself says the principal has this access now."""
+
+    def ends_at(self, principal: Principal, target: TargetSpec) -> datetime | None:
+        """When the backend itself will take this access away (the latest end it holds for
+        the principal), where it ends access by itself (``ends_access``); None otherwise."""
+        return None
 
     def break_next_grant(self, target: TargetSpec) -> None:
         """Make the next grant of ``target`` fail however many times the provider retries.

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from providers.base import Principal, Provider, ProviderError, TargetSpec
+from providers.base import GrantContext, Principal, Provider, ProviderError, TargetSpec
 from tests.contract.checks import (
+    check_extend_keeps_access_and_moves_its_end,
     check_is_granted_follows_grant_and_revoke,
     check_validate_rejects_what_the_backend_cannot_serve,
 )
@@ -38,6 +39,18 @@ def _always_granted(self: Provider, principal: Principal, target: TargetSpec) ->
 
 def _never_granted(self: Provider, principal: Principal, target: TargetSpec) -> bool | None:
     return False
+
+
+def _takes_access_away(
+    self: Provider, principal: Principal, target: TargetSpec, context: GrantContext
+) -> None:
+    self.revoke(principal, target, context)
+
+
+def _leaves_the_end_as_it_was(
+    self: Provider, principal: Principal, target: TargetSpec, context: GrantContext
+) -> None:
+    return None
 
 
 # What each broken provider overrides, and the check that must then fail.
@@ -67,6 +80,16 @@ BREAKAGES: dict[str, tuple[str, Callable[..., Any], Callable[[ProviderHarness], 
         _never_granted,
         check_is_granted_follows_grant_and_revoke,
     ),
+    "extend takes the access away": (
+        "extend",
+        _takes_access_away,
+        check_extend_keeps_access_and_moves_its_end,
+    ),
+    "extend leaves the end where it was": (
+        "extend",
+        _leaves_the_end_as_it_was,
+        check_extend_keeps_access_and_moves_its_end,
+    ),
 }
 
 
@@ -85,9 +108,13 @@ def test_each_contract_check_fails_for_a_provider_that_breaks_it(
     method, replacement, check = BREAKAGES[breakage]
     if breakage == "is_granted always answers unknown" and not harness.reports_grants:
         pytest.skip(f"the {harness.id} provider cannot tell, so 'unknown' is its honest answer")
+    if breakage == "extend leaves the end where it was" and not harness.ends_access:
+        pytest.skip(f"the {harness.id} backend does not end access itself: nothing to move")
     check(harness)  # the honest provider passes
     _break(harness, method, replacement)
 
     # The check's own finding, not some other assertion on the way.
-    with pytest.raises(AssertionError, match=r"^(validate accepted|validate's error|is_granted)"):
+    with pytest.raises(
+        AssertionError, match=r"^(validate accepted|validate's error|is_granted|extend)"
+    ):
         check(harness)

@@ -5,10 +5,13 @@ the same request; revoke is idempotent and "already absent" is success; targets 
 independent of each other and principals of each other; target models are strict and
 survive a round trip through the database; a live check refuses a target the backend
 cannot serve and says why; is_granted reports what the backend holds (or None where the
-provider cannot tell); failures are ProviderError.
+provider cannot tell); failures are ProviderError; extend keeps access without a lapse,
+moves the backend's own end later (where it has one), is idempotent and never shortens.
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -17,9 +20,11 @@ from providers.base import GrantOutcome, ProviderError
 from tests.contract.checks import (
     ALICE,
     BOB,
+    check_extend_keeps_access_and_moves_its_end,
     check_is_granted_follows_grant_and_revoke,
     check_validate_rejects_what_the_backend_cannot_serve,
     context,
+    later,
 )
 from tests.contract.harnesses import ProviderHarness
 
@@ -165,4 +170,54 @@ def test_a_backend_failure_surfaces_as_provider_error_and_a_later_grant_succeeds
         harness.provider.grant(ALICE, target, context())
 
     harness.provider.grant(ALICE, target, context())
+    assert harness.holds(ALICE, target)
+
+
+def test_extending_keeps_access_until_a_revoke_removes_it(harness: ProviderHarness) -> None:
+    check_extend_keeps_access_and_moves_its_end(harness)
+
+
+def test_extending_twice_to_the_same_time_changes_nothing_the_second_time(
+    harness: ProviderHarness,
+) -> None:
+    target = harness.make_target("alpha")
+    granted = context()
+    harness.provider.grant(ALICE, target, granted)
+    extended = later(granted, timedelta(hours=2))
+    harness.provider.extend(ALICE, target, extended)
+    ends = harness.ends_at(ALICE, target)
+
+    harness.provider.extend(ALICE, target, extended)
+
+    assert harness.holds(ALICE, target)
+    assert harness.ends_at(ALICE, target) == ends
+    assert (ends is not None) is harness.ends_access
+
+
+def test_extending_to_an_earlier_time_never_shortens_access(harness: ProviderHarness) -> None:
+    target = harness.make_target("alpha")
+    granted = context()
+    harness.provider.grant(ALICE, target, granted)
+    ends = harness.ends_at(ALICE, target)
+
+    harness.provider.extend(ALICE, target, later(granted, -timedelta(hours=1)))
+
+    assert harness.holds(ALICE, target)
+    assert harness.ends_at(ALICE, target) == ends
+    if harness.ends_access:
+        assert ends is not None and ends >= granted.expires_at
+
+
+def test_extending_leaves_another_principals_access_as_it_was(harness: ProviderHarness) -> None:
+    target = harness.make_target("alpha")
+    bobs = context("req-bob")
+    harness.provider.grant(ALICE, target, context("req-alice"))
+    harness.provider.grant(BOB, target, bobs)
+    bob_ends = harness.ends_at(BOB, target)
+
+    harness.provider.extend(ALICE, target, later(context("req-alice"), timedelta(hours=2)))
+
+    assert harness.holds(BOB, target)
+    assert harness.ends_at(BOB, target) == bob_ends
+    harness.provider.revoke(BOB, target, bobs)
     assert harness.holds(ALICE, target)

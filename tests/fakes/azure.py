@@ -28,9 +28,11 @@ What the fake enforces, following the published REST contracts:
   ``atScope()`` / ``principalId eq '…'`` filters;
 - role definitions: list with ``roleName eq '…'`` (built-in roles everywhere, custom roles
   within their assignable scopes), GET by id, 404 ``RoleDefinitionDoesNotExist``;
-- PIM: ``roleAssignmentScheduleRequests`` PUT with AdminAssign / AdminUpdate / AdminRemove
-  (400 ``RoleAssignmentExists`` / ``RoleAssignmentDoesNotExist``), GET, cancel, and
-  ``roleAssignmentSchedules`` listing; an active PIM assignment is also a role assignment;
+- PIM: ``roleAssignmentScheduleRequests`` PUT with AdminAssign / AdminUpdate / AdminExtend /
+  AdminRemove (400 ``RoleAssignmentExists`` / ``RoleAssignmentDoesNotExist``), GET, cancel,
+  and ``roleAssignmentSchedules`` listing; an active PIM assignment is also a role
+  assignment. AdminUpdate replaces the assignment with a new one; AdminExtend keeps the
+  same assignment (its name and id) and moves its schedule's end;
 - scopes that do not exist answer 404 ``SubscriptionNotFound`` / ``ResourceGroupNotFound``
   / ``ResourceNotFound``; unknown principals 400 ``PrincipalNotFound``;
 - Graph ``/v1.0/users/{id|userPrincipalName}`` (404 ``Request_ResourceNotFound``) and
@@ -54,8 +56,10 @@ the fixtures that start the fake assert it is empty, so a bug in the fake fails 
 Tests inject failures with ``fail_next`` (any status, ARM error body, optional
 Retry-After; ``lose_answer`` does the work first, as when a gateway times out after the
 backend acted), read every call in ``calls`` and the state through ``assignments()``,
-``schedules()`` and ``schedule_requests()``; ``expire(at)`` ends PIM schedules whose time
-is up, as Azure does by itself.
+``schedules()`` and ``schedule_requests()``, or one person's at a scope through
+``assignments_at`` and ``schedules_at``; ``after_each_call`` lets a test look at the state
+after every call the fake answers; ``expire(at)`` ends PIM schedules whose time is up, as
+Azure does by itself.
 """
 
 from __future__ import annotations
@@ -271,6 +275,7 @@ class _State:
     token_requests: list[dict[str, str]] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
     faults: list[_Fault] = field(default_factory=list)
+    observers: list[Callable[[Call], object]] = field(default_factory=list)
     pending_gets: int = 0  # PIM requests answer PendingProvisioning for this many GETs
 
 
@@ -642,6 +647,34 @@ class FakeAzure:
                 for s in self._state.schedules.values()
             ]
 
+    def assignments_at(self, scope: str, user: str) -> list[str]:
+        """The names of the role assignments ``user`` (user principal name or mail) holds
+        at exactly ``scope``."""
+        with self._lock:
+            person = self._user(user).id
+            return [
+                a.name
+                for a in self._state.assignments.values()
+                if a.principal_id == person and a.scope.lower() == scope.lower()
+            ]
+
+    def schedules_at(self, scope: str, user: str) -> list[dict[str, Any]]:
+        """``user``'s active PIM schedules at exactly ``scope``, each with the name of the
+        role assignment it keeps (``assignment``)."""
+        with self._lock:
+            person = self._user(user).id
+            return [
+                {"assignment": s.assignment, "start": s.start, "end": s.end}
+                for s in self._state.schedules.values()
+                if s.principal_id == person and s.scope.lower() == scope.lower()
+            ]
+
+    def after_each_call(self, observer: Callable[[Call], object]) -> None:
+        """Call ``observer`` with every call once the fake has answered it (and changed
+        its state), until `reset`: for checking what holds at every step."""
+        with self._lock:
+            self._state.observers.append(observer)
+
     def schedule_requests(self) -> list[dict[str, Any]]:
         """Every roleAssignmentScheduleRequest PUT that was accepted, oldest first."""
         with self._lock:
@@ -679,7 +712,11 @@ class FakeAzure:
         bearer = headers.get("authorization", "").removeprefix("Bearer ")
         with self._lock:
             status, extra, answer = self._route(method, host, path, query, headers, payload)
-            self._state.calls.append(Call(method, host, path, query, payload, status, bearer))
+            call = Call(method, host, path, query, payload, status, bearer)
+            self._state.calls.append(call)
+            observers = list(self._state.observers)
+        for observer in observers:  # outside the lock: observers read the state
+            observer(call)
         return status, extra, answer
 
     def _route(
@@ -1294,6 +1331,8 @@ class FakeAzure:
                 schedule_name, scope, guid, user.id, start, end, name.lower(), assignment.name
             )
             status = "PendingProvisioning" if self._state.pending_gets else "Provisioned"
+        elif kind == "AdminExtend":
+            status = self._extend(scope, guid, held, props, name, now)
         elif kind == "AdminRemove":
             if held is None:
                 raise _ArmError(
@@ -1324,6 +1363,32 @@ class FakeAzure:
         }
         self._state.requests[name.lower()] = request
         return {k: v for k, v in request.items() if not k.startswith("_")}
+
+    def _extend(
+        self,
+        scope: str,
+        role_guid: str,
+        held: _Assignment | None,
+        props: dict[str, Any],
+        name: str,
+        now: datetime,
+    ) -> str:
+        """AdminExtend: the assignment stays the same one; its schedule ends later."""
+        if held is None:
+            raise _ArmError(
+                400, "RoleAssignmentDoesNotExist", "The Role assignment does not exist."
+            )
+        start, end = _schedule_window(props.get("scheduleInfo") or {}, now)
+        self._check_expiration(scope, role_guid, start, end, now)
+        schedule = next(
+            (s for s in self._state.schedules.values() if s.assignment == held.name), None
+        )
+        if schedule is None:
+            # A direct (permanent) assignment has no end to move. (The fake's words.)
+            raise _ArmError(400, "InvalidScheduleInfo", "The role assignment has no end to extend.")
+        schedule.end = end
+        schedule.request_id = name.lower()
+        return "PendingProvisioning" if self._state.pending_gets else "Provisioned"
 
     def _check_expiration(
         self,

@@ -36,9 +36,9 @@ key it issued (what the official clients send with ``always_use_jwt_access``), o
 500 / INTERNAL and kept in ``internal_errors`` for the fixtures to assert empty.
 
 Tests seed and read state through methods (`add_project`, `policy`, `set_policy`,
-`add_group` …), inject faults (`fail_next`, `before_next`, or `chaos` for a seeded random
-share of the IAM policy calls) and read `calls`, one record per request received, and
-`policy_writes`, every policy setIamPolicy stored.
+`add_group`, `live_bindings` …), inject faults (`fail_next`, `before_next`, or `chaos`
+for a seeded random share of the IAM policy calls) and read `calls`, one record per
+request received, and `policy_writes`, every policy setIamPolicy stored.
 """
 
 from __future__ import annotations
@@ -564,6 +564,31 @@ class FakeGoogle:
         if match is None:
             return None
         return datetime.strptime(match.group(1), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+    def live_bindings(
+        self, resource: str, member: str, *, at: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """The jit-bot bindings (condition titled ``jit-bot …``) that give ``member``
+        something on ``resource`` at ``at`` (now by default): not yet expired."""
+        return self.live_bindings_in(self.policy(resource), member, at=at)
+
+    @classmethod
+    def live_bindings_in(
+        cls, policy: Policy, member: str, *, at: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """`live_bindings` of a policy as written (one of `policy_writes`, say)."""
+        moment = at or datetime.now(UTC)
+        found = []
+        for binding in policy.get("bindings", []):
+            condition = binding.get("condition") or {}
+            if not str(condition.get("title", "")).startswith("jit-bot "):
+                continue
+            if member.lower() not in (m.lower() for m in binding["members"]):
+                continue
+            expiry = cls.expiry(condition)
+            if expiry is not None and expiry > moment:
+                found.append(copy.deepcopy(binding))
+        return found
 
     def calls_to(self, operation: str) -> list[GoogleCall]:
         with self._lock:
