@@ -208,8 +208,9 @@ class GcpProvider(Provider):
         the new condition replaces the old, so the person never holds the role through
         none, or through two, of this request's bindings. A binding that already ends at
         or after the new time is left alone (never shortened); standing access is never
-        touched; a binding someone removed, or Google dropped when it expired, is written
-        again with the new end (the extension was approved)."""
+        touched. A binding that is gone (removed by someone, or by jit-bot's own revocation
+        racing this call) or has expired is never written again: the access has ended,
+        and an extension only ever keeps access that is still there."""
         gcp = _as_gcp(target)
         member = self._member(principal)
         condition = _condition(member, gcp.role, context)
@@ -287,6 +288,7 @@ class GcpProvider(Provider):
 
     def _extend_on(self, resource: str, role: str, member: str, condition: expr_pb2.Expr) -> None:
         until = condition_end(condition)
+        now = self._now()
 
         def edit(policy: policy_pb2.Policy) -> bool:
             if any(
@@ -302,9 +304,13 @@ class GcpProvider(Provider):
                 and b.condition.title == condition.title
                 and _has(b, member)
             ]
-            if not ours:
-                policy.bindings.add(role=role, members=[member], condition=condition)
-                return True
+            live = [i for i in ours if not _expired(policy.bindings[i], now)]
+            if not live:
+                raise ProviderError(
+                    f"{_label(resource)}: {member.removeprefix('user:')} no longer holds "
+                    f"{role} through this request's binding (removed, or expired); "
+                    "nothing was extended"
+                )
             # The same request's binding twice (a hand-made copy) is made one: the one
             # that ends last is kept, so nothing is shortened.
             kept = max(ours, key=lambda i: expiry_of(policy.bindings[i]) or _NEVER)

@@ -225,33 +225,49 @@ def test_gcp_extension_never_shortens_and_writes_nothing_when_already_long_enoug
     assert google.policy(PROJECT) == before
 
 
-def test_gcp_extension_writes_a_binding_someone_removed_again_with_the_new_end(
+def test_gcp_extension_of_a_binding_someone_removed_fails_and_writes_nothing(
     gcp: GcpProvider, google: FakeGoogle
 ) -> None:
+    """Removed by an administrator, or by jit-bot's own revocation racing the extension:
+    the access has ended, and an extension never brings it back."""
     gcp.grant(ALICE, TARGET, GRANTED)
-    google.set_policy(PROJECT, copy.deepcopy(THEIRS))  # an administrator took it out
+    google.set_policy(PROJECT, copy.deepcopy(THEIRS))
+    google.calls.clear()
 
-    gcp.extend(ALICE, TARGET, EXTENDED)
+    with pytest.raises(ProviderError, match="no longer holds roles/logging.viewer"):
+        gcp.extend(ALICE, TARGET, EXTENDED)
 
-    assert google.policy(PROJECT)["bindings"] == [
-        *THEIRS["bindings"],
-        ours("2024-05-01T14:00:00Z"),
-    ]
+    assert google.calls_to("setIamPolicy") == []
+    assert google.policy(PROJECT)["bindings"] == THEIRS["bindings"]
 
 
-def test_gcp_extension_replaces_an_expired_binding_of_the_request(
+def test_gcp_extension_of_an_expired_binding_fails_and_writes_nothing(
     gcp: GcpProvider, google: FakeGoogle
 ) -> None:
     expired = ours("2024-05-01T09:00:00Z")
     google.add_binding(PROJECT, ROLE, expired["members"], expired["condition"])
     assert google.live_bindings(PROJECT, MEMBER, at=NOW) == []
+    google.calls.clear()
 
-    gcp.extend(ALICE, TARGET, EXTENDED)
+    with pytest.raises(ProviderError, match="removed, or expired"):
+        gcp.extend(ALICE, TARGET, EXTENDED)
 
-    assert google.policy(PROJECT)["bindings"] == [
-        *THEIRS["bindings"],
-        ours("2024-05-01T14:00:00Z"),
-    ]
+    assert google.calls_to("setIamPolicy") == []
+
+
+def test_a_revocation_written_between_the_extensions_read_and_write_wins(
+    gcp: GcpProvider, google: FakeGoogle
+) -> None:
+    """The revocation lands after the extension read the policy: the extension's write is
+    refused (the etag moved), it reads again, finds the binding gone and writes nothing."""
+    gcp.grant(ALICE, TARGET, GRANTED)
+    google.before_next("setIamPolicy", lambda: gcp.revoke(ALICE, TARGET, GRANTED))
+
+    with pytest.raises(ProviderError, match="no longer holds"):
+        gcp.extend(ALICE, TARGET, EXTENDED)
+
+    assert google.live_bindings(PROJECT, MEMBER, at=NOW) == []
+    assert google.policy(PROJECT)["bindings"] == THEIRS["bindings"]
 
 
 def test_gcp_extension_makes_a_doubled_binding_of_the_request_one(
