@@ -234,7 +234,7 @@ def test_gcp_extension_of_a_binding_someone_removed_fails_and_writes_nothing(
     google.set_policy(PROJECT, copy.deepcopy(THEIRS))
     google.calls.clear()
 
-    with pytest.raises(ProviderError, match="no longer holds roles/logging.viewer"):
+    with pytest.raises(ProviderError, match=r"no longer holds roles/logging\.viewer"):
         gcp.extend(ALICE, TARGET, EXTENDED)
 
     assert google.calls_to("setIamPolicy") == []
