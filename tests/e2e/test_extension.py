@@ -405,3 +405,128 @@ def test_the_requester_is_nudged_once_before_each_expiry_with_extend_and_end_but
     assert len(nudges()) == 2
     assert "End" in click(bot, ALICE, "end_access", access.id)
     assert bot.service.get(access.id).status == "revoked"
+
+
+def test_overlapping_grants_each_end_on_their_own_when_one_is_extended(
+    make_bot: Callable[..., Bot],
+) -> None:
+    """The end of one grant never takes away access another, extended, still needs."""
+    bot = make_bot()
+    first = _granted(bot, "prod-support prod 1h INC-10 first")
+    second = _granted(bot, "prod-support prod 2h INC-10 second")
+    bot.command(ALICE, f"extend {first.id} 2h longer than the second")
+    bot.settle()
+    assert "Approved" in click(bot, BOB, "approve", _extension_of(bot, first.id).id)
+
+    bot.clock.advance(timedelta(hours=2, seconds=1))  # the second ends, the first goes on
+    bot.service.sweep()
+    bot.settle()
+    assert bot.service.get(second.id).status == "revoked"
+    assert bot.service.get(first.id).status == "active" and bot.provider.holdings == PROD
+    assert bot.provider.count("revoke") == {}  # kept: still needed by the first
+
+    bot.clock.advance(timedelta(hours=1))
+    bot.service.sweep()
+    bot.settle()
+    assert bot.service.get(first.id).status == "revoked" and bot.provider.holdings == set()
+
+
+def test_an_auto_approve_rule_extends_at_once_but_never_past_the_roles_maximum(
+    make_bot: Callable[..., Bot],
+) -> None:
+    bot = make_bot()
+    bot.command(ALICE, "request db-admin dev 1h fix a row")  # dev: auto-approved
+    bot.settle()
+    [access] = [r for r in bot.service.mine(ALICE) if r.environment == "dev"]
+    assert access.status == "active"
+
+    answer = bot.command(ALICE, f"extend {access.id} 30m one more row")["text"]
+    bot.settle()
+    assert "approved by rule" in answer
+    assert bot.service.get(access.id).expires_at == _end(access) + timedelta(minutes=30)
+
+    # db-admin allows 2h: 1h30m so far, 1h more would pass it and nobody could allow that.
+    refused = bot.command(ALICE, f"extend {access.id} 1h much more")["text"]
+    assert "past its maximum of 2h" in refused and "ask for 30m or less" in refused
+    assert bot.service.get(access.id).expires_at == _end(access) + timedelta(minutes=30)
+
+
+def test_a_break_glass_grant_is_extended_only_by_its_approvers(
+    make_bot: Callable[..., Bot],
+) -> None:
+    glass = QUICK_YAML.replace(
+        "    extend_without_approval_up_to: 30m\n",
+        "    extend_without_approval_up_to: 30m\n"
+        "    break_glass: {max_duration: 1h, per_person_per_day: 2}\n",
+    )
+    bot = make_bot(approvers=glass)
+    answer = bot.command(ALICE, "breakglass prod-support prod 30m INC-11 checkout down")["text"]
+    bot.settle()
+    access = bot.service.get(answer.split(":")[0])
+    assert access.status == "active" and access.break_glass
+
+    bot.command(ALICE, f"extend {access.id} 15m still down")
+    bot.settle()
+
+    extension = _extension_of(bot, access.id)
+    assert extension.status == "pending" and not extension.break_glass
+    assert _asked(bot, BOB) and _asked(bot, CAROL)
+
+
+def test_the_extend_form_and_list_read_from_the_database_not_from_the_click(
+    make_bot: Callable[..., Bot],
+) -> None:
+    bot = make_bot()
+    access = _granted(bot, "prod-support prod 1h INC-12 look")
+    # Someone else clicks Alice's Extend button: refused before any form opens.
+    assert "Only the person who holds" in click(bot, MALLORY, "extend", access.id)
+    assert "no request" in click(bot, ALICE, "extend", '{"id": "x"}')
+    reply = bot.sim.block_action(ALICE, "extend", access.id)
+    bot.settle()
+    view = opened_view(bot, reply.trigger_id)
+    form = {"duration": {"duration": text_value("20m")}, "reason": {"reason": text_value("x")}}
+    # Mallory sends the form (with Alice's request in it): refused, nothing asked.
+    bot.sim.submit_view(MALLORY, view, form)
+    bot.settle()
+    assert "Only the person who holds" in bot.dms_to(MALLORY)[-1]["text"]
+    # A form whose request id was changed names no request.
+    bot.sim.submit_view(ALICE, {**view, "private_metadata": "R-1; DROP"}, form)
+    bot.settle()
+    assert "no request" in bot.dms_to(ALICE)[-1]["text"]
+    # A duration the form cannot take is said under its field, in the form's answer.
+    bad = {"duration": {"duration": text_value("soon")}, "reason": {"reason": text_value("x")}}
+    answered = bot.sim.submit_view(ALICE, view, bad)
+    assert answered.status == 200 and "duration" in answered.json["errors"]
+    assert [r.id for r in bot.service.mine(ALICE)] == [access.id]
+
+    bot.sim.submit_view(ALICE, view, form)
+    bot.settle()
+    extension = _extension_of(bot, access.id)
+    mine = bot.command(ALICE, "list")["text"]
+    assert f"{extension.id} extends {access.id}" in mine and "by 20m, waiting for" in mine
+    theirs = bot.command(BOB, "list")["text"]
+    assert f"{extension.id} <@{ALICE}> asks to extend {access.id}" in theirs
+
+
+def test_remind_before_expiry_is_per_role_and_may_be_turned_off(
+    make_bot: Callable[..., Bot],
+) -> None:
+    from tests.kit.configs import ROLES_YAML
+
+    roles = ROLES_YAML.replace(
+        "    max_duration: 4h\n", "    max_duration: 4h\n    remind_before_expiry: 20m\n", 1
+    ).replace("    max_duration: 2h", "    max_duration: 2h\n    remind_before_expiry: null", 1)
+    bot = make_bot(roles=roles)
+    support = _granted(bot, "prod-support prod 1h INC-13 look")
+    bot.command(ALICE, "request db-admin dev 1h fix a row")
+    bot.settle()
+
+    bot.clock.advance(timedelta(minutes=40))
+    bot.service.nudge()
+
+    nudged = [m["text"] for m in bot.dms_to(ALICE) if "left: your" in (m.get("text") or "")]
+    assert nudged == [nudged[0]] and f"({support.id})" in nudged[0]
+    assert nudged[0].startswith(":alarm_clock: 20m left")
+    bot.clock.advance(timedelta(minutes=15))
+    bot.service.nudge()
+    assert len([m for m in bot.dms_to(ALICE) if "left: your" in (m.get("text") or "")]) == 1
