@@ -1,8 +1,9 @@
-"""Extending access that a cloud ends by itself, end to end over the real Slack wire and
-the official clients against the local fakes: the GCP binding's condition and the Azure
-PIM schedule move to the new end, and at every step of the extension (each policy write,
-each Azure call) the person holds exactly one live grant per resource. The old end passes
-with the access in place; the new end takes it away."""
+"""Extending access in the clouds, end to end over the real Slack wire and the official
+clients against the local fakes: the GCP binding's condition and the Azure PIM schedule
+move to the new end, and at every step of the extension (each policy write, each Azure
+call) the person holds exactly one live grant per resource; AWS Identity Center keeps its
+assignments untouched. The old end passes with the access in place; the new end takes it
+away."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from tests.conftest import ALICE, BOB, CAROL, Bot
 from tests.e2e.helpers import click, submit
+from tests.e2e.test_aws import ALL_PROD, aws_bot  # noqa: F401  (fixtures)
 from tests.e2e.test_azure import (  # noqa: F401  (fixtures)
     ALICE_PROD,
     LOGS,
@@ -23,6 +25,7 @@ from tests.e2e.test_azure import (  # noqa: F401  (fixtures)
 )
 from tests.e2e.test_extension import _extension_of
 from tests.e2e.test_gcp import gcp_bot, google, google_env  # noqa: F401  (fixtures)
+from tests.fakes.aws import MotoAws, Seeded
 from tests.fakes.azure import FakeAzure
 from tests.fakes.gcp import FakeGoogle
 
@@ -128,3 +131,30 @@ def test_an_azure_pim_extension_keeps_one_assignment_and_moves_its_schedule(
     bot.settle()
     assert bot.service.get(request_id).status == "revoked"
     assert azure.assignments() == set()
+
+
+def test_an_aws_extension_keeps_the_assignments_and_the_new_end_removes_them(
+    aws_bot: Callable[..., Bot],  # noqa: F811
+    moto: MotoAws,
+    aws: Seeded,
+) -> None:
+    bot = aws_bot()
+    request_id = submit(bot, ALICE, "prod-support prod 1h INC-42")
+    click(bot, BOB, "approve", request_id)
+    held = {("alice@example.com", n, "ProdSupport") for n in ALL_PROD}
+    assert moto.assignments(aws) == held
+    old_end = bot.service.get(request_id).expires_at
+    assert old_end is not None
+
+    _approve_extension(bot, request_id, "1h")
+
+    bot.clock.advance(old_end - bot.clock.now() + timedelta(seconds=1))
+    bot.service.sweep()
+    bot.settle()
+    assert bot.service.get(request_id).status == "active"
+    assert moto.assignments(aws) == held
+    bot.clock.advance(timedelta(hours=1))
+    bot.service.sweep()
+    bot.settle()
+    assert bot.service.get(request_id).status == "revoked"
+    assert moto.assignments(aws) == set()
