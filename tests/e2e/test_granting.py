@@ -78,13 +78,18 @@ def test_access_a_refused_rollback_left_behind_is_taken_back_by_the_sweeper(bot:
     assert bot.provider.count("revoke")[(ALICE_EMAIL, "prod-db")] == 3  # done: not again
 
 
-def test_granted_requester_gets_the_expiry_time_and_an_end_access_button(bot: Bot) -> None:
+def test_granted_requester_gets_the_expiry_time_and_extend_and_end_access_buttons(
+    bot: Bot,
+) -> None:
     request_id = _approved(bot)
     request = bot.service.get(request_id)
     assert request.expires_at == request.granted_at + timedelta(hours=1)  # type: ignore[operator]
     dm = bot.dms_to(ALICE)[-1]
     assert f"<!date^{int(request.expires_at.timestamp())}^" in dm["text"]  # type: ignore[union-attr]
-    assert [(b["action_id"], b["value"]) for b in buttons(dm)] == [("end_access", request_id)]
+    assert [(b["action_id"], b["value"]) for b in buttons(dm)] == [
+        ("extend", request_id),
+        ("end_access", request_id),
+    ]
 
 
 def test_the_expiry_job_revokes_when_the_bots_clock_reaches_expires_at(bot: Bot) -> None:

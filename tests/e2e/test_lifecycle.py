@@ -29,7 +29,7 @@ def test_inline_request_is_approved_granted_and_revoked_at_expiry(bot: Bot) -> N
     }
     granted = bot.dms_to(ALICE)[-1]
     assert "Access granted" in granted["text"]
-    assert [b["action_id"] for b in buttons(granted)] == ["end_access"]
+    assert [b["action_id"] for b in buttons(granted)] == ["extend", "end_access"]
     for approver in (BOB, CAROL):
         latest = bot.slack.messages_in(approver)[-1]
         assert latest["updates"], "approver DM was not updated in place"

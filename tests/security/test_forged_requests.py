@@ -51,7 +51,12 @@ KINDS = [
 ]
 FORM = "application/x-www-form-urlencoded"
 # Texts and values the bot would act on, and some it would not (any text at all).
-COMMAND_TEXTS = ["request db-admin dev 30m x", "request prod-support prod 1h INC-1", "list"]
+COMMAND_TEXTS = [
+    "request db-admin dev 30m x",
+    "request prod-support prod 1h INC-1",
+    "list",
+    "extend R-ZZZZZZZZ 30m x",
+]
 REQUEST_IDS = st.one_of(
     st.just("R-ZZZZZZZZ"),
     st.text("ABCDEFGHJKLMNPQRSTUVWXYZ23456789", min_size=8, max_size=8).map("R-".__add__),
@@ -84,7 +89,9 @@ def _payload(kind: str, user: str, **fields: object) -> bytes:
 def bodies(draw: st.DrawFn) -> tuple[str, bytes]:
     """A body the bot would act on if it were signed: a command, a click or a submission."""
     user = draw(st.sampled_from([ALICE, BOB, MALLORY]))
-    shape = draw(st.sampled_from(["command", "click", "request modal", "deny modal"]))
+    shape = draw(
+        st.sampled_from(["command", "click", "request modal", "deny modal", "extend modal"])
+    )
     if shape == "command":
         text = draw(st.one_of(st.sampled_from(COMMAND_TEXTS), st.text(max_size=60)))
         fields = {
@@ -99,7 +106,7 @@ def bodies(draw: st.DrawFn) -> tuple[str, bytes]:
         }
         return shape, urlencode(fields).encode()
     if shape == "click":
-        action = draw(st.sampled_from(["approve", "deny", "end_access"]))
+        action = draw(st.sampled_from(["approve", "deny", "end_access", "extend"]))
         button = {"type": "button", "action_id": action, "block_id": "b"}
         button["value"] = draw(REQUEST_IDS)
         return shape, _payload(
@@ -123,12 +130,15 @@ def bodies(draw: st.DrawFn) -> tuple[str, bytes]:
             "state": {"values": values},
         }
         return shape, _payload("view_submission", user, view=view)
+    values = {"reason": {"reason": text_value(draw(st.text(max_size=60)))}}
+    if shape == "extend modal":
+        values["duration"] = {"duration": text_value(draw(st.sampled_from(["30m", "1h", "x"])))}
     view = {
         "id": "VFORGED",
         "type": "modal",
-        "callback_id": "jit_deny",
+        "callback_id": "jit_extend" if shape == "extend modal" else "jit_deny",
         "private_metadata": draw(REQUEST_IDS),
-        "state": {"values": {"reason": {"reason": text_value(draw(st.text(max_size=60)))}}},
+        "state": {"values": values},
     }
     return shape, _payload("view_submission", user, view=view)
 
