@@ -188,6 +188,8 @@ def test_jit_extend_in_one_line_extends_at_once_within_the_rule_and_asks_past_th
     second = _extension_of(bot, access.id)
     assert second.id != first.id and second.status == "pending"
     assert "asked to extend" in asked
+    told = [m["text"] for m in bot.dms_to(ALICE) if second.id in (m.get("text") or "")]
+    assert "past the role's maximum (4h), which only its approvers may allow" in told[-1]
     [dm] = _asked(bot, BOB)
     assert "Past the role's maximum" in _texts(dm) and "4h15m in all" in _texts(dm)
     assert [e.details.get("over_max_duration") for e in bot.service.audit_events(second.id)][

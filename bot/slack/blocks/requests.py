@@ -17,6 +17,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from bot.durations import format_duration
 from bot.names import BOT_ACTOR, Decision
 from bot.notify import RequesterNews
 from bot.slack.blocks import extensions
@@ -261,7 +262,14 @@ def _extension_news(request: AccessRequest, original: AccessRequest, news: Reque
         approvers = "no one: its rule extends it without approval, extending now"
     ends = when(original.expires_at) if original.expires_at else "its end"
     template = _EXTENSION_TEXT[news] if news in _EXTENSION_TEXT else _NEWS_TEXT[news]
+    maximum = extensions.past_maximum(request, original)
+    if news == RequesterNews.SUBMITTED and maximum is not None:
+        template += (
+            " It takes the total past the role's maximum ({maximum}), which only its "
+            "approvers may allow."
+        )
     return template.format(
+        maximum=format_duration(maximum) if maximum is not None else "",
         id=request.id,
         access=original.id,
         role=request.role,
