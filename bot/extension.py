@@ -74,6 +74,15 @@ def check_extension(
         is_member,
         standing=standing,
     )
+    return decide(config, original, checked, now)
+
+
+def decide(
+    config: JitConfig, original: AccessRequest, checked: RequestCheck, now: datetime
+) -> ExtensionCheck:
+    """How an extension of ``original`` as it stands now is decided: what it adds up to,
+    and whether it goes to approvers. Called again on the access's locked row when the
+    extension is stored, so an extension applied meanwhile is counted."""
     expires_at, granted_at = _times(original)
     held_for = now - granted_at
     total = expires_at - granted_at + checked.duration
@@ -111,14 +120,14 @@ def check_extension(
 def check_extendable(original: AccessRequest, requester_id: str, now: datetime) -> None:
     """Raise unless ``requester_id`` may ask to extend ``original`` now: their own access,
     active and not yet ended."""
+    if requester_id != original.requester_id:
+        raise NotAllowed(
+            f"Only the person who holds {original.id} can extend it; nothing was requested."
+        )
     if original.extends is not None:
         raise WrongState(
             f"{original.id} is itself an extension; extend the access it extended, "
             f"{original.extends}."
-        )
-    if requester_id != original.requester_id:
-        raise NotAllowed(
-            f"Only the person who holds {original.id} can extend it; nothing was requested."
         )
     if (
         original.status != Status.ACTIVE

@@ -38,6 +38,7 @@ class AuditAction(StrEnum):
     EXTENSION_STARTED = "extension_started"
     EXTENSION_RESUMED = "extension_resumed"
     EXTENDED = "extended"
+    EXTENSION_FAILED = "extension_failed"  # nothing extended; the access ends as it would
     EXPIRY_MOVED = "expiry_moved"
     # revoking
     REVOKE_STARTED = "revoke_started"

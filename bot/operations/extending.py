@@ -41,15 +41,21 @@ from bot.errors import (
     UnverifiedIdentity,
     WrongState,
 )
-from bot.extension import REASON_MAX, ExtensionCheck, check_extendable, check_extension
+from bot.extension import (
+    REASON_MAX,
+    ExtensionCheck,
+    check_extendable,
+    check_extension,
+    decide,
+)
 from bot.names import BOT_ACTOR, AuditAction
 from bot.notify import RequesterNews
-from bot.operations import admin, leases, people, provider_calls, requesting, store
+from bot.operations import admin, leases, people, provider_calls, requesting, revoking, store
 from bot.operations.context import Context
 from bot.operations.transition import (
     EXTEND,
     audit,
-    failing,
+    extension_failing,
     move,
     refresh,
     set_status,
@@ -84,6 +90,11 @@ def can_extend(ctx: Context, request_id: str, requester_id: str) -> AccessReques
     check before its form opens); a JitError saying why not otherwise."""
     original = _load(ctx, request_id)
     check_extendable(original, requester_id, ctx.now())
+    if original.role not in ctx.config.roles:
+        raise WrongState(
+            f"`{original.role}` is no longer a role, so {original.id} cannot be extended; it "
+            "ends as planned."
+        )
     with ctx.transaction() as session:
         _refuse_second(session, original.id)
     return original
@@ -123,7 +134,9 @@ def submit(
     approvers = (
         []
         if checked.without_approval
-        else requesting.approvers_asked(ctx, requester_id, requester, checked.request)
+        else requesting.approvers_asked(
+            ctx, requester_id, requester, checked.request, self_approval=not checked.over_maximum
+        )
     )
     extension = _new_extension(ctx, checked, approvers, origin)
     _store(ctx, extension, checked)
@@ -149,7 +162,9 @@ def _new_extension(
         rule_index=asked.rule_index,
         required_approvals=0 if quick else asked.rule.required_approvals,
         auto_approve=quick,
-        allow_self_approval=ctx.config.allows_self_approval(asked.rule),
+        # Past the role's maximum only approvers may allow it: never the requester.
+        allow_self_approval=ctx.config.allows_self_approval(asked.rule)
+        and not checked.over_maximum,
         approvers=approvers,
         created_at=now,
         updated_at=now,
@@ -169,6 +184,7 @@ def _store(ctx: Context, extension: AccessRequest, checked: ExtensionCheck) -> N
         if not store.lock_active(session, original.id, ctx.now()):
             raise WrongState(f"{original.id} has ended; only active access can be extended.")
         _refuse_second(session, original.id)
+        _same_as_checked(ctx, session, checked)
         session.add(extension)
         session.flush()
         details: dict[str, Any] = {
@@ -208,6 +224,21 @@ def _store(ctx: Context, extension: AccessRequest, checked: ExtensionCheck) -> N
         ctx.notify.tell_requester(session, state, RequesterNews.SUBMITTED)
 
 
+def _same_as_checked(ctx: Context, session: Session, checked: ExtensionCheck) -> None:
+    """Decide the extension again on the access's locked row: an extension applied since
+    it was checked (two asked at once, on two replicas) moves the total, and with it
+    whether the role's maximum is passed and who must approve."""
+    now_ = decide(ctx.config, store.load(session, checked.original.id), checked.request, ctx.now())
+    if (now_.over_maximum, now_.without_approval) != (
+        checked.over_maximum,
+        checked.without_approval,
+    ):
+        raise JitError(
+            f"{checked.original.id} was extended while you asked, so this extension would "
+            "be decided differently; nothing was requested. Ask again."
+        )
+
+
 def _refuse_second(session: Session, request_id: str) -> None:
     earlier = store.open_extension(session, request_id)
     if earlier is not None:
@@ -235,16 +266,17 @@ def _apply(ctx: Context, extension_id: str) -> None:
     if started is None:
         return
     leases.fence(ctx, [started])
-    until = started.expires_at
     original = _load(ctx, extension.extends)
-    if until is None or not _still_running(ctx, original):
-        _fail(ctx, extension_id, _ENDED.format(id=original.id), reason="access_ended")
+    until = started.expires_at
+    problem = _cannot_apply(ctx, started, original)
+    if problem is not None or until is None:
+        _fail(ctx, extension_id, problem or _ENDED.format(id=original.id), reason="not_applied")
         return
     failure = _extend_targets(ctx, extension_id, original, until)
     if failure is not None:
         _fail(ctx, extension_id, failure)
         return
-    _finish(ctx, extension_id, original, until)
+    _finish(ctx, extension_id, original, until - _more(started), until)
 
 
 _ENDED = (
@@ -253,12 +285,42 @@ _ENDED = (
 )
 
 
-def _still_running(ctx: Context, original: AccessRequest) -> bool:
-    return (
-        original.status == Status.ACTIVE
-        and original.expires_at is not None
-        and original.expires_at > ctx.now()
-    )
+def _more(extension: AccessRequest) -> timedelta:
+    return timedelta(seconds=extension.duration_seconds)
+
+
+def _cannot_apply(ctx: Context, extension: AccessRequest, original: AccessRequest) -> str | None:
+    """Why the extension cannot move the access's end now, or None: the access has
+    ended, or moved since the new end was fixed, or (approved by no one) the new end
+    would pass the role's maximum, whatever was read when it was asked."""
+    until = extension.expires_at
+    if until is None or original.status != Status.ACTIVE or original.expires_at is None:
+        return _ENDED.format(id=original.id)
+    if original.expires_at != until - _more(extension):
+        return _ENDED.format(id=original.id)
+    if original.expires_at + store.EXTENSION_GRACE <= ctx.now():
+        return _ENDED.format(id=original.id)  # too late: its expiry ends it now
+    if extension.auto_approve and original.granted_at is not None:
+        limit = _maximum(ctx, extension)
+        total = until - original.granted_at
+        if limit is not None and total > limit:
+            return (
+                f"Extending {original.id} to {format_duration(total)} in all would pass "
+                f"the role's maximum ({format_duration(limit)}), which only its approvers "
+                "may allow; nothing was extended."
+            )
+    return None
+
+
+def _maximum(ctx: Context, extension: AccessRequest) -> timedelta | None:
+    """The role's maximum: the lower of the one when asked and the one now."""
+    found = []
+    if extension.max_total_seconds is not None:
+        found.append(timedelta(seconds=extension.max_total_seconds))
+    role = ctx.config.roles.get(extension.role)
+    if role is not None:
+        found.append(role.max_duration)
+    return min(found) if found else None
 
 
 def _start(ctx: Context, extension: AccessRequest) -> AccessRequest | None:
@@ -361,14 +423,16 @@ def _extendable(targets: Sequence[RequestTarget]) -> list[RequestTarget]:
     return [t for t in targets if t.status == TargetStatus.GRANTED and not t.preexisting]
 
 
-def _finish(ctx: Context, extension_id: str, original: AccessRequest, until: datetime) -> None:
-    """Move the access's expiry and record the extension applied, in one transaction;
-    then reschedule its revocation."""
+def _finish(
+    ctx: Context, extension_id: str, original: AccessRequest, old: datetime, until: datetime
+) -> None:
+    """Move the access's expiry from ``old`` to ``until`` and record the extension
+    applied, in one transaction; then reschedule its revocation."""
     try:
         with ctx.transaction() as session:
             if not leases.renew(ctx, session, [extension_id]):
                 return  # taken over: the other process finishes it
-            if not store.move_expiry(session, original.id, until, ctx.now()):
+            if not store.move_expiry(session, original.id, old, until, ctx.now()):
                 moved = False  # ended (or due) first: nothing was written
             else:
                 moved = True
@@ -376,7 +440,7 @@ def _finish(ctx: Context, extension_id: str, original: AccessRequest, until: dat
     except _TakenOver:
         return
     if not moved:
-        _fail(ctx, extension_id, _ENDED.format(id=original.id), reason="access_ended")
+        _fail(ctx, extension_id, _ENDED.format(id=original.id), reason="not_applied")
         return
     ctx.expiry.schedule(original.id, until)
 
@@ -423,18 +487,22 @@ def _fail(
     current: Status = Status.GRANTING,
     **details: Any,
 ) -> None:
+    """Nothing is extended: the extension fails and the access ends as it would have,
+    at once if its old end has passed while the extension was being applied."""
     with ctx.transaction() as session:
-        move(
+        failed = move(
             ctx,
             session,
             extension_id,
-            failing(current),
+            extension_failing(current),
             actor=BOT_ACTOR,
             details={"error": error, **details},
             fenced=current == Status.GRANTING,
             error=error,
             ended_at=ctx.now(),
         )
+    if failed is not None and failed.extends is not None:
+        revoking.expire(ctx, failed.extends)
 
 
 def _load(ctx: Context, request_id: str) -> AccessRequest:

@@ -96,9 +96,16 @@ def submit(
 
 
 def approvers_asked(
-    ctx: Context, requester_id: str, requester: Person, checked: RequestCheck
+    ctx: Context,
+    requester_id: str,
+    requester: Person,
+    checked: RequestCheck,
+    *,
+    self_approval: bool = True,
 ) -> list[str]:
-    """Who will be asked; raises NotEnoughApprovers if too few people could approve."""
+    """Who will be asked; raises NotEnoughApprovers if too few people could approve.
+    ``self_approval`` False: the requester may not approve this one whatever the rule
+    says (an extension past the role's maximum)."""
     rule = checked.rule
     resolved = people.approvers_of(ctx, rule, checked.role)
     # People, not accounts: a second account of the requester cannot approve, and
@@ -107,7 +114,7 @@ def approvers_asked(
         {user: people.principals(ctx, ctx.directory.person(user).email) for user in resolved},
         requester=requester_id,
         requester_principals=people.principals(ctx, requester.email),
-        allow_self_approval=ctx.config.allows_self_approval(rule),
+        allow_self_approval=self_approval and ctx.config.allows_self_approval(rule),
     )
     if found < rule.required_approvals:
         raise NotEnoughApprovers(

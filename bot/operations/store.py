@@ -189,10 +189,32 @@ def lock_pending(session: Session, request_id: str) -> bool:
     )
 
 
+#: How long an extension approved before the access's end, and still being applied when
+#: that end passes, holds the access past it (a cloud slow to answer must not make an
+#: approved extension a lapse). Within what was approved, and bounded: an extension that
+#: fails, or takes longer, leaves the access to end at once.
+EXTENSION_GRACE = timedelta(minutes=5)
+
+
 def due_by(now: datetime) -> ColumnElement[bool]:
     """Active access whose time is up (any other state passes): what an expiry may
-    revoke. An extension that moved the expiry first wins the race with the old one."""
-    return or_(col(AccessRequest.status) != Status.ACTIVE, col(AccessRequest.expires_at) <= now)
+    revoke. An extension that moved the expiry first wins the race with the old one, and
+    one approved in time and still being applied holds it for ``EXTENSION_GRACE``."""
+    extension = aliased(AccessRequest, name="extension")
+    in_flight = (
+        select(col(extension.id))
+        .where(
+            col(extension.extends) == col(AccessRequest.id),
+            col(extension.status).in_([Status.APPROVED, Status.GRANTING]),
+            col(extension.decided_at) <= col(AccessRequest.expires_at),
+        )
+        .exists()
+    )
+    held = and_(col(AccessRequest.expires_at) > now - EXTENSION_GRACE, in_flight)
+    return or_(
+        col(AccessRequest.status) != Status.ACTIVE,
+        and_(col(AccessRequest.expires_at) <= now, ~held),
+    )
 
 
 def lock_active(session: Session, request_id: str, now: datetime) -> bool:
@@ -212,9 +234,11 @@ def lock_active(session: Session, request_id: str, now: datetime) -> bool:
     )
 
 
-def move_expiry(session: Session, request_id: str, expires_at: datetime, now: datetime) -> bool:
-    """Move an active request's expiry to ``expires_at``, if it is still active and not
-    yet due (a compare-and-set against its own expiry's revocation)."""
+def move_expiry(
+    session: Session, request_id: str, old: datetime, new: datetime, now: datetime
+) -> bool:
+    """Move an active request's expiry from ``old`` to ``new``: a compare-and-set that
+    loses to its own expiry's revocation (or another move) if that came first."""
     return bool(
         moved(
             session,
@@ -222,9 +246,9 @@ def move_expiry(session: Session, request_id: str, expires_at: datetime, now: da
             .where(
                 col(AccessRequest.id) == request_id,
                 col(AccessRequest.status) == Status.ACTIVE,
-                col(AccessRequest.expires_at) > now,
+                col(AccessRequest.expires_at) == old,
             )
-            .values(expires_at=expires_at, updated_at=now),
+            .values(expires_at=new, updated_at=now),
         )
     )
 

@@ -51,6 +51,11 @@ def failing(current: Status) -> Step:
     return Step((current,), Status.FAILED, AuditAction.GRANT_FAILED, RequesterNews.FAILED)
 
 
+def extension_failing(current: Status) -> Step:
+    """An extension that cannot be applied fails; the access it extends is unchanged."""
+    return Step((current,), Status.FAILED, AuditAction.EXTENSION_FAILED, RequesterNews.FAILED)
+
+
 def move(
     ctx: Context,
     session: Session,

@@ -13,10 +13,14 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 from sqlmodel import col
 
+from bot.errors import JitError
 from bot.storage.models import AccessRequest
+from providers.base import ProviderError
+from providers.fake import FakeProvider
 from tests.conftest import ALICE, BOB, CAROL, MALLORY, Bot, stop
 from tests.e2e.helpers import buttons, click, force, latest, opened_view, submit
 from tests.e2e.test_breakglass import _export, _texts
@@ -304,18 +308,21 @@ def test_an_approved_extension_a_crash_left_unapplied_is_applied_by_the_next_swe
 
     assert second.service.get(extension.id).status == "extended"
     assert second.service.get(access.id).expires_at == _end(access) + timedelta(minutes=30)
-    # And one a crash left half applied (granting, lease run out) is finished, once.
+    # And one a crash left half applied (granting, its new end fixed, the lease run
+    # out) is finished by the next sweep, once, to the end it fixed.
     second.command(ALICE, f"extend {access.id} 30m more again")
     second.settle()
     again = _extension_of(second, access.id)
-    assert "Approved" in click(second, BOB, "approve", again.id)
-    before = second.service.get(access.id).expires_at
-    force(second, again.id, status="granting", expires_at=before, updated_at=second.clock.now())
+    before = _end(second.service.get(access.id))
+    now = second.clock.now()
+    fixed = before + timedelta(minutes=30)
+    force(second, again.id, status="granting", expires_at=fixed, decided_at=now, updated_at=now)
     second.clock.advance(second.service.lease + timedelta(seconds=1))
     second.service.sweep()
     second.settle()
     assert second.service.get(again.id).status == "extended"
-    assert second.service.get(access.id).expires_at == before
+    assert second.service.get(access.id).expires_at == fixed
+    assert _actions(second, again.id)[-2:] == ["extension_resumed", "extended"]
 
 
 def test_two_replicas_apply_one_extension_once(make_bot: Callable[..., Bot]) -> None:
@@ -363,7 +370,9 @@ def test_a_cloud_that_refuses_to_extend_leaves_the_access_ending_as_planned(
     assert bot.service.get(extension.id).status == "failed"
     assert bot.service.get(access.id).expires_at == access.expires_at
     told = bot.dms_to(ALICE)[-1]
-    assert "failed" in told["text"] and "ends as planned" in told["text"]
+    assert "failed" in told["text"] and "nothing was extended" in told["text"]
+    assert "Extension failed; nothing was extended" in _texts(told)
+    assert _actions(bot, extension.id)[-1] == "extension_failed"
     assert "<!here>" not in _texts(told)
     bot.clock.advance(timedelta(hours=1, seconds=1))
     bot.service.sweep()
@@ -532,3 +541,115 @@ def test_remind_before_expiry_is_per_role_and_may_be_turned_off(
     bot.clock.advance(timedelta(minutes=15))
     bot.service.nudge()
     assert len([m for m in bot.dms_to(ALICE) if "left: your" in (m.get("text") or "")]) == 1
+
+
+def _slow_extend(bot: Bot, during: Callable[[], None], *, then_fail: bool = False) -> None:
+    """Make the fake cloud's extend slow: ``during`` runs inside the call (time passes,
+    the sweeper runs), then the call lands, or is refused."""
+    real = type(bot.provider).extend
+
+    def slow(self: FakeProvider, principal: Any, target: Any, context: Any) -> None:
+        during()
+        if then_fail:
+            raise ProviderError("the cloud took too long and gave up")
+        real(self, principal, target, context)
+
+    bot.provider.extend = slow.__get__(bot.provider)  # type: ignore[method-assign]
+
+
+def test_an_extension_approved_in_time_but_slow_to_apply_holds_the_access_past_the_old_end(
+    make_bot: Callable[..., Bot],
+) -> None:
+    bot = make_bot(approvers=QUICK_YAML)
+    access = _granted(bot, "prod-support prod 1h INC-14 look")
+    bot.clock.advance(_end(access) - bot.clock.now() - timedelta(seconds=5))
+
+    def meanwhile() -> None:
+        bot.clock.advance(timedelta(seconds=20))  # past the old end, the write not back
+        bot.service.expire(access.id)  # the old expiry job
+        bot.service.sweep()
+
+    _slow_extend(bot, meanwhile)
+    bot.command(ALICE, f"extend {access.id} 30m need more")  # approved by rule at T-5s
+    bot.settle()
+
+    assert bot.service.get(_extension_of(bot, access.id).id).status == "extended"
+    assert bot.service.get(access.id).status == "active"
+    assert bot.service.get(access.id).expires_at == _end(access) + timedelta(minutes=30)
+    assert bot.provider.count("revoke") == {} and bot.provider.holdings == PROD
+
+
+def test_a_slow_extension_that_fails_past_the_old_end_ends_the_access_at_once(
+    make_bot: Callable[..., Bot],
+) -> None:
+    bot = make_bot(approvers=QUICK_YAML)
+    access = _granted(bot, "prod-support prod 1h INC-15 look")
+    bot.clock.advance(_end(access) - bot.clock.now() - timedelta(seconds=5))
+
+    def meanwhile() -> None:
+        bot.clock.advance(timedelta(seconds=20))
+        bot.service.sweep()
+        assert bot.service.get(access.id).status == "active"  # held while it is applied
+
+    _slow_extend(bot, meanwhile, then_fail=True)
+    bot.command(ALICE, f"extend {access.id} 30m need more")
+    bot.settle()
+
+    assert bot.service.get(_extension_of(bot, access.id).id).status == "failed"
+    assert bot.service.get(access.id).status == "revoked" and bot.provider.holdings == set()
+
+
+def test_two_extensions_checked_at_once_never_pass_the_maximum_without_an_approver(
+    make_bot: Callable[..., Bot],
+) -> None:
+    bot = make_bot(approvers=QUICK_YAML)
+    access = _granted(bot, "prod-support prod 3h30m INC-16 migration")
+    # Both checked before either is stored (two replicas): each sees 4h in all.
+    first = bot.service.check_extension(ALICE, access.id, "30m", "one")
+    second = bot.service.check_extension(ALICE, access.id, "30m", "two")
+    assert first.without_approval and second.without_approval
+    bot.service.extend(ALICE, first)
+    bot.settle()
+
+    with pytest.raises(JitError, match="was extended while you asked"):
+        bot.service.extend(ALICE, second)
+
+    assert bot.service.get(access.id).expires_at == _begun(access) + timedelta(hours=4)
+
+
+def test_an_extension_approved_by_no_one_never_passes_the_maximum_when_applied(
+    make_bot: Callable[..., Bot],
+) -> None:
+    """Whatever its row says by the time it is applied (here: forged to be approved by
+    rule for 2h), an extension no approver voted for stops at the role's maximum."""
+    bot = make_bot()
+    access = _granted(bot, "prod-support prod 3h INC-17 look")
+    bot.command(ALICE, f"extend {access.id} 30m need more")
+    bot.settle()
+    extension = _extension_of(bot, access.id)
+    force(bot, extension.id, status="approved", auto_approve=True, duration_seconds=7200)
+
+    bot.service.sweep()
+    bot.settle()
+
+    failed = bot.service.get(extension.id)
+    assert failed.status == "failed" and "pass the role's maximum (4h)" in (failed.error or "")
+    assert bot.service.get(access.id).expires_at == _end(access)
+    assert bot.provider.count("extend") == {}
+
+
+def test_past_the_maximum_the_requester_may_not_approve_even_where_the_rule_allows_it(
+    make_bot: Callable[..., Bot],
+) -> None:
+    own = APPROVERS_YAML.replace(PROD_RULE, PROD_RULE + "    allow_self_approval: true\n", 1)
+    bot = make_bot(approvers=own)
+    request_id = submit(bot, BOB, "prod-support prod 3h30m INC-18 look")
+    assert "Approved" in click(bot, CAROL, "approve", request_id)
+    bot.command(BOB, f"extend {request_id} 1h more")
+    bot.settle()
+    extension = _extension_of(bot, request_id)
+    assert not extension.allow_self_approval
+
+    assert "cannot decide your own" in click(bot, BOB, "approve", extension.id)
+    assert "Approved" in click(bot, CAROL, "approve", extension.id)
+    assert bot.service.get(extension.id).status == "extended"

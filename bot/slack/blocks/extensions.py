@@ -23,7 +23,15 @@ from slack_sdk.models.views import View
 
 from bot.durations import format_duration
 from bot.extension import REASON_MAX
-from bot.slack.blocks.common import END_ACCESS, EXTEND, EXTEND_MODAL, duration, when
+from bot.slack.blocks.common import (
+    BREAK_GLASS_BADGE,
+    END_ACCESS,
+    EXTEND,
+    EXTEND_MODAL,
+    duration,
+    when,
+)
+from bot.slack.mrkdwn import inline
 from bot.storage.models import AccessRequest, Status
 
 EXTEND_TITLE = "Extend access"
@@ -57,6 +65,12 @@ def facts(extension: AccessRequest, original: AccessRequest) -> list[Block]:
         f"*Had it so far* {held}, since {when(granted_at)}",
         f"*Ends* {when(before)}; *if extended* {when(after)}, {total} in all",
     ]
+    if original.break_glass:
+        incident = inline(original.incident or "", 200)
+        lines.append(
+            f"{BREAK_GLASS_BADGE} It extends access taken with break-glass, with no "
+            f"approval, for incident {incident}."
+        )
     blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text="\n".join(lines)))]
     maximum = past_maximum(extension, original)
     if maximum is not None:

@@ -51,6 +51,7 @@ _STATUS_LINE = {
     Status.EXTENDED: ":hourglass: Extended",
 }
 # A failed grant whose rollback was refused: access is still there until the bot removes it.
+_EXTENSION_FAILED = ":x: Extension failed; nothing was extended"
 _LEFT_BEHIND = ":rotating_light: Grant failed, and taking back what it granted FAILED; retrying"
 
 
@@ -99,6 +100,8 @@ def _outcome(
 ) -> str:
     leftovers = left_behind(request, targets)
     line = _LEFT_BEHIND if leftovers else _STATUS_LINE[Status(request.status)]
+    if request.extends is not None and request.status == Status.FAILED:
+        line = _EXTENSION_FAILED
     approvers = [mention(v.voter_id) for v in votes if v.decision == Decision.APPROVE]
     deniers = [v for v in votes if v.decision == Decision.DENY]
     parts = [f"*{line}*"]
@@ -240,8 +243,8 @@ _EXTENSION_TEXT = {
     "({id}).",
     RequesterNews.DENIED: "Your request {id} to extend `{role}` in `{env}` ({access}) was "
     "denied; the access ends as planned, at {ends}.",
-    RequesterNews.FAILED: "Extending `{role}` in `{env}` ({access}) failed ({id}); the access "
-    "ends as planned, at {ends}.",
+    RequesterNews.FAILED: "Extending `{role}` in `{env}` ({access}) failed ({id}); nothing "
+    "was extended.",
     RequesterNews.EXPIRED: "Your request {id} to extend `{role}` in `{env}` ({access}) "
     "expired without a decision; the access ends as planned.",
     RequesterNews.CANCELLED: "You cancelled request {id} to extend {access}.",
