@@ -19,8 +19,11 @@ process's claims) and plain values. Which module holds what:
 - ``requesting``: check a request, store it, ask its approvers.
 - ``breaking_glass``: access at once, without approval, within a rule's break-glass
   limits; the break-glass is its recorded approval, then ``granting`` as for any grant.
-- ``extending``: ask to keep active access longer (an extension, a request of its own),
-  and move its expiry once approved, without a lapse and without a second grant.
+- ``due``: what the clock has made due (what a sweep does, what an expiry may revoke,
+  whose end is near), as named queries beside ``store``.
+- ``extending``: ask to keep active access longer (an extension, a request of its own).
+- ``prolonging``: apply an approved extension: move the access's end without a lapse and
+  without a second grant.
 - ``nudging``: tell people their access ends soon, with Extend and End access now.
 - ``deciding``: approvers' votes and the requester's cancel; where approvals are decided.
 - ``granting``: grant an approved request target by target; roll back a failed one.
@@ -31,8 +34,8 @@ process's claims) and plain values. Which module holds what:
 - ``queries``: reads for the Slack edge (a request, mine, awaiting, the audit trail …).
 
 Dependencies run one way, so none imports another in a cycle: ``deciding`` → ``sweeping``
-(to expire a stale request at the click) → ``extending``, ``granting`` → ``revoking``;
-``extending`` → ``requesting`` → ``admin``, ``granting``; ``breaking_glass`` →
+(to expire a stale request at the click) → ``prolonging``, ``granting`` → ``revoking``;
+``extending`` → ``prolonging``, ``requesting`` → ``admin``, ``granting``; ``breaking_glass`` →
 ``requesting``, ``reviewing``; all of them → ``transition``, ``leases``, ``people``,
-``provider_calls`` → ``store`` and ``context``.
+``provider_calls`` → ``due``, ``store`` and ``context``.
 """

@@ -18,7 +18,7 @@ from bot.errors import (
     WrongState,
 )
 from bot.names import BOT_ACTOR, AuditAction, Decision, VoteOutcome
-from bot.operations import extending, granting, people, store, sweeping
+from bot.operations import granting, people, prolonging, store, sweeping
 from bot.operations.context import Context
 from bot.operations.transition import APPROVE, CANCEL, DENY, audit, move, refresh
 from bot.policy import (
@@ -89,7 +89,7 @@ def vote(
         if request.extends is None:
             ctx.background(lambda: granting.grant(ctx, request_id))
         else:
-            ctx.background(lambda: extending.apply(ctx, request_id))
+            ctx.background(lambda: prolonging.apply(ctx, request_id))
     return VoteResult(request, approvals, outcome)
 
 

@@ -1,30 +1,18 @@
-"""Extending active access: asking for more time, and moving the expiry once approved,
-without a moment without the access and without a second grant.
+"""Asking to extend active access: checking the ask, storing the extension (a request of
+its own whose ``extends`` names the active request) and asking its approvers, or
+approving it by rule and applying it at once (``prolonging``).
 
-An extension is a request of its own (``extends`` names the active request). It is
-decided as any request is (``deciding``), by the rule that covers the access now, or at
-once where the rule extends without approval (``bot.extension``). It grants nothing of
-its own. Applying it, under the lease on the extension's row:
-
-1. approved → granting, with the new expiry fixed on the extension's row (``expires_at``),
-   so a process that takes over after a crash moves it to the same instant;
-2. each cloud that ends access by itself is told the new end (``Provider.extend``: a GCP
-   binding's condition, an Azure PIM schedule); the others keep the grant as it is;
-3. in one transaction, the active request's expiry moves (a compare-and-set that loses to
-   its own expiry's revocation if that came first), the extension is ``extended``, both
-   are audited and the requester told; then its revocation job is rescheduled.
-
-A failure anywhere leaves the access as it was: it ends at its old time, and the bot's
-revocation then removes it whole, extended clouds included (they are found by the
-original request's id). An extension still undecided when the access ends expires with it.
+An extension is decided as any request is (``deciding``), by the rule that covers the
+access now (``bot.extension``): an auto-approve rule or ``extend_without_approval_up_to``
+extends at once, its approvers decide otherwise, and past the role's ``max_duration`` only
+they may, explicitly. It is decided again on the access's locked row as it is stored, so
+two asked at once are counted one after the other. It grants nothing of its own. An
+extension still undecided when the access ends expires with it (``sweeping``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-from collections.abc import Sequence
-from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -33,12 +21,9 @@ from bot import quotas
 from bot.durations import InvalidDuration, format_duration, parse_duration
 from bot.errors import (
     BadDuration,
-    DirectoryError,
-    DirectoryUnavailable,
     JitError,
     MissingReason,
     ReasonTooLong,
-    UnverifiedIdentity,
     WrongState,
 )
 from bot.extension import (
@@ -50,20 +35,10 @@ from bot.extension import (
 )
 from bot.names import BOT_ACTOR, AuditAction
 from bot.notify import RequesterNews
-from bot.operations import admin, leases, people, provider_calls, requesting, revoking, store
+from bot.operations import admin, people, prolonging, requesting, store
 from bot.operations.context import Context
-from bot.operations.transition import (
-    EXTEND,
-    audit,
-    extension_failing,
-    move,
-    refresh,
-    set_status,
-    state_of,
-    take_over,
-)
-from bot.storage.models import AccessRequest, RequestTarget, Status, TargetStatus
-from providers.base import GrantContext, ProviderError
+from bot.operations.transition import audit, state_of
+from bot.storage.models import AccessRequest, Status
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +116,7 @@ def submit(
     extension = _new_extension(ctx, checked, approvers, origin)
     _store(ctx, extension, checked)
     if checked.without_approval:
-        ctx.background(lambda: apply(ctx, extension.id))
+        ctx.background(lambda: prolonging.apply(ctx, extension.id))
     return extension
 
 
@@ -246,263 +221,6 @@ def _refuse_second(session: Session, request_id: str) -> None:
             f"{earlier} already asks to extend {request_id}; wait for its decision, or "
             f"withdraw it with `/jit cancel {earlier}`."
         )
-
-
-# --------------------------------------------------------------------------- applying
-
-
-def apply(ctx: Context, extension_id: str) -> None:
-    """Apply an approved extension (or resume one a crash interrupted)."""
-    with leases.claim(ctx, extension_id) as claimed:
-        if claimed:
-            _apply(ctx, extension_id)
-
-
-def _apply(ctx: Context, extension_id: str) -> None:
-    extension = _load(ctx, extension_id)
-    if extension.extends is None:
-        return  # not an extension: granting's, not ours
-    started = _start(ctx, extension)
-    if started is None:
-        return
-    leases.fence(ctx, [started])
-    original = _load(ctx, extension.extends)
-    until = started.expires_at
-    problem = _cannot_apply(ctx, started, original)
-    if problem is not None or until is None:
-        _fail(ctx, extension_id, problem or _ENDED.format(id=original.id), reason="not_applied")
-        return
-    failure = _extend_targets(ctx, extension_id, original, until)
-    if failure is not None:
-        _fail(ctx, extension_id, failure)
-        return
-    _finish(ctx, extension_id, original, until - _more(started), until)
-
-
-_ENDED = (
-    "The access {id} ended before the extension could be applied, so nothing was "
-    "extended. Ask again with `/jit request`."
-)
-
-
-def _more(extension: AccessRequest) -> timedelta:
-    return timedelta(seconds=extension.duration_seconds)
-
-
-def _cannot_apply(ctx: Context, extension: AccessRequest, original: AccessRequest) -> str | None:
-    """Why the extension cannot move the access's end now, or None: the access has
-    ended, or moved since the new end was fixed, or (approved by no one) the new end
-    would pass the role's maximum, whatever was read when it was asked."""
-    until = extension.expires_at
-    if until is None or original.status != Status.ACTIVE or original.expires_at is None:
-        return _ENDED.format(id=original.id)
-    if original.expires_at != until - _more(extension):
-        return _ENDED.format(id=original.id)
-    if original.expires_at + store.EXTENSION_GRACE <= ctx.now():
-        return _ENDED.format(id=original.id)  # too late: its expiry ends it now
-    if extension.auto_approve and original.granted_at is not None:
-        limit = _maximum(ctx, extension)
-        total = until - original.granted_at
-        if limit is not None and total > limit:
-            return (
-                f"Extending {original.id} to {format_duration(total)} in all would pass "
-                f"the role's maximum ({format_duration(limit)}), which only its approvers "
-                "may allow; nothing was extended."
-            )
-    return None
-
-
-def _maximum(ctx: Context, extension: AccessRequest) -> timedelta | None:
-    """The role's maximum: the lower of the one when asked and the one now."""
-    found = []
-    if extension.max_total_seconds is not None:
-        found.append(timedelta(seconds=extension.max_total_seconds))
-    role = ctx.config.roles.get(extension.role)
-    if role is not None:
-        found.append(role.max_duration)
-    return min(found) if found else None
-
-
-def _start(ctx: Context, extension: AccessRequest) -> AccessRequest | None:
-    """Move an approved extension to granting (its new expiry fixed), or take over one a
-    crash left there; the extension as this process now owns it, or None."""
-    if extension.status == Status.APPROVED:
-        try:
-            problem = _why_not(ctx, extension)
-        except DirectoryUnavailable as exc:
-            # Not an answer: the extension stays approved and the sweeper asks again.
-            log.warning("%s: eligibility not checked, extending later: %s", extension.id, exc)
-            return None
-        if problem is not None:
-            _fail(ctx, extension.id, problem, current=Status.APPROVED)
-            return None
-    with ctx.transaction() as session:
-        if extension.status == Status.APPROVED:
-            original = store.load(session, extension.extends or "")
-            if original.expires_at is None:
-                return None
-            until = original.expires_at + timedelta(seconds=extension.duration_seconds)
-            if not set_status(
-                ctx, session, extension.id, [Status.APPROVED], Status.GRANTING, expires_at=until
-            ):
-                return None
-            extension = store.load(session, extension.id)
-            audit(
-                ctx,
-                session,
-                BOT_ACTOR,
-                AuditAction.EXTENSION_STARTED,
-                extension,
-                extends=original.id,
-                expires_at=original.expires_at,
-                new_expires_at=until,
-            )
-        elif extension.status == Status.GRANTING:
-            if not take_over(ctx, session, [extension.id], Status.GRANTING):
-                return None
-            extension = store.load(session, extension.id)
-            audit(ctx, session, BOT_ACTOR, AuditAction.EXTENSION_RESUMED, extension)
-        else:
-            return None
-    return extension
-
-
-def _why_not(ctx: Context, extension: AccessRequest) -> str | None:
-    """Why the requester may not keep the access longer now, or None. Checked again as
-    the extension is applied, as a grant is: someone who left the role's requesters
-    since asking gets nothing more."""
-    try:
-        person = ctx.directory.person_now(extension.requester_id)
-        if person.email != extension.requester_email:
-            return (
-                "The requester's Slack email changed since the access was granted; "
-                "nothing was extended."
-            )
-        people.check_identity(ctx, person, "keep access")
-        if not people.still_eligible(ctx, extension):
-            return f"The requester may no longer request `{extension.role}`; nothing was extended."
-    except UnverifiedIdentity as exc:
-        return f"The requester cannot keep access: {exc} Nothing was extended."
-    except DirectoryUnavailable:
-        raise  # no answer: the caller leaves it for the sweeper
-    except DirectoryError as exc:
-        return f"Could not check that the requester may still hold `{extension.role}`: {exc}"
-    return None
-
-
-def _extend_targets(
-    ctx: Context, extension_id: str, original: AccessRequest, until: datetime
-) -> str | None:
-    """Tell each cloud holding the access the new end, in order; the first failure,
-    or None. Standing access, and access kept for another grant, are left alone."""
-    with ctx.transaction() as session:
-        targets = store.snapshot(session, original.id)[0]
-    context = GrantContext(
-        request_id=original.id,
-        role=original.role,
-        environment=original.environment,
-        reason=original.reason,
-        expires_at=until,
-    )
-    for target in _extendable(targets):
-        with ctx.transaction() as session:
-            if not leases.renew(ctx, session, [extension_id]):
-                return "another jit-bot process took this extension over"
-        provider, spec = provider_calls.spec(ctx, target)
-        principal = dataclasses.replace(
-            provider_calls.principal(original), recorded=target.principal
-        )
-        try:
-            provider.extend(principal, spec, context)
-        except ProviderError as exc:
-            return f"{target.description}: {exc}"
-    return None
-
-
-def _extendable(targets: Sequence[RequestTarget]) -> list[RequestTarget]:
-    return [t for t in targets if t.status == TargetStatus.GRANTED and not t.preexisting]
-
-
-def _finish(
-    ctx: Context, extension_id: str, original: AccessRequest, old: datetime, until: datetime
-) -> None:
-    """Move the access's expiry from ``old`` to ``until`` and record the extension
-    applied, in one transaction; then reschedule its revocation."""
-    try:
-        with ctx.transaction() as session:
-            if not leases.renew(ctx, session, [extension_id]):
-                return  # taken over: the other process finishes it
-            if not store.move_expiry(session, original.id, old, until, ctx.now()):
-                moved = False  # ended (or due) first: nothing was written
-            else:
-                moved = True
-                _record_extended(ctx, session, extension_id, original, until)
-    except _TakenOver:
-        return
-    if not moved:
-        _fail(ctx, extension_id, _ENDED.format(id=original.id), reason="not_applied")
-        return
-    ctx.expiry.schedule(original.id, until)
-
-
-class _TakenOver(Exception):
-    """Another process owns the extension now: roll back the expiry just moved."""
-
-
-def _record_extended(
-    ctx: Context, session: Session, extension_id: str, original: AccessRequest, until: datetime
-) -> None:
-    extended = move(
-        ctx,
-        session,
-        extension_id,
-        EXTEND,
-        actor=BOT_ACTOR,
-        details={"extends": original.id, "from": original.expires_at, "to": until},
-        fenced=True,
-        granted_at=ctx.now(),
-    )
-    if extended is None:
-        raise _TakenOver(extension_id)
-    lasting = store.load(session, original.id)
-    audit(
-        ctx,
-        session,
-        BOT_ACTOR,
-        AuditAction.EXPIRY_MOVED,
-        lasting,
-        extension=extension_id,
-        # ``expires_at`` is the access's end now, as in every event that carries one.
-        expires_at=until,
-        previous_expires_at=original.expires_at,
-    )
-    refresh(ctx, session, lasting)
-
-
-def _fail(
-    ctx: Context,
-    extension_id: str,
-    error: str,
-    *,
-    current: Status = Status.GRANTING,
-    **details: Any,
-) -> None:
-    """Nothing is extended: the extension fails and the access ends as it would have,
-    at once if its old end has passed while the extension was being applied."""
-    with ctx.transaction() as session:
-        failed = move(
-            ctx,
-            session,
-            extension_id,
-            extension_failing(current),
-            actor=BOT_ACTOR,
-            details={"error": error, **details},
-            fenced=current == Status.GRANTING,
-            error=error,
-            ended_at=ctx.now(),
-        )
-    if failed is not None and failed.extends is not None:
-        revoking.expire(ctx, failed.extends)
 
 
 def _load(ctx: Context, request_id: str) -> AccessRequest:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from bot.operations import store
+from bot.operations import due, store
 from bot.operations.context import Context
 from bot.operations.transition import state_of
 
@@ -32,7 +32,7 @@ def nudge(ctx: Context) -> int:
         return 0
     now = ctx.now()
     with ctx.transaction() as session:
-        near = store.near_expiry(session, now, now + max(leads.values()))
+        near = due.near_expiry(session, now, now + max(leads.values()))
     sent = 0
     for request in near:
         lead = leads.get(request.role)

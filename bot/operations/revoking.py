@@ -17,7 +17,7 @@ from sqlmodel import col
 from bot.errors import NotAllowed, WrongState
 from bot.names import BOT_ACTOR, AuditAction
 from bot.notify import RequesterNews
-from bot.operations import leases, people, provider_calls, store
+from bot.operations import due, leases, people, provider_calls, store
 from bot.operations.context import Context
 from bot.operations.transition import announce_all, audit_all, set_status, set_statuses, take_over
 from bot.revoker import Call, Outcome, Revocation
@@ -137,7 +137,7 @@ def _begin_revoke(
             request_ids,
             [Status.ACTIVE, Status.REVOKE_FAILED],
             Status.REVOKING,
-            where=store.due_by(now) if only_due else None,
+            where=due.due_by(now) if only_due else None,
             ended_at=func.coalesce(col(AccessRequest.ended_at), now),
             ended_by=func.coalesce(col(AccessRequest.ended_by), actor),
             end_reason=func.coalesce(col(AccessRequest.end_reason), reason),

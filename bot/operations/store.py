@@ -10,12 +10,11 @@ the row, so two processes racing for one request cannot both act on it.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Update, and_, or_, select, tuple_, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from bot.errors import RequestNotFound
@@ -189,34 +188,6 @@ def lock_pending(session: Session, request_id: str) -> bool:
     )
 
 
-#: How long an extension approved before the access's end, and still being applied when
-#: that end passes, holds the access past it (a cloud slow to answer must not make an
-#: approved extension a lapse). Within what was approved, and bounded: an extension that
-#: fails, or takes longer, leaves the access to end at once.
-EXTENSION_GRACE = timedelta(minutes=5)
-
-
-def due_by(now: datetime) -> ColumnElement[bool]:
-    """Active access whose time is up (any other state passes): what an expiry may
-    revoke. An extension that moved the expiry first wins the race with the old one, and
-    one approved in time and still being applied holds it for ``EXTENSION_GRACE``."""
-    extension = aliased(AccessRequest, name="extension")
-    in_flight = (
-        select(col(extension.id))
-        .where(
-            col(extension.extends) == col(AccessRequest.id),
-            col(extension.status).in_([Status.APPROVED, Status.GRANTING]),
-            col(extension.decided_at) <= col(AccessRequest.expires_at),
-        )
-        .exists()
-    )
-    held = and_(col(AccessRequest.expires_at) > now - EXTENSION_GRACE, in_flight)
-    return or_(
-        col(AccessRequest.status) != Status.ACTIVE,
-        and_(col(AccessRequest.expires_at) <= now, ~held),
-    )
-
-
 def lock_active(session: Session, request_id: str, now: datetime) -> bool:
     """Lock an active request's row until the transaction ends; False unless it is
     active and not yet due. Extensions of one access queue up here."""
@@ -261,37 +232,6 @@ def open_extension(session: Session, request_id: str) -> str | None:
             col(AccessRequest.status).not_in(list(TERMINAL)),
         )
     ).first()
-
-
-def orphaned_extensions(session: Session, now: datetime) -> list[str]:
-    """Pending extensions of access that has ended, or whose time is up: they expire
-    with it."""
-    original = aliased(AccessRequest, name="original")
-    return list(
-        session.scalars(
-            select(col(AccessRequest.id))
-            .join(original, col(original.id) == col(AccessRequest.extends))
-            .where(
-                col(AccessRequest.status) == Status.PENDING,
-                or_(col(original.status) != Status.ACTIVE, col(original.expires_at) <= now),
-            )
-        )
-    )
-
-
-def near_expiry(session: Session, now: datetime, until: datetime) -> list[AccessRequest]:
-    """Active access ending after ``now`` and by ``until`` whose requester has not been
-    nudged about this expiry yet."""
-    return _requests(
-        session,
-        col(AccessRequest.status) == Status.ACTIVE,
-        col(AccessRequest.expires_at) > now,
-        col(AccessRequest.expires_at) <= until,
-        or_(
-            col(AccessRequest.nudged_for).is_(None),
-            col(AccessRequest.nudged_for) != col(AccessRequest.expires_at),
-        ),
-    )
 
 
 def mark_nudged(session: Session, request_id: str, expires_at: datetime) -> bool:
@@ -395,123 +335,14 @@ def active_holders(session: Session) -> list[tuple[str, str, str]]:
     return [(request_id, requester_id, role) for request_id, requester_id, role in rows]
 
 
-@dataclass(frozen=True)
-class Due:
-    """What one sweep has to do, read in one transaction."""
-
-    stale: list[str]  # pending past their pending_ttl
-    overdue: list[str]  # active (or failed to revoke) past their expiry
-    retry: list[str]  # failed to revoke, not yet expired
-    approved: list[str]
-    stuck: list[tuple[str, Status]]  # granting/revoking, lease run out
-    left_behind: list[str]  # failed grants whose rollback a cloud refused
-    # extensions approved, or being applied with their lease run out
-    extensions: list[str]
-    orphaned: list[str]  # pending extensions of access that has ended
-
-
-def _ids(session: Session, *where: ColumnElement[bool]) -> list[str]:
+def ids_where(session: Session, *where: ColumnElement[bool]) -> list[str]:
+    """The ids of the requests meeting every condition."""
     return list(session.scalars(select(col(AccessRequest.id)).where(*where)))
 
 
-def stale_pending(session: Session, now: datetime, ttl: timedelta) -> list[str]:
-    return _ids(
-        session,
-        col(AccessRequest.status) == Status.PENDING,
-        col(AccessRequest.created_at) <= now - ttl,
-    )
-
-
-def overdue_grants(session: Session, now: datetime) -> list[str]:
-    return _ids(
-        session,
-        col(AccessRequest.status).in_([Status.ACTIVE, Status.REVOKE_FAILED]),
-        col(AccessRequest.expires_at) <= now,
-    )
-
-
-def failed_revocations(session: Session, now: datetime) -> list[str]:
-    return _ids(
-        session,
-        col(AccessRequest.status) == Status.REVOKE_FAILED,
-        col(AccessRequest.expires_at) > now,
-    )
-
-
-def approved(session: Session) -> list[str]:
-    return _ids(
-        session,
-        col(AccessRequest.status) == Status.APPROVED,
-        col(AccessRequest.extends).is_(None),
-    )
-
-
-def stuck(session: Session, now: datetime, lease: timedelta) -> list[tuple[str, Status]]:
-    rows = session.execute(
-        select(col(AccessRequest.id), col(AccessRequest.status)).where(
-            col(AccessRequest.status).in_([Status.GRANTING, Status.REVOKING]),
-            col(AccessRequest.updated_at) <= now - lease,
-            col(AccessRequest.extends).is_(None),
-        )
-    ).all()
-    return [(request_id, Status(status)) for request_id, status in rows]
-
-
-def extensions_to_apply(session: Session, now: datetime, lease: timedelta) -> list[str]:
-    """Extensions approved and not yet applied: at once, or once the lease of a process
-    that was applying one has run out."""
-    return _ids(
-        session,
-        col(AccessRequest.extends).is_not(None),
-        or_(
-            col(AccessRequest.status) == Status.APPROVED,
-            and_(
-                col(AccessRequest.status) == Status.GRANTING,
-                col(AccessRequest.updated_at) <= now - lease,
-            ),
-        ),
-    )
-
-
-def left_behind(session: Session, now: datetime, lease: timedelta) -> list[str]:
-    return list(
-        session.scalars(
-            select(col(AccessRequest.id))
-            .join(RequestTarget, col(RequestTarget.request_id) == col(AccessRequest.id))
-            .where(
-                col(AccessRequest.status) == Status.FAILED,
-                col(AccessRequest.updated_at) <= now - lease,
-                col(RequestTarget.status) == TargetStatus.REVOKE_FAILED,
-            )
-            .distinct()
-        )
-    )
-
-
-def due(session: Session, now: datetime, ttl: timedelta, lease: timedelta) -> Due:
-    # An approved request has no provider call in flight (approved → granting is a
-    # compare-and-set), so it is picked up at once; granting/revoking ones only once
-    # their lease has run out, in case another process is still working on them.
-    return Due(
-        stale=stale_pending(session, now, ttl),
-        overdue=overdue_grants(session, now),
-        retry=failed_revocations(session, now),
-        approved=approved(session),
-        stuck=stuck(session, now, lease),
-        left_behind=left_behind(session, now, lease),
-        extensions=extensions_to_apply(session, now, lease),
-        orphaned=orphaned_extensions(session, now),
-    )
-
-
-def upcoming_expiries(session: Session, now: datetime) -> list[tuple[str, datetime]]:
-    rows = session.execute(
-        select(col(AccessRequest.id), col(AccessRequest.expires_at)).where(
-            col(AccessRequest.status) == Status.ACTIVE,
-            col(AccessRequest.expires_at) > now,
-        )
-    ).all()
-    return [(r[0], r[1]) for r in rows if r[1] is not None]
+def requests_where(session: Session, *where: ColumnElement[bool]) -> list[AccessRequest]:
+    """The requests meeting every condition, oldest first."""
+    return _requests(session, *where)
 
 
 def _requests(session: Session, *where: ColumnElement[bool]) -> list[AccessRequest]:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from bot.durations import format_duration
 from bot.errors import Deactivated, DirectoryError, DirectoryUnavailable
 from bot.names import BOT_ACTOR
-from bot.operations import admin, extending, granting, people, revoking, store
+from bot.operations import admin, due, granting, people, prolonging, revoking, store
 from bot.operations.context import Context
 from bot.operations.transition import EXPIRE_UNDECIDED, move
 from bot.policy import admits
@@ -36,26 +36,26 @@ def sweep(ctx: Context) -> None:
     overdue grants, retry failed revocations and resume work a crash interrupted."""
     admin.follow_signals(ctx)
     with ctx.transaction() as session:
-        due = store.due(session, ctx.now(), ctx.config.settings.pending_ttl, ctx.lease)
-    for request_id in due.stale:
+        todo = due.due(session, ctx.now(), ctx.config.settings.pending_ttl, ctx.lease)
+    for request_id in todo.stale:
         expire_pending(ctx, request_id)
-    for request_id in due.orphaned:
+    for request_id in todo.orphaned:
         expire_pending(ctx, request_id, why=ACCESS_ENDED)
-    unfinished = [rid for rid, status in due.stuck if status == Status.REVOKING]
-    _revoke_in_batches(ctx, due.overdue + due.retry + unfinished)
+    unfinished = [rid for rid, status in todo.stuck if status == Status.REVOKING]
+    _revoke_in_batches(ctx, todo.overdue + todo.retry + unfinished)
     # Each step on its own: one request or step that fails unexpectedly must not keep
     # the others (a departed holder's revocation, a denial's lift) from happening.
     _step("revoking the access of departed holders", functools.partial(_revoke_departed, ctx))
-    if due.left_behind:
+    if todo.left_behind:
         _step(
             "taking back failed grants",
-            functools.partial(granting.finish_rollbacks, ctx, due.left_behind),
+            functools.partial(granting.finish_rollbacks, ctx, todo.left_behind),
         )
-    granting_ = [rid for rid, status in due.stuck if status == Status.GRANTING]
-    for request_id in due.approved + granting_:
+    granting_ = [rid for rid, status in todo.stuck if status == Status.GRANTING]
+    for request_id in todo.approved + granting_:
         _step(f"granting {request_id}", functools.partial(granting.grant, ctx, request_id))
-    for request_id in due.extensions:
-        _step(f"extending {request_id}", functools.partial(extending.apply, ctx, request_id))
+    for request_id in todo.extensions:
+        _step(f"extending {request_id}", functools.partial(prolonging.apply, ctx, request_id))
     _step("lifting session denials", ctx.session_ends.sweep)
 
 
@@ -166,7 +166,7 @@ def upcoming_expiries(ctx: Context) -> list[tuple[str, datetime]]:
     """Every active grant not yet due and when it ends: the scheduler is rebuilt from
     this at start-up. Grants already due are the first sweep's, revoked in batches."""
     with ctx.transaction() as session:
-        return store.upcoming_expiries(session, ctx.now())
+        return due.upcoming_expiries(session, ctx.now())
 
 
 def catching_up(ctx: Context) -> bool:

@@ -99,9 +99,7 @@ class AccessRequest(SQLModel, table=True):
     incident: str | None = Field(default=None, max_length=100)
     #: An extension: the active request whose access it asks to keep longer. It grants
     #: nothing of its own; once applied, that request's expiry moves.
-    extends: str | None = Field(
-        default=None, foreign_key="access_request.id", index=True, max_length=32
-    )
+    extends: str | None = Field(default=None, index=True, max_length=32)
     #: For an extension: the role's max_duration when it was asked, in seconds. A total
     #: from the first grant past it is approved only by approvers, explicitly, and their
     #: DM says so.

@@ -22,15 +22,13 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("extends", sa.String(length=32), nullable=True))
         batch_op.add_column(sa.Column("max_total_seconds", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("nudged_for", sa.DateTime(timezone=True), nullable=True))
+        # No foreign key: on SQLite adding one rebuilds the table, which the tables that
+        # reference it forbid; the bot only ever writes the id of a request it loaded.
         batch_op.create_index(batch_op.f("ix_access_request_extends"), ["extends"])
-        batch_op.create_foreign_key(
-            "fk_access_request_extends", "access_request", ["extends"], ["id"]
-        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("access_request", schema=None) as batch_op:
-        batch_op.drop_constraint("fk_access_request_extends", type_="foreignkey")
         batch_op.drop_index(batch_op.f("ix_access_request_extends"))
         batch_op.drop_column("nudged_for")
         batch_op.drop_column("max_total_seconds")
