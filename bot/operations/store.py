@@ -175,33 +175,32 @@ def renew(session: Session, versions: Mapping[str, int], now: datetime) -> list[
     )
 
 
+def changed(session: Session, request_id: str, *where: ColumnElement[bool], **values: Any) -> bool:
+    """A compare-and-set on one request: set ``values`` if it still meets every ``where``;
+    whether it did. Its row stays locked until the transaction ends."""
+    statement = update(AccessRequest).where(col(AccessRequest.id) == request_id, *where)
+    return bool(moved(session, statement.values(**values)))
+
+
 def lock_pending(session: Session, request_id: str) -> bool:
     """Lock a pending request's row (bumping its version); False if it is not pending."""
-    return bool(
-        moved(
-            session,
-            update(AccessRequest)
-            .where(col(AccessRequest.id) == request_id)
-            .where(col(AccessRequest.status) == Status.PENDING)
-            .values(version=col(AccessRequest.version) + 1),
-        )
+    return changed(
+        session,
+        request_id,
+        col(AccessRequest.status) == Status.PENDING,
+        version=col(AccessRequest.version) + 1,
     )
 
 
 def lock_active(session: Session, request_id: str, now: datetime) -> bool:
     """Lock an active request's row until the transaction ends; False unless it is
     active and not yet due. Extensions of one access queue up here."""
-    return bool(
-        moved(
-            session,
-            update(AccessRequest)
-            .where(
-                col(AccessRequest.id) == request_id,
-                col(AccessRequest.status) == Status.ACTIVE,
-                col(AccessRequest.expires_at) > now,
-            )
-            .values(version=col(AccessRequest.version)),
-        )
+    return changed(
+        session,
+        request_id,
+        col(AccessRequest.status) == Status.ACTIVE,
+        col(AccessRequest.expires_at) > now,
+        version=col(AccessRequest.version),
     )
 
 
@@ -210,17 +209,13 @@ def move_expiry(
 ) -> bool:
     """Move an active request's expiry from ``old`` to ``new``: a compare-and-set that
     loses to its own expiry's revocation (or another move) if that came first."""
-    return bool(
-        moved(
-            session,
-            update(AccessRequest)
-            .where(
-                col(AccessRequest.id) == request_id,
-                col(AccessRequest.status) == Status.ACTIVE,
-                col(AccessRequest.expires_at) == old,
-            )
-            .values(expires_at=new, updated_at=now),
-        )
+    return changed(
+        session,
+        request_id,
+        col(AccessRequest.status) == Status.ACTIVE,
+        col(AccessRequest.expires_at) == old,
+        expires_at=new,
+        updated_at=now,
     )
 
 
@@ -237,21 +232,13 @@ def open_extension(session: Session, request_id: str) -> str | None:
 def mark_nudged(session: Session, request_id: str, expires_at: datetime) -> bool:
     """Record the nudge about this expiry; False if another process (or an earlier
     run) made it, or the expiry has moved since it was read."""
-    return bool(
-        moved(
-            session,
-            update(AccessRequest)
-            .where(
-                col(AccessRequest.id) == request_id,
-                col(AccessRequest.status) == Status.ACTIVE,
-                col(AccessRequest.expires_at) == expires_at,
-                or_(
-                    col(AccessRequest.nudged_for).is_(None),
-                    col(AccessRequest.nudged_for) != expires_at,
-                ),
-            )
-            .values(nudged_for=expires_at),
-        )
+    return changed(
+        session,
+        request_id,
+        col(AccessRequest.status) == Status.ACTIVE,
+        col(AccessRequest.expires_at) == expires_at,
+        or_(col(AccessRequest.nudged_for).is_(None), col(AccessRequest.nudged_for) != expires_at),
+        nudged_for=expires_at,
     )
 
 

@@ -13,6 +13,7 @@ from bot.names import Decision
 from bot.service import AccessService
 from bot.slack import blocks
 from bot.slack.listeners.common import (
+    checked_modal,
     ephemeral,
     just_ack,
     parse_request_id,
@@ -47,18 +48,12 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
         tell = ephemeral(respond)
         with reply_errors(tell):
             request_id = parse_request_id(action.get("value", ""))
-            # Opened before the checks, whose lookups may outlast the trigger_id's 3 s.
-            modal = LoadingModal.open(client, body["trigger_id"], blocks.DENY_TITLE)
 
-            def refuse(text: str) -> None:
-                # In the modal, where the approver looks, and in the conversation, where
-                # the answers to the other buttons are.
-                tell(text)
-                modal.say(text)
-
-            with reply_errors(refuse):
+            def fill(modal: LoadingModal) -> None:
                 service.can_decide(request_id, body["user"]["id"])
                 modal.show(blocks.deny_modal(request_id))
+
+            checked_modal(client, body["trigger_id"], blocks.DENY_TITLE, tell, fill)
 
     def end_access(body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
         tell = ephemeral(respond)

@@ -7,7 +7,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from slack_bolt import Ack, Respond
@@ -16,6 +16,7 @@ from slack_sdk import WebClient
 from bot.errors import JitError, RequestNotFound
 from bot.service import AccessService
 from bot.slack import blocks
+from bot.slack.loading import LoadingModal
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,32 @@ def parse_request_id(value: str) -> str:
     if not REQUEST_ID.match(value):
         raise RequestNotFound(blocks.no_such_request(value))
     return value
+
+
+ErrorReplies = Callable[[Callable[[str], Any]], AbstractContextManager[None]]
+
+
+def checked_modal(
+    client: WebClient,
+    trigger_id: str,
+    title: str,
+    tell: Callable[[str], Any],
+    fill: Callable[[LoadingModal], None],
+    *,
+    errors: ErrorReplies | None = None,
+) -> None:
+    """Open a modal at once, in its loading state (its checks may outlast the trigger_id's
+    3 s), and let ``fill`` check and show the form in it. A refusal is said in the modal,
+    where the person looks, and in the conversation (``tell``), where the answers to the
+    other buttons are."""
+    modal = LoadingModal.open(client, trigger_id, title)
+
+    def refuse(text: str) -> None:
+        tell(text)
+        modal.say(text)
+
+    with (errors or reply_errors)(refuse):
+        fill(modal)
 
 
 def typed(values: dict[str, Any], block: str) -> str:

@@ -15,6 +15,7 @@ from bot.errors import JitError
 from bot.service import AccessService
 from bot.slack import blocks
 from bot.slack.listeners.common import (
+    checked_modal,
     direct_message,
     ephemeral,
     just_ack,
@@ -33,17 +34,13 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
         tell = ephemeral(respond)
         with reply_errors(tell):
             request_id = parse_request_id(action.get("value", ""))
-            # Opened before the checks, whose lookups may outlast the trigger_id's 3 s.
-            modal = LoadingModal.open(client, body["trigger_id"], blocks.EXTEND_TITLE)
 
-            def refuse(text: str) -> None:
-                tell(text)
-                modal.say(text)
-
-            with reply_errors(refuse):
+            def fill(modal: LoadingModal) -> None:
                 access = service.can_extend(request_id, body["user"]["id"])
                 suggested = service.config.roles[access.role].effective_default
                 modal.show(blocks.extend_modal(access, suggested))
+
+            checked_modal(client, body["trigger_id"], blocks.EXTEND_TITLE, tell, fill)
 
     def check_form(ack: Ack, view: dict[str, Any]) -> None:
         # The form's answer carries its field errors; the rest is checked afterwards.

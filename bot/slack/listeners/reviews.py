@@ -19,6 +19,7 @@ from bot.operations.reviewing import AlreadyReviewed
 from bot.service import AccessService
 from bot.slack import blocks
 from bot.slack.listeners.common import (
+    checked_modal,
     direct_message,
     ephemeral,
     just_ack,
@@ -51,16 +52,14 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
         with reply_errors(tell):
             verdict = _CLICKED[action["action_id"]]
             request_id = parse_request_id(action.get("value", ""))
-            # Opened before the checks, whose lookups may outlast the trigger_id's 3 s.
-            modal = LoadingModal.open(client, body["trigger_id"], blocks.REVIEW_TITLE)
 
-            def refuse(text: str) -> None:
-                tell(text)
-                modal.say(text)
-
-            with _review_errors(refuse):
+            def fill(modal: LoadingModal) -> None:
                 service.can_review(request_id, body["user"]["id"])
                 modal.show(blocks.review_modal(request_id, verdict))
+
+            checked_modal(
+                client, body["trigger_id"], blocks.REVIEW_TITLE, tell, fill, errors=_review_errors
+            )
 
     def submitted(body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         user = body["user"]["id"]
