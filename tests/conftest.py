@@ -238,6 +238,27 @@ def pytest_configure(config: pytest.Config) -> None:
     explore.configure(config)
 
 
+# The tests that take minutes, not seconds, each (see the durations in docs/development.md).
+# They are handed out first: started last, one of them keeps a worker busy long after the
+# others have finished, and the run waits for it.
+LONGEST_FIRST = (
+    "tests/security/test_tampered_clicks.py",
+    "tests/e2e/test_make_run.py",
+    "tests/reliability/test_state_machine.py",
+    "tests/reliability/test_faults.py",
+    "tests/reliability/test_provider_faults_wire.py",
+    "tests/reliability/test_crash_safety.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::")[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: every other test keeps its place
+
+
 def pytest_report_header(config: pytest.Config) -> str | None:
     return explore.describe(config)
 
