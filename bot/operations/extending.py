@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bot import quotas
@@ -103,8 +104,9 @@ def submit(
     people.check_identity(ctx, requester, "extend access")
     if requester.email != original.requester_email:
         raise WrongState(
-            f"Your Slack email changed since {original.id} was granted (to "
-            f"{original.requester_email}); it cannot be extended. Ask again with `/jit request`."
+            f"Your Slack email changed since {original.id} was granted to "
+            f"{original.requester_email}, so it cannot be extended. Ask again with "
+            "`/jit request`."
         )
     approvers = (
         []
@@ -114,7 +116,13 @@ def submit(
         )
     )
     extension = _new_extension(ctx, checked, approvers, origin)
-    _store(ctx, extension, checked)
+    try:
+        _store(ctx, extension, checked)
+    except IntegrityError:
+        earlier = requesting.by_origin(ctx, origin) if origin is not None else None
+        if earlier is None:
+            raise
+        return earlier  # the same interaction, stored at once by another process
     if checked.without_approval:
         ctx.background(lambda: prolonging.apply(ctx, extension.id))
     return extension
@@ -159,7 +167,7 @@ def _store(ctx: Context, extension: AccessRequest, checked: ExtensionCheck) -> N
         if not store.lock_active(session, original.id, ctx.now()):
             raise WrongState(f"{original.id} has ended; only active access can be extended.")
         _refuse_second(session, original.id)
-        _same_as_checked(ctx, session, checked)
+        checked = _same_as_checked(ctx, session, checked)
         session.add(extension)
         session.flush()
         details: dict[str, Any] = {
@@ -199,10 +207,10 @@ def _store(ctx: Context, extension: AccessRequest, checked: ExtensionCheck) -> N
         ctx.notify.tell_requester(session, state, RequesterNews.SUBMITTED)
 
 
-def _same_as_checked(ctx: Context, session: Session, checked: ExtensionCheck) -> None:
-    """Decide the extension again on the access's locked row: an extension applied since
-    it was checked (two asked at once, on two replicas) moves the total, and with it
-    whether the role's maximum is passed and who must approve."""
+def _same_as_checked(ctx: Context, session: Session, checked: ExtensionCheck) -> ExtensionCheck:
+    """Decide the extension again on the access's locked row, and return that decision:
+    an extension applied since it was checked (two asked at once, on two replicas) moves
+    the total, and with it whether the role's maximum is passed and who must approve."""
     now_ = decide(ctx.config, store.load(session, checked.original.id), checked.request, ctx.now())
     if (now_.over_maximum, now_.without_approval) != (
         checked.over_maximum,
@@ -212,6 +220,7 @@ def _same_as_checked(ctx: Context, session: Session, checked: ExtensionCheck) ->
             f"{checked.original.id} was extended while you asked, so this extension would "
             "be decided differently; nothing was requested. Ask again."
         )
+    return now_
 
 
 def _refuse_second(session: Session, request_id: str) -> None:
