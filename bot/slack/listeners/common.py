@@ -71,8 +71,11 @@ def checked_modal(
 
 
 def typed(values: dict[str, Any], block: str) -> str:
-    """What was typed in a modal's text input (its block and action share one id)."""
-    return str((values.get(block, {}).get(block) or {}).get("value") or "")
+    """What was typed in a modal's text input (its block and action share one id); ""
+    for a field missing or of another shape."""
+    found = values.get(block) if isinstance(values, dict) else None
+    field = found.get(block) if isinstance(found, dict) else None
+    return str(field.get("value") or "") if isinstance(field, dict) else ""
 
 
 def just_ack(ack: Ack) -> None:

@@ -44,7 +44,7 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
 
     def check_form(ack: Ack, view: dict[str, Any]) -> None:
         # The form's answer carries its field errors; the rest is checked afterwards.
-        duration, reason = _submitted(view["state"]["values"])
+        duration, reason = _submitted(view)
         try:
             service.check_extension_form(duration, reason)
         except JitError as exc:
@@ -58,7 +58,7 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
         tell = direct_message(client, user)
         with reply_errors(tell):
             request_id = parse_request_id(view.get("private_metadata", ""))
-            asked = _submitted(view["state"]["values"])
+            asked = _submitted(view)
             checked = service.check_extension(user, request_id, *asked)
             # The form has closed; the bot's DM about the extension says it was sent.
             service.extend(user, checked, origin=origin(body.get("trigger_id")))
@@ -67,6 +67,7 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
     app.view(blocks.EXTEND_MODAL)(ack=check_form, lazy=[submitted])
 
 
-def _submitted(values: dict[str, Any]) -> tuple[str, str]:
+def _submitted(view: dict[str, Any]) -> tuple[str, str]:
     """How much longer and why, as the Extend form submitted them."""
+    values = (view.get("state") or {}).get("values") or {}
     return typed(values, "duration"), typed(values, "reason")
