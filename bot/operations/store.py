@@ -329,17 +329,13 @@ def ids_where(session: Session, *where: ColumnElement[bool]) -> list[str]:
 
 def requests_where(session: Session, *where: ColumnElement[bool]) -> list[AccessRequest]:
     """The requests meeting every condition, oldest first."""
-    return _requests(session, *where)
-
-
-def _requests(session: Session, *where: ColumnElement[bool]) -> list[AccessRequest]:
     query = select(AccessRequest).where(*where).order_by(col(AccessRequest.created_at))
     return list(session.scalars(query))
 
 
 def unfinished_of(session: Session, user_id: str) -> list[AccessRequest]:
     """The user's requests that are not finished yet, oldest first."""
-    return _requests(
+    return requests_where(
         session,
         col(AccessRequest.requester_id) == user_id,
         col(AccessRequest.status).not_in(list(TERMINAL)),
@@ -347,7 +343,7 @@ def unfinished_of(session: Session, user_id: str) -> list[AccessRequest]:
 
 
 def pending(session: Session) -> list[AccessRequest]:
-    return _requests(session, col(AccessRequest.status) == Status.PENDING)
+    return requests_where(session, col(AccessRequest.status) == Status.PENDING)
 
 
 def voted_on(session: Session, user_id: str) -> set[str]:

@@ -79,3 +79,19 @@ def _holds(policy: policy_pb2.Policy, role: str, member: str, now: datetime) -> 
         and (not b.HasField("condition") or (_ours(b) and not _expired(b, now)))
         for b in policy.bindings
     )
+
+
+def _standing(policy: policy_pb2.Policy, role: str, member: str) -> bool:
+    """Whether ``member`` holds ``role`` here unconditionally: access jit-bot never
+    writes, shortens or removes."""
+    return any(
+        b.role == role and not b.HasField("condition") and _has(b, member) for b in policy.bindings
+    )
+
+
+def _without(binding: policy_pb2.Binding, member: str) -> bool:
+    """Take ``member`` out of ``binding``; whether anyone is left in it."""
+    others = [m for m in binding.members if m.lower() != member.lower()]
+    del binding.members[:]
+    binding.members.extend(others)
+    return bool(others)

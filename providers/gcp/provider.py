@@ -50,7 +50,9 @@ from providers.gcp.bindings import (
     _has,
     _holds,
     _ours,
+    _standing,
     _timestamp,
+    _without,
     condition_end,
     condition_title,
     expiry_of,
@@ -262,10 +264,7 @@ class GcpProvider(Provider):
 
         def edit(policy: policy_pb2.Policy) -> bool:
             nonlocal standing
-            standing = any(
-                b.role == role and not b.HasField("condition") and _has(b, member)
-                for b in policy.bindings
-            )
+            standing = _standing(policy, role, member)
             if standing:
                 return False
             for binding in policy.bindings:
@@ -291,10 +290,7 @@ class GcpProvider(Provider):
         now = self._now()
 
         def edit(policy: policy_pb2.Policy) -> bool:
-            if any(
-                b.role == role and not b.HasField("condition") and _has(b, member)
-                for b in policy.bindings
-            ):
+            if _standing(policy, role, member):
                 return False  # standing access: it outlasts any extension already
             ours = [
                 i
@@ -321,15 +317,11 @@ class GcpProvider(Provider):
             if longer:
                 policy.bindings[kept].condition.CopyFrom(condition)
             if len(ours) > 1:
-                left: list[policy_pb2.Binding] = []
-                for i, binding in enumerate(policy.bindings):
-                    if i in ours and i != kept:
-                        others = [m for m in binding.members if m.lower() != member.lower()]
-                        if not others:
-                            continue
-                        del binding.members[:]
-                        binding.members.extend(others)
-                    left.append(binding)
+                left = [
+                    b
+                    for i, b in enumerate(policy.bindings)
+                    if i not in ours or i == kept or _without(b, member)
+                ]
                 del policy.bindings[:]
                 policy.bindings.extend(left)
             return True
@@ -353,11 +345,8 @@ class GcpProvider(Provider):
                     and _has(binding, member)
                 ):
                     changed = True
-                    others = [m for m in binding.members if m.lower() != member.lower()]
-                    if not others:
+                    if not _without(binding, member):
                         continue
-                    del binding.members[:]
-                    binding.members.extend(others)
                 kept.append(binding)
             if changed:
                 del policy.bindings[:]

@@ -6,7 +6,7 @@ extended, and the nudge before access ends."""
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -37,7 +37,9 @@ from bot.storage.models import AccessRequest, Status
 EXTEND_TITLE = "Extend access"
 
 
-def _until(extension: AccessRequest, original: AccessRequest) -> tuple[timedelta, Any, Any]:
+def _until(
+    extension: AccessRequest, original: AccessRequest
+) -> tuple[timedelta, datetime, datetime]:
     """(the time added, the end before it, the end with it): fixed once the extension is
     applied (its own ``expires_at``), read off the access until then."""
     more = timedelta(seconds=extension.duration_seconds)
