@@ -26,7 +26,7 @@ from bot.clock import Clock, SystemClock
 from bot.config import ConfigError, ConfigIssue, JitConfig, Loc, line_in, load_config
 from bot.drift import DriftChecker
 from bot.google_groups import GoogleGroups
-from bot.operations import nudging, reviewing
+from bot.operations import escalating, nudging, reminding, reviewing
 from bot.operations.context import Context
 from bot.revoker import Revoker
 from bot.scheduler import Periodic, Timers
@@ -185,6 +185,8 @@ class Runtime:
             Periodic("reconcile", self.drift.run, settings.reconcile_interval),
             Periodic("review_reminders", self.service.remind_reviews, reviewing.CHECK_EVERY),
             Periodic("nudges", self.service.nudge, nudging.CHECK_EVERY),
+            Periodic("reminders", self.service.remind_approvers, reminding.CHECK_EVERY),
+            Periodic("escalations", self.service.escalate, escalating.CHECK_EVERY),
         ]
         self.timers.start(self.service.upcoming_expiries(), periodic)
 

@@ -65,7 +65,11 @@ def _applicable(config: JitConfig, role: str, env: str) -> list[Rule]:
 def _approvers(config: JitConfig, rule: Rule) -> str:
     if rule.auto_approve:
         return "(auto-approved)"
-    groups = [f"{g} ({', '.join(config.groups[g])})" for g in rule.approvers]
+    quiet = set(rule.quiet_groups)
+    groups = [
+        f"{g}{' (quiet)' if g in quiet else ''} ({', '.join(config.groups[g])})"
+        for g in rule.approver_groups
+    ]
     suffix = "; self-approval allowed" if config.allows_self_approval(rule) else ""
     return "; ".join(groups) + suffix
 

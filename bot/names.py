@@ -27,6 +27,8 @@ class AuditAction(StrEnum):
     DENIED = "denied"
     CANCELLED = "cancelled"
     EXPIRED_UNDECIDED = "expired_undecided"
+    # waited escalate_after undecided: the rule's escalate_to group was asked too
+    ESCALATED = "escalated"
     # granting
     GRANT_STARTED = "grant_started"
     GRANT_RESUMED = "grant_resumed"

@@ -4,7 +4,7 @@ change and the news of it are committed together."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -40,9 +40,35 @@ class RequestState:
     original: AccessRequest | None = None
 
 
+def asked(approvers: Collection[str], quiet: Collection[str]) -> list[str]:
+    """The approvers who get a DM: all but the quiet ones."""
+    silent = set(quiet)
+    return [a for a in approvers if a not in silent]
+
+
 class Notifier(Protocol):
     def ask_approvers(self, session: Session, state: RequestState) -> None:
         """DM every approver the request, with Approve / Deny buttons."""
+        ...
+
+    def remind_approvers(
+        self, session: Session, request: AccessRequest, approvers: Sequence[str], waited: timedelta
+    ) -> None:
+        """Remind ``approvers`` that the request still waits for them, in a threaded reply
+        to the DM that asked them."""
+        ...
+
+    def escalate(
+        self,
+        session: Session,
+        state: RequestState,
+        group: str,
+        added: Sequence[str],
+        *,
+        informed: Sequence[str],
+    ) -> None:
+        """Ask ``added`` (the escalation group's members) with buttons, and tell the
+        approvers asked first (``informed``) whom the request went to."""
         ...
 
     def alert_break_glass(self, session: Session, state: RequestState) -> None:

@@ -25,11 +25,13 @@ from bot.operations import (
     admin,
     breaking_glass,
     deciding,
+    escalating,
     extending,
     granting,
     leases,
     nudging,
     queries,
+    reminding,
     requesting,
     reviewing,
     revoking,
@@ -135,6 +137,12 @@ class AccessService:
 
     def remind_reviews(self) -> int:
         return reviewing.remind(self._ctx)
+
+    def remind_approvers(self) -> int:
+        return reminding.remind(self._ctx)
+
+    def escalate(self) -> int:
+        return escalating.escalate(self._ctx)
 
     # ------------------------------------------------------------------ deciding
 

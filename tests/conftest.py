@@ -139,8 +139,15 @@ class Bot:
         return self.slack.wait_for_response(name=reply.response_url_name)
 
     def dms_to(self, user: str) -> list[dict]:  # type: ignore[type-arg]
+        """The DMs ``user`` got, oldest first; replies in their threads (an approver's
+        reminders) are ``replies_to``'s."""
         self.settle()
-        return self.slack.messages_in(user)
+        return [m for m in self.slack.messages_in(user) if not m.get("thread_ts")]
+
+    def replies_to(self, user: str) -> list[dict]:  # type: ignore[type-arg]
+        """Replies posted in the threads of ``user``'s DMs, oldest first."""
+        self.settle()
+        return [m for m in self.slack.messages_in(user) if m.get("thread_ts")]
 
     def audit_posts(self) -> list[str]:
         self.settle()

@@ -12,7 +12,7 @@ import yaml
 
 from bot.config.issues import ConfigIssue, Loc
 from bot.config.messages import line_of, suggest
-from bot.config.models import ApproversFile, RolesFile, Settings
+from bot.config.models import ApproversFile, RolesFile, Rule, Settings
 from bot.durations import format_duration
 from providers.base import TargetSpec
 
@@ -69,26 +69,45 @@ def check_shortest_grants(
 
 
 def check_groups(approvers: ApproversFile, file: str, node: yaml.Node | None) -> list[ConfigIssue]:
+    """Every group a rule names (to approve, to be told, to escalate to) is defined, and
+    an escalation can happen before its requests expire."""
     issues = []
     groups = sorted(approvers.groups)
+    expected = (
+        f"one of: {', '.join(groups)}"
+        if groups
+        else "a group defined under 'groups' (none are defined)"
+    )
+
+    def add(loc: Loc, message: str) -> None:
+        issues.append(ConfigIssue(file, loc, message, line_of(node, loc)))
+
     for r, rule in enumerate(approvers.rules):
-        for i, group in enumerate(rule.approvers):
+        for loc, group in _named_groups(r, rule):
             if group not in approvers.groups:
-                loc: Loc = ("rules", r, "approvers", i)
-                expected = (
-                    f"one of: {', '.join(groups)}"
-                    if groups
-                    else "a group defined under 'groups' (none are defined)"
-                )
-                issues.append(
-                    ConfigIssue(
-                        file,
-                        loc,
-                        f"unknown group '{group}'{suggest(group, groups)}; expected {expected}",
-                        line_of(node, loc),
-                    )
-                )
+                add(loc, f"unknown group '{group}'{suggest(group, groups)}; expected {expected}")
+        ttl = approvers.settings.pending_ttl
+        if rule.escalate_after is not None and rule.escalate_after >= ttl:
+            add(
+                ("rules", r, "escalate_after"),
+                f"{format_duration(rule.escalate_after)} is not shorter than settings."
+                f"pending_ttl ({format_duration(ttl)}), so no request would ever be "
+                f"escalated; expected less than {format_duration(ttl)}",
+            )
     return issues
+
+
+def _named_groups(r: int, rule: Rule) -> list[tuple[Loc, str]]:
+    named: list[tuple[Loc, str]] = []
+    for i, entry in enumerate(rule.approvers):
+        if isinstance(entry, str):
+            named.append((("rules", r, "approvers", i), entry))
+        else:
+            named.append((("rules", r, "approvers", i, "group"), entry.group))
+    named += [(("rules", r, "notify", i), group) for i, group in enumerate(rule.notify)]
+    if rule.escalate_to is not None:
+        named.append((("rules", r, "escalate_to"), rule.escalate_to))
+    return named
 
 
 def cross_check(

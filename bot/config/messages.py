@@ -131,6 +131,10 @@ def _fields_at(model: type[BaseModel], loc: Loc) -> list[str] | None:
     return None
 
 
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
 def _unwrap(annotation: Any) -> Any:
     while True:
         origin = typing.get_origin(annotation)
@@ -138,7 +142,9 @@ def _unwrap(annotation: Any) -> Any:
             annotation = typing.get_args(annotation)[0]
         elif origin in (typing.Union, types.UnionType):
             args = [a for a in typing.get_args(annotation) if a is not type(None)]
-            annotation = args[0]
+            # A mapping's keys are a model's fields: prefer the union's model, if any.
+            models = [a for a in args if _is_model(_unwrap(a))]
+            annotation = (models or args)[0]
         else:
             return annotation
 
@@ -148,11 +154,15 @@ def issues_from(
 ) -> list[ConfigIssue]:
     issues = []
     for error in exc.errors():
-        # "function-…" parts name validators and "[key]" a dict key, not places in the file.
+        # "function-…" parts name validators, "tag:…" the form of a union that was
+        # written and "[key]" a dict key: none is a place in the file.
         loc: Loc = prefix + tuple(
             p
             for p in error["loc"]
-            if not (isinstance(p, str) and (p.startswith("function-") or p == "[key]"))
+            if not (
+                isinstance(p, str)
+                and (p.startswith("function-") or p.startswith("tag:") or p == "[key]")
+            )
         )
         message = _describe(error, model, loc, prefix)
         issues.append(ConfigIssue(file, loc, message, line_of(node, loc)))

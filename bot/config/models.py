@@ -13,7 +13,9 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     field_validator,
     model_validator,
 )
@@ -148,13 +150,40 @@ class BreakGlass(_Strict):
         return value
 
 
+class ApproverGroup(_Strict):
+    """An approvers entry with options, ``{group: security, quiet: true}``: a quiet group
+    may approve but gets no DM; its members decide from the App Home or with
+    ``/jit approve <id>``."""
+
+    group: str
+    quiet: bool = False
+
+
+def _approver_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "tag:group"
+    return "tag:options" if isinstance(value, dict) else None
+
+
+# A group's name, or the group with options; errors name only the form that was written
+# (the "tag:" parts of their paths are dropped in bot/config/messages.py).
+ApproverEntry = Annotated[
+    Annotated[str, Tag("tag:group")] | Annotated[ApproverGroup, Tag("tag:options")],
+    Discriminator(
+        _approver_kind,
+        custom_error_type="approver_entry",
+        custom_error_message="expected a group name, or {group: <name>, quiet: true}",
+    ),
+]
+
+
 class Rule(_Strict):
     roles: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
     environments: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
     requesters: Annotated[list[Entry], Field(min_length=1)] | None = Field(
         default=None, description="the rule applies only to these requesters"
     )
-    approvers: list[str] = Field(default_factory=list)
+    approvers: list[ApproverEntry] = Field(default_factory=list)
     required_approvals: int = Field(default=1, ge=1, le=10)
     auto_approve: bool = False
     allow_self_approval: bool | None = None
@@ -163,11 +192,40 @@ class Rule(_Strict):
     # long as the total from the first grant stays within the role's max_duration
     # (bot/extension.py).
     extend_without_approval_up_to: Duration | None = None
+    # Groups told of each request without buttons: they see it, they do not decide it.
+    notify: list[str] = Field(default_factory=list)
+    # A pending request reminds the approvers it asked after this long, then after twice
+    # as long each time, in a threaded reply to their DM (bot/operations/reminding.py);
+    # null: never.
+    remind_after: Duration | None = timedelta(minutes=15)
+    # Once a request has waited escalate_after, the escalate_to group may decide it too
+    # and is asked with buttons (bot/operations/escalating.py).
+    escalate_to: str | None = None
+    escalate_after: Duration | None = None
+
+    @property
+    def approver_groups(self) -> list[str]:
+        """Every group that may approve, quiet ones included."""
+        return [a if isinstance(a, str) else a.group for a in self.approvers]
+
+    @property
+    def quiet_groups(self) -> list[str]:
+        return [a.group for a in self.approvers if not isinstance(a, str) and a.quiet]
 
     def matches(self, role: str, environment: str) -> bool:
         return ("*" in self.roles or role in self.roles) and (
             "*" in self.environments or environment in self.environments
         )
+
+    @field_validator("remind_after", "escalate_after")
+    @classmethod
+    def _at_least_a_minute(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value < timedelta(minutes=1):
+            raise ValueError(
+                f"{format_duration(value)} is too short; expected at least 1m (people are "
+                "asked again after it)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _approvers_or_auto(self) -> Rule:
@@ -182,6 +240,16 @@ class Rule(_Strict):
             raise ValueError(
                 "has both auto_approve: true and break_glass; expected approvers with "
                 "break_glass (the approvers are told of every break-glass use)"
+            )
+        if (self.escalate_to is None) != (self.escalate_after is None):
+            raise ValueError(
+                "names only one of escalate_to and escalate_after; expected both (the group "
+                "asked, and how long a request waits before it is asked) or neither"
+            )
+        if self.auto_approve and self.escalate_to is not None:
+            raise ValueError(
+                "has both auto_approve: true and escalate_to; expected one or the other "
+                "(an auto-approved request never waits for anyone)"
             )
         if self.auto_approve and self.extend_without_approval_up_to is not None:
             raise ValueError(

@@ -36,7 +36,7 @@ from bot.extension import (
 )
 from bot.names import BOT_ACTOR, AuditAction
 from bot.notify import RequesterNews
-from bot.operations import admin, people, prolonging, requesting, store
+from bot.operations import admin, audience, people, prolonging, requesting, store
 from bot.operations.context import Context
 from bot.operations.transition import audit, state_of
 from bot.storage.models import AccessRequest, Status
@@ -133,6 +133,13 @@ def _new_extension(
 ) -> AccessRequest:
     original, asked, now = checked.original, checked.request, ctx.now()
     quick = checked.without_approval
+    heard = (
+        {}
+        if quick
+        else audience.follow_up(
+            ctx, asked.rule, original.role, original.requester_id, approvers, now
+        )
+    )
     return AccessRequest(
         id=requesting.new_request_id(),
         requester_id=original.requester_id,
@@ -155,6 +162,7 @@ def _new_extension(
         origin=origin,
         extends=original.id,
         max_total_seconds=int(ctx.config.roles[original.role].max_duration.total_seconds()),
+        **heard,
     )
 
 

@@ -62,7 +62,12 @@ def approvers_of(ctx: Context, rule: Rule, role: str) -> set[str]:
     """The rule's approvers for this role: only accounts that may approve it now
     (deactivated ones, bots, other workspaces' accounts and, unless the role allows
     them, guests count for nothing)."""
-    entries = [entry for group in rule.approvers for entry in ctx.config.groups[group]]
+    return members(ctx, rule.approver_groups, role)
+
+
+def members(ctx: Context, groups: Sequence[str], role: str) -> set[str]:
+    """The accounts of these groups that may take part in a request for ``role``."""
+    entries = [entry for group in groups for entry in ctx.config.groups[group]]
     return {user for user in ctx.directory.resolve(entries) if _may_approve(ctx, user, role)}
 
 
@@ -78,13 +83,23 @@ def _may_approve(ctx: Context, user_id: str, role: str) -> bool:
 
 
 def current_approvers(ctx: Context, request: AccessRequest) -> set[str]:
-    """The approvers of this request as the config and Slack say right now."""
+    """The approvers of this request as the config and Slack say right now (with the
+    escalation group once the request was escalated)."""
+    rule = current_rule(ctx, request)
+    if rule is None or rule.auto_approve:
+        return set()
+    groups = list(rule.approver_groups)
+    if request.escalated_at is not None and rule.escalate_to is not None:
+        groups.append(rule.escalate_to)
+    return members(ctx, groups, request.role)
+
+
+def current_rule(ctx: Context, request: AccessRequest) -> Rule | None:
+    """The rule that covers this request under the config as it is now."""
     matched = match_rule(
         ctx.config, request.role, request.environment, membership(ctx, request.requester_id)
     )
-    if matched is None or matched[1].auto_approve:
-        return set()
-    return approvers_of(ctx, matched[1], request.role)
+    return None if matched is None else matched[1]
 
 
 def still_eligible(ctx: Context, request: AccessRequest) -> bool:

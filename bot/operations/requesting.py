@@ -15,7 +15,7 @@ from bot.durations import format_duration
 from bot.errors import NotEnoughApprovers, TargetsUnavailable
 from bot.names import BOT_ACTOR, AuditAction
 from bot.notify import RequesterNews, RequestState
-from bot.operations import admin, granting, people, store
+from bot.operations import admin, audience, granting, people, store
 from bot.operations.context import Context
 from bot.operations.transition import audit
 from bot.policy import RequestCheck, Standing, check_request, distinct_approvers
@@ -136,6 +136,11 @@ def _new_request(
 ) -> AccessRequest:
     rule = checked.rule
     now = ctx.clock.now()
+    heard = (
+        {}
+        if rule.auto_approve
+        else audience.follow_up(ctx, rule, checked.role, requester_id, approvers, now)
+    )
     return AccessRequest(
         id=new_request_id(),
         requester_id=requester_id,
@@ -154,6 +159,7 @@ def _new_request(
         updated_at=now,
         decided_at=now if rule.auto_approve else None,
         origin=origin,
+        **heard,
     )
 
 

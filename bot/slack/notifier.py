@@ -9,9 +9,9 @@ from sqlalchemy.orm import Session
 
 from bot.clock import Clock
 from bot.names import Verdict
-from bot.notify import RequesterNews, RequestState
+from bot.notify import RequesterNews, RequestState, asked
 from bot.slack import blocks
-from bot.slack.outbox import enqueue
+from bot.slack.outbox import THREAD_OF, enqueue
 from bot.storage.models import AccessRequest, AuditEvent, BreakGlassReview
 
 #: One Web API call for the outbox: the method, its arguments, and the reference under
@@ -38,18 +38,67 @@ class SlackNotifier:
     def ask_approvers(self, session: Session, state: RequestState) -> None:
         request = state.request
         text, body = blocks.approver_message(request, state.targets, [], state.original)
+        calls: list[_Call] = [
+            (
+                "chat.postMessage",
+                {"channel": approver, "text": text, "blocks": body},
+                _approver_ref(request.id, approver),
+            )
+            for approver in asked(request.approvers, request.quiet_approvers)
+        ]
+        if request.watchers:
+            text, body = blocks.approver_message(
+                request, state.targets, [], state.original, heading=blocks.WATCHING, buttons=False
+            )
+            calls += [
+                (
+                    "chat.postMessage",
+                    {"channel": watcher, "text": text, "blocks": body},
+                    _watcher_ref(request.id, watcher),
+                )
+                for watcher in request.watchers
+            ]
+        self._send(session, request.id, *calls)
+
+    def remind_approvers(
+        self, session: Session, request: AccessRequest, approvers: Sequence[str], waited: timedelta
+    ) -> None:
+        text = blocks.reminder_text(request, waited)
         self._send(
             session,
             request.id,
-            *(
-                (
-                    "chat.postMessage",
-                    {"channel": approver, "text": text, "blocks": body},
-                    _approver_ref(request.id, approver),
-                )
-                for approver in request.approvers
-            ),
+            *(_reply(_approver_ref(request.id, a), a, text) for a in approvers),
         )
+
+    def escalate(
+        self,
+        session: Session,
+        state: RequestState,
+        group: str,
+        added: Sequence[str],
+        *,
+        informed: Sequence[str],
+    ) -> None:
+        request = state.request
+        waited = self._clock.now() - request.created_at
+        heading = blocks.escalation_heading(group, waited)
+        text, body = blocks.approver_message(
+            request, state.targets, state.votes, state.original, heading=heading
+        )
+        calls: list[_Call] = [
+            (
+                "chat.postMessage",
+                {"channel": a, "text": text, "blocks": body},
+                _approver_ref(request.id, a),
+            )
+            for a in added
+        ]
+        told = blocks.escalated_text(request, group, added, waited)
+        calls += [
+            _reply(_approver_ref(request.id, a), a, told)
+            for a in asked(informed, request.quiet_approvers)
+        ]
+        self._send(session, request.id, *calls)
 
     def announces_break_glass(self) -> bool:
         return bool(self._security_channel)
@@ -114,11 +163,22 @@ class SlackNotifier:
             return
         text, body = blocks.approver_message(request, state.targets, state.votes, state.original)
         update = {"text": text, "blocks": body}
-        self._send(
-            session,
-            request.id,
-            *(("chat.update", update, _approver_ref(request.id, a)) for a in request.approvers),
-        )
+        calls: list[_Call] = [
+            ("chat.update", update, _approver_ref(request.id, a))
+            for a in asked(request.approvers, request.quiet_approvers)
+        ]
+        if request.watchers:
+            text, body = blocks.approver_message(
+                request,
+                state.targets,
+                state.votes,
+                state.original,
+                heading=blocks.WATCHING,
+                buttons=False,
+            )
+            shown = {"text": text, "blocks": body}
+            calls += [("chat.update", shown, _watcher_ref(request.id, w)) for w in request.watchers]
+        self._send(session, request.id, *calls)
 
     def _refresh_alert(self, session: Session, state: RequestState) -> None:
         """A break-glass alert, wherever it was posted, shows the request as it is now."""
@@ -180,6 +240,16 @@ class SlackNotifier:
 
 def _approver_ref(request_id: str, approver: str) -> str:
     return f"approver:{request_id}:{approver}"
+
+
+def _watcher_ref(request_id: str, watcher: str) -> str:
+    return f"watcher:{request_id}:{watcher}"
+
+
+def _reply(ref: str, user: str, text: str) -> _Call:
+    """A threaded reply to the message posted under ``ref`` (a new DM to ``user`` if that
+    one was never posted)."""
+    return ("chat.postMessage", {"channel": user, "text": text, THREAD_OF: ref}, None)
 
 
 def _review_ref(request_id: str, reviewer: str) -> str:

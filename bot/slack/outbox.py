@@ -37,6 +37,10 @@ _CLAIM = timedelta(seconds=30)
 _HOLD_WAIT = 0.05
 # Where a session keeps the outbox rows its transaction will insert at commit.
 _QUEUED = "jit_outbox_queued"
+#: In a chat.postMessage payload: the reference of the message to reply to in its thread.
+#: Resolved (and removed) when the call is made, since that message's ts is only known
+#: once it was posted; a reply to one never posted is posted on its own.
+THREAD_OF = "_thread_of"
 
 
 def enqueue(
@@ -186,6 +190,11 @@ class OutboxWorker:
                 self._finish(message, OutboxStatus.DEAD, "the message to update was never posted")
                 return True
             payload.update(channel=target.channel, ts=target.ts)
+        if THREAD_OF in payload:
+            with self.sessions.begin() as session:
+                parent = session.get(SlackMessage, payload.pop(THREAD_OF))
+            if parent is not None:
+                payload.update(channel=parent.channel, thread_ts=parent.ts)
         try:
             response = self.client.api_call(message.method, json=payload)
         except SlackApiError as exc:

@@ -107,6 +107,23 @@ class AccessRequest(SQLModel, table=True):
     #: The expiry the requester was last nudged about ("10 minutes left"): an extension
     #: moves the expiry, and the next one is nudged about again, once.
     nudged_for: datetime | None = _when()
+    #: Approvers who get no DM (a quiet group's members): they may still decide, from the
+    #: App Home or with /jit approve. A subset of ``approvers``.
+    quiet_approvers: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
+    #: People told of the request without buttons (the rule's ``notify`` groups).
+    watchers: list[str] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, server_default="[]")
+    )
+    #: While pending: when its approvers are reminded next, and when they last were (the
+    #: request's creation before the first reminder); the wait doubles each time.
+    next_reminder_at: datetime | None = _when(index=True)
+    reminded_at: datetime | None = _when()
+    #: While pending: when the rule's escalate_to group is asked; set to escalated_at once
+    #: it was (by a compare-and-set, so a restart or a second replica escalates once).
+    escalate_at: datetime | None = _when(index=True)
+    escalated_at: datetime | None = _when()
 
 
 class TargetStatus(StrEnum):

@@ -12,6 +12,8 @@ by the library rather than discovered in production. One module per kind of thin
 - ``reviews``: the post-incident review of a break-glass use;
 - ``extensions``: extending access: what approvers decide it on, the Extend form and
   buttons, and the nudge before access ends;
+- ``follow_up``: the reminder and escalation notices in an approver's DM thread, and
+  the notify-only watchers' heading;
 - ``audit_trail``: the audit channel's line for an event.
 
 Callers use ``from bot.slack import blocks`` and ``blocks.<name>``; every name is
@@ -42,6 +44,12 @@ from bot.slack.blocks.extensions import (
     extension_line,
     extension_sent,
     nudge_message,
+)
+from bot.slack.blocks.follow_up import (
+    WATCHING,
+    escalated_text,
+    escalation_heading,
+    reminder_text,
 )
 from bot.slack.blocks.modals import (
     BREAK_GLASS_KIND,
@@ -108,6 +116,7 @@ __all__ = [
     "REVIEW_TITLE",
     "ROLE_SELECT",
     "SYNCED",
+    "WATCHING",
     "RequestableRole",
     "access_buttons",
     "already_reviewed",
@@ -120,6 +129,8 @@ __all__ = [
     "denied",
     "deny_modal",
     "ending_access",
+    "escalated_text",
+    "escalation_heading",
     "extend_modal",
     "extension_line",
     "extension_sent",
@@ -135,6 +146,7 @@ __all__ = [
     "notice_modal",
     "nudge_message",
     "refusal",
+    "reminder_text",
     "request_modal",
     "request_sent",
     "requester_message",

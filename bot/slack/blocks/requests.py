@@ -129,10 +129,13 @@ def _outcome(
     return clip("\n".join(parts), 3000)
 
 
-def _decision_blocks(request: AccessRequest, votes: Sequence[Vote]) -> list[Block]:
-    """How far the approvals are, and the buttons: shown while the request is pending."""
+def _decision_blocks(
+    request: AccessRequest, votes: Sequence[Vote], *, buttons: bool = True
+) -> list[Block]:
+    """How far the approvals are, and the buttons (not for watchers): shown while the
+    request is pending."""
     approvals = sum(1 for v in votes if v.decision == Decision.APPROVE)
-    return [
+    progress: list[Block] = [
         ContextBlock(
             elements=[
                 MarkdownTextObject(
@@ -140,7 +143,12 @@ def _decision_blocks(request: AccessRequest, votes: Sequence[Vote]) -> list[Bloc
                     f"{approvals} so far. Approvers: " + mentions(request.approvers)
                 )
             ]
-        ),
+        )
+    ]
+    if not buttons:
+        return progress
+    return [
+        *progress,
         ActionsBlock(
             block_id="decision",
             elements=[
@@ -156,9 +164,14 @@ def approver_message(
     targets: Sequence[RequestTarget],
     votes: Sequence[Vote],
     original: AccessRequest | None = None,
+    *,
+    heading: str | None = None,
+    buttons: bool = True,
 ) -> tuple[str, list[dict[str, Any]]]:
     """The DM an approver gets; re-rendered on every change, buttons only while pending.
-    For an extension (``original``: the access it extends), what it adds to that access."""
+    For an extension (``original``: the access it extends), what it adds to that access.
+    ``heading``: a line above the request (why this person got it); ``buttons`` False: a
+    notify-only watcher's copy, which never has any."""
     if original is not None:
         text = (
             f"{request.id}: {mention(request.requester_id)} asks to extend `{request.role}` "
@@ -184,8 +197,10 @@ def approver_message(
             _reason(request),
             _targets(targets),
         ]
+    if heading is not None:
+        blocks.insert(1, ContextBlock(elements=[MarkdownTextObject(text=heading)]))
     if request.status == Status.PENDING:
-        blocks += _decision_blocks(request, votes)
+        blocks += _decision_blocks(request, votes, buttons=buttons)
     else:
         blocks.append(SectionBlock(text=MarkdownTextObject(text=_outcome(request, targets, votes))))
     return text, [b.to_dict() for b in blocks]

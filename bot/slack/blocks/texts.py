@@ -33,6 +33,10 @@ COMMAND_HELP = {
     "list": "• `/jit list` shows your requests, your active access and what waits for your "
     "decision.",
     "roles": "• `/jit roles` shows what you may request, where, for how long and who approves it.",
+    "approve": "• `/jit approve &lt;request-id&gt;` approves a request that waits for you, as "
+    "the Approve button does (also for approvers who get no DM).",
+    "deny": "• `/jit deny &lt;request-id&gt; [reason…]` denies it, with an optional reason "
+    "the requester is shown.",
     "revoke": "• `/jit revoke &lt;request-id&gt;` ends access now (requester or approver).",
     "cancel": "• `/jit cancel &lt;request-id&gt;` withdraws a pending request.",
     "sync": "• `/jit sync` re-reads users, groups and cloud accounts now (approvers and admins).",
@@ -105,7 +109,7 @@ def _approval(rule: Rule | None) -> str:
     if rule.auto_approve:
         return "approved automatically"
     text = f"{rule.required_approvals} approval(s) from " + ", ".join(
-        escape(a) for a in rule.approvers
+        escape(a) for a in rule.approver_groups
     )
     if rule.break_glass is not None:
         limit = format_duration(rule.break_glass.max_duration)

@@ -15,6 +15,8 @@ from slack_bolt import App, Respond
 from slack_sdk import WebClient
 
 from bot.clock import Clock
+from bot.errors import ReasonTooLong
+from bot.names import Decision
 from bot.service import AccessService
 from bot.slack import blocks
 from bot.slack.listeners.common import (
@@ -107,6 +109,26 @@ def _revoke(jit: Invocation) -> None:
     jit.tell(blocks.ending_access(request.id))
 
 
+def _approve(jit: Invocation) -> None:
+    result = jit.service.vote(parse_request_id(jit.args[0]), jit.user, Decision.APPROVE)
+    jit.tell(blocks.approval_recorded(result.request, result.outcome, result.approvals))
+
+
+# As long as the Deny form's reason may be.
+DENY_REASON_MAX = 500
+
+
+def _deny(jit: Invocation) -> None:
+    reason = " ".join(jit.args[1:]) or None
+    if reason is not None and len(reason) > DENY_REASON_MAX:
+        raise ReasonTooLong(
+            f"The reason is {len(reason)} characters long; say it in at most "
+            f"{DENY_REASON_MAX}. Nothing was denied."
+        )
+    result = jit.service.vote(parse_request_id(jit.args[0]), jit.user, Decision.DENY, reason)
+    jit.tell(blocks.denied(result.request.id))
+
+
 def _cancel(jit: Invocation) -> None:
     request = jit.service.cancel(parse_request_id(jit.args[0]), jit.user)
     jit.tell(blocks.cancelled(request.id))
@@ -148,6 +170,8 @@ SUBCOMMANDS = {
     "extend": Subcommand(_some, _extend),
     "list": Subcommand(_any, _list),
     "roles": Subcommand(_any, _roles),
+    "approve": Subcommand(_one, _approve),
+    "deny": Subcommand(_some, _deny),  # the request id, then an optional reason
     "revoke": Subcommand(_one, _revoke),
     "cancel": Subcommand(_one, _cancel),
     "sync": Subcommand(_none, _sync),
