@@ -1,14 +1,14 @@
-"""The ``jit-bot`` command: serve, check, sync, audit, db upgrade, import."""
+"""The ``jit-bot`` command: serve, check, sync, audit, stats, db upgrade, import."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from datetime import UTC, datetime
 
-from bot.cli import admin, audit, importing, serve
+from bot.cli import admin, audit, importing, serve, stats
 from bot.cli.logs import LEAKY_AT_DEBUG, configure_logging
+from bot.cli.moments import when
 from bot.config import ConfigError
 
 __all__ = ["LEAKY_AT_DEBUG", "configure_logging", "main"]
@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         help="a key the trail was signed with before a rotation (repeatable)",
     )
     export = audit_actions.add_parser("export", help="write the trail for auditors")
-    export.add_argument("--since", type=_when, help="ISO date/time (UTC unless given)")
-    export.add_argument("--until", type=_when, help="ISO date/time, exclusive")
+    export.add_argument("--since", type=when, help="ISO date/time (UTC unless given)")
+    export.add_argument("--until", type=when, help="ISO date/time, exclusive")
     export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
     export.add_argument(
         "--kind",
@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         "its post-incident review (unreviewed, justified, not_justified)",
     )
     export.add_argument("--output", help="file to write (default: standard output)")
+    stats.add_parser(commands)
     importing.add_parser(commands)
     args = parser.parse_args(argv)
     configure_logging(os.environ.get("JIT_LOG_LEVEL", _log_level(args.command)))
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             return audit.run(args)
         if args.command == "import":
             return importing.run(args)
+        if args.command == "stats":
+            return stats.run(args)
         return admin.db_upgrade()
     except ConfigError as exc:
         print(f"jit-bot: configuration is invalid:\n{exc}", file=sys.stderr)
@@ -76,16 +79,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _log_level(command: str) -> str:
-    """An import talks to people on stdout and stderr: the cloud SDKs' INFO lines (tokens
-    acquired, requests sent) would bury its one line of result or error."""
-    return "WARNING" if command == "import" else "INFO"
-
-
-def _when(value: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"'{value}' is not an ISO date or time, e.g. 2026-11-01 or 2026-11-01T09:00"
-        ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    """An import and stats talk to people on stdout and stderr: INFO lines (the cloud
+    SDKs' tokens and requests, the migrations checked) would bury what they print."""
+    return "WARNING" if command in ("import", "stats") else "INFO"
