@@ -1,13 +1,12 @@
-"""The ``jit-bot`` command: serve, check, sync, audit, db upgrade, import."""
+"""The ``jit-bot`` command: serve, check, sync, audit, stats, db upgrade, import."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from datetime import UTC, datetime
 
-from bot.cli import admin, audit, importing, serve
+from bot.cli import admin, audit, importing, serve, stats
 from bot.cli.logs import LEAKY_AT_DEBUG, configure_logging
 from bot.config import ConfigError
 
@@ -25,36 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser(
         "sync", help="make running bots re-read users, groups and cloud accounts now"
     )
-    audit_cmd = commands.add_parser("audit", help="verify or export the audit trail")
-    audit_actions = audit_cmd.add_subparsers(dest="audit_action", required=True)
-    verify = audit_actions.add_parser(
-        "verify", help="check the keyed hash chain; name the first bad event"
-    )
-    verify.add_argument(
-        "--against-slack",
-        action="store_true",
-        help="also compare every event with its post in the audit channel (JIT_AUDIT_CHANNEL)",
-    )
-    verify.add_argument(
-        "--previous-key-file",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="a key the trail was signed with before a rotation (repeatable)",
-    )
-    export = audit_actions.add_parser("export", help="write the trail for auditors")
-    export.add_argument("--since", type=_when, help="ISO date/time (UTC unless given)")
-    export.add_argument("--until", type=_when, help="ISO date/time, exclusive")
-    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
-    export.add_argument(
-        "--kind",
-        choices=["events", "grants", "breakglass"],
-        default="events",
-        help="every event; one row per grant: who had which role where, approved by "
-        "whom, from when to when; or one row per break-glass use, with its incident and "
-        "its post-incident review (unreviewed, justified, not_justified)",
-    )
-    export.add_argument("--output", help="file to write (default: standard output)")
+    audit.add_parser(commands)
+    stats.add_parser(commands)
     importing.add_parser(commands)
     args = parser.parse_args(argv)
     configure_logging(os.environ.get("JIT_LOG_LEVEL", _log_level(args.command)))
@@ -69,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
             return audit.run(args)
         if args.command == "import":
             return importing.run(args)
+        if args.command == "stats":
+            return stats.run(args)
         return admin.db_upgrade()
     except ConfigError as exc:
         print(f"jit-bot: configuration is invalid:\n{exc}", file=sys.stderr)
@@ -76,16 +49,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _log_level(command: str) -> str:
-    """An import talks to people on stdout and stderr: the cloud SDKs' INFO lines (tokens
-    acquired, requests sent) would bury its one line of result or error."""
-    return "WARNING" if command == "import" else "INFO"
-
-
-def _when(value: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"'{value}' is not an ISO date or time, e.g. 2026-11-01 or 2026-11-01T09:00"
-        ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    """An import and stats talk to people on stdout and stderr: INFO lines (the cloud
+    SDKs' tokens and requests, the migrations checked) would bury what they print."""
+    return "WARNING" if command in ("import", "stats") else "INFO"

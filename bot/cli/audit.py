@@ -11,10 +11,46 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from bot.cli.moments import when
+
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from bot.audit import Verdict
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``audit verify`` and ``audit export`` on the top-level sub-commands."""
+    command = commands.add_parser("audit", help="verify or export the audit trail")
+    audit_actions = command.add_subparsers(dest="audit_action", required=True)
+    verify = audit_actions.add_parser(
+        "verify", help="check the keyed hash chain; name the first bad event"
+    )
+    verify.add_argument(
+        "--against-slack",
+        action="store_true",
+        help="also compare every event with its post in the audit channel (JIT_AUDIT_CHANNEL)",
+    )
+    verify.add_argument(
+        "--previous-key-file",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a key the trail was signed with before a rotation (repeatable)",
+    )
+    export = audit_actions.add_parser("export", help="write the trail for auditors")
+    export.add_argument("--since", type=when, help="ISO date/time (UTC unless given)")
+    export.add_argument("--until", type=when, help="ISO date/time, exclusive")
+    export.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    export.add_argument(
+        "--kind",
+        choices=["events", "grants", "breakglass"],
+        default="events",
+        help="every event; one row per grant: who had which role where, approved by "
+        "whom, from when to when; or one row per break-glass use, with its incident and "
+        "its post-incident review (unreviewed, justified, not_justified)",
+    )
+    export.add_argument("--output", help="file to write (default: standard output)")
 
 
 def run(args: argparse.Namespace) -> int:
