@@ -41,11 +41,9 @@ def escalate(ctx: Context) -> int:
     for request in due:
         rule = people.current_rule(ctx, request)
         group = rule.escalate_to if rule is not None else None
-        added = (
-            []
-            if group is None
-            else sorted(people.members(ctx, [group], request.role) - set(request.approvers))
-        )
+        # The requester is never asked to decide their own request, whatever group they are in.
+        known = {*request.approvers, request.requester_id}
+        added = [] if group is None else sorted(people.members(ctx, [group], request.role) - known)
         with ctx.transaction() as session:
             if not store.changed(
                 session,

@@ -167,3 +167,21 @@ def test_jit_approve_and_deny_are_checked_like_the_buttons(bot: Bot) -> None:
     assert (vote.voter_id, vote.decision, vote.reason) == (BOB, "deny", "change freeze <!here>")
     assert "&lt;!here&gt;" in str(bot.dms_to(ALICE)[-1]["blocks"])
     assert "already been decided" in bot.command(CAROL, f"approve {request_id}")["text"]
+
+
+def test_a_requester_in_the_escalation_group_is_not_asked_to_decide_their_own_request(
+    make_bot: Callable[..., Bot],
+) -> None:
+    approvers = ESCALATING.replace(
+        "  security: [USEC1, sec2@example.com]\n",
+        f"  security: [USEC1, sec2@example.com]\n  oncall: [{ALICE}, {MALLORY}]\n",
+    ).replace("escalate_to: security", "escalate_to: oncall")
+    bot = make_bot(approvers=approvers)
+    request_id = submit(bot, ALICE, "prod-support prod 1h INC-1")
+    bot.clock.advance(timedelta(minutes=30))
+    assert bot.service.escalate() == 1
+    assert bot.service.get(request_id).approvers == [BOB, CAROL, MALLORY]
+    assert len(_about(bot.dms_to(MALLORY), request_id)) == 1
+    assert not any("Escalated to you" in str(m["blocks"]) for m in bot.dms_to(ALICE))
+    assert "your own request" in click(bot, ALICE, "approve", request_id)
+    assert "granting access now" in click(bot, MALLORY, "approve", request_id)
