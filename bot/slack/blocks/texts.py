@@ -34,8 +34,8 @@ COMMAND_HELP = {
     "extend": "• `/jit extend &lt;request-id&gt; &lt;duration&gt; &lt;reason…&gt;` asks to keep "
     "your active access longer, decided by the same rule as the access, e.g. "
     "`/jit extend R-7K2M9QXA 30m still on INC-123`; the Extend button does the same.",
-    "list": "• `/jit list` shows your requests, your active access and what waits for your "
-    "decision.",
+    "list": "• `/jit list` shows your requests, your active access, what waits for your "
+    "decision, and your last finished requests, with Request again.",
     "roles": "• `/jit roles` shows what you may request, where, for how long and who approves it.",
     "revoke": "• `/jit revoke &lt;request-id&gt;` ends access now (requester or approver).",
     "cancel": "• `/jit cancel &lt;request-id&gt;` withdraws a pending request.",
