@@ -33,6 +33,7 @@ from bot.operations import (
     queries,
     reminding,
     requesting,
+    requesting_again,
     reviewing,
     revoking,
     sweeping,
@@ -43,6 +44,7 @@ from bot.operations.deciding import VoteResult
 from bot.operations.requesting import new_request_id
 from bot.policy import RequestCheck
 from bot.storage.models import AccessRequest, AuditEvent, BreakGlassReview, RequestTarget, Vote
+from bot.templates import RequestTemplate
 
 # Imported from here by the runtime, the CLI and the tests.
 __all__ = ["AccessService", "ExpiryScheduler", "VoteResult", "new_request_id", "raise_signal"]
@@ -103,6 +105,17 @@ class AccessService:
         self, requester_id: str, checked: BreakGlassCheck, *, origin: str | None = None
     ) -> AccessRequest:
         return breaking_glass.submit(self._ctx, requester_id, checked, origin=origin)
+
+    # ----------------------------------------------------------- requesting again
+
+    def recently_finished(self, user_id: str) -> list[AccessRequest]:
+        return requesting_again.recently_finished(self._ctx, user_id)
+
+    def repeatable(self, request_id: str, user_id: str) -> AccessRequest:
+        return requesting_again.repeatable(self._ctx, request_id, user_id)
+
+    def template(self, request: AccessRequest, user_id: str) -> RequestTemplate:
+        return requesting_again.template(self._ctx, request, user_id)
 
     # ----------------------------------------------------------------- extending
 

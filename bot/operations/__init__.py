@@ -17,6 +17,8 @@ process's claims) and plain values. Which module holds what:
 - ``provider_calls``: how a provider is called (target, principal, grant context); each
   call is made once, the provider retries its own temporary failures.
 - ``requesting``: check a request, store it, ask its approvers.
+- ``requesting_again``: "Request again": a person's recent finished requests, and the
+  request form filled in from one of them (``bot.templates``).
 - ``breaking_glass``: access at once, without approval, within a rule's break-glass
   limits; the break-glass is its recorded approval, then ``granting`` as for any grant.
 - ``due``: what the clock has made due (what a sweep does, what an expiry may revoke,

@@ -342,6 +342,21 @@ def unfinished_of(session: Session, user_id: str) -> list[AccessRequest]:
     )
 
 
+def finished_of(session: Session, user_id: str, limit: int) -> list[AccessRequest]:
+    """The user's last ``limit`` finished requests (extensions aside), newest first."""
+    query = (
+        select(AccessRequest)
+        .where(
+            col(AccessRequest.requester_id) == user_id,
+            col(AccessRequest.status).in_(list(TERMINAL)),
+            col(AccessRequest.extends).is_(None),
+        )
+        .order_by(col(AccessRequest.created_at).desc(), col(AccessRequest.id).desc())
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
 def pending(session: Session) -> list[AccessRequest]:
     return requests_where(session, col(AccessRequest.status) == Status.PENDING)
 

@@ -17,7 +17,7 @@ from slack_bolt import App
 
 from bot.clock import Clock
 from bot.service import AccessService
-from bot.slack.listeners import actions, commands, extensions, reviews, views
+from bot.slack.listeners import actions, again, commands, extensions, reviews, views
 from bot.slack.replay import ReplayGuard
 
 
@@ -29,3 +29,4 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
     views.register(app, service, clock)
     reviews.register(app, service, clock)
     extensions.register(app, service, clock)
+    again.register(app, service, clock)

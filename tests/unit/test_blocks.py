@@ -3,10 +3,12 @@ them (tests/fakes/block_kit.py) for inputs larger than the end-to-end tests use.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
-from bot.slack.blocks import request_modal
-from tests.fakes.block_kit import view_problems
+from bot.slack.blocks import finished_line, list_blocks, list_text, request_modal
+from bot.storage.models import AccessRequest, Status
+from bot.templates import Note, RequestTemplate
+from tests.fakes.block_kit import block_problems, view_problems
 
 
 def test_the_request_modal_for_more_roles_than_a_menu_holds_is_one_slack_takes() -> None:
@@ -23,3 +25,61 @@ def test_the_request_modal_for_more_roles_than_a_menu_holds_is_one_slack_takes()
         assert role_block["hint"]["text"].startswith("50 more roles are not listed here.")
     few = request_modal(roles[:3], "role-001", ["dev"], timedelta(hours=1), timedelta(hours=2))
     assert "hint" not in few["blocks"][0] and len(few["blocks"][0]["element"]["options"]) == 3
+
+
+def _finished(number: int, reason: str = "INC-1") -> AccessRequest:
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    return AccessRequest(
+        id=f"R-{number:08d}",
+        requester_id="UALICE",
+        requester_email="alice@example.com",
+        role="prod-support",
+        environment="prod",
+        reason=reason,
+        duration_seconds=6 * 3600,
+        status=Status.DENIED,
+        rule_index=0,
+        required_approvals=1,
+        approvers=["UBOB"],
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def test_a_form_filled_in_from_a_reason_longer_than_it_takes_is_one_slack_takes() -> None:
+    """A reason typed in one line (`/jit request`) has no limit; the form's field takes
+    1,000 characters: it opens with them, and says the rest was cut."""
+    source = _finished(1, "x" * 1500)
+    template = RequestTemplate(
+        source, "prod-support", None, timedelta(hours=4), source.reason, (Note.DURATION_CAPPED,)
+    )
+    view = request_modal(
+        [("prod-support", "")],
+        "prod-support",
+        ["prod"],
+        timedelta(hours=1),
+        timedelta(hours=4),
+        template=template,
+    )
+    assert view_problems(view) == []
+    fields = {b["block_id"]: b for b in view["blocks"]}
+    assert fields["reason"]["element"]["initial_value"] == "x" * 1000
+    assert fields["duration"]["element"]["initial_value"] == "4h"
+    assert "initial_option" not in fields["environment"]["element"]
+    notes = fields["again"]["text"]["text"]
+    assert "cut to 1000 characters" in notes and "6h is longer than `prod-support`" in notes
+
+
+def test_a_list_longer_than_a_message_holds_still_offers_request_again() -> None:
+    """Slack takes 50 blocks and 3,000 characters a section: a long list is packed and
+    cut, and the finished requests with their buttons come whole after it."""
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    awaiting = [
+        _finished(n, "why " * 120).model_copy(update={"status": Status.PENDING}) for n in range(400)
+    ]
+    finished = [_finished(900 + n) for n in range(5)]
+    shown = list_blocks([], awaiting, now, finished)
+    assert block_problems(shown) == []
+    assert "more part(s) of the list do not fit here" in str(shown)
+    assert [b["accessory"]["value"] for b in shown if "accessory" in b] == [r.id for r in finished]
+    assert list_text([], awaiting, now, finished).endswith(finished_line(finished[-1]))

@@ -6,8 +6,11 @@ by the library rather than discovered in production. One module per kind of thin
 - ``common``: the action and callback ids, mentions, times, durations;
 - ``requests``: the approvers' DM, the break-glass alert and the requester's news
   about one request;
-- ``modals``: the request and deny forms, and a modal's loading and notice states;
-- ``texts``: help, ``/jit list`` and ``/jit roles``;
+- ``modals``: the request form (empty, or filled in from a finished request) and the deny
+  form, and a modal's loading and notice states;
+- ``again``: "Request again": its button, a finished request's line, and what a form
+  filled in from one says;
+- ``texts``: help, ``/jit list`` (text and blocks) and ``/jit roles``;
 - ``replies``: the short answers to commands, clicks and forms, and error texts;
 - ``reviews``: the post-incident review of a break-glass use;
 - ``extensions``: extending access: what approvers decide it on, the Extend form and
@@ -20,6 +23,7 @@ Callers use ``from bot.slack import blocks`` and ``blocks.<name>``; every name i
 re-exported here.
 """
 
+from bot.slack.blocks.again import finished_line, request_again_button, template_notes
 from bot.slack.blocks.audit_trail import audit_line
 from bot.slack.blocks.common import (
     APPROVE,
@@ -28,6 +32,7 @@ from bot.slack.blocks.common import (
     END_ACCESS,
     EXTEND,
     EXTEND_MODAL,
+    REQUEST_AGAIN,
     REQUEST_MODAL,
     REVIEW_JUSTIFIED,
     REVIEW_MODAL,
@@ -91,7 +96,14 @@ from bot.slack.blocks.reviews import (
     review_modal,
     reviewed,
 )
-from bot.slack.blocks.texts import COMMAND_HELP, HELP, RequestableRole, list_text, roles_text
+from bot.slack.blocks.texts import (
+    COMMAND_HELP,
+    HELP,
+    RequestableRole,
+    list_blocks,
+    list_text,
+    roles_text,
+)
 
 __all__ = [
     "APPROVE",
@@ -107,6 +119,7 @@ __all__ = [
     "HELP",
     "NOTHING_TO_REQUEST",
     "OTHER_WORKSPACE",
+    "REQUEST_AGAIN",
     "REQUEST_KIND",
     "REQUEST_MODAL",
     "REQUEST_TITLE",
@@ -135,8 +148,10 @@ __all__ = [
     "extension_line",
     "extension_sent",
     "field_error",
+    "finished_line",
     "incident",
     "left_behind",
+    "list_blocks",
     "list_text",
     "loading_modal",
     "mention",
@@ -147,6 +162,7 @@ __all__ = [
     "nudge_message",
     "refusal",
     "reminder_text",
+    "request_again_button",
     "request_modal",
     "request_sent",
     "requester_message",
@@ -154,6 +170,7 @@ __all__ = [
     "review_modal",
     "reviewed",
     "roles_text",
+    "template_notes",
     "unknown_command",
     "when",
 ]

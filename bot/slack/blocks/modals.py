@@ -1,5 +1,5 @@
-"""The modals: the request form, the deny form, and what a modal shows while it loads or
-when it cannot show its form."""
+"""The modals: the request form (empty, or filled in from a finished request), the deny
+form, and what a modal shows while it loads or when it cannot show its form."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ from slack_sdk.models.views import View
 
 from bot.break_glass import INCIDENT_MAX
 from bot.durations import format_duration
+from bot.slack.blocks.again import template_notes
 from bot.slack.blocks.common import DENY_MODAL, REQUEST_MODAL, ROLE_SELECT
 from bot.slack.mrkdwn import clip
+from bot.templates import RequestTemplate
 
 REQUEST_TITLE = "Request access"
 # The request modal's "Kind" choices (offered where the person may break the glass).
@@ -30,6 +32,7 @@ BREAK_GLASS_KIND = "break_glass"
 DENY_TITLE = "Deny request"
 
 _SELECT_OPTIONS_MAX = 100  # Slack's limit for a static select
+REASON_MAX = 1000  # what the request form's reason field takes
 
 
 def loading_modal(title: str) -> dict[str, Any]:
@@ -83,13 +86,16 @@ def _role_input(roles: Sequence[tuple[str, str]], role: str) -> InputBlock:
     )
 
 
-def _environment_input(environments: Sequence[str]) -> InputBlock:
+def _environment_input(environments: Sequence[str], chosen: str | None) -> InputBlock:
+    """The environment select, with ``chosen`` chosen (None: none, for the person to choose)."""
     options = [Option(value=env, text=env) for env in environments[:_SELECT_OPTIONS_MAX]]
     return InputBlock(
         block_id="environment",
         label="Environment",
         element=StaticSelectElement(
-            action_id="environment", options=options, initial_option=options[0]
+            action_id="environment",
+            options=options,
+            initial_option=next((o for o in options if o.value == chosen), None),
         ),
     )
 
@@ -101,13 +107,17 @@ def request_modal(
     default_duration: timedelta,
     max_duration: timedelta,
     break_glass: Sequence[str] = (),
+    template: RequestTemplate | None = None,
 ) -> dict[str, Any]:
     """The /jit request modal. Choosing a role re-renders it with that role's choices.
 
     A select holds at most 100 options in Slack: past that the chosen role and the first
     others are offered, and the hint says how to ask for the rest. Where a rule lets the
     person break the glass for the role (in the environments ``break_glass``), the form
-    offers it too, with the incident it needs."""
+    offers it too, with the incident it needs. Filled in from a finished request
+    (``template``, "Request again"), it opens with that request's environment, duration
+    and reason, and says where it differs from it."""
+    chosen = template.environment if template else environments[0]
     view = View(
         type="modal",
         callback_id=REQUEST_MODAL,
@@ -115,26 +125,42 @@ def request_modal(
         submit=PlainTextObject(text="Request"),
         close=PlainTextObject(text="Cancel"),
         blocks=[
+            *(_notes(template) if template else []),
             _role_input(roles, role),
-            _environment_input(environments),
+            _environment_input(environments, chosen),
             InputBlock(
                 block_id="duration",
                 label="Duration",
                 hint=f"For example 30m, 2h or 1h30m; at most {format_duration(max_duration)}.",
                 element=PlainTextInputElement(
-                    action_id="duration", initial_value=format_duration(default_duration)
+                    action_id="duration",
+                    initial_value=format_duration(
+                        template.duration if template else default_duration
+                    ),
                 ),
             ),
             InputBlock(
                 block_id="reason",
                 label="Reason",
                 hint="A ticket or incident id helps the approvers.",
-                element=PlainTextInputElement(action_id="reason", multiline=True, max_length=1000),
+                element=PlainTextInputElement(
+                    action_id="reason",
+                    multiline=True,
+                    max_length=REASON_MAX,
+                    # Plain text in an input: shown as typed, never read as mrkdwn.
+                    initial_value=template.reason[:REASON_MAX] if template else None,
+                ),
             ),
             *(_break_glass_inputs(break_glass) if break_glass else []),
         ],
     )
     return view.to_dict()
+
+
+def _notes(template: RequestTemplate) -> list[SectionBlock]:
+    """Where the form was filled in from, and why it differs from that request."""
+    text = "\n".join(template_notes(template, REASON_MAX))
+    return [SectionBlock(block_id="again", text=MarkdownTextObject(text=clip(text, 3000)))]
 
 
 def _break_glass_inputs(environments: Sequence[str]) -> list[InputBlock]:

@@ -1,18 +1,22 @@
-"""The longer texts a /jit command answers with: help, the person's list of requests and
-the roles they may request."""
+"""The longer texts a /jit command answers with: help, the person's list of requests (as
+text, and as blocks whose finished requests carry "Request again") and the roles they
+may request."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
+
+from slack_sdk.models.blocks import Block, ContextBlock, MarkdownTextObject, SectionBlock
 
 from bot.config import Rule
 from bot.durations import format_duration
 from bot.errors import WrongState
+from bot.slack.blocks.again import finished_line, request_again_button
 from bot.slack.blocks.common import badge, duration, mention, mentions, when
 from bot.slack.blocks.extensions import extension_line
-from bot.slack.mrkdwn import escape, quote
+from bot.slack.mrkdwn import clip, escape, quote
 from bot.storage.models import AccessRequest, Status
 
 # Placeholders are escaped: to Slack a bare <role> is markup, not text.
@@ -30,8 +34,8 @@ COMMAND_HELP = {
     "extend": "• `/jit extend &lt;request-id&gt; &lt;duration&gt; &lt;reason…&gt;` asks to keep "
     "your active access longer, decided by the same rule as the access, e.g. "
     "`/jit extend R-7K2M9QXA 30m still on INC-123`; the Extend button does the same.",
-    "list": "• `/jit list` shows your requests, your active access and what waits for your "
-    "decision.",
+    "list": "• `/jit list` shows your requests, your active access, what waits for your "
+    "decision, and your last finished requests, with Request again.",
     "roles": "• `/jit roles` shows what you may request, where, for how long and who approves it.",
     "approve": "• `/jit approve &lt;request-id&gt;` approves a request that waits for you, as "
     "the Approve button does (also for approvers who get no DM).",
@@ -58,9 +62,68 @@ def _active_line(request: AccessRequest, now: datetime) -> str:
     )
 
 
+_SECTION_MAX = 3000  # characters in a section's text
+# Slack's 50 blocks a message, less the finished requests' and the line saying more.
+_LIST_SECTIONS_MAX = 40
+FINISHED_HEADING = "*Recently finished*"
+
+
 def list_text(
-    mine: Sequence[AccessRequest], awaiting: Sequence[AccessRequest], now: datetime
+    mine: Sequence[AccessRequest],
+    awaiting: Sequence[AccessRequest],
+    now: datetime,
+    finished: Sequence[AccessRequest] = (),
 ) -> str:
+    """/jit list as text (the message's fallback): the lines of ``list_blocks``."""
+    lines = _list_lines(mine, awaiting, now)
+    if finished:
+        lines += [FINISHED_HEADING, *(finished_line(r) for r in finished)]
+    return "\n".join(lines)
+
+
+def list_blocks(
+    mine: Sequence[AccessRequest],
+    awaiting: Sequence[AccessRequest],
+    now: datetime,
+    finished: Sequence[AccessRequest] = (),
+) -> list[dict[str, Any]]:
+    """/jit list as blocks: the same lines, then each recently finished request with
+    "Request again"."""
+    sections = [
+        SectionBlock(text=MarkdownTextObject(text=text))
+        for text in _packed(_list_lines(mine, awaiting, now))
+    ]
+    shown: list[Block] = list(sections[:_LIST_SECTIONS_MAX])
+    if len(sections) > _LIST_SECTIONS_MAX:
+        more = f"{len(sections) - _LIST_SECTIONS_MAX} more part(s) of the list do not fit here."
+        shown.append(ContextBlock(elements=[MarkdownTextObject(text=more)]))
+    if finished:
+        shown.append(SectionBlock(text=MarkdownTextObject(text=FINISHED_HEADING)))
+        shown += [
+            SectionBlock(
+                text=MarkdownTextObject(text=finished_line(r)),
+                accessory=request_again_button(r.id),
+            )
+            for r in finished
+        ]
+    return [b.to_dict() for b in shown]
+
+
+def _packed(lines: Sequence[str]) -> list[str]:
+    """The lines, packed in order into as few texts as fit in a section each."""
+    texts: list[str] = []
+    for line in lines:
+        line = clip(line, _SECTION_MAX)
+        if texts and len(texts[-1]) + 1 + len(line) <= _SECTION_MAX:
+            texts[-1] += "\n" + line
+        else:
+            texts.append(line)
+    return texts
+
+
+def _list_lines(
+    mine: Sequence[AccessRequest], awaiting: Sequence[AccessRequest], now: datetime
+) -> list[str]:
     pending = [r for r in mine if r.status == Status.PENDING]
     active = [r for r in mine if r.status == Status.ACTIVE]
     other = [r for r in mine if r not in pending and r not in active]
@@ -84,7 +147,7 @@ def list_text(
         + f", because:\n{quote(r.reason, 500)}"
         for r in awaiting
     ] or ["• none"]
-    return "\n".join(lines)
+    return lines
 
 
 def _asked(request: AccessRequest) -> str:

@@ -21,6 +21,7 @@ from bot.service import AccessService
 from bot.slack import blocks
 from bot.slack.listeners.common import (
     ephemeral,
+    ephemeral_blocks,
     just_ack,
     origin,
     parse_request_id,
@@ -41,6 +42,7 @@ class Invocation:
     user: str
     args: list[str]
     tell: Callable[[str], Any]
+    show: Callable[[str, list[dict[str, Any]]], Any]  # answers with blocks, text the fallback
 
 
 def _request(jit: Invocation) -> None:
@@ -84,7 +86,11 @@ def _extend(jit: Invocation) -> None:
 
 def _list(jit: Invocation) -> None:
     mine, awaiting = jit.service.mine(jit.user), jit.service.awaiting(jit.user)
-    jit.tell(blocks.list_text(mine, awaiting, jit.clock.now()))
+    finished, now = jit.service.recently_finished(jit.user), jit.clock.now()
+    jit.show(
+        blocks.list_text(mine, awaiting, now, finished),
+        blocks.list_blocks(mine, awaiting, now, finished),
+    )
 
 
 def _roles(jit: Invocation) -> None:
@@ -190,6 +196,7 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
             if subcommand is None or not subcommand.takes(args):
                 tell(blocks.unknown_command(words))
                 return
-            subcommand.run(Invocation(service, clock, command, client, user, args, tell))
+            show = ephemeral_blocks(respond)
+            subcommand.run(Invocation(service, clock, command, client, user, args, tell, show))
 
     app.command("/jit")(ack=just_ack, lazy=[jit_command])

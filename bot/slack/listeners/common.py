@@ -1,5 +1,6 @@
 """What the listeners of every surface share: the one place errors become words, the
-request-id check, the ways of answering, and the request form filled in from config."""
+request-id check, the ways of answering, and the request form filled in from config
+(and from a finished request, for "Request again")."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from bot.errors import JitError, RequestNotFound
 from bot.service import AccessService
 from bot.slack import blocks
 from bot.slack.loading import LoadingModal
+from bot.templates import RequestTemplate
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,13 @@ def ephemeral(respond: Respond) -> Callable[[str], Any]:
     return lambda text: respond(text=text, response_type="ephemeral", replace_original=False)
 
 
+def ephemeral_blocks(respond: Respond) -> Callable[[str, list[dict[str, Any]]], Any]:
+    """``ephemeral`` with blocks, ``text`` their fallback."""
+    return lambda text, blocks: respond(
+        text=text, blocks=blocks, response_type="ephemeral", replace_original=False
+    )
+
+
 def direct_message(client: WebClient, user: str) -> Callable[[str], None]:
     """Answer by DM: a submitted modal has closed, so there is no conversation to answer in."""
 
@@ -103,10 +112,15 @@ def origin(trigger_id: str | None) -> str | None:
 
 
 def request_form(
-    service: AccessService, roles: list[tuple[str, str]], role: str, user: str
+    service: AccessService,
+    roles: list[tuple[str, str]],
+    role: str,
+    user: str,
+    template: RequestTemplate | None = None,
 ) -> dict[str, Any]:
     """The request modal with ``role`` chosen, its environments and durations from config,
-    and "Break glass" where a rule lets ``user`` break it for the role."""
+    and "Break glass" where a rule lets ``user`` break it for the role; filled in from a
+    finished request where ``template`` says how ("Request again")."""
     spec = service.config.roles[role]
     environments = service.config.environments(role)
     glass = [
@@ -115,5 +129,5 @@ def request_form(
         if (rule := service.approvers_for(role, env, user)) is not None and rule.break_glass
     ]
     return blocks.request_modal(
-        roles, role, environments, spec.effective_default, spec.max_duration, glass
+        roles, role, environments, spec.effective_default, spec.max_duration, glass, template
     )
