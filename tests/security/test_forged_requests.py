@@ -56,6 +56,8 @@ COMMAND_TEXTS = [
     "request prod-support prod 1h INC-1",
     "list",
     "extend R-ZZZZZZZZ 30m x",
+    "approve R-ZZZZZZZZ",
+    "deny R-ZZZZZZZZ x",
 ]
 REQUEST_IDS = st.one_of(
     st.just("R-ZZZZZZZZ"),
@@ -106,7 +108,9 @@ def bodies(draw: st.DrawFn) -> tuple[str, bytes]:
         }
         return shape, urlencode(fields).encode()
     if shape == "click":
-        action = draw(st.sampled_from(["approve", "deny", "end_access", "extend"]))
+        action = draw(
+            st.sampled_from(["approve", "deny", "end_access", "extend", "request_again"])
+        )
         button = {"type": "button", "action_id": action, "block_id": "b"}
         button["value"] = draw(REQUEST_IDS)
         return shape, _payload(
