@@ -87,6 +87,14 @@ def check_groups(approvers: ApproversFile, file: str, node: yaml.Node | None) ->
             if group not in approvers.groups:
                 add(loc, f"unknown group '{group}'{suggest(group, groups)}; expected {expected}")
         ttl = approvers.settings.pending_ttl
+        remind = rule.remind_after
+        if "remind_after" in rule.model_fields_set and remind is not None and remind >= ttl:
+            add(
+                ("rules", r, "remind_after"),
+                f"{format_duration(remind)} is not shorter than settings.pending_ttl "
+                f"({format_duration(ttl)}), so no reminder would ever be sent; expected less "
+                f"than {format_duration(ttl)}, or null for no reminders",
+            )
         if rule.escalate_after is not None and rule.escalate_after >= ttl:
             add(
                 ("rules", r, "escalate_after"),

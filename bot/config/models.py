@@ -246,6 +246,11 @@ class Rule(_Strict):
                 "names only one of escalate_to and escalate_after; expected both (the group "
                 "asked, and how long a request waits before it is asked) or neither"
             )
+        if self.auto_approve and self.notify:
+            raise ValueError(
+                "has both auto_approve: true and notify; expected one or the other (an "
+                "auto-approved request is posted to the audit channel, and nobody else is told)"
+            )
         if self.auto_approve and self.escalate_to is not None:
             raise ValueError(
                 "has both auto_approve: true and escalate_to; expected one or the other "

@@ -187,6 +187,8 @@ def _store(ctx: Context, extension: AccessRequest, checked: ExtensionCheck) -> N
             "requester_email": extension.requester_email,
             "approvers": extension.approvers,
         }
+        if extension.quiet_approvers:
+            details["quiet_approvers"] = extension.quiet_approvers
         if checked.over_maximum:
             details["over_max_duration"] = True
         audit(ctx, session, extension.requester_id, AuditAction.REQUESTED, extension, **details)

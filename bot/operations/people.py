@@ -88,10 +88,22 @@ def current_approvers(ctx: Context, request: AccessRequest) -> set[str]:
     rule = current_rule(ctx, request)
     if rule is None or rule.auto_approve:
         return set()
-    groups = list(rule.approver_groups)
+    found = members(ctx, rule.approver_groups, request.role)
     if request.escalated_at is not None and rule.escalate_to is not None:
-        groups.append(rule.escalate_to)
-    return members(ctx, groups, request.role)
+        found |= escalation_members(ctx, rule.escalate_to, request)
+    return found
+
+
+def escalation_members(ctx: Context, group: str, request: AccessRequest) -> set[str]:
+    """Who of the escalation group may decide this request: never the requester, nor an
+    account of the same person, whatever self-approval allows (self-approval is for the
+    rule's own approvers, not for anyone who waits long enough)."""
+    requester = principals(ctx, request.requester_email)
+    return {
+        user
+        for user in members(ctx, [group], request.role) - {request.requester_id}
+        if not policy.same_person(own_principals(ctx, user), requester)
+    }
 
 
 def current_rule(ctx: Context, request: AccessRequest) -> Rule | None:

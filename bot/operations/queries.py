@@ -39,7 +39,7 @@ def awaiting(ctx: Context, user_id: str) -> list[AccessRequest]:
         voted = store.voted_on(session, user_id)
     # Who may decide is asked now, as a click would be: someone since removed from
     # the approvers (or deactivated, or turned guest) no longer sees the request.
-    current: dict[tuple[str, str, str], set[str]] = {}
+    current: dict[tuple[str, str, str, bool], set[str]] = {}
     mine = people.own_principals(ctx, user_id)
     shown = []
     for r in pending:
@@ -48,7 +48,8 @@ def awaiting(ctx: Context, user_id: str) -> list[AccessRequest]:
         )
         if r.id in voted or (own and not r.allow_self_approval):
             continue
-        key = (r.role, r.environment, r.requester_id)
+        # Escalated or not changes who may decide (the escalation group).
+        key = (r.role, r.environment, r.requester_id, r.escalated_at is not None)
         if key not in current:
             current[key] = people.current_approvers(ctx, r)
         if user_id in current[key]:

@@ -191,6 +191,8 @@ def _store(
             reason=checked.reason,
             requester_email=request.requester_email,
             approvers=approvers,
+            **({"quiet_approvers": request.quiet_approvers} if request.quiet_approvers else {}),
+            **({"watchers": request.watchers} if request.watchers else {}),
             targets=[t.description for t in targets],
         )
         if rule.auto_approve:

@@ -70,8 +70,9 @@ class ApproverLoad:
     approvals_per_day: float | None
     #: This person's decisions over everyone's.
     share_of_decisions: float
-    #: Median seconds from the DM that asked them to their click.
-    median_seconds_to_click: float
+    #: Median seconds from the DM that asked them to their click; None when no DM asked
+    #: them (a quiet approver deciding from the App Home or /jit approve).
+    median_seconds_to_click: float | None
 
     @property
     def decisions(self) -> int:
@@ -83,7 +84,8 @@ class ApproverLoad:
 
     @property
     def possible_rubber_stamping(self) -> bool:
-        return self.median_seconds_to_click < RUBBER_STAMP_SECONDS
+        median = self.median_seconds_to_click
+        return median is not None and median < RUBBER_STAMP_SECONDS
 
 
 @dataclass(frozen=True)
@@ -219,7 +221,12 @@ class _Tally:
             environment,
             event.at,
             extension,
-            {str(a): event.at for a in details.get("approvers") or []},
+            # Quiet approvers got no DM: there is no DM-to-click to measure for them.
+            {
+                str(a): event.at
+                for a in details.get("approvers") or []
+                if a not in (details.get("quiet_approvers") or [])
+            },
         )
         self.first = min(self.first or event.at, event.at)
         self.last = max(self.last or event.at, event.at)
@@ -234,8 +241,9 @@ class _Tally:
             return
         request.voted.add(voter)
         votes[voter] += 1
-        dm = (request.asked or {}).get(voter, request.requested_at)
-        self.clicks[voter].append((event.at - dm).total_seconds())
+        dm = (request.asked or {}).get(voter)
+        if dm is not None:  # never DM'd (a quiet approver): no time to measure
+            self.clicks[voter].append((event.at - dm).total_seconds())
 
     def _decided(self, request: _Request, event: Event) -> None:
         key = (request.role, request.environment)
@@ -266,7 +274,9 @@ class _Tally:
                     denials=self.denials[person],
                     approvals_per_day=self.approvals[person] / days if days else None,
                     share_of_decisions=(self.approvals[person] + self.denials[person]) / total,
-                    median_seconds_to_click=statistics.median(self.clicks[person]),
+                    median_seconds_to_click=(
+                        statistics.median(self.clicks[person]) if self.clicks[person] else None
+                    ),
                 )
                 for person in people
             ),

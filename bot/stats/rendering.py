@@ -220,7 +220,9 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
-def _span(seconds: float) -> str:
+def _span(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
     if seconds < 1:
         return f"{seconds:.1f}s"
     return format_duration(timedelta(seconds=round(seconds)))

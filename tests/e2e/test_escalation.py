@@ -51,7 +51,7 @@ def test_after_escalate_after_the_group_gets_working_buttons_and_the_approvers_a
     bot.clock.advance(timedelta(minutes=29))
     assert bot.service.escalate() == 0
     bot.clock.advance(timedelta(minutes=1))
-    assert bot.service.escalate() == 1
+    bot.service.escalate()
     assert bot.service.escalate() == 0
     for member in (SEC1, SEC2):
         [dm] = _about(bot.dms_to(member), request_id)
@@ -90,7 +90,7 @@ def test_two_replicas_escalate_once_and_a_restart_does_not_escalate_again(
         thread.start()
     for thread in threads:
         thread.join()
-    assert sorted(counts) == [0, 1]
+    assert sum(counts) <= 1  # (a background run may have sent it)
     other.settle()
     assert len(_escalations(one, request_id)) == 1
     assert len(_about(one.dms_to(SEC1), request_id)) == 1
@@ -125,10 +125,17 @@ def test_notify_only_people_see_the_request_without_buttons_and_cannot_decide(
     # A forged click from a watcher is refused; the approvers still decide.
     assert "not an approver" in click(bot, SEC1, "approve", request_id)
     assert "granting access now" in click(bot, BOB, "approve", request_id)
-    # The watchers' copy shows the outcome, and they are never reminded.
+    # The watchers' copy shows the outcome.
     assert "Approved by" in str(latest(_about(bot.dms_to(SEC1), request_id)[0])["blocks"])
+
+
+def test_notify_only_people_are_never_reminded(make_bot: Callable[..., Bot]) -> None:
+    bot = make_bot(approvers=NOTIFYING)
+    submit(bot, ALICE, "prod-support prod 1h INC-1")
     bot.clock.advance(timedelta(minutes=15))
-    assert bot.replies_to(SEC1) == []
+    bot.service.remind_approvers()
+    assert len(bot.replies_to(BOB)) == 1
+    assert bot.replies_to(SEC1) == [] and bot.replies_to(SEC2) == []
 
 
 def test_quiet_approvers_get_no_dm_but_may_approve_with_jit_approve(
@@ -143,7 +150,7 @@ def test_quiet_approvers_get_no_dm_but_may_approve_with_jit_approve(
     assert len(_about(bot.dms_to(BOB), request_id)) == 1
     # Quiet approvers are not reminded either; the others are.
     bot.clock.advance(timedelta(minutes=15))
-    assert bot.service.remind_approvers() == 1
+    bot.service.remind_approvers()
     assert bot.replies_to(SEC1) == [] and len(bot.replies_to(BOB)) == 1
     answer = bot.command(SEC2, f"approve {request_id}")
     assert "granting access now" in answer["text"]
@@ -179,9 +186,64 @@ def test_a_requester_in_the_escalation_group_is_not_asked_to_decide_their_own_re
     bot = make_bot(approvers=approvers)
     request_id = submit(bot, ALICE, "prod-support prod 1h INC-1")
     bot.clock.advance(timedelta(minutes=30))
-    assert bot.service.escalate() == 1
+    bot.service.escalate()
     assert bot.service.get(request_id).approvers == [BOB, CAROL, MALLORY]
     assert len(_about(bot.dms_to(MALLORY), request_id)) == 1
     assert not any("Escalated to you" in str(m["blocks"]) for m in bot.dms_to(ALICE))
     assert "your own request" in click(bot, ALICE, "approve", request_id)
     assert "granting access now" in click(bot, MALLORY, "approve", request_id)
+
+
+def test_self_approval_never_reaches_the_requester_through_the_escalation_group(
+    make_bot: Callable[..., Bot],
+) -> None:
+    approvers = (
+        ESCALATING.replace(
+            "  security: [USEC1, sec2@example.com]\n",
+            f"  security: [USEC1, sec2@example.com]\n  oncall: [{ALICE}, {MALLORY}]\n",
+        )
+        .replace("escalate_to: security", "escalate_to: oncall")
+        .replace("allow_self_approval: false", "allow_self_approval: true")
+    )
+    bot = make_bot(approvers=approvers)
+    request_id = submit(bot, ALICE, "prod-support prod 1h INC-1")
+    bot.clock.advance(timedelta(minutes=30))
+    bot.service.escalate()
+    assert bot.service.get(request_id).escalated_at is not None
+    assert "not an approver" in bot.command(ALICE, f"approve {request_id}")["text"]
+    assert request_id not in bot.command(ALICE, "list")["text"].split("Waiting for your")[-1]
+    assert bot.service.get(request_id).status == "pending"
+
+
+def test_jit_list_shows_an_escalated_request_to_the_group_and_no_other(
+    make_bot: Callable[..., Bot],
+) -> None:
+    bot = make_bot(approvers=ESCALATING)
+    first = submit(bot, ALICE, "prod-support prod 1h INC-1")
+    bot.clock.advance(timedelta(minutes=20))
+    second = submit(bot, ALICE, "prod-support prod 1h INC-2")
+    bot.clock.advance(timedelta(minutes=10))  # only the first has waited 30m
+    bot.service.escalate()
+    waiting = bot.command(SEC1, "list")["text"].split("Waiting for your decision")[-1]
+    assert first in waiting and second not in waiting
+    # Listed only where a click would count.
+    assert "not an approver" in click(bot, SEC1, "approve", second)
+
+
+def test_a_quiet_approver_in_the_escalation_group_is_asked_once_it_escalates(
+    make_bot: Callable[..., Bot],
+) -> None:
+    approvers = QUIET.replace(
+        "    required_approvals: 1\n",
+        "    required_approvals: 1\n    escalate_to: security\n    escalate_after: 30m\n",
+        1,
+    )
+    bot = make_bot(approvers=approvers)
+    request_id = submit(bot, ALICE, "prod-support prod 1h INC-1")
+    assert _about(bot.dms_to(SEC1), request_id) == []
+    bot.clock.advance(timedelta(minutes=30))
+    bot.service.escalate()
+    [dm] = _about(bot.dms_to(SEC1), request_id)
+    assert [b["action_id"] for b in buttons(dm)] == ["approve", "deny"]
+    stored = bot.service.get(request_id)
+    assert stored.quiet_approvers == [] and stored.approvers == [BOB, CAROL, SEC1, SEC2]

@@ -110,6 +110,25 @@ def test_check_shows_quiet_approver_groups(tmp_path: Path) -> None:
             id="approver-entry-not-a-name",
         ),
         pytest.param(
+            _rule("    remind_after: 2h\n"),
+            "rules[1].remind_after",
+            "remind_after: 2h",
+            "2h is not shorter than settings.pending_ttl (1h), so no reminder would ever be "
+            "sent; expected less than 1h, or null for no reminders",
+            id="reminder-after-expiry",
+        ),
+        pytest.param(
+            replaced(
+                APPROVERS,
+                "    auto_approve: true\n",
+                "    auto_approve: true\n    notify: [security]\n",
+            ),
+            "rules[0]",
+            "- environments: [dev]",
+            "has both auto_approve: true and notify; expected one or the other",
+            id="notify-on-auto-approve",
+        ),
+        pytest.param(
             _rule("    remind_after: 30s\n"),
             "rules[1].remind_after",
             "remind_after: 30s",

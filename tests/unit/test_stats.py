@@ -279,3 +279,17 @@ def test_an_undecided_request_adds_no_decision_time_and_no_approver() -> None:
     found = compute(t.events)
     assert (found.requests, found.decision_times, found.approvers) == (1, (), ())
     assert found.expired_undecided == 0
+
+
+def test_a_quiet_approver_has_decisions_but_no_dm_to_click_time() -> None:
+    t = Trail()
+    t.ask("R-1", "prod-support", "prod", T0, [BOB, SEC1], quiet_approvers=[SEC1])
+    t.approve("R-1", T0 + 3 * S, SEC1)  # 3 s after asking: no DM it could answer that fast
+    t.ask("R-2", "prod-support", "prod", T0 + H, [BOB, SEC1], quiet_approvers=[SEC1])
+    t.approve("R-2", T0 + H + 20 * S, BOB)
+    found = compute(t.events)
+    by_person = {a.approver: a for a in found.approvers}
+    assert by_person[SEC1].approvals == 1
+    assert by_person[SEC1].median_seconds_to_click is None
+    assert not by_person[SEC1].possible_rubber_stamping
+    assert by_person[BOB].median_seconds_to_click == 20.0

@@ -17,8 +17,8 @@ def reminder_text(request: AccessRequest, waited: timedelta) -> str:
     return (
         f":bell: Reminder: {request.id} from {mention(request.requester_id)} "
         f"(`{request.role}` in `{request.environment}`) has waited "
-        f"{format_duration(_minutes(waited))} for a decision. Approve or Deny above, or "
-        f"`/jit approve {request.id}`."
+        f"{format_duration(_minutes(waited))} for a decision: the buttons of its DM, or "
+        f"`/jit approve {request.id}` / `/jit deny {request.id} &lt;reason&gt;`."
     )
 
 
