@@ -12,16 +12,8 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterator
-from datetime import datetime
-from typing import TYPE_CHECKING
 
 from bot.cli.moments import when
-
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session, sessionmaker
-
-    from bot.stats.figures import Event
 
 # Wide enough that a pipe or a file gets every column of the approvers' table unfolded.
 _PIPE_WIDTH = 160
@@ -55,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from sqlalchemy.orm import sessionmaker
 
-    from bot.stats import figures, rendering
+    from bot.stats import figures, reading, rendering
     from bot.storage.db import make_engine, upgrade
 
     since, until = args.since, args.until
@@ -69,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     engine = make_engine(os.environ.get("DATABASE_URL") or "sqlite:///jit-bot.db")
     upgrade(engine)
     found = figures.compute(
-        _events(sessionmaker(engine), since), figures.Window(since=since, until=until)
+        reading.events(sessionmaker(engine), since), figures.Window(since=since, until=until)
     )
     if args.format == "json":
         json.dump(rendering.as_json(found), sys.stdout, indent=2, sort_keys=True)
@@ -80,31 +72,3 @@ def run(args: argparse.Namespace) -> int:
         console = Console(width=_PIPE_WIDTH)
     rendering.show(found, console)
     return 0
-
-
-def _events(sessions: sessionmaker[Session], since: datetime | None) -> Iterator[Event]:
-    """The request events of the trail in id order, streamed. Events before ``since``
-    are left in the database: a request's events all come at or after its asking."""
-    from sqlalchemy import select
-    from sqlmodel import col
-
-    from bot.stats.figures import Event
-    from bot.storage.models import AuditEvent
-
-    query = (
-        select(
-            col(AuditEvent.at),
-            col(AuditEvent.actor),
-            col(AuditEvent.action),
-            col(AuditEvent.request_id),
-            col(AuditEvent.details),
-        )
-        .where(col(AuditEvent.request_id).is_not(None))
-        .order_by(col(AuditEvent.id))
-        .execution_options(yield_per=1000)
-    )
-    if since is not None:
-        query = query.where(col(AuditEvent.at) >= since)
-    with sessions() as session:
-        for at, actor, action, request_id, details in session.execute(query):
-            yield Event(at, actor, action, request_id, details)
