@@ -4,7 +4,7 @@ change and the news of it are committed together."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -89,4 +89,9 @@ class Notifier(Protocol):
 
     def post_audit(self, session: Session, event: AuditEvent) -> None:
         """Post one audit event to the audit channel."""
+        ...
+
+    def refresh_homes(self, session: Session, users: Collection[str]) -> None:
+        """Re-publish the Home tab of each of ``users``, built from the database when it
+        is sent."""
         ...

@@ -12,6 +12,7 @@ by the library rather than discovered in production. One module per kind of thin
 - ``reviews``: the post-incident review of a break-glass use;
 - ``extensions``: extending access: what approvers decide it on, the Extend form and
   buttons, and the nudge before access ends;
+- ``home``: the Home tab, its sections and its own buttons (Cancel, Request again);
 - ``audit_trail``: the audit channel's line for an event.
 
 Callers use ``from bot.slack import blocks`` and ``blocks.<name>``; every name is
@@ -42,6 +43,13 @@ from bot.slack.blocks.extensions import (
     extension_line,
     extension_sent,
     nudge_message,
+)
+from bot.slack.blocks.home import (
+    CANCEL_REQUEST,
+    REQUEST_AGAIN,
+    everyone_active,
+    home_view,
+    reviews_waiting,
 )
 from bot.slack.blocks.modals import (
     BREAK_GLASS_KIND,
@@ -88,6 +96,7 @@ from bot.slack.blocks.texts import COMMAND_HELP, HELP, RequestableRole, list_tex
 __all__ = [
     "APPROVE",
     "BREAK_GLASS_KIND",
+    "CANCEL_REQUEST",
     "COMMAND_HELP",
     "DENY",
     "DENY_MODAL",
@@ -99,6 +108,7 @@ __all__ = [
     "HELP",
     "NOTHING_TO_REQUEST",
     "OTHER_WORKSPACE",
+    "REQUEST_AGAIN",
     "REQUEST_KIND",
     "REQUEST_MODAL",
     "REQUEST_TITLE",
@@ -120,10 +130,12 @@ __all__ = [
     "denied",
     "deny_modal",
     "ending_access",
+    "everyone_active",
     "extend_modal",
     "extension_line",
     "extension_sent",
     "field_error",
+    "home_view",
     "incident",
     "left_behind",
     "list_text",
@@ -141,6 +153,7 @@ __all__ = [
     "review_message",
     "review_modal",
     "reviewed",
+    "reviews_waiting",
     "roles_text",
     "unknown_command",
     "when",
