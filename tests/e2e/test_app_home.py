@@ -8,6 +8,7 @@ and a Home is refreshed when a change concerns its viewer."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from tests.conftest import ALICE, BOB, CAROL, MALLORY, SEC1, SEC2, Bot, stop
@@ -302,3 +303,22 @@ def test_each_section_shows_a_few_rows_then_how_many_more(bot: Bot) -> None:
     assert [v for a, v in _buttons(awaiting) if a == "approve"] == asked[:10]
     assert "…and 2 more. `/jit list` shows them all." in _text(awaiting)
     assert len(home["blocks"]) <= 100
+
+
+def test_a_home_slack_refuses_for_now_is_sent_later_once_and_as_it_is_then(bot: Bot) -> None:
+    _open(bot, ALICE)
+    published = len(bot.slack.calls_to("views.publish"))
+    bot.slack.fail_next("views.publish", status=429, retry_after=30)
+    request_id = submit(bot, ALICE, "prod-support prod 1h INC-1")
+    bot.command(ALICE, f"cancel {request_id}")
+    bot.settle()
+    assert len(bot.slack.calls_to("views.publish")) == published  # waiting out the 429
+    assert request_id not in str(bot.slack.home(ALICE))
+
+    bot.clock.advance(timedelta(seconds=31))
+    bot.runtime.outbox.wake()
+    home = _home(bot, ALICE)
+    # The Homes queued for the request and for its cancel went as one, built when sent.
+    assert len(bot.slack.calls_to("views.publish")) == published + 1
+    assert _buttons(_section(home, RECENT)) == [("request_again", request_id)]
+    assert "Nothing right now" in _text(_section(home, PENDING))
