@@ -164,6 +164,12 @@ def test_deny_on_the_home_opens_the_reason_form_and_the_row_moves_once_denied(bo
     request_id = submit(bot, ALICE, "prod-support prod 1h INC-1")
     _open(bot, ALICE)
     _open(bot, CAROL)
+    # Mallory may not deny: no reason form, and her Home (and the modal) say why.
+    reply = bot.sim.block_action(MALLORY, "deny", request_id, view=_open(bot, MALLORY))
+    bot.settle()
+    assert "not an approver" in _notice(_home(bot, MALLORY))
+    assert opened_view(bot, reply.trigger_id)["callback_id"] != "jit_deny"
+
     reply = bot.sim.block_action(CAROL, "deny", request_id, view=bot.slack.home(CAROL))
     bot.settle()
     form = opened_view(bot, reply.trigger_id)
@@ -177,10 +183,7 @@ def test_deny_on_the_home_opens_the_reason_form_and_the_row_moves_once_denied(bo
     assert _section(mine, PENDING) and request_id not in str(_section(mine, PENDING))
     assert _buttons(_section(mine, RECENT)) == [("request_again", request_id)]
     assert "denied" in _text(_section(mine, RECENT))
-    # Mallory may not deny: the form is not opened, and her Home says why.
-    reply = bot.sim.block_action(MALLORY, "deny", request_id, view=_open(bot, MALLORY))
-    bot.settle()
-    assert "already been decided" in _notice(_home(bot, MALLORY))
+    assert "already been decided" in _notice(_press(bot, CAROL, "deny", request_id))
 
 
 def test_cancel_on_the_home_cancels_my_request_and_no_one_elses(bot: Bot) -> None:
@@ -206,6 +209,13 @@ def test_extend_and_end_access_now_on_the_home_work_for_the_holder_only(bot: Bot
     bot.settle()
     form = opened_view(bot, reply.trigger_id)
     assert (form["callback_id"], form["private_metadata"]) == ("jit_extend", request_id)
+    values = {"duration": {"duration": text_value("30m")}, "reason": {"reason": text_value("more")}}
+    bot.sim.submit_view(ALICE, form, values)
+    # The extension is a request of its own: pending on Alice's Home, waiting on Bob's.
+    [(cancel, extension)] = _buttons(_section(_home(bot, ALICE), PENDING))
+    assert cancel == "cancel_request" and f"extends {request_id}" in str(_home(bot, ALICE))
+    assert ("approve", extension) in _buttons(_section(_open(bot, BOB), AWAITING))
+    assert "Only the person who holds" in _notice(_press(bot, MALLORY, "extend", request_id))
 
     refused = _notice(_press(bot, MALLORY, "end_access", request_id))
     assert "Only the requester or an approver" in refused
