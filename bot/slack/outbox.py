@@ -6,6 +6,10 @@ other), waits out a 429's Retry-After, backs off on 5xx and network errors, and 
 drops a message for a transient failure: a Slack outage delays posts and loses none.
 While the bot works off a backlog of revocations (``hold``), posts wait: taking access
 away on time matters more than saying so a few seconds sooner.
+
+Some calls are queued as markers and built when they are sent (``builders``: a Home tab's
+``views.publish`` shows the database as it is then); the markers queued after one under
+its key are sent with it, as one call.
 """
 
 from __future__ import annotations
@@ -244,11 +248,7 @@ class OutboxWorker:
                     col(OutboxMessage.id).in_([m.id for m in later]),
                     col(OutboxMessage.status) == OutboxStatus.PENDING,
                 )
-                .values(
-                    status=OutboxStatus.SENT,
-                    sent_at=self.clock.now(),
-                    last_error=f"sent with #{message.id}",
-                )
+                .values(status=OutboxStatus.SENT, sent_at=self.clock.now())
             )
         return True
 

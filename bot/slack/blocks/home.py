@@ -58,6 +58,9 @@ AWAITING_ROWS = 10  # two blocks each
 EVERYONE_ROWS = 10
 REVIEW_ROWS = 5  # two blocks each
 
+#: The blocks of one request's row.
+Row = Callable[[AccessRequest], list[Block]]
+
 _FINISHED = {
     Status.REVOKED: "ended",
     Status.DENIED: "denied",
@@ -65,9 +68,6 @@ _FINISHED = {
     Status.CANCELLED: "cancelled",
     Status.FAILED: "failed",
 }
-#: The blocks of one request's row.
-Row = Callable[[AccessRequest], list[Block]]
-
 _UNDER_WAY = {
     Status.APPROVED: "approved; being granted",
     Status.GRANTING: "being granted",
@@ -102,7 +102,9 @@ def everyone_active(requests: Sequence[AccessRequest]) -> list[Block]:
     shown = requests[:EVERYONE_ROWS]
     for (role, environment), group in groupby(shown, key=lambda r: (r.role, r.environment)):
         lines = [f"*`{role}` in `{environment}`*", *(_holder(r) for r in group)]
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=clip("\n".join(lines), 3000))))
+        blocks.append(_text("\n".join(lines)))
+    if not requests:
+        blocks.append(_nothing())
     return blocks + _rest(len(requests), len(shown), "")
 
 
