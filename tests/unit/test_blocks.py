@@ -3,9 +3,11 @@ them (tests/fakes/block_kit.py) for inputs larger than the end-to-end tests use.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
-from bot.slack.blocks import request_modal
+from bot.operations.home import Home, Review
+from bot.slack.blocks import everyone_active, home_view, request_modal, reviews_waiting
+from bot.storage.models import AccessRequest
 from tests.fakes.block_kit import view_problems
 
 
@@ -23,3 +25,49 @@ def test_the_request_modal_for_more_roles_than_a_menu_holds_is_one_slack_takes()
         assert role_block["hint"]["text"].startswith("50 more roles are not listed here.")
     few = request_modal(roles[:3], "role-001", ["dev"], timedelta(hours=1), timedelta(hours=2))
     assert "hint" not in few["blocks"][0] and len(few["blocks"][0]["element"]["options"]) == 3
+
+
+def _request(n: int, status: str, **values: object) -> AccessRequest:
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    return AccessRequest(
+        id=f"R-{n:08d}",
+        requester_id=f"U{n:08d}",
+        requester_email=f"person{n}@example.com",
+        role=f"role-{n % 7}-" + "r" * 80,
+        environment=f"env-{n % 3}-" + "e" * 80,
+        reason="<!channel> " + "why " * 700,
+        duration_seconds=3600,
+        status=status,
+        rule_index=0,
+        required_approvals=1,
+        approvers=[f"UAPPROVER{a:03d}" for a in range(40)],
+        created_at=now,
+        updated_at=now,
+        expires_at=now + timedelta(hours=1),
+        incident="INC-" + "9" * 90,
+        **values,
+    )
+
+
+def test_a_home_full_of_everything_is_one_slack_takes_with_room_for_another_section() -> None:
+    """Every section at its cap, long names and reasons, an admin's sections too: within
+    Slack's limits, with 20 of its 100 blocks left for the last 7 days' figures."""
+    many = range(40)
+    home = Home(
+        user_id="UVIEWER",
+        now=datetime(2025, 1, 1, tzinfo=UTC),
+        access=[_request(n, "active") for n in many],
+        pending=[_request(n, "pending") for n in many],
+        awaiting=[_request(n, "pending") for n in many],
+        recent=[_request(n, "revoked") for n in range(5)],
+        admin=True,
+        notice=":warning: " + "x" * 4000,
+    )
+    reviews = [Review(_request(n, "active"), home.now, ["UVIEWER"]) for n in many]
+    admin = everyone_active([_request(n, "active") for n in many])
+    admin += reviews_waiting(reviews, "UVIEWER")
+    view = home_view(home, admin)
+    assert view_problems(view) == []
+    assert len(view["blocks"]) <= 80
+    assert sum("…and 35 more" in str(b) for b in view["blocks"]) == 2  # access, reviews
+    assert sum("…and 30 more" in str(b) for b in view["blocks"]) == 3  # the rest
