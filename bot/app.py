@@ -36,6 +36,7 @@ from bot.settings import Settings
 from bot.slack import handlers
 from bot.slack.directory import SlackDirectory
 from bot.slack.edge import keep_request_bodies_out_of_logs
+from bot.slack.home import HomeTab
 from bot.slack.notifier import SlackNotifier
 from bot.slack.outbox import OutboxWorker
 from bot.slack.workspace import WorkspaceGuard
@@ -255,7 +256,7 @@ def build_runtime(
 
     engine, sessions = _database(settings, audit_key)
     client = _slack_client(settings)
-    outbox = OutboxWorker(sessions, client, clock, hold=lambda: service.catching_up)
+    outbox = _outbox(sessions, client, clock, lambda: service)
     notifier = SlackNotifier(
         clock, settings.audit_channel, outbox.wake, security_channel=settings.security_channel
     )
@@ -321,6 +322,24 @@ def _database(settings: Settings, audit_key: AuditKey) -> tuple[Engine, sessionm
         session.info.pop("after_commit", None)
 
     return engine, sessions
+
+
+def _outbox(
+    sessions: sessionmaker[Session],
+    client: WebClient,
+    clock: Clock,
+    service: Callable[[], AccessService],
+) -> OutboxWorker:
+    """The outbox's worker: posts wait while the bot catches up on revocations, and a Home
+    tab is built when it is sent, from the database as it is then. ``service`` is asked
+    for when it is needed, after it exists."""
+    return OutboxWorker(
+        sessions,
+        client,
+        clock,
+        hold=lambda: service().catching_up,
+        builders={"views.publish": lambda marker: HomeTab(service()).build(marker)},
+    )
 
 
 def _slack_client(settings: Settings) -> WebClient:

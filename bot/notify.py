@@ -116,3 +116,8 @@ class Notifier(Protocol):
     def post_audit(self, session: Session, event: AuditEvent) -> None:
         """Post one audit event to the audit channel."""
         ...
+
+    def refresh_homes(self, session: Session, users: Collection[str]) -> None:
+        """Re-publish the Home tab of each of ``users``, built from the database when it
+        is sent."""
+        ...

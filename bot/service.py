@@ -28,6 +28,8 @@ from bot.operations import (
     escalating,
     extending,
     granting,
+    home,
+    home_refresh,
     leases,
     nudging,
     queries,
@@ -41,6 +43,7 @@ from bot.operations import (
 from bot.operations.admin import raise_signal
 from bot.operations.context import Context, ExpiryScheduler
 from bot.operations.deciding import VoteResult
+from bot.operations.home import Home, Review
 from bot.operations.requesting import new_request_id
 from bot.policy import RequestCheck
 from bot.storage.models import AccessRequest, AuditEvent, BreakGlassReview, RequestTarget, Vote
@@ -232,6 +235,23 @@ class AccessService:
 
     def person(self, user_id: str) -> Person:
         return queries.person(self._ctx, user_id)
+
+    # ------------------------------------------------------------------- the Home
+
+    def home(self, user_id: str) -> Home:
+        return home.home(self._ctx, user_id)
+
+    def everyone_active(self) -> list[AccessRequest]:
+        return home.everyone_active(self._ctx)
+
+    def reviews_waiting(self) -> list[Review]:
+        return home.reviews_waiting(self._ctx)
+
+    def home_opened(self, user_id: str) -> None:
+        home_refresh.opened(self._ctx, user_id, admin=home.is_admin(self._ctx, user_id))
+
+    def show_home(self, user_id: str, notice: str | None = None) -> None:
+        home_refresh.show(self._ctx, user_id, notice)
 
     # ------------------------------------------------------------------- admin
 

@@ -1,7 +1,8 @@
 """Drive a running Bolt app over HTTP the way Slack's servers do.
 
-`SlackSim` POSTs slash commands and interactivity payloads (button clicks, select changes,
-modal submissions) to the app's ``/slack/events`` endpoint, signed with the app's signing
+`SlackSim` POSTs slash commands, interactivity payloads (button clicks, select changes,
+modal submissions) and Events API callbacks (the Home tab opened) to the app's
+``/slack/events`` endpoint, signed with the app's signing
 secret exactly as Slack signs them, so the app's real request verification, parsing and
 routing are exercised end to end. Response URLs in those payloads point at a `LocalSlack`,
 which records whatever the app sends back through them.
@@ -15,28 +16,28 @@ Typical use::
 
     view = slack.views[-1]
     sim.submit_view("U1", view, {"reason": {"reason": text_value("incident 42")}})
+
+    sim.open_home("U1")  # app_home_opened; then click a button on what was published:
+    sim.block_action("U1", "approve", "R-…", view=slack.home("U1"))
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import hmac
-import json
+import itertools
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from email.message import Message
+from dataclasses import replace
 from typing import Any
-from urllib.parse import urlencode
 
+from bot.local.signing import Reply, SignedTransport
 from bot.local.slack import APP_ID, BOT_ID, BOT_USER_ID, TEAM_DOMAIN, TEAM_ID, LocalSlack
 
 __all__ = ["Reply", "SlackSim", "select_value", "text_value"]
 
-_FORM = "application/x-www-form-urlencoded"
+# Event ids: unique per event delivered, as Slack's are.
+_EVENT_IDS = itertools.count(1)
 
 
 def text_value(value: str) -> dict[str, Any]:
@@ -53,28 +54,7 @@ def _option(value: str, text: str | None = None) -> dict[str, Any]:
     return {"text": {"type": "plain_text", "text": text or value, "emoji": True}, "value": value}
 
 
-@dataclass(frozen=True)
-class Reply:
-    """The app's HTTP answer to one simulated request.
-
-    `json` is the parsed body when it is a JSON object (e.g. ``response_action`` for view
-    submissions or an immediate slash-command message), else None. `response_url_name` is the
-    `LocalSlack.response_url` name put in the request, for `FakeSlack.wait_for_response` (tests).
-    """
-
-    status: int
-    body: str
-    json: dict[str, Any] | None
-    headers: dict[str, str] = field(default_factory=dict)
-    response_url_name: str | None = None
-    trigger_id: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-
-class SlackSim:
+class SlackSim(SignedTransport):
     """Sends Slack-signed requests to a Bolt app's HTTP endpoint."""
 
     #: Also reachable as methods for convenience: ``sim.text_value("x")``.
@@ -115,52 +95,6 @@ class SlackSim:
         other = copy.copy(self)
         other.team_id, other.enterprise_id = team_id, enterprise_id
         return other
-
-    # ------------------------------------------------------------------ signing & transport
-
-    def sign(self, body: bytes | str, timestamp: int | None = None) -> dict[str, str]:
-        """The ``X-Slack-Request-Timestamp``/``X-Slack-Signature`` headers for `body`.
-
-        Pass an old `timestamp` to build a correctly signed but stale request."""
-        raw = body.encode("utf-8") if isinstance(body, str) else body
-        ts = int(time.time()) if timestamp is None else timestamp
-        digest = hmac.new(
-            self.signing_secret.encode("utf-8"), b"v0:%d:" % ts + raw, hashlib.sha256
-        ).hexdigest()
-        return {"X-Slack-Request-Timestamp": str(ts), "X-Slack-Signature": f"v0={digest}"}
-
-    def raw(self, body: bytes | str, headers: Mapping[str, str]) -> Reply:
-        """POST `body` with exactly `headers` (no signing): for malformed/forged requests."""
-        data = body.encode("utf-8") if isinstance(body, str) else body
-        request = urllib.request.Request(self.url, data=data, headers=dict(headers), method="POST")
-        try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                return self._reply(response.status, response.read(), response.headers)
-        except urllib.error.HTTPError as error:
-            # Non-2xx answers (401 for bad signatures, 404 for unhandled payloads) are data.
-            with error:
-                return self._reply(error.code, error.read(), error.headers)
-
-    def post_form(self, fields: Mapping[str, str]) -> Reply:
-        """POST `fields` form-encoded and signed, as Slack sends commands and interactions."""
-        body = urlencode(dict(fields)).encode("utf-8")
-        return self.raw(body, {"Content-Type": _FORM, **self.sign(body)})
-
-    def send_payload(self, payload: Mapping[str, Any]) -> Reply:
-        """POST an interactivity payload (``payload=<json>``), signed."""
-        return self.post_form({"payload": json.dumps(payload)})
-
-    @staticmethod
-    def _reply(status: int, body: bytes, headers: Message) -> Reply:
-        text = body.decode("utf-8", errors="replace")
-        parsed: dict[str, Any] | None = None
-        if text.strip():
-            try:
-                decoded = json.loads(text)
-            except ValueError:
-                decoded = None
-            parsed = decoded if isinstance(decoded, dict) else None
-        return Reply(status=status, body=text, json=parsed, headers=dict(headers.items()))
 
     # ------------------------------------------------------------------ ids
 
@@ -267,8 +201,9 @@ class SlackSim:
         """Click a button.
 
         For a button on a message pass `message` (e.g. an entry of `LocalSlack.messages`,
-        whose ``channel`` is used unless `channel_id` is given); for one inside a modal pass
-        `view`. Container and channel are derived as Slack fills them unless given.
+        whose ``channel`` is used unless `channel_id` is given); for one inside a modal or
+        on a Home tab pass `view` (e.g. `LocalSlack.home(user_id)`). Container and channel
+        are derived as Slack fills them unless given.
         """
         payload = self._action_payload(
             user_id,
@@ -395,3 +330,42 @@ class SlackSim:
         payload["view"] = self._view_for_payload(view)
         payload["is_cleared"] = False
         return self.send_payload(payload)
+
+    def event(self, user_id: str, event: Mapping[str, Any]) -> Reply:
+        """Deliver an Events API event about ``user_id`` (an ``event_callback``, JSON,
+        signed), as Slack does to the app's request URL."""
+        now = time.time()
+        body = {
+            "token": self.verification_token,
+            "team_id": self.team_id,
+            **({"enterprise_id": self.enterprise_id} if self.enterprise_id else {}),
+            "api_app_id": APP_ID,
+            "event": {"user": user_id, "event_ts": f"{now:.6f}", **event},
+            "type": "event_callback",
+            "event_id": f"Ev{next(_EVENT_IDS):010d}",
+            "event_time": int(now),
+            "authorizations": [
+                {
+                    "enterprise_id": self.enterprise_id,
+                    "team_id": self.team_id,
+                    "user_id": BOT_USER_ID,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+            "is_ext_shared_channel": False,
+        }
+        return self.post_json(body)
+
+    def open_home(self, user_id: str) -> Reply:
+        """``user_id`` opens the app's Home tab: ``app_home_opened``, carrying the Home
+        they see now, if one was published for them."""
+        event: dict[str, Any] = {
+            "type": "app_home_opened",
+            "channel": "D" + user_id[1:],
+            "tab": "home",
+        }
+        home = self.slack.home(user_id)
+        if home is not None:
+            event["view"] = home
+        return self.event(user_id, event)

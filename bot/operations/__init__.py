@@ -34,10 +34,15 @@ process's claims) and plain values. Which module holds what:
 - ``reviewing``: the post-incident review of a break-glass use, and its daily reminder.
 - ``admin``: ``/jit sync`` and the signals between running bots.
 - ``queries``: reads for the Slack edge (a request, mine, awaiting, the audit trail …).
+- ``home``: reads for the Home tab (one person's Home; for admins, everyone's active
+  access and the break-glass uses to review).
+- ``home_refresh``: who has opened the Home, and the refresh of the Homes a transition
+  concerns, queued in its transaction (``transition`` calls it for every audited change).
 
 Dependencies run one way, so none imports another in a cycle: ``deciding`` → ``sweeping``
 (to expire a stale request at the click) → ``prolonging``, ``granting`` → ``revoking``;
 ``extending`` → ``prolonging``, ``requesting`` → ``admin``, ``granting``; ``breaking_glass`` →
 ``requesting``, ``reviewing``; all of them → ``transition``, ``leases``, ``people``,
-``provider_calls`` → ``due``, ``store`` and ``context``.
+``provider_calls`` → ``due``, ``store`` and ``context``; ``transition`` → ``home_refresh``;
+``home`` → ``queries``, ``reviewing``.
 """

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from bot import audit as audit_trail
 from bot.names import AuditAction
 from bot.notify import RequesterNews, RequestState
-from bot.operations import leases, store
+from bot.operations import home_refresh, leases, store
 from bot.operations.context import Context
 from bot.storage.models import AccessRequest, Status
 
@@ -148,7 +148,8 @@ def audit_all(
     session: Session,
     events: Sequence[tuple[str, AuditAction, AccessRequest, Mapping[str, Any]]],
 ) -> None:
-    """Append (actor, action, request, details) events to the trail, in order."""
+    """Append (actor, action, request, details) events to the trail, in order, and queue
+    a refresh of the Homes they change."""
     audit_trail.record_all(
         session,
         ctx.clock,
@@ -170,6 +171,8 @@ def audit_all(
             for actor, action, request, details in events
         ],
     )
+    # Every transition is audited here: the Homes it concerns are refreshed with it.
+    home_refresh.after(ctx, session, [(action, request) for _, action, request, _ in events])
 
 
 def refresh(ctx: Context, session: Session, request: AccessRequest) -> None:

@@ -17,13 +17,15 @@ from slack_bolt import App
 
 from bot.clock import Clock
 from bot.service import AccessService
-from bot.slack.listeners import actions, again, commands, extensions, reviews, views
+from bot.slack.listeners import actions, again, commands, extensions, home, reviews, views
 from bot.slack.replay import ReplayGuard
 
 
 def register(app: App, service: AccessService, clock: Clock) -> None:
     # Before any listener runs: a signed request sent a second time is refused (401).
     app.middleware(ReplayGuard().middleware)
+    # First: the Home's listeners take the clicks made on a Home, the DMs' ones the rest.
+    home.register(app, service, clock)
     commands.register(app, service, clock)
     actions.register(app, service, clock)
     views.register(app, service, clock)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import timedelta
 
 from sqlalchemy.orm import Session
@@ -225,6 +225,12 @@ class SlackNotifier:
             return
         post = {"channel": self._audit_channel, "text": blocks.audit_line(event)}
         self._send(session, event.request_id or "audit", ("chat.postMessage", post, None))
+
+    def refresh_homes(self, session: Session, users: Collection[str]) -> None:
+        for user in users:
+            # A marker, not a view: the outbox builds the Home when it sends it, from the
+            # database as it is then (bot/slack/home.py), one person's in order.
+            self._send(session, f"home:{user}", ("views.publish", {"user_id": user}, None))
 
     def _send(self, session: Session, key: str, *calls: _Call) -> None:
         """Queue ``calls`` in order under ``key`` in the caller's transaction."""

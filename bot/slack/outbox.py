@@ -6,13 +6,17 @@ other), waits out a 429's Retry-After, backs off on 5xx and network errors, and 
 drops a message for a transient failure: a Slack outage delays posts and loses none.
 While the bot works off a backlog of revocations (``hold``), posts wait: taking access
 away on time matters more than saying so a few seconds sooner.
+
+Some calls are queued as markers and built when they are sent (``builders``: a Home tab's
+``views.publish`` shows the database as it is then); the markers queued after one under
+its key are sent with it, as one call.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import timedelta
 from typing import Any, cast
@@ -41,6 +45,9 @@ _QUEUED = "jit_outbox_queued"
 #: Resolved (and removed) when the call is made, since that message's ts is only known
 #: once it was posted; a reply to one never posted is posted on its own.
 THREAD_OF = "_thread_of"
+
+#: Builds a call's payload from its marker when it is sent (see ``OutboxWorker.builders``).
+Builder = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 
 def enqueue(
@@ -93,6 +100,9 @@ class OutboxWorker:
     batch: int = 200
     idle_wait: float = 1.0
     hold: Callable[[], bool] = lambda: False
+    #: Calls queued as markers and built when sent (method → builder): the payload to
+    #: send, or None for nothing to send. A builder that raises is retried like a 5xx.
+    builders: Mapping[str, Builder] = field(default_factory=dict)
     _wake: threading.Event = field(default_factory=threading.Event, init=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _pass_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
@@ -182,6 +192,9 @@ class OutboxWorker:
     def _deliver(self, message: OutboxMessage) -> bool:
         if not self._claim(message):
             return False  # another worker has it; its key stays blocked for this pass
+        build = self.builders.get(message.method)
+        if build is not None:
+            return self._deliver_built(message, build)
         payload = dict(message.payload)
         if message.method == "chat.update":
             with self.sessions.begin() as session:
@@ -213,6 +226,58 @@ class OutboxWorker:
                 )
             self._mark(session, message, OutboxStatus.SENT, None)
         return True
+
+    def _deliver_built(self, message: OutboxMessage, build: Builder) -> bool:
+        """Build the call from its marker and send it. Built now, it also does what the
+        markers queued after it under its key would: they are merged into it (the later
+        wins) and marked sent with it."""
+        later = self._later_markers(message)
+        marker = dict(message.payload)
+        for other in later:
+            marker.update(other.payload)
+        try:
+            payload = build(marker)
+        except Exception as exc:  # the database or a lookup failed: try again later
+            log.exception("building %s #%s failed", message.method, message.id)
+            self._retry(message, f"build: {exc}", None)
+            return False
+        if payload is not None:
+            try:
+                self.client.api_call(message.method, json=payload)
+            except SlackApiError as exc:
+                return self._failed(message, exc)
+            except (SlackRequestError, OSError) as exc:
+                self._retry(message, f"network: {exc}", None)
+                return False
+        with self.sessions.begin() as session:
+            self._mark(session, message, OutboxStatus.SENT, None)
+            session.execute(
+                update(OutboxMessage)
+                .where(
+                    col(OutboxMessage.id).in_([m.id for m in later]),
+                    col(OutboxMessage.status) == OutboxStatus.PENDING,
+                )
+                .values(status=OutboxStatus.SENT, sent_at=self.clock.now())
+            )
+        return True
+
+    def _later_markers(self, message: OutboxMessage) -> list[OutboxMessage]:
+        """The markers of the same method queued under the same key after ``message``,
+        committed before it is built, so the call built now shows what they would."""
+        with self.sessions.begin() as session:
+            return list(
+                session.scalars(
+                    select(OutboxMessage)
+                    .where(
+                        col(OutboxMessage.ordering_key) == message.ordering_key,
+                        col(OutboxMessage.method) == message.method,
+                        col(OutboxMessage.status) == OutboxStatus.PENDING,
+                        col(OutboxMessage.id) > message.id,
+                    )
+                    .order_by(col(OutboxMessage.id))
+                    .limit(self.batch)
+                )
+            )
 
     def _failed(self, message: OutboxMessage, exc: SlackApiError) -> bool:
         status = exc.response.status_code

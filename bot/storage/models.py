@@ -288,3 +288,19 @@ class BreakGlassReview(SQLModel, table=True):
     reviewed_at: datetime | None = _when()
     #: What the reviewer typed (at most ``reviewing.NOTE_MAX``; shown escaped).
     note: str | None = None
+
+
+class HomeViewer(SQLModel, table=True):
+    """Someone who has opened the bot's Home tab: only their Homes are re-published when
+    a request that concerns them changes (everyone else's is built when they open it).
+    ``admin`` is whether they were an admin then, so a change to everyone's access
+    refreshes the Homes that show it without asking Slack who the admins are."""
+
+    __tablename__ = "home_viewer"
+
+    user_id: str = Field(primary_key=True, max_length=32)
+    opened_at: datetime = _when(nullable=False)
+    admin: bool = False
+    #: What their last click on the Home did, or why not (mrkdwn, escaped): shown at its
+    #: top, through the refreshes that follow, until they open it again.
+    notice: str | None = None

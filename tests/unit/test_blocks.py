@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bot.slack.blocks import finished_line, list_blocks, list_text, request_modal
+from bot.operations.home import Home, Review
+from bot.slack.blocks import (
+    everyone_active,
+    finished_line,
+    home_view,
+    list_blocks,
+    list_text,
+    request_modal,
+    reviews_waiting,
+)
 from bot.storage.models import AccessRequest, Status
 from bot.templates import Note, RequestTemplate
 from tests.fakes.block_kit import block_problems, view_problems
@@ -83,3 +92,49 @@ def test_a_list_longer_than_a_message_holds_still_offers_request_again() -> None
     assert "more part(s) of the list do not fit here" in str(shown)
     assert [b["accessory"]["value"] for b in shown if "accessory" in b] == [r.id for r in finished]
     assert list_text([], awaiting, now, finished).endswith(finished_line(finished[-1]))
+
+
+def _request(n: int, status: str, **values: object) -> AccessRequest:
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    return AccessRequest(
+        id=f"R-{n:08d}",
+        requester_id=f"U{n:08d}",
+        requester_email=f"person{n}@example.com",
+        role=f"role-{n % 7}-" + "r" * 80,
+        environment=f"env-{n % 3}-" + "e" * 80,
+        reason="<!channel> " + "why " * 700,
+        duration_seconds=3600,
+        status=status,
+        rule_index=0,
+        required_approvals=1,
+        approvers=[f"UAPPROVER{a:03d}" for a in range(40)],
+        created_at=now,
+        updated_at=now,
+        expires_at=now + timedelta(hours=1),
+        incident="INC-" + "9" * 90,
+        **values,
+    )
+
+
+def test_a_home_full_of_everything_is_one_slack_takes_with_room_for_another_section() -> None:
+    """Every section at its cap, long names and reasons, an admin's sections too: within
+    Slack's limits, with 20 of its 100 blocks left for the last 7 days' figures."""
+    many = range(40)
+    home = Home(
+        user_id="UVIEWER",
+        now=datetime(2025, 1, 1, tzinfo=UTC),
+        access=[_request(n, "active") for n in many],
+        pending=[_request(n, "pending") for n in many],
+        awaiting=[_request(n, "pending") for n in many],
+        recent=[_request(n, "revoked") for n in range(5)],
+        admin=True,
+        notice=":warning: " + "x" * 4000,
+    )
+    reviews = [Review(_request(n, "active"), home.now, ["UVIEWER"]) for n in many]
+    admin = everyone_active([_request(n, "active") for n in many])
+    admin += reviews_waiting(reviews, "UVIEWER")
+    view = home_view(home, admin)
+    assert view_problems(view) == []
+    assert len(view["blocks"]) <= 80
+    assert sum("…and 35 more" in str(b) for b in view["blocks"]) == 2  # access, reviews
+    assert sum("…and 30 more" in str(b) for b in view["blocks"]) == 3  # the rest

@@ -24,6 +24,7 @@ SCOPES = {
     "usergroups.users.list": "usergroups:read",
     "views.open": None,  # needs only the trigger_id of an interaction
     "views.update": None,
+    "views.publish": None,  # the Home tab: a bot token needs no scope for it
     "conversations.history": "channels:history",  # groups:history for a private channel
 }
 
@@ -63,6 +64,16 @@ def test_the_manifest_sends_the_command_and_clicks_to_the_bots_events_endpoint()
     interactivity = manifest["settings"]["interactivity"]
     assert interactivity["is_enabled"] is True
     assert interactivity["request_url"] == command["url"]
+
+
+def test_the_manifest_shows_the_home_tab_and_sends_its_opening_to_the_bot() -> None:
+    manifest = yaml.safe_load((ROOT / "slack-manifest.yaml").read_text())
+    assert manifest["features"]["app_home"]["home_tab_enabled"] is True
+    events = manifest["settings"]["event_subscriptions"]
+    assert events["request_url"] == manifest["settings"]["interactivity"]["request_url"]
+    # app_home_opened needs no scope: the scopes the bot's calls need are checked above.
+    assert events["bot_events"] == ["app_home_opened"]
+    assert "views.publish" in _slack_methods_the_bot_calls()
 
 
 def test_the_procfile_runs_the_console_script_the_package_installs() -> None:

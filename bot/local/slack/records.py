@@ -85,6 +85,10 @@ class Records(WorkspaceState):
             self._closed_views.add(view_id)
             self._publish(ChangeKind.VIEW_CLOSED, {"view_id": view_id})
 
+    def home(self, user_id: str) -> dict[str, Any] | None:
+        """The Home tab `user_id` sees now, as views.publish last set it; None before any."""
+        return self._copied(lambda: self._views.get(self._homes.get(user_id, "")))
+
     def view(self, view_id: str) -> dict[str, Any]:
         """The current state of view `view_id`."""
         return self._copied(lambda: self._views[view_id])

@@ -17,6 +17,7 @@ by the library rather than discovered in production. One module per kind of thin
   buttons, and the nudge before access ends;
 - ``follow_up``: the reminder and escalation notices in an approver's DM thread, and
   the notify-only watchers' heading;
+- ``home``: the Home tab, its sections and its own buttons (Cancel, Request again);
 - ``audit_trail``: the audit channel's line for an event.
 
 Callers use ``from bot.slack import blocks`` and ``blocks.<name>``; every name is
@@ -55,6 +56,12 @@ from bot.slack.blocks.follow_up import (
     escalated_text,
     escalation_heading,
     reminder_text,
+)
+from bot.slack.blocks.home import (
+    CANCEL_REQUEST,
+    everyone_active,
+    home_view,
+    reviews_waiting,
 )
 from bot.slack.blocks.modals import (
     BREAK_GLASS_KIND,
@@ -108,6 +115,7 @@ from bot.slack.blocks.texts import (
 __all__ = [
     "APPROVE",
     "BREAK_GLASS_KIND",
+    "CANCEL_REQUEST",
     "COMMAND_HELP",
     "DENY",
     "DENY_MODAL",
@@ -144,11 +152,13 @@ __all__ = [
     "ending_access",
     "escalated_text",
     "escalation_heading",
+    "everyone_active",
     "extend_modal",
     "extension_line",
     "extension_sent",
     "field_error",
     "finished_line",
+    "home_view",
     "incident",
     "left_behind",
     "list_blocks",
@@ -169,6 +179,7 @@ __all__ = [
     "review_message",
     "review_modal",
     "reviewed",
+    "reviews_waiting",
     "roles_text",
     "template_notes",
     "unknown_command",

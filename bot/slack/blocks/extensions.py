@@ -96,10 +96,11 @@ def extension_line(extension: AccessRequest) -> str:
     )
 
 
-def access_buttons(request: AccessRequest) -> ActionsBlock:
-    """Extend and End access now, for the person holding the access."""
+def access_buttons(request: AccessRequest, block_id: str = "access") -> ActionsBlock:
+    """Extend and End access now, for the person holding the access (``block_id``: unique
+    where several are shown together, as on the Home)."""
     return ActionsBlock(
-        block_id="access",
+        block_id=block_id,
         elements=[
             ButtonElement(text="Extend", action_id=EXTEND, value=request.id, style="primary"),
             ButtonElement(
