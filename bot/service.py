@@ -46,6 +46,8 @@ from bot.operations.deciding import VoteResult
 from bot.operations.home import Home, Review
 from bot.operations.requesting import new_request_id
 from bot.policy import RequestCheck
+from bot.stats.figures import Figures
+from bot.stats.recent import RecentFigures
 from bot.storage.models import AccessRequest, AuditEvent, BreakGlassReview, RequestTarget, Vote
 from bot.templates import RequestTemplate
 
@@ -58,6 +60,7 @@ class AccessService:
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
+        self._week = RecentFigures(ctx.sessions, ctx.clock)
 
     @property
     def config(self) -> JitConfig:
@@ -246,6 +249,10 @@ class AccessService:
 
     def reviews_waiting(self) -> list[Review]:
         return home.reviews_waiting(self._ctx)
+
+    def week_figures(self) -> Figures:
+        """The last seven days' approver-load figures (kept a few minutes)."""
+        return self._week.week()
 
     def home_opened(self, user_id: str) -> None:
         home_refresh.opened(self._ctx, user_id, admin=home.is_admin(self._ctx, user_id))

@@ -35,8 +35,12 @@ def _reviews_waiting(service: AccessService, viewer: str) -> list[Block]:
     return blocks.reviews_waiting(service.reviews_waiting(), viewer)
 
 
+def _week_figures(service: AccessService, viewer: str) -> list[Block]:
+    return blocks.week_figures(service.week_figures())
+
+
 #: The sections only admins see, in order.
-ADMIN_SECTIONS: tuple[AdminSection, ...] = (_everyone_active, _reviews_waiting)
+ADMIN_SECTIONS: tuple[AdminSection, ...] = (_everyone_active, _reviews_waiting, _week_figures)
 
 
 class HomeTab:

@@ -10,15 +10,15 @@ and a figure with nothing to divide by is null. docs/configuration.md lists ever
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from bot.durations import format_duration
 from bot.stats.figures import RUBBER_STAMP_SECONDS, Figures
+from bot.stats.words import percent, span
 
 VERSION = 1
 BAR_WIDTH = 24
@@ -123,7 +123,7 @@ def _requests(figures: Figures, bars: bool) -> Section:
         ),
     ]
     for label, count, share in rows:
-        _row(table, [label, str(count), _percent(share)], bars, count, asked, "blue")
+        _row(table, [label, str(count), percent(share)], bars, count, asked, "blue")
     return table, "extensions and break-glass uses are requests too"
 
 
@@ -131,8 +131,8 @@ def _decision_times(figures: Figures, bars: bool) -> Section:
     table = _table("Time to decision", ["role", "environment"], ["decided", "p50", "p90"], bars)
     longest = max((t.p90_seconds for t in figures.decision_times), default=0.0)
     for t in figures.decision_times:
-        cells = [t.role, t.environment, str(t.decided), _span(t.p50_seconds)]
-        _row(table, [*cells, _span(t.p90_seconds)], bars, t.p90_seconds, longest, "magenta")
+        cells = [t.role, t.environment, str(t.decided), span(t.p50_seconds)]
+        _row(table, [*cells, span(t.p90_seconds)], bars, t.p90_seconds, longest, "magenta")
     note = "from asking to the approval or denial; auto-approved and break-glass not counted"
     return table, _note(figures.decision_times, note, "no request decided by an approver")
 
@@ -147,9 +147,9 @@ def _approvers(figures: Figures, bars: bool) -> Section:
             str(a.approvals),
             str(a.denials),
             "-" if a.approvals_per_day is None else f"{a.approvals_per_day:.2f}",
-            _percent(a.share_of_decisions),
-            _percent(a.approval_rate),
-            _span(a.median_seconds_to_click),
+            percent(a.share_of_decisions),
+            percent(a.approval_rate),
+            span(a.median_seconds_to_click),
         ]
         flag = Text("possible rubber-stamping", "bold red") if a.possible_rubber_stamping else ""
         _row(table, cells, bars, a.share_of_decisions, 1.0, "green", flag)
@@ -164,7 +164,7 @@ def _break_glass(figures: Figures, bars: bool) -> Section:
     glass = figures.break_glass
     table = _table("Break-glass", ["figure"], ["count", "share"], bars)
     _row(table, ["uses", str(glass.uses), "-"], bars, glass.uses, glass.uses, "red")
-    reviewed = [str(glass.reviewed), _percent(glass.review_completion)]
+    reviewed = [str(glass.reviewed), percent(glass.review_completion)]
     _row(table, ["reviewed", *reviewed], bars, glass.reviewed, glass.uses, "green")
     return table, "reviewed: judged justified or not by one of the rule's approvers"
 
@@ -218,18 +218,6 @@ def _printable(text: str) -> str:
     """Text from the trail with control characters (a terminal's escape sequences among
     them) shown as "?": a role or a person's id cannot repaint the terminal."""
     return "".join(c if c.isprintable() else "?" for c in text)
-
-
-def _span(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 1:
-        return f"{seconds:.1f}s"
-    return format_duration(timedelta(seconds=round(seconds)))
-
-
-def _percent(share: float | None) -> str:
-    return "-" if share is None else f"{100 * share:.0f}%"
 
 
 def _round(value: float | None) -> float | None:

@@ -332,3 +332,24 @@ def test_a_home_slack_refuses_for_now_is_sent_later_once_and_as_it_is_then(bot: 
     assert len(bot.slack.calls_to("views.publish")) == published + 1
     assert _buttons(_section(home, RECENT)) == [("request_again", request_id)]
     assert "Nothing right now" in _text(_section(home, PENDING))
+
+
+def test_admins_see_the_last_seven_days_figures_and_others_do_not(
+    make_bot: Callable[..., Bot],
+) -> None:
+    bot = make_bot(approvers=ADMINS_YAML)
+    slow = submit(bot, ALICE, "prod-support prod 1h INC-1")
+    bot.clock.advance(timedelta(minutes=10))
+    assert "Approved" in click(bot, BOB, "approve", slow)
+    fast = submit(bot, ALICE, "prod-support prod 1h INC-2")
+    assert "Approved" in click(bot, BOB, "approve", fast)  # the same second: flagged
+    submit(bot, ALICE, "db-admin dev 30m fix a row")  # approved by rule
+    figures = _text(_section(_open(bot, MALLORY), "Last 7 days"))
+    assert "*3* requests · *33%* approved by rule · *0* expired undecided" in figures
+    assert "`prod-support` in `prod`: p50 5m, p90 9m (2 decided)" in figures
+    assert f"<@{BOB}>: 2 decisions (100%), approves 100%, median 5m" in figures
+    assert "jit-bot stats" in figures
+    assert _section(_open(bot, ALICE), "Last 7 days") == []
+    # A week later they are gone from the figures (kept a few minutes, then read again).
+    bot.clock.advance(timedelta(days=7, minutes=10))
+    assert "*0* requests" in _text(_section(_open(bot, MALLORY), "Last 7 days"))

@@ -14,7 +14,9 @@ from bot.slack.blocks import (
     list_text,
     request_modal,
     reviews_waiting,
+    week_figures,
 )
+from bot.stats.figures import ApproverLoad, BreakGlass, DecisionTimes, Figures, Window
 from bot.storage.models import AccessRequest, Status
 from bot.templates import Note, RequestTemplate
 from tests.fakes.block_kit import block_problems, view_problems
@@ -117,8 +119,8 @@ def _request(n: int, status: str, **values: object) -> AccessRequest:
 
 
 def test_a_home_full_of_everything_is_one_slack_takes_with_room_for_another_section() -> None:
-    """Every section at its cap, long names and reasons, an admin's sections too: within
-    Slack's limits, with 20 of its 100 blocks left for the last 7 days' figures."""
+    """Every section at its cap, long names and reasons, an admin's sections too, the last
+    7 days' figures with many roles and approvers among them: within Slack's limits."""
     many = range(40)
     home = Home(
         user_id="UVIEWER",
@@ -133,8 +135,24 @@ def test_a_home_full_of_everything_is_one_slack_takes_with_room_for_another_sect
     reviews = [Review(_request(n, "active"), home.now, ["UVIEWER"]) for n in many]
     admin = everyone_active([_request(n, "active") for n in many])
     admin += reviews_waiting(reviews, "UVIEWER")
+    admin += week_figures(
+        Figures(
+            window=Window(),
+            days=7.0,
+            requests=4000,
+            auto_approved=100,
+            expired_undecided=3,
+            decision_times=tuple(
+                DecisionTimes("r" * 64, "e" * 64, n, 60.0 * n, 600.0 * n) for n in many
+            ),
+            approvers=tuple(ApproverLoad(f"U{n:010d}", 90, 10, 12.9, 1 / 40, 3.5) for n in many),
+            break_glass=BreakGlass(4, 1),
+            extensions=(),
+        )
+    )
     view = home_view(home, admin)
     assert view_problems(view) == []
-    assert len(view["blocks"]) <= 80
+    assert len(view["blocks"]) <= 90
+    assert ":warning: under 10s: possibly not reading" in str(view["blocks"])
     assert sum("…and 35 more" in str(b) for b in view["blocks"]) == 2  # access, reviews
     assert sum("…and 30 more" in str(b) for b in view["blocks"]) == 3  # the rest

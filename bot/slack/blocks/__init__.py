@@ -15,6 +15,7 @@ by the library rather than discovered in production. One module per kind of thin
 - ``reviews``: the post-incident review of a break-glass use;
 - ``extensions``: extending access: what approvers decide it on, the Extend form and
   buttons, and the nudge before access ends;
+- ``figures``: the admins' App Home section of the last seven days' figures;
 - ``follow_up``: the reminder and escalation notices in an approver's DM thread, and
   the notify-only watchers' heading;
 - ``home``: the Home tab, its sections and its own buttons (Cancel, Request again);
@@ -51,6 +52,7 @@ from bot.slack.blocks.extensions import (
     extension_sent,
     nudge_message,
 )
+from bot.slack.blocks.figures import week_figures
 from bot.slack.blocks.follow_up import (
     WATCHING,
     escalated_text,
@@ -183,5 +185,6 @@ __all__ = [
     "roles_text",
     "template_notes",
     "unknown_command",
+    "week_figures",
     "when",
 ]
