@@ -247,3 +247,22 @@ def test_a_quiet_approver_in_the_escalation_group_is_asked_once_it_escalates(
     assert [b["action_id"] for b in buttons(dm)] == ["approve", "deny"]
     stored = bot.service.get(request_id)
     assert stored.quiet_approvers == [] and stored.approvers == [BOB, CAROL, SEC1, SEC2]
+
+
+def test_a_quiet_approver_decides_from_the_app_home(make_bot: Callable[..., Bot]) -> None:
+    bot = make_bot(approvers=QUIET)
+    request_id = submit(bot, ALICE, "prod-support prod 1h INC-1")
+    assert bot.sim.open_home(SEC1).status == 200
+    bot.settle()
+    home = bot.slack.home(SEC1)
+    assert home is not None
+    assert ("approve", request_id) in [
+        (e["action_id"], e["value"])
+        for b in home["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+    ]
+    bot.sim.block_action(SEC1, "approve", request_id, view=home)
+    bot.settle()
+    assert bot.service.get(request_id).status == "active"
+    assert _about(bot.dms_to(SEC1), request_id) == []
