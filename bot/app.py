@@ -44,6 +44,7 @@ from providers.aws import AwsClients, AwsProvider
 from providers.azure import AzureClients, AzureProvider
 from providers.base import Provider, ProviderError
 from providers.gcp import GcpProvider
+from providers.postgresql import PostgresProvider
 from providers.webhook import WebhookProvider
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,7 @@ def default_providers(environ: Mapping[str, str]) -> dict[str, Provider]:
         "aws": AwsProvider(AwsClients.from_environ(environ)),
         "gcp": GcpProvider.from_environ(environ),
         "azure": AzureProvider(AzureClients.from_environ(environ)),
+        "postgresql": PostgresProvider(environ),
     }
 
 

@@ -108,9 +108,7 @@ def bodies(draw: st.DrawFn) -> tuple[str, bytes]:
         }
         return shape, urlencode(fields).encode()
     if shape == "click":
-        action = draw(
-            st.sampled_from(["approve", "deny", "end_access", "extend", "request_again"])
-        )
+        action = draw(st.sampled_from(["approve", "deny", "end_access", "extend", "request_again"]))
         button = {"type": "button", "action_id": action, "block_id": "b"}
         button["value"] = draw(REQUEST_IDS)
         return shape, _payload(
