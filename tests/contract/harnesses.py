@@ -218,3 +218,7 @@ HARNESSES.append(GcpHarness)
 from tests.contract.harness_postgresql import PostgresHarness  # noqa: E402
 
 HARNESSES.append(PostgresHarness)
+
+from tests.contract.harness_mysql import MysqlHarness  # noqa: E402
+
+HARNESSES.append(MysqlHarness)

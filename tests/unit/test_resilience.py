@@ -19,7 +19,7 @@ import pytest
 from bot import google_groups
 from bot.config import Settings
 from bot.slack import directory as slack_directory
-from providers import aws, azure, gcp, postgresql, webhook
+from providers import aws, azure, gcp, mysql, postgresql, webhook
 from providers.base import GrantContext, Principal, ProviderError
 from providers.fake import FakeProvider, FakeTarget
 from providers.resilience import NO_WAIT, RetryPolicy, TtlCache, parse_retry_after
@@ -39,6 +39,7 @@ WORST_CASES = [
     ("webhook", webhook.RETRY, timedelta(seconds=90)),
     # 0.5 + 1 + 2, each connection attempt bounded by its 5s connect timeout
     ("postgresql", postgresql.RETRY, timedelta(seconds=3.5)),
+    ("mysql", mysql.RETRY, timedelta(seconds=3.5)),
     # 0.5 + 1 + 2
     ("google groups", google_groups.RETRY, timedelta(seconds=3.5)),
     # two waits, each up to a 5s Retry-After
