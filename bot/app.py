@@ -45,6 +45,8 @@ from providers.aws import AwsClients, AwsProvider
 from providers.azure import AzureClients, AzureProvider
 from providers.base import Provider, ProviderError
 from providers.gcp import GcpProvider
+from providers.mysql import MysqlProvider
+from providers.postgresql import PostgresProvider
 from providers.webhook import WebhookProvider
 
 log = logging.getLogger(__name__)
@@ -128,6 +130,8 @@ def default_providers(environ: Mapping[str, str]) -> dict[str, Provider]:
         "aws": AwsProvider(AwsClients.from_environ(environ)),
         "gcp": GcpProvider.from_environ(environ),
         "azure": AzureProvider(AzureClients.from_environ(environ)),
+        "postgresql": PostgresProvider(environ),
+        "mysql": MysqlProvider(environ),
     }
 
 

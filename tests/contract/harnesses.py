@@ -214,3 +214,11 @@ HARNESSES += [AzureHarness, AzureRbacHarness]
 from tests.contract.harness_gcp import GcpHarness  # noqa: E402 (it subclasses ProviderHarness)
 
 HARNESSES.append(GcpHarness)
+
+from tests.contract.harness_postgresql import PostgresHarness  # noqa: E402
+
+HARNESSES.append(PostgresHarness)
+
+from tests.contract.harness_mysql import MysqlHarness  # noqa: E402
+
+HARNESSES.append(MysqlHarness)

@@ -108,6 +108,10 @@ def run_check(
         env["JIT_APPROVERS_FILE"] = str(approvers)
     if secret is not None:
         env[SECRET_ENV] = secret
+    # The example's database targets name their servers' URLs by variable; offline
+    # checks read only that it is set and well-formed.
+    env["JIT_ORDERS_PG_DSN"] = "postgresql://jit_bot@db.example.com:5432/orders"
+    env["JIT_ORDERS_MYSQL_DSN"] = "mysql://jit_bot:s3cret@db.example.com:3306/orders"
     return subprocess.run(
         [sys.executable, "-m", "bot", "check"],
         cwd=cwd,
@@ -242,7 +246,8 @@ def test_a_broken_file_exits_2_with_file_line_path_and_expectation(tmp_path: Pat
     assert result.stderr.splitlines() == [
         "jit-bot: configuration is invalid:",
         f"{roles_path}:{line}: roles.db-admin.environments.dev[0].provider: "
-        "unknown provider 'awz' (did you mean 'aws'?); expected one of: aws, azure, gcp, webhook",
+        "unknown provider 'awz' (did you mean 'aws'?); "
+        "expected one of: aws, azure, gcp, mysql, postgresql, webhook",
     ]
 
 

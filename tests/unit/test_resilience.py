@@ -19,7 +19,7 @@ import pytest
 from bot import google_groups
 from bot.config import Settings
 from bot.slack import directory as slack_directory
-from providers import aws, azure, gcp, webhook
+from providers import aws, azure, gcp, mysql, postgresql, webhook
 from providers.base import GrantContext, Principal, ProviderError
 from providers.fake import FakeProvider, FakeTarget
 from providers.resilience import NO_WAIT, RetryPolicy, TtlCache, parse_retry_after
@@ -37,6 +37,9 @@ WORST_CASES = [
     ("gcp", gcp.RETRY, timedelta(seconds=35.5)),
     # four waits of up to a 60s Retry-After would be 240s; the 90s budget stops it
     ("webhook", webhook.RETRY, timedelta(seconds=90)),
+    # 0.5 + 1 + 2, each connection attempt bounded by its 5s connect timeout
+    ("postgresql", postgresql.RETRY, timedelta(seconds=3.5)),
+    ("mysql", mysql.RETRY, timedelta(seconds=3.5)),
     # 0.5 + 1 + 2
     ("google groups", google_groups.RETRY, timedelta(seconds=3.5)),
     # two waits, each up to a 5s Retry-After

@@ -1,0 +1,156 @@
+"""The ``postgresql`` provider: existing group roles granted to a person's login role for
+the length of a request, and taken away for certain, open sessions included.
+
+PostgreSQL cannot end a role membership by itself, so the bot's revocation is the only
+line: ``REVOKE`` takes effect at an open session's next statement, and the person's
+sessions are then terminated (``pg_terminate_backend``) unless the target says
+``end_sessions: false``: a session that had switched to the group role (``SET ROLE``)
+would otherwise keep what it switched to.
+
+Each group role of a target is its own unit (providers/dblogins.py): the domain keeps a
+role that another active grant of the person needs, or that they held before (standing,
+told apart by the membership's grantor), and revokes the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+import psycopg
+
+from providers.base import GrantOutcome, Holding, Provider
+from providers.dblogins import email_of, login_name, one_unit_per_role
+from providers.postgresql import roles
+from providers.postgresql.calls import PgCalls
+from providers.postgresql.target import MAX_NAME_BYTES, PostgresTarget, as_postgres
+
+if TYPE_CHECKING:  # annotations only
+    from providers.base import GrantContext, Principal, TargetSpec
+
+log = logging.getLogger(__name__)
+
+
+class PostgresProvider(Provider):
+    """Grants group roles on PostgreSQL servers. ``environ`` is where each target's
+    ``dsn_env`` is looked up (``os.environ`` in production), on every call."""
+
+    name = "postgresql"
+    target_model = PostgresTarget
+
+    def __init__(
+        self, environ: Mapping[str, str], *, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        self.calls = PgCalls(environ, sleep=sleep)
+
+    def validate(self, target: TargetSpec, *, live: bool = False) -> list[str]:
+        postgres = as_postgres(target)
+        self.calls.server(postgres)  # the variable is set and holds a connection URL
+        if not live:
+            return []
+        from providers.postgresql.checks import check_server  # only `check --live` needs it
+
+        return self.calls.run(postgres, lambda connection: check_server(connection, postgres))
+
+    def expand(self, target: TargetSpec) -> list[TargetSpec]:
+        return list(one_unit_per_role(as_postgres(target)))
+
+    def describe(self, target: TargetSpec) -> str:
+        postgres = as_postgres(target)
+        where = f" database `{postgres.database}`" if postgres.database else ""
+        return (
+            f"PostgreSQL `{postgres.name}`{where}: role{'s' * (len(postgres.grant_roles) > 1)} "
+            + ", ".join(f"`{role}`" for role in postgres.grant_roles)
+        )
+
+    def endpoint(self, target: TargetSpec) -> str:
+        # Each server is its own endpoint: one that hangs holds up only its own calls.
+        return f"{self.name}:{as_postgres(target).dsn_env}"
+
+    def grant(
+        self, principal: Principal, target: TargetSpec, context: GrantContext
+    ) -> GrantOutcome:
+        postgres = as_postgres(target)
+        login = self.login(principal, postgres)
+
+        def work(connection: psycopg.Connection) -> GrantOutcome:
+            found = roles.find_login(connection, login)
+            if found is None:
+                roles.create_login(connection, login, principal.email.lower())
+            elif found.created_by_bot:
+                roles.enable_login(connection, login)
+            standing = []
+            for group in postgres.grant_roles:
+                held = roles.membership(connection, group, login)
+                if held is None:
+                    roles.grant(connection, group, login)
+                elif held is False:
+                    standing.append(group)
+            detail = f"login {login}" + (
+                f"; already a member of {', '.join(standing)}" * bool(standing)
+            )
+            return GrantOutcome(
+                preexisting=bool(standing) and len(standing) == len(postgres.grant_roles),
+                detail=detail,
+                principal=login,
+            )
+
+        return self.calls.run(postgres, work)
+
+    def revoke(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
+        postgres = as_postgres(target)
+        login = principal.recorded or self.login(principal, postgres)
+
+        def work(connection: psycopg.Connection) -> None:
+            found = roles.find_login(connection, login)
+            if found is None:
+                return  # never created, or dropped already: nothing to take away
+            for group in postgres.grant_roles:
+                if roles.membership(connection, group, login) is not None:
+                    roles.revoke(connection, group, login)
+            if postgres.end_sessions:
+                ended = roles.end_sessions(connection, login)
+                if ended:
+                    log.info(
+                        "postgresql `%s`: ended %d session(s) of %s", postgres.name, ended, login
+                    )
+            if found.created_by_bot and not roles.has_memberships(connection, login):
+                if not roles.drop_login(connection, login):
+                    log.warning(
+                        "postgresql `%s`: %s owns objects, so it was set NOLOGIN, not dropped",
+                        postgres.name,
+                        login,
+                    )
+            elif postgres.credentials == "generated":
+                roles.clear_password(connection, login)
+
+        self.calls.run(postgres, work)
+
+    def is_granted(self, principal: Principal, target: TargetSpec) -> bool | None:
+        postgres = as_postgres(target)
+        login = self.login(principal, postgres)
+        return self.calls.run(
+            postgres,
+            lambda connection: all(
+                roles.membership(connection, group, login) is not None
+                for group in postgres.grant_roles
+            ),
+        )
+
+    def inventory(self, target: TargetSpec) -> list[Holding] | None:
+        postgres = as_postgres(target)
+
+        def work(connection: psycopg.Connection) -> list[Holding]:
+            return [
+                Holding(email=email or email_of(postgres.login_template, login), unit=unit)
+                for unit in one_unit_per_role(postgres)
+                for login, email in roles.members_granted_by_bot(connection, unit.grant_roles[0])
+            ]
+
+        return self.calls.run(postgres, work)
+
+    def login(self, principal: Principal, target: PostgresTarget) -> str:
+        """The person's login role on the target's server."""
+        return login_name(target.login_template, principal.email, max_length=MAX_NAME_BYTES)

@@ -1,0 +1,147 @@
+"""The statements the postgresql provider runs, each built with psycopg's identifier
+and literal quoting (``psycopg.sql``), never by formatting a name into SQL text.
+
+A login the bot creates carries a comment that says so: what the bot did not create it
+never drops. A membership the bot granted has the bot's login as its grantor: one it
+did not grant is standing access, which neither drift nor revocation touches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import psycopg
+from psycopg import sql
+
+#: The start of the comment on every login the bot created.
+CREATED_MARK = "jit-bot: created for "
+
+
+@dataclass(frozen=True)
+class Login:
+    """A login role as the server has it."""
+
+    name: str
+    created_by_bot: bool
+
+
+def find_login(connection: psycopg.Connection, name: str) -> Login | None:
+    row = connection.execute(
+        "SELECT rolname, coalesce(shobj_description(oid, 'pg_authid'), '') LIKE %s"
+        " FROM pg_roles WHERE rolname = %s",
+        (CREATED_MARK + "%", name),
+    ).fetchone()
+    return Login(row[0], bool(row[1])) if row else None
+
+
+def create_login(connection: psycopg.Connection, name: str, email: str) -> None:
+    """A login without a password (people authenticate as the company arranges, or with
+    a generated password), marked as the bot's in one transaction."""
+    with connection.transaction():
+        connection.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
+        connection.execute(
+            sql.SQL("COMMENT ON ROLE {} IS {}").format(
+                sql.Identifier(name), sql.Literal(CREATED_MARK + email)
+            )
+        )
+
+
+def membership(connection: psycopg.Connection, group: str, login: str) -> bool | None:
+    """Whether ``login`` is a direct member of ``group``: True if the bot granted it,
+    False if someone else did (standing), None if it is not a member."""
+    row = connection.execute(
+        "SELECT m.grantor = (SELECT oid FROM pg_roles WHERE rolname = current_user)"
+        " FROM pg_auth_members m"
+        " JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member"
+        " WHERE g.rolname = %s AND u.rolname = %s",
+        (group, login),
+    ).fetchone()
+    return None if row is None else bool(row[0])
+
+
+def grant(connection: psycopg.Connection, group: str, login: str) -> None:
+    connection.execute(
+        sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(login))
+    )
+
+
+def revoke(connection: psycopg.Connection, group: str, login: str) -> None:
+    connection.execute(
+        sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(group), sql.Identifier(login))
+    )
+
+
+def has_memberships(connection: psycopg.Connection, login: str) -> bool:
+    row = connection.execute(
+        "SELECT EXISTS (SELECT 1 FROM pg_auth_members m JOIN pg_roles u ON u.oid = m.member"
+        " WHERE u.rolname = %s)",
+        (login,),
+    ).fetchone()
+    return bool(row and row[0])
+
+
+def end_sessions(connection: psycopg.Connection, login: str) -> int:
+    """Terminate every session of ``login`` on the server (each database), waiting up
+    to five seconds for each to go; how many there were."""
+    rows = connection.execute(
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
+        " WHERE usename = %s AND pid <> pg_backend_pid()",
+        (login,),
+    ).fetchall()
+    return len(rows)
+
+
+def drop_login(connection: psycopg.Connection, login: str) -> bool:
+    """Drop a login the bot created; False (and the login set NOLOGIN instead) where
+    the person made objects the server will not drop with it."""
+    try:
+        with connection.transaction():
+            connection.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login)))
+    except psycopg.errors.DependentObjectsStillExist:
+        with connection.transaction():
+            connection.execute(
+                sql.SQL("ALTER ROLE {} NOLOGIN PASSWORD NULL").format(sql.Identifier(login))
+            )
+        return False
+    return True
+
+
+def enable_login(connection: psycopg.Connection, login: str) -> None:
+    """A login the bot created and could not drop last time may log in again."""
+    connection.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(login)))
+
+
+def set_password(
+    connection: psycopg.Connection, login: str, password: str, until: datetime
+) -> None:
+    """A password that stops working at ``until`` (PostgreSQL refuses new logins with it
+    after that, even if the bot never comes back). Sent as a literal in the statement,
+    which the server does not log unless told to log every statement."""
+    connection.execute(
+        sql.SQL("ALTER ROLE {} PASSWORD {} VALID UNTIL {}").format(
+            sql.Identifier(login), sql.Literal(password), sql.Literal(until.isoformat())
+        )
+    )
+
+
+def clear_password(connection: psycopg.Connection, login: str) -> None:
+    connection.execute(sql.SQL("ALTER ROLE {} PASSWORD NULL").format(sql.Identifier(login)))
+
+
+def members_granted_by_bot(connection: psycopg.Connection, group: str) -> list[tuple[str, str]]:
+    """(login, the email its creation comment names, or '') of every member of
+    ``group`` whose membership the bot's login granted."""
+    rows = connection.execute(
+        "SELECT u.rolname, coalesce(shobj_description(u.oid, 'pg_authid'), '')"
+        " FROM pg_auth_members m"
+        " JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member"
+        " WHERE g.rolname = %s"
+        " AND m.grantor = (SELECT oid FROM pg_roles WHERE rolname = current_user)"
+        " ORDER BY u.rolname",
+        (group,),
+    ).fetchall()
+    return [
+        (name, comment.removeprefix(CREATED_MARK) if comment.startswith(CREATED_MARK) else "")
+        for name, comment in rows
+    ]

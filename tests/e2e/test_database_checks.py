@@ -1,0 +1,105 @@
+"""The database providers' checks and faults on the real servers: `validate(live=True)`
+(what `jit-bot check --live` runs), a server that is down, and drift's clean-up."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from providers.base import GrantContext, Principal, ProviderError
+from providers.mysql import MysqlTarget
+from providers.postgresql import PostgresProvider, PostgresTarget
+from tests.kit.docs import example_targets
+from tests.kit.postgres_server import PgServer
+
+ALICE = Principal(slack_user_id="UALICE", email="alice@example.com")
+CONTEXT = GrantContext("R-1", "db-admin", "prod", "INC-1", datetime.now(UTC) + timedelta(hours=1))
+
+
+@pytest.fixture
+def pg() -> Iterator[PgServer]:
+    server = PgServer()
+    yield server
+    server.close()
+
+
+def _target(pg: PgServer, *roles: str) -> PostgresTarget:
+    return PostgresTarget(
+        provider="postgresql",
+        name="orders",
+        dsn_env="DSN",
+        grant_roles=list(roles),
+        login_template=pg.template,
+    )
+
+
+def test_the_docs_examples_are_valid_targets() -> None:
+    postgres, mysql = (
+        example_targets("databases.md", "postgresql"),
+        example_targets("databases.md", "mysql"),
+    )
+    assert postgres and mysql
+    for fields in postgres:
+        PostgresTarget.model_validate(fields)
+    for fields in mysql:
+        MysqlTarget.model_validate(fields)
+
+
+def test_a_live_check_passes_the_least_privilege_login_and_warns_about_a_superuser(
+    pg: PgServer,
+) -> None:
+    target = _target(pg, pg.group("readers"))
+
+    assert PostgresProvider({"DSN": pg.dsn()}).validate(target, live=True) == []
+    [warning] = PostgresProvider({"DSN": pg.dsn("postgres")}).validate(target, live=True)
+    assert "connects as the superuser postgres" in warning
+
+
+def test_a_live_check_names_each_privilege_the_bot_lacks(pg: PgServer) -> None:
+    target = _target(pg, pg.group("readers"))
+    pg.sql(f"REVOKE pg_signal_backend FROM {pg.bot}")
+    pg.sql(f"ALTER ROLE {pg.bot} NOCREATEROLE")
+
+    with pytest.raises(ProviderError) as raised:
+        PostgresProvider({"DSN": pg.dsn()}).validate(target, live=True)
+
+    assert "lacks CREATEROLE" in str(raised.value)
+    assert "cannot end sessions at revoke" in str(raised.value)
+    assert f"may not grant role {pg.prefix}readers" in str(raised.value)
+
+
+def test_a_server_that_is_down_is_a_retryable_error_without_the_password() -> None:
+    waits: list[float] = []
+    provider = PostgresProvider(
+        {"DSN": "postgresql://jit_bot:hunter2-secret@127.0.0.1:1/orders"}, sleep=waits.append
+    )
+    target = PostgresTarget(provider="postgresql", name="orders", dsn_env="DSN", grant_roles=["r"])
+
+    with pytest.raises(ProviderError) as raised:
+        provider.revoke(ALICE, target, CONTEXT)
+
+    assert raised.value.retryable
+    assert "cannot reach the server" in str(raised.value)
+    assert "hunter2" not in str(raised.value)
+    assert len(waits) == 3  # four attempts under RETRY
+
+
+def test_inventory_lists_what_the_bot_granted_and_never_standing_membership(
+    pg: PgServer,
+) -> None:
+    readers = pg.group("readers")
+    provider = PostgresProvider({"DSN": pg.dsn()})
+    target = _target(pg, readers)
+    provider.grant(ALICE, target, CONTEXT)
+    bob = pg.login("bob@example.com")
+    pg.sql(f'CREATE ROLE "{bob}" LOGIN')
+    pg.sql(f'GRANT "{readers}" TO "{bob}"')  # the DBA's: standing
+
+    [holding] = provider.inventory(target) or []
+
+    assert holding.email == "alice@example.com"
+    provider.revoke(Principal(slack_user_id="", email=holding.email), holding.unit, CONTEXT)
+    assert not pg.member(readers, pg.login("alice@example.com"))
+    assert pg.member(readers, bob)

@@ -1,0 +1,139 @@
+"""MySQL/MariaDB end to end, on the real MariaDB server: signed Slack requests →
+approval → the person's account holds the role (SHOW GRANTS) and a connection opened
+as them can use it → expiry → that very connection is killed and a new one cannot use
+the role. The bot connects as a least-privilege account (tests/kit/mysql_server.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pymysql
+import pytest
+
+from providers.mysql import MysqlProvider
+from tests.conftest import ALICE, BOB, Bot
+from tests.e2e.helpers import click, submit
+from tests.e2e.test_postgresql import AUTO_APPROVE
+from tests.kit.configs import APPROVERS_YAML, roles_yaml, target
+from tests.kit.mysql_server import MyServer
+
+DSN_ENV = "JIT_MYSQL_DSN"
+PASSWORD = "alices-own-password"  # set by the test's DBA: credentials are external
+
+
+@pytest.fixture
+def my() -> Iterator[MyServer]:
+    server = MyServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def mysql_bot(make_bot: Callable[..., Bot], my: MyServer) -> Callable[..., Bot]:
+    """prod-support grants readers; db-admin readers and writers."""
+    readers, writers = my.group("readers"), my.group("writers")
+
+    def unit(*roles: str) -> str:
+        return target(
+            "mysql",
+            name="orders",
+            dsn_env=DSN_ENV,
+            grant_roles="[" + ", ".join(roles) + "]",
+            login_template=f'"{my.template}"',
+        )
+
+    def start(approvers: str = APPROVERS_YAML) -> Bot:
+        read, write = unit(readers), unit(readers, writers)
+        provider = MysqlProvider({DSN_ENV: my.dsn()}, marker_role=my.marker)
+        return make_bot(
+            roles=roles_yaml(prod=read, staging=read, db_prod=write, db_dev=write),
+            approvers=approvers,
+            providers={"mysql": provider},
+        )
+
+    return start
+
+
+def _reads_orders(session: Any, role: str, database: str) -> int:
+    """SET ROLE, then read: on MariaDB the bot sets no default role (README)."""
+    with session.cursor() as cursor:
+        cursor.execute(f"SET ROLE `{role}`")
+        cursor.execute(f"SELECT count(*) FROM `{database}`.orders")
+        return int(cursor.fetchone()[0])
+
+
+def test_an_approved_grant_works_in_a_connection_and_expiry_kills_that_very_connection(
+    mysql_bot: Callable[..., Bot], my: MyServer
+) -> None:
+    alice, readers = my.login("alice@example.com"), my.prefix + "readers"
+    my.account(alice, PASSWORD)
+    bot = mysql_bot()
+    request_id = submit(bot, ALICE, "prod-support prod 1h INC-42")
+    assert f"MySQL `orders`: role `{readers}`" in str(bot.dms_to(BOB)[-1]["blocks"])
+
+    click(bot, BOB, "approve", request_id)
+
+    assert my.holds(alice, readers)
+    session = my.connect(alice, PASSWORD)
+    assert _reads_orders(session, readers, my.database) == 2
+
+    bot.clock.advance(timedelta(hours=1))
+    bot.service.sweep()
+    bot.settle()
+
+    assert bot.service.get(request_id).status == "revoked"
+    assert not my.holds(alice, readers)
+    with pytest.raises(pymysql.err.OperationalError):
+        _reads_orders(session, readers, my.database)  # killed by the server
+    assert my.sessions_of(alice) == 0
+    # The DBA's account stays, and may log in, but no longer take the role.
+    again = my.connect(alice, PASSWORD)
+    with pytest.raises(
+        pymysql.err.OperationalError, match=r"Invalid role|Access denied|not granted"
+    ):
+        _reads_orders(again, readers, my.database)
+    again.close()
+
+
+def test_overlapping_grants_keep_the_shared_role_until_the_last_one_ends(
+    mysql_bot: Callable[..., Bot], my: MyServer
+) -> None:
+    alice = my.login("alice@example.com")
+    readers, writers = my.prefix + "readers", my.prefix + "writers"
+    my.account(alice, PASSWORD)
+    bot = mysql_bot(AUTO_APPROVE)
+    support = submit(bot, ALICE, "prod-support staging 1h INC-1")
+    admin = submit(bot, ALICE, "db-admin dev 1h INC-2")
+
+    click(bot, ALICE, "end_access", admin)
+
+    assert my.holds(alice, readers) and not my.holds(alice, writers)
+    click(bot, ALICE, "end_access", support)
+    assert not my.holds(alice, readers)
+
+
+def test_a_role_held_before_is_left_alone(mysql_bot: Callable[..., Bot], my: MyServer) -> None:
+    alice, readers = my.login("alice@example.com"), my.prefix + "readers"
+    my.account(alice, PASSWORD)
+    my.sql(f"GRANT `{readers}` TO '{alice}'@'%'")
+    bot = mysql_bot(AUTO_APPROVE)
+    request_id = submit(bot, ALICE, "db-admin dev 1h INC-3")
+
+    click(bot, ALICE, "end_access", request_id)
+
+    assert my.holds(alice, readers)
+    assert not my.holds(alice, my.prefix + "writers")
+
+
+def test_without_an_account_external_credentials_fail_the_grant_clearly(
+    mysql_bot: Callable[..., Bot], my: MyServer
+) -> None:
+    bot = mysql_bot(AUTO_APPROVE)
+
+    request_id = submit(bot, ALICE, "db-admin dev 1h INC-4")
+
+    assert bot.service.get(request_id).status == "failed"
+    assert "jit-bot does not create one" in str(bot.dms_to(ALICE))
+    assert not my.exists(my.login("alice@example.com"))

@@ -1,0 +1,220 @@
+"""PostgreSQL end to end, on the real server: signed Slack requests → approval → the
+person's login is a member of the group role and a session opened as them can use it →
+expiry → that very session is terminated and a new one cannot use the role.
+
+The bot connects as a least-privilege login (CREATEROLE, pg_signal_backend: the README's
+set-up), never as the superuser; every role the test makes is under its own prefix
+(tests/kit/postgres_server.py) and dropped at the end."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+
+import psycopg
+import pytest
+
+from providers.postgresql import PostgresProvider
+from tests.conftest import ALICE, BOB, Bot
+from tests.e2e.helpers import click, submit
+from tests.fakes.slack_api import FakeSlack
+from tests.kit.configs import APPROVERS_YAML, AUTO_APPROVE_ALL, roles_yaml, target
+from tests.kit.postgres_server import PgServer
+
+DSN_ENV = "JIT_PG_DSN"
+# Every request approved at once, for tests about what the grant does; the Slack email
+# names the database login, so only the workspace's own domain is served.
+AUTO_APPROVE = (
+    AUTO_APPROVE_ALL
+    + """
+settings:
+  allowed_email_domains: [example.com]
+"""
+)
+
+
+@pytest.fixture
+def pg() -> Iterator[PgServer]:
+    server = PgServer()
+    yield server
+    server.close()
+
+
+def pg_target(pg: PgServer, *groups: str, **fields: str) -> str:
+    return target(
+        "postgresql",
+        name="orders-prod",
+        dsn_env=DSN_ENV,
+        grant_roles="[" + ", ".join(f'"{g}"' for g in groups) + "]",
+        login_template=f'"{pg.template}"',
+        **fields,
+    )
+
+
+@pytest.fixture
+def pg_bot(make_bot: Callable[..., Bot], pg: PgServer) -> Callable[..., Bot]:
+    """A bot whose roles grant this test's group roles: prod-support gets readers (in
+    prod and staging), db-admin gets readers and writers (in prod and dev)."""
+    readers, writers = pg.group("readers"), pg.group("writers")
+
+    def start(approvers: str = APPROVERS_YAML, **fields: str) -> Bot:
+        read = pg_target(pg, readers, **fields)
+        write = pg_target(pg, readers, writers, **fields)
+        roles = roles_yaml(prod=read, staging=read, db_prod=write, db_dev=write)
+        providers = {"postgresql": PostgresProvider({DSN_ENV: pg.dsn()})}
+        return make_bot(roles=roles, approvers=approvers, providers=providers)
+
+    return start
+
+
+def _reads_orders(session: psycopg.Connection) -> int:
+    row = session.execute("SELECT count(*) FROM orders").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_an_approved_grant_works_in_a_session_and_expiry_ends_that_very_session(
+    pg_bot: Callable[..., Bot], pg: PgServer
+) -> None:
+    bot = pg_bot()
+    readers, alice = pg.prefix + "readers", pg.login("alice@example.com")
+    request_id = submit(bot, ALICE, "prod-support prod 1h INC-42")
+    assert "PostgreSQL `orders-prod`: role `" + readers + "`" in str(bot.dms_to(BOB)[-1]["blocks"])
+    assert not pg.exists(alice)
+
+    click(bot, BOB, "approve", request_id)
+
+    assert bot.service.get(request_id).status == "active"
+    assert pg.member(readers, alice)
+    assert pg.sql("SELECT pg_has_role(%s, %s, 'USAGE')", alice, readers) == [(True,)]
+    session = pg.connect(alice)
+    assert _reads_orders(session) == 2
+
+    bot.clock.advance(timedelta(hours=1))
+    bot.service.sweep()
+    bot.settle()
+
+    assert bot.service.get(request_id).status == "revoked"
+    assert not pg.member(readers, alice)
+    with pytest.raises(psycopg.OperationalError):
+        _reads_orders(session)  # terminated by the server, not closed by the test
+    assert pg.sessions_of(alice) == 0
+    # The login was the bot's own, so it is gone: no new session as alice at all.
+    assert not pg.exists(alice)
+    with pytest.raises(psycopg.OperationalError, match="does not exist"):
+        pg.connect(alice)
+
+
+def test_a_login_that_existed_before_is_kept_and_a_new_session_cannot_use_the_role(
+    pg_bot: Callable[..., Bot], pg: PgServer
+) -> None:
+    alice = pg.login("alice@example.com")
+    pg.sql(f'CREATE ROLE "{alice}" LOGIN')
+    bot = pg_bot(approvers=AUTO_APPROVE)
+    request_id = submit(bot, ALICE, "prod-support staging 1h INC-1")
+    assert bot.service.get(request_id).status == "active"
+    session = pg.connect(alice)
+    assert _reads_orders(session) == 2
+
+    click(bot, ALICE, "end_access", request_id)
+
+    assert bot.service.get(request_id).status == "revoked"
+    with pytest.raises(psycopg.OperationalError):
+        _reads_orders(session)
+    assert pg.exists(alice)
+    with pg.connect(alice) as again, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        _reads_orders(again)
+
+
+def test_sessions_stay_open_when_the_target_says_end_sessions_false(
+    pg_bot: Callable[..., Bot], pg: PgServer
+) -> None:
+    alice = pg.login("alice@example.com")
+    pg.sql(f'CREATE ROLE "{alice}" LOGIN')
+    bot = pg_bot(approvers=AUTO_APPROVE, end_sessions="false")
+    request_id = submit(bot, ALICE, "prod-support staging 1h INC-1")
+    session = pg.connect(alice)
+
+    click(bot, ALICE, "end_access", request_id)
+
+    assert not pg.member(pg.prefix + "readers", alice)
+    # REVOKE took effect at the session's next statement; the session itself lives on.
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        _reads_orders(session)
+    assert pg.sessions_of(alice) == 1
+    session.close()
+
+
+def test_overlapping_grants_keep_the_shared_role_until_the_last_one_ends(
+    pg_bot: Callable[..., Bot], pg: PgServer
+) -> None:
+    bot = pg_bot(approvers=AUTO_APPROVE)
+    readers, writers = pg.prefix + "readers", pg.prefix + "writers"
+    alice = pg.login("alice@example.com")
+    support = submit(bot, ALICE, "prod-support staging 1h INC-1")
+    admin = submit(bot, ALICE, "db-admin dev 1h INC-2")
+    assert pg.member(readers, alice) and pg.member(writers, alice)
+
+    click(bot, ALICE, "end_access", admin)
+
+    assert bot.service.get(admin).status == "revoked"
+    assert pg.member(readers, alice), "readers is still needed by the other grant"
+    assert not pg.member(writers, alice)
+
+    click(bot, ALICE, "end_access", support)
+
+    assert not pg.member(readers, alice)
+    assert not pg.exists(alice)
+
+
+def test_standing_membership_is_left_alone(pg_bot: Callable[..., Bot], pg: PgServer) -> None:
+    readers, alice = pg.prefix + "readers", pg.login("alice@example.com")
+    pg.sql(f'CREATE ROLE "{alice}" LOGIN')
+    pg.sql(f'GRANT "{readers}" TO "{alice}"')  # granted by the DBA, not the bot
+    bot = pg_bot(approvers=AUTO_APPROVE)
+    request_id = submit(bot, ALICE, "db-admin dev 1h INC-3")
+    actions = [e.action for e in bot.service.audit_events(request_id)]
+    assert "standing_access_found" in actions
+
+    click(bot, ALICE, "end_access", request_id)
+
+    assert pg.member(readers, alice)
+    assert not pg.member(pg.prefix + "writers", alice)
+    assert pg.exists(alice)
+
+
+def test_an_email_that_is_not_a_plain_login_name_fails_the_grant_and_creates_nothing(
+    pg_bot: Callable[..., Bot], pg: PgServer, slack: FakeSlack
+) -> None:
+    slack.add_user("UQUOTE", 'x";drop-role-postgres;--@example.com', "quote")
+    bot = pg_bot(approvers=AUTO_APPROVE)
+
+    request_id = submit(bot, "UQUOTE", "db-admin dev 1h INC-9")
+
+    assert bot.service.get(request_id).status == "failed"
+    told = str(bot.dms_to("UQUOTE"))
+    assert "cannot name a database login after the email" in told
+    assert "Traceback" not in told
+    made = pg.sql("SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s)", pg.prefix)
+    assert sorted(r for (r,) in made) == sorted(
+        pg.prefix + n for n in ("bot", "readers", "writers")
+    )
+    assert pg.exists("postgres")
+
+
+def test_roles_and_emails_with_signs_are_quoted_and_granted(
+    make_bot: Callable[..., Bot], pg: PgServer, slack: FakeSlack
+) -> None:
+    odd = pg.group("read-only$")
+    slack.add_user("UPLUS", "alice+ops@example.com", "alice-ops")
+    unit = pg_target(pg, odd)
+    bot = make_bot(
+        roles=roles_yaml(prod=unit, staging=unit, db_prod=unit, db_dev=unit),
+        approvers=AUTO_APPROVE,
+        providers={"postgresql": PostgresProvider({DSN_ENV: pg.dsn()})},
+    )
+
+    request_id = submit(bot, "UPLUS", "db-admin dev 1h INC-5")
+
+    assert bot.service.get(request_id).status == "active"
+    assert pg.member(odd, pg.login("alice+ops@example.com"))
