@@ -86,6 +86,10 @@ class WrongState(JitError):
     """The request has moved on (decided, ended …) and this action no longer applies."""
 
 
+class CredentialsUnavailable(JitError):
+    """A target could not make a password now (its server is down, the grant is gone)."""
+
+
 class TargetsUnavailable(JitError):
     """A cloud could not say what a role grants right now (an OU's accounts, a name)."""
 

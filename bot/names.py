@@ -42,6 +42,8 @@ class AuditAction(StrEnum):
     EXTENDED = "extended"
     EXTENSION_FAILED = "extension_failed"  # nothing extended; the access ends as it would
     EXPIRY_MOVED = "expiry_moved"
+    # the holder was shown a fresh generated password (never recorded) for these targets
+    CREDENTIALS_SHOWN = "credentials_shown"
     # revoking
     REVOKE_STARTED = "revoke_started"
     REVOKED = "revoked"

@@ -24,6 +24,7 @@ from bot.extension import ExtensionCheck
 from bot.operations import (
     admin,
     breaking_glass,
+    credentials,
     deciding,
     escalating,
     extending,
@@ -42,6 +43,7 @@ from bot.operations import (
 )
 from bot.operations.admin import raise_signal
 from bot.operations.context import Context, ExpiryScheduler
+from bot.operations.credentials import Shown
 from bot.operations.deciding import VoteResult
 from bot.operations.home import Home, Review
 from bot.operations.requesting import new_request_id
@@ -194,6 +196,9 @@ class AccessService:
 
     def revoke_many(self, request_ids: Sequence[str], *, actor: str, reason: str) -> None:
         revoking.revoke_many(self._ctx, request_ids, actor=actor, reason=reason)
+
+    def show_credentials(self, request_id: str, user_id: str) -> tuple[AccessRequest, list[Shown]]:
+        return credentials.show(self._ctx, request_id, user_id)
 
     # ------------------------------------------------------------------- sweeping
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import ClassVar
 
@@ -80,6 +80,19 @@ class Holding:
     request_id: str | None = None
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """How one person connects to a target with a password the provider just made
+    (``credentials: generated``). Shown once to that person, never stored or logged:
+    the password stays out of ``repr``."""
+
+    host: str
+    port: int
+    database: str | None
+    user: str
+    password: str = field(repr=False)
+
+
 class ProviderError(Exception):
     """A provider could not do what it was asked.
 
@@ -141,6 +154,15 @@ class Provider(ABC):
         is found by the same names as at grant time); ``principal.recorded`` may carry
         what the grant's outcome named. Raise ProviderError (retryable where trying again
         may work) when the access cannot be made to last: it then ends at the old time."""
+        return None
+
+    def issue_credentials(
+        self, principal: Principal, target: TargetSpec, context: GrantContext
+    ) -> Credentials | None:
+        """A fresh password for the login this request's grant on ``target`` went to,
+        valid until ``context.expires_at`` at most, replacing any earlier one; None where
+        the target's people log in as the company arranges (the default). Called only for
+        the holder of active access, checked by the domain at the click."""
         return None
 
     def lane(self, target: TargetSpec) -> str | None:

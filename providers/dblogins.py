@@ -22,6 +22,8 @@ GROUP_ROLE = r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$"
 LOGIN_TEMPLATE = r"^[a-z0-9_.@+-]*\{(email|local)\}[a-z0-9_.@+-]*$"
 # A login made from an email: lower case letters, digits and the few signs emails use.
 _LOGIN_NAME = re.compile(r"^[a-z0-9_][a-z0-9_.@+-]*$")
+#: ``credentials`` of a target whose people get passwords from the bot ("Show credentials").
+GENERATED = "generated"
 #: What a password generated for ``credentials: generated`` is made of (URL-safe, so it
 #: can be pasted into a connection URL as it is).
 PASSWORD_BYTES = 24

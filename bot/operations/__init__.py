@@ -29,6 +29,8 @@ process's claims) and plain values. Which module holds what:
 - ``nudging``: tell people their access ends soon, with Extend and End access now.
 - ``deciding``: approvers' votes and the requester's cancel; where approvals are decided.
 - ``granting``: grant an approved request target by target; roll back a failed one.
+- ``credentials``: "Show credentials": a fresh generated database password for the
+  holder of active access, checked at the click; audited, never stored.
 - ``revoking``: end access early, at expiry, or in batches for the sweeper.
 - ``sweeping``: the periodic sweep that makes the world match the database.
 - ``reviewing``: the post-incident review of a break-glass use, and its daily reminder.
@@ -44,5 +46,5 @@ Dependencies run one way, so none imports another in a cycle: ``deciding`` → `
 ``extending`` → ``prolonging``, ``requesting`` → ``admin``, ``granting``; ``breaking_glass`` →
 ``requesting``, ``reviewing``; all of them → ``transition``, ``leases``, ``people``,
 ``provider_calls`` → ``due``, ``store`` and ``context``; ``transition`` → ``home_refresh``;
-``home`` → ``queries``, ``reviewing``.
+``home`` → ``queries``, ``reviewing``; ``credentials`` → ``transition``, ``provider_calls``.
 """

@@ -17,7 +17,16 @@ from slack_bolt import App
 
 from bot.clock import Clock
 from bot.service import AccessService
-from bot.slack.listeners import actions, again, commands, extensions, home, reviews, views
+from bot.slack.listeners import (
+    actions,
+    again,
+    commands,
+    credentials,
+    extensions,
+    home,
+    reviews,
+    views,
+)
 from bot.slack.replay import ReplayGuard
 
 
@@ -32,3 +41,4 @@ def register(app: App, service: AccessService, clock: Clock) -> None:
     reviews.register(app, service, clock)
     extensions.register(app, service, clock)
     again.register(app, service, clock)
+    credentials.register(app, service, clock)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from providers.base import GrantOutcome, Holding, Provider, ProviderError
+from providers.base import Credentials, GrantOutcome, Holding, Provider, ProviderError
 from providers.dblogins import email_of, generate_password, login_name, one_unit_per_role
 from providers.mysql.accounts import Server
 from providers.mysql.calls import MysqlCalls
@@ -125,6 +125,41 @@ class MysqlProvider(Provider):
                 server.set_password(user, generate_password())  # the shown one stops working
 
         self.calls.run(mysql, work)
+
+    def issue_credentials(
+        self, principal: Principal, target: TargetSpec, context: GrantContext
+    ) -> Credentials | None:
+        """A fresh password on the account, for accounts the bot created only (one a DBA
+        made keeps the DBA's password, which revoke would not take back). Neither server
+        can end a password at a time: ``PASSWORD EXPIRE`` counts whole days and lets the
+        holder choose a new password once it expires, so here the bot's revocation, which
+        replaces the password, is the only end."""
+        mysql = as_mysql(target)
+        if mysql.credentials != "generated":
+            return None
+        password = generate_password()
+
+        def work(connection: Any) -> str:
+            server = Server.of(connection)
+            user = principal.recorded or self._login(mysql, principal, server.max_name)
+            held = server.roles_of(user) if server.user_exists(user) else []
+            if self.marker not in held:
+                raise ProviderError(
+                    f"mysql `{mysql.name}`: the account '{user}'@'%' was not created by "
+                    "jit-bot, so its password is not the bot's to set"
+                )
+            missing = [name for name in mysql.grant_roles if name not in held]
+            if missing:
+                raise ProviderError(
+                    f"mysql `{mysql.name}`: '{user}'@'%' does not hold {', '.join(missing)} "
+                    "now, so no password was set"
+                )
+            server.set_password(user, password)
+            return user
+
+        user = self.calls.run(mysql, work)
+        dsn = self.calls.dsn(mysql)
+        return Credentials(dsn.host, dsn.port, dsn.database, user, password)
 
     def is_granted(self, principal: Principal, target: TargetSpec) -> bool | None:
         mysql = as_mysql(target)

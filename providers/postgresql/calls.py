@@ -66,6 +66,13 @@ class PgCalls:
         info = self._conninfo(target)
         return f"{info.get('host') or 'localhost'}:{info.get('port') or 5432}"
 
+    def address(self, target: DatabaseTarget) -> tuple[str, int, str | None]:
+        """(host, port, database) where people connect: the server the bot reaches, and
+        the target's database, else the DSN's."""
+        info = self._conninfo(target)
+        database = target.database or str(info.get("dbname") or "") or None
+        return str(info.get("host") or "localhost"), int(str(info.get("port") or 5432)), database
+
     def run(self, target: DatabaseTarget, work: Callable[[psycopg.Connection], R]) -> R:
         """``work`` on a fresh autocommit connection to the target's server, tried again
         while the failure is temporary."""

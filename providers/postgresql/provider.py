@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
-from providers.base import GrantOutcome, Holding, Provider
-from providers.dblogins import email_of, login_name, one_unit_per_role
+from providers.base import Credentials, GrantOutcome, Holding, Provider, ProviderError
+from providers.dblogins import email_of, generate_password, login_name, one_unit_per_role
 from providers.postgresql import roles
 from providers.postgresql.calls import PgCalls
 from providers.postgresql.target import MAX_NAME_BYTES, PostgresTarget, as_postgres
@@ -127,6 +127,46 @@ class PostgresProvider(Provider):
                 roles.clear_password(connection, login)
 
         self.calls.run(postgres, work)
+
+    def extend(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
+        """A generated password ends with the access: an extension moves its VALID UNTIL
+        (PostgreSQL's own end, should the bot be down when the access ends)."""
+        postgres = as_postgres(target)
+        if postgres.credentials != "generated":
+            return
+        login = principal.recorded or self.login(principal, postgres)
+        self.calls.run(
+            postgres,
+            lambda connection: roles.move_valid_until(connection, login, context.expires_at),
+        )
+
+    def issue_credentials(
+        self, principal: Principal, target: TargetSpec, context: GrantContext
+    ) -> Credentials | None:
+        postgres = as_postgres(target)
+        if postgres.credentials != "generated":
+            return None
+        login = principal.recorded or self.login(principal, postgres)
+        password = generate_password()
+
+        def work(connection: psycopg.Connection) -> None:
+            # The grant is checked on the server too: a login whose roles were taken
+            # away (by drift's clean-up, by a DBA) gets no password.
+            missing = [
+                group
+                for group in postgres.grant_roles
+                if roles.membership(connection, group, login) is None
+            ]
+            if missing:
+                raise ProviderError(
+                    f"postgresql `{postgres.name}`: {login} is not a member of "
+                    f"{', '.join(missing)} now, so no password was set"
+                )
+            roles.set_password(connection, login, password, context.expires_at)
+
+        self.calls.run(postgres, work)
+        host, port, database = self.calls.address(postgres)
+        return Credentials(host, port, database, login, password)
 
     def is_granted(self, principal: Principal, target: TargetSpec) -> bool | None:
         postgres = as_postgres(target)

@@ -116,13 +116,33 @@ def set_password(
     connection: psycopg.Connection, login: str, password: str, until: datetime
 ) -> None:
     """A password that stops working at ``until`` (PostgreSQL refuses new logins with it
-    after that, even if the bot never comes back). Sent as a literal in the statement,
-    which the server does not log unless told to log every statement."""
+    after that, even if the bot never comes back). What is sent is its SCRAM verifier,
+    made here by libpq: the password itself never reaches the server, so no server log
+    (``log_statement = all`` included) can hold it."""
+    verifier = connection.pgconn.encrypt_password(
+        password.encode(), login.encode(), b"scram-sha-256"
+    ).decode()
     connection.execute(
         sql.SQL("ALTER ROLE {} PASSWORD {} VALID UNTIL {}").format(
-            sql.Identifier(login), sql.Literal(password), sql.Literal(until.isoformat())
+            sql.Identifier(login), sql.Literal(verifier), sql.Literal(until.isoformat())
         )
     )
+
+
+def move_valid_until(connection: psycopg.Connection, login: str, until: datetime) -> bool:
+    """A password set to end earlier than ``until`` now ends then (an extension); one
+    with no end (never set by the bot) or a later one is left as it is. Whether it moved."""
+    row = connection.execute(
+        "SELECT rolvaliduntil < %s FROM pg_roles WHERE rolname = %s", (until, login)
+    ).fetchone()
+    if not (row and row[0]):
+        return False
+    connection.execute(
+        sql.SQL("ALTER ROLE {} VALID UNTIL {}").format(
+            sql.Identifier(login), sql.Literal(until.isoformat())
+        )
+    )
+    return True
 
 
 def clear_password(connection: psycopg.Connection, login: str) -> None:

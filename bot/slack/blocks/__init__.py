@@ -13,6 +13,8 @@ by the library rather than discovered in production. One module per kind of thin
 - ``texts``: help, ``/jit list`` (text and blocks) and ``/jit roles``;
 - ``replies``: the short answers to commands, clicks and forms, and error texts;
 - ``reviews``: the post-incident review of a break-glass use;
+- ``credentials``: "Show credentials" for generated database passwords, and its
+  ephemeral answer;
 - ``extensions``: extending access: what approvers decide it on, the Extend form and
   buttons, and the nudge before access ends;
 - ``figures``: the admins' App Home section of the last seven days' figures;
@@ -43,6 +45,12 @@ from bot.slack.blocks.common import (
     mention,
     mentions,
     when,
+)
+from bot.slack.blocks.credentials import (
+    SHOW_CREDENTIALS,
+    credentials_button,
+    credentials_message,
+    offers_credentials,
 )
 from bot.slack.blocks.extensions import (
     EXTEND_TITLE,
@@ -138,6 +146,7 @@ __all__ = [
     "REVIEW_NOT_JUSTIFIED",
     "REVIEW_TITLE",
     "ROLE_SELECT",
+    "SHOW_CREDENTIALS",
     "SYNCED",
     "WATCHING",
     "RequestableRole",
@@ -149,6 +158,8 @@ __all__ = [
     "break_glass_alert",
     "break_glass_sent",
     "cancelled",
+    "credentials_button",
+    "credentials_message",
     "denied",
     "deny_modal",
     "ending_access",
@@ -172,6 +183,7 @@ __all__ = [
     "not_justified_alert",
     "notice_modal",
     "nudge_message",
+    "offers_credentials",
     "refusal",
     "reminder_text",
     "request_again_button",

@@ -20,7 +20,7 @@ from slack_sdk.models.blocks import (
 from bot.durations import format_duration
 from bot.names import BOT_ACTOR, Decision
 from bot.notify import RequesterNews
-from bot.slack.blocks import extensions
+from bot.slack.blocks import credentials, extensions
 from bot.slack.blocks.common import (
     APPROVE,
     DENY,
@@ -360,6 +360,8 @@ def requester_message(
     if news == RequesterNews.GRANTED:
         blocks.append(_targets(targets))
         blocks.append(extensions.access_buttons(request))
+        if credentials.offers_credentials(targets):
+            blocks.append(credentials.credentials_button(request))
     extended = news == RequesterNews.EXTENDED and original is not None
     if extended and original is not None and original.status == Status.ACTIVE:
         blocks.append(extensions.access_buttons(original))
