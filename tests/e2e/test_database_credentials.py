@@ -192,6 +192,25 @@ def test_the_server_itself_refuses_the_password_after_valid_until_when_the_bot_n
         _pg_session(shown)
 
 
+def test_an_extension_moves_the_passwords_valid_until_and_it_keeps_working(
+    pg_bot: Callable[..., Bot], pg: PgServer
+) -> None:
+    bot = pg_bot()
+    request_id = submit(bot, ALICE, "prod-support staging 1h INC-12")
+    shown = _shown(show_credentials(bot, ALICE, request_id))
+    first_end = bot.service.get(request_id).expires_at
+    assert first_end is not None
+
+    answer = bot.command(ALICE, f"extend {request_id} 2h the migration runs long")["text"]
+    bot.settle()
+
+    assert "extending" in answer, answer
+    assert bot.service.get(request_id).expires_at == first_end + timedelta(hours=2)
+    assert _stored(pg, shown["user"])[1] == first_end + timedelta(hours=2)
+    with _pg_session(shown) as session:
+        assert _reads_orders(session) == 2
+
+
 def test_someone_elses_request_id_and_an_ended_grant_get_no_password(
     pg_bot: Callable[..., Bot], pg: PgServer
 ) -> None:
