@@ -16,6 +16,7 @@ from providers.mysql import MysqlProvider
 from tests.conftest import ALICE, BOB, Bot
 from tests.e2e.helpers import click, submit
 from tests.e2e.test_postgresql import AUTO_APPROVE
+from tests.fakes.processes import free_port
 from tests.kit.configs import APPROVERS_YAML, roles_yaml, target
 from tests.kit.mysql_server import MyServer
 
@@ -137,3 +138,41 @@ def test_without_an_account_external_credentials_fail_the_grant_clearly(
     assert bot.service.get(request_id).status == "failed"
     assert "jit-bot does not create one" in str(bot.dms_to(ALICE))
     assert not my.exists(my.login("alice@example.com"))
+
+
+def test_a_revoke_that_cannot_reach_the_server_is_revoke_failed_announced_and_swept_until_done(
+    make_bot: Callable[..., Bot], my: MyServer
+) -> None:
+    readers, alice = my.group("readers"), my.login("alice@example.com")
+    my.account(alice, PASSWORD)
+    unit = target(
+        "mysql",
+        name="orders",
+        dsn_env=DSN_ENV,
+        grant_roles=f"[{readers}]",
+        login_template=f'"{my.template}"',
+    )
+    environ = {DSN_ENV: my.dsn()}  # read at every call: a closed port is the server gone
+    bot = make_bot(
+        roles=roles_yaml(prod=unit, staging=unit, db_prod=unit, db_dev=unit),
+        approvers=AUTO_APPROVE,
+        providers={"mysql": MysqlProvider(environ, marker_role=my.marker, sleep=lambda _: None)},
+    )
+    request_id = submit(bot, ALICE, "prod-support staging 1h INC-20")
+    environ[DSN_ENV] = my.dsn().replace(f":{my.port}/", f":{free_port()}/")
+
+    bot.clock.advance(timedelta(hours=1))
+    bot.service.sweep()
+    bot.settle()
+
+    assert bot.service.get(request_id).status == "revoke_failed"
+    assert any(f"`{request_id}` *revoke_failed*" in post for post in bot.audit_posts())
+    assert my.holds(alice, readers)
+
+    environ[DSN_ENV] = my.dsn()
+    bot.clock.advance(timedelta(seconds=30))
+    bot.service.sweep()
+    bot.settle()
+
+    assert bot.service.get(request_id).status == "revoked"
+    assert not my.holds(alice, readers)

@@ -17,6 +17,7 @@ import pytest
 from providers.postgresql import PostgresProvider
 from tests.conftest import ALICE, BOB, Bot
 from tests.e2e.helpers import click, submit
+from tests.fakes.processes import free_port
 from tests.fakes.slack_api import FakeSlack
 from tests.kit.configs import APPROVERS_YAML, AUTO_APPROVE_ALL, roles_yaml, target
 from tests.kit.postgres_server import PgServer
@@ -218,3 +219,47 @@ def test_roles_and_emails_with_signs_are_quoted_and_granted(
 
     assert bot.service.get(request_id).status == "active"
     assert pg.member(odd, pg.login("alice+ops@example.com"))
+
+
+def test_a_revoke_that_cannot_reach_the_server_is_revoke_failed_announced_and_swept_until_done(
+    make_bot: Callable[..., Bot], pg: PgServer
+) -> None:
+    readers, alice = pg.group("readers"), pg.login("alice@example.com")
+    unit = pg_target(pg, readers)
+    # The provider reads the DSN from this mapping at every call: pointing it at a closed
+    # port is the server going away, and back.
+    environ = {DSN_ENV: pg.dsn()}
+    bot = make_bot(
+        roles=roles_yaml(prod=unit, staging=unit, db_prod=unit, db_dev=unit),
+        approvers=AUTO_APPROVE,
+        providers={"postgresql": PostgresProvider(environ, sleep=lambda _: None)},
+    )
+    request_id = submit(bot, ALICE, "prod-support staging 1h INC-20")
+    session = pg.connect(alice)
+    environ[DSN_ENV] = f"postgresql://{pg.bot}@127.0.0.1:{free_port()}/{pg.database}"
+
+    bot.clock.advance(timedelta(hours=1))
+    bot.service.sweep()
+    bot.settle()
+
+    request = bot.service.get(request_id)
+    assert request.status == "revoke_failed"
+    assert "cannot reach the server" in str(request.error)
+    assert any(f"`{request_id}` *revoke_failed*" in post for post in bot.audit_posts())
+    assert any("failed; the bot keeps retrying" in dm["text"] for dm in bot.dms_to(ALICE))
+    assert pg.member(readers, alice) and _reads_orders(session) == 2
+
+    bot.clock.advance(timedelta(seconds=30))
+    bot.service.sweep()
+    bot.settle()
+    assert bot.service.get(request_id).status == "revoke_failed", "still unreachable"
+
+    environ[DSN_ENV] = pg.dsn()
+    bot.clock.advance(timedelta(seconds=30))
+    bot.service.sweep()
+    bot.settle()
+
+    assert bot.service.get(request_id).status == "revoked"
+    assert not pg.member(readers, alice)
+    with pytest.raises(psycopg.OperationalError):
+        _reads_orders(session)
