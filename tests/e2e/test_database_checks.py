@@ -9,9 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from providers.base import GrantContext, Principal, ProviderError
-from providers.mysql import MysqlTarget
+from providers.mysql import MysqlProvider, MysqlTarget
 from providers.postgresql import PostgresProvider, PostgresTarget
 from tests.kit.docs import example_targets
+from tests.kit.mysql_server import SERVER_URL as MYSQL_ROOT
+from tests.kit.mysql_server import MyServer
 from tests.kit.postgres_server import PgServer
 
 ALICE = Principal(slack_user_id="UALICE", email="alice@example.com")
@@ -68,6 +70,65 @@ def test_a_live_check_names_each_privilege_the_bot_lacks(pg: PgServer) -> None:
     assert "lacks CREATEROLE" in str(raised.value)
     assert "cannot end sessions at revoke" in str(raised.value)
     assert f"may not grant role {pg.prefix}readers" in str(raised.value)
+
+
+@pytest.fixture
+def my() -> Iterator[MyServer]:
+    server = MyServer()
+    yield server
+    server.close()
+
+
+def _mysql_target(my: MyServer, *roles: str, credentials: str = "external") -> MysqlTarget:
+    return MysqlTarget.model_validate(
+        {
+            "provider": "mysql",
+            "name": "orders",
+            "dsn_env": "DSN",
+            "grant_roles": list(roles),
+            "login_template": my.template,
+            "credentials": credentials,
+        }
+    )
+
+
+def test_a_mysql_live_check_passes_the_least_privilege_account_and_warns_about_root(
+    my: MyServer,
+) -> None:
+    target = _mysql_target(my, my.group("readers"), credentials="generated")
+    provider = MysqlProvider({"DSN": my.dsn()}, marker_role=my.marker)
+
+    assert provider.validate(target, live=True) == []
+    [warning] = MysqlProvider({"DSN": MYSQL_ROOT}).validate(target, live=True)
+    assert "connects with ALL PRIVILEGES" in warning
+
+
+def test_a_mysql_live_check_names_a_missing_role_and_one_the_bot_may_not_grant(
+    my: MyServer,
+) -> None:
+    ungrantable = my.prefix + "auditors"
+    my.sql(f"CREATE ROLE `{ungrantable}`")  # exists, but not WITH ADMIN OPTION to the bot
+    target = _mysql_target(my, my.group("readers"), my.prefix + "missing", ungrantable)
+
+    with pytest.raises(ProviderError) as raised:
+        MysqlProvider({"DSN": my.dsn()}).validate(target, live=True)
+
+    said = str(raised.value)
+    assert f"role {my.prefix}missing does not exist" in said
+    assert f"may not grant role {ungrantable} (needs WITH ADMIN OPTION or ROLE_ADMIN)" in said
+    assert f"role {my.prefix}readers" not in said
+
+
+def test_a_mysql_live_check_names_each_privilege_the_bot_lacks(my: MyServer) -> None:
+    target = _mysql_target(my, my.group("readers"), credentials="generated")
+    my.sql(f"REVOKE CREATE USER, CONNECTION ADMIN ON *.* FROM '{my.bot}'@'%'")
+
+    with pytest.raises(ProviderError) as raised:
+        MysqlProvider({"DSN": my.dsn()}).validate(target, live=True)
+
+    assert "lacks CREATE USER" in str(raised.value)
+    assert "cannot kill other accounts' connections" in str(raised.value)
+    assert my.bot_password not in str(raised.value)
 
 
 def test_a_server_that_is_down_is_a_retryable_error_without_the_password() -> None:
