@@ -108,7 +108,8 @@ def bodies(draw: st.DrawFn) -> tuple[str, bytes]:
         }
         return shape, urlencode(fields).encode()
     if shape == "click":
-        action = draw(st.sampled_from(["approve", "deny", "end_access", "extend", "request_again"]))
+        actions = ["approve", "deny", "end_access", "extend", "request_again", "show_credentials"]
+        action = draw(st.sampled_from(actions))
         button = {"type": "button", "action_id": action, "block_id": "b"}
         button["value"] = draw(REQUEST_IDS)
         return shape, _payload(
