@@ -27,11 +27,13 @@ Exceptions inside the handlers are answered 500 and kept in ``internal_errors``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import json
 import re
 import secrets
+import socket
 import ssl
 import tempfile
 import threading
@@ -589,6 +591,28 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     fake: FakeKubernetes
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        self.open: set[socket.socket] = set()
+        self.open_lock = threading.Lock()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        with self.open_lock:
+            self.open.add(request)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.open_lock:
+                self.open.discard(request)
+
+    def server_close(self) -> None:
+        """Kept-alive connections end too: a stopped server answers nothing at all."""
+        super().server_close()
+        with self.open_lock:
+            for connection in self.open:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
 
 
 class _Handler(BaseHTTPRequestHandler):
