@@ -74,5 +74,7 @@ class KubeClusters:
         def fresh_token(conf: client.Configuration) -> None:
             conf.api_key = {"BearerToken": eks.token(cluster)}
 
+        # The client looks for a key before it calls the hook: start with one.
+        fresh_token(configuration)
         configuration.refresh_api_key_hook = fresh_token  # type: ignore[assignment]
         return configuration

@@ -16,7 +16,8 @@ As the API server does, it answers errors as ``Status`` objects (``404 NotFound`
 AlreadyExists`` / ``Conflict``, ``422 Invalid`` for a name that is not a DNS subdomain,
 ``401 Unauthorized``), sets ``uid``, ``resourceVersion`` and ``creationTimestamp`` on what
 it stores, refuses a namespaced object in a namespace that does not exist, and checks the
-bearer token on every request (``token``). Label selectors take the equality, set and
+bearer token on every request (``token``, or one ``authenticator`` accepts, as an EKS
+cluster accepts an STS-presigned token). Label selectors take the equality, set and
 existence forms (``a=b``, ``a!=b``, ``a in (b,c)``, ``a notin (b)``, ``a``, ``!a``).
 
 Tests seed and read state through methods (`add_namespace`, `add_cluster_role`,
@@ -38,7 +39,7 @@ import ssl
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -139,6 +140,8 @@ class FakeKubernetes:
         self._port = 0
         self._versions = itertools.count(1)
         self.token = "fake-token-" + secrets.token_hex(8)
+        #: Accepts other bearer tokens too where it says so (an EKS token's check).
+        self.authenticator: Callable[[str], bool] | None = None
         self.internal_errors: list[BaseException] = []
         self.reset()
 
@@ -186,6 +189,8 @@ class FakeKubernetes:
             self._denied: set[tuple[str, str, str]] = set()
             self._faults: list[_Fault] = []
             self.calls: list[KubeCall] = []
+            self.tokens: list[str] = []  # every bearer token received, in order
+            self.authenticator = None
             self.internal_errors.clear()
             for name in ("default", "kube-system"):
                 self.add_namespace(name)
@@ -313,7 +318,7 @@ class FakeKubernetes:
         self, method: str, path: str, query: str, headers: Any, body: Obj | None
     ) -> tuple[int, Obj, dict[str, str]]:
         try:
-            if headers.get("Authorization") != f"Bearer {self.token}":
+            if not self._authenticated(str(headers.get("Authorization") or "")):
                 raise ApiError(401, "Unauthorized")
             fault = self._fault(method, _resource(path))
             if fault is not None:
@@ -327,6 +332,15 @@ class FakeKubernetes:
         except Exception as exc:  # the fake's own bug: answered, and failed by the fixture
             self.internal_errors.append(exc)
             return 500, _status(ApiError(500, f"fake failed: {exc!r}")), {}
+
+    def _authenticated(self, authorization: str) -> bool:
+        scheme, _, token = authorization.partition(" ")
+        if scheme != "Bearer" or not token:
+            return False
+        with self._lock:
+            self.tokens.append(token)
+        authenticator = self.authenticator
+        return token == self.token or (authenticator is not None and authenticator(token))
 
     def _fault(self, method: str, resource: str) -> _Fault | None:
         with self._lock:
