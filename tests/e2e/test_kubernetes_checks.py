@@ -9,13 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from bot.local.stand_ins import stand_ins
 from providers.base import ProviderError
 from providers.kubernetes import KubeClusters, KubeconfigCluster, KubernetesProvider
 from providers.kubernetes import KubernetesTarget as Target
 from tests.fakes.kubernetes import RBAC, FakeKubernetes
 from tests.fakes.processes import run_cli
 from tests.kit.configs import APPROVERS_YAML, roles_yaml, target
+from tests.kit.docs import ROOT, example_targets
 
 
 @pytest.fixture
@@ -150,3 +153,22 @@ def test_jit_bot_check_live_asks_the_cluster_and_exits_2_naming_the_target(
     assert done.returncode == 2
     assert "roles.prod-support.environments.prod[0]" in done.stderr
     assert "namespace `billing` does not exist" in done.stderr
+
+
+def test_the_docs_examples_and_the_example_roles_yaml_targets_are_valid() -> None:
+    documented = example_targets("kubernetes.md", "kubernetes")
+    roles = yaml.safe_load((ROOT / "roles.yaml").read_text())["roles"]
+    bundled = [
+        entry
+        for role in roles.values()
+        for targets in role["environments"].values()
+        for entry in targets
+        if entry["provider"] == "kubernetes"
+    ]
+    assert len(documented) == 2 and len(bundled) == 2
+    provider = KubernetesProvider(KubeClusters(), sleep=lambda _: None)
+    stand_in = stand_ins({}, "http://127.0.0.1:9/jit", "JIT_LOCAL_WEBHOOK_SECRET")["kubernetes"]
+    for entry in documented + bundled:
+        assert provider.validate(Target.model_validate(entry)) == []
+        # Local mode with the checkout's roles.yaml reads it through its stand-in.
+        assert stand_in.target_model.model_validate(entry)
