@@ -45,6 +45,7 @@ from providers.aws import AwsClients, AwsProvider
 from providers.azure import AzureClients, AzureProvider
 from providers.base import Provider, ProviderError
 from providers.gcp import GcpProvider
+from providers.kubernetes import KubernetesProvider
 from providers.mysql import MysqlProvider
 from providers.postgresql import PostgresProvider
 from providers.webhook import WebhookProvider
@@ -132,6 +133,7 @@ def default_providers(environ: Mapping[str, str]) -> dict[str, Provider]:
         "azure": AzureProvider(AzureClients.from_environ(environ)),
         "postgresql": PostgresProvider(environ),
         "mysql": MysqlProvider(environ),
+        "kubernetes": KubernetesProvider.from_environ(environ),
     }
 
 

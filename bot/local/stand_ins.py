@@ -17,6 +17,7 @@ from providers.aws.target import AwsTarget
 from providers.azure.target import AzureTarget
 from providers.base import GrantContext, GrantOutcome, Principal, Provider, TargetSpec
 from providers.gcp.target import GcpTarget
+from providers.kubernetes.target import KubernetesTarget
 from providers.webhook import WebhookProvider, WebhookTarget
 
 #: The target models of the providers a deployment has; a stand-in serves each.
@@ -25,6 +26,7 @@ TARGET_MODELS: dict[str, type[TargetSpec]] = {
     "aws": AwsTarget,
     "gcp": GcpTarget,
     "azure": AzureTarget,
+    "kubernetes": KubernetesTarget,
 }
 _NAME_MAX = 100  # a webhook target's name
 

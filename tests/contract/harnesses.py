@@ -222,3 +222,7 @@ HARNESSES.append(PostgresHarness)
 from tests.contract.harness_mysql import MysqlHarness  # noqa: E402
 
 HARNESSES.append(MysqlHarness)
+
+from tests.contract.harness_kubernetes import KubernetesHarness  # noqa: E402
+
+HARNESSES.append(KubernetesHarness)

@@ -15,6 +15,7 @@ import pytest
 from tests.fakes.aws import MotoAws, Seeded
 from tests.fakes.azure import FakeAzure
 from tests.fakes.gcp import FakeGoogle
+from tests.fakes.kubernetes import FakeKubernetes
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +63,20 @@ def empty_google(google_server: FakeGoogle) -> Iterator[FakeGoogle]:
     google_server.reset()
     yield google_server
     assert not google_server.internal_errors, google_server.internal_errors
+
+
+@pytest.fixture(scope="module")
+def kube_server() -> Iterator[FakeKubernetes]:
+    """The fake of the Kubernetes API, over HTTPS with a CA of its own."""
+    fake = FakeKubernetes().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def kube(kube_server: FakeKubernetes) -> Iterator[FakeKubernetes]:
+    """The Kubernetes fake with its default namespaces and ClusterRoles only, checked for
+    its own errors after the test."""
+    kube_server.reset()
+    yield kube_server
+    assert not kube_server.internal_errors, kube_server.internal_errors

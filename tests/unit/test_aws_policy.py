@@ -13,6 +13,7 @@ IAM action ``signing_name:Operation``, and then:
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,9 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.eks.models import eks_backends
 
 from providers.aws import AwsClients, AwsCredentials, AwsProvider, AwsTarget
 from providers.base import GrantContext, Principal
+from providers.kubernetes import EksAccess, EksCluster
 from providers.sessions import Denial
 from tests.fakes.aws import REGION, MotoAws, Seeded
 
@@ -136,6 +140,19 @@ def _exercise(provider: AwsProvider, moto: MotoAws, seeded: Seeded) -> None:
     assert provider.is_granted(BOB, standing) is True
 
 
+def _exercise_eks(clients: AwsClients, moto: MotoAws) -> None:
+    """The kubernetes provider's EKS clusters, reached with the same credentials: the
+    cluster described, a token presigned (signing is local: no call, no permission)."""
+    moto.client("eks").create_cluster(name="prod", roleArn=ROLE_ARN, resourcesVpcConfig={})
+    pem = b"-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"
+    cluster = eks_backends[DEFAULT_ACCOUNT_ID][REGION].clusters["prod"]
+    cluster.certificate_authority = {"data": base64.b64encode(pem).decode()}
+    eks = EksAccess(lambda _region: clients)
+    where = EksCluster(eks="prod", region=REGION)
+    assert eks.endpoint(where)[1] == pem.decode()
+    assert eks.token(where).startswith("k8s-aws-v1.")
+
+
 @pytest.fixture(scope="module")
 def recorded(moto: MotoAws) -> Iterator[set[str]]:
     """The IAM action of every AWS call the provider made, on both credential paths."""
@@ -159,6 +176,7 @@ def recorded(moto: MotoAws) -> Iterator[set[str]]:
         )
         _report_in_progress(clients)
         _exercise(AwsProvider(clients, sleep=lambda _: None), moto, seeded)
+        _exercise_eks(clients, moto)
     yield set(calls)
 
 

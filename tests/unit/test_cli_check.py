@@ -243,7 +243,7 @@ def test_a_broken_file_exits_2_with_file_line_path_and_expectation(tmp_path: Pat
         "jit-bot: configuration is invalid:",
         f"{roles_path}:{line}: roles.db-admin.environments.dev[0].provider: "
         "unknown provider 'awz' (did you mean 'aws'?); "
-        "expected one of: aws, azure, gcp, mysql, postgresql, webhook",
+        "expected one of: aws, azure, gcp, kubernetes, mysql, postgresql, webhook",
     ]
 
 

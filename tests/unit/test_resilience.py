@@ -19,7 +19,7 @@ import pytest
 from bot import google_groups
 from bot.config import Settings
 from bot.slack import directory as slack_directory
-from providers import aws, azure, gcp, mysql, postgresql, webhook
+from providers import aws, azure, gcp, kubernetes, mysql, postgresql, webhook
 from providers.base import GrantContext, Principal, ProviderError
 from providers.fake import FakeProvider, FakeTarget
 from providers.resilience import NO_WAIT, RetryPolicy, TtlCache, parse_retry_after
@@ -40,6 +40,8 @@ WORST_CASES = [
     # 0.5 + 1 + 2, each connection attempt bounded by its 5s connect timeout
     ("postgresql", postgresql.RETRY, timedelta(seconds=3.5)),
     ("mysql", mysql.RETRY, timedelta(seconds=3.5)),
+    # seven waits of up to a 10s Retry-After would be 70s; the 30s budget stops it
+    ("kubernetes", kubernetes.RETRY, timedelta(seconds=30)),
     # 0.5 + 1 + 2
     ("google groups", google_groups.RETRY, timedelta(seconds=3.5)),
     # two waits, each up to a 5s Retry-After
@@ -57,6 +59,10 @@ def test_each_providers_worst_case_is_pinned_and_inside_the_revoke_deadline(
 ) -> None:
     assert policy.worst_case() == worst
     assert policy.worst_case() < REVOKE_DEADLINE
+
+
+def test_a_kubernetes_revocation_listed_and_deleted_at_worst_still_fits_the_deadline() -> None:
+    assert 2 * kubernetes.RETRY.worst_case() < REVOKE_DEADLINE
 
 
 def test_a_gcp_policy_change_read_and_written_at_worst_still_fits_the_revoke_deadline() -> None:

@@ -1,0 +1,104 @@
+"""How the ``kubernetes`` provider calls a cluster: each call given a timeout, retried
+under one `RETRY` policy while the cluster says "later" (429 with its Retry-After, 5xx,
+no answer at all), and the API server's ``Status`` errors translated once, here, into
+ProviderErrors that name the cluster and what was asked."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import urllib3.exceptions
+from kubernetes.client.exceptions import ApiException
+
+from providers.base import ProviderError
+from providers.resilience import RetryPolicy, parse_retry_after
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+
+#: Eight tries, the backoff doubling from 0.5s to at most 8s, an API server's
+#: Retry-After (priority and fairness sends one with 429) honoured up to 10s, and 30s of
+#: waiting at most per call, so a revocation's read and delete together fit the
+#: revocation deadline (tests/unit/test_resilience.py).
+RETRY = RetryPolicy(attempts=8, base=0.5, cap=8.0, retry_after_cap=10.0, budget=30.0)
+TIMEOUT_SECONDS = 15
+_RETRYABLE = {429, 500, 502, 503, 504}
+
+
+class NotFound(ProviderError):
+    """The cluster answered 404: the object (or the namespace it would live in) is not there."""
+
+
+class AlreadyExists(ProviderError):
+    """The cluster answered 409: an object of that name exists, or a precondition failed."""
+
+
+class KubeCalls:
+    """Calls to clusters, each retried under ``retry`` with ``sleep`` between tries."""
+
+    def __init__(
+        self, retry: RetryPolicy = RETRY, *, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        self.retry = retry
+        self._sleep = sleep
+
+    def call(self, where: str, operation: str, method: Callable[..., R], *args: Any) -> R:
+        """``method(*args)`` with a timeout, tried again while the cluster says "later"."""
+        tries = self.retry.start(self._sleep)
+        while True:
+            retry_after = None
+            try:
+                return method(*args, _request_timeout=TIMEOUT_SECONDS)
+            except ApiException as exc:
+                error = _failure(where, operation, exc)
+                headers = exc.headers or {}
+                retry_after = parse_retry_after(
+                    headers.get("Retry-After"), cap=self.retry.retry_after_cap
+                )
+            except urllib3.exceptions.HTTPError as exc:
+                error = ProviderError(
+                    f"{where}: {operation}: cannot reach the cluster ({_reason(exc)})",
+                    retryable=True,
+                )
+            if not error.retryable or not tries.again(retry_after, why=error):
+                raise error from None
+
+
+def _failure(where: str, operation: str, exc: ApiException) -> ProviderError:
+    status = exc.status or 0
+    said = _message(exc)
+    if status == 404:
+        return NotFound(f"{where}: {operation}: {said}")
+    if status == 409:
+        return AlreadyExists(f"{where}: {operation}: {said}")
+    if status == 401:
+        return ProviderError(
+            f"{where}: {operation}: the cluster does not accept the bot's credentials "
+            f"(401 Unauthorized); check its kubeconfig user, or its EKS access entry"
+        )
+    if status == 403:
+        return ProviderError(f"{where}: {operation} refused (403 Forbidden): {said}")
+    retryable = status in _RETRYABLE
+    log.warning("%s: %s failed (%s): %s", where, operation, status, said)
+    return ProviderError(f"{where}: {operation} failed ({status}): {said}", retryable=retryable)
+
+
+def _message(exc: ApiException) -> str:
+    """The ``message`` of the API server's Status object, else the HTTP reason."""
+    try:
+        status = json.loads(exc.body or "")
+    except (TypeError, ValueError):
+        status = None
+    if isinstance(status, dict) and isinstance(status.get("message"), str):
+        return str(status["message"])
+    return str(exc.reason or "no reason given")
+
+
+def _reason(exc: urllib3.exceptions.HTTPError) -> str:
+    reason = getattr(exc, "reason", None) or exc
+    return str(reason).split(": ", 1)[-1][:200]

@@ -1,0 +1,174 @@
+"""`jit-bot check --live` on a cluster (the fake API server): the ClusterRole and each
+namespace exist, the cluster itself says (SelfSubjectAccessReview) the bot may create,
+read, list, patch and delete the bindings there, and a ClusterRole that gives everything
+is refused unless the target allows it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bot.local.stand_ins import stand_ins
+from providers.base import ProviderError
+from providers.kubernetes import KubeClusters, KubeconfigCluster, KubernetesProvider
+from providers.kubernetes import KubernetesTarget as Target
+from tests.fakes.kubernetes import RBAC, FakeKubernetes
+from tests.fakes.processes import run_cli
+from tests.kit.configs import APPROVERS_YAML, roles_yaml, target
+from tests.kit.docs import ROOT, example_targets
+
+
+@pytest.fixture
+def cluster(kube: FakeKubernetes, tmp_path: Path) -> KubeconfigCluster:
+    kube.add_namespace("payments")
+    path = kube.kubeconfig(tmp_path / "kubeconfig", context="prod")
+    return KubeconfigCluster(kubeconfig=str(path), context="prod")
+
+
+@pytest.fixture
+def provider() -> KubernetesProvider:
+    return KubernetesProvider(KubeClusters(), sleep=lambda _: None)
+
+
+def _target(cluster: KubeconfigCluster, **fields: Any) -> Target:
+    fields.setdefault("namespaces", ["payments"])
+    return Target(cluster=cluster, cluster_role=fields.pop("cluster_role", "edit"), **fields)
+
+
+def test_a_live_check_passes_when_the_bot_may_manage_bindings_there(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    assert provider.validate(_target(cluster), live=True) == []
+
+    reviewed = {
+        (
+            c.body["spec"]["resourceAttributes"]["verb"],
+            c.body["spec"]["resourceAttributes"]["resource"],
+        )
+        for c in kube.calls_to("POST", "selfsubjectaccessreviews")
+        if c.body
+    }
+    assert reviewed >= {(verb, "rolebindings") for verb in ("create", "delete", "list", "get")}
+    assert kube.calls_to("POST", "rolebindings") == []  # asked, never tried
+
+
+def test_a_live_check_names_a_missing_cluster_role_and_missing_namespaces(
+    provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    with pytest.raises(ProviderError, match="ClusterRole `editor` does not exist"):
+        provider.validate(_target(cluster, cluster_role="editor"), live=True)
+    with pytest.raises(ProviderError) as raised:
+        provider.validate(_target(cluster, namespaces=["payments", "nope", "gone"]), live=True)
+    assert "namespace `nope` does not exist; namespace `gone` does not exist" in str(raised.value)
+
+
+def test_a_live_check_names_what_the_cluster_does_not_let_the_bot_do(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    kube.deny("delete", "rolebindings", "payments")
+    kube.deny("create", "clusterrolebindings")
+
+    with pytest.raises(ProviderError, match="may not delete rolebindings there"):
+        provider.validate(_target(cluster), live=True)
+    wide = _target(cluster, namespaces=[], cluster_wide=True, cluster_role="view")
+    with pytest.raises(ProviderError, match="may not create clusterrolebindings"):
+        provider.validate(wide, live=True)
+
+
+def test_without_bind_on_the_role_the_check_warns(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    kube.deny("bind", "clusterroles")
+
+    [warning] = provider.validate(_target(cluster), live=True)
+
+    assert "lacks `bind` on ClusterRole `edit`" in warning
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
+        [{"apiGroups": [RBAC], "resources": ["clusterroles"], "verbs": ["bind"]}],
+        [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["escalate"]}],
+    ],
+    ids=["everything", "bind-any-clusterrole", "escalate-anything"],
+)
+def test_a_cluster_role_that_gives_everything_is_refused_unless_allowed(
+    kube: FakeKubernetes,
+    provider: KubernetesProvider,
+    cluster: KubeconfigCluster,
+    rules: list[dict[str, Any]],
+) -> None:
+    kube.add_cluster_role("platform-root", rules)
+
+    with pytest.raises(ProviderError, match="may bind or escalate any role"):
+        provider.validate(_target(cluster, cluster_role="platform-root"), live=True)
+    allowed = _target(cluster, cluster_role="platform-root", allow_cluster_admin=True)
+    assert provider.validate(allowed, live=True) == []
+
+
+def test_bind_on_one_named_role_is_not_everything(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    rules = [
+        {
+            "apiGroups": [RBAC],
+            "resources": ["clusterroles"],
+            "verbs": ["bind"],
+            "resourceNames": ["view"],
+        },
+    ]
+    kube.add_cluster_role("view-granter", rules)
+
+    assert provider.validate(_target(cluster, cluster_role="view-granter"), live=True) == []
+
+
+def test_jit_bot_check_live_asks_the_cluster_and_exits_2_naming_the_target(
+    kube: FakeKubernetes, cluster: KubeconfigCluster, tmp_path: Path
+) -> None:
+    def roles(namespaces: str) -> str:
+        entry = target(
+            "kubernetes",
+            cluster=f"{{kubeconfig: {cluster.kubeconfig}, context: prod}}",
+            cluster_role="edit",
+            namespaces=namespaces,
+        )
+        return roles_yaml(prod=entry, staging=entry, db_prod=entry, db_dev=entry)
+
+    (tmp_path / "approvers.yaml").write_text(APPROVERS_YAML)
+    (tmp_path / "roles.yaml").write_text(roles("[payments]"))
+
+    done = run_cli(["check", "--live"], {}, tmp_path)
+
+    assert done.returncode == 0, done.stderr
+    assert kube.calls_to("POST", "selfsubjectaccessreviews")
+
+    (tmp_path / "roles.yaml").write_text(roles("[payments, billing]"))
+    done = run_cli(["check", "--live"], {}, tmp_path)
+
+    assert done.returncode == 2
+    assert "roles.prod-support.environments.prod[0]" in done.stderr
+    assert "namespace `billing` does not exist" in done.stderr
+
+
+def test_the_docs_examples_and_the_example_roles_yaml_targets_are_valid() -> None:
+    documented = example_targets("kubernetes.md", "kubernetes")
+    roles = yaml.safe_load((ROOT / "roles.yaml").read_text())["roles"]
+    bundled = [
+        entry
+        for role in roles.values()
+        for targets in role["environments"].values()
+        for entry in targets
+        if entry["provider"] == "kubernetes"
+    ]
+    assert len(documented) == 2 and len(bundled) == 2
+    provider = KubernetesProvider(KubeClusters(), sleep=lambda _: None)
+    stand_in = stand_ins({}, "http://127.0.0.1:9/jit", "JIT_LOCAL_WEBHOOK_SECRET")["kubernetes"]
+    for entry in documented + bundled:
+        assert provider.validate(Target.model_validate(entry)) == []
+        # Local mode with the checkout's roles.yaml reads it through its stand-in.
+        assert stand_in.target_model.model_validate(entry)

@@ -1,0 +1,305 @@
+"""The kubernetes provider against the fake API server, through the official client and a
+kubeconfig: what a grant writes, how it is found again, and how faults are met (409 on a
+retried grant, 429 and 5xx under the retry budget, a cluster that does not answer)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from providers.base import GrantContext, Principal, ProviderError
+from providers.kubernetes import KubeClusters, KubeconfigCluster, KubernetesProvider
+from providers.kubernetes import KubernetesTarget as Target
+from providers.kubernetes.calls import RETRY
+from tests.fakes.kubernetes import MANAGED_BY, RBAC, FakeKubernetes
+
+ALICE = Principal(slack_user_id="U0ALICE", email="Alice@Example.com")
+EXPIRES = datetime(2030, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def _context(request_id: str = "R-7K2M9QXA", expires_at: datetime = EXPIRES) -> GrantContext:
+    return GrantContext(request_id, "prod-support", "prod", "INC-1", expires_at)
+
+
+@pytest.fixture
+def cluster(kube: FakeKubernetes, tmp_path: Path) -> KubeconfigCluster:
+    for namespace in ("payments", "orders"):
+        kube.add_namespace(namespace)
+    path = kube.kubeconfig(tmp_path / "kubeconfig", context="prod")
+    return KubeconfigCluster(kubeconfig=str(path), context="prod")
+
+
+@pytest.fixture
+def waits() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def provider(waits: list[float]) -> KubernetesProvider:
+    return KubernetesProvider(KubeClusters(), sleep=waits.append)
+
+
+def _target(cluster: KubeconfigCluster, **fields: Any) -> Target:
+    fields.setdefault("namespaces", ["payments"])
+    return Target(cluster=cluster, cluster_role=fields.pop("cluster_role", "edit"), **fields)
+
+
+def _user_subjects(binding: dict[str, Any]) -> list[str]:
+    return [s["name"] for s in binding["subjects"] if s["kind"] == "User"]
+
+
+def test_a_grant_is_a_rolebinding_per_namespace_named_labelled_and_annotated_for_the_request(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    target = _target(cluster, namespaces=["payments", "orders"])
+    units = provider.expand(target)
+
+    outcomes = [provider.grant(ALICE, unit, _context()) for unit in units]
+
+    assert [o.principal for o in outcomes] == ["alice@example.com"] * 2
+    for namespace in ("payments", "orders"):
+        [binding] = kube.role_bindings(namespace)
+        assert binding["metadata"]["name"] == "jit-r-7k2m9qxa"
+        assert binding["metadata"]["labels"] == {MANAGED_BY: "jit-bot"}
+        assert binding["metadata"]["annotations"] == {
+            "jit-bot.io/request-id": "R-7K2M9QXA",
+            "jit-bot.io/requester": "alice@example.com",
+            "jit-bot.io/expires-at": "2030-05-01T12:00:00Z",
+        }
+        assert binding["roleRef"] == {"apiGroup": RBAC, "kind": "ClusterRole", "name": "edit"}
+        assert binding["subjects"] == [
+            {"apiGroup": RBAC, "kind": "User", "name": "alice@example.com"}
+        ]
+    assert [provider.describe(u) for u in units] == [
+        "Kubernetes `prod` namespace `payments`: ClusterRole `edit`",
+        "Kubernetes `prod` namespace `orders`: ClusterRole `edit`",
+    ]
+
+
+def test_cluster_wide_is_one_clusterrolebinding_and_the_user_template_names_the_subject(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    target = _target(
+        cluster, namespaces=[], cluster_wide=True, cluster_role="view", user_template="oidc:{local}"
+    )
+
+    provider.grant(ALICE, target, _context())
+
+    [binding] = kube.managed()
+    assert binding["kind"] == "ClusterRoleBinding"
+    assert _user_subjects(binding) == ["oidc:alice"]
+    assert provider.is_granted(ALICE, target) is True
+    provider.revoke(ALICE, target, _context())
+    assert kube.cluster_role_bindings() == []
+
+
+def test_a_retried_grant_whose_binding_landed_already_is_success_and_writes_nothing_new(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    target = _target(cluster)
+    provider.grant(ALICE, target, _context())
+    before = kube.role_bindings("payments")
+
+    provider.grant(ALICE, target, _context())
+
+    assert kube.role_bindings("payments") == before
+    [retried] = kube.calls_to("POST", "rolebindings")[1:]
+    assert retried.status == 409  # AlreadyExists, read back, found to be this request's
+
+
+def test_a_binding_of_the_same_name_that_is_not_ours_is_a_clear_error(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    kube.add_role_binding(
+        "payments",
+        {
+            "metadata": {"name": "jit-r-7k2m9qxa"},
+            "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "admin"},
+            "subjects": [{"apiGroup": RBAC, "kind": "User", "name": "mallory@example.com"}],
+        },
+    )
+
+    with pytest.raises(ProviderError, match="jit-r-7k2m9qxa exists that jit-bot did not make"):
+        provider.grant(ALICE, _target(cluster), _context())
+
+    provider.revoke(ALICE, _target(cluster), _context())
+    assert len(kube.role_bindings("payments")) == 1  # not ours: never deleted
+
+
+def test_one_request_binding_two_cluster_roles_in_one_namespace_gets_two_bindings(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    edit, view = _target(cluster), _target(cluster, cluster_role="view")
+
+    provider.grant(ALICE, edit, _context())
+    provider.grant(ALICE, view, _context())
+    provider.grant(ALICE, view, _context())  # retried: still two
+
+    names = sorted(b["metadata"]["name"] for b in kube.managed("payments"))
+    assert len(names) == 2 and names[0] == "jit-r-7k2m9qxa"
+    provider.revoke(ALICE, edit, _context())
+    assert [b["roleRef"]["name"] for b in kube.managed("payments")] == ["view"]
+
+
+def test_throttling_is_waited_out_as_the_cluster_asks_and_the_grant_lands(
+    kube: FakeKubernetes,
+    provider: KubernetesProvider,
+    cluster: KubeconfigCluster,
+    waits: list[float],
+) -> None:
+    kube.fail_next("POST", "rolebindings", times=2, code=429, retry_after=3)
+    kube.fail_next("GET", "rolebindings", times=1, code=500)
+
+    provider.grant(ALICE, _target(cluster), _context())
+
+    assert len(kube.managed("payments")) == 1
+    assert waits.count(3.0) == 2  # the Retry-After, twice
+    assert len(waits) == 3
+
+
+def test_a_cluster_that_keeps_failing_is_a_retryable_error_within_the_budget(
+    kube: FakeKubernetes,
+    provider: KubernetesProvider,
+    cluster: KubeconfigCluster,
+    waits: list[float],
+) -> None:
+    kube.fail_next("POST", "rolebindings", times=RETRY.attempts, code=503)
+
+    with pytest.raises(
+        ProviderError, match=r"create RoleBinding jit-r-7k2m9qxa failed \(503\)"
+    ) as raised:
+        provider.grant(ALICE, _target(cluster), _context())
+
+    assert raised.value.retryable
+    assert sum(waits) <= RETRY.budget  # type: ignore[operator]
+    assert kube.managed("payments") == []
+
+
+def test_an_unreachable_cluster_is_a_retryable_error_and_the_revoke_lands_once_it_answers(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    target = _target(cluster)
+    provider.grant(ALICE, target, _context())
+
+    with (
+        kube.unreachable(),
+        pytest.raises(ProviderError, match="cannot reach the cluster") as raised,
+    ):
+        provider.revoke(ALICE, target, _context())
+
+    assert raised.value.retryable
+    assert len(kube.managed("payments")) == 1
+    provider.revoke(ALICE, target, _context())
+    assert kube.managed("payments") == []
+
+
+def test_standing_access_is_reported_and_left_alone(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    theirs = {
+        "metadata": {"name": "alice-edit"},
+        "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"apiGroup": RBAC, "kind": "User", "name": "alice@example.com"}],
+    }
+    kube.add_role_binding("payments", theirs)
+    target = _target(cluster)
+
+    outcome = provider.grant(ALICE, target, _context())
+
+    assert outcome.preexisting
+    assert kube.managed("payments") == []
+    provider.revoke(ALICE, target, _context())
+    assert [b["metadata"]["name"] for b in kube.role_bindings("payments")] == ["alice-edit"]
+
+
+def test_revoke_removes_only_this_requests_binding(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    target = _target(cluster)
+    provider.grant(ALICE, target, _context("R-FIRST001"))
+    provider.grant(ALICE, target, _context("R-SECOND02"))
+
+    provider.revoke(ALICE, target, _context("R-FIRST001"))
+
+    assert [b["metadata"]["name"] for b in kube.managed("payments")] == ["jit-r-second02"]
+    assert provider.is_granted(ALICE, target) is True
+
+
+def test_extend_moves_the_expiry_annotation_later_and_never_earlier(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    target = _target(cluster)
+    granted = _context()
+    provider.grant(ALICE, target, granted)
+
+    provider.extend(
+        ALICE, target, dataclasses.replace(granted, expires_at=EXPIRES + timedelta(hours=2))
+    )
+    provider.extend(
+        ALICE, target, dataclasses.replace(granted, expires_at=EXPIRES - timedelta(hours=1))
+    )
+
+    [binding] = kube.managed("payments")
+    assert binding["metadata"]["annotations"]["jit-bot.io/expires-at"] == "2030-05-01T14:00:00Z"
+    kube.remove_role_binding("payments", "jit-r-7k2m9qxa")
+    with pytest.raises(ProviderError, match="no longer holds edit"):
+        provider.extend(
+            ALICE, target, dataclasses.replace(granted, expires_at=EXPIRES + timedelta(hours=3))
+        )
+    assert kube.managed("payments") == []
+
+
+def test_a_missing_kubeconfig_or_context_is_a_clear_error(
+    provider: KubernetesProvider, cluster: KubeconfigCluster, tmp_path: Path
+) -> None:
+    elsewhere = KubeconfigCluster(kubeconfig=str(tmp_path / "none"), context="prod")
+    wrong = KubeconfigCluster(kubeconfig=cluster.kubeconfig, context="staging")
+
+    for bad, words in ((elsewhere, "cannot use the kubeconfig"), (wrong, "staging")):
+        with pytest.raises(ProviderError, match=words):
+            provider.grant(ALICE, _target(bad), _context())
+
+
+def test_cluster_admin_is_refused_unless_allowed(
+    provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    with pytest.raises(ProviderError, match="allow_cluster_admin: true"):
+        provider.validate(_target(cluster, cluster_role="cluster-admin"))
+
+    allowed = _target(cluster, cluster_role="cluster-admin", allow_cluster_admin=True)
+    assert provider.validate(allowed) == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"namespaces": ["a"], "cluster_wide": True}, "not both"),
+        ({"namespaces": []}, "expected 'namespaces'"),
+        ({"namespaces": ["Payments"]}, "String should match pattern"),
+        ({"namespaces": ["a", "a"]}, "names a namespace twice"),
+        ({"cluster_role": "edit/../admin"}, "String should match pattern"),
+        ({"user_template": "{name}"}, "String should match pattern"),
+    ],
+)
+def test_the_target_model_says_what_is_wrong(
+    cluster: KubeconfigCluster, fields: dict[str, Any], words: str
+) -> None:
+    with pytest.raises(ValidationError, match=words):
+        _target(cluster, **fields)
+
+
+def test_an_eks_cluster_needs_a_name_and_a_region() -> None:
+    with pytest.raises(ValidationError, match="region"):
+        Target.model_validate(
+            {
+                "provider": "kubernetes",
+                "cluster": {"eks": "prod"},
+                "cluster_role": "view",
+                "namespaces": ["a"],
+            }
+        )
