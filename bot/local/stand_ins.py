@@ -18,6 +18,8 @@ from providers.azure.target import AzureTarget
 from providers.base import GrantContext, GrantOutcome, Principal, Provider, TargetSpec
 from providers.gcp.target import GcpTarget
 from providers.kubernetes.target import KubernetesTarget
+from providers.mysql.target import MysqlTarget
+from providers.postgresql.target import PostgresTarget
 from providers.webhook import WebhookProvider, WebhookTarget
 
 #: The target models of the providers a deployment has; a stand-in serves each.
@@ -27,6 +29,8 @@ TARGET_MODELS: dict[str, type[TargetSpec]] = {
     "gcp": GcpTarget,
     "azure": AzureTarget,
     "kubernetes": KubernetesTarget,
+    "postgresql": PostgresTarget,
+    "mysql": MysqlTarget,
 }
 _NAME_MAX = 100  # a webhook target's name
 

@@ -108,6 +108,10 @@ def run_check(
         env["JIT_APPROVERS_FILE"] = str(approvers)
     if secret is not None:
         env[SECRET_ENV] = secret
+    # The example's database targets name their servers' URLs by variable; offline
+    # checks read only that it is set and holds a connection URL.
+    env["JIT_ORDERS_PG_DSN"] = "postgresql://jit_bot@db.example.com:5432/orders"
+    env["JIT_ORDERS_MYSQL_DSN"] = "mysql://jit_bot:s3cret@db.example.com:3306/orders"
     return subprocess.run(
         [sys.executable, "-m", "bot", "check"],
         cwd=cwd,

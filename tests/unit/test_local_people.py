@@ -125,7 +125,15 @@ def test_local_mode_grants_only_at_the_receiver_with_the_runs_own_key(tmp_path: 
 
     # Every provider a deployment has is a stand-in sending to the receiver; the bundled
     # example, whose targets name the receiver, has the real webhook provider only.
-    assert sorted(mine.providers) == ["aws", "azure", "gcp", "kubernetes", "webhook"]
+    assert sorted(mine.providers) == [
+        "aws",
+        "azure",
+        "gcp",
+        "kubernetes",
+        "mysql",
+        "postgresql",
+        "webhook",
+    ]
     assert all(isinstance(p, StandIn) for p in mine.providers.values())
     assert list(example.providers) == ["webhook"]
     assert not isinstance(example.providers["webhook"], StandIn)
