@@ -6,6 +6,7 @@ tests/kit/configs.py."""
 from __future__ import annotations
 
 import os
+import shutil
 import textwrap
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from bot.app import Runtime, build_runtime
 from bot.clock import FakeClock
 from bot.server import HttpServer
 from bot.settings import Settings
+from bot.storage.db import make_engine, upgrade
 from providers.base import Provider
 from providers.fake import FakeProvider
 from tests import explore
@@ -87,6 +89,21 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         connection.execute(text("CREATE SCHEMA public"))
     engine.dispose()
     return url
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database at the latest schema, migrated once per worker. A bot started on
+    a copy finds its schema current, as on every restart, instead of running every
+    migration again at each test; migrating an empty database is test_migrations' job
+    (and every bot process's that the tests start)."""
+    path = tmp_path_factory.mktemp("migrated") / "jit.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
+    # Closing the last connection checkpointed the log into the file: the file is all.
+    assert not path.with_name("jit.db-wal").exists()
+    return path
 
 
 @pytest.fixture
@@ -168,9 +185,16 @@ def config_files(tmp_path: Path) -> Callable[..., tuple[str, str]]:
 
 @pytest.fixture
 def make_bot(
-    database_url: str, slack: FakeSlack, config_files: Callable[..., tuple[str, str]]
+    request: pytest.FixtureRequest,
+    database_url: str,
+    slack: FakeSlack,
+    config_files: Callable[..., tuple[str, str]],
 ) -> Iterator[Callable[..., Bot]]:
     """Start bots (several in a row share the database, like restarts do)."""
+    if database_url.startswith("sqlite:///"):
+        database = Path(database_url.removeprefix("sqlite:///"))
+        if not database.exists():  # nothing has been stored yet: start from the schema
+            shutil.copyfile(request.getfixturevalue("migrated_sqlite"), database)
     started: list[Bot] = []
     clock = FakeClock()
     provider = FakeProvider()
