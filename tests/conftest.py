@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import textwrap
 import uuid
 from collections.abc import Callable, Iterator
@@ -77,11 +78,43 @@ def postgres_url() -> Iterator[str]:
     admin.dispose()
 
 
+# Where the SQLite databases live: in memory-backed /dev/shm when the machine has one.
+# On disk, every commit waits for fsync (WAL with synchronous=FULL), and the outbox
+# commits twice per Slack post: a third to half of a busy SQLite test's time went there.
+# What the tests check does not depend on the file surviving a power cut.
+SHM = Path("/dev/shm")
+
+
+@pytest.fixture(scope="session")
+def sqlite_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """This worker's directory for SQLite databases, removed when the run ends."""
+    if not (SHM.is_dir() and os.access(SHM, os.W_OK)):
+        yield tmp_path_factory.mktemp("sqlite")
+        return
+    directory = Path(tempfile.mkdtemp(prefix="jit-test-", dir=SHM))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _sqlite_databases_removed(sqlite_dir: Path) -> Iterator[None]:
+    """A test's SQLite databases are removed after it, once everything that used them has
+    stopped (bot processes too): set up before every other fixture, this is torn down
+    after them all."""
+    yield
+    for directory in sqlite_dir.glob("test-*"):
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.fixture(params=_database_params())
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def database_url(request: pytest.FixtureRequest, sqlite_dir: Path) -> str:
     """A fresh, empty database of each kind."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'jit.db'}"
+        # A directory of its own: SQLite and the bot keep files beside the database.
+        directory = Path(tempfile.mkdtemp(prefix="test-", dir=sqlite_dir))
+        return f"sqlite:///{directory / 'jit.db'}"
     url: str = request.getfixturevalue("postgres_url")
     engine = create_engine(url)
     with engine.begin() as connection:
@@ -92,12 +125,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def migrated_sqlite(sqlite_dir: Path) -> Path:
     """A SQLite database at the latest schema, migrated once per worker. A bot started on
     a copy finds its schema current, as on every restart, instead of running every
     migration again at each test; migrating an empty database is test_migrations' job
     (and every bot process's that the tests start)."""
-    path = tmp_path_factory.mktemp("migrated") / "jit.db"
+    path = Path(tempfile.mkdtemp(prefix="migrated-", dir=sqlite_dir)) / "jit.db"
     engine = make_engine(f"sqlite:///{path}")
     upgrade(engine)
     engine.dispose()
