@@ -365,6 +365,9 @@ def _slack_app(
 ) -> App:
     """The Bolt app: requests from this workspace only, answered by the handlers."""
     bolt = App(
+        # Named, or Bolt names the app after its caller's file by reading the whole call
+        # stack's source (inspect.stack()): milliseconds at every start, for "app.py".
+        name="jit-bot",
         client=client,
         signing_secret=settings.signing_secret,
         process_before_response=True,  # ack on the request thread; work is lazy

@@ -3,7 +3,9 @@ on waitress (threaded, pure Python, fine behind any load balancer)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
@@ -161,7 +163,20 @@ class HttpServer:
         self._server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)
         self._stopping.set()
         if self._thread is not None:
+            self._knock()
             self._thread.join(timeout=10)
         else:
             # serve_forever ran in this thread and was left, or never ran at all.
             wasyncore.close_all(self._server._map)
+
+    def _knock(self) -> None:
+        """Connect to our own port, so the loop's poll returns at once and sees the stop
+        flag instead of sleeping out its slice: stopping takes no poll interval. A loop
+        that has already closed the port refuses the knock, which is as good."""
+        host = getattr(self._server, "effective_host", "127.0.0.1")
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        with contextlib.suppress(OSError):
+            socket.create_connection((host, self.port), timeout=1).close()

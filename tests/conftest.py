@@ -6,6 +6,8 @@ tests/kit/configs.py."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import textwrap
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,6 +21,7 @@ from bot.app import Runtime, build_runtime
 from bot.clock import FakeClock
 from bot.server import HttpServer
 from bot.settings import Settings
+from bot.storage.db import make_engine, upgrade
 from providers.base import Provider
 from providers.fake import FakeProvider
 from tests import explore
@@ -75,11 +78,43 @@ def postgres_url() -> Iterator[str]:
     admin.dispose()
 
 
+# Where the SQLite databases live: in memory-backed /dev/shm when the machine has one.
+# On disk, every commit waits for fsync (WAL with synchronous=FULL), and the outbox
+# commits twice per Slack post: a third to half of a busy SQLite test's time went there.
+# What the tests check does not depend on the file surviving a power cut.
+SHM = Path("/dev/shm")
+
+
+@pytest.fixture(scope="session")
+def sqlite_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """This worker's directory for SQLite databases, removed when the run ends."""
+    if not (SHM.is_dir() and os.access(SHM, os.W_OK)):
+        yield tmp_path_factory.mktemp("sqlite")
+        return
+    directory = Path(tempfile.mkdtemp(prefix="jit-test-", dir=SHM))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _sqlite_databases_removed(sqlite_dir: Path) -> Iterator[None]:
+    """A test's SQLite databases are removed after it, once everything that used them has
+    stopped (bot processes too): set up before every other fixture, this is torn down
+    after them all."""
+    yield
+    for directory in sqlite_dir.glob("test-*"):
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.fixture(params=_database_params())
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def database_url(request: pytest.FixtureRequest, sqlite_dir: Path) -> str:
     """A fresh, empty database of each kind."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'jit.db'}"
+        # A directory of its own: SQLite and the bot keep files beside the database.
+        directory = Path(tempfile.mkdtemp(prefix="test-", dir=sqlite_dir))
+        return f"sqlite:///{directory / 'jit.db'}"
     url: str = request.getfixturevalue("postgres_url")
     engine = create_engine(url)
     with engine.begin() as connection:
@@ -87,6 +122,21 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         connection.execute(text("CREATE SCHEMA public"))
     engine.dispose()
     return url
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(sqlite_dir: Path) -> Path:
+    """A SQLite database at the latest schema, migrated once per worker. A bot started on
+    a copy finds its schema current, as on every restart, instead of running every
+    migration again at each test; migrating an empty database is test_migrations' job
+    (and every bot process's that the tests start)."""
+    path = Path(tempfile.mkdtemp(prefix="migrated-", dir=sqlite_dir)) / "jit.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    engine.dispose()
+    # Closing the last connection checkpointed the log into the file: the file is all.
+    assert not path.with_name("jit.db-wal").exists()
+    return path
 
 
 @pytest.fixture
@@ -168,9 +218,16 @@ def config_files(tmp_path: Path) -> Callable[..., tuple[str, str]]:
 
 @pytest.fixture
 def make_bot(
-    database_url: str, slack: FakeSlack, config_files: Callable[..., tuple[str, str]]
+    request: pytest.FixtureRequest,
+    database_url: str,
+    slack: FakeSlack,
+    config_files: Callable[..., tuple[str, str]],
 ) -> Iterator[Callable[..., Bot]]:
     """Start bots (several in a row share the database, like restarts do)."""
+    if database_url.startswith("sqlite:///"):
+        database = Path(database_url.removeprefix("sqlite:///"))
+        if not database.exists():  # nothing has been stored yet: start from the schema
+            shutil.copyfile(request.getfixturevalue("migrated_sqlite"), database)
     started: list[Bot] = []
     clock = FakeClock()
     provider = FakeProvider()

@@ -91,6 +91,10 @@ class Seeded:
 class MotoAws:
     def __init__(self) -> None:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        # The fake's own clients, one per service: making a boto3 client loads its service
+        # model (about 0.1 s), and seeding alone asked for five per test.
+        self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
 
     def start(self) -> MotoAws:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
@@ -156,7 +160,12 @@ class MotoAws:
         )
 
     def client(self, service: str) -> Any:
-        return self.session().client(service, endpoint_url=self.endpoint)
+        """A client of this server's ``service``, made once (boto3 clients are thread-safe;
+        ``session()`` stays fresh for the tests that register events on it)."""
+        with self._clients_lock:
+            if service not in self._clients:
+                self._clients[service] = self.session().client(service, endpoint_url=self.endpoint)
+            return self._clients[service]
 
     def environ(self) -> dict[str, str]:
         """What a bot process needs to reach this AWS."""

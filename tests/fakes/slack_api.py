@@ -73,6 +73,10 @@ class _Fault:
 class FakeSlack(LocalSlack):
     """The embedded Web API with fault injection, waits and `assert_clean`."""
 
+    # Every test that starts a bot stops a fake Slack and waits for its loop to notice:
+    # a short poll keeps teardown from costing the suite a poll interval per test.
+    poll_seconds = 0.005
+
     def __init__(
         self,
         token: str = "xoxb-test",

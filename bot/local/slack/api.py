@@ -78,6 +78,10 @@ _RESPOND_PREFIX = "/respond/"
 class LocalSlack(ViewMethods, ChatMethods, DirectoryMethods):
     """The embedded Slack Web API server. See the module docstring for an overview."""
 
+    # How often the serving loop looks up to see whether stop() was called: stopping
+    # waits for it.
+    poll_seconds = 0.05
+
     def __init__(
         self,
         token: str = "xoxb-test",
@@ -125,7 +129,7 @@ class LocalSlack(ViewMethods, ChatMethods, DirectoryMethods):
         self._server = ApiServer(self, (self.host, self._bind_port))
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": self.poll_seconds},
             name=f"{type(self).__name__}:{self.port}",
             daemon=True,
         )
