@@ -58,8 +58,11 @@ def test_every_docs_page_is_linked_from_the_readme_and_links_back() -> None:
         assert nav.startswith("[README](../README.md)"), f"{page.name}: no way back"
 
 
-def test_the_readme_fits_on_about_two_screens() -> None:
-    assert len((ROOT / "README.md").read_text().splitlines()) <= 120
+def test_the_readme_fits_on_about_three_screens() -> None:
+    """The two commands, what it is, trying it, connecting Slack, migrating, the set-up a
+    database or a cluster needs on its side, and the latest performance table; the rest
+    is in docs/."""
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 160
 
 
 def test_the_migration_guide_names_every_option_and_file_of_import_aws(
