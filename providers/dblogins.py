@@ -8,6 +8,7 @@ statement), and again by each driver's identifier quoting when the statement is 
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from typing import Annotated, Literal
@@ -52,6 +53,16 @@ class DatabaseTarget(TargetSpec):
     #: ``external``: people log in as the company already arranges (IAM, Kerberos,
     #: certificates); ``generated``: the bot sets a password on request, valid until expiry.
     credentials: Literal["external", "generated"] = "external"
+
+    def key(self) -> str:
+        # The access a unit gives is its role on its server, to the login its template
+        # makes: two targets that differ in name, database, end_sessions or credentials
+        # grant the same membership, so another grant still needing it keeps it, and
+        # drift finds it explained by either.
+        fields = self.model_dump(
+            mode="json", include={"provider", "dsn_env", "login_template", "grant_roles"}
+        )
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
     @field_validator("name")
     @classmethod

@@ -31,22 +31,23 @@ def my() -> Iterator[MyServer]:
     server.close()
 
 
+def mysql_target(my: MyServer, *roles: str, name: str = "orders") -> str:
+    return target(
+        "mysql",
+        name=name,
+        dsn_env=DSN_ENV,
+        grant_roles="[" + ", ".join(roles) + "]",
+        login_template=f'"{my.template}"',
+    )
+
+
 @pytest.fixture
 def mysql_bot(make_bot: Callable[..., Bot], my: MyServer) -> Callable[..., Bot]:
     """prod-support grants readers; db-admin readers and writers."""
     readers, writers = my.group("readers"), my.group("writers")
 
-    def unit(*roles: str) -> str:
-        return target(
-            "mysql",
-            name="orders",
-            dsn_env=DSN_ENV,
-            grant_roles="[" + ", ".join(roles) + "]",
-            login_template=f'"{my.template}"',
-        )
-
     def start(approvers: str = APPROVERS_YAML) -> Bot:
-        read, write = unit(readers), unit(readers, writers)
+        read, write = mysql_target(my, readers), mysql_target(my, readers, writers)
         provider = MysqlProvider({DSN_ENV: my.dsn()}, marker_role=my.marker)
         return make_bot(
             roles=roles_yaml(prod=read, staging=read, db_prod=write, db_dev=write),
@@ -113,6 +114,31 @@ def test_overlapping_grants_keep_the_shared_role_until_the_last_one_ends(
     assert my.holds(alice, readers) and not my.holds(alice, writers)
     click(bot, ALICE, "end_access", support)
     assert not my.holds(alice, readers)
+
+
+def test_differently_named_targets_that_grant_one_role_share_it_until_the_last_grant_ends(
+    make_bot: Callable[..., Bot], my: MyServer
+) -> None:
+    alice = my.login("alice@example.com")
+    readers, writers = my.group("readers"), my.group("writers")
+    my.account(alice, PASSWORD)
+    read = mysql_target(my, readers, name="orders-read")
+    admin = mysql_target(my, readers, writers, name="orders-admin")
+    bot = make_bot(
+        roles=roles_yaml(prod=read, staging=read, db_prod=admin, db_dev=admin),
+        approvers=AUTO_APPROVE,
+        providers={"mysql": MysqlProvider({DSN_ENV: my.dsn()}, marker_role=my.marker)},
+    )
+    support = submit(bot, ALICE, "prod-support staging 1h INC-1")
+    fix = submit(bot, ALICE, "db-admin dev 1h INC-2")
+    actions = [e.action for e in bot.service.audit_events(fix)]
+    assert "standing_access_found" not in actions, "readers is the other grant's, not standing"
+
+    click(bot, ALICE, "end_access", support)
+
+    assert my.holds(alice, readers), "readers is still needed by orders-admin"
+    click(bot, ALICE, "end_access", fix)
+    assert not my.holds(alice, readers) and not my.holds(alice, writers)
 
 
 def test_a_role_held_before_is_left_alone(mysql_bot: Callable[..., Bot], my: MyServer) -> None:

@@ -41,10 +41,10 @@ def pg() -> Iterator[PgServer]:
     server.close()
 
 
-def pg_target(pg: PgServer, *groups: str, **fields: str) -> str:
+def pg_target(pg: PgServer, *groups: str, name: str = "orders-prod", **fields: str) -> str:
     return target(
         "postgresql",
-        name="orders-prod",
+        name=name,
         dsn_env=DSN_ENV,
         grant_roles="[" + ", ".join(f'"{g}"' for g in groups) + "]",
         login_template=f'"{pg.template}"',
@@ -161,6 +161,35 @@ def test_overlapping_grants_keep_the_shared_role_until_the_last_one_ends(
     assert bot.service.get(admin).status == "revoked"
     assert pg.member(readers, alice), "readers is still needed by the other grant"
     assert not pg.member(writers, alice)
+
+    click(bot, ALICE, "end_access", support)
+
+    assert not pg.member(readers, alice)
+    assert not pg.exists(alice)
+
+
+def test_differently_named_targets_that_grant_one_role_share_it_until_the_last_grant_ends(
+    make_bot: Callable[..., Bot], pg: PgServer
+) -> None:
+    readers, writers = pg.group("readers"), pg.group("writers")
+    alice = pg.login("alice@example.com")
+    read = pg_target(pg, readers, name="orders-read")
+    admin = pg_target(pg, readers, writers, name="orders-admin")
+    bot = make_bot(
+        roles=roles_yaml(prod=read, staging=read, db_prod=admin, db_dev=admin),
+        approvers=AUTO_APPROVE + "  revoke_unknown: true\n",
+        providers={"postgresql": PostgresProvider({DSN_ENV: pg.dsn()})},
+    )
+    support = submit(bot, ALICE, "prod-support staging 1h INC-1")
+    fix = submit(bot, ALICE, "db-admin dev 1h INC-2")
+    assert bot.runtime.drift.run() == []
+
+    click(bot, ALICE, "end_access", fix)
+
+    assert pg.member(readers, alice), "readers is still needed by orders-read"
+    assert not pg.member(writers, alice)
+    assert bot.runtime.drift.run() == []
+    assert pg.member(readers, alice), "drift explains it by orders-read's grant"
 
     click(bot, ALICE, "end_access", support)
 
