@@ -106,7 +106,8 @@ def login_name(template: str, email: str, *, max_length: int) -> str:
 
 def email_of(template: str, login: str) -> str:
     """The email a login was named after, where the template keeps all of it; otherwise
-    the login itself (a ``{local}`` template drops the domain)."""
+    the login itself (a ``{local}`` template drops the domain). For people to read only:
+    drift matches and revokes by the login (``Holding.principal``)."""
     if "{email}" not in template:
         return login
     prefix, suffix = template.split("{email}")

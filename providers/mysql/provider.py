@@ -180,7 +180,7 @@ class MysqlProvider(Provider):
             server = Server.of(connection)
             ours = set(server.members(self.marker))
             return [
-                Holding(email=email_of(mysql.login_template, user), unit=unit)
+                Holding(email=email_of(mysql.login_template, user), unit=unit, principal=user)
                 for unit in one_unit_per_role(mysql)
                 for user in server.members(unit.grant_roles[0])
                 if user in ours

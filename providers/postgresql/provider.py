@@ -184,7 +184,11 @@ class PostgresProvider(Provider):
 
         def work(connection: psycopg.Connection) -> list[Holding]:
             return [
-                Holding(email=email or email_of(postgres.login_template, login), unit=unit)
+                Holding(
+                    email=email or email_of(postgres.login_template, login),
+                    unit=unit,
+                    principal=login,
+                )
                 for unit in one_unit_per_role(postgres)
                 for login, email in roles.members_granted_by_bot(connection, unit.grant_roles[0])
             ]
