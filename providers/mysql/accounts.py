@@ -9,6 +9,7 @@ drops, and drift lists only such accounts.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,10 @@ from providers.mysql.target import MAX_NAME_MARIADB, MAX_NAME_MYSQL
 _NO_SUCH_THREAD = 1094
 #: MariaDB's answer to SET DEFAULT ROLE … FOR another account without UPDATE on mysql.*.
 _NO_ACCESS_TO_DATABASE = 1044
+# A line of SHOW GRANTS that gives privileges on everything: the names before ON *.*.
+_GLOBAL_GRANT = re.compile(r"GRANT (.+?) ON \*\.\* TO ")
+#: The global privileges that let an account see every connection, not only its own.
+SEE_EVERY_CONNECTION = frozenset({"PROCESS", "ALL PRIVILEGES"})
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,16 @@ class Server:
     def literal(self, value: str) -> str:
         """A string value, escaped and quoted by PyMySQL for this connection."""
         return str(self.connection.escape(value))
+
+    def privileges(self) -> set[str]:
+        """The bot's own privileges on ``*.*``, by name (upper case). Only the names are
+        read: a line of SHOW GRANTS can carry a password hash."""
+        found: set[str] = set()
+        for (line,) in self.execute("SHOW GRANTS"):
+            granted = _GLOBAL_GRANT.match(str(line).upper())
+            if granted:
+                found |= {name.strip() for name in granted.group(1).split(",")}
+        return found
 
     def user_exists(self, user: str) -> bool:
         return bool(self.execute("SELECT 1 FROM mysql.user WHERE User = %s AND Host = '%%'", user))

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from providers.base import Credentials, GrantOutcome, Holding, Provider, ProviderError
 from providers.dblogins import email_of, generate_password, login_name, one_unit_per_role
-from providers.mysql.accounts import Server
+from providers.mysql.accounts import SEE_EVERY_CONNECTION, Server
 from providers.mysql.calls import MysqlCalls
 from providers.mysql.target import MysqlTarget, as_mysql
 
@@ -115,6 +115,14 @@ class MysqlProvider(Provider):
                 if server.has_role(user, name):
                     server.revoke(user, name)
             if mysql.end_sessions:
+                # Without PROCESS the process list shows the bot only its own
+                # connections: none of the person's would be killed, silently.
+                if not server.privileges() & SEE_EVERY_CONNECTION:
+                    raise ProviderError(
+                        f"mysql `{mysql.name}`: the role is revoked, but the bot's account "
+                        f"lacks PROCESS, so it cannot see (or kill) the open connections of "
+                        f"'{user}'@'%'; grant it PROCESS ON *.* (docs/databases.md)"
+                    )
                 ended = server.end_sessions(user)
                 if ended:
                     log.info("mysql `%s`: ended %d connection(s) of %s", mysql.name, ended, user)

@@ -121,12 +121,13 @@ def test_a_mysql_live_check_names_a_missing_role_and_one_the_bot_may_not_grant(
 
 def test_a_mysql_live_check_names_each_privilege_the_bot_lacks(my: MyServer) -> None:
     target = _mysql_target(my, my.group("readers"), credentials="generated")
-    my.sql(f"REVOKE CREATE USER, CONNECTION ADMIN ON *.* FROM '{my.bot}'@'%'")
+    my.sql(f"REVOKE CREATE USER, PROCESS, CONNECTION ADMIN ON *.* FROM '{my.bot}'@'%'")
 
     with pytest.raises(ProviderError) as raised:
         MysqlProvider({"DSN": my.dsn()}).validate(target, live=True)
 
     assert "lacks CREATE USER" in str(raised.value)
+    assert "lacks PROCESS, so it cannot see other accounts' connections" in str(raised.value)
     assert "cannot kill other accounts' connections" in str(raised.value)
     assert my.bot_password not in str(raised.value)
 

@@ -99,6 +99,28 @@ def test_an_approved_grant_works_in_a_connection_and_expiry_kills_that_very_conn
     again.close()
 
 
+def test_a_revoke_that_cannot_see_the_persons_connections_fails_loudly_rather_than_kill_none(
+    mysql_bot: Callable[..., Bot], my: MyServer
+) -> None:
+    alice, readers = my.login("alice@example.com"), my.prefix + "readers"
+    my.account(alice, PASSWORD)
+    bot = mysql_bot(AUTO_APPROVE)
+    request_id = submit(bot, ALICE, "prod-support staging 1h INC-7")
+    session = my.connect(alice, PASSWORD)
+    assert _reads_orders(session, readers, my.database) == 2
+    # Without PROCESS the bot's account sees no one else's rows in the process list.
+    my.sql(f"REVOKE PROCESS ON *.* FROM '{my.bot}'@'%'")
+
+    click(bot, ALICE, "end_access", request_id)
+
+    request = bot.service.get(request_id)
+    assert request.status == "revoke_failed"
+    assert "PROCESS" in str(request.error)
+    assert not my.holds(alice, readers), "the role itself is taken away all the same"
+    assert my.sessions_of(alice) == 1
+    session.close()
+
+
 def test_overlapping_grants_keep_the_shared_role_until_the_last_one_ends(
     mysql_bot: Callable[..., Bot], my: MyServer
 ) -> None:
