@@ -116,7 +116,9 @@ class PostgresProvider(Provider):
                     log.info(
                         "postgresql `%s`: ended %d session(s) of %s", postgres.name, ended, login
                     )
-            if found.created_by_bot and not roles.has_memberships(connection, login):
+            if not found.created_by_bot:
+                return  # a DBA's login keeps its password: it was never the bot's to set
+            if not roles.has_memberships(connection, login):
                 if not roles.drop_login(connection, login):
                     log.warning(
                         "postgresql `%s`: %s owns objects, so it was set NOLOGIN, not dropped",
@@ -130,15 +132,19 @@ class PostgresProvider(Provider):
 
     def extend(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
         """A generated password ends with the access: an extension moves its VALID UNTIL
-        (PostgreSQL's own end, should the bot be down when the access ends)."""
+        (PostgreSQL's own end, should the bot be down when the access ends), on a login
+        the bot created only."""
         postgres = as_postgres(target)
         if postgres.credentials != "generated":
             return
         login = principal.recorded or self.login(principal, postgres)
-        self.calls.run(
-            postgres,
-            lambda connection: roles.move_valid_until(connection, login, context.expires_at),
-        )
+
+        def work(connection: psycopg.Connection) -> None:
+            found = roles.find_login(connection, login)
+            if found is not None and found.created_by_bot:
+                roles.move_valid_until(connection, login, context.expires_at)
+
+        self.calls.run(postgres, work)
 
     def issue_credentials(
         self, principal: Principal, target: TargetSpec, context: GrantContext
@@ -150,6 +156,15 @@ class PostgresProvider(Provider):
         password = generate_password()
 
         def work(connection: psycopg.Connection) -> None:
+            found = roles.find_login(connection, login)
+            if found is None or not found.created_by_bot:
+                # A login a DBA made keeps the DBA's password (and its VALID UNTIL),
+                # which revoke would not take back.
+                raise ProviderError(
+                    f"postgresql `{postgres.name}`: the login {login} was not created by "
+                    "jit-bot, so its password is not the bot's to set; log in as you "
+                    "usually do"
+                )
             # The grant is checked on the server too: a login whose roles were taken
             # away (by drift's clean-up, by a DBA) gets no password.
             missing = [
