@@ -66,6 +66,24 @@ class Server:
                 found |= {name.strip() for name in granted.group(1).split(",")}
         return found
 
+    def refusal(self, user: str) -> str | None:
+        """Why ``'user'@'%'`` is not a person's account to grant to, if it is not: a
+        template can name a role (what it is granted reaches its members) or the bot's
+        own account."""
+        if f"{user}@%" == str(_one(self.connection, "SELECT CURRENT_USER()")):
+            return "it is jit-bot's own account"
+        if self.mariadb:
+            query = "SELECT 1 FROM mysql.user WHERE User = %s AND is_role = 'Y'"
+            named: tuple[str, ...] = (user,)
+        else:  # a role is a locked account without a password, or one granted as a role
+            query = (
+                "SELECT 1 FROM mysql.user WHERE User = %s AND Host = '%%'"
+                " AND account_locked = 'Y' AND authentication_string = ''"
+                " UNION SELECT 1 FROM mysql.role_edges WHERE FROM_USER = %s AND FROM_HOST = '%%'"
+            )
+            named = (user, user)
+        return "it is a role, not a person's account" if self.execute(query, *named) else None
+
     def user_exists(self, user: str) -> bool:
         return bool(self.execute("SELECT 1 FROM mysql.user WHERE User = %s AND Host = '%%'", user))
 

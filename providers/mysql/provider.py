@@ -81,6 +81,12 @@ class MysqlProvider(Provider):
         def work(connection: Any) -> GrantOutcome:
             server = Server.of(connection)
             user = self._login(mysql, principal, server.max_name)
+            if why := server.refusal(user):
+                raise ProviderError(
+                    f"mysql `{mysql.name}`: '{user}'@'%' is not {principal.email.lower()}'s "
+                    f"own account ({why}), so jit-bot grants nothing to it; check the "
+                    "target's login_template"
+                )
             if not server.user_exists(user):
                 if mysql.credentials != "generated":
                     raise ProviderError(
@@ -110,6 +116,11 @@ class MysqlProvider(Provider):
             server = Server.of(connection)
             user = principal.recorded or self._login(mysql, principal, server.max_name)
             if not server.user_exists(user):
+                return
+            if why := server.refusal(user):
+                # A failed grant's clean-up: nothing was granted to it, and its
+                # connections are not the bot's to kill.
+                log.warning("mysql `%s`: left '%s'@'%%' alone: %s", mysql.name, user, why)
                 return
             for name in mysql.grant_roles:
                 if server.has_role(user, name):

@@ -79,6 +79,12 @@ class PostgresProvider(Provider):
             found = roles.find_login(connection, login)
             if found is None:
                 roles.create_login(connection, login, principal.email.lower())
+            elif why := found.refusal(principal.email):
+                raise ProviderError(
+                    f"postgresql `{postgres.name}`: {login} is not {principal.email.lower()}'s "
+                    f"own login ({why}), so jit-bot grants nothing to it; check the target's "
+                    "login_template"
+                )
             elif found.created_by_bot:
                 roles.enable_login(connection, login)
             standing = []
@@ -110,6 +116,13 @@ class PostgresProvider(Provider):
             for group in postgres.grant_roles:
                 if roles.membership(connection, group, login) is not None:
                     roles.revoke(connection, group, login)
+            if why := found.refusal(principal.email):
+                # Not the person's login (a failed grant's clean-up): its sessions and
+                # password are not the bot's to touch.
+                log.warning(
+                    "postgresql `%s`: left %s's sessions alone: %s", postgres.name, login, why
+                )
+                return
             if postgres.end_sessions:
                 ended = roles.end_sessions(connection, login)
                 if ended:

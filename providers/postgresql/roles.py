@@ -20,19 +20,64 @@ CREATED_MARK = "jit-bot: created for "
 
 @dataclass(frozen=True)
 class Login:
-    """A login role as the server has it."""
+    """A role as the server has it, with what tells a person's login from anything else."""
 
     name: str
-    created_by_bot: bool
+    #: The email its creation comment names, if the bot created it; else None.
+    created_for: str | None
+    can_login: bool
+    superuser: bool
+    createrole: bool
+    bypassrls: bool
+    #: Whether any role is a member of it (and so would gain what it is granted).
+    has_members: bool
+    is_me: bool
+
+    @property
+    def created_by_bot(self) -> bool:
+        return self.created_for is not None
+
+    def refusal(self, email: str) -> str | None:
+        """Why this role is not ``email``'s own login to grant to, if it is not: a
+        template can name a group role, a system role or the bot itself, and what is
+        granted to those reaches whoever holds them."""
+        if self.is_me:
+            return "it is jit-bot's own login"
+        if self.name.startswith("pg_"):
+            return "it is one of PostgreSQL's own roles"
+        if self.created_for is not None and self.created_for != email.lower():
+            return f"jit-bot created it for {self.created_for}"
+        # A login the bot made and could not drop was set NOLOGIN: it may log in again.
+        if not (self.can_login or self.created_by_bot):
+            return "it cannot log in (a group role, not a person's login)"
+        if self.superuser:
+            return "it is a superuser"
+        if self.createrole or self.bypassrls:
+            return "it has CREATEROLE or BYPASSRLS"
+        if self.has_members:
+            return "it has members, who would gain what it is granted"
+        return None
 
 
 def find_login(connection: psycopg.Connection, name: str) -> Login | None:
+    # On 16+ a role that creates a login is made its admin (neither INHERIT nor SET): such
+    # a membership gives nothing, so it does not count. Read through to_jsonb, as the
+    # columns are missing before 16 (where every membership counts).
     row = connection.execute(
-        "SELECT rolname, coalesce(shobj_description(oid, 'pg_authid'), '') LIKE %s"
-        " FROM pg_roles WHERE rolname = %s",
-        (CREATED_MARK + "%", name),
+        "SELECT r.rolname, coalesce(shobj_description(r.oid, 'pg_authid'), ''),"
+        " r.rolcanlogin, r.rolsuper, r.rolcreaterole, r.rolbypassrls,"
+        " EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.roleid = r.oid AND coalesce("
+        "   (to_jsonb(m) ->> 'inherit_option')::bool OR (to_jsonb(m) ->> 'set_option')::bool,"
+        "   true)),"
+        " r.rolname = current_user"
+        " FROM pg_roles r WHERE r.rolname = %s",
+        (name,),
     ).fetchone()
-    return Login(row[0], bool(row[1])) if row else None
+    if row is None:
+        return None
+    comment = str(row[1])
+    created_for = comment.removeprefix(CREATED_MARK) if comment.startswith(CREATED_MARK) else None
+    return Login(row[0], created_for, *(bool(value) for value in row[2:]))
 
 
 def create_login(connection: psycopg.Connection, name: str, email: str) -> None:

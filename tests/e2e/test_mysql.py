@@ -17,6 +17,7 @@ from tests.conftest import ALICE, BOB, Bot
 from tests.e2e.helpers import click, submit
 from tests.e2e.test_postgresql import AUTO_APPROVE
 from tests.fakes.processes import free_port
+from tests.fakes.slack_api import FakeSlack
 from tests.kit.configs import APPROVERS_YAML, roles_yaml, target
 from tests.kit.mysql_server import MyServer
 
@@ -31,13 +32,13 @@ def my() -> Iterator[MyServer]:
     server.close()
 
 
-def mysql_target(my: MyServer, *roles: str, name: str = "orders") -> str:
+def mysql_target(my: MyServer, *roles: str, name: str = "orders", **fields: str) -> str:
     return target(
         "mysql",
         name=name,
         dsn_env=DSN_ENV,
         grant_roles="[" + ", ".join(roles) + "]",
-        login_template=f'"{my.template}"',
+        **{"login_template": f'"{my.template}"', **fields},
     )
 
 
@@ -174,6 +175,42 @@ def test_a_role_held_before_is_left_alone(mysql_bot: Callable[..., Bot], my: MyS
 
     assert my.holds(alice, readers)
     assert not my.holds(alice, my.prefix + "writers")
+
+
+@pytest.mark.parametrize(
+    ("local", "setup", "why"),
+    [
+        ("team", "CREATE ROLE `{login}`; GRANT `{login}` TO '{other}'@'%'", "it is a role"),
+        ("bot", "", "it is jit-bot's own account"),
+    ],
+    ids=["a role with members", "the bot's own account"],
+)
+def test_a_login_template_that_names_a_role_or_the_bot_fails_the_grant(
+    make_bot: Callable[..., Bot], my: MyServer, slack: FakeSlack, local: str, setup: str, why: str
+) -> None:
+    readers, other, login = my.group("readers"), my.login("carol"), my.login(local)
+    my.account(other, PASSWORD)
+    for statement in filter(None, setup.format(login=login, other=other).split("; ")):
+        my.sql(statement)
+    slack.add_user("UTEAM", f"{local}@example.com", local)
+    unit = mysql_target(
+        my, readers, login_template=f'"{my.prefix}{{local}}"', credentials="generated"
+    )
+    bot = make_bot(
+        roles=roles_yaml(prod=unit, staging=unit, db_prod=unit, db_dev=unit),
+        approvers=AUTO_APPROVE,
+        providers={"mysql": MysqlProvider({DSN_ENV: my.dsn()}, marker_role=my.marker)},
+    )
+
+    request_id = submit(bot, "UTEAM", "db-admin dev 1h INC-14")
+
+    assert bot.service.get(request_id).status == "failed"
+    told = str(bot.dms_to("UTEAM"))
+    assert f"'{login}'@'%' is not {local}@example.com's own account ({why}" in told
+    # No account was made beside the role, and the bot's own is as it was.
+    assert my.sql("SELECT Host FROM mysql.user WHERE User = %s", login) == [
+        ("%" if local == "bot" else "",)
+    ]
 
 
 def test_without_an_account_external_credentials_fail_the_grant_clearly(
