@@ -58,7 +58,9 @@ class MysqlProvider(Provider):
             return []
         from providers.mysql.checks import check_server  # only `check --live` needs it
 
-        return self.calls.run(mysql, lambda connection: check_server(Server.of(connection), mysql))
+        return self.calls.run(
+            mysql, lambda connection: check_server(Server.of(connection), mysql, self.marker)
+        )
 
     def expand(self, target: TargetSpec) -> list[TargetSpec]:
         return list(one_unit_per_role(as_mysql(target)))

@@ -119,6 +119,29 @@ def test_a_mysql_live_check_names_a_missing_role_and_one_the_bot_may_not_grant(
     assert f"role {my.prefix}readers" not in said
 
 
+def test_a_mariadb_live_check_wants_admin_option_on_each_role_even_with_all_privileges(
+    my: MyServer,
+) -> None:
+    ungrantable = my.prefix + "auditors"
+    my.sql(f"CREATE ROLE `{ungrantable}`")
+    my.sql(f"GRANT ALL PRIVILEGES ON *.* TO '{my.bot}'@'%'")
+    my.sql(f"REVOKE `{my.marker}` FROM '{my.bot}'@'%'")
+    target = _mysql_target(my, my.group("readers"), ungrantable, credentials="generated")
+    provider = MysqlProvider({"DSN": my.dsn()}, marker_role=my.marker)
+
+    with pytest.raises(ProviderError) as raised:
+        provider.validate(target, live=True)
+
+    said = str(raised.value)
+    assert f"may not grant role {ungrantable} (needs WITH ADMIN OPTION" in said
+    assert f"may not grant role {my.marker}, which marks the accounts it creates" in said
+    assert f"role {my.prefix}readers" not in said
+    # What the check says is what the server does.
+    my.account(my.login(ALICE.email), "alices-own-password")
+    with pytest.raises(ProviderError, match="the server said"):
+        provider.grant(ALICE, _mysql_target(my, ungrantable), CONTEXT)
+
+
 def test_a_mysql_live_check_names_each_privilege_the_bot_lacks(my: MyServer) -> None:
     target = _mysql_target(my, my.group("readers"), credentials="generated")
     my.sql(f"REVOKE CREATE USER, PROCESS, CONNECTION ADMIN ON *.* FROM '{my.bot}'@'%'")
