@@ -114,8 +114,13 @@ class PostgresProvider(Provider):
             if found is None:
                 return  # never created, or dropped already: nothing to take away
             for group in postgres.grant_roles:
-                if roles.membership(connection, group, login) is not None:
-                    roles.revoke(connection, group, login)
+                held = roles.membership(connection, group, login)
+                if held is not None and not roles.revoke(connection, group, login):
+                    raise ProviderError(
+                        f"postgresql `{postgres.name}`: REVOKE {group} FROM {login} left "
+                        "the membership in place (on PostgreSQL 16+ the bot's login needs "
+                        "ADMIN OPTION on the role: docs/databases.md)"
+                    )
             if why := found.refusal(principal.email):
                 # Not the person's login (a failed grant's clean-up): its sessions and
                 # password are not the bot's to touch.

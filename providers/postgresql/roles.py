@@ -94,15 +94,16 @@ def create_login(connection: psycopg.Connection, name: str, email: str) -> None:
 
 def membership(connection: psycopg.Connection, group: str, login: str) -> bool | None:
     """Whether ``login`` is a direct member of ``group``: True if the bot granted it,
-    False if someone else did (standing), None if it is not a member."""
+    False if only others did (standing), None if it is not a member. (16+ keeps one
+    membership per grantor.)"""
     row = connection.execute(
-        "SELECT m.grantor = (SELECT oid FROM pg_roles WHERE rolname = current_user)"
+        "SELECT bool_or(m.grantor = (SELECT oid FROM pg_roles WHERE rolname = current_user))"
         " FROM pg_auth_members m"
         " JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member"
         " WHERE g.rolname = %s AND u.rolname = %s",
         (group, login),
     ).fetchone()
-    return None if row is None else bool(row[0])
+    return None if row is None or row[0] is None else bool(row[0])
 
 
 def grant(connection: psycopg.Connection, group: str, login: str) -> None:
@@ -111,10 +112,13 @@ def grant(connection: psycopg.Connection, group: str, login: str) -> None:
     )
 
 
-def revoke(connection: psycopg.Connection, group: str, login: str) -> None:
+def revoke(connection: psycopg.Connection, group: str, login: str) -> bool:
+    """REVOKE the bot's grant of ``group``; whether it is gone. 16+ revokes only the
+    grants the current role made and merely warns otherwise, so the server is asked."""
     connection.execute(
         sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(group), sql.Identifier(login))
     )
+    return membership(connection, group, login) is not True
 
 
 def has_memberships(connection: psycopg.Connection, login: str) -> bool:
