@@ -108,7 +108,8 @@ class Server:
         return [name for (name,) in self.execute(query, user)]
 
     def members(self, name: str) -> list[str]:
-        """The accounts on host % that hold role ``name`` directly (not as its admins)."""
+        """The accounts on host % that hold role ``name`` without ADMIN OPTION: the bot
+        never grants with it, so its own account (and a DBA's admins) are left out."""
         if self.mariadb:
             query = (
                 "SELECT User FROM mysql.roles_mapping"
@@ -118,6 +119,7 @@ class Server:
             query = (
                 "SELECT TO_USER FROM mysql.role_edges"
                 " WHERE FROM_USER = %s AND FROM_HOST = '%%' AND TO_HOST = '%%'"
+                " AND WITH_ADMIN_OPTION = 'N'"
             )
         return sorted(user for (user,) in self.execute(query, name))
 
