@@ -114,8 +114,9 @@ class PostgresProvider(Provider):
             if found is None:
                 return  # never created, or dropped already: nothing to take away
             for group in postgres.grant_roles:
+                # Only the bot's own grant: one a DBA made (standing) is never taken.
                 held = roles.membership(connection, group, login)
-                if held is not None and not roles.revoke(connection, group, login):
+                if held is True and not roles.revoke(connection, group, login):
                     raise ProviderError(
                         f"postgresql `{postgres.name}`: REVOKE {group} FROM {login} left "
                         "the membership in place (on PostgreSQL 16+ the bot's login needs "

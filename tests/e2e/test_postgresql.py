@@ -212,6 +212,24 @@ def test_standing_membership_is_left_alone(pg_bot: Callable[..., Bot], pg: PgSer
     assert pg.exists(alice)
 
 
+def test_a_membership_a_dba_granted_again_during_the_grant_is_standing_and_kept(
+    pg_bot: Callable[..., Bot], pg: PgServer
+) -> None:
+    readers, alice = pg.prefix + "readers", pg.login("alice@example.com")
+    bot = pg_bot(approvers=AUTO_APPROVE)
+    request_id = submit(bot, ALICE, "prod-support staging 1h INC-15")
+    assert pg.member(readers, alice)
+    # The DBA makes it theirs: the membership's grantor is no longer the bot's login.
+    pg.sql(f'REVOKE "{readers}" FROM "{alice}"')
+    pg.sql(f'GRANT "{readers}" TO "{alice}"')
+
+    click(bot, ALICE, "end_access", request_id)
+
+    assert bot.service.get(request_id).status == "revoked"
+    assert pg.member(readers, alice), "the bot takes away only what it granted"
+    assert pg.exists(alice)
+
+
 def test_an_email_that_is_not_a_plain_login_name_fails_the_grant_and_creates_nothing(
     pg_bot: Callable[..., Bot], pg: PgServer, slack: FakeSlack
 ) -> None:
