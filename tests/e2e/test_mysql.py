@@ -213,6 +213,33 @@ def test_a_login_template_that_names_a_role_or_the_bot_fails_the_grant(
     ]
 
 
+@pytest.mark.parametrize(
+    "email",
+    ["x';drop-user-root;--@example.com", "x`y@example.com", "x\\'@example.com", "x y@example.com"],
+)
+def test_an_email_that_is_not_a_plain_account_name_fails_the_grant_and_creates_nothing(
+    make_bot: Callable[..., Bot], my: MyServer, slack: FakeSlack, email: str
+) -> None:
+    readers = my.group("readers")
+    slack.add_user("UQUOTE", email, "quote")
+    unit = mysql_target(my, readers, credentials="generated")
+    bot = make_bot(
+        roles=roles_yaml(prod=unit, staging=unit, db_prod=unit, db_dev=unit),
+        approvers=AUTO_APPROVE,
+        providers={"mysql": MysqlProvider({DSN_ENV: my.dsn()}, marker_role=my.marker)},
+    )
+
+    request_id = submit(bot, "UQUOTE", "db-admin dev 1h INC-9")
+
+    assert bot.service.get(request_id).status == "failed"
+    told = str(bot.dms_to("UQUOTE"))
+    assert "cannot name a database login after the email" in told
+    assert "Traceback" not in told
+    made = my.sql("SELECT User, Host FROM mysql.user WHERE User LIKE %s", my.prefix + "%")
+    assert sorted(made) == sorted([(my.bot, "%"), (my.marker, ""), (readers, "")])
+    assert my.sql("SELECT 1 FROM mysql.user WHERE User = 'root'")
+
+
 def test_without_an_account_external_credentials_fail_the_grant_clearly(
     mysql_bot: Callable[..., Bot], my: MyServer
 ) -> None:
