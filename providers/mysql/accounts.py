@@ -23,6 +23,8 @@ from providers.mysql.target import MAX_NAME_MARIADB, MAX_NAME_MYSQL
 _NO_SUCH_THREAD = 1094
 #: MariaDB's answer to SET DEFAULT ROLE … FOR another account without UPDATE on mysql.*.
 _NO_ACCESS_TO_DATABASE = 1044
+#: "Operation CREATE USER failed": the account is there already.
+_CREATE_USER_FAILED = 1396
 # A line of SHOW GRANTS that gives privileges on everything: the names before ON *.*.
 _GLOBAL_GRANT = re.compile(r"GRANT (.+?) ON \*\.\* TO ")
 #: The global privileges that let an account see every connection, not only its own.
@@ -127,9 +129,16 @@ class Server:
         """An account whose password nobody knows (until a person asks for one), marked
         as the bot's."""
         self.execute(f"CREATE ROLE IF NOT EXISTS {role(marker)}")
-        self.execute(
-            f"CREATE USER {account(user)} IDENTIFIED BY {self.literal(generate_password())}"
-        )
+        try:
+            self.execute(
+                f"CREATE USER {account(user)} IDENTIFIED BY {self.literal(generate_password())}"
+            )
+        except pymysql.err.OperationalError as exc:
+            if exc.args[0] != _CREATE_USER_FAILED or not self.user_exists(user):
+                raise
+            # Another grant of the person's made it a moment ago, and marks it; an
+            # account someone else made is not marked as the bot's.
+            return
         self.execute(f"GRANT {role(marker)} TO {account(user)}")
 
     def grant(self, user: str, name: str) -> None:

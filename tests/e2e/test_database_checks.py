@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -188,3 +189,33 @@ def test_inventory_lists_what_the_bot_granted_and_never_standing_membership(
     provider.revoke(Principal(slack_user_id="", email=holding.email), holding.unit, CONTEXT)
     assert not pg.member(readers, pg.login("alice@example.com"))
     assert pg.member(readers, bob)
+
+
+def test_two_grants_creating_one_mysql_account_at_once_both_succeed(my: MyServer) -> None:
+    """Two requests of one person granted at the same moment race to CREATE USER; the
+    loser's 1396 ("Operation CREATE USER failed") is the account having just been made.
+    Raced thirty times: a pair races about one time in four or five here."""
+    readers = my.group("readers")
+    target = _mysql_target(my, readers, credentials="generated")
+    provider = MysqlProvider({"DSN": my.dsn()}, marker_role=my.marker)
+    failures: list[str] = []
+
+    def grant(who: Principal, start: threading.Barrier) -> None:
+        start.wait()
+        try:
+            provider.grant(who, target, CONTEXT)
+        except ProviderError as exc:
+            failures.append(str(exc))
+
+    for attempt in range(30):
+        who = Principal(slack_user_id="U1", email=f"p{attempt}@example.com")
+        start = threading.Barrier(2)
+        pair = [threading.Thread(target=grant, args=(who, start)) for _ in range(2)]
+        for thread in pair:
+            thread.start()
+        for thread in pair:
+            thread.join()
+
+    assert failures == []
+    assert all(my.holds(my.login(f"p{n}@example.com"), readers) for n in range(30))
+    assert all(my.holds(my.login(f"p{n}@example.com"), my.marker) for n in range(30))
