@@ -6,6 +6,10 @@ Two kinds of drift:
 - *unexplained*: a cloud assignment that no live jit-bot request accounts for (granted
   by hand, left behind, or standing access outside jit-bot);
 - *missing*: a grant the database thinks is active that the cloud no longer has.
+
+A holding is matched with a grant by email and target key, or, where the cloud names
+who holds it in its own words (a database login, ``Holding.principal``), by that name
+as the grant recorded it: the email is not always to be had from it.
 """
 
 from __future__ import annotations
@@ -42,6 +46,37 @@ class Finding:
     request_id: str | None = None
 
 
+@dataclass(frozen=True, order=True)
+class _Held:
+    """One unit someone holds, as a cloud listed it: by email, and where the cloud names
+    them so (a database login) by its own name for them, the grant's ``principal`` ('':
+    by email only)."""
+
+    email: str
+    principal: str
+    key: str
+
+
+@dataclass(frozen=True)
+class _Granted:
+    """What the live requests explain, by (email, key) and by (recorded principal, key);
+    ``active``: (email, principal, key) → (request id, description) of the grants the
+    clouds should show."""
+
+    emails: set[tuple[str, str]] = field(default_factory=set)
+    unrecorded: set[tuple[str, str]] = field(default_factory=set)  # principal not known yet
+    principals: set[tuple[str, str]] = field(default_factory=set)
+    active: dict[tuple[str, str, str], tuple[str, str]] = field(default_factory=dict)
+
+    def explains(self, held: _Held) -> bool:
+        # A holding named by the cloud's principal is explained by the grant recorded to
+        # that principal (not an email rebuilt from it), or by one still being made.
+        if not held.principal:
+            return (held.email, held.key) in self.emails
+        by_principal = (held.principal, held.key) in self.principals
+        return by_principal or (held.email, held.key) in self.unrecorded
+
+
 @dataclass(eq=False, kw_only=True)
 class DriftChecker:
     """Compares the clouds with the database; reports each finding once."""
@@ -55,8 +90,8 @@ class DriftChecker:
 
     def run(self) -> list[Finding]:
         """One comparison. Returns every current finding; reports the new ones."""
-        seen: dict[tuple[str, str], tuple[Provider, TargetSpec]] = {}
-        sources: dict[tuple[str, str], set[str | None]] = {}  # the grants the cloud names
+        seen: dict[_Held, tuple[Provider, TargetSpec]] = {}
+        sources: dict[_Held, set[str | None]] = {}  # the grants the cloud names
         checked_keys: set[str] = set()  # units whose holders the clouds listed
         for targets in self.config.targets.values():
             for target in targets:
@@ -72,34 +107,37 @@ class DriftChecker:
                 checked_keys |= {f"{provider.name}:{unit.key()}" for unit in units}
                 for holding in holdings:
                     key = f"{provider.name}:{holding.unit.key()}"
-                    seen[(holding.email.lower(), key)] = (provider, holding.unit)
-                    sources.setdefault((holding.email.lower(), key), set()).add(holding.request_id)
-        explained, active = self._database_view()
+                    held = _Held(holding.email.lower(), holding.principal or "", key)
+                    seen[held] = (provider, holding.unit)
+                    sources.setdefault(held, set()).add(holding.request_id)
+        view = self._database_view()
         findings = [
-            Finding("unexplained", email, provider.describe(unit))
-            for (email, key), (provider, unit) in sorted(seen.items())
-            if (email, key) not in explained
+            Finding("unexplained", held.email, provider.describe(unit))
+            for held, (provider, unit) in sorted(seen.items())
+            if not view.explains(held)
         ]
+        by_email = {(h.email, h.key) for h in seen if not h.principal}
+        by_principal = {(h.principal, h.key) for h in seen if h.principal}
         findings += [
             Finding("missing", email, description, request_id)
-            for (email, key), (request_id, description) in sorted(active.items())
-            if key in checked_keys and (email, key) not in seen
+            for (email, principal, key), (request_id, description) in sorted(view.active.items())
+            if key in checked_keys
+            and (email, key) not in by_email
+            and (principal, key) not in by_principal
         ]
         self._report(findings)
         if self.config.settings.revoke_unknown:
             self._remove(
                 [
-                    (email, seen[(email, key)], request_id)
-                    for (email, key) in seen
-                    if (email, key) not in explained
-                    for request_id in sorted(sources[(email, key)], key=str)
+                    (held, seen[held], request_id)
+                    for held in seen
+                    if not view.explains(held)
+                    for request_id in sorted(sources[held], key=str)
                 ]
             )
         return findings
 
-    def _database_view(
-        self,
-    ) -> tuple[set[tuple[str, str]], dict[tuple[str, str], tuple[str, str]]]:
+    def _database_view(self) -> _Granted:
         with self.sessions.begin() as session:
             rows = session.execute(
                 select(
@@ -110,17 +148,23 @@ class DriftChecker:
                     col(RequestTarget.status),
                     col(RequestTarget.preexisting),
                     col(RequestTarget.description),
+                    col(RequestTarget.principal),
                 )
                 .join(RequestTarget, col(RequestTarget.request_id) == col(AccessRequest.id))
                 .where(col(AccessRequest.status).in_(_LIVE))
             ).all()
-        explained = {(email.lower(), key) for _, email, _, key, _, _, _ in rows}
-        active = {
-            (email.lower(), key): (request_id, description)
-            for request_id, email, status, key, target_status, preexisting, description in rows
-            if status == Status.ACTIVE and target_status == TargetStatus.GRANTED and not preexisting
-        }
-        return explained, active
+        granted = _Granted()
+        for request_id, email, status, key, target_status, preexisting, what, principal in rows:
+            email = email.lower()
+            granted.emails.add((email, key))
+            if principal:
+                granted.principals.add((principal, key))
+            else:
+                granted.unrecorded.add((email, key))
+            granted_now = status == Status.ACTIVE and target_status == TargetStatus.GRANTED
+            if granted_now and not preexisting:
+                granted.active[(email, principal or "", key)] = (request_id, what)
+        return granted
 
     def _report(self, findings: list[Finding]) -> None:
         new = [f for f in findings if f not in self._reported]
@@ -138,21 +182,25 @@ class DriftChecker:
         )
 
     def _remove(
-        self, unexplained: list[tuple[str, tuple[Provider, TargetSpec], str | None]]
+        self, unexplained: list[tuple[_Held, tuple[Provider, TargetSpec], str | None]]
     ) -> None:
         now = self.clock.now()
-        for email, (provider, unit), request_id in unexplained:
-            # Where the cloud names the grant an access came from, remove that grant.
+        for held, (provider, unit), request_id in unexplained:
+            # Where the cloud names the grant an access came from, remove that grant; where
+            # it names who holds it (a database login), remove it from exactly that one.
             context = GrantContext(request_id or "drift", "", "", "revoke_unknown", now)
+            principal = Principal(
+                slack_user_id="", email=held.email, recorded=held.principal or None
+            )
             error: str | None = None
             try:
-                provider.revoke(Principal(slack_user_id="", email=email), unit, context)
+                provider.revoke(principal, unit, context)
             except ProviderError as exc:
                 outcome, error = AuditAction.DRIFT_REVOKE_FAILED, str(exc)
             else:
                 outcome = AuditAction.DRIFT_REVOKED
             self._record(
-                outcome, {"email": email, "target": provider.describe(unit), "error": error}
+                outcome, {"email": held.email, "target": provider.describe(unit), "error": error}
             )
 
     def _record(self, action: AuditAction, details: dict[str, Any]) -> None:

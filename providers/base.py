@@ -78,6 +78,11 @@ class Holding:
     #: The jit-bot request the cloud says this access came from, where it records one
     #: (a GCP binding's condition title); drift's clean-up removes exactly that grant.
     request_id: str | None = None
+    #: Who holds it in the cloud's own words, where the email is not enough to find them
+    #: (a database login: a ``{local}`` template drops the domain, and a template may
+    #: have changed since): matched with the grant's recorded ``GrantOutcome.principal``,
+    #: and what drift's clean-up revokes from.
+    principal: str | None = None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ statement), and again by each driver's identifier quoting when the statement is 
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from typing import Annotated, Literal
@@ -53,6 +54,16 @@ class DatabaseTarget(TargetSpec):
     #: certificates); ``generated``: the bot sets a password on request, valid until expiry.
     credentials: Literal["external", "generated"] = "external"
 
+    def key(self) -> str:
+        # The access a unit gives is its role on its server, to the login its template
+        # makes: two targets that differ in name, database, end_sessions or credentials
+        # grant the same membership, so another grant still needing it keeps it, and
+        # drift finds it explained by either.
+        fields = self.model_dump(
+            mode="json", include={"provider", "dsn_env", "login_template", "grant_roles"}
+        )
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"))
+
     @field_validator("name")
     @classmethod
     def _name_is_one_clean_line(cls, value: str) -> str:
@@ -95,7 +106,8 @@ def login_name(template: str, email: str, *, max_length: int) -> str:
 
 def email_of(template: str, login: str) -> str:
     """The email a login was named after, where the template keeps all of it; otherwise
-    the login itself (a ``{local}`` template drops the domain)."""
+    the login itself (a ``{local}`` template drops the domain). For people to read only:
+    drift matches and revokes by the login (``Holding.principal``)."""
     if "{email}" not in template:
         return login
     prefix, suffix = template.split("{email}")

@@ -9,6 +9,7 @@ drops, and drift lists only such accounts.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,12 @@ from providers.mysql.target import MAX_NAME_MARIADB, MAX_NAME_MYSQL
 _NO_SUCH_THREAD = 1094
 #: MariaDB's answer to SET DEFAULT ROLE … FOR another account without UPDATE on mysql.*.
 _NO_ACCESS_TO_DATABASE = 1044
+#: "Operation CREATE USER failed": the account is there already.
+_CREATE_USER_FAILED = 1396
+# A line of SHOW GRANTS that gives privileges on everything: the names before ON *.*.
+_GLOBAL_GRANT = re.compile(r"GRANT (.+?) ON \*\.\* TO ")
+#: The global privileges that let an account see every connection, not only its own.
+SEE_EVERY_CONNECTION = frozenset({"PROCESS", "ALL PRIVILEGES"})
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,34 @@ class Server:
         """A string value, escaped and quoted by PyMySQL for this connection."""
         return str(self.connection.escape(value))
 
+    def privileges(self) -> set[str]:
+        """The bot's own privileges on ``*.*``, by name (upper case). Only the names are
+        read: a line of SHOW GRANTS can carry a password hash."""
+        found: set[str] = set()
+        for (line,) in self.execute("SHOW GRANTS"):
+            granted = _GLOBAL_GRANT.match(str(line).upper())
+            if granted:
+                found |= {name.strip() for name in granted.group(1).split(",")}
+        return found
+
+    def refusal(self, user: str) -> str | None:
+        """Why ``'user'@'%'`` is not a person's account to grant to, if it is not: a
+        template can name a role (what it is granted reaches its members) or the bot's
+        own account."""
+        if f"{user}@%" == str(_one(self.connection, "SELECT CURRENT_USER()")):
+            return "it is jit-bot's own account"
+        if self.mariadb:
+            query = "SELECT 1 FROM mysql.user WHERE User = %s AND is_role = 'Y'"
+            named: tuple[str, ...] = (user,)
+        else:  # a role is a locked account without a password, or one granted as a role
+            query = (
+                "SELECT 1 FROM mysql.user WHERE User = %s AND Host = '%%'"
+                " AND account_locked = 'Y' AND authentication_string = ''"
+                " UNION SELECT 1 FROM mysql.role_edges WHERE FROM_USER = %s AND FROM_HOST = '%%'"
+            )
+            named = (user, user)
+        return "it is a role, not a person's account" if self.execute(query, *named) else None
+
     def user_exists(self, user: str) -> bool:
         return bool(self.execute("SELECT 1 FROM mysql.user WHERE User = %s AND Host = '%%'", user))
 
@@ -75,7 +110,8 @@ class Server:
         return [name for (name,) in self.execute(query, user)]
 
     def members(self, name: str) -> list[str]:
-        """The accounts on host % that hold role ``name`` directly (not as its admins)."""
+        """The accounts on host % that hold role ``name`` without ADMIN OPTION: the bot
+        never grants with it, so its own account (and a DBA's admins) are left out."""
         if self.mariadb:
             query = (
                 "SELECT User FROM mysql.roles_mapping"
@@ -85,6 +121,7 @@ class Server:
             query = (
                 "SELECT TO_USER FROM mysql.role_edges"
                 " WHERE FROM_USER = %s AND FROM_HOST = '%%' AND TO_HOST = '%%'"
+                " AND WITH_ADMIN_OPTION = 'N'"
             )
         return sorted(user for (user,) in self.execute(query, name))
 
@@ -92,9 +129,16 @@ class Server:
         """An account whose password nobody knows (until a person asks for one), marked
         as the bot's."""
         self.execute(f"CREATE ROLE IF NOT EXISTS {role(marker)}")
-        self.execute(
-            f"CREATE USER {account(user)} IDENTIFIED BY {self.literal(generate_password())}"
-        )
+        try:
+            self.execute(
+                f"CREATE USER {account(user)} IDENTIFIED BY {self.literal(generate_password())}"
+            )
+        except pymysql.err.OperationalError as exc:
+            if exc.args[0] != _CREATE_USER_FAILED or not self.user_exists(user):
+                raise
+            # Another grant of the person's made it a moment ago, and marks it; an
+            # account someone else made is not marked as the bot's.
+            return
         self.execute(f"GRANT {role(marker)} TO {account(user)}")
 
     def grant(self, user: str, name: str) -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from providers.base import Credentials, GrantOutcome, Holding, Provider, ProviderError
 from providers.dblogins import email_of, generate_password, login_name, one_unit_per_role
-from providers.mysql.accounts import Server
+from providers.mysql.accounts import SEE_EVERY_CONNECTION, Server
 from providers.mysql.calls import MysqlCalls
 from providers.mysql.target import MysqlTarget, as_mysql
 
@@ -58,7 +58,9 @@ class MysqlProvider(Provider):
             return []
         from providers.mysql.checks import check_server  # only `check --live` needs it
 
-        return self.calls.run(mysql, lambda connection: check_server(Server.of(connection), mysql))
+        return self.calls.run(
+            mysql, lambda connection: check_server(Server.of(connection), mysql, self.marker)
+        )
 
     def expand(self, target: TargetSpec) -> list[TargetSpec]:
         return list(one_unit_per_role(as_mysql(target)))
@@ -81,6 +83,12 @@ class MysqlProvider(Provider):
         def work(connection: Any) -> GrantOutcome:
             server = Server.of(connection)
             user = self._login(mysql, principal, server.max_name)
+            if why := server.refusal(user):
+                raise ProviderError(
+                    f"mysql `{mysql.name}`: '{user}'@'%' is not {principal.email.lower()}'s "
+                    f"own account ({why}), so jit-bot grants nothing to it; check the "
+                    "target's login_template"
+                )
             if not server.user_exists(user):
                 if mysql.credentials != "generated":
                     raise ProviderError(
@@ -111,10 +119,23 @@ class MysqlProvider(Provider):
             user = principal.recorded or self._login(mysql, principal, server.max_name)
             if not server.user_exists(user):
                 return
+            if why := server.refusal(user):
+                # A failed grant's clean-up: nothing was granted to it, and its
+                # connections are not the bot's to kill.
+                log.warning("mysql `%s`: left '%s'@'%%' alone: %s", mysql.name, user, why)
+                return
             for name in mysql.grant_roles:
                 if server.has_role(user, name):
                     server.revoke(user, name)
             if mysql.end_sessions:
+                # Without PROCESS the process list shows the bot only its own
+                # connections: none of the person's would be killed, silently.
+                if not server.privileges() & SEE_EVERY_CONNECTION:
+                    raise ProviderError(
+                        f"mysql `{mysql.name}`: the role is revoked, but the bot's account "
+                        f"lacks PROCESS, so it cannot see (or kill) the open connections of "
+                        f"'{user}'@'%'; grant it PROCESS ON *.* (docs/databases.md)"
+                    )
                 ended = server.end_sessions(user)
                 if ended:
                     log.info("mysql `%s`: ended %d connection(s) of %s", mysql.name, ended, user)
@@ -180,7 +201,7 @@ class MysqlProvider(Provider):
             server = Server.of(connection)
             ours = set(server.members(self.marker))
             return [
-                Holding(email=email_of(mysql.login_template, user), unit=unit)
+                Holding(email=email_of(mysql.login_template, user), unit=unit, principal=user)
                 for unit in one_unit_per_role(mysql)
                 for user in server.members(unit.grant_roles[0])
                 if user in ours

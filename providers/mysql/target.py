@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import field_validator
+
 from providers.base import TargetSpec
 from providers.dblogins import DatabaseTarget
 
@@ -18,6 +20,18 @@ class MysqlTarget(DatabaseTarget):
     (``'login'@'%'``)."""
 
     provider: Literal["mysql"]
+
+    @field_validator("end_sessions")
+    @classmethod
+    def _sessions_end(cls, value: bool) -> bool:
+        # Unlike PostgreSQL's, a MySQL or MariaDB session keeps a role it took (SET ROLE,
+        # or a default role) after REVOKE: only killing the connection ends the access.
+        if not value:
+            raise ValueError(
+                "cannot be false for mysql: an open connection keeps a role it took after "
+                "REVOKE, so revoked access would go on working; leave end_sessions out"
+            )
+        return value
 
 
 def as_mysql(target: TargetSpec) -> MysqlTarget:

@@ -79,6 +79,12 @@ class PostgresProvider(Provider):
             found = roles.find_login(connection, login)
             if found is None:
                 roles.create_login(connection, login, principal.email.lower())
+            elif why := found.refusal(principal.email):
+                raise ProviderError(
+                    f"postgresql `{postgres.name}`: {login} is not {principal.email.lower()}'s "
+                    f"own login ({why}), so jit-bot grants nothing to it; check the target's "
+                    "login_template"
+                )
             elif found.created_by_bot:
                 roles.enable_login(connection, login)
             standing = []
@@ -108,15 +114,30 @@ class PostgresProvider(Provider):
             if found is None:
                 return  # never created, or dropped already: nothing to take away
             for group in postgres.grant_roles:
-                if roles.membership(connection, group, login) is not None:
-                    roles.revoke(connection, group, login)
+                # Only the bot's own grant: one a DBA made (standing) is never taken.
+                held = roles.membership(connection, group, login)
+                if held is True and not roles.revoke(connection, group, login):
+                    raise ProviderError(
+                        f"postgresql `{postgres.name}`: REVOKE {group} FROM {login} left "
+                        "the membership in place (on PostgreSQL 16+ the bot's login needs "
+                        "ADMIN OPTION on the role: docs/databases.md)"
+                    )
+            if why := found.refusal(principal.email):
+                # Not the person's login (a failed grant's clean-up): its sessions and
+                # password are not the bot's to touch.
+                log.warning(
+                    "postgresql `%s`: left %s's sessions alone: %s", postgres.name, login, why
+                )
+                return
             if postgres.end_sessions:
                 ended = roles.end_sessions(connection, login)
                 if ended:
                     log.info(
                         "postgresql `%s`: ended %d session(s) of %s", postgres.name, ended, login
                     )
-            if found.created_by_bot and not roles.has_memberships(connection, login):
+            if not found.created_by_bot:
+                return  # a DBA's login keeps its password: it was never the bot's to set
+            if not roles.has_memberships(connection, login):
                 if not roles.drop_login(connection, login):
                     log.warning(
                         "postgresql `%s`: %s owns objects, so it was set NOLOGIN, not dropped",
@@ -130,15 +151,19 @@ class PostgresProvider(Provider):
 
     def extend(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
         """A generated password ends with the access: an extension moves its VALID UNTIL
-        (PostgreSQL's own end, should the bot be down when the access ends)."""
+        (PostgreSQL's own end, should the bot be down when the access ends), on a login
+        the bot created only."""
         postgres = as_postgres(target)
         if postgres.credentials != "generated":
             return
         login = principal.recorded or self.login(principal, postgres)
-        self.calls.run(
-            postgres,
-            lambda connection: roles.move_valid_until(connection, login, context.expires_at),
-        )
+
+        def work(connection: psycopg.Connection) -> None:
+            found = roles.find_login(connection, login)
+            if found is not None and found.created_by_bot:
+                roles.move_valid_until(connection, login, context.expires_at)
+
+        self.calls.run(postgres, work)
 
     def issue_credentials(
         self, principal: Principal, target: TargetSpec, context: GrantContext
@@ -150,6 +175,15 @@ class PostgresProvider(Provider):
         password = generate_password()
 
         def work(connection: psycopg.Connection) -> None:
+            found = roles.find_login(connection, login)
+            if found is None or not found.created_by_bot:
+                # A login a DBA made keeps the DBA's password (and its VALID UNTIL),
+                # which revoke would not take back.
+                raise ProviderError(
+                    f"postgresql `{postgres.name}`: the login {login} was not created by "
+                    "jit-bot, so its password is not the bot's to set; log in as you "
+                    "usually do"
+                )
             # The grant is checked on the server too: a login whose roles were taken
             # away (by drift's clean-up, by a DBA) gets no password.
             missing = [
@@ -184,7 +218,11 @@ class PostgresProvider(Provider):
 
         def work(connection: psycopg.Connection) -> list[Holding]:
             return [
-                Holding(email=email or email_of(postgres.login_template, login), unit=unit)
+                Holding(
+                    email=email or email_of(postgres.login_template, login),
+                    unit=unit,
+                    principal=login,
+                )
                 for unit in one_unit_per_role(postgres)
                 for login, email in roles.members_granted_by_bot(connection, unit.grant_roles[0])
             ]

@@ -20,19 +20,64 @@ CREATED_MARK = "jit-bot: created for "
 
 @dataclass(frozen=True)
 class Login:
-    """A login role as the server has it."""
+    """A role as the server has it, with what tells a person's login from anything else."""
 
     name: str
-    created_by_bot: bool
+    #: The email its creation comment names, if the bot created it; else None.
+    created_for: str | None
+    can_login: bool
+    superuser: bool
+    createrole: bool
+    bypassrls: bool
+    #: Whether any role is a member of it (and so would gain what it is granted).
+    has_members: bool
+    is_me: bool
+
+    @property
+    def created_by_bot(self) -> bool:
+        return self.created_for is not None
+
+    def refusal(self, email: str) -> str | None:
+        """Why this role is not ``email``'s own login to grant to, if it is not: a
+        template can name a group role, a system role or the bot itself, and what is
+        granted to those reaches whoever holds them."""
+        if self.is_me:
+            return "it is jit-bot's own login"
+        if self.name.startswith("pg_"):
+            return "it is one of PostgreSQL's own roles"
+        if self.created_for is not None and self.created_for != email.lower():
+            return f"jit-bot created it for {self.created_for}"
+        # A login the bot made and could not drop was set NOLOGIN: it may log in again.
+        if not (self.can_login or self.created_by_bot):
+            return "it cannot log in (a group role, not a person's login)"
+        if self.superuser:
+            return "it is a superuser"
+        if self.createrole or self.bypassrls:
+            return "it has CREATEROLE or BYPASSRLS"
+        if self.has_members:
+            return "it has members, who would gain what it is granted"
+        return None
 
 
 def find_login(connection: psycopg.Connection, name: str) -> Login | None:
+    # On 16+ a role that creates a login is made its admin (neither INHERIT nor SET): such
+    # a membership gives nothing, so it does not count. Read through to_jsonb, as the
+    # columns are missing before 16 (where every membership counts).
     row = connection.execute(
-        "SELECT rolname, coalesce(shobj_description(oid, 'pg_authid'), '') LIKE %s"
-        " FROM pg_roles WHERE rolname = %s",
-        (CREATED_MARK + "%", name),
+        "SELECT r.rolname, coalesce(shobj_description(r.oid, 'pg_authid'), ''),"
+        " r.rolcanlogin, r.rolsuper, r.rolcreaterole, r.rolbypassrls,"
+        " EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.roleid = r.oid AND coalesce("
+        "   (to_jsonb(m) ->> 'inherit_option')::bool OR (to_jsonb(m) ->> 'set_option')::bool,"
+        "   true)),"
+        " r.rolname = current_user"
+        " FROM pg_roles r WHERE r.rolname = %s",
+        (name,),
     ).fetchone()
-    return Login(row[0], bool(row[1])) if row else None
+    if row is None:
+        return None
+    comment = str(row[1])
+    created_for = comment.removeprefix(CREATED_MARK) if comment.startswith(CREATED_MARK) else None
+    return Login(row[0], created_for, *(bool(value) for value in row[2:]))
 
 
 def create_login(connection: psycopg.Connection, name: str, email: str) -> None:
@@ -49,15 +94,16 @@ def create_login(connection: psycopg.Connection, name: str, email: str) -> None:
 
 def membership(connection: psycopg.Connection, group: str, login: str) -> bool | None:
     """Whether ``login`` is a direct member of ``group``: True if the bot granted it,
-    False if someone else did (standing), None if it is not a member."""
+    False if only others did (standing), None if it is not a member. (16+ keeps one
+    membership per grantor.)"""
     row = connection.execute(
-        "SELECT m.grantor = (SELECT oid FROM pg_roles WHERE rolname = current_user)"
+        "SELECT bool_or(m.grantor = (SELECT oid FROM pg_roles WHERE rolname = current_user))"
         " FROM pg_auth_members m"
         " JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member"
         " WHERE g.rolname = %s AND u.rolname = %s",
         (group, login),
     ).fetchone()
-    return None if row is None else bool(row[0])
+    return None if row is None or row[0] is None else bool(row[0])
 
 
 def grant(connection: psycopg.Connection, group: str, login: str) -> None:
@@ -66,10 +112,13 @@ def grant(connection: psycopg.Connection, group: str, login: str) -> None:
     )
 
 
-def revoke(connection: psycopg.Connection, group: str, login: str) -> None:
+def revoke(connection: psycopg.Connection, group: str, login: str) -> bool:
+    """REVOKE the bot's grant of ``group``; whether it is gone. 16+ revokes only the
+    grants the current role made and merely warns otherwise, so the server is asked."""
     connection.execute(
         sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(group), sql.Identifier(login))
     )
+    return membership(connection, group, login) is not True
 
 
 def has_memberships(connection: psycopg.Connection, login: str) -> bool:

@@ -233,6 +233,33 @@ def test_someone_elses_request_id_and_an_ended_grant_get_no_password(
     assert "credentials_shown" not in actions
 
 
+def test_a_login_the_bot_did_not_create_keeps_its_password_and_valid_until_throughout(
+    pg_bot: Callable[..., Bot], pg: PgServer
+) -> None:
+    alice = pg.login("alice@example.com")
+    bot = pg_bot()
+    dba_until = bot.clock.now() + timedelta(minutes=30)
+    pg.sql(f"CREATE ROLE \"{alice}\" LOGIN PASSWORD 'the-dbas-own' VALID UNTIL '{dba_until}'")
+    before = _stored(pg, alice)
+    request_id = submit(bot, ALICE, "prod-support staging 1h INC-13")
+    assert bot.service.get(request_id).status == "active"
+
+    answer = show_credentials(bot, ALICE, request_id)
+
+    assert "was not created by jit-bot" in answer["text"]
+    assert "password `" not in str(answer.get("blocks", ""))
+    bot.command(ALICE, f"extend {request_id} 2h the migration runs long")
+    bot.settle()
+    assert bot.service.get(request_id).status == "active"
+    assert _stored(pg, alice) == before
+
+    click(bot, ALICE, "end_access", request_id)
+
+    assert bot.service.get(request_id).status == "revoked"
+    assert not pg.member(pg.prefix + "readers", alice)
+    assert _stored(pg, alice) == before, "the DBA's password and its end are the DBA's"
+
+
 def test_a_grant_with_external_credentials_has_no_button_and_refuses_the_click(
     pg_bot: Callable[..., Bot], pg: PgServer
 ) -> None:

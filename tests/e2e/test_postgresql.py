@@ -41,14 +41,13 @@ def pg() -> Iterator[PgServer]:
     server.close()
 
 
-def pg_target(pg: PgServer, *groups: str, **fields: str) -> str:
+def pg_target(pg: PgServer, *groups: str, name: str = "orders-prod", **fields: str) -> str:
     return target(
         "postgresql",
-        name="orders-prod",
+        name=name,
         dsn_env=DSN_ENV,
         grant_roles="[" + ", ".join(f'"{g}"' for g in groups) + "]",
-        login_template=f'"{pg.template}"',
-        **fields,
+        **{"login_template": f'"{pg.template}"', **fields},
     )
 
 
@@ -168,6 +167,35 @@ def test_overlapping_grants_keep_the_shared_role_until_the_last_one_ends(
     assert not pg.exists(alice)
 
 
+def test_differently_named_targets_that_grant_one_role_share_it_until_the_last_grant_ends(
+    make_bot: Callable[..., Bot], pg: PgServer
+) -> None:
+    readers, writers = pg.group("readers"), pg.group("writers")
+    alice = pg.login("alice@example.com")
+    read = pg_target(pg, readers, name="orders-read")
+    admin = pg_target(pg, readers, writers, name="orders-admin")
+    bot = make_bot(
+        roles=roles_yaml(prod=read, staging=read, db_prod=admin, db_dev=admin),
+        approvers=AUTO_APPROVE + "  revoke_unknown: true\n",
+        providers={"postgresql": PostgresProvider({DSN_ENV: pg.dsn()})},
+    )
+    support = submit(bot, ALICE, "prod-support staging 1h INC-1")
+    fix = submit(bot, ALICE, "db-admin dev 1h INC-2")
+    assert bot.runtime.drift.run() == []
+
+    click(bot, ALICE, "end_access", fix)
+
+    assert pg.member(readers, alice), "readers is still needed by orders-read"
+    assert not pg.member(writers, alice)
+    assert bot.runtime.drift.run() == []
+    assert pg.member(readers, alice), "drift explains it by orders-read's grant"
+
+    click(bot, ALICE, "end_access", support)
+
+    assert not pg.member(readers, alice)
+    assert not pg.exists(alice)
+
+
 def test_standing_membership_is_left_alone(pg_bot: Callable[..., Bot], pg: PgServer) -> None:
     readers, alice = pg.prefix + "readers", pg.login("alice@example.com")
     pg.sql(f'CREATE ROLE "{alice}" LOGIN')
@@ -181,6 +209,24 @@ def test_standing_membership_is_left_alone(pg_bot: Callable[..., Bot], pg: PgSer
 
     assert pg.member(readers, alice)
     assert not pg.member(pg.prefix + "writers", alice)
+    assert pg.exists(alice)
+
+
+def test_a_membership_a_dba_granted_again_during_the_grant_is_standing_and_kept(
+    pg_bot: Callable[..., Bot], pg: PgServer
+) -> None:
+    readers, alice = pg.prefix + "readers", pg.login("alice@example.com")
+    bot = pg_bot(approvers=AUTO_APPROVE)
+    request_id = submit(bot, ALICE, "prod-support staging 1h INC-15")
+    assert pg.member(readers, alice)
+    # The DBA makes it theirs: the membership's grantor is no longer the bot's login.
+    pg.sql(f'REVOKE "{readers}" FROM "{alice}"')
+    pg.sql(f'GRANT "{readers}" TO "{alice}"')
+
+    click(bot, ALICE, "end_access", request_id)
+
+    assert bot.service.get(request_id).status == "revoked"
+    assert pg.member(readers, alice), "the bot takes away only what it granted"
     assert pg.exists(alice)
 
 
@@ -201,6 +247,67 @@ def test_an_email_that_is_not_a_plain_login_name_fails_the_grant_and_creates_not
         pg.prefix + n for n in ("bot", "readers", "writers")
     )
     assert pg.exists("postgres")
+
+
+# What a {local} login may turn out to be on the server: (the email's local part, the
+# DBA's SQL, how the refusal says why).
+NOT_A_PERSONS_LOGIN = {
+    "a group role with members": (
+        "team",
+        'CREATE ROLE "{login}" LOGIN; GRANT "{login}" TO "{other}"',
+        "has members",
+    ),
+    "a role that cannot log in": ("team", 'CREATE ROLE "{login}" NOLOGIN', "cannot log in"),
+    "a superuser": ("team", 'CREATE ROLE "{login}" LOGIN SUPERUSER', "is a superuser"),
+    "a role that may create roles": (
+        "team",
+        'CREATE ROLE "{login}" LOGIN CREATEROLE',
+        "CREATEROLE",
+    ),
+    "a role that bypasses row security": (
+        "team",
+        'CREATE ROLE "{login}" LOGIN BYPASSRLS',
+        "BYPASSRLS",
+    ),
+    "the bot's own login": ("bot", "", "is jit-bot's own login"),
+    "a login the bot made for another email": (
+        "team",
+        'CREATE ROLE "{login}" LOGIN;'
+        " COMMENT ON ROLE \"{login}\" IS 'jit-bot: created for team@elsewhere.example'",
+        "jit-bot created it for team@elsewhere.example",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_A_PERSONS_LOGIN))
+def test_a_login_template_that_names_a_role_other_than_the_persons_login_fails_the_grant(
+    make_bot: Callable[..., Bot], pg: PgServer, slack: FakeSlack, case: str
+) -> None:
+    local, setup, why = NOT_A_PERSONS_LOGIN[case]
+    readers, other, login = pg.group("readers"), pg.login("carol"), pg.login(local)
+    pg.sql(f'CREATE ROLE "{other}" LOGIN')
+    for statement in filter(None, setup.format(login=login, other=other).split("; ")):
+        pg.sql(statement)
+    [(can_login,)] = pg.sql("SELECT rolcanlogin FROM pg_roles WHERE rolname = %s", login)
+    session = pg.connect(login) if can_login else None
+    slack.add_user("UTEAM", f"{local}@example.com", local)
+    unit = pg_target(pg, readers, login_template=f'"{pg.prefix}{{local}}"')
+    bot = make_bot(
+        roles=roles_yaml(prod=unit, staging=unit, db_prod=unit, db_dev=unit),
+        approvers=AUTO_APPROVE,
+        providers={"postgresql": PostgresProvider({DSN_ENV: pg.dsn()})},
+    )
+
+    request_id = submit(bot, "UTEAM", "db-admin dev 1h INC-14")
+
+    assert bot.service.get(request_id).status == "failed"
+    told = str(bot.dms_to("UTEAM"))
+    assert f"{login} is not {local}@example.com's own login" in told and why in told
+    assert not pg.member(readers, login)
+    assert pg.sql("SELECT pg_has_role(%s, %s, 'USAGE')", other, readers) == [(False,)]
+    if session is not None:  # the failed grant's clean-up ended none of its sessions
+        assert session.execute("SELECT 1").fetchone() == (1,)
+        session.close()
 
 
 def test_roles_and_emails_with_signs_are_quoted_and_granted(
