@@ -15,7 +15,6 @@ retryable ProviderError, so a revocation is swept again until it lands.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -26,7 +25,7 @@ from kubernetes import client
 from providers.aws.calls import AwsClients
 from providers.base import GrantOutcome, Holding, Provider, ProviderError
 from providers.kubernetes import bindings
-from providers.kubernetes.bindings import REQUEST, REQUESTER, SELECTOR, Seen
+from providers.kubernetes.bindings import REQUEST, SELECTOR, Seen
 from providers.kubernetes.calls import AlreadyExists, KubeCalls
 from providers.kubernetes.clusters import KubeClusters
 from providers.kubernetes.eks import EksAccess
@@ -111,12 +110,29 @@ class KubernetesProvider(Provider):
         return GrantOutcome(detail=f"bound to user {user}", principal=user)
 
     def revoke(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
-        """Delete this request's bindings of the ClusterRole, found by label and request
-        annotation (whatever they are named); none left is success."""
+        """Delete the bindings of the ClusterRole this request made for this person on this
+        unit, found by label and annotations (whatever they are named); none left is
+        success. A binding of the request made for someone else that names this person
+        (drift's clean-up of a subject added by hand) is left for a person, loudly: deleting
+        it would end the requester's own grant."""
         kube = as_kubernetes(target)
+        requester, user = principal.email.lower(), kube.user(principal.email)
         for place in self._places(kube):
-            for seen in self._of_request(place, kube, context.request_id):
-                place.delete(seen)
+            found = self._of_request(place, kube, context.request_id)
+            for seen in found:
+                if seen.requester == requester:
+                    place.delete(seen)
+            strays = [
+                seen.name
+                for seen in found
+                if seen.requester != requester and {user, requester} & set(seen.users)
+            ]
+            if strays:
+                raise ProviderError(
+                    f"{place.label}: {place.kind} {', '.join(strays)} of request "
+                    f"{context.request_id} binds {user} but was made for someone else; "
+                    "jit-bot leaves it alone: remove that subject by hand"
+                )
 
     def extend(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
         """The bindings carry the new expiry (the bot's own revocation, rescheduled, is
@@ -147,19 +163,24 @@ class KubernetesProvider(Provider):
         )
 
     def inventory(self, target: TargetSpec) -> list[Holding] | None:
-        """Who holds the ClusterRole through a jit-bot binding, per unit. Bindings others
-        made are not jit-bot's business, so not drift."""
+        """Who holds the ClusterRole through a jit-bot binding, per unit: every subject of
+        the binding, under the requester's email only where it is the user the requester
+        was bound as (so a subject added or swapped in by hand is nobody's grant). Bindings
+        others made are not jit-bot's business, so not drift."""
         kube = as_kubernetes(target)
         found = []
-        for unit in self.expand(kube):
-            [place] = self._places(as_kubernetes(unit))
+        for spec in self.expand(kube):
+            unit = as_kubernetes(spec)
+            [place] = self._places(unit)
             for seen in place.find(SELECTOR):
-                if not seen.ours() or seen.cluster_role != kube.cluster_role:
+                request_id = seen.annotations.get(REQUEST, "")
+                if not seen.for_unit(request_id, kube.cluster_role, _unit(unit, place)):
                     continue
-                for user in seen.users:
-                    email = seen.annotations.get(REQUESTER) or kube.email_of(user) or user
+                for kind, name in seen.subjects:
                     found.append(
-                        Holding(email=email, unit=unit, request_id=seen.annotations[REQUEST])
+                        Holding(
+                            email=_holder(unit, seen, kind, name), unit=unit, request_id=request_id
+                        )
                     )
         return found
 
@@ -178,10 +199,13 @@ class KubernetesProvider(Provider):
     ) -> bool:
         """Bind the ClusterRole to ``user`` there; True when someone else's binding gives
         it already (standing access: nothing is written)."""
+        unit = _unit(kube, place)
         if self._standing(place, kube, user):
             return True
-        for name in _names(context.request_id, kube.cluster_role):
-            meta = bindings.metadata(name, context.request_id, principal.email, context.expires_at)
+        for name in _names(context.request_id, unit):
+            meta = bindings.metadata(
+                name, context.request_id, principal.email, context.expires_at, unit
+            )
             try:
                 place.create(
                     meta, bindings.role_ref(kube.cluster_role), [bindings.user_subject(user)]
@@ -189,12 +213,14 @@ class KubernetesProvider(Provider):
                 return False
             except AlreadyExists:
                 seen = place.read(name)
-            if seen is not None and seen.of_request(context.request_id, kube.cluster_role, user):
+            if seen is not None and seen.of_request(
+                context.request_id, kube.cluster_role, user, unit
+            ):
                 return False  # granted already: a retried call of this request
             if seen is None or seen.annotations.get(REQUEST) != context.request_id:
                 break
-            # The same request binds another ClusterRole there under this name: next name.
-        name = _names(context.request_id, kube.cluster_role)[0]
+            # The same request binds another unit there under this name: next name.
+        name = _names(context.request_id, unit)[0]
         raise ProviderError(
             f"{place.label}: a {place.kind} named {name} exists that jit-bot did not make "
             "for this request; remove or rename it"
@@ -204,12 +230,11 @@ class KubernetesProvider(Provider):
         return any(seen.gives(kube.cluster_role, user) and not seen.ours() for seen in place.find())
 
     def _of_request(self, place: Place, kube: KubernetesTarget, request_id: str) -> list[Seen]:
+        unit = _unit(kube, place)
         return [
             seen
             for seen in place.find(SELECTOR)
-            if seen.ours()
-            and seen.annotations.get(REQUEST) == request_id
-            and seen.cluster_role == kube.cluster_role
+            if seen.for_unit(request_id, kube.cluster_role, unit)
         ]
 
     def _api(self, kube: KubernetesTarget) -> client.ApiClient:
@@ -225,11 +250,27 @@ class KubernetesProvider(Provider):
         ]
 
 
-def _names(request_id: str, cluster_role: str) -> list[str]:
+def _names(request_id: str, unit: str) -> list[str]:
     """The binding's name, ``jit-<request id>``, and the one used when the same request
-    binds a second ClusterRole in the same place."""
+    binds a second unit in the same place (another ClusterRole, or another target)."""
     base = bindings.binding_name(request_id)
-    return [base, f"{base}-{hashlib.sha256(cluster_role.encode()).hexdigest()[:8]}"]
+    return [base, f"{base}-{unit[:8]}"]
+
+
+def _unit(kube: KubernetesTarget, place: Place) -> str:
+    """The unit hash of ``kube``'s unit at ``place`` (its one namespace, or the cluster)."""
+    if place.namespace is not None:
+        kube = kube.model_copy(update={"namespaces": [place.namespace]})
+    return bindings.unit_hash(kube.key())
+
+
+def _holder(unit: KubernetesTarget, seen: Seen, kind: str, name: str) -> str:
+    """Whom a subject of a jit-bot binding stands for, by the email drift compares."""
+    if kind != "User":
+        return f"{kind}:{name}"  # a group or service account: never a person's grant
+    if seen.requester and name == unit.user(seen.requester):
+        return seen.requester
+    return unit.email_of(name) or name
 
 
 def _admin_refused(kube: KubernetesTarget) -> str:

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from providers.base import GrantContext, Principal, ProviderError
 from providers.kubernetes import KubeClusters, KubeconfigCluster, KubernetesProvider
 from providers.kubernetes import KubernetesTarget as Target
+from providers.kubernetes.bindings import unit_hash
 from providers.kubernetes.calls import RETRY
 from tests.fakes.kubernetes import MANAGED_BY, RBAC, FakeKubernetes
 
@@ -62,7 +63,7 @@ def test_a_grant_is_a_rolebinding_per_namespace_named_labelled_and_annotated_for
     outcomes = [provider.grant(ALICE, unit, _context()) for unit in units]
 
     assert [o.principal for o in outcomes] == ["alice@example.com"] * 2
-    for namespace in ("payments", "orders"):
+    for index, namespace in enumerate(("payments", "orders")):
         [binding] = kube.role_bindings(namespace)
         assert binding["metadata"]["name"] == "jit-r-7k2m9qxa"
         assert binding["metadata"]["labels"] == {MANAGED_BY: "jit-bot"}
@@ -70,6 +71,7 @@ def test_a_grant_is_a_rolebinding_per_namespace_named_labelled_and_annotated_for
             "jit-bot.io/request-id": "R-7K2M9QXA",
             "jit-bot.io/requester": "alice@example.com",
             "jit-bot.io/expires-at": "2030-05-01T12:00:00Z",
+            "jit-bot.io/unit": unit_hash(provider.expand(target)[index].key()),
         }
         assert binding["roleRef"] == {"apiGroup": RBAC, "kind": "ClusterRole", "name": "edit"}
         assert binding["subjects"] == [
@@ -303,3 +305,18 @@ def test_an_eks_cluster_needs_a_name_and_a_region() -> None:
                 "namespaces": ["a"],
             }
         )
+
+
+def test_a_binding_belongs_to_the_unit_it_was_granted_for_not_to_another_target_of_that_place(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    granted, other = _target(cluster), _target(cluster, allow_cluster_admin=True)
+    assert granted.key() != other.key()
+    provider.grant(ALICE, granted, _context())
+
+    assert provider.inventory(other) == []
+    provider.revoke(ALICE, other, _context())
+
+    assert len(kube.managed("payments")) == 1
+    [holding] = provider.inventory(granted) or []
+    assert (holding.email, holding.request_id) == ("alice@example.com", "R-7K2M9QXA")
