@@ -198,9 +198,16 @@ class KubernetesProvider(Provider):
         context: GrantContext,
     ) -> bool:
         """Bind the ClusterRole to ``user`` there; True when someone else's binding gives
-        it already (standing access: nothing is written)."""
+        it already (standing access: nothing is written). This request's own binding is
+        looked for first: a grant resumed after a crash finds the binding it made and must
+        not call it standing access, or its revocation would leave it."""
         unit = _unit(kube, place)
-        if self._standing(place, kube, user):
+        there = place.find()
+        if any(
+            seen.of_request(context.request_id, kube.cluster_role, user, unit) for seen in there
+        ):
+            return False
+        if any(_gives_outside_jit_bot(seen, kube, user) for seen in there):
             return True
         for name in _names(context.request_id, unit):
             meta = bindings.metadata(
@@ -227,7 +234,7 @@ class KubernetesProvider(Provider):
         )
 
     def _standing(self, place: Place, kube: KubernetesTarget, user: str) -> bool:
-        return any(seen.gives(kube.cluster_role, user) and not seen.ours() for seen in place.find())
+        return any(_gives_outside_jit_bot(seen, kube, user) for seen in place.find())
 
     def _of_request(self, place: Place, kube: KubernetesTarget, request_id: str) -> list[Seen]:
         unit = _unit(kube, place)
@@ -255,6 +262,10 @@ def _names(request_id: str, unit: str) -> list[str]:
     binds a second unit in the same place (another ClusterRole, or another target)."""
     base = bindings.binding_name(request_id)
     return [base, f"{base}-{unit[:8]}"]
+
+
+def _gives_outside_jit_bot(seen: Seen, kube: KubernetesTarget, user: str) -> bool:
+    return seen.gives(kube.cluster_role, user) and not seen.ours()
 
 
 def _unit(kube: KubernetesTarget, place: Place) -> str:

@@ -126,6 +126,7 @@ class _Fault:
     remaining: int
     code: int
     retry_after: str | None
+    applied: bool = False
 
 
 class FakeKubernetes:
@@ -275,12 +276,14 @@ class FakeKubernetes:
         times: int = 1,
         code: int = 503,
         retry_after: float | None = None,
+        applied: bool = False,
     ) -> None:
         """Answer the next ``times`` ``method`` requests on ``resource`` (``rolebindings``,
-        ``clusterroles`` …) with ``code`` and nothing applied."""
+        ``clusterroles`` …) with ``code`` and nothing applied; with ``applied``, the request
+        is carried out and only its answer is lost (a timeout after the write landed)."""
         with self._lock:
             after = None if retry_after is None else str(retry_after)
-            self._faults.append(_Fault(method, resource, times, code, after))
+            self._faults.append(_Fault(method, resource, times, code, after, applied))
 
     # ------------------------------------------------------------------ reading
 
@@ -321,6 +324,9 @@ class FakeKubernetes:
             if not self._authenticated(str(headers.get("Authorization") or "")):
                 raise ApiError(401, "Unauthorized")
             fault = self._fault(method, _resource(path))
+            if fault is not None and fault.applied:
+                with self._lock:
+                    self._route(method, path, parse_qs(query), body)
             if fault is not None:
                 extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
                 return fault.code, _status(ApiError(fault.code, "injected fault")), extra

@@ -110,8 +110,19 @@ def test_a_retried_grant_whose_binding_landed_already_is_success_and_writes_noth
     provider.grant(ALICE, target, _context())
 
     assert kube.role_bindings("payments") == before
-    [retried] = kube.calls_to("POST", "rolebindings")[1:]
-    assert retried.status == 409  # AlreadyExists, read back, found to be this request's
+    assert len(kube.calls_to("POST", "rolebindings")) == 1  # found first, not made again
+
+
+def test_a_create_whose_answer_was_lost_is_success_on_the_409_of_its_retry(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    kube.fail_next("POST", "rolebindings", code=503, applied=True)
+
+    outcome = provider.grant(ALICE, _target(cluster), _context())
+
+    assert not outcome.preexisting
+    assert len(kube.managed("payments")) == 1
+    assert [c.status for c in kube.calls_to("POST", "rolebindings")] == [503, 409]
 
 
 def test_a_binding_of_the_same_name_that_is_not_ours_is_a_clear_error(
@@ -320,3 +331,24 @@ def test_a_binding_belongs_to_the_unit_it_was_granted_for_not_to_another_target_
     assert len(kube.managed("payments")) == 1
     [holding] = provider.inventory(granted) or []
     assert (holding.email, holding.request_id) == ("alice@example.com", "R-7K2M9QXA")
+
+
+def test_a_resumed_grant_whose_binding_exists_is_not_standing_access_whatever_else_binds_the_user(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    target = _target(cluster)
+    provider.grant(ALICE, target, _context())
+    kube.add_role_binding(
+        "payments",
+        {
+            "metadata": {"name": "alice-edit"},
+            "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "edit"},
+            "subjects": [{"apiGroup": RBAC, "kind": "User", "name": "alice@example.com"}],
+        },
+    )
+
+    resumed = provider.grant(ALICE, target, _context())  # the grant, tried again after a crash
+
+    assert not resumed.preexisting  # so the revocation still removes jit-bot's binding
+    provider.revoke(ALICE, target, _context())
+    assert [b["metadata"]["name"] for b in kube.role_bindings("payments")] == ["alice-edit"]
