@@ -6,6 +6,7 @@
 - ``calls``: retries under one `RETRY` policy, Status errors translated;
 - ``bindings``: how jit-bot's bindings are named, built and recognised;
 - ``places``: the RBAC calls in a namespace or on the cluster;
+- ``escalation``: which ClusterRoles give everything (asked by checks and by every grant);
 - ``checks``: what ``jit-bot check --live`` verifies;
 - ``provider``: `KubernetesProvider`.
 """

@@ -10,15 +10,13 @@ from kubernetes import client
 from providers.base import ProviderError
 from providers.kubernetes.bindings import RBAC_GROUP
 from providers.kubernetes.calls import KubeCalls, NotFound
+from providers.kubernetes.escalation import cluster_role_rules, gives_everything, refusal
 from providers.kubernetes.places import Place
-from providers.kubernetes.target import CLUSTER_ADMIN, KubernetesTarget
+from providers.kubernetes.target import KubernetesTarget
 
 #: What the bot does with its bindings: create on grant, list and read to find them,
 #: delete on revoke, patch on extension.
 VERBS = ("create", "get", "list", "delete", "patch")
-_ALL = "*"
-# Verbs that let whoever holds them give any permission away (or take it themselves).
-_ESCALATING = {"bind", "escalate", _ALL}
 
 
 def check_target(
@@ -26,12 +24,12 @@ def check_target(
 ) -> list[str]:
     """Raise ProviderError naming what is wrong; return warnings."""
     label = f"kubernetes `{kube.cluster.label()}`"
-    rules = _cluster_role_rules(api, calls, label, kube.cluster_role)
-    if not kube.allow_cluster_admin and (kube.cluster_role == CLUSTER_ADMIN or _escalates(rules)):
-        raise ProviderError(
-            f"{label}: ClusterRole `{kube.cluster_role}` may bind or escalate any role (it "
-            "gives everything); jit-bot grants it only with allow_cluster_admin: true"
-        )
+    rules_of = cluster_role_rules(api, calls, label)
+    if rules_of(kube.cluster_role) is None:
+        raise ProviderError(f"{label}: ClusterRole `{kube.cluster_role}` does not exist")
+    why = None if kube.allow_cluster_admin else gives_everything(kube.cluster_role, rules_of)
+    if why is not None:
+        raise ProviderError(refusal(label, kube.cluster_role, why))
     core = client.CoreV1Api(api)
     problems = []
     for namespace in kube.namespaces:
@@ -59,32 +57,6 @@ def check_target(
             "lets it grant the role only if the bot itself holds every permission in it"
         ]
     return []
-
-
-def _cluster_role_rules(
-    api: client.ApiClient, calls: KubeCalls, label: str, name: str
-) -> list[client.V1PolicyRule]:
-    rbac = client.RbacAuthorizationV1Api(api)
-    try:
-        role = calls.call(label, f"read ClusterRole {name}", rbac.read_cluster_role, name)
-    except NotFound:
-        raise ProviderError(f"{label}: ClusterRole `{name}` does not exist") from None
-    return list(role.rules or [])
-
-
-def _escalates(rules: list[client.V1PolicyRule]) -> bool:
-    """A rule that may bind or escalate (or do anything) on every resource, or on every
-    role: whoever holds it can give themselves anything."""
-    for rule in rules:
-        groups = set(rule.api_groups or [])
-        resources = set(rule.resources or [])
-        if not (set(rule.verbs or []) & _ESCALATING) or rule.resource_names:
-            continue
-        if _ALL in resources and groups & {_ALL, RBAC_GROUP, ""}:
-            return True
-        if resources & {"clusterroles", "roles"} and groups & {_ALL, RBAC_GROUP}:
-            return True
-    return False
 
 
 def _allowed(

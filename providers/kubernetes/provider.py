@@ -29,13 +29,18 @@ from providers.kubernetes.bindings import REQUEST, SELECTOR, Seen
 from providers.kubernetes.calls import AlreadyExists, KubeCalls
 from providers.kubernetes.clusters import KubeClusters
 from providers.kubernetes.eks import EksAccess
+from providers.kubernetes.escalation import cluster_role_rules, gives_everything, refusal
 from providers.kubernetes.places import Place
-from providers.kubernetes.target import CLUSTER_ADMIN, KubernetesTarget, as_kubernetes
+from providers.kubernetes.target import CLUSTER_ADMIN, Cluster, KubernetesTarget, as_kubernetes
+from providers.resilience import TtlCache
 
 if TYPE_CHECKING:  # annotations only
     from providers.base import GrantContext, Principal, TargetSpec
 
 log = logging.getLogger(__name__)
+
+#: How long a verdict on a ClusterRole (gives everything or not) is trusted, in seconds.
+VERDICT_TTL = 300.0
 
 
 class KubernetesProvider(Provider):
@@ -46,10 +51,16 @@ class KubernetesProvider(Provider):
     separate_grants = True  # a binding per request, found by its label and annotation
 
     def __init__(
-        self, clusters: KubeClusters, *, sleep: Callable[[float], None] = time.sleep
+        self,
+        clusters: KubeClusters,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self.clusters = clusters
         self.calls = KubeCalls(sleep=sleep)
+        # Whether a ClusterRole gives everything (why, or None), per cluster and role.
+        self._verdicts: TtlCache[tuple[Cluster, str], str | None] = TtlCache(VERDICT_TTL, timer)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> KubernetesProvider:
@@ -97,6 +108,7 @@ class KubernetesProvider(Provider):
         self, principal: Principal, target: TargetSpec, context: GrantContext
     ) -> GrantOutcome:
         kube = as_kubernetes(target)
+        self._refuse_everything(kube)
         user = kube.user(principal.email)
         standing = [
             self._grant_in(place, kube, user, principal, context) for place in self._places(kube)
@@ -186,8 +198,24 @@ class KubernetesProvider(Provider):
 
     def refresh(self) -> None:
         self.clusters.refresh()
+        self._verdicts.clear()
 
     # -------------------------------------------------------------- bindings
+
+    def _refuse_everything(self, kube: KubernetesTarget) -> None:
+        """The ClusterRole's rules are read again at grant time (a few minutes apart at
+        most): it may have been widened, or aggregated into, since `check --live` ran."""
+        if kube.allow_cluster_admin:
+            return
+        label = f"kubernetes `{kube.cluster.label()}`"
+
+        def verdict() -> str | None:
+            rules_of = cluster_role_rules(self._api(kube), self.calls, label)
+            return gives_everything(kube.cluster_role, rules_of)
+
+        why = self._verdicts.get((kube.cluster, kube.cluster_role), verdict)
+        if why is not None:
+            raise ProviderError(refusal(label, kube.cluster_role, why))
 
     def _grant_in(
         self,
