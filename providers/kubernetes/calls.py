@@ -38,6 +38,12 @@ class AlreadyExists(ProviderError):
     """The cluster answered 409: an object of that name exists, or a precondition failed."""
 
 
+class StaleClient(ProviderError):
+    """The cluster refused the bot's credentials (401), or its certificate did not verify:
+    the client built for it may hold a token, endpoint or CA that has since rotated. The
+    provider builds it afresh and tries once more; no retry here would help."""
+
+
 class KubeCalls:
     """Calls to clusters, each retried under ``retry`` with ``sleep`` between tries."""
 
@@ -61,6 +67,12 @@ class KubeCalls:
                     headers.get("Retry-After"), cap=self.retry.retry_after_cap
                 )
             except urllib3.exceptions.HTTPError as exc:
+                if _untrusted(exc):
+                    raise StaleClient(
+                        f"{where}: {operation}: the cluster's certificate does not verify "
+                        f"({_reason(exc)})",
+                        retryable=True,
+                    ) from None
                 error = ProviderError(
                     f"{where}: {operation}: cannot reach the cluster ({_reason(exc)})",
                     retryable=True,
@@ -77,7 +89,7 @@ def _failure(where: str, operation: str, exc: ApiException) -> ProviderError:
     if status == 409:
         return AlreadyExists(f"{where}: {operation}: {said}")
     if status == 401:
-        return ProviderError(
+        return StaleClient(
             f"{where}: {operation}: the cluster does not accept the bot's credentials "
             f"(401 Unauthorized); check its kubeconfig user, or its EKS access entry"
         )
@@ -97,6 +109,14 @@ def _message(exc: ApiException) -> str:
     if isinstance(status, dict) and isinstance(status.get("message"), str):
         return str(status["message"])
     return str(exc.reason or "no reason given")
+
+
+def _untrusted(exc: urllib3.exceptions.HTTPError) -> bool:
+    """A TLS failure (urllib3 wraps it in MaxRetryError when it gives up)."""
+    reason = getattr(exc, "reason", None)
+    return isinstance(exc, urllib3.exceptions.SSLError) or isinstance(
+        reason, urllib3.exceptions.SSLError
+    )
 
 
 def _reason(exc: urllib3.exceptions.HTTPError) -> str:

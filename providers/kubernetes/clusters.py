@@ -1,7 +1,9 @@
 """The official client's connection to each cluster a target names, built once and kept
-until ``refresh``: from a kubeconfig context (its server, CA and the bot's credentials,
-whatever kind the kubeconfig holds), or for EKS from DescribeCluster and a token presigned
-for every request (`EksAccess`)."""
+until ``refresh``, or until ``forget`` drops one whose token or CA went stale (the
+provider does that on a 401 or a certificate that does not verify, then reads the
+kubeconfig, or describes the EKS cluster, again): from a kubeconfig context (its server,
+CA and the bot's credentials, whatever kind the kubeconfig holds), or for EKS from
+DescribeCluster and a token presigned for every request (`EksAccess`)."""
 
 from __future__ import annotations
 
@@ -45,6 +47,14 @@ class KubeClusters:
             self._clients.clear()
         if self._eks is not None:
             self._eks.refresh()
+
+    def forget(self, cluster: Cluster) -> None:
+        """Build this cluster's client afresh next time (its kubeconfig read again, its
+        EKS endpoint and CA described again)."""
+        with self._lock:
+            self._clients.pop(cluster, None)
+        if self._eks is not None and isinstance(cluster, EksCluster):
+            self._eks.forget(cluster)
 
     def _from_kubeconfig(self, cluster: KubeconfigCluster) -> client.Configuration:
         path = Path(cluster.kubeconfig).expanduser()

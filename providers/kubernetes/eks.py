@@ -76,6 +76,9 @@ class EksAccess:
     def refresh(self) -> None:
         self._clusters.clear()
 
+    def forget(self, cluster: EksCluster) -> None:
+        self._clusters.discard(cluster)
+
     def _clients(self, region: str) -> AwsClients:
         return self._regions.get(region, lambda: self._aws(region))
 

@@ -15,10 +15,11 @@ retryable ProviderError, so a revocation is swept again until it lands.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 from kubernetes import client
 
@@ -26,7 +27,7 @@ from providers.aws.calls import AwsClients
 from providers.base import GrantOutcome, Holding, Provider, ProviderError
 from providers.kubernetes import bindings
 from providers.kubernetes.bindings import REQUEST, SELECTOR, Seen
-from providers.kubernetes.calls import AlreadyExists, KubeCalls
+from providers.kubernetes.calls import AlreadyExists, KubeCalls, StaleClient
 from providers.kubernetes.clusters import KubeClusters
 from providers.kubernetes.eks import EksAccess
 from providers.kubernetes.escalation import cluster_role_rules, gives_everything, refusal
@@ -38,9 +39,31 @@ if TYPE_CHECKING:  # annotations only
     from providers.base import GrantContext, Principal, TargetSpec
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 #: How long a verdict on a ClusterRole (gives everything or not) is trusted, in seconds.
 VERDICT_TTL = 300.0
+
+
+def _afresh(
+    method: Callable[Concatenate[KubernetesProvider, P], R],
+) -> Callable[Concatenate[KubernetesProvider, P], R]:
+    """On a 401 or a certificate that does not verify, build the target's cluster client
+    afresh (a rotated token, endpoint or CA) and try once more: each operation is
+    idempotent, and a second failure is the answer."""
+
+    @functools.wraps(method)
+    def once_more(self: KubernetesProvider, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except StaleClient:
+            for target in (*args, *kwargs.values()):
+                if isinstance(target, KubernetesTarget):
+                    self.clusters.forget(target.cluster)
+            return method(self, *args, **kwargs)
+
+    return once_more
 
 
 class KubernetesProvider(Provider):
@@ -74,6 +97,7 @@ class KubernetesProvider(Provider):
 
     # -------------------------------------------------------------- interface
 
+    @_afresh
     def validate(self, target: TargetSpec, *, live: bool = False) -> list[str]:
         kube = as_kubernetes(target)
         if kube.cluster_role == CLUSTER_ADMIN and not kube.allow_cluster_admin:
@@ -104,6 +128,7 @@ class KubernetesProvider(Provider):
         # Each cluster is its own endpoint: one that hangs holds up only its own calls.
         return f"{self.name}:{as_kubernetes(target).cluster.label()}"
 
+    @_afresh
     def grant(
         self, principal: Principal, target: TargetSpec, context: GrantContext
     ) -> GrantOutcome:
@@ -121,6 +146,7 @@ class KubernetesProvider(Provider):
             )
         return GrantOutcome(detail=f"bound to user {user}", principal=user)
 
+    @_afresh
     def revoke(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
         """Delete the bindings of the ClusterRole this request made for this person on this
         unit, found by label and annotations (whatever they are named); none left is
@@ -146,6 +172,7 @@ class KubernetesProvider(Provider):
                     "jit-bot leaves it alone: remove that subject by hand"
                 )
 
+    @_afresh
     def extend(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
         """The bindings carry the new expiry (the bot's own revocation, rescheduled, is
         what ends them); a binding that is gone is not made again."""
@@ -166,6 +193,7 @@ class KubernetesProvider(Provider):
                 if ends is None or ends < context.expires_at:
                     place.annotate(seen, {bindings.EXPIRES: until})
 
+    @_afresh
     def is_granted(self, principal: Principal, target: TargetSpec) -> bool | None:
         kube = as_kubernetes(target)
         user = kube.user(principal.email)
@@ -174,6 +202,7 @@ class KubernetesProvider(Provider):
             for place in self._places(kube)
         )
 
+    @_afresh
     def inventory(self, target: TargetSpec) -> list[Holding] | None:
         """Who holds the ClusterRole through a jit-bot binding, per unit: every subject of
         the binding, under the requester's email only where it is the user the requester

@@ -166,3 +166,29 @@ def test_the_token_is_signed_with_the_role_the_aws_provider_assumes(eks: EksClus
     assert not query["X-Amz-Credential"][0].startswith("testing/")  # the assumed role's key
     assert query["X-Amz-Security-Token"]
     assert query["X-Amz-SignedHeaders"] == [f"host;{CLUSTER_HEADER}"]
+
+
+def test_after_a_401_the_cluster_is_described_again_and_reached_where_it_now_is(
+    eks: EksCluster, kube: FakeKubernetes
+) -> None:
+    provider = KubernetesProvider.from_environ({})
+    target = Target(cluster=eks, cluster_role="edit", namespaces=["payments"])
+    provider.grant(ALICE, target, CONTEXT)  # the endpoint and CA are kept from here on
+    moved = FakeKubernetes().start()  # the API server, now elsewhere with another CA
+    try:
+        moved.add_namespace("payments")
+        moved.authenticator = kube.authenticator
+        kube.authenticator = None  # the old place no longer accepts the bot
+        created = eks_backends[DEFAULT_ACCOUNT_ID][REGION].clusters["prod"]
+        created.endpoint = moved.url
+        created.certificate_authority = {"data": base64.b64encode(moved.ca_pem).decode()}
+        bob = Principal(slack_user_id="U0BOB", email="bob@example.com")
+
+        provider.grant(bob, target, CONTEXT)
+
+        assert [b["subjects"][0]["name"] for b in moved.managed("payments")] == [
+            "bob@example.com"
+        ]
+        assert [c.status for c in kube.calls].count(401) == 1
+    finally:
+        moved.stop()

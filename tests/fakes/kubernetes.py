@@ -203,9 +203,14 @@ class FakeKubernetes:
         return f"https://127.0.0.1:{self._port}"
 
     @property
+    def ca_path(self) -> Path:
+        """Where the certificate of the CA that issued the server's is kept."""
+        return self._dir / "ca.pem"
+
+    @property
     def ca_pem(self) -> bytes:
         """The certificate of the CA that issued the server's: what a client trusts."""
-        return (self._dir / "ca.pem").read_bytes()
+        return self.ca_path.read_bytes()
 
     def kubeconfig(self, path: Path, *, context: str = "fake", token: str | None = None) -> Path:
         """A kubeconfig with one context, ``context``, that reaches this server with the

@@ -352,3 +352,37 @@ def test_a_resumed_grant_whose_binding_exists_is_not_standing_access_whatever_el
     assert not resumed.preexisting  # so the revocation still removes jit-bot's binding
     provider.revoke(ALICE, target, _context())
     assert [b["metadata"]["name"] for b in kube.role_bindings("payments")] == ["alice-edit"]
+
+
+def test_after_the_bots_token_rotates_the_kubeconfig_is_read_again_and_the_revoke_lands(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    target = _target(cluster)
+    provider.grant(ALICE, target, _context())  # the client, with the old token, is kept
+    kube.token = "rotated-" + kube.token
+    kube.kubeconfig(Path(cluster.kubeconfig), context="prod")
+
+    provider.revoke(ALICE, target, _context())
+
+    assert kube.managed("payments") == []
+    assert [c.status for c in kube.calls].count(401) == 1  # the old token, once
+
+
+def test_a_cluster_whose_ca_changed_is_trusted_again_once_the_kubeconfig_has_the_new_one(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    other = FakeKubernetes()  # a CA of its own: the "old" one
+    try:
+        other.start()
+        stale = Path(cluster.kubeconfig).read_text().replace(str(kube.ca_path), str(other.ca_path))
+        Path(cluster.kubeconfig).write_text(stale)
+        with pytest.raises(ProviderError, match="certificate") as raised:
+            provider.grant(ALICE, _target(cluster), _context())
+        assert raised.value.retryable
+        kube.kubeconfig(Path(cluster.kubeconfig), context="prod")  # the new CA
+
+        provider.grant(ALICE, _target(cluster), _context())
+    finally:
+        other.stop()
+
+    assert len(kube.managed("payments")) == 1
