@@ -270,24 +270,35 @@ class KubernetesProvider(Provider):
             meta = bindings.metadata(
                 name, context.request_id, principal.email, context.expires_at, unit
             )
-            try:
-                place.create(
-                    meta, bindings.role_ref(kube.cluster_role), [bindings.user_subject(user)]
-                )
-                return False
-            except AlreadyExists:
-                seen = place.read(name)
-            if seen is not None and seen.of_request(
-                context.request_id, kube.cluster_role, user, unit
-            ):
-                return False  # granted already: a retried call of this request
-            if seen is None or seen.annotations.get(REQUEST) != context.request_id:
+            seen = self._create(place, meta, kube.cluster_role, user)
+            if seen is None or seen.of_request(context.request_id, kube.cluster_role, user, unit):
+                return False  # made now, or by a retried call of this request
+            if seen.annotations.get(REQUEST) != context.request_id:
                 break
             # The same request binds another unit there under this name: next name.
-        name = _names(context.request_id, unit)[0]
         raise ProviderError(
             f"{place.label}: a {place.kind} named {name} exists that jit-bot did not make "
             "for this request; remove or rename it"
+        )
+
+    def _create(
+        self, place: Place, meta: client.V1ObjectMeta, cluster_role: str, user: str
+    ) -> Seen | None:
+        """Create the binding: None once made, else the one of that name already there.
+        One that is gone again by the time the 409 is read back is created once more."""
+        name = str(meta.name)
+        for _ in range(2):
+            try:
+                place.create(meta, bindings.role_ref(cluster_role), [bindings.user_subject(user)])
+                return None
+            except AlreadyExists:
+                seen = place.read(name)
+            if seen is not None:
+                return seen
+        raise ProviderError(
+            f"{place.label}: {place.kind} {name} exists, then does not: something else "
+            "is writing it; try again",
+            retryable=True,
         )
 
     def _standing(self, place: Place, kube: KubernetesTarget, user: str) -> bool:

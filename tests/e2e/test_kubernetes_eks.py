@@ -186,9 +186,7 @@ def test_after_a_401_the_cluster_is_described_again_and_reached_where_it_now_is(
 
         provider.grant(bob, target, CONTEXT)
 
-        assert [b["subjects"][0]["name"] for b in moved.managed("payments")] == [
-            "bob@example.com"
-        ]
+        assert [b["subjects"][0]["name"] for b in moved.managed("payments")] == ["bob@example.com"]
         assert [c.status for c in kube.calls].count(401) == 1
     finally:
         moved.stop()

@@ -386,3 +386,14 @@ def test_a_cluster_whose_ca_changed_is_trusted_again_once_the_kubeconfig_has_the
         other.stop()
 
     assert len(kube.managed("payments")) == 1
+
+
+def test_a_binding_gone_between_its_409_and_the_read_back_is_created_again(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    kube.fail_next("POST", "rolebindings", code=409)  # a binding there then, gone since
+
+    outcome = provider.grant(ALICE, _target(cluster), _context())
+
+    assert not outcome.preexisting
+    assert [b["metadata"]["name"] for b in kube.managed("payments")] == ["jit-r-7k2m9qxa"]
