@@ -75,6 +75,8 @@ class Seen:
     subjects: tuple[tuple[str, str], ...]
     labels: dict[str, str]
     annotations: dict[str, str]
+    #: Deleted, but kept by a finalizer.
+    deleting: bool = False
 
     @classmethod
     def of(cls, binding: client.V1RoleBinding | client.V1ClusterRoleBinding) -> Seen:
@@ -92,6 +94,7 @@ class Seen:
             subjects=tuple((s.kind or "", s.name or "") for s in binding.subjects or []),
             labels=dict(meta.labels or {}),
             annotations=dict(meta.annotations or {}),
+            deleting=meta.deletion_timestamp is not None,
         )
 
     def ours(self) -> bool:
@@ -104,9 +107,13 @@ class Seen:
     def for_unit(self, request_id: str, cluster_role: str, unit: str) -> bool:
         """jit-bot's binding of this request and ClusterRole for this unit (one made before
         bindings carried their unit counts for every unit of its place)."""
+        return self.ours() and self.made_for(request_id, cluster_role, unit)
+
+    def made_for(self, request_id: str, cluster_role: str, unit: str) -> bool:
+        """Annotated as this request's binding of the ClusterRole for this unit, whatever
+        its labels say now."""
         return (
-            self.ours()
-            and self.annotations.get(REQUEST) == request_id
+            self.annotations.get(REQUEST) == request_id
             and self.cluster_role == cluster_role
             and self.annotations.get(UNIT, unit) == unit
         )

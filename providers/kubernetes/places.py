@@ -9,8 +9,9 @@ from typing import Any
 
 from kubernetes import client
 
+from providers.base import ProviderError
 from providers.kubernetes.bindings import Seen
-from providers.kubernetes.calls import KubeCalls, NotFound
+from providers.kubernetes.calls import AlreadyExists, KubeCalls, NotFound
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,9 @@ class Place:
             return None
 
     def delete(self, seen: Seen) -> None:
-        """Delete this very binding (its uid): one replaced since it was read stays.
-        Already gone is success."""
+        """Delete this very binding (its uid): one replaced since it was read stays, and
+        that is a failure to try again. Already gone is success; whether it is gone (a
+        finalizer keeps it) is for the caller to read back."""
         namespace, rbac = self.namespace, self.rbac
         options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=seen.uid))
 
@@ -90,6 +92,12 @@ class Place:
             self._call(f"delete {self.kind} {seen.name}", delete)
         except NotFound:
             return
+        except AlreadyExists:  # the uid precondition failed
+            raise ProviderError(
+                f"{self.label}: {self.kind} {seen.name} changed since it was read; "
+                "not deleted, tried again later",
+                retryable=True,
+            ) from None
 
     def annotate(self, seen: Seen, annotations: dict[str, str]) -> None:
         namespace, rbac = self.namespace, self.rbac

@@ -160,6 +160,7 @@ class KubernetesProvider(Provider):
             for seen in found:
                 if seen.requester == requester:
                     place.delete(seen)
+            self._confirm_gone(place, kube, context.request_id, requester)
             strays = [
                 seen.name
                 for seen in found
@@ -300,6 +301,32 @@ class KubernetesProvider(Provider):
             "is writing it; try again",
             retryable=True,
         )
+
+    def _confirm_gone(
+        self, place: Place, kube: KubernetesTarget, request_id: str, requester: str
+    ) -> None:
+        """Read this request's bindings back by name: one whose label was taken away (so
+        not listed) is deleted now, and one still there (a finalizer keeps it) is a
+        failure that is tried again, never a revocation reported done."""
+        unit = _unit(kube, place)
+
+        def still_there(name: str) -> Seen | None:
+            seen = place.read(name)
+            if seen is None or seen.requester != requester:
+                return None
+            return seen if seen.made_for(request_id, kube.cluster_role, unit) else None
+
+        for name in _names(request_id, unit):
+            seen = still_there(name)
+            if seen is not None and not seen.deleting:
+                place.delete(seen)
+                seen = still_there(name)
+            if seen is not None:
+                raise ProviderError(
+                    f"{place.label}: {place.kind} {name} is still there after it was "
+                    "deleted (a finalizer keeps it); tried again later",
+                    retryable=True,
+                )
 
     def _standing(self, place: Place, kube: KubernetesTarget, user: str) -> bool:
         return any(_gives_outside_jit_bot(seen, kube, user) for seen in place.find())

@@ -15,7 +15,9 @@ What it serves (JSON only, as the client speaks it):
 As the API server does, it answers errors as ``Status`` objects (``404 NotFound``, ``409
 AlreadyExists`` / ``Conflict``, ``422 Invalid`` for a name that is not a DNS subdomain,
 ``401 Unauthorized``), sets ``uid``, ``resourceVersion`` and ``creationTimestamp`` on what
-it stores, refuses a namespaced object in a namespace that does not exist, and checks the
+it stores, keeps an object with finalizers when it is deleted (marked with a
+``deletionTimestamp``, gone once its last finalizer is), refuses a namespaced object in a
+namespace that does not exist, and checks the
 bearer token on every request (``token``, or one ``authenticator`` accepts, as an EKS
 cluster accepts an STS-presigned token). Label selectors take the equality, set and
 existence forms (``a=b``, ``a!=b``, ``a in (b,c)``, ``a notin (b)``, ``a``, ``!a``).
@@ -263,6 +265,12 @@ class FakeKubernetes:
             self._role_bindings[(namespace, stored["metadata"]["name"])] = stored
             return copy.deepcopy(stored)
 
+    def edit_role_binding(self, namespace: str, name: str, patch: Obj) -> None:
+        """Change a RoleBinding as someone with kubectl would (a JSON merge patch): a
+        label or finalizer added or taken away."""
+        with self._lock:
+            self._patch(_InNamespace(self._role_bindings, namespace), name, patch)
+
     def remove_role_binding(self, namespace: str, name: str) -> None:
         with self._lock:
             del self._role_bindings[(namespace, name)]
@@ -437,6 +445,11 @@ class FakeKubernetes:
                     f"meta: {store[name]['metadata']['uid']}",
                     "Conflict",
                 )
+            if store[name]["metadata"].get("finalizers"):
+                # Kept until every finalizer is taken away, marked as being deleted.
+                stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                store[name]["metadata"].setdefault("deletionTimestamp", stamp)
+                return 200, copy.deepcopy(store[name])
             del store[name]
             details = {"name": name, "group": RBAC, "kind": resource}
             return 200, {
@@ -482,6 +495,9 @@ class FakeKubernetes:
         updated = _merge(store[name], patch)
         updated["metadata"]["resourceVersion"] = str(next(self._versions))
         store[name] = updated
+        metadata = updated["metadata"]
+        if metadata.get("deletionTimestamp") and not metadata.get("finalizers"):
+            del store[name]  # its last finalizer gone: deleted now
         return copy.deepcopy(updated)
 
     def _review(self, body: Obj) -> Obj:

@@ -163,3 +163,18 @@ def test_an_unreachable_cluster_refuses_connections_and_answers_again_after(
         core.read_namespace("default", _request_timeout=5)
 
     assert core.read_namespace("default").metadata.name == "default"
+
+
+def test_a_binding_with_a_finalizer_is_kept_when_deleted_until_its_last_finalizer_goes(
+    kube: FakeKubernetes, rbac: client.RbacAuthorizationV1Api
+) -> None:
+    held = _binding("jit-r-1")
+    held.metadata.finalizers = ["example.com/hold"]
+    rbac.create_namespaced_role_binding("payments", held)
+
+    rbac.delete_namespaced_role_binding("jit-r-1", "payments")
+
+    kept = rbac.read_namespaced_role_binding("jit-r-1", "payments")
+    assert kept.metadata.deletion_timestamp is not None
+    rbac.patch_namespaced_role_binding("jit-r-1", "payments", {"metadata": {"finalizers": None}})
+    assert kube.role_bindings("payments") == []

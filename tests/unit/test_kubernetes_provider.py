@@ -397,3 +397,48 @@ def test_a_binding_gone_between_its_409_and_the_read_back_is_created_again(
 
     assert not outcome.preexisting
     assert [b["metadata"]["name"] for b in kube.managed("payments")] == ["jit-r-7k2m9qxa"]
+
+
+def test_a_binding_kept_by_a_finalizer_fails_the_revoke_retryably_until_it_is_gone(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    target = _target(cluster)
+    provider.grant(ALICE, target, _context())
+    kube.edit_role_binding("payments", "jit-r-7k2m9qxa", {"metadata": {"finalizers": ["x/hold"]}})
+
+    with pytest.raises(ProviderError, match="still there") as raised:
+        provider.revoke(ALICE, target, _context())
+
+    assert raised.value.retryable
+    [kept] = kube.role_bindings("payments")
+    assert kept["metadata"]["deletionTimestamp"]
+    kube.edit_role_binding("payments", "jit-r-7k2m9qxa", {"metadata": {"finalizers": None}})
+    provider.revoke(ALICE, target, _context())
+    assert kube.role_bindings("payments") == []
+
+
+def test_a_binding_whose_managed_by_label_was_removed_is_found_by_its_name_and_revoked(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    target = _target(cluster)
+    provider.grant(ALICE, target, _context())
+    kube.edit_role_binding("payments", "jit-r-7k2m9qxa", {"metadata": {"labels": None}})
+
+    provider.revoke(ALICE, target, _context())
+
+    assert kube.role_bindings("payments") == []
+
+
+def test_a_binding_changed_since_it_was_read_is_a_retryable_revoke_failure(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    target = _target(cluster)
+    provider.grant(ALICE, target, _context())
+    kube.fail_next("DELETE", "rolebindings", code=409)  # its uid precondition failed
+
+    with pytest.raises(ProviderError, match="changed since it was read") as raised:
+        provider.revoke(ALICE, target, _context())
+
+    assert raised.value.retryable
+    provider.revoke(ALICE, target, _context())
+    assert kube.role_bindings("payments") == []
