@@ -26,13 +26,13 @@ from kubernetes import client
 from providers.aws.calls import AwsClients
 from providers.base import GrantOutcome, Holding, Provider, ProviderError
 from providers.kubernetes import bindings
-from providers.kubernetes.bindings import REQUEST, SELECTOR, Seen
-from providers.kubernetes.calls import AlreadyExists, KubeCalls, StaleClient
+from providers.kubernetes.calls import KubeCalls, StaleClient
 from providers.kubernetes.clusters import KubeClusters
 from providers.kubernetes.eks import EksAccess
 from providers.kubernetes.escalation import cluster_role_rules, gives_everything, refusal
 from providers.kubernetes.places import Place
 from providers.kubernetes.target import CLUSTER_ADMIN, Cluster, KubernetesTarget, as_kubernetes
+from providers.kubernetes.unit import Unit
 from providers.resilience import TtlCache
 
 if TYPE_CHECKING:  # annotations only
@@ -135,9 +135,7 @@ class KubernetesProvider(Provider):
         kube = as_kubernetes(target)
         self._refuse_everything(kube)
         user = kube.user(principal.email)
-        standing = [
-            self._grant_in(place, kube, user, principal, context) for place in self._places(kube)
-        ]
+        standing = [unit.bind(user, principal.email, context) for unit in self._units(kube)]
         if standing and all(standing):
             return GrantOutcome(
                 preexisting=True,
@@ -149,29 +147,12 @@ class KubernetesProvider(Provider):
     @_afresh
     def revoke(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
         """Delete the bindings of the ClusterRole this request made for this person on this
-        unit, found by label and annotations (whatever they are named); none left is
-        success. A binding of the request made for someone else that names this person
-        (drift's clean-up of a subject added by hand) is left for a person, loudly: deleting
-        it would end the requester's own grant."""
+        unit, found by label and annotations (whatever they are named), and read back by
+        name; none left is success (providers/kubernetes/unit.py)."""
         kube = as_kubernetes(target)
         requester, user = principal.email.lower(), kube.user(principal.email)
-        for place in self._places(kube):
-            found = self._of_request(place, kube, context.request_id)
-            for seen in found:
-                if seen.requester == requester:
-                    place.delete(seen)
-            self._confirm_gone(place, kube, context.request_id, requester)
-            strays = [
-                seen.name
-                for seen in found
-                if seen.requester != requester and {user, requester} & set(seen.users)
-            ]
-            if strays:
-                raise ProviderError(
-                    f"{place.label}: {place.kind} {', '.join(strays)} of request "
-                    f"{context.request_id} binds {user} but was made for someone else; "
-                    "jit-bot leaves it alone: remove that subject by hand"
-                )
+        for unit in self._units(kube):
+            unit.unbind(context.request_id, requester, user)
 
     @_afresh
     def extend(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
@@ -180,19 +161,19 @@ class KubernetesProvider(Provider):
         kube = as_kubernetes(target)
         user = kube.user(principal.email)
         until = bindings.stamp(context.expires_at)
-        for place in self._places(kube):
-            found = self._of_request(place, kube, context.request_id)
+        for unit in self._units(kube):
+            found = unit.of_request(context.request_id)
             if not found:
-                if self._standing(place, kube, user):
+                if unit.standing(user):
                     continue
                 raise ProviderError(
-                    f"{place.label}: {user} no longer holds {kube.cluster_role} through this "
+                    f"{unit.place.label}: {user} no longer holds {kube.cluster_role} through this "
                     "request's binding (it was removed); nothing was extended"
                 )
             for seen in found:
                 ends = seen.expires_at()
                 if ends is None or ends < context.expires_at:
-                    place.annotate(seen, {bindings.EXPIRES: until})
+                    unit.place.annotate(seen, {bindings.EXPIRES: until})
 
     @_afresh
     def is_granted(self, principal: Principal, target: TargetSpec) -> bool | None:
@@ -205,32 +186,23 @@ class KubernetesProvider(Provider):
 
     @_afresh
     def inventory(self, target: TargetSpec) -> list[Holding] | None:
-        """Who holds the ClusterRole through a jit-bot binding, per unit: every subject of
-        the binding, under the requester's email only where it is the user the requester
-        was bound as (so a subject added or swapped in by hand is nobody's grant). Bindings
-        others made are not jit-bot's business, so not drift."""
+        """Who holds the ClusterRole through a jit-bot binding, per unit, by its subjects
+        (`Unit.holders`). Bindings others made are not jit-bot's business, so not drift."""
         kube = as_kubernetes(target)
         found = []
         for spec in self.expand(kube):
-            unit = as_kubernetes(spec)
-            [place] = self._places(unit)
-            for seen in place.find(SELECTOR):
-                request_id = seen.annotations.get(REQUEST, "")
-                if not seen.for_unit(request_id, kube.cluster_role, _unit(unit, place)):
-                    continue
-                for kind, name in seen.subjects:
-                    found.append(
-                        Holding(
-                            email=_holder(unit, seen, kind, name), unit=unit, request_id=request_id
-                        )
-                    )
+            [unit] = self._units(as_kubernetes(spec))
+            found += [
+                Holding(email=email, unit=spec, request_id=request_id)
+                for email, request_id in unit.holders()
+            ]
         return found
 
     def refresh(self) -> None:
         self.clusters.refresh()
         self._verdicts.clear()
 
-    # -------------------------------------------------------------- bindings
+    # -------------------------------------------------------------- helpers
 
     def _refuse_everything(self, kube: KubernetesTarget) -> None:
         """The ClusterRole's rules are read again at grant time (a few minutes apart at
@@ -247,100 +219,11 @@ class KubernetesProvider(Provider):
         if why is not None:
             raise ProviderError(refusal(label, kube.cluster_role, why))
 
-    def _grant_in(
-        self,
-        place: Place,
-        kube: KubernetesTarget,
-        user: str,
-        principal: Principal,
-        context: GrantContext,
-    ) -> bool:
-        """Bind the ClusterRole to ``user`` there; True when someone else's binding gives
-        it already (standing access: nothing is written). This request's own binding is
-        looked for first: a grant resumed after a crash finds the binding it made and must
-        not call it standing access, or its revocation would leave it."""
-        unit = _unit(kube, place)
-        there = place.find()
-        if any(
-            seen.of_request(context.request_id, kube.cluster_role, user, unit) for seen in there
-        ):
-            return False
-        if any(_gives_outside_jit_bot(seen, kube, user) for seen in there):
-            return True
-        for name in _names(context.request_id, unit):
-            meta = bindings.metadata(
-                name, context.request_id, principal.email, context.expires_at, unit
-            )
-            seen = self._create(place, meta, kube.cluster_role, user)
-            if seen is None or seen.of_request(context.request_id, kube.cluster_role, user, unit):
-                return False  # made now, or by a retried call of this request
-            if seen.annotations.get(REQUEST) != context.request_id:
-                break
-            # The same request binds another unit there under this name: next name.
-        raise ProviderError(
-            f"{place.label}: a {place.kind} named {name} exists that jit-bot did not make "
-            "for this request; remove or rename it"
-        )
-
-    def _create(
-        self, place: Place, meta: client.V1ObjectMeta, cluster_role: str, user: str
-    ) -> Seen | None:
-        """Create the binding: None once made, else the one of that name already there.
-        One that is gone again by the time the 409 is read back is created once more."""
-        name = str(meta.name)
-        for _ in range(2):
-            try:
-                place.create(meta, bindings.role_ref(cluster_role), [bindings.user_subject(user)])
-                return None
-            except AlreadyExists:
-                seen = place.read(name)
-            if seen is not None:
-                return seen
-        raise ProviderError(
-            f"{place.label}: {place.kind} {name} exists, then does not: something else "
-            "is writing it; try again",
-            retryable=True,
-        )
-
-    def _confirm_gone(
-        self, place: Place, kube: KubernetesTarget, request_id: str, requester: str
-    ) -> None:
-        """Read this request's bindings back by name: one whose label was taken away (so
-        not listed) is deleted now, and one still there (a finalizer keeps it) is a
-        failure that is tried again, never a revocation reported done."""
-        unit = _unit(kube, place)
-
-        def still_there(name: str) -> Seen | None:
-            seen = place.read(name)
-            if seen is None or seen.requester != requester:
-                return None
-            return seen if seen.made_for(request_id, kube.cluster_role, unit) else None
-
-        for name in _names(request_id, unit):
-            seen = still_there(name)
-            if seen is not None and not seen.deleting:
-                place.delete(seen)
-                seen = still_there(name)
-            if seen is not None:
-                raise ProviderError(
-                    f"{place.label}: {place.kind} {name} is still there after it was "
-                    "deleted (a finalizer keeps it); tried again later",
-                    retryable=True,
-                )
-
-    def _standing(self, place: Place, kube: KubernetesTarget, user: str) -> bool:
-        return any(_gives_outside_jit_bot(seen, kube, user) for seen in place.find())
-
-    def _of_request(self, place: Place, kube: KubernetesTarget, request_id: str) -> list[Seen]:
-        unit = _unit(kube, place)
-        return [
-            seen
-            for seen in place.find(SELECTOR)
-            if seen.for_unit(request_id, kube.cluster_role, unit)
-        ]
-
     def _api(self, kube: KubernetesTarget) -> client.ApiClient:
         return self.clusters.api(kube.cluster)
+
+    def _units(self, kube: KubernetesTarget) -> list[Unit]:
+        return [Unit(place, kube) for place in self._places(kube)]
 
     def _places(self, kube: KubernetesTarget) -> list[Place]:
         rbac = client.RbacAuthorizationV1Api(self._api(kube))
@@ -350,33 +233,6 @@ class KubernetesProvider(Provider):
         return [
             Place(rbac, self.calls, f"{cluster} namespace `{ns}`", ns) for ns in kube.namespaces
         ]
-
-
-def _names(request_id: str, unit: str) -> list[str]:
-    """The binding's name, ``jit-<request id>``, and the one used when the same request
-    binds a second unit in the same place (another ClusterRole, or another target)."""
-    base = bindings.binding_name(request_id)
-    return [base, f"{base}-{unit[:8]}"]
-
-
-def _gives_outside_jit_bot(seen: Seen, kube: KubernetesTarget, user: str) -> bool:
-    return seen.gives(kube.cluster_role, user) and not seen.ours()
-
-
-def _unit(kube: KubernetesTarget, place: Place) -> str:
-    """The unit hash of ``kube``'s unit at ``place`` (its one namespace, or the cluster)."""
-    if place.namespace is not None:
-        kube = kube.model_copy(update={"namespaces": [place.namespace]})
-    return bindings.unit_hash(kube.key())
-
-
-def _holder(unit: KubernetesTarget, seen: Seen, kind: str, name: str) -> str:
-    """Whom a subject of a jit-bot binding stands for, by the email drift compares."""
-    if kind != "User":
-        return f"{kind}:{name}"  # a group or service account: never a person's grant
-    if seen.requester and name == unit.user(seen.requester):
-        return seen.requester
-    return unit.email_of(name) or name
 
 
 def _admin_refused(kube: KubernetesTarget) -> str:
