@@ -37,6 +37,7 @@ class KubeClusters:
             if isinstance(cluster, EksCluster)
             else self._from_kubeconfig(cluster)
         )
+        _refuse_unverified(cluster, configuration)
         configuration.retries = 0  # KubeCalls retries, under the provider's policy
         built = client.ApiClient(configuration)
         with self._lock:
@@ -88,3 +89,19 @@ class KubeClusters:
         fresh_token(configuration)
         configuration.refresh_api_key_hook = fresh_token  # type: ignore[assignment]
         return configuration
+
+
+def _refuse_unverified(cluster: Cluster, configuration: client.Configuration) -> None:
+    """The bot's bearer token goes only to a server whose certificate it checks: never over
+    plain http, never with ``insecure-skip-tls-verify``."""
+    if not str(configuration.host or "").startswith("https://"):
+        raise ProviderError(
+            f"kubernetes `{cluster.label()}`: the server {configuration.host} is not https; "
+            "jit-bot sends its credentials only over TLS"
+        )
+    if not configuration.verify_ssl:
+        raise ProviderError(
+            f"kubernetes `{cluster.label()}`: the kubeconfig says insecure-skip-tls-verify; "
+            "jit-bot sends its credentials only to a server whose certificate it verifies "
+            "(give the cluster's certificate-authority instead)"
+        )

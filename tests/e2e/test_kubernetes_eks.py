@@ -190,3 +190,20 @@ def test_after_a_401_the_cluster_is_described_again_and_reached_where_it_now_is(
         assert [c.status for c in kube.calls].count(401) == 1
     finally:
         moved.stop()
+
+
+def test_a_ca_from_describe_cluster_that_does_not_match_the_server_is_an_error(
+    eks: EksCluster, kube: FakeKubernetes
+) -> None:
+    other = FakeKubernetes().start()  # a CA of its own, not the one that issued the server's
+    other.stop()
+    created = eks_backends[DEFAULT_ACCOUNT_ID][REGION].clusters["prod"]
+    created.certificate_authority = {"data": base64.b64encode(other.ca_pem).decode()}
+    provider = KubernetesProvider.from_environ({})
+
+    with pytest.raises(ProviderError, match="certificate does not verify"):
+        provider.grant(
+            ALICE, Target(cluster=eks, cluster_role="edit", namespaces=["payments"]), CONTEXT
+        )
+
+    assert kube.calls == [] and kube.managed("payments") == []

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from providers.base import GrantContext, Principal, ProviderError
@@ -442,3 +443,31 @@ def test_a_binding_changed_since_it_was_read_is_a_retryable_revoke_failure(
     assert raised.value.retryable
     provider.revoke(ALICE, target, _context())
     assert kube.role_bindings("payments") == []
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        ({"insecure-skip-tls-verify": True}, "insecure-skip-tls-verify"),
+        ({"server": "http://127.0.0.1:9"}, "is not https"),
+    ],
+    ids=["insecure-skip-tls-verify", "plain-http"],
+)
+def test_a_kubeconfig_that_would_send_the_token_unverified_is_refused(
+    kube: FakeKubernetes,
+    provider: KubernetesProvider,
+    cluster: KubeconfigCluster,
+    edit: dict[str, Any],
+    words: str,
+) -> None:
+    path = Path(cluster.kubeconfig)
+    kubeconfig = yaml.safe_load(path.read_text())
+    kubeconfig["clusters"][0]["cluster"].update(edit)
+    if "insecure-skip-tls-verify" in edit:
+        del kubeconfig["clusters"][0]["cluster"]["certificate-authority"]
+    path.write_text(yaml.safe_dump(kubeconfig))
+
+    with pytest.raises(ProviderError, match=words):
+        provider.grant(ALICE, _target(cluster), _context())
+
+    assert kube.calls == []  # the token never left
