@@ -16,6 +16,7 @@ import pytest
 from botocore.auth import SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from botocore.stub import Stubber
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.eks.models import eks_backends
 
@@ -207,3 +208,21 @@ def test_a_ca_from_describe_cluster_that_does_not_match_the_server_is_an_error(
         )
 
     assert kube.calls == [] and kube.managed("payments") == []
+
+
+def test_describe_cluster_is_retried_while_aws_throttles(
+    eks: EksCluster, kube: FakeKubernetes
+) -> None:
+    clients = AwsClients.from_environ({**os.environ, "AWS_REGION": REGION})
+    waits: list[float] = []
+    access = EksAccess(lambda region: clients, sleep=waits.append)
+    with Stubber(clients.client("eks")) as stub:
+        for _ in range(2):
+            stub.add_client_error("describe_cluster", "ThrottlingException", http_status_code=429)
+        ca = base64.b64encode(kube.ca_pem).decode()
+        answer = {"name": "prod", "endpoint": kube.url, "certificateAuthority": {"data": ca}}
+        stub.add_response("describe_cluster", {"cluster": answer}, {"name": "prod"})
+
+        assert access.endpoint(eks) == (kube.url, kube.ca_pem.decode())
+
+    assert len(waits) == 2
