@@ -13,13 +13,14 @@
 - ``provider``: `KubernetesProvider`.
 """
 
-from providers.kubernetes.calls import RETRY
+from providers.kubernetes.calls import OPERATION_BUDGET, RETRY
 from providers.kubernetes.clusters import KubeClusters
 from providers.kubernetes.eks import EksAccess
 from providers.kubernetes.provider import KubernetesProvider
 from providers.kubernetes.target import EksCluster, KubeconfigCluster, KubernetesTarget
 
 __all__ = [
+    "OPERATION_BUDGET",
     "RETRY",
     "EksAccess",
     "EksCluster",

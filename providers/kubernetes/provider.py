@@ -49,19 +49,21 @@ VERDICT_TTL = 300.0
 def _afresh(
     method: Callable[Concatenate[KubernetesProvider, P], R],
 ) -> Callable[Concatenate[KubernetesProvider, P], R]:
-    """On a 401 or a certificate that does not verify, build the target's cluster client
-    afresh (a rotated token, endpoint or CA) and try once more: each operation is
-    idempotent, and a second failure is the answer."""
+    """One operation, its calls within one time budget (`KubeCalls.operation`). On a 401
+    or a certificate that does not verify, the target's cluster client is built afresh (a
+    rotated token, endpoint or CA) and the operation tried once more: each is idempotent,
+    and a second failure is the answer."""
 
     @functools.wraps(method)
     def once_more(self: KubernetesProvider, *args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return method(self, *args, **kwargs)
-        except StaleClient:
-            for target in (*args, *kwargs.values()):
-                if isinstance(target, KubernetesTarget):
-                    self.clusters.forget(target.cluster)
-            return method(self, *args, **kwargs)
+        with self.calls.operation():
+            try:
+                return method(self, *args, **kwargs)
+            except StaleClient:
+                for target in (*args, *kwargs.values()):
+                    if isinstance(target, KubernetesTarget):
+                        self.clusters.forget(target.cluster)
+                return method(self, *args, **kwargs)
 
     return once_more
 
@@ -81,7 +83,7 @@ class KubernetesProvider(Provider):
         timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self.clusters = clusters
-        self.calls = KubeCalls(sleep=sleep)
+        self.calls = KubeCalls(sleep=sleep, monotonic=timer)
         # Whether a ClusterRole gives everything (why, or None), per cluster and role.
         self._verdicts: TtlCache[tuple[Cluster, str], str | None] = TtlCache(VERDICT_TTL, timer)
 

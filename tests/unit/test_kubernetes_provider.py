@@ -13,13 +13,15 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from bot.config import Settings
 from providers.base import GrantContext, Principal, ProviderError
 from providers.kubernetes import KubeClusters, KubeconfigCluster, KubernetesProvider
 from providers.kubernetes import KubernetesTarget as Target
 from providers.kubernetes.bindings import unit_hash
-from providers.kubernetes.calls import RETRY
+from providers.kubernetes.calls import OPERATION_BUDGET, RETRY, TIMEOUT_SECONDS
 from tests.fakes.kubernetes import MANAGED_BY, RBAC, FakeKubernetes
 
+REVOKE_DEADLINE: timedelta = Settings.model_fields["revoke_deadline"].default
 ALICE = Principal(slack_user_id="U0ALICE", email="Alice@Example.com")
 EXPIRES = datetime(2030, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -471,3 +473,28 @@ def test_a_kubeconfig_that_would_send_the_token_unverified_is_refused(
         provider.grant(ALICE, _target(cluster), _context())
 
     assert kube.calls == []  # the token never left
+
+
+def test_a_revocation_against_a_cluster_that_answers_slowly_gives_up_inside_the_deadline(
+    kube: FakeKubernetes, cluster: KubeconfigCluster
+) -> None:
+    waits: list[float] = []
+
+    def now() -> float:  # each request takes as long as a try may (then it times out)
+        return TIMEOUT_SECONDS * len(kube.calls) + sum(waits)
+
+    provider = KubernetesProvider(KubeClusters(), sleep=waits.append, timer=now)
+    target = _target(cluster)
+    provider.grant(ALICE, target, _context())
+    kube.fail_next("DELETE", "rolebindings", times=RETRY.attempts, code=503)
+    started = now()
+
+    with pytest.raises(ProviderError) as raised:
+        provider.revoke(ALICE, target, _context())
+
+    assert raised.value.retryable
+    # The last try started with time left; here it takes a full timeout (a real one is
+    # cut to what was left).
+    assert now() - started <= OPERATION_BUDGET + TIMEOUT_SECONDS
+    assert now() - started < REVOKE_DEADLINE.total_seconds()
+    assert len(kube.managed("payments")) == 1  # swept again later
