@@ -47,10 +47,16 @@ class Place:
         metadata: client.V1ObjectMeta,
         role_ref: client.V1RoleRef,
         subjects: list[client.RbacV1Subject],
+        *,
+        dry_run: bool = False,
     ) -> None:
+        """Create the binding; with ``dry_run`` the API server checks it all (authorizer,
+        RBAC escalation, admission) and stores nothing."""
         namespace, rbac = self.namespace, self.rbac
+        extra = {"dry_run": "All"} if dry_run else {}
 
         def create(**kw: Any) -> None:
+            kw.update(extra)
             if namespace:
                 body = client.V1RoleBinding(metadata=metadata, role_ref=role_ref, subjects=subjects)
                 rbac.create_namespaced_role_binding(namespace, body, **kw)
@@ -60,7 +66,7 @@ class Place:
                 )
                 rbac.create_cluster_role_binding(whole, **kw)
 
-        self._call(f"create {self.kind} {metadata.name}", create)
+        self._call(f"{'dry-run ' if dry_run else ''}create {self.kind} {metadata.name}", create)
 
     def read(self, name: str) -> Seen | None:
         namespace, rbac = self.namespace, self.rbac

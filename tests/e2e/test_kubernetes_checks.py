@@ -70,7 +70,10 @@ def test_a_live_check_passes_when_the_bot_may_manage_bindings_there(
         if c.body
     }
     assert reviewed >= {(verb, "rolebindings") for verb in ("create", "delete", "list", "get")}
-    assert kube.calls_to("POST", "rolebindings") == []  # asked, never tried
+    # One binding tried as a server-side dry run, nothing stored.
+    [tried] = kube.calls_to("POST", "rolebindings")
+    assert tried.query == "dryRun=All" and tried.status == 201
+    assert kube.role_bindings("payments") == []
 
 
 def test_a_live_check_names_a_missing_cluster_role_and_missing_namespaces(
@@ -96,14 +99,25 @@ def test_a_live_check_names_what_the_cluster_does_not_let_the_bot_do(
         provider.validate(wide, live=True)
 
 
-def test_without_bind_on_the_role_the_check_warns(
+def test_without_bind_on_the_role_in_the_bindings_namespace_the_check_warns(
     kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
 ) -> None:
-    kube.deny("bind", "clusterroles")
+    kube.deny("bind", "clusterroles", "payments")  # as the API server asks it: there
 
     [warning] = provider.validate(_target(cluster), live=True)
 
-    assert "lacks `bind` on ClusterRole `edit`" in warning
+    assert "namespace `payments`: the bot lacks `bind` on ClusterRole `edit` there" in warning
+
+
+def test_a_binding_the_cluster_would_refuse_fails_the_check_by_its_dry_run(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    kube.fail_next("POST", "rolebindings", code=403)  # RBAC's escalation check, say
+
+    with pytest.raises(ProviderError, match=r"RoleBinding of ClusterRole `edit` \(dry run\)"):
+        provider.validate(_target(cluster), live=True)
+
+    assert kube.role_bindings("payments") == []
 
 
 @pytest.mark.parametrize(

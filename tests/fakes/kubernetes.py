@@ -7,8 +7,9 @@ What it serves (JSON only, as the client speaks it):
 - ``core/v1`` namespaces: ``GET /api/v1/namespaces[/{name}]``;
 - ``rbac.authorization.k8s.io/v1`` RoleBindings (``/apis/rbac…/v1/namespaces/{ns}/
   rolebindings[/{name}]``), ClusterRoleBindings (``/apis/rbac…/v1/clusterrolebindings
-  [/{name}]``): list (with ``labelSelector``), create, read, merge-patch, delete (with
-  ``preconditions.uid``); ClusterRoles: list and read;
+  [/{name}]``): list (with ``labelSelector``), create (``dryRun=All``: checked, answered,
+  not stored), read, merge-patch, delete (with ``preconditions.uid``); ClusterRoles: list
+  and read;
 - ``authorization.k8s.io/v1`` ``POST selfsubjectaccessreviews``: allowed unless a test
   said `deny` for that verb, resource and namespace.
 
@@ -428,7 +429,8 @@ class FakeKubernetes:
         if method == "GET":
             return 200, self._get_or_list(store, rest, resource, query)
         if method == "POST" and not rest:
-            return 201, self._create(store, namespace, resource, body or {})
+            dry_run = query.get("dryRun") == ["All"]
+            return 201, self._create(store, namespace, resource, body or {}, dry_run=dry_run)
         if not rest:
             raise ApiError(405, "method not allowed", "MethodNotAllowed")
         name = rest[0]
@@ -461,7 +463,9 @@ class FakeKubernetes:
             }
         raise ApiError(405, "method not allowed", "MethodNotAllowed")
 
-    def _create(self, store: Any, namespace: str, resource: str, body: Obj) -> Obj:
+    def _create(
+        self, store: Any, namespace: str, resource: str, body: Obj, *, dry_run: bool = False
+    ) -> Obj:
         kind = _KINDS[resource][0]
         metadata = body.get("metadata") or {}
         name = metadata.get("name", "")
@@ -486,6 +490,8 @@ class FakeKubernetes:
         stored = self._stored({**body, "apiVersion": f"{RBAC}/v1", "kind": kind})
         if namespace:
             stored["metadata"]["namespace"] = namespace
+        if dry_run:  # validated and answered as if made; nothing is kept
+            return stored
         store[name] = stored
         return copy.deepcopy(stored)
 
