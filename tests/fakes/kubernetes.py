@@ -11,14 +11,15 @@ What it serves (JSON only, as the client speaks it):
   not stored), read, merge-patch, delete (with ``preconditions.uid``); ClusterRoles: list
   and read;
 - ``authorization.k8s.io/v1`` ``POST selfsubjectaccessreviews``: allowed unless a test
-  said `deny` for that verb, resource and namespace.
+  said `deny` for that verb, API group, resource and namespace (and object name, where
+  it named one).
 
 As the API server does, it answers errors as ``Status`` objects (``404 NotFound``, ``409
-AlreadyExists`` / ``Conflict``, ``422 Invalid`` for a name that is not a DNS subdomain,
+AlreadyExists`` / ``Conflict``, ``422 Invalid`` for a name that is not a path segment,
 ``401 Unauthorized``), sets ``uid``, ``resourceVersion`` and ``creationTimestamp`` on what
 it stores, keeps an object with finalizers when it is deleted (marked with a
 ``deletionTimestamp``, gone once its last finalizer is), refuses a namespaced object in a
-namespace that does not exist, and checks the
+namespace that does not exist (a list there is empty), and checks the
 bearer token on every request (``token``, or one ``authenticator`` accepts, as an EKS
 cluster accepts an STS-presigned token). Label selectors take the equality, set and
 existence forms (``a=b``, ``a!=b``, ``a in (b,c)``, ``a notin (b)``, ``a``, ``!a``).
@@ -59,8 +60,7 @@ Obj = dict[str, Any]
 
 RBAC = "rbac.authorization.k8s.io"
 MANAGED_BY = "app.kubernetes.io/managed-by"
-# A DNS-1123 subdomain: what the API server accepts as most objects' names.
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
 _REASONS = {
     401: "Unauthorized",
     403: "Forbidden",
@@ -190,7 +190,7 @@ class FakeKubernetes:
             self._cluster_roles: dict[str, Obj] = {}
             self._role_bindings: dict[tuple[str, str], Obj] = {}
             self._cluster_role_bindings: dict[str, Obj] = {}
-            self._denied: set[tuple[str, str, str]] = set()
+            self._denied: set[tuple[str, str, str, str, str]] = set()
             self._faults: list[_Fault] = []
             self.calls: list[KubeCall] = []
             self.tokens: list[str] = []  # every bearer token received, in order
@@ -276,11 +276,14 @@ class FakeKubernetes:
         with self._lock:
             del self._role_bindings[(namespace, name)]
 
-    def deny(self, verb: str, resource: str, namespace: str = "") -> None:
-        """SelfSubjectAccessReviews for ``verb`` on ``resource`` in ``namespace`` ("" for
-        cluster scope) answer "not allowed" from now on."""
+    def deny(
+        self, verb: str, resource: str, namespace: str = "", *, name: str = "", group: str = RBAC
+    ) -> None:
+        """SelfSubjectAccessReviews for ``verb`` on ``resource`` of API ``group`` in
+        ``namespace`` ("" for cluster scope) answer "not allowed" from now on: for the
+        object ``name``, or without a name for every one."""
         with self._lock:
-            self._denied.add((verb, resource, namespace))
+            self._denied.add((verb, group, resource, namespace, name))
 
     def fail_next(
         self,
@@ -391,7 +394,8 @@ class FakeKubernetes:
             return self._bindings(method, self._cluster_role_bindings, "", rest[1:], query, body)
         if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] == "rolebindings":
             namespace = rest[1]
-            if namespace not in self._namespaces:
+            if namespace not in self._namespaces and not (method == "GET" and len(rest) == 3):
+                # A list there is empty; anything else names what is missing.
                 raise ApiError(404, f'namespaces "{namespace}" not found')
             held = _InNamespace(self._role_bindings, namespace)
             return self._bindings(method, held, namespace, rest[3:], query, body)
@@ -472,11 +476,9 @@ class FakeKubernetes:
         problems = []
         if body.get("kind") not in (None, kind):
             problems.append(f"kind: Invalid value: {body.get('kind')!r}")
-        if not name or len(name) > 253 or not _SUBDOMAIN.match(name):
-            problems.append(
-                f"metadata.name: Invalid value: {name!r}: a lowercase RFC 1123 subdomain must "
-                "consist of lower case alphanumeric characters, '-' or '.'"
-            )
+        problem = _rbac_name_problem(name)
+        if problem:
+            problems.append(f"metadata.name: Invalid value: {name!r}: {problem}")
         role_ref = body.get("roleRef") or {}
         if role_ref.get("kind") not in ("ClusterRole", "Role") or not role_ref.get("name"):
             problems.append("roleRef: Required value")
@@ -510,10 +512,12 @@ class FakeKubernetes:
         attributes = (body.get("spec") or {}).get("resourceAttributes") or {}
         key = (
             attributes.get("verb", ""),
+            attributes.get("group", "") or "",
             attributes.get("resource", ""),
             attributes.get("namespace", "") or "",
         )
-        allowed = key not in self._denied
+        named = attributes.get("name", "") or ""
+        allowed = (*key, "") not in self._denied and (*key, named) not in self._denied
         status: Obj = {"allowed": allowed}
         if not allowed:
             status["reason"] = "RBAC: no rule allows it"
@@ -596,6 +600,18 @@ class _Selector:
             if not ok:
                 return False
         return True
+
+
+def _rbac_name_problem(name: str) -> str | None:
+    """The API server's ValidateRBACName: any path segment (upper case and colons too)."""
+    if not name:
+        return "name or generateName is required"
+    if name in (".", ".."):
+        return f"may not be {name!r}"
+    for bad in ("/", "%"):
+        if bad in name:
+            return f"may not contain {bad!r}"
+    return None
 
 
 def _merge(target: Any, patch: Any) -> Any:
