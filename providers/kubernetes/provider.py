@@ -124,7 +124,11 @@ class KubernetesProvider(Provider):
             if kube.cluster_wide
             else ", ".join(f"namespace `{ns}`" for ns in kube.namespaces)
         )
-        return f"Kubernetes `{kube.cluster.label()}` {where}: ClusterRole `{kube.cluster_role}`"
+        # The username is shown where the template makes it more than the email itself.
+        user = "" if kube.user_template == "{email}" else f" as user `{kube.user_template}`"
+        return (
+            f"Kubernetes `{kube.cluster.label()}` {where}: ClusterRole `{kube.cluster_role}`" + user
+        )
 
     def endpoint(self, target: TargetSpec) -> str:
         # Each cluster is its own endpoint: one that hangs holds up only its own calls.

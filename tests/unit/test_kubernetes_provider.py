@@ -98,6 +98,9 @@ def test_cluster_wide_is_one_clusterrolebinding_and_the_user_template_names_the_
     [binding] = kube.managed()
     assert binding["kind"] == "ClusterRoleBinding"
     assert _user_subjects(binding) == ["oidc:alice"]
+    assert provider.describe(target) == (
+        "Kubernetes `prod` cluster-wide: ClusterRole `view` as user `oidc:{local}`"
+    )
     assert provider.is_granted(ALICE, target) is True
     provider.revoke(ALICE, target, _context())
     assert kube.cluster_role_bindings() == []
