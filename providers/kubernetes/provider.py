@@ -156,9 +156,8 @@ class KubernetesProvider(Provider):
         unit, found by label and annotations (whatever they are named), and read back by
         name; none left is success (providers/kubernetes/unit.py)."""
         kube = as_kubernetes(target)
-        requester, user = principal.email.lower(), kube.user(principal.email)
         for unit in self._units(kube):
-            unit.unbind(context.request_id, requester, user)
+            unit.unbind(context.request_id, principal.email.lower())
 
     @_afresh
     def extend(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:

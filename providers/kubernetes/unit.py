@@ -102,11 +102,11 @@ class Unit:
 
     # ------------------------------------------------------------------ revocation
 
-    def unbind(self, request_id: str, requester: str, user: str) -> None:
+    def unbind(self, request_id: str, requester: str) -> None:
         """Delete this request's bindings made for ``requester`` and confirm they are
-        gone. A binding of the request made for someone else that names this person
-        (drift's clean-up of a subject added by hand) is left for a person, loudly:
-        deleting it would end the requester's own grant."""
+        gone. A binding of the request made for someone else whose subject ``requester``
+        is (as `holders` names it: drift's clean-up of a subject added by hand) is left
+        for a person, loudly: deleting it would end the requester's own grant."""
         place = self.place
         found = self.of_request(request_id)
         for seen in found:
@@ -116,12 +116,13 @@ class Unit:
         strays = [
             seen.name
             for seen in found
-            if seen.requester != requester and {user, requester} & set(seen.users)
+            if seen.requester != requester
+            and any(self._holder(seen, *subject).lower() == requester for subject in seen.subjects)
         ]
         if strays:
             raise ProviderError(
                 f"{place.label}: {place.kind} {', '.join(strays)} of request {request_id} "
-                f"binds {user} but was made for someone else; jit-bot leaves it alone: "
+                f"binds {requester} but was made for someone else; jit-bot leaves it alone: "
                 "remove that subject by hand"
             )
 

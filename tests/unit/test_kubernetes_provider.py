@@ -501,3 +501,23 @@ def test_a_revocation_against_a_cluster_that_answers_slowly_gives_up_inside_the_
     assert now() - started <= OPERATION_BUDGET + TIMEOUT_SECONDS
     assert now() - started < REVOKE_DEADLINE.total_seconds()
     assert len(kube.managed("payments")) == 1  # swept again later
+
+
+def test_a_group_added_to_a_jit_binding_is_held_by_nobody_and_not_cleaned_up_silently(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    target = _target(cluster)
+    provider.grant(ALICE, target, _context())
+    [binding] = kube.role_bindings("payments")
+    masters = {"apiGroup": RBAC, "kind": "Group", "name": "system:masters"}
+    kube.edit_role_binding(
+        "payments", "jit-r-7k2m9qxa", {"subjects": [*binding["subjects"], masters]}
+    )
+
+    holders = sorted(h.email for h in provider.inventory(target) or [])
+
+    assert holders == ["Group:system:masters", "alice@example.com"]
+    drift = Principal(slack_user_id="", email="group:system:masters")  # as drift asks
+    with pytest.raises(ProviderError, match="made for someone else"):
+        provider.revoke(drift, target, _context())
+    assert len(kube.role_bindings("payments")) == 1  # Alice's grant stays
