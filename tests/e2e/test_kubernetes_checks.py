@@ -239,3 +239,17 @@ def test_the_docs_examples_and_the_example_roles_yaml_targets_are_valid() -> Non
         assert provider.validate(Target.model_validate(entry)) == []
         # Local mode with the checkout's roles.yaml reads it through its stand-in.
         assert stand_in.target_model.model_validate(entry)
+
+
+def test_a_role_the_bot_neither_holds_nor_may_bind_fails_the_check_and_the_grant(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    kube.withhold("edit")  # the bot lacks some of edit's permissions
+    kube.deny("bind", "clusterroles", "payments", name="edit")
+
+    with pytest.raises(ProviderError, match="attempting to grant RBAC permissions"):
+        provider.validate(_target(cluster), live=True)
+    with pytest.raises(ProviderError, match="403 Forbidden"):
+        provider.grant(ALICE, _target(cluster), CONTEXT)
+
+    assert kube.role_bindings("payments") == []

@@ -12,7 +12,8 @@ What it serves (JSON only, as the client speaks it):
   and read;
 - ``authorization.k8s.io/v1`` ``POST selfsubjectaccessreviews``: allowed unless a test
   said `deny` for that verb, API group, resource and namespace (and object name, where
-  it named one).
+  it named one). RBAC's escalation prevention on create: a binding of a ClusterRole the
+  bot does not fully hold (`withhold`) needs ``bind`` on it in that namespace.
 
 As the API server does, it answers errors as ``Status`` objects (``404 NotFound``, ``409
 AlreadyExists`` / ``Conflict``, ``422 Invalid`` for a name that is not a path segment,
@@ -191,6 +192,7 @@ class FakeKubernetes:
             self._role_bindings: dict[tuple[str, str], Obj] = {}
             self._cluster_role_bindings: dict[str, Obj] = {}
             self._denied: set[tuple[str, str, str, str, str]] = set()
+            self._withheld: set[str] = set()
             self._faults: list[_Fault] = []
             self.calls: list[KubeCall] = []
             self.tokens: list[str] = []  # every bearer token received, in order
@@ -284,6 +286,12 @@ class FakeKubernetes:
         object ``name``, or without a name for every one."""
         with self._lock:
             self._denied.add((verb, group, resource, namespace, name))
+
+    def withhold(self, cluster_role: str) -> None:
+        """The bot does not hold every permission of ``cluster_role`` from now on: a
+        binding of it is refused (403) unless the bot may ``bind`` it there (`deny`)."""
+        with self._lock:
+            self._withheld.add(cluster_role)
 
     def fail_next(
         self,
@@ -489,6 +497,7 @@ class FakeKubernetes:
             raise ApiError(422, f'{kind} "{name}" is invalid: ' + ", ".join(problems))
         if name in store:
             raise ApiError(409, f'{_qualified(resource)} "{name}" already exists')
+        self._escalation_check(namespace, role_ref["name"], name)
         stored = self._stored({**body, "apiVersion": f"{RBAC}/v1", "kind": kind})
         if namespace:
             stored["metadata"]["namespace"] = namespace
@@ -508,6 +517,22 @@ class FakeKubernetes:
             del store[name]  # its last finalizer gone: deleted now
         return copy.deepcopy(updated)
 
+    def _escalation_check(self, namespace: str, role: str, name: str) -> None:
+        """RBAC's escalation prevention: a binding of a ClusterRole whose permissions the
+        bot does not all hold (`withhold`) is made only if it may ``bind`` that role."""
+        if role not in self._withheld:
+            return
+        if self._allowed(("bind", RBAC, "clusterroles", namespace), role):
+            return
+        raise ApiError(
+            403,
+            f'rolebindings.{RBAC} "{name}" is forbidden: user "jit-bot" is attempting to '
+            f"grant RBAC permissions not currently held (ClusterRole {role})",
+        )
+
+    def _allowed(self, key: tuple[str, str, str, str], name: str) -> bool:
+        return (*key, "") not in self._denied and (*key, name) not in self._denied
+
     def _review(self, body: Obj) -> Obj:
         attributes = (body.get("spec") or {}).get("resourceAttributes") or {}
         key = (
@@ -516,8 +541,7 @@ class FakeKubernetes:
             attributes.get("resource", ""),
             attributes.get("namespace", "") or "",
         )
-        named = attributes.get("name", "") or ""
-        allowed = (*key, "") not in self._denied and (*key, named) not in self._denied
+        allowed = self._allowed(key, attributes.get("name", "") or "")
         status: Obj = {"allowed": allowed}
         if not allowed:
             status["reason"] = "RBAC: no rule allows it"
