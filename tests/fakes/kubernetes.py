@@ -8,8 +8,8 @@ What it serves (JSON only, as the client speaks it):
 - ``rbac.authorization.k8s.io/v1`` RoleBindings (``/apis/rbac…/v1/namespaces/{ns}/
   rolebindings[/{name}]``), ClusterRoleBindings (``/apis/rbac…/v1/clusterrolebindings
   [/{name}]``): list (with ``labelSelector``), create (``dryRun=All``: checked, answered,
-  not stored), read, merge-patch, delete (with ``preconditions.uid``); ClusterRoles: list
-  and read;
+  not stored), read, patch (by its Content-Type: merge, strategic merge or JSON Patch;
+  415 for others), delete (with ``preconditions.uid``); ClusterRoles: list and read;
 - ``authorization.k8s.io/v1`` ``POST selfsubjectaccessreviews``: allowed unless a test
   said `deny` for that verb, API group, resource and namespace (and object name, where
   it named one). RBAC's escalation prevention on create: a binding of a ClusterRole the
@@ -348,15 +348,16 @@ class FakeKubernetes:
         try:
             if not self._authenticated(str(headers.get("Authorization") or "")):
                 raise ApiError(401, "Unauthorized")
+            kind_of_patch = str(headers.get("Content-Type") or "").split(";")[0].strip()
             fault = self._fault(method, _resource(path))
             if fault is not None and fault.applied:
                 with self._lock:
-                    self._route(method, path, parse_qs(query), body)
+                    self._route(method, path, parse_qs(query), body, kind_of_patch)
             if fault is not None:
                 extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
                 return fault.code, _status(ApiError(fault.code, "injected fault")), extra
             with self._lock:
-                status, answer = self._route(method, path, parse_qs(query), body)
+                status, answer = self._route(method, path, parse_qs(query), body, kind_of_patch)
             return status, answer, {}
         except ApiError as exc:
             return exc.code, _status(exc), {}
@@ -382,7 +383,12 @@ class FakeKubernetes:
         return None
 
     def _route(
-        self, method: str, path: str, query: dict[str, list[str]], body: Obj | None
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        body: Any,
+        content_type: str = "",
     ) -> tuple[int, Obj]:
         parts = path.strip("/").split("/")
         if parts[:2] == ["api", "v1"] and parts[2:3] == ["namespaces"] and method == "GET":
@@ -399,14 +405,16 @@ class FakeKubernetes:
         if rest[:1] == ["clusterroles"] and method == "GET":
             return 200, self._get_or_list(self._cluster_roles, rest[1:], "clusterroles", query)
         if rest[:1] == ["clusterrolebindings"]:
-            return self._bindings(method, self._cluster_role_bindings, "", rest[1:], query, body)
+            return self._bindings(
+                method, self._cluster_role_bindings, "", rest[1:], query, body, content_type
+            )
         if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] == "rolebindings":
             namespace = rest[1]
             if namespace not in self._namespaces and not (method == "GET" and len(rest) == 3):
                 # A list there is empty; anything else names what is missing.
                 raise ApiError(404, f'namespaces "{namespace}" not found')
             held = _InNamespace(self._role_bindings, namespace)
-            return self._bindings(method, held, namespace, rest[3:], query, body)
+            return self._bindings(method, held, namespace, rest[3:], query, body, content_type)
         raise ApiError(404, "the server could not find the requested resource")
 
     def _get_or_list(
@@ -435,7 +443,8 @@ class FakeKubernetes:
         namespace: str,
         rest: list[str],
         query: dict[str, list[str]],
-        body: Obj | None,
+        body: Any,
+        content_type: str = "",
     ) -> tuple[int, Obj]:
         resource = "rolebindings" if namespace else "clusterrolebindings"
         if method == "GET":
@@ -449,7 +458,7 @@ class FakeKubernetes:
         if name not in store:
             raise ApiError(404, f'{_qualified(resource)} "{name}" not found')
         if method == "PATCH":
-            return 200, self._patch(store, name, body or {})
+            return 200, self._patch(store, name, body, content_type)
         if method == "DELETE":
             wanted = ((body or {}).get("preconditions") or {}).get("uid")
             if wanted and wanted != store[name]["metadata"]["uid"]:
@@ -506,10 +515,15 @@ class FakeKubernetes:
         store[name] = stored
         return copy.deepcopy(stored)
 
-    def _patch(self, store: Any, name: str, patch: Obj) -> Obj:
-        """A JSON merge patch (RFC 7386), or a strategic merge patch of maps only: the
-        two agree on what jit-bot patches (annotations)."""
-        updated = _merge(store[name], patch)
+    def _patch(
+        self,
+        store: Any,
+        name: str,
+        patch: Any,
+        content_type: str = "application/merge-patch+json",
+    ) -> Obj:
+        """A patch of the Content-Type given (`_patched`)."""
+        updated = _patched(store[name], patch, content_type)
         updated["metadata"]["resourceVersion"] = str(next(self._versions))
         store[name] = updated
         metadata = updated["metadata"]
@@ -624,6 +638,43 @@ class _Selector:
             if not ok:
                 return False
         return True
+
+
+_MERGE_PATCHES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
+
+
+def _patched(obj: Obj, patch: Any, content_type: str) -> Obj:
+    """``obj`` patched as its Content-Type says, as the API server reads it: a JSON merge
+    patch or a strategic merge patch (the two agree on the maps jit-bot patches), or a
+    JSON Patch of ``add``/``replace``/``remove`` operations under ``/metadata``; any
+    other type is 415, and a body not of its type 400."""
+    if content_type in _MERGE_PATCHES:
+        if not isinstance(patch, dict):
+            raise ApiError(400, "a merge patch is a JSON object", "BadRequest")
+        return dict(_merge(obj, patch))
+    if content_type != "application/json-patch+json":
+        raise ApiError(
+            415,
+            "the body of the request was in an unknown format - accepted media types "
+            f"include: application/json-patch+json, {', '.join(_MERGE_PATCHES)}",
+            "UnsupportedMediaType",
+        )
+    if not isinstance(patch, list):
+        raise ApiError(400, "a JSON Patch is a list of operations", "BadRequest")
+    patched = copy.deepcopy(obj)
+    for operation in patch:
+        op, path = operation.get("op"), str(operation.get("path", ""))
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in path.split("/")[1:]]
+        if op not in ("add", "replace", "remove") or parts[:1] != ["metadata"] or len(parts) < 2:
+            raise ApiError(422, f"the fake applies no such JSON Patch operation: {operation}")
+        at = patched
+        for part in parts[:-1]:
+            at = at.setdefault(part, {})
+        if op == "remove":
+            at.pop(parts[-1], None)
+        else:
+            at[parts[-1]] = copy.deepcopy(operation.get("value"))
+    return patched
 
 
 def _rbac_name_problem(name: str) -> str | None:

@@ -211,3 +211,23 @@ def test_a_binding_with_a_finalizer_is_kept_when_deleted_until_its_last_finalize
     assert kept.metadata.deletion_timestamp is not None
     rbac.patch_namespaced_role_binding("jit-r-1", "payments", {"metadata": {"finalizers": None}})
     assert kube.role_bindings("payments") == []
+
+
+def test_a_patch_is_read_by_its_content_type(
+    kube: FakeKubernetes, rbac: client.RbacAuthorizationV1Api
+) -> None:
+    rbac.create_namespaced_role_binding("payments", _binding("jit-r-1"))
+
+    # A dict goes as a strategic merge patch, a list as a JSON Patch (the client chooses).
+    rbac.patch_namespaced_role_binding("jit-r-1", "payments", {"metadata": {"labels": {"a": "1"}}})
+    ops = [{"op": "add", "path": "/metadata/annotations", "value": {"b": "2"}}]
+    rbac.patch_namespaced_role_binding("jit-r-1", "payments", ops)
+    with pytest.raises(client.ApiException) as raised:
+        rbac.patch_namespaced_role_binding(
+            "jit-r-1", "payments", {"metadata": {}}, _content_type="application/apply-patch+yaml"
+        )
+
+    assert raised.value.status == 415
+    [stored] = kube.role_bindings("payments")
+    assert stored["metadata"]["labels"] == {"a": "1"}
+    assert stored["metadata"]["annotations"] == {"b": "2"}
