@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import ClassVar
@@ -27,6 +28,11 @@ class TargetSpec(BaseModel):
     def key(self) -> str:
         """A stable identity: two grants with the same key give the same access."""
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+
+    def identity_problem(self, email_domains: Sequence[str]) -> str | None:
+        """Why people with emails of these domains could not be told apart on this target
+        (their cloud names would collide); None where they can."""
+        return None
 
     def shortest_grant(self) -> tuple[timedelta, str] | None:
         """The soonest this target can take access away again, and why; None: at once.

@@ -200,6 +200,10 @@ class TtlCache(Generic[K, V]):
         with self._lock:
             self._entries[key] = value
 
+    def discard(self, key: K) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()

@@ -1,6 +1,7 @@
 """Cross-checks that need more than one model: defaults within limits, targets that
 can end in time, groups and roles that exist, a rule for every role and environment,
-the email domains a provider that grants real access needs, and break-glass within
+the email domains a provider that grants real access needs, targets that tell those
+domains' people apart, and break-glass within
 the roles' limits.
 """
 
@@ -189,6 +190,24 @@ def check_email_domains(
             line_of(anode, loc),
         )
     ]
+
+
+def check_identities(
+    targets: Mapping[tuple[str, str], Sequence[TargetSpec]],
+    settings: Settings,
+    file: str,
+    node: yaml.Node | None,
+) -> list[ConfigIssue]:
+    """Each target tells apart the people of every allowed email domain: two people must
+    never become one cloud user."""
+    issues = []
+    for (role_name, env), parsed in targets.items():
+        for i, target in enumerate(parsed):
+            problem = target.identity_problem(settings.allowed_email_domains)
+            if problem is not None:
+                loc: Loc = ("roles", role_name, "environments", env, i)
+                issues.append(ConfigIssue(file, loc, problem, line_of(node, loc)))
+    return issues
 
 
 def check_break_glass(

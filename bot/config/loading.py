@@ -16,6 +16,7 @@ from bot.config.checks import (
     check_break_glass,
     check_email_domains,
     check_groups,
+    check_identities,
     check_roles,
     check_shortest_grants,
     cross_check,
@@ -145,6 +146,7 @@ def load_config(
         issues.extend(check_break_glass(roles_model, approvers_model, afile, anode))
     if approvers_model is not None:
         issues.extend(check_email_domains(targets, approvers_model.settings, rfile, afile, anode))
+        issues.extend(check_identities(targets, approvers_model.settings, rfile, rnode))
     # A model is None only when its validation added issues.
     if issues or roles_model is None or approvers_model is None:
         # Read like a compiler's output: roles.yaml then approvers.yaml, top to bottom.

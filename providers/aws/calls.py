@@ -34,6 +34,7 @@ _RETRYABLE = {
     "ConflictException",
     "InternalServerException",
     "ServiceUnavailableException",
+    "ServerException",  # EKS's name for a 5xx
     "RequestLimitExceeded",
 }
 _NOT_FOUND = {"ResourceNotFoundException"}

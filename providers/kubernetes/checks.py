@@ -1,24 +1,27 @@
 """What ``jit-bot check --live`` verifies on a cluster, asking the cluster itself: the
 ClusterRole and every namespace exist, the ClusterRole does not give everything (unless
-the target allows it), and the bot may create, read, list and delete the bindings there
-(SelfSubjectAccessReview, so the answer is the cluster's own authorizer's)."""
+the target allows it), the bot may create, read, list and delete the bindings there
+(SelfSubjectAccessReview, so the answer is the cluster's own authorizer's), and a binding
+of the ClusterRole there passes a server-side dry run (RBAC's escalation check and
+admission included); it warns where the bot may not ``bind`` the ClusterRole there."""
 
 from __future__ import annotations
 
 from kubernetes import client
 
 from providers.base import ProviderError
-from providers.kubernetes.bindings import RBAC_GROUP
-from providers.kubernetes.calls import KubeCalls, NotFound
+from providers.kubernetes import bindings
+from providers.kubernetes.bindings import MANAGED_BY, OURS, RBAC_GROUP
+from providers.kubernetes.calls import AlreadyExists, KubeCalls, NotFound
+from providers.kubernetes.escalation import cluster_role_rules, gives_everything, refusal
 from providers.kubernetes.places import Place
-from providers.kubernetes.target import CLUSTER_ADMIN, KubernetesTarget
+from providers.kubernetes.target import KubernetesTarget
 
 #: What the bot does with its bindings: create on grant, list and read to find them,
 #: delete on revoke, patch on extension.
 VERBS = ("create", "get", "list", "delete", "patch")
-_ALL = "*"
-# Verbs that let whoever holds them give any permission away (or take it themselves).
-_ESCALATING = {"bind", "escalate", _ALL}
+#: The name of the binding (and of its user) that a live check creates as a dry run.
+DRY_RUN_NAME = "jit-bot-dry-run"
 
 
 def check_target(
@@ -26,12 +29,12 @@ def check_target(
 ) -> list[str]:
     """Raise ProviderError naming what is wrong; return warnings."""
     label = f"kubernetes `{kube.cluster.label()}`"
-    rules = _cluster_role_rules(api, calls, label, kube.cluster_role)
-    if not kube.allow_cluster_admin and (kube.cluster_role == CLUSTER_ADMIN or _escalates(rules)):
-        raise ProviderError(
-            f"{label}: ClusterRole `{kube.cluster_role}` may bind or escalate any role (it "
-            "gives everything); jit-bot grants it only with allow_cluster_admin: true"
-        )
+    rules_of = cluster_role_rules(api, calls, label)
+    if rules_of(kube.cluster_role) is None:
+        raise ProviderError(f"{label}: ClusterRole `{kube.cluster_role}` does not exist")
+    why = None if kube.allow_cluster_admin else gives_everything(kube.cluster_role, rules_of)
+    if why is not None:
+        raise ProviderError(refusal(label, kube.cluster_role, why))
     core = client.CoreV1Api(api)
     problems = []
     for namespace in kube.namespaces:
@@ -53,38 +56,34 @@ def check_target(
             problems.append(f"{place.label}: the bot may not {', '.join(denied)} {resource} there")
     if problems:
         raise ProviderError("; ".join(problems) + " (docs/kubernetes.md has the bot's ClusterRole)")
-    if not _allowed(reviews, calls, label, "bind", "clusterroles", None, kube.cluster_role):
-        return [
-            f"{label}: the bot lacks `bind` on ClusterRole `{kube.cluster_role}`; the cluster "
-            "lets it grant the role only if the bot itself holds every permission in it"
-        ]
-    return []
+    refused = [_dry_run_refusal(place, kube.cluster_role) for place in places]
+    if any(refused):
+        raise ProviderError("; ".join(r for r in refused if r))
+    return [
+        f"{place.label}: the bot lacks `bind` on ClusterRole `{kube.cluster_role}` there; the "
+        "cluster lets it grant the role only if the bot itself holds every permission in it"
+        for place in places
+        if not _allowed(
+            reviews, calls, label, "bind", "clusterroles", place.namespace, kube.cluster_role
+        )
+    ]
 
 
-def _cluster_role_rules(
-    api: client.ApiClient, calls: KubeCalls, label: str, name: str
-) -> list[client.V1PolicyRule]:
-    rbac = client.RbacAuthorizationV1Api(api)
+def _dry_run_refusal(place: Place, cluster_role: str) -> str | None:
+    """Create a binding of the ClusterRole there as a server-side dry run: the API server
+    runs its authorizer, RBAC's escalation check and admission on it, stores nothing, and
+    says why it would refuse a grant."""
+    meta = client.V1ObjectMeta(name=DRY_RUN_NAME, labels={MANAGED_BY: OURS})
+    subject = bindings.user_subject(DRY_RUN_NAME)
     try:
-        role = calls.call(label, f"read ClusterRole {name}", rbac.read_cluster_role, name)
-    except NotFound:
-        raise ProviderError(f"{label}: ClusterRole `{name}` does not exist") from None
-    return list(role.rules or [])
-
-
-def _escalates(rules: list[client.V1PolicyRule]) -> bool:
-    """A rule that may bind or escalate (or do anything) on every resource, or on every
-    role: whoever holds it can give themselves anything."""
-    for rule in rules:
-        groups = set(rule.api_groups or [])
-        resources = set(rule.resources or [])
-        if not (set(rule.verbs or []) & _ESCALATING) or rule.resource_names:
-            continue
-        if _ALL in resources and groups & {_ALL, RBAC_GROUP, ""}:
-            return True
-        if resources & {"clusterroles", "roles"} and groups & {_ALL, RBAC_GROUP}:
-            return True
-    return False
+        place.create(meta, bindings.role_ref(cluster_role), [subject], dry_run=True)
+    except AlreadyExists:
+        return None  # the name is taken: the checks before it ran and passed
+    except ProviderError as exc:
+        if exc.retryable:
+            raise
+        return f"a {place.kind} of ClusterRole `{cluster_role}` (dry run) is refused: {exc}"
+    return None
 
 
 def _allowed(

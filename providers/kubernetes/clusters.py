@@ -1,7 +1,9 @@
 """The official client's connection to each cluster a target names, built once and kept
-until ``refresh``: from a kubeconfig context (its server, CA and the bot's credentials,
-whatever kind the kubeconfig holds), or for EKS from DescribeCluster and a token presigned
-for every request (`EksAccess`)."""
+until ``refresh``, or until ``forget`` drops one whose token or CA went stale (the
+provider does that on a 401 or a certificate that does not verify, then reads the
+kubeconfig, or describes the EKS cluster, again): from a kubeconfig context (its server,
+CA and the bot's credentials, whatever kind the kubeconfig holds), or for EKS from
+DescribeCluster and a token presigned for every request (`EksAccess`)."""
 
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ class KubeClusters:
             if isinstance(cluster, EksCluster)
             else self._from_kubeconfig(cluster)
         )
+        _refuse_unverified(cluster, configuration)
         configuration.retries = 0  # KubeCalls retries, under the provider's policy
         built = client.ApiClient(configuration)
         with self._lock:
@@ -45,6 +48,14 @@ class KubeClusters:
             self._clients.clear()
         if self._eks is not None:
             self._eks.refresh()
+
+    def forget(self, cluster: Cluster) -> None:
+        """Build this cluster's client afresh next time (its kubeconfig read again, its
+        EKS endpoint and CA described again)."""
+        with self._lock:
+            self._clients.pop(cluster, None)
+        if self._eks is not None and isinstance(cluster, EksCluster):
+            self._eks.forget(cluster)
 
     def _from_kubeconfig(self, cluster: KubeconfigCluster) -> client.Configuration:
         path = Path(cluster.kubeconfig).expanduser()
@@ -78,3 +89,19 @@ class KubeClusters:
         fresh_token(configuration)
         configuration.refresh_api_key_hook = fresh_token  # type: ignore[assignment]
         return configuration
+
+
+def _refuse_unverified(cluster: Cluster, configuration: client.Configuration) -> None:
+    """The bot's bearer token goes only to a server whose certificate it checks: never over
+    plain http, never with ``insecure-skip-tls-verify``."""
+    if not str(configuration.host or "").startswith("https://"):
+        raise ProviderError(
+            f"kubernetes `{cluster.label()}`: the server {configuration.host} is not https; "
+            "jit-bot sends its credentials only over TLS"
+        )
+    if not configuration.verify_ssl:
+        raise ProviderError(
+            f"kubernetes `{cluster.label()}`: the kubeconfig says insecure-skip-tls-verify; "
+            "jit-bot sends its credentials only to a server whose certificate it verifies "
+            "(give the cluster's certificate-authority instead)"
+        )

@@ -9,19 +9,21 @@
   is made for every request, so none ever expires in use.
 
 The STS and EKS clients come from `AwsClients`, the aws provider's credential chain
-(``JIT_AWS_ASSUME_ROLE_ARN`` included), one per region.
+(``JIT_AWS_ASSUME_ROLE_ARN`` included), one per region; DescribeCluster is retried under
+that provider's `RETRY` policy while AWS throttles or fails.
 """
 
 from __future__ import annotations
 
 import base64
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from providers.aws.calls import AwsClients
+from providers.aws.calls import RETRY, AwsCalls, AwsClients
 from providers.base import ProviderError
 from providers.kubernetes.target import EksCluster
 from providers.resilience import TtlCache
@@ -36,8 +38,11 @@ class EksAccess:
     """Endpoints, CAs and tokens of EKS clusters. ``aws`` gives the AWS clients of a
     region (built by the composition root with the aws provider's settings)."""
 
-    def __init__(self, aws: Callable[[str], AwsClients]) -> None:
+    def __init__(
+        self, aws: Callable[[str], AwsClients], *, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self._aws = aws
+        self._calls = AwsCalls(RETRY, sleep=sleep)  # the aws provider's retry policy
         self._regions: TtlCache[str, AwsClients] = TtlCache(math.inf)
         self._clusters: TtlCache[EksCluster, tuple[str, str]] = TtlCache(math.inf)
 
@@ -76,27 +81,25 @@ class EksAccess:
     def refresh(self) -> None:
         self._clusters.clear()
 
+    def forget(self, cluster: EksCluster) -> None:
+        self._clusters.discard(cluster)
+
     def _clients(self, region: str) -> AwsClients:
         return self._regions.get(region, lambda: self._aws(region))
 
     def _describe(self, cluster: EksCluster) -> tuple[str, str]:
         eks = self._clients(cluster.region).client("eks")
         try:
-            found = eks.describe_cluster(name=cluster.eks)["cluster"]
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
+            found = self._calls.call(eks.describe_cluster, name=cluster.eks)["cluster"]
+        except ProviderError as exc:
             hint = (
                 "; the bot's role needs eks:DescribeCluster on it (providers/aws-policy.json)"
-                if code == "AccessDeniedException"
+                if "AccessDenied" in str(exc)
                 else ""
             )
             raise ProviderError(
-                f"{cluster.label()}: eks:DescribeCluster failed: {code or exc}{hint}",
-                retryable=code in {"ThrottlingException", "ServerException", "ServiceUnavailable"},
-            ) from None
-        except BotoCoreError as exc:
-            raise ProviderError(
-                f"{cluster.label()}: eks:DescribeCluster: AWS unreachable: {exc}", retryable=True
+                f"{cluster.label()}: eks:DescribeCluster failed: {exc}{hint}",
+                retryable=exc.retryable,
             ) from None
         endpoint = found.get("endpoint") or ""
         data = (found.get("certificateAuthority") or {}).get("data") or ""

@@ -9,8 +9,9 @@ from typing import Any
 
 from kubernetes import client
 
+from providers.base import ProviderError
 from providers.kubernetes.bindings import Seen
-from providers.kubernetes.calls import KubeCalls, NotFound
+from providers.kubernetes.calls import AlreadyExists, KubeCalls, NotFound
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,16 @@ class Place:
         metadata: client.V1ObjectMeta,
         role_ref: client.V1RoleRef,
         subjects: list[client.RbacV1Subject],
+        *,
+        dry_run: bool = False,
     ) -> None:
+        """Create the binding; with ``dry_run`` the API server checks it all (authorizer,
+        RBAC escalation, admission) and stores nothing."""
         namespace, rbac = self.namespace, self.rbac
+        extra = {"dry_run": "All"} if dry_run else {}
 
         def create(**kw: Any) -> None:
+            kw.update(extra)
             if namespace:
                 body = client.V1RoleBinding(metadata=metadata, role_ref=role_ref, subjects=subjects)
                 rbac.create_namespaced_role_binding(namespace, body, **kw)
@@ -59,7 +66,7 @@ class Place:
                 )
                 rbac.create_cluster_role_binding(whole, **kw)
 
-        self._call(f"create {self.kind} {metadata.name}", create)
+        self._call(f"{'dry-run ' if dry_run else ''}create {self.kind} {metadata.name}", create)
 
     def read(self, name: str) -> Seen | None:
         namespace, rbac = self.namespace, self.rbac
@@ -75,8 +82,9 @@ class Place:
             return None
 
     def delete(self, seen: Seen) -> None:
-        """Delete this very binding (its uid): one replaced since it was read stays.
-        Already gone is success."""
+        """Delete this very binding (its uid): one replaced since it was read stays, and
+        that is a failure to try again. Already gone is success; whether it is gone (a
+        finalizer keeps it) is for the caller to read back."""
         namespace, rbac = self.namespace, self.rbac
         options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=seen.uid))
 
@@ -90,6 +98,12 @@ class Place:
             self._call(f"delete {self.kind} {seen.name}", delete)
         except NotFound:
             return
+        except AlreadyExists:  # the uid precondition failed
+            raise ProviderError(
+                f"{self.label}: {self.kind} {seen.name} changed since it was read; "
+                "not deleted, tried again later",
+                retryable=True,
+            ) from None
 
     def annotate(self, seen: Seen, annotations: dict[str, str]) -> None:
         namespace, rbac = self.namespace, self.rbac

@@ -15,28 +15,57 @@ retryable ProviderError, so a revocation is swept again until it lands.
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 from kubernetes import client
 
 from providers.aws.calls import AwsClients
 from providers.base import GrantOutcome, Holding, Provider, ProviderError
 from providers.kubernetes import bindings
-from providers.kubernetes.bindings import REQUEST, REQUESTER, SELECTOR, Seen
-from providers.kubernetes.calls import AlreadyExists, KubeCalls
+from providers.kubernetes.calls import KubeCalls, StaleClient
 from providers.kubernetes.clusters import KubeClusters
 from providers.kubernetes.eks import EksAccess
+from providers.kubernetes.escalation import cluster_role_rules, gives_everything, refusal
 from providers.kubernetes.places import Place
-from providers.kubernetes.target import CLUSTER_ADMIN, KubernetesTarget, as_kubernetes
+from providers.kubernetes.target import CLUSTER_ADMIN, Cluster, KubernetesTarget, as_kubernetes
+from providers.kubernetes.unit import Unit
+from providers.resilience import TtlCache
 
 if TYPE_CHECKING:  # annotations only
     from providers.base import GrantContext, Principal, TargetSpec
 
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: How long a verdict on a ClusterRole (gives everything or not) is trusted, in seconds.
+VERDICT_TTL = 300.0
+
+
+def _afresh(
+    method: Callable[Concatenate[KubernetesProvider, P], R],
+) -> Callable[Concatenate[KubernetesProvider, P], R]:
+    """One operation, its calls within one time budget (`KubeCalls.operation`). On a 401
+    or a certificate that does not verify, the target's cluster client is built afresh (a
+    rotated token, endpoint or CA) and the operation tried once more: each is idempotent,
+    and a second failure is the answer."""
+
+    @functools.wraps(method)
+    def once_more(self: KubernetesProvider, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self.calls.operation():
+            try:
+                return method(self, *args, **kwargs)
+            except StaleClient:
+                for target in (*args, *kwargs.values()):
+                    if isinstance(target, KubernetesTarget):
+                        self.clusters.forget(target.cluster)
+                return method(self, *args, **kwargs)
+
+    return once_more
 
 
 class KubernetesProvider(Provider):
@@ -47,10 +76,16 @@ class KubernetesProvider(Provider):
     separate_grants = True  # a binding per request, found by its label and annotation
 
     def __init__(
-        self, clusters: KubeClusters, *, sleep: Callable[[float], None] = time.sleep
+        self,
+        clusters: KubeClusters,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        timer: Callable[[], float] = time.monotonic,
     ) -> None:
         self.clusters = clusters
-        self.calls = KubeCalls(sleep=sleep)
+        self.calls = KubeCalls(sleep=sleep, monotonic=timer)
+        # Whether a ClusterRole gives everything (why, or None), per cluster and role.
+        self._verdicts: TtlCache[tuple[Cluster, str], str | None] = TtlCache(VERDICT_TTL, timer)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> KubernetesProvider:
@@ -64,6 +99,7 @@ class KubernetesProvider(Provider):
 
     # -------------------------------------------------------------- interface
 
+    @_afresh
     def validate(self, target: TargetSpec, *, live: bool = False) -> list[str]:
         kube = as_kubernetes(target)
         if kube.cluster_role == CLUSTER_ADMIN and not kube.allow_cluster_admin:
@@ -88,20 +124,24 @@ class KubernetesProvider(Provider):
             if kube.cluster_wide
             else ", ".join(f"namespace `{ns}`" for ns in kube.namespaces)
         )
-        return f"Kubernetes `{kube.cluster.label()}` {where}: ClusterRole `{kube.cluster_role}`"
+        # The username is shown where the template makes it more than the email itself.
+        user = "" if kube.user_template == "{email}" else f" as user `{kube.user_template}`"
+        return (
+            f"Kubernetes `{kube.cluster.label()}` {where}: ClusterRole `{kube.cluster_role}`" + user
+        )
 
     def endpoint(self, target: TargetSpec) -> str:
         # Each cluster is its own endpoint: one that hangs holds up only its own calls.
         return f"{self.name}:{as_kubernetes(target).cluster.label()}"
 
+    @_afresh
     def grant(
         self, principal: Principal, target: TargetSpec, context: GrantContext
     ) -> GrantOutcome:
         kube = as_kubernetes(target)
+        self._refuse_everything(kube)
         user = kube.user(principal.email)
-        standing = [
-            self._grant_in(place, kube, user, principal, context) for place in self._places(kube)
-        ]
+        standing = [unit.bind(user, principal.email, context) for unit in self._units(kube)]
         if standing and all(standing):
             return GrantOutcome(
                 preexisting=True,
@@ -110,34 +150,37 @@ class KubernetesProvider(Provider):
             )
         return GrantOutcome(detail=f"bound to user {user}", principal=user)
 
+    @_afresh
     def revoke(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
-        """Delete this request's bindings of the ClusterRole, found by label and request
-        annotation (whatever they are named); none left is success."""
+        """Delete the bindings of the ClusterRole this request made for this person on this
+        unit, found by label and annotations (whatever they are named), and read back by
+        name; none left is success (providers/kubernetes/unit.py)."""
         kube = as_kubernetes(target)
-        for place in self._places(kube):
-            for seen in self._of_request(place, kube, context.request_id):
-                place.delete(seen)
+        for unit in self._units(kube):
+            unit.unbind(context.request_id, principal.email.lower())
 
+    @_afresh
     def extend(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
         """The bindings carry the new expiry (the bot's own revocation, rescheduled, is
         what ends them); a binding that is gone is not made again."""
         kube = as_kubernetes(target)
         user = kube.user(principal.email)
         until = bindings.stamp(context.expires_at)
-        for place in self._places(kube):
-            found = self._of_request(place, kube, context.request_id)
+        for unit in self._units(kube):
+            found = unit.of_request(context.request_id)
             if not found:
-                if self._standing(place, kube, user):
+                if unit.standing(user):
                     continue
                 raise ProviderError(
-                    f"{place.label}: {user} no longer holds {kube.cluster_role} through this "
+                    f"{unit.place.label}: {user} no longer holds {kube.cluster_role} through this "
                     "request's binding (it was removed); nothing was extended"
                 )
             for seen in found:
                 ends = seen.expires_at()
                 if ends is None or ends < context.expires_at:
-                    place.annotate(seen, {bindings.EXPIRES: until})
+                    unit.place.annotate(seen, {bindings.EXPIRES: until})
 
+    @_afresh
     def is_granted(self, principal: Principal, target: TargetSpec) -> bool | None:
         kube = as_kubernetes(target)
         user = kube.user(principal.email)
@@ -146,74 +189,46 @@ class KubernetesProvider(Provider):
             for place in self._places(kube)
         )
 
+    @_afresh
     def inventory(self, target: TargetSpec) -> list[Holding] | None:
-        """Who holds the ClusterRole through a jit-bot binding, per unit. Bindings others
-        made are not jit-bot's business, so not drift."""
+        """Who holds the ClusterRole through a jit-bot binding, per unit, by its subjects
+        (`Unit.holders`). Bindings others made are not jit-bot's business, so not drift."""
         kube = as_kubernetes(target)
         found = []
-        for unit in self.expand(kube):
-            [place] = self._places(as_kubernetes(unit))
-            for seen in place.find(SELECTOR):
-                if not seen.ours() or seen.cluster_role != kube.cluster_role:
-                    continue
-                for user in seen.users:
-                    email = seen.annotations.get(REQUESTER) or kube.email_of(user) or user
-                    found.append(
-                        Holding(email=email, unit=unit, request_id=seen.annotations[REQUEST])
-                    )
+        for spec in self.expand(kube):
+            [unit] = self._units(as_kubernetes(spec))
+            found += [
+                Holding(email=email, unit=spec, request_id=request_id)
+                for email, request_id in unit.holders()
+            ]
         return found
 
     def refresh(self) -> None:
         self.clusters.refresh()
+        self._verdicts.clear()
 
-    # -------------------------------------------------------------- bindings
+    # -------------------------------------------------------------- helpers
 
-    def _grant_in(
-        self,
-        place: Place,
-        kube: KubernetesTarget,
-        user: str,
-        principal: Principal,
-        context: GrantContext,
-    ) -> bool:
-        """Bind the ClusterRole to ``user`` there; True when someone else's binding gives
-        it already (standing access: nothing is written)."""
-        if self._standing(place, kube, user):
-            return True
-        for name in _names(context.request_id, kube.cluster_role):
-            meta = bindings.metadata(name, context.request_id, principal.email, context.expires_at)
-            try:
-                place.create(
-                    meta, bindings.role_ref(kube.cluster_role), [bindings.user_subject(user)]
-                )
-                return False
-            except AlreadyExists:
-                seen = place.read(name)
-            if seen is not None and seen.of_request(context.request_id, kube.cluster_role, user):
-                return False  # granted already: a retried call of this request
-            if seen is None or seen.annotations.get(REQUEST) != context.request_id:
-                break
-            # The same request binds another ClusterRole there under this name: next name.
-        name = _names(context.request_id, kube.cluster_role)[0]
-        raise ProviderError(
-            f"{place.label}: a {place.kind} named {name} exists that jit-bot did not make "
-            "for this request; remove or rename it"
-        )
+    def _refuse_everything(self, kube: KubernetesTarget) -> None:
+        """The ClusterRole's rules are read again at grant time (a few minutes apart at
+        most): it may have been widened, or aggregated into, since `check --live` ran."""
+        if kube.allow_cluster_admin:
+            return
+        label = f"kubernetes `{kube.cluster.label()}`"
 
-    def _standing(self, place: Place, kube: KubernetesTarget, user: str) -> bool:
-        return any(seen.gives(kube.cluster_role, user) and not seen.ours() for seen in place.find())
+        def verdict() -> str | None:
+            rules_of = cluster_role_rules(self._api(kube), self.calls, label)
+            return gives_everything(kube.cluster_role, rules_of)
 
-    def _of_request(self, place: Place, kube: KubernetesTarget, request_id: str) -> list[Seen]:
-        return [
-            seen
-            for seen in place.find(SELECTOR)
-            if seen.ours()
-            and seen.annotations.get(REQUEST) == request_id
-            and seen.cluster_role == kube.cluster_role
-        ]
+        why = self._verdicts.get((kube.cluster, kube.cluster_role), verdict)
+        if why is not None:
+            raise ProviderError(refusal(label, kube.cluster_role, why))
 
     def _api(self, kube: KubernetesTarget) -> client.ApiClient:
         return self.clusters.api(kube.cluster)
+
+    def _units(self, kube: KubernetesTarget) -> list[Unit]:
+        return [Unit(place, kube) for place in self._places(kube)]
 
     def _places(self, kube: KubernetesTarget) -> list[Place]:
         rbac = client.RbacAuthorizationV1Api(self._api(kube))
@@ -223,13 +238,6 @@ class KubernetesProvider(Provider):
         return [
             Place(rbac, self.calls, f"{cluster} namespace `{ns}`", ns) for ns in kube.namespaces
         ]
-
-
-def _names(request_id: str, cluster_role: str) -> list[str]:
-    """The binding's name, ``jit-<request id>``, and the one used when the same request
-    binds a second ClusterRole in the same place."""
-    base = bindings.binding_name(request_id)
-    return [base, f"{base}-{hashlib.sha256(cluster_role.encode()).hexdigest()[:8]}"]
 
 
 def _admin_refused(kube: KubernetesTarget) -> str:

@@ -5,6 +5,7 @@ cluster), and how the cluster names the person."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -86,8 +87,20 @@ class KubernetesTarget(TargetSpec):
             )
         return self
 
+    def identity_problem(self, email_domains: Sequence[str]) -> str | None:
+        if "{local}" in self.user_template and len(email_domains) > 1:
+            return (
+                f"user_template {self.user_template!r} keeps only the part of the email "
+                f"before the @, but allowed_email_domains has {len(email_domains)} domains: "
+                "a@one and a@other would be one Kubernetes user; expected '{email}' in the "
+                "template"
+            )
+        return None
+
     def user(self, email: str) -> str:
-        """The username the cluster knows the person by."""
+        """The username the cluster knows the person by (Slack's email, lower case, as
+        the bot keeps every email; Kubernetes usernames are case-sensitive, so the
+        cluster's authenticator must name people in lower case too: docs/kubernetes.md)."""
         address = email.strip().lower()
         local = address.split("@", 1)[0]
         return self.user_template.replace("{email}", address).replace("{local}", local)

@@ -96,8 +96,10 @@ def test_an_approved_request_binds_the_role_to_the_person_until_expiry(
 
     assert bot.service.get(request_id).status == "revoked"
     assert kube.role_bindings("payments") == [] and kube.role_bindings("orders") == []
-    # Every call carried the bot's token and was answered (no 401 anywhere).
-    assert {c.status for c in kube.calls} <= {200, 201}
+    # Every call carried the bot's token and was answered (no 401 anywhere); the 404s are
+    # the revoked bindings read back.
+    assert {c.status for c in kube.calls} <= {200, 201, 404}
+    assert {c.method for c in kube.calls if c.status == 404} == {"GET"}
 
 
 def test_overlapping_grants_each_have_their_own_binding_and_end_on_their_own(
@@ -184,3 +186,60 @@ def test_drift_finds_bindings_nobody_explains_and_grants_the_cluster_lost(
     assert unexplained.target == "Kubernetes `prod` namespace `staging`: ClusterRole `edit`"
     # revoke_unknown removed the leftover, and only it.
     assert [b["metadata"]["name"] for b in kube.role_bindings("staging")] == ["team-edit"]
+
+
+def _forged(request_id: str, requester: str, user: str, name: str) -> dict[str, Any]:
+    """A binding labelled as jit-bot's that names a request it was not made for."""
+    return {
+        "metadata": {
+            "name": name,
+            "labels": {MANAGED_BY: "jit-bot"},
+            "annotations": {"jit-bot.io/request-id": request_id, "jit-bot.io/requester": requester},
+        },
+        "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"apiGroup": RBAC, "kind": "User", "name": user}],
+    }
+
+
+def test_revoke_unknown_removes_a_binding_borrowing_a_live_request_id_and_not_that_requests_own(
+    kube_bot: Callable[..., Bot], kube: FakeKubernetes
+) -> None:
+    bot = kube_bot(approvers=APPROVERS_YAML + "  revoke_unknown: true\n")
+    request_id = submit(bot, ALICE, "prod-support staging 1h INC-1")
+    click(bot, SEC1, "approve", request_id)
+    forged = _forged(request_id, "mallory@example.com", "mallory@example.com", "jit-forged")
+    kube.add_role_binding("staging", forged)
+
+    findings = bot.runtime.drift.run()
+
+    assert [(f.kind, f.email) for f in findings] == [("unexplained", "mallory@example.com")]
+    # Only the forged binding went; Alice's live grant is untouched.
+    assert [b["metadata"]["name"] for b in kube.role_bindings("staging")] == [
+        "jit-" + request_id.lower()
+    ]
+    assert bot.service.get(request_id).status == "active"
+
+
+def test_a_person_swapped_into_a_jit_binding_is_unexplained_and_the_requester_missing(
+    kube_bot: Callable[..., Bot], kube: FakeKubernetes
+) -> None:
+    bot = kube_bot(approvers=APPROVERS_YAML + "  revoke_unknown: true\n")
+    request_id = submit(bot, ALICE, "prod-support staging 1h INC-1")
+    click(bot, SEC1, "approve", request_id)
+    name = "jit-" + request_id.lower()
+    [binding] = kube.role_bindings("staging")
+    kube.remove_role_binding("staging", name)
+    swapped = [{"apiGroup": RBAC, "kind": "User", "name": "mallory@example.com"}]
+    kube.add_role_binding("staging", {**binding, "subjects": swapped})
+
+    findings = bot.runtime.drift.run()
+
+    assert {(f.kind, f.email) for f in findings} == {
+        ("missing", "alice@example.com"),
+        ("unexplained", "mallory@example.com"),
+    }
+    # The binding was made for Alice: drift does not delete it on a stranger's account,
+    # it says why it left it.
+    assert [b["metadata"]["name"] for b in kube.role_bindings("staging")] == [name]
+    actions = [e.action for e in bot.service.audit_events()]
+    assert "drift_revoke_failed" in actions and "drift_revoked" not in actions

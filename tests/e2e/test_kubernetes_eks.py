@@ -16,6 +16,7 @@ import pytest
 from botocore.auth import SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from botocore.stub import Stubber
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.eks.models import eks_backends
 
@@ -166,3 +167,62 @@ def test_the_token_is_signed_with_the_role_the_aws_provider_assumes(eks: EksClus
     assert not query["X-Amz-Credential"][0].startswith("testing/")  # the assumed role's key
     assert query["X-Amz-Security-Token"]
     assert query["X-Amz-SignedHeaders"] == [f"host;{CLUSTER_HEADER}"]
+
+
+def test_after_a_401_the_cluster_is_described_again_and_reached_where_it_now_is(
+    eks: EksCluster, kube: FakeKubernetes
+) -> None:
+    provider = KubernetesProvider.from_environ({})
+    target = Target(cluster=eks, cluster_role="edit", namespaces=["payments"])
+    provider.grant(ALICE, target, CONTEXT)  # the endpoint and CA are kept from here on
+    moved = FakeKubernetes().start()  # the API server, now elsewhere with another CA
+    try:
+        moved.add_namespace("payments")
+        moved.authenticator = kube.authenticator
+        kube.authenticator = None  # the old place no longer accepts the bot
+        created = eks_backends[DEFAULT_ACCOUNT_ID][REGION].clusters["prod"]
+        created.endpoint = moved.url
+        created.certificate_authority = {"data": base64.b64encode(moved.ca_pem).decode()}
+        bob = Principal(slack_user_id="U0BOB", email="bob@example.com")
+
+        provider.grant(bob, target, CONTEXT)
+
+        assert [b["subjects"][0]["name"] for b in moved.managed("payments")] == ["bob@example.com"]
+        assert [c.status for c in kube.calls].count(401) == 1
+    finally:
+        moved.stop()
+
+
+def test_a_ca_from_describe_cluster_that_does_not_match_the_server_is_an_error(
+    eks: EksCluster, kube: FakeKubernetes
+) -> None:
+    other = FakeKubernetes().start()  # a CA of its own, not the one that issued the server's
+    other.stop()
+    created = eks_backends[DEFAULT_ACCOUNT_ID][REGION].clusters["prod"]
+    created.certificate_authority = {"data": base64.b64encode(other.ca_pem).decode()}
+    provider = KubernetesProvider.from_environ({})
+
+    with pytest.raises(ProviderError, match="certificate does not verify"):
+        provider.grant(
+            ALICE, Target(cluster=eks, cluster_role="edit", namespaces=["payments"]), CONTEXT
+        )
+
+    assert kube.calls == [] and kube.managed("payments") == []
+
+
+def test_describe_cluster_is_retried_while_aws_throttles(
+    eks: EksCluster, kube: FakeKubernetes
+) -> None:
+    clients = AwsClients.from_environ({**os.environ, "AWS_REGION": REGION})
+    waits: list[float] = []
+    access = EksAccess(lambda region: clients, sleep=waits.append)
+    with Stubber(clients.client("eks")) as stub:
+        for _ in range(2):
+            stub.add_client_error("describe_cluster", "ThrottlingException", http_status_code=429)
+        ca = base64.b64encode(kube.ca_pem).decode()
+        answer = {"name": "prod", "endpoint": kube.url, "certificateAuthority": {"data": ca}}
+        stub.add_response("describe_cluster", {"cluster": answer}, {"name": "prod"})
+
+        assert access.endpoint(eks) == (kube.url, kube.ca_pem.decode())
+
+    assert len(waits) == 2

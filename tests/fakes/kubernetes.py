@@ -7,15 +7,20 @@ What it serves (JSON only, as the client speaks it):
 - ``core/v1`` namespaces: ``GET /api/v1/namespaces[/{name}]``;
 - ``rbac.authorization.k8s.io/v1`` RoleBindings (``/apis/rbac…/v1/namespaces/{ns}/
   rolebindings[/{name}]``), ClusterRoleBindings (``/apis/rbac…/v1/clusterrolebindings
-  [/{name}]``): list (with ``labelSelector``), create, read, merge-patch, delete (with
-  ``preconditions.uid``); ClusterRoles: list and read;
+  [/{name}]``): list (with ``labelSelector``), create (``dryRun=All``: checked, answered,
+  not stored), read, patch (by its Content-Type: merge, strategic merge or JSON Patch;
+  415 for others), delete (with ``preconditions.uid``); ClusterRoles: list and read;
 - ``authorization.k8s.io/v1`` ``POST selfsubjectaccessreviews``: allowed unless a test
-  said `deny` for that verb, resource and namespace.
+  said `deny` for that verb, API group, resource and namespace (and object name, where
+  it named one). RBAC's escalation prevention on create: a binding of a ClusterRole the
+  bot does not fully hold (`withhold`) needs ``bind`` on it in that namespace.
 
 As the API server does, it answers errors as ``Status`` objects (``404 NotFound``, ``409
-AlreadyExists`` / ``Conflict``, ``422 Invalid`` for a name that is not a DNS subdomain,
+AlreadyExists`` / ``Conflict``, ``422 Invalid`` for a name that is not a path segment,
 ``401 Unauthorized``), sets ``uid``, ``resourceVersion`` and ``creationTimestamp`` on what
-it stores, refuses a namespaced object in a namespace that does not exist, and checks the
+it stores, keeps an object with finalizers when it is deleted (marked with a
+``deletionTimestamp``, gone once its last finalizer is), refuses a namespaced object in a
+namespace that does not exist (a list there is empty), and checks the
 bearer token on every request (``token``, or one ``authenticator`` accepts, as an EKS
 cluster accepts an STS-presigned token). Label selectors take the equality, set and
 existence forms (``a=b``, ``a!=b``, ``a in (b,c)``, ``a notin (b)``, ``a``, ``!a``).
@@ -56,8 +61,7 @@ Obj = dict[str, Any]
 
 RBAC = "rbac.authorization.k8s.io"
 MANAGED_BY = "app.kubernetes.io/managed-by"
-# A DNS-1123 subdomain: what the API server accepts as most objects' names.
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
 _REASONS = {
     401: "Unauthorized",
     403: "Forbidden",
@@ -126,6 +130,7 @@ class _Fault:
     remaining: int
     code: int
     retry_after: str | None
+    applied: bool = False
 
 
 class FakeKubernetes:
@@ -186,7 +191,8 @@ class FakeKubernetes:
             self._cluster_roles: dict[str, Obj] = {}
             self._role_bindings: dict[tuple[str, str], Obj] = {}
             self._cluster_role_bindings: dict[str, Obj] = {}
-            self._denied: set[tuple[str, str, str]] = set()
+            self._denied: set[tuple[str, str, str, str, str]] = set()
+            self._withheld: set[str] = set()
             self._faults: list[_Fault] = []
             self.calls: list[KubeCall] = []
             self.tokens: list[str] = []  # every bearer token received, in order
@@ -202,9 +208,14 @@ class FakeKubernetes:
         return f"https://127.0.0.1:{self._port}"
 
     @property
+    def ca_path(self) -> Path:
+        """Where the certificate of the CA that issued the server's is kept."""
+        return self._dir / "ca.pem"
+
+    @property
     def ca_pem(self) -> bytes:
         """The certificate of the CA that issued the server's: what a client trusts."""
-        return (self._dir / "ca.pem").read_bytes()
+        return self.ca_path.read_bytes()
 
     def kubeconfig(self, path: Path, *, context: str = "fake", token: str | None = None) -> Path:
         """A kubeconfig with one context, ``context``, that reaches this server with the
@@ -257,15 +268,30 @@ class FakeKubernetes:
             self._role_bindings[(namespace, stored["metadata"]["name"])] = stored
             return copy.deepcopy(stored)
 
+    def edit_role_binding(self, namespace: str, name: str, patch: Obj) -> None:
+        """Change a RoleBinding as someone with kubectl would (a JSON merge patch): a
+        label or finalizer added or taken away."""
+        with self._lock:
+            self._patch(_InNamespace(self._role_bindings, namespace), name, patch)
+
     def remove_role_binding(self, namespace: str, name: str) -> None:
         with self._lock:
             del self._role_bindings[(namespace, name)]
 
-    def deny(self, verb: str, resource: str, namespace: str = "") -> None:
-        """SelfSubjectAccessReviews for ``verb`` on ``resource`` in ``namespace`` ("" for
-        cluster scope) answer "not allowed" from now on."""
+    def deny(
+        self, verb: str, resource: str, namespace: str = "", *, name: str = "", group: str = RBAC
+    ) -> None:
+        """SelfSubjectAccessReviews for ``verb`` on ``resource`` of API ``group`` in
+        ``namespace`` ("" for cluster scope) answer "not allowed" from now on: for the
+        object ``name``, or without a name for every one."""
         with self._lock:
-            self._denied.add((verb, resource, namespace))
+            self._denied.add((verb, group, resource, namespace, name))
+
+    def withhold(self, cluster_role: str) -> None:
+        """The bot does not hold every permission of ``cluster_role`` from now on: a
+        binding of it is refused (403) unless the bot may ``bind`` it there (`deny`)."""
+        with self._lock:
+            self._withheld.add(cluster_role)
 
     def fail_next(
         self,
@@ -275,12 +301,14 @@ class FakeKubernetes:
         times: int = 1,
         code: int = 503,
         retry_after: float | None = None,
+        applied: bool = False,
     ) -> None:
         """Answer the next ``times`` ``method`` requests on ``resource`` (``rolebindings``,
-        ``clusterroles`` …) with ``code`` and nothing applied."""
+        ``clusterroles`` …) with ``code`` and nothing applied; with ``applied``, the request
+        is carried out and only its answer is lost (a timeout after the write landed)."""
         with self._lock:
             after = None if retry_after is None else str(retry_after)
-            self._faults.append(_Fault(method, resource, times, code, after))
+            self._faults.append(_Fault(method, resource, times, code, after, applied))
 
     # ------------------------------------------------------------------ reading
 
@@ -320,12 +348,16 @@ class FakeKubernetes:
         try:
             if not self._authenticated(str(headers.get("Authorization") or "")):
                 raise ApiError(401, "Unauthorized")
+            kind_of_patch = str(headers.get("Content-Type") or "").split(";")[0].strip()
             fault = self._fault(method, _resource(path))
+            if fault is not None and fault.applied:
+                with self._lock:
+                    self._route(method, path, parse_qs(query), body, kind_of_patch)
             if fault is not None:
                 extra = {"Retry-After": fault.retry_after} if fault.retry_after else {}
                 return fault.code, _status(ApiError(fault.code, "injected fault")), extra
             with self._lock:
-                status, answer = self._route(method, path, parse_qs(query), body)
+                status, answer = self._route(method, path, parse_qs(query), body, kind_of_patch)
             return status, answer, {}
         except ApiError as exc:
             return exc.code, _status(exc), {}
@@ -351,7 +383,12 @@ class FakeKubernetes:
         return None
 
     def _route(
-        self, method: str, path: str, query: dict[str, list[str]], body: Obj | None
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        body: Any,
+        content_type: str = "",
     ) -> tuple[int, Obj]:
         parts = path.strip("/").split("/")
         if parts[:2] == ["api", "v1"] and parts[2:3] == ["namespaces"] and method == "GET":
@@ -368,13 +405,16 @@ class FakeKubernetes:
         if rest[:1] == ["clusterroles"] and method == "GET":
             return 200, self._get_or_list(self._cluster_roles, rest[1:], "clusterroles", query)
         if rest[:1] == ["clusterrolebindings"]:
-            return self._bindings(method, self._cluster_role_bindings, "", rest[1:], query, body)
+            return self._bindings(
+                method, self._cluster_role_bindings, "", rest[1:], query, body, content_type
+            )
         if len(rest) >= 3 and rest[0] == "namespaces" and rest[2] == "rolebindings":
             namespace = rest[1]
-            if namespace not in self._namespaces:
+            if namespace not in self._namespaces and not (method == "GET" and len(rest) == 3):
+                # A list there is empty; anything else names what is missing.
                 raise ApiError(404, f'namespaces "{namespace}" not found')
             held = _InNamespace(self._role_bindings, namespace)
-            return self._bindings(method, held, namespace, rest[3:], query, body)
+            return self._bindings(method, held, namespace, rest[3:], query, body, content_type)
         raise ApiError(404, "the server could not find the requested resource")
 
     def _get_or_list(
@@ -403,20 +443,22 @@ class FakeKubernetes:
         namespace: str,
         rest: list[str],
         query: dict[str, list[str]],
-        body: Obj | None,
+        body: Any,
+        content_type: str = "",
     ) -> tuple[int, Obj]:
         resource = "rolebindings" if namespace else "clusterrolebindings"
         if method == "GET":
             return 200, self._get_or_list(store, rest, resource, query)
         if method == "POST" and not rest:
-            return 201, self._create(store, namespace, resource, body or {})
+            dry_run = query.get("dryRun") == ["All"]
+            return 201, self._create(store, namespace, resource, body or {}, dry_run=dry_run)
         if not rest:
             raise ApiError(405, "method not allowed", "MethodNotAllowed")
         name = rest[0]
         if name not in store:
             raise ApiError(404, f'{_qualified(resource)} "{name}" not found')
         if method == "PATCH":
-            return 200, self._patch(store, name, body or {})
+            return 200, self._patch(store, name, body, content_type)
         if method == "DELETE":
             wanted = ((body or {}).get("preconditions") or {}).get("uid")
             if wanted and wanted != store[name]["metadata"]["uid"]:
@@ -426,6 +468,11 @@ class FakeKubernetes:
                     f"meta: {store[name]['metadata']['uid']}",
                     "Conflict",
                 )
+            if store[name]["metadata"].get("finalizers"):
+                # Kept until every finalizer is taken away, marked as being deleted.
+                stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                store[name]["metadata"].setdefault("deletionTimestamp", stamp)
+                return 200, copy.deepcopy(store[name])
             del store[name]
             details = {"name": name, "group": RBAC, "kind": resource}
             return 200, {
@@ -437,18 +484,18 @@ class FakeKubernetes:
             }
         raise ApiError(405, "method not allowed", "MethodNotAllowed")
 
-    def _create(self, store: Any, namespace: str, resource: str, body: Obj) -> Obj:
+    def _create(
+        self, store: Any, namespace: str, resource: str, body: Obj, *, dry_run: bool = False
+    ) -> Obj:
         kind = _KINDS[resource][0]
         metadata = body.get("metadata") or {}
         name = metadata.get("name", "")
         problems = []
         if body.get("kind") not in (None, kind):
             problems.append(f"kind: Invalid value: {body.get('kind')!r}")
-        if not name or len(name) > 253 or not _SUBDOMAIN.match(name):
-            problems.append(
-                f"metadata.name: Invalid value: {name!r}: a lowercase RFC 1123 subdomain must "
-                "consist of lower case alphanumeric characters, '-' or '.'"
-            )
+        problem = _rbac_name_problem(name)
+        if problem:
+            problems.append(f"metadata.name: Invalid value: {name!r}: {problem}")
         role_ref = body.get("roleRef") or {}
         if role_ref.get("kind") not in ("ClusterRole", "Role") or not role_ref.get("name"):
             problems.append("roleRef: Required value")
@@ -459,28 +506,56 @@ class FakeKubernetes:
             raise ApiError(422, f'{kind} "{name}" is invalid: ' + ", ".join(problems))
         if name in store:
             raise ApiError(409, f'{_qualified(resource)} "{name}" already exists')
+        self._escalation_check(namespace, role_ref["name"], name)
         stored = self._stored({**body, "apiVersion": f"{RBAC}/v1", "kind": kind})
         if namespace:
             stored["metadata"]["namespace"] = namespace
+        if dry_run:  # validated and answered as if made; nothing is kept
+            return stored
         store[name] = stored
         return copy.deepcopy(stored)
 
-    def _patch(self, store: Any, name: str, patch: Obj) -> Obj:
-        """A JSON merge patch (RFC 7386), or a strategic merge patch of maps only: the
-        two agree on what jit-bot patches (annotations)."""
-        updated = _merge(store[name], patch)
+    def _patch(
+        self,
+        store: Any,
+        name: str,
+        patch: Any,
+        content_type: str = "application/merge-patch+json",
+    ) -> Obj:
+        """A patch of the Content-Type given (`_patched`)."""
+        updated = _patched(store[name], patch, content_type)
         updated["metadata"]["resourceVersion"] = str(next(self._versions))
         store[name] = updated
+        metadata = updated["metadata"]
+        if metadata.get("deletionTimestamp") and not metadata.get("finalizers"):
+            del store[name]  # its last finalizer gone: deleted now
         return copy.deepcopy(updated)
+
+    def _escalation_check(self, namespace: str, role: str, name: str) -> None:
+        """RBAC's escalation prevention: a binding of a ClusterRole whose permissions the
+        bot does not all hold (`withhold`) is made only if it may ``bind`` that role."""
+        if role not in self._withheld:
+            return
+        if self._allowed(("bind", RBAC, "clusterroles", namespace), role):
+            return
+        raise ApiError(
+            403,
+            f'rolebindings.{RBAC} "{name}" is forbidden: user "jit-bot" is attempting to '
+            f"grant RBAC permissions not currently held (ClusterRole {role})",
+        )
+
+    def _allowed(self, key: tuple[str, str, str, str], name: str) -> bool:
+        return (*key, "") not in self._denied and (*key, name) not in self._denied
 
     def _review(self, body: Obj) -> Obj:
         attributes = (body.get("spec") or {}).get("resourceAttributes") or {}
         key = (
             attributes.get("verb", ""),
+            attributes.get("group", "") or "",
             attributes.get("resource", ""),
             attributes.get("namespace", "") or "",
         )
-        allowed = key not in self._denied
+        allowed = self._allowed(key, attributes.get("name", "") or "")
         status: Obj = {"allowed": allowed}
         if not allowed:
             status["reason"] = "RBAC: no rule allows it"
@@ -563,6 +638,55 @@ class _Selector:
             if not ok:
                 return False
         return True
+
+
+_MERGE_PATCHES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
+
+
+def _patched(obj: Obj, patch: Any, content_type: str) -> Obj:
+    """``obj`` patched as its Content-Type says, as the API server reads it: a JSON merge
+    patch or a strategic merge patch (the two agree on the maps jit-bot patches), or a
+    JSON Patch of ``add``/``replace``/``remove`` operations under ``/metadata``; any
+    other type is 415, and a body not of its type 400."""
+    if content_type in _MERGE_PATCHES:
+        if not isinstance(patch, dict):
+            raise ApiError(400, "a merge patch is a JSON object", "BadRequest")
+        return dict(_merge(obj, patch))
+    if content_type != "application/json-patch+json":
+        raise ApiError(
+            415,
+            "the body of the request was in an unknown format - accepted media types "
+            f"include: application/json-patch+json, {', '.join(_MERGE_PATCHES)}",
+            "UnsupportedMediaType",
+        )
+    if not isinstance(patch, list):
+        raise ApiError(400, "a JSON Patch is a list of operations", "BadRequest")
+    patched = copy.deepcopy(obj)
+    for operation in patch:
+        op, path = operation.get("op"), str(operation.get("path", ""))
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in path.split("/")[1:]]
+        if op not in ("add", "replace", "remove") or parts[:1] != ["metadata"] or len(parts) < 2:
+            raise ApiError(422, f"the fake applies no such JSON Patch operation: {operation}")
+        at = patched
+        for part in parts[:-1]:
+            at = at.setdefault(part, {})
+        if op == "remove":
+            at.pop(parts[-1], None)
+        else:
+            at[parts[-1]] = copy.deepcopy(operation.get("value"))
+    return patched
+
+
+def _rbac_name_problem(name: str) -> str | None:
+    """The API server's ValidateRBACName: any path segment (upper case and colons too)."""
+    if not name:
+        return "name or generateName is required"
+    if name in (".", ".."):
+        return f"may not be {name!r}"
+    for bad in ("/", "%"):
+        if bad in name:
+            return f"may not contain {bad!r}"
+    return None
 
 
 def _merge(target: Any, patch: Any) -> Any:

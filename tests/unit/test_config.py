@@ -27,6 +27,7 @@ from bot.config import (
 from bot.durations import InvalidDuration, format_duration, parse_duration
 from providers.base import TargetSpec
 from providers.fake import FakeTarget
+from providers.kubernetes import KubernetesTarget
 from providers.webhook import WebhookTarget
 from tests.kit.configs import roles_yaml, target
 
@@ -919,6 +920,33 @@ def test_allowed_email_domains_satisfies_the_requirement_and_is_lower_cased(
     config = load(tmp_path, roles=_with_webhook(), approvers=approvers)
 
     assert config.settings.allowed_email_domains == ["example.com", "corp.example.net"]
+
+
+KUBE_LOCAL_TARGET = """\
+        - provider: kubernetes
+          cluster: {kubeconfig: /etc/jit/kubeconfig, context: prod}
+          cluster_role: view
+          namespaces: [payments]
+          user_template: "oidc:{local}"
+"""
+
+
+def test_a_username_without_the_email_domain_is_refused_when_several_domains_are_allowed(
+    tmp_path: Path,
+) -> None:
+    roles = replaced(ROLES, "      staging:\n", f"{KUBE_LOCAL_TARGET}      staging:\n")
+    two = APPROVERS + "  allowed_email_domains: [example.com, example.net]\n"
+
+    models = {**TARGET_MODELS, "kubernetes": KubernetesTarget}
+    with pytest.raises(ConfigError) as caught:
+        load_config(*write(tmp_path, roles, two), models)
+    [issue] = caught.value.issues
+
+    assert issue.file.endswith("roles.yaml")
+    assert format_loc(issue.loc).endswith("environments.prod[1]")
+    assert "a@one and a@other would be one Kubernetes user" in issue.message
+    one = APPROVERS + "  allowed_email_domains: [example.com]\n"
+    assert load_config(*write(tmp_path, roles, one), models).targets
 
 
 def test_allowed_email_domains_is_optional_with_only_the_fake_provider(tmp_path: Path) -> None:

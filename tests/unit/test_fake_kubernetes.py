@@ -79,13 +79,24 @@ def test_reading_or_deleting_what_is_not_there_is_404_status(
         assert '"reason": "NotFound"' in raised.value.body
 
 
-def test_a_name_that_is_not_a_dns_subdomain_is_422_invalid(
+def test_rbac_names_are_path_segments_so_upper_case_and_colons_pass_and_slashes_are_422(
+    kube: FakeKubernetes, rbac: client.RbacAuthorizationV1Api
+) -> None:
+    # The API server checks RBAC object names with ValidateRBACName (a path segment), not
+    # as DNS subdomains: system:aggregate-to-edit is a real ClusterRole's name.
+    rbac.create_namespaced_role_binding("payments", _binding("Team:Edit_1"))
+    assert [b["metadata"]["name"] for b in kube.role_bindings("payments")] == ["Team:Edit_1"]
+
+    for bad in ("a/b", "a%b", "..", "."):
+        with pytest.raises(client.ApiException) as raised:
+            rbac.create_namespaced_role_binding("payments", _binding(bad))
+        assert raised.value.status == 422, bad
+
+
+def test_listing_in_a_namespace_that_does_not_exist_is_an_empty_list(
     rbac: client.RbacAuthorizationV1Api,
 ) -> None:
-    with pytest.raises(client.ApiException) as raised:
-        rbac.create_namespaced_role_binding("payments", _binding("JIT_R-1"))
-
-    assert raised.value.status == 422
+    assert rbac.list_namespaced_role_binding("nowhere").items == []
 
 
 def test_label_selectors_filter_lists(rbac: client.RbacAuthorizationV1Api) -> None:
@@ -154,6 +165,28 @@ def test_self_subject_access_review_says_what_was_denied(
     assert allowed("delete", "default")
 
 
+def test_self_subject_access_review_tells_groups_and_names_apart(
+    kube: FakeKubernetes, tmp_path: Path
+) -> None:
+    kube.deny("bind", "clusterroles", name="admin")
+    reviews = client.AuthorizationV1Api(_api(kube, tmp_path))
+
+    def allowed(name: str, group: str = RBAC) -> bool:
+        attributes = client.V1ResourceAttributes(
+            verb="bind", group=group, resource="clusterroles", name=name
+        )
+        review = client.V1SelfSubjectAccessReview(
+            spec=client.V1SelfSubjectAccessReviewSpec(resource_attributes=attributes)
+        )
+        return bool(reviews.create_self_subject_access_review(review).status.allowed)
+
+    assert not allowed("admin")
+    assert allowed("view")
+    assert allowed("admin", group="example.com")
+    kube.deny("bind", "clusterroles")  # no name: every name
+    assert not allowed("view")
+
+
 def test_an_unreachable_cluster_refuses_connections_and_answers_again_after(
     kube: FakeKubernetes, tmp_path: Path
 ) -> None:
@@ -163,3 +196,38 @@ def test_an_unreachable_cluster_refuses_connections_and_answers_again_after(
         core.read_namespace("default", _request_timeout=5)
 
     assert core.read_namespace("default").metadata.name == "default"
+
+
+def test_a_binding_with_a_finalizer_is_kept_when_deleted_until_its_last_finalizer_goes(
+    kube: FakeKubernetes, rbac: client.RbacAuthorizationV1Api
+) -> None:
+    held = _binding("jit-r-1")
+    held.metadata.finalizers = ["example.com/hold"]
+    rbac.create_namespaced_role_binding("payments", held)
+
+    rbac.delete_namespaced_role_binding("jit-r-1", "payments")
+
+    kept = rbac.read_namespaced_role_binding("jit-r-1", "payments")
+    assert kept.metadata.deletion_timestamp is not None
+    rbac.patch_namespaced_role_binding("jit-r-1", "payments", {"metadata": {"finalizers": None}})
+    assert kube.role_bindings("payments") == []
+
+
+def test_a_patch_is_read_by_its_content_type(
+    kube: FakeKubernetes, rbac: client.RbacAuthorizationV1Api
+) -> None:
+    rbac.create_namespaced_role_binding("payments", _binding("jit-r-1"))
+
+    # A dict goes as a strategic merge patch, a list as a JSON Patch (the client chooses).
+    rbac.patch_namespaced_role_binding("jit-r-1", "payments", {"metadata": {"labels": {"a": "1"}}})
+    ops = [{"op": "add", "path": "/metadata/annotations", "value": {"b": "2"}}]
+    rbac.patch_namespaced_role_binding("jit-r-1", "payments", ops)
+    with pytest.raises(client.ApiException) as raised:
+        rbac.patch_namespaced_role_binding(
+            "jit-r-1", "payments", {"metadata": {}}, _content_type="application/apply-patch+yaml"
+        )
+
+    assert raised.value.status == 415
+    [stored] = kube.role_bindings("payments")
+    assert stored["metadata"]["labels"] == {"a": "1"}
+    assert stored["metadata"]["annotations"] == {"b": "2"}

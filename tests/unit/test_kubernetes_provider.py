@@ -10,14 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
+from bot.config import Settings
 from providers.base import GrantContext, Principal, ProviderError
 from providers.kubernetes import KubeClusters, KubeconfigCluster, KubernetesProvider
 from providers.kubernetes import KubernetesTarget as Target
-from providers.kubernetes.calls import RETRY
+from providers.kubernetes.bindings import unit_hash
+from providers.kubernetes.calls import OPERATION_BUDGET, RETRY, TIMEOUT_SECONDS
 from tests.fakes.kubernetes import MANAGED_BY, RBAC, FakeKubernetes
 
+REVOKE_DEADLINE: timedelta = Settings.model_fields["revoke_deadline"].default
 ALICE = Principal(slack_user_id="U0ALICE", email="Alice@Example.com")
 EXPIRES = datetime(2030, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -62,7 +66,7 @@ def test_a_grant_is_a_rolebinding_per_namespace_named_labelled_and_annotated_for
     outcomes = [provider.grant(ALICE, unit, _context()) for unit in units]
 
     assert [o.principal for o in outcomes] == ["alice@example.com"] * 2
-    for namespace in ("payments", "orders"):
+    for index, namespace in enumerate(("payments", "orders")):
         [binding] = kube.role_bindings(namespace)
         assert binding["metadata"]["name"] == "jit-r-7k2m9qxa"
         assert binding["metadata"]["labels"] == {MANAGED_BY: "jit-bot"}
@@ -70,6 +74,7 @@ def test_a_grant_is_a_rolebinding_per_namespace_named_labelled_and_annotated_for
             "jit-bot.io/request-id": "R-7K2M9QXA",
             "jit-bot.io/requester": "alice@example.com",
             "jit-bot.io/expires-at": "2030-05-01T12:00:00Z",
+            "jit-bot.io/unit": unit_hash(provider.expand(target)[index].key()),
         }
         assert binding["roleRef"] == {"apiGroup": RBAC, "kind": "ClusterRole", "name": "edit"}
         assert binding["subjects"] == [
@@ -93,6 +98,9 @@ def test_cluster_wide_is_one_clusterrolebinding_and_the_user_template_names_the_
     [binding] = kube.managed()
     assert binding["kind"] == "ClusterRoleBinding"
     assert _user_subjects(binding) == ["oidc:alice"]
+    assert provider.describe(target) == (
+        "Kubernetes `prod` cluster-wide: ClusterRole `view` as user `oidc:{local}`"
+    )
     assert provider.is_granted(ALICE, target) is True
     provider.revoke(ALICE, target, _context())
     assert kube.cluster_role_bindings() == []
@@ -108,8 +116,19 @@ def test_a_retried_grant_whose_binding_landed_already_is_success_and_writes_noth
     provider.grant(ALICE, target, _context())
 
     assert kube.role_bindings("payments") == before
-    [retried] = kube.calls_to("POST", "rolebindings")[1:]
-    assert retried.status == 409  # AlreadyExists, read back, found to be this request's
+    assert len(kube.calls_to("POST", "rolebindings")) == 1  # found first, not made again
+
+
+def test_a_create_whose_answer_was_lost_is_success_on_the_409_of_its_retry(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    kube.fail_next("POST", "rolebindings", code=503, applied=True)
+
+    outcome = provider.grant(ALICE, _target(cluster), _context())
+
+    assert not outcome.preexisting
+    assert len(kube.managed("payments")) == 1
+    assert [c.status for c in kube.calls_to("POST", "rolebindings")] == [503, 409]
 
 
 def test_a_binding_of_the_same_name_that_is_not_ours_is_a_clear_error(
@@ -303,3 +322,202 @@ def test_an_eks_cluster_needs_a_name_and_a_region() -> None:
                 "namespaces": ["a"],
             }
         )
+
+
+def test_a_binding_belongs_to_the_unit_it_was_granted_for_not_to_another_target_of_that_place(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    granted, other = _target(cluster), _target(cluster, allow_cluster_admin=True)
+    assert granted.key() != other.key()
+    provider.grant(ALICE, granted, _context())
+
+    assert provider.inventory(other) == []
+    provider.revoke(ALICE, other, _context())
+
+    assert len(kube.managed("payments")) == 1
+    [holding] = provider.inventory(granted) or []
+    assert (holding.email, holding.request_id) == ("alice@example.com", "R-7K2M9QXA")
+
+
+def test_a_resumed_grant_whose_binding_exists_is_not_standing_access_whatever_else_binds_the_user(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    target = _target(cluster)
+    provider.grant(ALICE, target, _context())
+    kube.add_role_binding(
+        "payments",
+        {
+            "metadata": {"name": "alice-edit"},
+            "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "edit"},
+            "subjects": [{"apiGroup": RBAC, "kind": "User", "name": "alice@example.com"}],
+        },
+    )
+
+    resumed = provider.grant(ALICE, target, _context())  # the grant, tried again after a crash
+
+    assert not resumed.preexisting  # so the revocation still removes jit-bot's binding
+    provider.revoke(ALICE, target, _context())
+    assert [b["metadata"]["name"] for b in kube.role_bindings("payments")] == ["alice-edit"]
+
+
+def test_after_the_bots_token_rotates_the_kubeconfig_is_read_again_and_the_revoke_lands(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    target = _target(cluster)
+    provider.grant(ALICE, target, _context())  # the client, with the old token, is kept
+    kube.token = "rotated-" + kube.token
+    kube.kubeconfig(Path(cluster.kubeconfig), context="prod")
+
+    provider.revoke(ALICE, target, _context())
+
+    assert kube.managed("payments") == []
+    assert [c.status for c in kube.calls].count(401) == 1  # the old token, once
+
+
+def test_a_cluster_whose_ca_changed_is_trusted_again_once_the_kubeconfig_has_the_new_one(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    other = FakeKubernetes()  # a CA of its own: the "old" one
+    try:
+        other.start()
+        stale = Path(cluster.kubeconfig).read_text().replace(str(kube.ca_path), str(other.ca_path))
+        Path(cluster.kubeconfig).write_text(stale)
+        with pytest.raises(ProviderError, match="certificate") as raised:
+            provider.grant(ALICE, _target(cluster), _context())
+        assert raised.value.retryable
+        kube.kubeconfig(Path(cluster.kubeconfig), context="prod")  # the new CA
+
+        provider.grant(ALICE, _target(cluster), _context())
+    finally:
+        other.stop()
+
+    assert len(kube.managed("payments")) == 1
+
+
+def test_a_binding_gone_between_its_409_and_the_read_back_is_created_again(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    kube.fail_next("POST", "rolebindings", code=409)  # a binding there then, gone since
+
+    outcome = provider.grant(ALICE, _target(cluster), _context())
+
+    assert not outcome.preexisting
+    assert [b["metadata"]["name"] for b in kube.managed("payments")] == ["jit-r-7k2m9qxa"]
+
+
+def test_a_binding_kept_by_a_finalizer_fails_the_revoke_retryably_until_it_is_gone(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    target = _target(cluster)
+    provider.grant(ALICE, target, _context())
+    kube.edit_role_binding("payments", "jit-r-7k2m9qxa", {"metadata": {"finalizers": ["x/hold"]}})
+
+    with pytest.raises(ProviderError, match="still there") as raised:
+        provider.revoke(ALICE, target, _context())
+
+    assert raised.value.retryable
+    [kept] = kube.role_bindings("payments")
+    assert kept["metadata"]["deletionTimestamp"]
+    kube.edit_role_binding("payments", "jit-r-7k2m9qxa", {"metadata": {"finalizers": None}})
+    provider.revoke(ALICE, target, _context())
+    assert kube.role_bindings("payments") == []
+
+
+def test_a_binding_whose_managed_by_label_was_removed_is_found_by_its_name_and_revoked(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    target = _target(cluster)
+    provider.grant(ALICE, target, _context())
+    kube.edit_role_binding("payments", "jit-r-7k2m9qxa", {"metadata": {"labels": None}})
+
+    provider.revoke(ALICE, target, _context())
+
+    assert kube.role_bindings("payments") == []
+
+
+def test_a_binding_changed_since_it_was_read_is_a_retryable_revoke_failure(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    target = _target(cluster)
+    provider.grant(ALICE, target, _context())
+    kube.fail_next("DELETE", "rolebindings", code=409)  # its uid precondition failed
+
+    with pytest.raises(ProviderError, match="changed since it was read") as raised:
+        provider.revoke(ALICE, target, _context())
+
+    assert raised.value.retryable
+    provider.revoke(ALICE, target, _context())
+    assert kube.role_bindings("payments") == []
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        ({"insecure-skip-tls-verify": True}, "insecure-skip-tls-verify"),
+        ({"server": "http://127.0.0.1:9"}, "is not https"),
+    ],
+    ids=["insecure-skip-tls-verify", "plain-http"],
+)
+def test_a_kubeconfig_that_would_send_the_token_unverified_is_refused(
+    kube: FakeKubernetes,
+    provider: KubernetesProvider,
+    cluster: KubeconfigCluster,
+    edit: dict[str, Any],
+    words: str,
+) -> None:
+    path = Path(cluster.kubeconfig)
+    kubeconfig = yaml.safe_load(path.read_text())
+    kubeconfig["clusters"][0]["cluster"].update(edit)
+    if "insecure-skip-tls-verify" in edit:
+        del kubeconfig["clusters"][0]["cluster"]["certificate-authority"]
+    path.write_text(yaml.safe_dump(kubeconfig))
+
+    with pytest.raises(ProviderError, match=words):
+        provider.grant(ALICE, _target(cluster), _context())
+
+    assert kube.calls == []  # the token never left
+
+
+def test_a_revocation_against_a_cluster_that_answers_slowly_gives_up_inside_the_deadline(
+    kube: FakeKubernetes, cluster: KubeconfigCluster
+) -> None:
+    waits: list[float] = []
+
+    def now() -> float:  # each request takes as long as a try may (then it times out)
+        return TIMEOUT_SECONDS * len(kube.calls) + sum(waits)
+
+    provider = KubernetesProvider(KubeClusters(), sleep=waits.append, timer=now)
+    target = _target(cluster)
+    provider.grant(ALICE, target, _context())
+    kube.fail_next("DELETE", "rolebindings", times=RETRY.attempts, code=503)
+    started = now()
+
+    with pytest.raises(ProviderError) as raised:
+        provider.revoke(ALICE, target, _context())
+
+    assert raised.value.retryable
+    # The last try started with time left; here it takes a full timeout (a real one is
+    # cut to what was left).
+    assert now() - started <= OPERATION_BUDGET + TIMEOUT_SECONDS
+    assert now() - started < REVOKE_DEADLINE.total_seconds()
+    assert len(kube.managed("payments")) == 1  # swept again later
+
+
+def test_a_group_added_to_a_jit_binding_is_held_by_nobody_and_not_cleaned_up_silently(
+    kube: FakeKubernetes, provider: KubernetesProvider, cluster: KubeconfigCluster
+) -> None:
+    target = _target(cluster)
+    provider.grant(ALICE, target, _context())
+    [binding] = kube.role_bindings("payments")
+    masters = {"apiGroup": RBAC, "kind": "Group", "name": "system:masters"}
+    kube.edit_role_binding(
+        "payments", "jit-r-7k2m9qxa", {"subjects": [*binding["subjects"], masters]}
+    )
+
+    holders = sorted(h.email for h in provider.inventory(target) or [])
+
+    assert holders == ["Group:system:masters", "alice@example.com"]
+    drift = Principal(slack_user_id="", email="group:system:masters")  # as drift asks
+    with pytest.raises(ProviderError, match="made for someone else"):
+        provider.revoke(drift, target, _context())
+    assert len(kube.role_bindings("payments")) == 1  # Alice's grant stays

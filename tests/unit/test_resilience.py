@@ -61,8 +61,12 @@ def test_each_providers_worst_case_is_pinned_and_inside_the_revoke_deadline(
     assert policy.worst_case() < REVOKE_DEADLINE
 
 
-def test_a_kubernetes_revocation_listed_and_deleted_at_worst_still_fits_the_deadline() -> None:
-    assert 2 * kubernetes.RETRY.worst_case() < REVOKE_DEADLINE
+def test_a_kubernetes_operation_gives_up_inside_the_deadline_however_slow_the_cluster() -> None:
+    # A revocation makes several calls (list, delete, read back), each try up to its
+    # timeout: the operation's own elapsed-time budget bounds them all, timeouts included
+    # (tests/unit/test_kubernetes_provider.py shows it against a slow fake cluster).
+    assert kubernetes.RETRY.worst_case() < timedelta(seconds=kubernetes.OPERATION_BUDGET)
+    assert timedelta(seconds=kubernetes.OPERATION_BUDGET) < REVOKE_DEADLINE
 
 
 def test_a_gcp_policy_change_read_and_written_at_worst_still_fits_the_revoke_deadline() -> None:
