@@ -31,7 +31,7 @@ from sqlmodel import col
 
 from bot.clock import Clock
 from bot.slack import TRANSIENT_ERRORS, retry_after
-from bot.storage.models import OutboxMessage, OutboxStatus, SlackMessage
+from bot.storage.models import OutboxMessage, OutboxStatus, SlackMessage, table_of
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def enqueue(
 def _insert_queued(session: Session) -> None:
     rows = session.info.pop(_QUEUED, None)
     if rows:
-        session.execute(insert(OutboxMessage), rows)
+        session.execute(insert(table_of(OutboxMessage)), rows)
 
 
 @event.listens_for(Session, "after_rollback")
