@@ -5,8 +5,9 @@ the chained events alone, as JSON lines or CSV that a spreadsheet cannot run.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -15,8 +16,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
+from bot.audit.stored import batches, iso, newest_id
 from bot.names import AuditAction
 from bot.storage.models import AuditEvent
+
+#: ``progress(done, total)``: how far along the trail (event ids) the export is.
+Progress = Callable[[int, int], None]
 
 
 def export(
@@ -27,46 +32,66 @@ def export(
     until: datetime | None,
     fmt: str,
     kind: str,
+    progress: Progress | None = None,
 ) -> int:
-    """Write the trail for auditors; returns the number of rows written."""
+    """Write the trail for auditors; returns the number of rows written. Events are
+    streamed as they are read (``progress`` is told after each batch); grants and
+    break-glass uses are each one request's whole story, told once it is read."""
     if kind == "events":
-        rows = list(_events(sessions, since, until))
+        rows = _events(sessions, since, until, progress)
     elif kind == "breakglass":
-        rows = list(_break_glass(sessions, since, until))
+        rows = _break_glass(sessions, since, until)
     else:
-        rows = list(_grants(sessions, since, until))
+        rows = _grants(sessions, since, until)
     if fmt == "jsonl":
-        for row in rows:
-            out.write(json.dumps(row, sort_keys=True, default=str) + "\n")
-    else:
-        columns = sorted({key for row in rows for key in row}) if rows else ["id"]
-        writer = csv.DictWriter(out, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _cell(v) for k, v in row.items()})
-    return len(rows)
+        return _jsonl(rows, out)
+    return _csv(rows, out)
+
+
+def _jsonl(rows: Iterator[dict[str, Any]], out: TextIO) -> int:
+    count = 0
+    for row in rows:
+        out.write(json.dumps(row, sort_keys=True, default=str) + "\n")
+        count += 1
+    return count
+
+
+def _csv(rows: Iterator[dict[str, Any]], out: TextIO) -> int:
+    """Every row of one kind has the same keys: the first row's are the header."""
+    first = next(rows, None)
+    writer = csv.DictWriter(out, fieldnames=sorted(first) if first else ["id"])
+    writer.writeheader()
+    if first is None:
+        return 0
+    count = 0
+    for row in itertools.chain([first], rows):
+        writer.writerow({k: _cell(v) for k, v in row.items()})
+        count += 1
+    return count
 
 
 def _events(
-    sessions: sessionmaker[Session], since: datetime | None, until: datetime | None
+    sessions: sessionmaker[Session],
+    since: datetime | None,
+    until: datetime | None,
+    progress: Progress | None,
 ) -> Iterator[dict[str, Any]]:
-    query = select(AuditEvent).order_by(col(AuditEvent.id))
-    if since:
-        query = query.where(col(AuditEvent.at) >= since)
-    if until:
-        query = query.where(col(AuditEvent.at) < until)
     with sessions() as session:
-        for event in session.scalars(query):
-            yield {
-                "id": event.id,
-                "at": event.at.isoformat(),
-                "actor": event.actor,
-                "action": event.action,
-                "request_id": event.request_id,
-                "details": event.details,
-                "hash": event.hash,
-                "key_id": event.key_id,
-            }
+        total = newest_id(session)
+        for batch in batches(session, since=since, until=until):
+            for event in batch:
+                yield {
+                    "id": event.id,
+                    "at": iso(event.at),
+                    "actor": event.actor,
+                    "action": event.action,
+                    "request_id": event.request_id,
+                    "details": event.document(),
+                    "hash": event.hash,
+                    "key_id": event.key_id,
+                }
+            if progress is not None:
+                progress(batch[-1].id, total)
 
 
 def _grants(

@@ -1,5 +1,6 @@
 """``jit-bot audit verify`` and ``jit-bot audit export``: check the trail (and, with
-``--against-slack``, compare it with the audit channel) or write it for auditors.
+``--against-slack``, compare it with the audit channel) or write it for auditors. Both
+stream the trail, and draw a progress bar when stderr is a terminal.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from bot.cli.moments import when
+from bot.cli.progress import one_bar
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -71,8 +73,15 @@ def run(args: argparse.Namespace) -> int:
             if args.output
             else sys.stdout
         )
+        progress = stack.enter_context(one_bar(f"exporting {args.kind}"))
         count = audit.export(
-            sessions, out, since=args.since, until=args.until, fmt=args.format, kind=args.kind
+            sessions,
+            out,
+            since=args.since,
+            until=args.until,
+            fmt=args.format,
+            kind=args.kind,
+            progress=progress,
         )
     print(f"exported {count} {args.kind}", file=sys.stderr)
     return 0
@@ -94,7 +103,8 @@ def _audit_verify(args: argparse.Namespace, sessions: sessionmaker[Session]) -> 
     except audit_key.AuditKeyError as exc:
         print(f"jit-bot: {exc}", file=sys.stderr)
         return 2
-    verdict = audit.verify(sessions, keys)
+    with one_bar("verifying the audit trail") as progress:
+        verdict = audit.verify(sessions, keys, progress)
     if verdict.ok:
         signed = ", ".join(verdict.key_ids) or "none"
         print(
