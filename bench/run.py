@@ -28,6 +28,7 @@ BENCHMARKS = (
     "ack",
     "decision",
     "expiry",
+    "history",
     "import_scale",
     "mining",
     "recovery",

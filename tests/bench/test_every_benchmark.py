@@ -44,6 +44,15 @@ FIGURES = {
         "revoke start − expires_at p99",
         "max / revoked early",
     ],
+    "history": [
+        "history",
+        "/jit list p50",
+        "/jit list p99",
+        "sweeper tick, nothing due: p50 / p95 / max",
+        "reminders, reviews, escalations and nudges, nothing due: p50 / max",
+        "request → approver DM p50 / p99, empty database",
+        "request → approver DM p50 / p99, on the history",
+    ],
     "import_scale": [
         "estate",
         "start-up (until the first AWS call)",
