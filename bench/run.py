@@ -28,6 +28,7 @@ BENCHMARKS = (
     "ack",
     "decision",
     "expiry",
+    "growth",
     "history",
     "import_scale",
     "mining",

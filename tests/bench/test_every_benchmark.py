@@ -44,6 +44,16 @@ FIGURES = {
         "revoke start − expires_at p99",
         "max / revoked early",
     ],
+    "growth": [
+        "sizes",
+        "recovery: overdue grants revoked",
+        "/jit list p50",
+        "sweeper tick, nothing due, p50",
+        "audit verify: time",
+        "audit verify: peak RSS",
+        "audit export: time",
+        "audit export: peak RSS",
+    ],
     "history": [
         "history",
         "/jit list p50",
