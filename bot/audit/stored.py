@@ -57,9 +57,11 @@ def batches(
     *,
     since: datetime | None = None,
     until: datetime | None = None,
+    ids: tuple[int, int] | None = None,
     size: int = BATCH,
 ) -> Iterator[list[Stored]]:
-    """Every event (``at`` in [since, until) when given), oldest first, ``size`` at a time."""
+    """Every event (``at`` in [since, until), ``id`` in [first, end) when given), oldest
+    first, ``size`` at a time."""
     query = select(
         col(AuditEvent.id),
         col(AuditEvent.at),
@@ -71,7 +73,10 @@ def batches(
         col(AuditEvent.hash),
         col(AuditEvent.key_id),
     ).order_by(col(AuditEvent.id))
-    window = {}
+    window: dict[str, Any] = {}
+    if ids is not None:
+        query = query.where(col(AuditEvent.id) >= bindparam("first"))
+        query = query.where(col(AuditEvent.id) < bindparam("end"))
     if since is not None:
         query, window["since"] = query.where(col(AuditEvent.at) >= bindparam("since")), since
     if until is not None:
@@ -82,6 +87,8 @@ def batches(
     # The bounds as the column stores a time (SQLite: naive UTC text), as SQLAlchemy would.
     stored_as = AuditEvent.__table__.c.at.type.bind_processor(dialect)  # type: ignore[attr-defined]
     values = {name: stored_as(value) if stored_as else value for name, value in window.items()}
+    if ids is not None:
+        values["first"], values["end"] = ids
     order = compiled.positiontup
     parameters = tuple(values[name] for name in order) if order is not None else values
     driver: Any = connection.connection.driver_connection

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,6 +27,8 @@ from bot.storage.models import AuditEvent
 
 #: ``progress(checked, total)``: told after each batch (``total`` is the newest event's id).
 Progress = Callable[[int, int], None]
+#: Trails this long are walked in parts, one process each, when there are CPUs for it.
+PARALLEL_FROM = 200_000
 
 
 @dataclass(frozen=True)
@@ -48,26 +51,68 @@ class Verdict:
 
 
 def verify(
-    sessions: sessionmaker[Session], keys: Sequence[AuditKey], progress: Progress | None = None
+    sessions: sessionmaker[Session],
+    keys: Sequence[AuditKey],
+    progress: Progress | None = None,
+    *,
+    workers: int | None = None,
 ) -> Verdict:
     """Walk the chain oldest first with the bot's key (and any earlier keys); report the
-    first event that does not fit or cannot be checked."""
-    walk = _Walk(keys)
+    first event that does not fit or cannot be checked. A long trail is walked in parts,
+    one process each (``workers``; by default one per CPU, up to four): the verdict is
+    the one a single walk would give."""
     with sessions() as session:
         total = newest_id(session)
-        for batch in batches(session):
+    parts = workers if workers is not None else default_workers(total)
+    if parts > 1 and total > parts:
+        from bot.audit.parallel import verify_in_parts
+
+        return verify_in_parts(sessions, keys, total, parts, progress)
+    walk = Walk(keys)
+    verdict = walk_part(sessions, walk, None, lambda done: progress and progress(done, total))
+    return verdict or walk.end()
+
+
+def default_workers(total: int) -> int:
+    """One process for a short trail (starting more costs more than it saves)."""
+    return min(os.cpu_count() or 1, 4) if total >= PARALLEL_FROM else 1
+
+
+def walk_part(
+    sessions: sessionmaker[Session],
+    walk: Walk,
+    ids: tuple[int, int] | None,
+    told: Callable[[int], object],
+) -> Verdict | None:
+    """Walk the events with ids in [first, end) (all of them without ``ids``); the
+    verdict of the first that does not fit, if one does. ``told`` gets the id reached
+    after each batch."""
+    with sessions() as session:
+        for batch in batches(session, ids=ids):
             for event in batch:
                 if (verdict := walk.step(event)) is not None:
                     return verdict
-            if progress is not None:
-                progress(batch[-1].id, total)
-    return walk.end()
+            told(batch[-1].id)
+    return None
 
 
-class _Walk:
+@dataclass(frozen=True)
+class Start:
+    """Where a walk along a later part of the chain begins: the event just before it, as
+    stored, and the first keyed event before it (if all before it fits, these are what a
+    walk from the first event would hold there)."""
+
+    previous: str
+    previous_key: str | None
+    last_id: int
+    keyed_from: int | None
+    keyed_at: datetime | None
+
+
+class Walk:
     """One walk along the chain, oldest event first: what has been checked so far."""
 
-    def __init__(self, keys: Sequence[AuditKey]) -> None:
+    def __init__(self, keys: Sequence[AuditKey], start: Start | None = None) -> None:
         self.keys = keys
         self.by_id = {key.key_id: key for key in keys}
         self.previous = ""
@@ -76,6 +121,15 @@ class _Walk:
         self.signed_by: list[str] = []
         self.keyed_from: int | None = None
         self.keyed_at: datetime | None = None
+        #: Events come before this walk's first (a part of the chain walked on its own).
+        self.after_others = start is not None
+        if start is not None:
+            self.previous, self.previous_key = start.previous, start.previous_key
+            self.last_id, self.keyed_from, self.keyed_at = (
+                start.last_id,
+                start.keyed_from,
+                start.keyed_at,
+            )
 
     def bad(self, event_id: int, problem: str, *, unchecked: bool = False) -> Verdict:
         return Verdict(
@@ -134,7 +188,7 @@ class _Walk:
 
     def _keyed(self, event: Stored, event_id: int, key_id: str) -> Verdict | None:
         if (
-            self.checked
+            (self.checked or self.after_others)
             and key_id != self.previous_key
             and not _changes_key(event, self.previous_key)
         ):

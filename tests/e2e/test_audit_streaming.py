@@ -1,6 +1,7 @@
 """``audit verify`` and ``audit export`` stream the trail: each event is read as the
 database stores it and checked against the very text the trail signed when it was
-written; both draw a progress bar on a terminal and nothing when piped."""
+written; a long trail is verified in parts, one process each, to the verdict a single
+walk gives; both draw a progress bar on a terminal and nothing when piped."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import pty
 import subprocess
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import sessionmaker
 
+from bot import audit
 from bot.audit import stored
 from bot.audit.trail import _canonical
+from bot.audit_key import AuditKey
 from bot.storage.models import AuditEvent
 from tests.conftest import ALICE, AUDIT_KEY, BOB, Bot
 from tests.e2e.helpers import click, submit
@@ -97,3 +101,47 @@ def test_verify_draws_a_bar_on_a_terminal_and_nothing_in_a_pipe(bot: Bot) -> Non
     exported = run_cli(["audit", "export"], {"DATABASE_URL": bot.settings.database_url})
     assert exported.returncode == 0 and exported.stdout.count("\n") >= 1
     assert exported.stderr.splitlines() == [f"exported {exported.stdout.count(chr(10))} events"]
+
+
+def _tampered() -> list[tuple[str, dict[str, Any]]]:
+    """Ways to break the trail at each event: (what, the change to its row)."""
+    return [
+        ("edited", {"actor": "UFORGED"}),
+        ("unkeyed", {"key_id": None}),
+        ("re-keyed", {"key_id": "0123456789abcdef"}),
+        ("relinked", {"prev_hash": "0" * 64}),
+    ]
+
+
+def test_a_trail_walked_in_parts_gets_the_verdict_of_one_walk(bot: Bot) -> None:
+    for n in range(3):
+        granted = submit(bot, ALICE, f"prod-support prod 1h INC-{n}")
+        click(bot, BOB, "approve", granted)
+        click(bot, ALICE, "end_access", granted)
+    bot.settle()
+    sessions = sessionmaker(bot.runtime.engine)
+    keys = [AuditKey(AUDIT_KEY.encode(), "test")]
+    table = AuditEvent.__table__  # type: ignore[attr-defined]
+    with bot.runtime.engine.connect() as connection:
+        rows = [dict(r) for r in connection.execute(select(table).order_by(table.c.id)).mappings()]
+    assert len(rows) > 12
+
+    whole = audit.verify(sessions, keys, workers=1)
+    assert whole.ok and audit.verify(sessions, keys, workers=3) == whole
+    for what, change in _tampered():
+        for row in (rows[0], rows[4], rows[5], rows[len(rows) // 2], rows[-1]):
+            with bot.runtime.engine.begin() as connection:
+                connection.execute(update(table).where(table.c.id == row["id"]).values(change))
+            one = audit.verify(sessions, keys, workers=1)
+            assert not one.ok and one.first_bad_id is not None, (what, row["id"])
+            assert audit.verify(sessions, keys, workers=3) == one, (what, row["id"])
+            with bot.runtime.engine.begin() as connection:
+                connection.execute(update(table).where(table.c.id == row["id"]).values(row))
+        # And with the event gone altogether.
+        with bot.runtime.engine.begin() as connection:
+            connection.execute(delete(table).where(table.c.id == rows[5]["id"]))
+        one = audit.verify(sessions, keys, workers=1)
+        assert one.first_bad_id == rows[6]["id"]
+        assert audit.verify(sessions, keys, workers=4) == one
+        with bot.runtime.engine.begin() as connection:
+            connection.execute(insert(table), [rows[5]])
