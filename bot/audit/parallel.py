@@ -100,9 +100,9 @@ def _walk(
     url: str, keys: list[AuditKey], ids: tuple[int, int], start: Start | None
 ) -> tuple[Verdict | None, Walk]:
     """In a worker: walk one part; its verdict if an event in it does not fit."""
-    from bot.storage.db import make_engine
+    from bot.storage.db import make_reader
 
-    engine = make_engine(url)
+    engine = make_reader(url)
     walk = Walk(keys, start)
     reached = ids[0] - 1
 

@@ -60,11 +60,13 @@ def run(args: argparse.Namespace) -> int:
     from sqlalchemy.orm import sessionmaker
 
     from bot import audit
-    from bot.storage.db import make_engine, upgrade
+    from bot.storage.db import make_engine, make_reader, upgrade
 
-    engine = make_engine(os.environ.get("DATABASE_URL") or "sqlite:///jit-bot.db")
+    url = os.environ.get("DATABASE_URL") or "sqlite:///jit-bot.db"
+    engine = make_engine(url)
     upgrade(engine)
-    sessions = sessionmaker(engine, expire_on_commit=False)
+    engine.dispose()
+    sessions = sessionmaker(make_reader(url), expire_on_commit=False)
     if args.audit_action == "verify":
         return _audit_verify(args, sessions)
     with contextlib.ExitStack() as stack:
