@@ -58,10 +58,12 @@ def batches(
     since: datetime | None = None,
     until: datetime | None = None,
     ids: tuple[int, int] | None = None,
+    by_request: bool = False,
     size: int = BATCH,
 ) -> Iterator[list[Stored]]:
     """Every event (``at`` in [since, until), ``id`` in [first, end) when given), oldest
-    first, ``size`` at a time."""
+    first, ``size`` at a time; or (``by_request``) every event of a request, request by
+    request, each request's oldest first."""
     query = select(
         col(AuditEvent.id),
         col(AuditEvent.at),
@@ -72,7 +74,12 @@ def batches(
         col(AuditEvent.prev_hash),
         col(AuditEvent.hash),
         col(AuditEvent.key_id),
-    ).order_by(col(AuditEvent.id))
+    )
+    if by_request:
+        query = query.where(col(AuditEvent.request_id).is_not(None))
+        query = query.order_by(col(AuditEvent.request_id), col(AuditEvent.id))
+    else:
+        query = query.order_by(col(AuditEvent.id))
     window: dict[str, Any] = {}
     if ids is not None:
         query = query.where(col(AuditEvent.id) >= bindparam("first"))
