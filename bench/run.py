@@ -28,8 +28,6 @@ BENCHMARKS = (
     "ack",
     "decision",
     "expiry",
-    "growth",
-    "history",
     "import_scale",
     "mining",
     "recovery",

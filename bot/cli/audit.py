@@ -1,6 +1,5 @@
 """``jit-bot audit verify`` and ``jit-bot audit export``: check the trail (and, with
-``--against-slack``, compare it with the audit channel) or write it for auditors. Both
-stream the trail, and draw a progress bar when stderr is a terminal.
+``--against-slack``, compare it with the audit channel) or write it for auditors.
 """
 
 from __future__ import annotations
@@ -13,7 +12,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from bot.cli.moments import when
-from bot.cli.progress import one_bar
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -60,13 +58,11 @@ def run(args: argparse.Namespace) -> int:
     from sqlalchemy.orm import sessionmaker
 
     from bot import audit
-    from bot.storage.db import make_engine, make_reader, upgrade
+    from bot.storage.db import make_engine, upgrade
 
-    url = os.environ.get("DATABASE_URL") or "sqlite:///jit-bot.db"
-    engine = make_engine(url)
+    engine = make_engine(os.environ.get("DATABASE_URL") or "sqlite:///jit-bot.db")
     upgrade(engine)
-    engine.dispose()
-    sessions = sessionmaker(make_reader(url), expire_on_commit=False)
+    sessions = sessionmaker(engine, expire_on_commit=False)
     if args.audit_action == "verify":
         return _audit_verify(args, sessions)
     with contextlib.ExitStack() as stack:
@@ -75,15 +71,8 @@ def run(args: argparse.Namespace) -> int:
             if args.output
             else sys.stdout
         )
-        progress = stack.enter_context(one_bar(f"exporting {args.kind}"))
         count = audit.export(
-            sessions,
-            out,
-            since=args.since,
-            until=args.until,
-            fmt=args.format,
-            kind=args.kind,
-            progress=progress,
+            sessions, out, since=args.since, until=args.until, fmt=args.format, kind=args.kind
         )
     print(f"exported {count} {args.kind}", file=sys.stderr)
     return 0
@@ -105,8 +94,7 @@ def _audit_verify(args: argparse.Namespace, sessions: sessionmaker[Session]) -> 
     except audit_key.AuditKeyError as exc:
         print(f"jit-bot: {exc}", file=sys.stderr)
         return 2
-    with one_bar("verifying the audit trail") as progress:
-        verdict = audit.verify(sessions, keys, progress)
+    verdict = audit.verify(sessions, keys)
     if verdict.ok:
         signed = ", ".join(verdict.key_ids) or "none"
         print(
