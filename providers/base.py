@@ -18,6 +18,17 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict
 
 
+def one_clean_line(value: str, example: str) -> str:
+    """A target's name, rendered inside backticks on one line of a Slack message: one
+    line of printable text, no surrounding spaces, no backticks."""
+    if value != value.strip() or not value.isprintable() or "`" in value:
+        raise ValueError(
+            "must be one line of printable text without leading or trailing spaces "
+            f"or backticks, for example {example}"
+        )
+    return value
+
+
 class TargetSpec(BaseModel):
     """Base of every provider's target model; subclasses add their own fields."""
 

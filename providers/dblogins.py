@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from providers.base import ProviderError, TargetSpec
+from providers.base import ProviderError, TargetSpec, one_clean_line
 
 #: A group role as roles.yaml may name it: a plain SQL identifier, hyphens allowed.
 GROUP_ROLE = r"^[A-Za-z_][A-Za-z0-9_$-]{0,62}$"
@@ -67,13 +67,7 @@ class DatabaseTarget(TargetSpec):
     @field_validator("name")
     @classmethod
     def _name_is_one_clean_line(cls, value: str) -> str:
-        # The name is rendered inside backticks on one line of a Slack message.
-        if value != value.strip() or not value.isprintable() or "`" in value:
-            raise ValueError(
-                "must be one line of printable text without leading or trailing spaces "
-                "or backticks, for example orders-prod"
-            )
-        return value
+        return one_clean_line(value, "orders-prod")
 
     @field_validator("grant_roles")
     @classmethod

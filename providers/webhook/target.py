@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from providers.base import TargetSpec
+from providers.base import TargetSpec, one_clean_line
 
 
 class WebhookTarget(TargetSpec):
@@ -39,13 +39,7 @@ class WebhookTarget(TargetSpec):
     @field_validator("name")
     @classmethod
     def _name_is_one_clean_line(cls, value: str) -> str:
-        # The name is rendered inside backticks on one line of a Slack message.
-        if value != value.strip() or not value.isprintable() or "`" in value:
-            raise ValueError(
-                "must be one line of printable text without leading or trailing spaces "
-                "or backticks, for example grafana-admin"
-            )
-        return value
+        return one_clean_line(value, "grafana-admin")
 
     @field_validator("url")
     @classmethod

@@ -3,6 +3,8 @@ behind, shared by the end-to-end and reliability tests."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import select, update
@@ -27,6 +29,24 @@ def latest(message: dict[str, Any]) -> dict[str, Any]:
     if message.get("updates"):
         return {**message, **message["updates"][-1]}
     return message
+
+
+def at_once(bots: Sequence[Bot], job: Callable[[Bot], int]) -> list[int]:
+    """Run ``job`` on every bot at the same moment (replicas racing for one piece of
+    work); what each run returned."""
+    counts: list[int] = []
+    start = threading.Barrier(len(bots))
+
+    def run(bot: Bot) -> None:
+        start.wait()
+        counts.append(job(bot))
+
+    threads = [threading.Thread(target=run, args=(bot,)) for bot in bots]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return counts
 
 
 def submit(bot: Bot, user: str, text: str) -> str:

@@ -3,7 +3,6 @@ who may decide, every click checked from the database when it arrives."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -13,7 +12,7 @@ from sqlmodel import col
 
 from bot.storage.models import AuditEvent
 from tests.conftest import ALICE, APPROVERS_YAML, BOB, CAROL, MALLORY, SEC1, SEC2, Bot
-from tests.e2e.helpers import buttons, click, latest, submit
+from tests.e2e.helpers import at_once, buttons, click, latest, submit
 
 _PROD_RULE = "    approvers: [sre-leads]\n    required_approvals: 1\n"
 ESCALATING = APPROVERS_YAML.replace(
@@ -78,18 +77,7 @@ def test_two_replicas_escalate_once_and_a_restart_does_not_escalate_again(
     one, other = make_bot(approvers=ESCALATING), make_bot(approvers=ESCALATING)
     request_id = submit(one, ALICE, "prod-support prod 1h INC-1")
     one.clock.advance(timedelta(minutes=30))
-    counts: list[int] = []
-    start = threading.Barrier(2)
-
-    def escalate(bot: Bot) -> None:
-        start.wait()
-        counts.append(bot.service.escalate())
-
-    threads = [threading.Thread(target=escalate, args=(b,)) for b in (one, other)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    counts = at_once([one, other], lambda bot: bot.service.escalate())
     assert sum(counts) <= 1  # (a background run may have sent it)
     other.settle()
     assert len(_escalations(one, request_id)) == 1

@@ -9,13 +9,12 @@ nothing due sends nothing."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from tests.conftest import ALICE, APPROVERS_YAML, BOB, CAROL, SEC1, SEC2, Bot
-from tests.e2e.helpers import click, submit
+from tests.e2e.helpers import at_once, click, submit
 
 
 def _thread_of(bot: Bot, user: str, request_id: str) -> list[dict[str, Any]]:
@@ -104,18 +103,7 @@ def test_two_replicas_send_each_reminder_once(make_bot: Callable[..., Bot]) -> N
     one, other = make_bot(), make_bot()
     request_id = submit(one, ALICE, "db-admin prod 1h migration")
     one.clock.advance(timedelta(minutes=15))
-    counts: list[int] = []
-    start = threading.Barrier(2)
-
-    def remind(bot: Bot) -> None:
-        start.wait()
-        counts.append(bot.service.remind_approvers())
-
-    threads = [threading.Thread(target=remind, args=(b,)) for b in (one, other)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    counts = at_once([one, other], lambda bot: bot.service.remind_approvers())
     assert sum(counts) <= 1  # (a background run may have sent it)
     other.settle()
     for approver in (BOB, CAROL, SEC1, SEC2):
