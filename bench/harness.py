@@ -519,6 +519,7 @@ def stack(db_kind: str, *, grant_delay: float = 0.0, start: bool = True) -> Iter
     _deepen_listen_backlogs()  # here, not at import: importing bench changes no fake
     workdir = Path(tempfile.mkdtemp(prefix="jit-bench-"))
     slack = BenchSlack().start()
+    slack.add_channel(AUDIT_CHANNEL)  # as in production: the audit posts land
     slack.add_user(APPROVER, "approver@example.com", "approver")
     provider = ProviderEndpoint(grant_delay).start()
     roles = workdir / "roles.yaml"

@@ -8,11 +8,18 @@ the process until the provider endpoint has received a revoke call for every ove
 grant and the database shows every one of them ``revoked``. ``/healthz`` answers only
 once the runtime has started, i.e. once every active grant has its expiry job, so that
 moment is reported too. Peak memory is the process's VmHWM (peak resident set size).
+
+Issue 23's targets: 10,000 grants (5,000 overdue) in under 5 s, and 100,000 (50,000
+overdue) in under 50 s with peak RSS under 300 MB, which ``bench.run`` has no size for:
+
+    .venv/bin/python -m bench.recovery --grants 100000 [--db sqlite|postgresql|both]
 """
 
 from __future__ import annotations
 
+import argparse
 import math
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,8 +34,10 @@ from bench.harness import (
     Row,
     Stack,
     jitter,
+    machine,
     secs,
     stack,
+    table,
 )
 from bot import audit
 from bot.audit_key import AuditKey
@@ -43,7 +52,15 @@ NAME = "recovery"
 
 
 def run(size: str, db: str) -> list[Row]:
-    total = SIZES[size]
+    return measure(SIZES[size], db)
+
+
+def measure(total: int, db: str) -> list[Row]:
+    """Recover ``total`` active grants, every other one overdue, on ``db``."""
+    # Issue 23: a second per 2,000 grants (5 s for 10,000, 50 s for 100,000); memory as
+    # issue 7 asked up to 10,000 grants, and 300 MB for ten times as many.
+    allowed = max(5.0, total / 2_000)
+    memory = 200 if total <= 10_000 else 300
     overdue = total // 2
     with stack(db, start=False) as bench:
         fill(bench, total)
@@ -75,12 +92,12 @@ def run(size: str, db: str) -> list[Row]:
         Row(
             NAME,
             f"all {overdue} overdue revoked{note}",
-            "< 10 s",
+            f"< {allowed:.0f} s",
             finished,
-            done < 10,
+            done < allowed,
         ),
         Row(NAME, f"all {total - overdue} others scheduled (/healthz up)", "", secs(ready), None),
-        Row(NAME, "peak RSS (VmHWM)", "< 200 MB", f"{peak:.0f} MB", peak < 200),
+        Row(NAME, "peak RSS (VmHWM)", f"< {memory} MB", f"{peak:.0f} MB", peak < memory),
         Row(NAME, "bot CPU time until done", "", secs(cpu), None),
         Row(
             NAME,
@@ -172,3 +189,20 @@ def fill(bench: Stack, total: int, chunk: int = 1_000) -> None:
         for start in range(0, total, chunk):
             connection.execute(request_table.insert(), requests[start : start + chunk])
             connection.execute(target_table.insert(), targets[start : start + chunk])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.recovery", description=__doc__)
+    parser.add_argument("--grants", type=int, default=SIZES["full"], help="active grants")
+    parser.add_argument("--db", choices=["sqlite", "postgresql", "both"], default="sqlite")
+    args = parser.parse_args(argv)
+    dbs = ["sqlite", "postgresql"] if args.db == "both" else [args.db]
+    header = machine()
+    print(header, file=sys.stderr)
+    rows = [row for db in dbs for row in measure(args.grants, db)]
+    print(f"{header}\n\n{table(rows)}")
+    return 0 if all(r.ok is not False for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

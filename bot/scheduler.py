@@ -55,8 +55,8 @@ class Timers(ExpiryScheduler):
         for task in periodic:
             self._scheduler.add_executor(ThreadPoolExecutor(max_workers=1), alias=task.name)
         self._scheduler.start()
-        for request_id, at in active:
-            self.schedule(request_id, at)
+        # The periodic jobs first: the start-up sweep revokes what expired while the bot
+        # was down at once, not after thousands of expiry jobs have been added.
         for task in periodic:
             self._scheduler.add_job(
                 self._safely(task.job, task.name),
@@ -66,6 +66,8 @@ class Timers(ExpiryScheduler):
                 executor=task.name,
                 **({"next_run_time": datetime.now().astimezone()} if task.at_start else {}),
             )
+        for request_id, at in active:
+            self.schedule(request_id, at)
 
     def stop(self) -> None:
         if self._scheduler.running:

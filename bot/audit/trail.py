@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -21,7 +21,7 @@ from bot.audit_key import AuditKey, AuditKeyError
 from bot.clock import Clock
 from bot.names import BOT_ACTOR, AuditAction
 from bot.notify import Notifier
-from bot.storage.models import AuditEvent
+from bot.storage.models import AuditEvent, table_of
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,8 @@ def record_all(
     session: Session, clock: Clock, notifier: Notifier, entries: Sequence[Entry]
 ) -> None:
     """Append the events in order, in the caller's transaction, and post each to the audit
-    channel. Rows are inserted together; their ids (which the hashes cover) come back
-    from the insert, and the chain is computed here and written in one more statement."""
+    channel. The chain is computed here, over ids taken before the insert, and the rows
+    are inserted together, hashes included, in one statement."""
     if entries:
         _append(session, clock, notifier, list(entries))
 
@@ -114,50 +114,64 @@ def _append(session: Session, clock: Clock, notifier: Notifier, entries: list[En
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK})
     last = session.execute(
-        select(col(AuditEvent.hash), col(AuditEvent.key_id))
+        select(col(AuditEvent.id), col(AuditEvent.hash), col(AuditEvent.key_id))
         .order_by(col(AuditEvent.id).desc())
         .limit(1)
     ).first()
-    previous = last[0] if last else ""
-    if last is not None and last[1] != key.key_id:
+    previous = last.hash if last else ""
+    if last is not None and last.key_id != key.key_id:
         # The verifier accepts a new key only where the chain says so, in an event the new
         # key signs: stripping or swapping keys elsewhere is a forgery.
-        if last[1] is not None:
+        if last.key_id is not None:
             log.warning("the audit key changed: events are now signed with key %s", key.key_id)
         else:
             _warn_adoption(session, key)
         entries = [
-            Entry(BOT_ACTOR, KEY_CHANGED, None, {"from": last[1], "to": key.key_id}),
+            Entry(BOT_ACTOR, KEY_CHANGED, None, {"from": last.key_id, "to": key.key_id}),
             *entries,
         ]
     if not entries:
         return
-    at = clock.now()
-    rows = [
-        {
+    at, key_id = clock.now(), key.key_id
+    ids = _new_ids(session, last.id if last else 0, len(entries))
+    rows: list[dict[str, Any]] = []
+    for event_id, entry in zip(ids, entries, strict=True):
+        row = {
+            "id": event_id,
             "at": at,
             "actor": entry.actor,
             "action": entry.action,
             "request_id": entry.request_id,
             "details": jsonable(entry.details),
-            "key_id": key.key_id,
+            "key_id": key_id,
+            "prev_hash": previous,
         }
-        for entry in entries
-    ]
-    ids = session.scalars(
-        insert(AuditEvent).returning(col(AuditEvent.id), sort_by_parameter_order=True), rows
-    ).all()
-    events: list[AuditEvent] = []
-    for event_id, row in zip(ids, rows, strict=True):
-        event = AuditEvent(id=event_id, prev_hash=previous, **row)
-        event.hash = previous = keyed_hash(key, event.prev_hash, event.model_dump())
-        events.append(event)
-    session.execute(
-        update(AuditEvent),
-        [{"id": e.id, "prev_hash": e.prev_hash, "hash": e.hash} for e in events],
-    )
-    for event in events:
-        notifier.post_audit(session, event)
+        row["hash"] = previous = keyed_hash(key, row["prev_hash"], row)
+        rows.append(row)
+    # The ids are known before the insert, so each row goes in whole: one statement,
+    # and the table is only ever appended to.
+    session.execute(insert(table_of(AuditEvent)), rows)
+    for row in rows:
+        # What the audit channel is told, read from the row as written (model_construct:
+        # a plain copy of the values, none of an ORM instance's bookkeeping).
+        notifier.post_audit(session, AuditEvent.model_construct(**row))
+
+
+def _new_ids(session: Session, last: int, count: int) -> list[int]:
+    """The ids the next ``count`` events get, in order, all above ``last`` (the newest
+    event's). Appends are serialised (the advisory lock on PostgreSQL, SQLite's write
+    lock), so on SQLite these are the ids the database would give them itself."""
+    if session.get_bind().dialect.name == "postgresql":
+        return sorted(
+            session.scalars(
+                text(
+                    "SELECT nextval(pg_get_serial_sequence('audit_event', 'id')) "
+                    "FROM generate_series(1, :count)"
+                ),
+                {"count": count},
+            )
+        )
+    return list(range(last + 1, last + 1 + count))
 
 
 def _warn_adoption(session: Session, key: AuditKey) -> None:

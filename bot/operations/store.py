@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Update, and_, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Update, and_, bindparam, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -28,6 +28,7 @@ from bot.storage.models import (
     Status,
     TargetStatus,
     Vote,
+    table_of,
 )
 
 # Statuses whose granted targets count as "still needed" when another grant ends.
@@ -253,8 +254,21 @@ def set_target(
 
 
 def set_targets(session: Session, status: TargetStatus, rows: Sequence[dict[str, Any]]) -> None:
-    """Each row (``id`` and values) of a target moved to ``status``, in one statement."""
-    session.execute(update(RequestTarget), [{**row, "status": status} for row in rows])
+    """Each row (``id`` and values) of a target moved to ``status``: one Core UPDATE per
+    set of columns, run for all its rows at once (none of the ORM's work per row)."""
+    table = table_of(RequestTarget)
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        shapes.setdefault(tuple(sorted(k for k in row if k != "id")), []).append(row)
+    for columns, same in shapes.items():
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("target_id"))
+            .values({**{column: bindparam(column) for column in columns}, "status": status})
+        )
+        session.execute(
+            statement, [{"target_id": row["id"], **{c: row[c] for c in columns}} for row in same]
+        )
 
 
 def votes_cast(session: Session, request_id: str) -> list[tuple[str, str | None]]:

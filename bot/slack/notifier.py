@@ -224,7 +224,10 @@ class SlackNotifier:
         if not self._audit_channel:
             return
         post = {"channel": self._audit_channel, "text": blocks.audit_line(event)}
-        self._send(session, event.request_id or "audit", ("chat.postMessage", post, None))
+        # In order per request, but under a key of their own: people's DMs about the
+        # request never wait behind the audit channel's posts.
+        key = f"audit:{event.request_id}" if event.request_id else "audit"
+        self._send(session, key, ("chat.postMessage", post, None))
 
     def refresh_homes(self, session: Session, users: Collection[str]) -> None:
         for user in users:

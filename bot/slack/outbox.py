@@ -2,8 +2,9 @@
 
 Messages are written in the same transaction as the state change they report. This
 worker sends them in order per ordering key (one request's messages never overtake each
-other), waits out a 429's Retry-After, backs off on 5xx and network errors, and never
-drops a message for a transient failure: a Slack outage delays posts and loses none.
+other) and different keys side by side (one person's DM does not wait behind another
+request's posts), waits out a 429's Retry-After, backs off on 5xx and network errors, and
+never drops a message for a transient failure: a Slack outage delays posts and loses none.
 While the bot works off a backlog of revocations (``hold``), posts wait: taking access
 away on time matters more than saying so a few seconds sooner.
 
@@ -16,9 +17,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import KW_ONLY, dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from slack_sdk import WebClient
@@ -29,7 +31,7 @@ from sqlmodel import col
 
 from bot.clock import Clock
 from bot.slack import TRANSIENT_ERRORS, retry_after
-from bot.storage.models import OutboxMessage, OutboxStatus, SlackMessage
+from bot.storage.models import OutboxMessage, OutboxStatus, SlackMessage, table_of
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +82,7 @@ def enqueue(
 def _insert_queued(session: Session) -> None:
     rows = session.info.pop(_QUEUED, None)
     if rows:
-        session.execute(insert(OutboxMessage), rows)
+        session.execute(insert(table_of(OutboxMessage)), rows)
 
 
 @event.listens_for(Session, "after_rollback")
@@ -91,7 +93,8 @@ def _drop_queued(session: Session) -> None:
 @dataclass(eq=False)
 class OutboxWorker:
     """Sends what the outbox holds, in order per key, retrying what Slack refuses for
-    now; one thread, woken when a transaction that queued something commits."""
+    now. One thread looks for due messages, woken when a transaction that queued
+    something commits; up to ``senders`` threads send them, one key each at a time."""
 
     sessions: sessionmaker[Session]
     client: WebClient
@@ -99,6 +102,7 @@ class OutboxWorker:
     _: KW_ONLY
     batch: int = 200
     idle_wait: float = 1.0
+    senders: int = 8
     hold: Callable[[], bool] = lambda: False
     #: Calls queued as markers and built when sent (method → builder): the payload to
     #: send, or None for nothing to send. A builder that raises is retried like a 5xx.
@@ -107,6 +111,11 @@ class OutboxWorker:
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _pass_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
+    _pool: ThreadPoolExecutor | None = field(default=None, init=False)
+    # The keys whose messages a sender is sending now: no other sender touches them.
+    _sending: set[str] = field(default_factory=set, init=False)
+    _missed: set[str] = field(default_factory=set, init=False)
+    _sent: threading.Condition = field(default_factory=threading.Condition, init=False)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="jit-outbox", daemon=True)
@@ -117,6 +126,9 @@ class OutboxWorker:
         self._wake.set()
         if self._thread:
             self._thread.join(timeout=10)
+        if self._pool is not None:
+            # Senders stop after the message at hand (they check ``_stop``).
+            self._pool.shutdown(wait=False)
 
     def wake(self) -> None:
         self._wake.set()
@@ -136,43 +148,88 @@ class OutboxWorker:
                 # Revoking a backlog of access comes first; the posts wait a little.
                 self._stop.wait(_HOLD_WAIT)
                 continue
+            # Cleared before looking: a commit (or a sender finishing) from now on wakes it.
+            self._wake.clear()
             try:
-                sent = self.deliver_due()
+                with self._pass_lock:
+                    started = self._dispatch()
             except Exception:  # keep the worker alive; the message stays queued
                 log.exception("outbox pass failed")
-                sent = 0
-            if not sent:
+                started = []
+            if not started:
                 self._wake.wait(self.idle_wait)
-                self._wake.clear()
 
     def deliver_due(self) -> int:
-        """One pass over due messages; returns how many were delivered."""
+        """One pass over due messages, once the senders are idle; returns how many were
+        delivered by it."""
         with self._pass_lock:
-            now = self.clock.now()
-            with self.sessions.begin() as session:
-                queued = list(
-                    session.scalars(
-                        select(OutboxMessage)
-                        .where(col(OutboxMessage.status) == OutboxStatus.PENDING)
-                        .order_by(col(OutboxMessage.id))
-                        .limit(self.batch)
-                    )
+            with self._sent:
+                self._sent.wait_for(lambda: not self._sending)
+            return sum(sending.result() for sending in self._dispatch())
+
+    def _dispatch(self) -> list[Future[int]]:
+        """Hand each key with due messages that no sender has now to a sender; the
+        senders' futures tell how many each delivered. Looked for often (after every
+        commit that queued something), so the look is light: ids and keys first, whole
+        rows only for the messages handed over."""
+        now = self.clock.now()
+        with self.sessions.begin() as session:
+            queued = session.execute(
+                select(
+                    col(OutboxMessage.id),
+                    col(OutboxMessage.ordering_key),
+                    col(OutboxMessage.next_attempt_at),
                 )
-            blocked: set[str] = set()
-            sent = 0
-            for message in queued:
-                if self.hold():
+                .where(col(OutboxMessage.status) == OutboxStatus.PENDING)
+                .order_by(col(OutboxMessage.id))
+                .limit(self.batch)
+            ).all()
+            due = _due_by_key(queued, now)
+            with self._sent:
+                keys = [key for key in due if key not in self._sending]
+                self._sending.update(keys)
+                # Keys with due messages a sender has now: looked at again when it is done.
+                self._missed.update(key for key in due if key not in keys)
+            if not keys:
+                return []
+            ids = [message_id for key in keys for message_id in due[key]]
+            messages = session.scalars(
+                select(OutboxMessage)
+                .where(col(OutboxMessage.id).in_(ids))
+                .order_by(col(OutboxMessage.id))
+            ).all()
+        # Judged due again as loaded: a claim compares the row with what was judged due,
+        # and another replica may have claimed a message since it was listed.
+        by_key: dict[str, list[OutboxMessage]] = {key: [] for key in keys}
+        late: set[str] = set()
+        for message in messages:
+            if message.ordering_key in late or message.next_attempt_at > now:
+                late.add(message.ordering_key)
+            else:
+                by_key[message.ordering_key].append(message)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.senders, thread_name_prefix="jit-outbox-send")
+        return [self._pool.submit(self._send_in_order, key, by_key[key]) for key in keys]
+
+    def _send_in_order(self, key: str, messages: Sequence[OutboxMessage]) -> int:
+        """Send one key's messages in order, up to the first that has to wait."""
+        sent = 0
+        try:
+            for message in messages:
+                if self.hold() or self._stop.is_set() or not self._deliver(message):
                     break
-                if message.ordering_key in blocked:
-                    continue
-                if message.next_attempt_at > now:
-                    blocked.add(message.ordering_key)
-                    continue
-                if self._deliver(message):
-                    sent += 1
-                else:
-                    blocked.add(message.ordering_key)
-            return sent
+                sent += 1
+        except Exception:  # the message stays queued and is tried again
+            log.exception("sending the outbox's %s messages failed", key)
+        finally:
+            with self._sent:
+                self._sending.discard(key)
+                missed = key in self._missed
+                self._missed.discard(key)
+                self._sent.notify_all()
+            if missed:  # more was queued under this key meanwhile
+                self._wake.set()
+        return sent
 
     def _claim(self, message: OutboxMessage) -> bool:
         """Take the message for a while, so another replica's worker leaves it alone while
@@ -327,3 +384,18 @@ class OutboxWorker:
                 last_error=error,
             )
         )
+
+
+def _due_by_key(queued: Sequence[Any], now: datetime) -> dict[str, list[int]]:
+    """key → the ids of its messages due now, in order, up to the first that is not
+    (its later messages wait for it)."""
+    due: dict[str, list[int]] = {}
+    blocked: set[str] = set()
+    for message_id, key, next_attempt_at in queued:
+        if key in blocked:
+            continue
+        if next_attempt_at > now:
+            blocked.add(key)
+            continue
+        due.setdefault(key, []).append(message_id)
+    return due

@@ -74,7 +74,13 @@ FIGURES = {
         "audit trail",
         "others left active",
     ],
-    "throughput": ["lifecycles/s, sqlite", "one lifecycle p50 / p95, sqlite"],
+    "throughput": [
+        "lifecycles/s, sqlite",
+        "one lifecycle p50 / p95, sqlite",
+        "/jit request → approver DM p50 / p99, sqlite",
+        'Approve → "Access granted" DM p50 / p99, sqlite',
+        "bot CPU per lifecycle, sqlite",
+    ],
 }
 # A tiny run is a few requests, but every one starts real processes (the bot, the bare
 # apps, the load generator); a loaded machine takes many seconds just to import them.

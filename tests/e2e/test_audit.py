@@ -40,13 +40,19 @@ def test_every_transition_is_an_audit_event_with_time_actor_action_and_details(
 
 
 def test_a_429_is_retried_after_its_retry_after_and_nothing_is_lost_or_doubled(bot: Bot) -> None:
-    bot.slack.fail_next("chat.postMessage", times=1, retry_after=30)
+    bot.slack.fail_next("chat.postMessage", times=1, retry_after=30, where={"channel": BOB})
     request_id = submit(bot, ALICE, "prod-support prod 1h INC-5")
-    assert [c.status for c in bot.slack.calls if c.method == "chat.postMessage"] == [429]
-    assert bot.runtime.outbox.pending() == 4  # 2 approver DMs, requester DM, audit post
+    posted = [c for c in bot.slack.calls if c.method == "chat.postMessage"]
+    assert sorted((c.params["channel"], c.status) for c in posted) == [
+        (AUDIT_CHANNEL, 200),  # the audit post has a key of its own: it does not wait
+        (BOB, 429),
+    ]
+    # The refused DM waits, and with it what was queued after it about the request:
+    # Carol's DM and the requester's.
+    assert bot.runtime.outbox.pending() == 3
     bot.clock.advance(timedelta(seconds=29))
     bot.settle()
-    assert bot.runtime.outbox.pending() == 4
+    assert bot.runtime.outbox.pending() == 3
     bot.clock.advance(timedelta(seconds=1))
     bot.settle()
     assert bot.runtime.outbox.pending() == 0
