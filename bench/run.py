@@ -28,6 +28,8 @@ BENCHMARKS = (
     "ack",
     "decision",
     "expiry",
+    "growth",
+    "history",
     "import_scale",
     "mining",
     "recovery",

@@ -47,7 +47,9 @@ class AuditKey:
         return hmac.new(self.secret, b"jit-bot key id", hashlib.sha256).hexdigest()[:16]
 
     def sign(self, message: bytes) -> str:
-        return hmac.new(self.secret, message, hashlib.sha256).hexdigest()
+        # The one-shot digest: the same HMAC as hmac.new(...).hexdigest(), without building
+        # an object per event (verify signs millions).
+        return hmac.digest(self.secret, message, "sha256").hex()
 
 
 def configured(key: str | None, key_file: str | None) -> AuditKey | None:

@@ -5,18 +5,22 @@ the chained events alone, as JSON lines or CSV that a spreadsheet cannot run.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, NamedTuple, TextIO
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from sqlmodel import col
 
+from bot.audit.spool import Spool
+from bot.audit.stored import batches, iso, newest_id
 from bot.names import AuditAction
-from bot.storage.models import AuditEvent
+
+#: ``progress(done, total)``: how far along the trail (event ids) the export is.
+Progress = Callable[[int, int], None]
 
 
 def export(
@@ -27,46 +31,66 @@ def export(
     until: datetime | None,
     fmt: str,
     kind: str,
+    progress: Progress | None = None,
 ) -> int:
-    """Write the trail for auditors; returns the number of rows written."""
+    """Write the trail for auditors; returns the number of rows written. Events are
+    streamed as they are read (``progress`` is told after each batch); grants and
+    break-glass uses are each one request's whole story, told once it is read."""
     if kind == "events":
-        rows = list(_events(sessions, since, until))
+        rows = _events(sessions, since, until, progress)
     elif kind == "breakglass":
-        rows = list(_break_glass(sessions, since, until))
+        rows = _break_glass(sessions, since, until)
     else:
-        rows = list(_grants(sessions, since, until))
+        rows = _grants(sessions, since, until)
     if fmt == "jsonl":
-        for row in rows:
-            out.write(json.dumps(row, sort_keys=True, default=str) + "\n")
-    else:
-        columns = sorted({key for row in rows for key in row}) if rows else ["id"]
-        writer = csv.DictWriter(out, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _cell(v) for k, v in row.items()})
-    return len(rows)
+        return _jsonl(rows, out)
+    return _csv(rows, out)
+
+
+def _jsonl(rows: Iterator[dict[str, Any]], out: TextIO) -> int:
+    count = 0
+    for row in rows:
+        out.write(json.dumps(row, sort_keys=True, default=str) + "\n")
+        count += 1
+    return count
+
+
+def _csv(rows: Iterator[dict[str, Any]], out: TextIO) -> int:
+    """Every row of one kind has the same keys: the first row's are the header."""
+    first = next(rows, None)
+    writer = csv.DictWriter(out, fieldnames=sorted(first) if first else ["id"])
+    writer.writeheader()
+    if first is None:
+        return 0
+    count = 0
+    for row in itertools.chain([first], rows):
+        writer.writerow({k: _cell(v) for k, v in row.items()})
+        count += 1
+    return count
 
 
 def _events(
-    sessions: sessionmaker[Session], since: datetime | None, until: datetime | None
+    sessions: sessionmaker[Session],
+    since: datetime | None,
+    until: datetime | None,
+    progress: Progress | None,
 ) -> Iterator[dict[str, Any]]:
-    query = select(AuditEvent).order_by(col(AuditEvent.id))
-    if since:
-        query = query.where(col(AuditEvent.at) >= since)
-    if until:
-        query = query.where(col(AuditEvent.at) < until)
     with sessions() as session:
-        for event in session.scalars(query):
-            yield {
-                "id": event.id,
-                "at": event.at.isoformat(),
-                "actor": event.actor,
-                "action": event.action,
-                "request_id": event.request_id,
-                "details": event.details,
-                "hash": event.hash,
-                "key_id": event.key_id,
-            }
+        total = newest_id(session)
+        for batch in batches(session, since=since, until=until):
+            for event in batch:
+                yield {
+                    "id": event.id,
+                    "at": iso(event.at),
+                    "actor": event.actor,
+                    "action": event.action,
+                    "request_id": event.request_id,
+                    "details": event.document(),
+                    "hash": event.hash,
+                    "key_id": event.key_id,
+                }
+            if progress is not None:
+                progress(batch[-1].id, total)
 
 
 def _grants(
@@ -75,24 +99,24 @@ def _grants(
     """Who had which role where, approved by whom, from when to when: one row per grant
     whose access overlapped the window. Read from the chained events alone, never from
     the request or vote rows, so each fact here is one the chain covers."""
-    stories = _stories(sessions)
-    by_id = {grant.request_id: grant for _, grant in stories}
-    for granted_at, grant in stories:
-        if granted_at is None:
-            continue
-        ended = grant.ended_at or grant.expires_at
-        if until and granted_at >= until:
-            continue
-        if since and ended and ended < since:
-            continue
-        # Each extension that moved its end, with who approved it and why.
-        extensions = [by_id[e] for e in grant.extensions if e in by_id]
-        yield grant.row() | {
-            "extensions": [
-                {"request_id": e.request_id, "approved_by": e.approved_by(), "reason": e.reason}
-                for e in extensions
-            ]
-        }
+    with _stories(sessions) as stories:
+        for grant in stories.ordered():
+            granted_at = grant.granted_at
+            if granted_at is None:
+                continue
+            ended = grant.ended_at or grant.expires_at
+            if until and granted_at >= until:
+                continue
+            if since and ended and ended < since:
+                continue
+            # Each extension that moved its end, with who approved it and why.
+            extensions = [e for e in map(stories.get, grant.extensions) if e is not None]
+            yield grant.row() | {
+                "extensions": [
+                    {"request_id": e.request_id, "approved_by": e.approved_by(), "reason": e.reason}
+                    for e in extensions
+                ]
+            }
 
 
 def _break_glass(
@@ -100,32 +124,42 @@ def _break_glass(
 ) -> Iterator[dict[str, Any]]:
     """Every break-glass use asked for in the window, granted or not, with its incident,
     duration and post-incident review, from the chained events alone like the grants."""
-    for _, grant in _stories(sessions):
-        asked = grant.requested_at
-        if not grant.break_glass or asked is None:
-            continue
-        if (since and asked < since) or (until and asked >= until):
-            continue
-        yield grant.row() | grant.review_row()
+    with _stories(sessions) as stories:
+        for grant in stories.ordered():
+            asked = grant.requested_at
+            if not grant.break_glass or asked is None:
+                continue
+            if (since and asked < since) or (until and asked >= until):
+                continue
+            yield grant.row() | grant.review_row()
 
 
-def _stories(sessions: sessionmaker[Session]) -> list[tuple[datetime | None, _Grant]]:
-    """Each request's story from its events, in the order access was granted (never
-    granted last, in the order asked)."""
-    grants: dict[str, _Grant] = {}
-    with sessions() as session:
-        for event in session.scalars(
-            select(AuditEvent)
-            .where(col(AuditEvent.request_id).is_not(None))
-            .order_by(col(AuditEvent.id))
-            .execution_options(yield_per=1000)
-        ):
-            grants.setdefault(event.request_id or "", _Grant(event.request_id or "")).apply(event)
-    never = datetime.max.replace(tzinfo=UTC)
-    return sorted(
-        ((g.granted_at, g) for g in grants.values()),
-        key=lambda pair: (pair[0] or never, pair[1].requested_at or never),
-    )
+@contextmanager
+def _stories(sessions: sessionmaker[Session]) -> Iterator[Spool]:
+    """Each request's story from its events, spooled in the order access was granted
+    (never granted last, in the order asked): one story in memory at a time."""
+    never = "~"  # after every ISO time
+    with Spool() as spool, sessions() as session:
+        grant: _Grant | None = None
+        for batch in batches(session, by_request=True):
+            for event in batch:
+                if grant is None or grant.request_id != event.request_id:
+                    if grant is not None:
+                        spool.add(grant.request_id, grant.sort_key(never), grant)
+                    grant = _Grant(event.request_id or "")
+                grant.apply(_Told(event.action, event.actor, event.moment(), event.document()))
+        if grant is not None:
+            spool.add(grant.request_id, grant.sort_key(never), grant)
+        yield spool
+
+
+class _Told(NamedTuple):
+    """What a story needs of one of its events."""
+
+    action: str
+    actor: str
+    at: datetime
+    details: dict[str, Any]
 
 
 @dataclass
@@ -160,7 +194,14 @@ class _Grant:
     #: The extensions applied to this grant, in order.
     extensions: list[str] = field(default_factory=list)
 
-    def apply(self, event: AuditEvent) -> None:
+    def sort_key(self, never: str) -> str:
+        """Granted first, in the order granted; then never granted, in the order asked."""
+        return " ".join(
+            f"{m.astimezone(UTC):%Y-%m-%dT%H:%M:%S.%f}" if m else never
+            for m in (self.granted_at, self.requested_at)
+        )
+
+    def apply(self, event: _Told) -> None:
         details = event.details
         self.role = details.get("role", self.role)
         self.environment = details.get("environment", self.environment)

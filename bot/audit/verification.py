@@ -1,22 +1,34 @@
 """Checking the audit trail: walk the chain oldest first and name the first event that
 does not fit (or cannot be checked with the keys given); the seals the audit channel is
 compared with.
+
+The walk streams (``stored``): events are read in batches as the database stores them,
+never as ORM objects, so a trail of millions is checked with the memory of one batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import json
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
-from bot.audit.trail import KEY_CHANGED, chain_hash, keyed_hash
+from bot.audit.stored import Stored, batches, canonical, newest_id, utc
+from bot.audit.trail import KEY_CHANGED
 from bot.audit_key import AuditKey
 from bot.audit_witness import Seal
 from bot.storage.models import AuditEvent
+
+#: ``progress(checked, total)``: told after each batch (``total`` is the newest event's id).
+Progress = Callable[[int, int], None]
+#: Trails this long are walked in parts, one process each, when there are CPUs for it.
+PARALLEL_FROM = 200_000
 
 
 @dataclass(frozen=True)
@@ -38,23 +50,69 @@ class Verdict:
         return self.first_bad_id is None
 
 
-def verify(sessions: sessionmaker[Session], keys: Sequence[AuditKey]) -> Verdict:
+def verify(
+    sessions: sessionmaker[Session],
+    keys: Sequence[AuditKey],
+    progress: Progress | None = None,
+    *,
+    workers: int | None = None,
+) -> Verdict:
     """Walk the chain oldest first with the bot's key (and any earlier keys); report the
-    first event that does not fit or cannot be checked."""
-    walk = _Walk(keys)
+    first event that does not fit or cannot be checked. A long trail is walked in parts,
+    one process each (``workers``; by default one per CPU, up to four): the verdict is
+    the one a single walk would give."""
     with sessions() as session:
-        for event in session.scalars(
-            select(AuditEvent).order_by(col(AuditEvent.id)).execution_options(yield_per=1000)
-        ):
-            if (verdict := walk.step(event)) is not None:
-                return verdict
-    return walk.end()
+        total = newest_id(session)
+    parts = workers if workers is not None else default_workers(total)
+    if parts > 1 and total > parts:
+        from bot.audit.parallel import verify_in_parts
+
+        return verify_in_parts(sessions, keys, total, parts, progress)
+    walk = Walk(keys)
+    verdict = walk_part(sessions, walk, None, lambda done: progress and progress(done, total))
+    return verdict or walk.end()
 
 
-class _Walk:
+def default_workers(total: int) -> int:
+    """One process for a short trail (starting more costs more than it saves)."""
+    return min(os.cpu_count() or 1, 4) if total >= PARALLEL_FROM else 1
+
+
+def walk_part(
+    sessions: sessionmaker[Session],
+    walk: Walk,
+    ids: tuple[int, int] | None,
+    told: Callable[[int], object],
+) -> Verdict | None:
+    """Walk the events with ids in [first, end) (all of them without ``ids``); the
+    verdict of the first that does not fit, if one does. ``told`` gets the id reached
+    after each batch."""
+    with sessions() as session:
+        for batch in batches(session, ids=ids):
+            for event in batch:
+                if (verdict := walk.step(event)) is not None:
+                    return verdict
+            told(batch[-1].id)
+    return None
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where a walk along a later part of the chain begins: the event just before it, as
+    stored, and the first keyed event before it (if all before it fits, these are what a
+    walk from the first event would hold there)."""
+
+    previous: str
+    previous_key: str | None
+    last_id: int
+    keyed_from: int | None
+    keyed_at: datetime | None
+
+
+class Walk:
     """One walk along the chain, oldest event first: what has been checked so far."""
 
-    def __init__(self, keys: Sequence[AuditKey]) -> None:
+    def __init__(self, keys: Sequence[AuditKey], start: Start | None = None) -> None:
         self.keys = keys
         self.by_id = {key.key_id: key for key in keys}
         self.previous = ""
@@ -63,6 +121,15 @@ class _Walk:
         self.signed_by: list[str] = []
         self.keyed_from: int | None = None
         self.keyed_at: datetime | None = None
+        #: Events come before this walk's first (a part of the chain walked on its own).
+        self.after_others = start is not None
+        if start is not None:
+            self.previous, self.previous_key = start.previous, start.previous_key
+            self.last_id, self.keyed_from, self.keyed_at = (
+                start.last_id,
+                start.keyed_from,
+                start.keyed_at,
+            )
 
     def bad(self, event_id: int, problem: str, *, unchecked: bool = False) -> Verdict:
         return Verdict(
@@ -76,9 +143,9 @@ class _Walk:
             self.keyed_at,
         )
 
-    def step(self, event: AuditEvent) -> Verdict | None:
+    def step(self, event: Stored) -> Verdict | None:
         """Check the next event; the verdict if it is the first that does not fit."""
-        event_id = event.id or 0
+        event_id = event.id
         if event_id <= self.last_id:
             return self.bad(event_id, "ids are out of order")
         if event.prev_hash != self.previous:
@@ -97,13 +164,14 @@ class _Walk:
         self.checked += 1
         return None
 
-    def _unkeyed(self, event: AuditEvent, event_id: int) -> Verdict | None:
+    def _unkeyed(self, event: Stored, event_id: int) -> Verdict | None:
         if self.previous_key is not None:
             return self.bad(
                 event_id,
                 "is not keyed, yet follows a keyed event (rewritten without the key)",
             )
-        if chain_hash(self.previous, event.model_dump()) != event.hash:
+        message = f"{self.previous}\n{canonical(event, keyed=False)}".encode()
+        if hashlib.sha256(message).hexdigest() != event.hash:
             return self.bad(event_id, "its content does not match its hash (changed)")
         if event.action == KEY_CHANGED:
             # The bot signs every change of key with the new key: an unkeyed one
@@ -118,9 +186,9 @@ class _Walk:
         self.unkeyed += 1
         return None
 
-    def _keyed(self, event: AuditEvent, event_id: int, key_id: str) -> Verdict | None:
+    def _keyed(self, event: Stored, event_id: int, key_id: str) -> Verdict | None:
         if (
-            self.checked
+            (self.checked or self.after_others)
             and key_id != self.previous_key
             and not _changes_key(event, self.previous_key)
         ):
@@ -133,7 +201,7 @@ class _Walk:
         key = self.by_id.get(key_id)
         if key is None:
             return self.bad(event_id, _missing_key(key_id, self.keys), unchecked=True)
-        if keyed_hash(key, self.previous, event.model_dump()) != event.hash:
+        if key.sign(f"{self.previous}\n{canonical(event, keyed=True)}".encode()) != event.hash:
             return self.bad(
                 event_id,
                 "its content does not match its HMAC (changed, or re-chained without the key)",
@@ -145,7 +213,7 @@ class _Walk:
                 f"#{self.keyed_from}): a trail is adopted from no key once (forged)",
             )
         if self.keyed_from is None:
-            self.keyed_from, self.keyed_at = event_id, _utc(event.at)
+            self.keyed_from, self.keyed_at = event_id, utc(event.at)
         if key_id not in self.signed_by:
             self.signed_by.append(key_id)
         return None
@@ -171,12 +239,15 @@ class _Walk:
         )
 
 
-def _changes_key(event: AuditEvent, previous_key: str | None) -> bool:
+def _changes_key(event: Stored, previous_key: str | None) -> bool:
     """The event records the change from the previous event's key to its own."""
+    if event.action != KEY_CHANGED:
+        return False
+    details = json.loads(event.details)
     return (
-        event.action == KEY_CHANGED
-        and event.details.get("from") == previous_key
-        and event.details.get("to") == event.key_id
+        isinstance(details, dict)
+        and details.get("from") == previous_key
+        and details.get("to") == event.key_id
     )
 
 
@@ -198,8 +269,4 @@ def seals(sessions: sessionmaker[Session]) -> list[Seal]:
                 col(AuditEvent.id)
             )
         )
-        return [Seal(event_id or 0, digest, _utc(at)) for event_id, digest, at in rows]
-
-
-def _utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+        return [Seal(event_id or 0, digest, utc(at)) for event_id, digest, at in rows]

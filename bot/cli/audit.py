@@ -1,5 +1,6 @@
 """``jit-bot audit verify`` and ``jit-bot audit export``: check the trail (and, with
-``--against-slack``, compare it with the audit channel) or write it for auditors.
+``--against-slack``, compare it with the audit channel) or write it for auditors. Both
+stream the trail, and draw a progress bar when stderr is a terminal.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from bot.cli.moments import when
+from bot.cli.progress import one_bar
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -58,11 +60,13 @@ def run(args: argparse.Namespace) -> int:
     from sqlalchemy.orm import sessionmaker
 
     from bot import audit
-    from bot.storage.db import make_engine, upgrade
+    from bot.storage.db import make_engine, make_reader, upgrade
 
-    engine = make_engine(os.environ.get("DATABASE_URL") or "sqlite:///jit-bot.db")
+    url = os.environ.get("DATABASE_URL") or "sqlite:///jit-bot.db"
+    engine = make_engine(url)
     upgrade(engine)
-    sessions = sessionmaker(engine, expire_on_commit=False)
+    engine.dispose()
+    sessions = sessionmaker(make_reader(url), expire_on_commit=False)
     if args.audit_action == "verify":
         return _audit_verify(args, sessions)
     with contextlib.ExitStack() as stack:
@@ -71,8 +75,15 @@ def run(args: argparse.Namespace) -> int:
             if args.output
             else sys.stdout
         )
+        progress = stack.enter_context(one_bar(f"exporting {args.kind}"))
         count = audit.export(
-            sessions, out, since=args.since, until=args.until, fmt=args.format, kind=args.kind
+            sessions,
+            out,
+            since=args.since,
+            until=args.until,
+            fmt=args.format,
+            kind=args.kind,
+            progress=progress,
         )
     print(f"exported {count} {args.kind}", file=sys.stderr)
     return 0
@@ -94,7 +105,8 @@ def _audit_verify(args: argparse.Namespace, sessions: sessionmaker[Session]) -> 
     except audit_key.AuditKeyError as exc:
         print(f"jit-bot: {exc}", file=sys.stderr)
         return 2
-    verdict = audit.verify(sessions, keys)
+    with one_bar("verifying the audit trail") as progress:
+        verdict = audit.verify(sessions, keys, progress)
     if verdict.ok:
         signed = ", ".join(verdict.key_ids) or "none"
         print(

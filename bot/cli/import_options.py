@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bot.cli.progress import progress_bar
+
 if TYPE_CHECKING:
-    from bot.importer.mining import Progress
     from bot.importer.propose import Options
+
+__all__ = ["progress_bar"]  # the estate imports' bar is everyone's (bot/cli/progress.py)
 
 DEFAULT_TIME_LIMIT = 60.0  # mining.DEFAULT_TIME_LIMIT, not imported to keep this light
 
@@ -72,35 +73,6 @@ def options(args: argparse.Namespace) -> Options:
         max_overgrant=args.max_overgrant,
         consolidate=args.consolidate,
     )
-
-
-@contextmanager
-def progress_bar() -> Iterator[Progress | None]:
-    """A rich progress bar on stderr when it is a terminal; nothing in pipes and logs."""
-    if not sys.stderr.isatty():
-        yield None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        SpinnerColumn,
-        TaskID,
-        TaskProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-    from rich.progress import Progress as Bar
-
-    columns = (TextColumn("{task.description}"), BarColumn(), TaskProgressColumn())
-    with Bar(SpinnerColumn(), *columns, TimeElapsedColumn(), console=Console(stderr=True)) as bar:
-        tasks: dict[str, TaskID] = {}
-
-        def step(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
-        yield step
 
 
 def seconds(value: str) -> float:

@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from bot.operations import queries, reviewing, store
 from bot.operations.context import Context
-from bot.storage.models import TERMINAL, AccessRequest, BreakGlassReview, HomeViewer, Status
+from bot.storage.models import AccessRequest, BreakGlassReview, HomeViewer, Status
 
 #: How many finished requests "Recent requests" shows.
 RECENT = 5
@@ -53,7 +52,7 @@ class Review:
 def home(ctx: Context, user_id: str) -> Home:
     with ctx.transaction() as session:
         mine = store.unfinished_of(session, user_id)
-        recent = _finished_of(session, user_id, RECENT)
+        recent = store.finished_of(session, user_id, RECENT)
         viewer = session.get(HomeViewer, user_id)
     return Home(
         user_id=user_id,
@@ -92,20 +91,3 @@ def reviews_waiting(ctx: Context) -> list[Review]:
     return [
         Review(request, review.opened_at, reviewing.reviewers(request)) for review, request in rows
     ]
-
-
-def _finished_of(session: Session, user_id: str, limit: int) -> list[AccessRequest]:
-    """The user's last ``limit`` finished requests, newest first. Extensions are left out:
-    what they asked is kept, or not, by the access they extended."""
-    return list(
-        session.scalars(
-            select(AccessRequest)
-            .where(
-                col(AccessRequest.requester_id) == user_id,
-                col(AccessRequest.status).in_(list(TERMINAL)),
-                col(AccessRequest.extends).is_(None),
-            )
-            .order_by(col(AccessRequest.updated_at).desc(), col(AccessRequest.id))
-            .limit(limit)
-        )
-    )

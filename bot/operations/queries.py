@@ -36,7 +36,7 @@ def awaiting(ctx: Context, user_id: str) -> list[AccessRequest]:
     """Pending requests that this user may decide now."""
     with ctx.transaction() as session:
         pending = store.pending(session)
-        voted = store.voted_on(session, user_id)
+        voted = store.voted_on(session, user_id, [r.id for r in pending])
     # Who may decide is asked now, as a click would be: someone since removed from
     # the approvers (or deactivated, or turned guest) no longer sees the request.
     current: dict[tuple[str, str, str, bool], set[str]] = {}

@@ -29,6 +29,15 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
+def make_reader(url: str) -> Engine:
+    """An engine that only reads (``audit verify`` and ``audit export``): on SQLite its
+    reads take no write lock, so walking a long trail neither waits for a running bot's
+    writes nor holds them up (WAL gives each statement its snapshot)."""
+    if url.startswith("sqlite"):
+        return create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    return create_engine(url, pool_pre_ping=True)
+
+
 class _SqliteConnection(sqlite3.Connection):
     """A connection that lets go of its engine's writer lock when its transaction ends."""
 

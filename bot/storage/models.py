@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Table, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Table, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -75,15 +75,22 @@ TERMINAL = frozenset(
 
 class AccessRequest(SQLModel, table=True):
     __tablename__ = "access_request"
+    # History piles up (see migration 0014): one person's requests by time and by status,
+    # and everyone's by status and expiry, so that the everyday reads find the live few.
+    __table_args__ = (
+        Index("ix_access_request_requester_id_created_at", "requester_id", "created_at"),
+        Index("ix_access_request_requester_id_status", "requester_id", "status"),
+        Index("ix_access_request_status_expires_at", "status", "expires_at"),
+    )
 
     id: str = Field(primary_key=True, max_length=32)
-    requester_id: str = Field(index=True, max_length=32)
+    requester_id: str = Field(max_length=32)
     requester_email: str = Field(index=True, max_length=320)
     role: str = Field(max_length=100)
     environment: str = Field(max_length=100)
     reason: str
     duration_seconds: int
-    status: str = Field(index=True, max_length=20)
+    status: str = Field(max_length=20)
     rule_index: int
     required_approvals: int
     auto_approve: bool = False
@@ -93,7 +100,7 @@ class AccessRequest(SQLModel, table=True):
     updated_at: datetime = _when(nullable=False)
     decided_at: datetime | None = _when()
     granted_at: datetime | None = _when()
-    expires_at: datetime | None = _when(index=True)
+    expires_at: datetime | None = _when()
     ended_at: datetime | None = _when()
     ended_by: str | None = Field(default=None, max_length=32)
     end_reason: str | None = None
@@ -156,7 +163,7 @@ class RequestTarget(SQLModel, table=True):
     spec: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
     target_key: str = Field(index=True)
     description: str
-    status: str = Field(default=TargetStatus.PENDING, max_length=20)
+    status: str = Field(default=TargetStatus.PENDING, index=True, max_length=20)
     preexisting: bool = False
     error: str | None = None
     granted_at: datetime | None = _when()
@@ -184,6 +191,8 @@ class AuditEvent(SQLModel, table=True):
     """Append-only: the code never updates or deletes a row of this table."""
 
     __tablename__ = "audit_event"
+    # How many syncs someone asked for lately (bot/quotas.py), without reading the trail.
+    __table_args__ = (Index("ix_audit_event_action_at", "action", "at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = _when(nullable=False)
