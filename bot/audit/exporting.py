@@ -141,15 +141,16 @@ def _stories(sessions: sessionmaker[Session]) -> Iterator[Spool]:
     never = "~"  # after every ISO time
     with Spool() as spool, sessions() as session:
         grant: _Grant | None = None
+        first = 0  # the id of the story's first event: ties in the order the stories began
         for batch in batches(session, by_request=True):
             for event in batch:
                 if grant is None or grant.request_id != event.request_id:
                     if grant is not None:
-                        spool.add(grant.request_id, grant.sort_key(never), grant)
-                    grant = _Grant(event.request_id or "")
+                        spool.add(grant.request_id, f"{grant.sort_key(never)} {first:020d}", grant)
+                    grant, first = _Grant(event.request_id or ""), event.id
                 grant.apply(_Told(event.action, event.actor, event.moment(), event.document()))
         if grant is not None:
-            spool.add(grant.request_id, grant.sort_key(never), grant)
+            spool.add(grant.request_id, f"{grant.sort_key(never)} {first:020d}", grant)
         yield spool
 
 

@@ -18,6 +18,7 @@ from bot.errors import NotAllowed, WrongState
 from bot.names import BOT_ACTOR, AuditAction
 from bot.notify import RequesterNews
 from bot.operations import due, leases, people, provider_calls, store
+from bot.operations import holders as holding
 from bot.operations.context import Context
 from bot.operations.transition import announce_all, audit_all, set_status, set_statuses, take_over
 from bot.revoker import Call, Outcome, Revocation
@@ -341,4 +342,4 @@ def other_holders(
     standing, and is revoked when the last grant needing it ends; in doubt, access
     ends rather than stays."""
     with ctx.transaction() as session:
-        return store.other_holders(session, requests, jit_owned=jit_owned)
+        return holding.other_holders(session, requests, jit_owned=jit_owned)

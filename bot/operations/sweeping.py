@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 from bot.durations import format_duration
 from bot.errors import Deactivated, DirectoryError, DirectoryUnavailable
 from bot.names import BOT_ACTOR
-from bot.operations import admin, due, granting, people, prolonging, revoking, store
+from bot.operations import admin, due, granting, people, prolonging, revoking
+from bot.operations import holders as holding
 from bot.operations.context import Context
 from bot.operations.transition import EXPIRE_UNDECIDED, move
 from bot.policy import admits
@@ -92,7 +93,7 @@ def _revoke_departed(ctx: Context) -> None:
     Slack afresh each sweep, once per person (the directory caches answers briefly);
     a lookup Slack does not answer decides nothing."""
     with ctx.transaction() as session:
-        rows = store.active_holders(session)
+        rows = holding.active_holders(session)
     holders: dict[str, list[tuple[str, str]]] = {}
     for request_id, requester_id, role in rows:
         holders.setdefault(requester_id, []).append((request_id, role))

@@ -11,7 +11,7 @@ from bot.clock import Clock
 from bot.names import Verdict
 from bot.notify import RequesterNews, RequestState, asked
 from bot.slack import blocks
-from bot.slack.outbox import THREAD_OF, enqueue
+from bot.slack.queueing import THREAD_OF, enqueue
 from bot.storage.models import AccessRequest, AuditEvent, BreakGlassReview
 
 #: One Web API call for the outbox: the method, its arguments, and the reference under

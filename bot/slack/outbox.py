@@ -18,20 +18,22 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
-from sqlalchemy import CursorResult, event, func, insert, select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
 from bot.clock import Clock
+from bot.daemon_pool import DaemonPool
 from bot.slack import TRANSIENT_ERRORS, retry_after
-from bot.storage.models import OutboxMessage, OutboxStatus, SlackMessage, table_of
+from bot.slack.queueing import THREAD_OF
+from bot.storage.models import OutboxMessage, OutboxStatus, SlackMessage
 
 log = logging.getLogger(__name__)
 
@@ -41,53 +43,8 @@ _MAX_BACKOFF = timedelta(minutes=5)
 _CLAIM = timedelta(seconds=30)
 # How long the worker waits before looking again while it is told to hold.
 _HOLD_WAIT = 0.05
-# Where a session keeps the outbox rows its transaction will insert at commit.
-_QUEUED = "jit_outbox_queued"
-#: In a chat.postMessage payload: the reference of the message to reply to in its thread.
-#: Resolved (and removed) when the call is made, since that message's ts is only known
-#: once it was posted; a reply to one never posted is posted on its own.
-THREAD_OF = "_thread_of"
-
 #: Builds a call's payload from its marker when it is sent (see ``OutboxWorker.builders``).
 Builder = Callable[[dict[str, Any]], dict[str, Any] | None]
-
-
-def enqueue(
-    session: Session,
-    clock: Clock,
-    *,
-    key: str,
-    method: str,
-    payload: dict[str, Any],
-    message_ref: str | None = None,
-) -> None:
-    """Queue a Slack call in the caller's transaction. The rows are inserted together
-    when the transaction commits (and dropped with it on rollback), in the order queued."""
-    now = clock.now()
-    session.info.setdefault(_QUEUED, []).append(
-        {
-            "created_at": now,
-            "ordering_key": key,
-            "method": method,
-            "payload": payload,
-            "message_ref": message_ref,
-            "status": OutboxStatus.PENDING,
-            "attempts": 0,
-            "next_attempt_at": now,
-        }
-    )
-
-
-@event.listens_for(Session, "before_commit")
-def _insert_queued(session: Session) -> None:
-    rows = session.info.pop(_QUEUED, None)
-    if rows:
-        session.execute(insert(table_of(OutboxMessage)), rows)
-
-
-@event.listens_for(Session, "after_rollback")
-def _drop_queued(session: Session) -> None:
-    session.info.pop(_QUEUED, None)
 
 
 @dataclass(eq=False)
@@ -111,7 +68,7 @@ class OutboxWorker:
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _pass_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
-    _pool: ThreadPoolExecutor | None = field(default=None, init=False)
+    _pool: DaemonPool | None = field(default=None, init=False)
     # The keys whose messages a sender is sending now: no other sender touches them.
     _sending: set[str] = field(default_factory=set, init=False)
     _missed: set[str] = field(default_factory=set, init=False)
@@ -126,9 +83,8 @@ class OutboxWorker:
         self._wake.set()
         if self._thread:
             self._thread.join(timeout=10)
-        if self._pool is not None:
-            # Senders stop after the message at hand (they check ``_stop``).
-            self._pool.shutdown(wait=False)
+        if self._pool is not None:  # senders stop after the message at hand
+            self._pool.shutdown()
 
     def wake(self) -> None:
         self._wake.set()
@@ -208,7 +164,7 @@ class OutboxWorker:
             else:
                 by_key[message.ordering_key].append(message)
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.senders, thread_name_prefix="jit-outbox-send")
+            self._pool = DaemonPool(self.senders, "jit-outbox-send")
         return [self._pool.submit(self._send_in_order, key, by_key[key]) for key in keys]
 
     def _send_in_order(self, key: str, messages: Sequence[OutboxMessage]) -> int:
