@@ -29,7 +29,7 @@ from bot.google_groups import GoogleGroups
 from bot.operations import escalating, nudging, reminding, reviewing
 from bot.operations.context import Context
 from bot.revoker import Revoker
-from bot.scheduler import Periodic, Timers
+from bot.scheduler import HORIZON, LOOK_AHEAD_EVERY, Periodic, Timers
 from bot.service import AccessService
 from bot.session_ends import SessionEnds
 from bot.settings import Settings
@@ -194,8 +194,13 @@ class Runtime:
             Periodic("nudges", self.service.nudge, nudging.CHECK_EVERY),
             Periodic("reminders", self.service.remind_approvers, reminding.CHECK_EVERY),
             Periodic("escalations", self.service.escalate, escalating.CHECK_EVERY),
+            Periodic("look_ahead", self.look_ahead, LOOK_AHEAD_EVERY, at_start=True),
         ]
-        self.timers.start(self.service.upcoming_expiries(), periodic)
+        self.timers.start(periodic)
+
+    def look_ahead(self) -> None:
+        """Give the grants ending within the timers' horizon their expiry jobs."""
+        self.timers.look_ahead(self.service.upcoming_expiries(HORIZON))
 
     def stop(self) -> None:
         self.timers.stop()

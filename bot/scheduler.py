@@ -1,8 +1,11 @@
-"""Timers: one APScheduler date job per active grant, and the periodic jobs (sweeper,
-lease heartbeat, drift check).
+"""Timers: one APScheduler date job per active grant ending soon, and the periodic jobs
+(sweeper, lease heartbeat, drift check, the expiry jobs' look-ahead).
 
-Jobs are derived from the database and rebuilt at start-up; losing them (a crash, a
-restart) loses nothing, because the sweeper revokes whatever is past its time.
+Jobs are derived from the database; losing them (a crash, a restart) loses nothing,
+because the sweeper revokes whatever is past its time. Only grants ending within
+``HORIZON`` have a job: a periodic look-ahead (``look_ahead``) adds each grant's job as its
+end comes near, so a bot starting on 100,000 active grants is up at once and keeps a few
+hundred jobs, not 100,000.
 
 Each periodic job runs on a thread of its own, so none of them waits behind the others
 or behind expiry jobs: a drift check stuck on a slow cloud, or a burst of expiries, never
@@ -19,7 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -31,6 +35,12 @@ from bot.clock import Clock
 from bot.operations.context import ExpiryScheduler
 
 log = logging.getLogger(__name__)
+
+#: Grants ending within this have their expiry job; the others get theirs from the
+#: look-ahead, which runs every ``LOOK_AHEAD_EVERY`` (well inside the horizon, so a grant
+#: has its job minutes before its end even if a look-ahead or two is late).
+HORIZON = timedelta(minutes=5)
+LOOK_AHEAD_EVERY = timedelta(minutes=1)
 
 
 @dataclass(frozen=True)
@@ -45,18 +55,19 @@ class Timers(ExpiryScheduler):
     def __init__(self, expire: Callable[[str], None], clock: Clock) -> None:
         self._expire = expire
         self._clock = clock
+        # request id → the end its job is set for: a look-ahead re-adds nothing it has.
+        self._jobs: dict[str, datetime] = {}
+        self._jobs_lock = threading.Lock()
         self._scheduler = BackgroundScheduler(
             timezone="UTC",
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             executors={"default": {"type": "threadpool", "max_workers": 8}},
         )
 
-    def start(self, active: list[tuple[str, datetime]], periodic: list[Periodic]) -> None:
+    def start(self, periodic: list[Periodic]) -> None:
         for task in periodic:
             self._scheduler.add_executor(ThreadPoolExecutor(max_workers=1), alias=task.name)
         self._scheduler.start()
-        # The periodic jobs first: the start-up sweep revokes what expired while the bot
-        # was down at once, not after thousands of expiry jobs have been added.
         for task in periodic:
             self._scheduler.add_job(
                 self._safely(task.job, task.name),
@@ -66,7 +77,16 @@ class Timers(ExpiryScheduler):
                 executor=task.name,
                 **({"next_run_time": datetime.now().astimezone()} if task.at_start else {}),
             )
-        for request_id, at in active:
+
+    def scheduled(self) -> dict[str, datetime]:
+        """request id → the end its job is set for."""
+        with self._jobs_lock:
+            return dict(self._jobs)
+
+    def look_ahead(self, ending: Iterable[tuple[str, datetime]]) -> None:
+        """Give each grant of ``ending`` (those ending within ``HORIZON``) its job, unless
+        it has one for that end already."""
+        for request_id, at in ending:
             self.schedule(request_id, at)
 
     def stop(self) -> None:
@@ -80,7 +100,16 @@ class Timers(ExpiryScheduler):
             self._scheduler.shutdown(wait=False)
 
     def schedule(self, request_id: str, at: datetime) -> None:
-        """Expire ``request_id`` at ``at`` by the bot's clock."""
+        """Expire ``request_id`` at ``at`` by the bot's clock: a job now if that is within
+        ``HORIZON``; otherwise the look-ahead adds it later, and a job set for an earlier
+        end (before an extension) goes."""
+        if at - self._clock.now() > HORIZON:
+            self.cancel(request_id)
+            return
+        with self._jobs_lock:
+            if self._jobs.get(request_id) == at:
+                return
+            self._jobs[request_id] = at
         self._add(request_id, at, self._left(at))
 
     def _left(self, at: datetime) -> timedelta:
@@ -102,9 +131,14 @@ class Timers(ExpiryScheduler):
             # a second, so a job re-added under its own id never finds itself running.
             self._add(request_id, at, max(self._left(at), timedelta(seconds=1)))
             return
+        with self._jobs_lock:
+            if self._jobs.get(request_id) == at:
+                del self._jobs[request_id]
         self._expire(request_id)
 
     def cancel(self, request_id: str) -> None:
+        with self._jobs_lock:
+            self._jobs.pop(request_id, None)
         with contextlib.suppress(JobLookupError):
             self._scheduler.remove_job(f"expire:{request_id}")
 

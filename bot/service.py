@@ -205,8 +205,8 @@ class AccessService:
     def sweep(self) -> None:
         sweeping.sweep(self._ctx)
 
-    def upcoming_expiries(self) -> list[tuple[str, datetime]]:
-        return sweeping.upcoming_expiries(self._ctx)
+    def upcoming_expiries(self, within: timedelta | None = None) -> list[tuple[str, datetime]]:
+        return sweeping.upcoming_expiries(self._ctx, within)
 
     @property
     def catching_up(self) -> bool:

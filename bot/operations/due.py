@@ -156,13 +156,17 @@ def due(session: Session, now: datetime, ttl: timedelta, lease: timedelta) -> Du
     )
 
 
-def upcoming_expiries(session: Session, now: datetime) -> list[tuple[str, datetime]]:
-    rows = session.execute(
-        select(col(AccessRequest.id), col(AccessRequest.expires_at)).where(
-            col(AccessRequest.status) == Status.ACTIVE,
-            col(AccessRequest.expires_at) > now,
-        )
-    ).all()
+def upcoming_expiries(
+    session: Session, now: datetime, until: datetime | None = None
+) -> list[tuple[str, datetime]]:
+    """Active grants not yet due (and ending by ``until``, when given), with their end."""
+    query = select(col(AccessRequest.id), col(AccessRequest.expires_at)).where(
+        col(AccessRequest.status) == Status.ACTIVE,
+        col(AccessRequest.expires_at) > now,
+    )
+    if until is not None:
+        query = query.where(col(AccessRequest.expires_at) <= until)
+    rows = session.execute(query).all()
     return [(r[0], r[1]) for r in rows if r[1] is not None]
 
 

@@ -163,11 +163,13 @@ def expire_pending(ctx: Context, request_id: str, *, why: str | None = None) -> 
         )
 
 
-def upcoming_expiries(ctx: Context) -> list[tuple[str, datetime]]:
-    """Every active grant not yet due and when it ends: the scheduler is rebuilt from
-    this at start-up. Grants already due are the first sweep's, revoked in batches."""
+def upcoming_expiries(ctx: Context, within: timedelta | None = None) -> list[tuple[str, datetime]]:
+    """Every active grant not yet due (ending ``within`` from now, when given) and when it
+    ends: the expiry jobs come from this. Grants already due are the sweep's, revoked in
+    batches."""
+    now = ctx.now()
     with ctx.transaction() as session:
-        return due.upcoming_expiries(session, ctx.now())
+        return due.upcoming_expiries(session, now, None if within is None else now + within)
 
 
 def catching_up(ctx: Context) -> bool:

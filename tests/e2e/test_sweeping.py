@@ -18,7 +18,7 @@ from bot.operations import sweeping as service_module
 from providers.base import GrantContext, Principal, TargetSpec
 from providers.fake import FakeProvider
 from providers.gcp import GcpProvider, GcpTarget
-from tests.conftest import ALICE, AUDIT_CHANNEL, AUDIT_KEY, BOB, CAROL, MALLORY, Bot
+from tests.conftest import ALICE, AUDIT_CHANNEL, AUDIT_KEY, BOB, CAROL, MALLORY, Bot, stop
 from tests.e2e.helpers import submit
 from tests.fakes.slack_api import FakeSlack
 
@@ -290,3 +290,26 @@ def test_a_provider_bug_on_one_grant_does_not_hold_up_the_rest_of_the_batch(make
     assert "unexpected error: KeyError" in (bot.service.get(ids[BOB]).error or "")
     assert provider.holdings == {(PEOPLE[BOB], "db-dev")}
     assert any(f"`{ids[BOB]}` *revoke_failed*" in p for p in bot.audit_posts())
+
+
+def test_a_restarted_bot_gives_grants_their_expiry_jobs_as_their_end_nears(make_bot) -> None:  # type: ignore[no-untyped-def]
+    first = make_bot()
+    short = submit(first, ALICE, "db-admin dev 30m soon")
+    long = submit(first, BOB, "db-admin dev 1h later")
+    stop(first)  # its jobs die with it
+
+    second = make_bot()
+    second.runtime.look_ahead()
+    assert second.runtime.timers.scheduled() == {}  # both end beyond the horizon
+    second.clock.advance(timedelta(minutes=26))
+    second.runtime.look_ahead()
+    short_end = second.service.get(short).expires_at
+    assert second.runtime.timers.scheduled() == {short: short_end}
+    second.clock.advance(timedelta(minutes=30))
+    second.runtime.look_ahead()
+    assert set(second.runtime.timers.scheduled()) == {short, long}
+    # Whatever the jobs do, the sweeper is the backstop: past their ends both are revoked.
+    second.clock.advance(timedelta(hours=1))
+    second.service.sweep()
+    second.settle()
+    assert {second.service.get(r).status for r in (short, long)} == {"revoked"}

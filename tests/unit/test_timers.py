@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from bot.clock import FakeClock
-from bot.scheduler import Timers
+from bot.scheduler import HORIZON, Timers
 
 
 class WatchedClock(FakeClock):
@@ -51,7 +51,7 @@ def expiries() -> Expiries:
 @pytest.fixture
 def timers(clock: WatchedClock, expiries: Expiries) -> Iterator[Timers]:
     started = Timers(expire=expiries, clock=clock)
-    started.start([], [])
+    started.start([])
     yield started
     started.stop()
 
@@ -74,3 +74,35 @@ def test_a_job_already_due_by_the_bots_clock_expires_at_once(
     timers.schedule("R-2", clock.now() - timedelta(hours=1))
     assert expiries.any.wait(30)
     assert expiries.ids == ["R-2"]
+
+
+def test_only_grants_ending_within_the_horizon_get_a_job_until_the_look_ahead_finds_them(
+    clock: WatchedClock, timers: Timers, expiries: Expiries
+) -> None:
+    soon, later = clock.now() + timedelta(seconds=1), clock.now() + HORIZON + timedelta(hours=1)
+    timers.look_ahead([("R-soon", soon)])
+    timers.schedule("R-later", later)
+    assert timers.scheduled() == {"R-soon": soon}
+    # Extended past the horizon: the job for the old end goes.
+    timers.schedule("R-soon", later)
+    assert timers.scheduled() == {}
+    # The look-ahead, once the end is near, gives it its job; once, however often it runs.
+    clock.advance(timedelta(hours=1) + HORIZON - timedelta(seconds=1))
+    timers.look_ahead([("R-soon", later), ("R-later", later)])
+    timers.look_ahead([("R-soon", later), ("R-later", later)])
+    assert timers.scheduled() == {"R-soon": later, "R-later": later}
+    clock.advance(timedelta(seconds=1))
+    assert expiries.any.wait(30)
+    # Both fire (each once) and leave no job behind.
+    for _ in range(300):
+        if sorted(expiries.ids) == ["R-later", "R-soon"] and not timers.scheduled():
+            break
+        threading.Event().wait(0.1)
+    assert sorted(expiries.ids) == ["R-later", "R-soon"]
+    assert timers.scheduled() == {}
+
+
+def test_a_cancelled_grant_loses_its_job(clock: WatchedClock, timers: Timers) -> None:
+    timers.schedule("R-3", clock.now() + timedelta(minutes=1))
+    timers.cancel("R-3")
+    assert timers.scheduled() == {}
