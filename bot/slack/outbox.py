@@ -70,7 +70,10 @@ class OutboxWorker:
     _thread: threading.Thread | None = field(default=None, init=False)
     _pool: DaemonPool | None = field(default=None, init=False)
     # The keys whose messages a sender is sending now: no other sender touches them.
-    _sending: set[str] = field(default_factory=set, init=False)
+    # key → the newest message handed over with it: the keys a sender has now, which no
+    # other sender touches.
+    _sending: dict[str, int] = field(default_factory=dict, init=False)
+    # Keys given newer due messages while a sender had them: looked at again after it.
     _missed: set[str] = field(default_factory=set, init=False)
     _sent: threading.Condition = field(default_factory=threading.Condition, init=False)
 
@@ -143,9 +146,15 @@ class OutboxWorker:
             due = _due_by_key(queued, now)
             with self._sent:
                 keys = [key for key in due if key not in self._sending]
-                self._sending.update(keys)
+                self._sending.update((key, due[key][-1]) for key in keys)
                 # Keys with due messages a sender has now: looked at again when it is done.
-                self._missed.update(key for key in due if key not in keys)
+                # (Not the messages handed over already, which are still pending while
+                # they are sent: looking again for those would look once per message.)
+                self._missed.update(
+                    key
+                    for key, ids in due.items()
+                    if key in self._sending and key not in keys and ids[-1] > self._sending[key]
+                )
             if not keys:
                 return []
             ids = [message_id for key in keys for message_id in due[key]]
@@ -179,7 +188,7 @@ class OutboxWorker:
             log.exception("sending the outbox's %s messages failed", key)
         finally:
             with self._sent:
-                self._sending.discard(key)
+                self._sending.pop(key, None)
                 missed = key in self._missed
                 self._missed.discard(key)
                 self._sent.notify_all()
