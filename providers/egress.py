@@ -4,7 +4,8 @@ A URL in roles.yaml decides where grant events (who gets what, and a signature) 
 Plain ``http`` would carry them unencrypted, and a loopback, link-local or cloud metadata
 address would point the bot at itself or at the instance's credentials endpoint. Both are
 refused unless the target opts in with ``allow_insecure: true``: once when the config is
-validated (``url_problem``), and again at every connection (``guarded_opener``), against
+validated (``url_problem``), and again at every connection (``guarded_opener``,
+``guarded_connection``), against
 the very address connected to, so a name that resolves somewhere else later (DNS
 rebinding) is refused too.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import socket
+import ssl
 import urllib.request
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -94,6 +96,25 @@ def guarded_opener(
     return urllib.request.build_opener(
         _GuardedHTTPHandler(resolve), _GuardedHTTPSHandler(resolve), *handlers
     )
+
+
+def guarded_connection(
+    resolve: Resolve,
+    scheme: str,
+    host: str,
+    port: int | None,
+    *,
+    timeout: float,
+    context: ssl.SSLContext | None = None,
+) -> http.client.HTTPConnection:
+    """An http.client connection (not yet connected) that, whenever it connects, only
+    reaches addresses ``address_problem`` allows; once connected it stays bound to the
+    address it was vetted for."""
+    if scheme == "https":
+        return _GuardedHTTPSConnection(
+            host, port, timeout=timeout, context=context, resolve=resolve
+        )
+    return _GuardedHTTPConnection(host, port, timeout=timeout, resolve=resolve)
 
 
 def _literal_address(name: str) -> str | None:

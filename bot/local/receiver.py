@@ -19,10 +19,12 @@ What it received is readable two ways, both snapshots safe to read from any thre
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
+import socket
 import sys
 import threading
 import time
@@ -81,11 +83,49 @@ class Answer:
 
 
 class _Server(ThreadingHTTPServer):
+    """Serves each connection on a thread of its own, for as many requests as the client
+    sends on it (HTTP/1.1 keep-alive), and counts the connections it accepted."""
+
     daemon_threads = True
 
     def __init__(self, receiver: WebhookReceiver, address: tuple[str, int]) -> None:
         super().__init__(address, _Handler)
         self.receiver = receiver
+        self._open_lock = threading.Lock()
+        self._open: dict[Any, bool] = {}  # connection → busy answering a request
+        self._stopping = False
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open[request] = False
+        with self.receiver._lock:
+            self.receiver._connections += 1
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.pop(request, None)
+        super().shutdown_request(request)
+
+    def answering(self, request: Any, busy: bool) -> bool:
+        """Mark a connection busy or idle; False once it should close after this answer."""
+        with self._open_lock:
+            if request in self._open:
+                self._open[request] = busy
+            return not self._stopping
+
+    def close_idle(self, *, stopping: bool = False) -> None:
+        """Close the connections waiting for a next request, as a server's idle timeout
+        does; with ``stopping``, busy ones close once answered. Otherwise a stopped
+        receiver would go on serving the clients that kept a connection open."""
+        with self._open_lock:
+            self._stopping = self._stopping or stopping
+            idle = [request for request, busy in self._open.items() if not busy]
+        for request in idle:
+            # The plain socket's shutdown, also under TLS: the handler's pending read
+            # then ends as if the client had gone.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(request, socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A caller killed mid-request (the crash tests do that on purpose) is not news.
@@ -96,9 +136,28 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    # HTTP/1.1: a client may send its next request on the same connection; every answer
+    # therefore carries its Content-Length.
+    protocol_version = "HTTP/1.1"
+    # Headers and body are written separately; without this the body of each answer on a
+    # kept-alive connection waits for the client's delayed ACK (Nagle).
+    disable_nagle_algorithm = True
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
+        if not self.server.answering(self.request, busy=True):
+            self.close_connection = True
+        try:
+            self._answer()
+        finally:
+            if not self.server.answering(self.request, busy=False):
+                self.close_connection = True
+
+    def _answer(self) -> None:
+        length = self._content_length()
+        if length is None:
+            # A body of unknown length (chunked) would be left on the connection.
+            self.send_error(411, "Content-Length required")
+            return
         body = self.rfile.read(length)
         headers = {name.lower(): value for name, value in self.headers.items()}
         status, extra_headers, answer = self.server.receiver._handle(self.path, headers, body)
@@ -109,6 +168,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(answer)))
         self.end_headers()
         self.wfile.write(answer)
+
+    def _content_length(self) -> int | None:
+        """The body's length: 0 when the request says nothing of a body, None when it
+        cannot be told (chunked, or a malformed Content-Length)."""
+        value = self.headers.get("Content-Length")
+        if value is None:
+            return None if self.headers.get("Transfer-Encoding") else 0
+        return int(value) if value.strip().isdigit() else None
 
     def log_message(self, format: str, *args: Any) -> None:
         # The default writes every request to stderr; keep output readable.
@@ -143,6 +210,7 @@ class WebhookReceiver:
         self._requests: list[ReceivedRequest] = []
         self._seen_keys: set[str] = set()
         self._rejected = 0
+        self._connections = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         # The URL this receiver is known by in roles.yaml, when it is not ``url`` (a name
@@ -152,7 +220,7 @@ class WebhookReceiver:
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> WebhookReceiver:
-        self._server = _Server(self, self._address)
+        self._server = self._bind()
         # shutdown() waits for the serve loop to notice, which takes up to one poll
         # interval; a short one keeps teardown from dominating test time.
         self._thread = threading.Thread(
@@ -168,11 +236,15 @@ class WebhookReceiver:
         if self._server is None:
             return
         self._server.shutdown()
+        self._server.close_idle(stopping=True)
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._server = None
         self._thread = None
+
+    def _bind(self) -> _Server:
+        return _Server(self, self._address)
 
     def __enter__(self) -> WebhookReceiver:
         return self.start()
@@ -206,6 +278,13 @@ class WebhookReceiver:
         """Every HTTP request received, including rejected and fault-injected ones."""
         with self._lock:
             return list(self._requests)
+
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted so far (a keep-alive client sends many requests on
+        one)."""
+        with self._lock:
+            return self._connections
 
     @property
     def rejected(self) -> int:

@@ -1,7 +1,7 @@
-"""How the webhook provider sends one event and reads what came back: openers that
-refuse redirects (and, unless a target allows it, unsafe addresses: providers/egress.py),
-and `Answer`, the status or network failure of one attempt, with what of it may be
-logged or shown."""
+"""How the webhook provider sends one event and reads what came back: openers that keep
+connections alive (providers/webhook/keepalive.py) and refuse redirects (and, unless a
+target allows it, unsafe addresses: providers/egress.py), and `Answer`, the status or
+network failure of one attempt, with what of it may be logged or shown."""
 
 from __future__ import annotations
 
@@ -16,6 +16,12 @@ from typing import Any, Protocol
 
 from providers.egress import Resolve, UnsafeAddress, guarded_opener
 from providers.resilience import parse_retry_after
+from providers.webhook.keepalive import (
+    KeepAliveOpener,
+    direct_connect,
+    guarded_connect,
+    tls_context,
+)
 
 RETRY_AFTER_CAP_SECONDS = 60.0
 # How much of a receiver's answer the log keeps (Slack gets none of it).
@@ -39,8 +45,10 @@ class HttpResponse(Protocol):
 
 
 class HttpOpener(Protocol):
-    """Sends one request; ``urllib.request.OpenerDirector`` fits. Non-2xx answers may be
-    returned or raised as ``urllib.error.HTTPError``; both are handled."""
+    """Sends one request; ``urllib.request.OpenerDirector`` and `KeepAliveOpener` fit.
+    Non-2xx answers may be returned (`KeepAliveOpener`) or raised as
+    ``urllib.error.HTTPError`` (urllib, which `KeepAliveOpener` hands proxied requests
+    to); both are handled."""
 
     def open(self, request: urllib.request.Request, /, *, timeout: float) -> HttpResponse: ...
 
@@ -61,12 +69,19 @@ class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def default_opener() -> HttpOpener:
-    return urllib.request.build_opener(_RefuseRedirects())
+def default_opener() -> KeepAliveOpener:
+    """For targets with ``allow_insecure``: any address, certificates still verified."""
+    return KeepAliveOpener(
+        direct_connect(tls_context()), fallback=urllib.request.build_opener(_RefuseRedirects())
+    )
 
 
-def safe_opener(resolve: Resolve) -> HttpOpener:
-    return guarded_opener(resolve, _RefuseRedirects())
+def safe_opener(resolve: Resolve) -> KeepAliveOpener:
+    """Only to addresses providers/egress.py allows, vetted at each new connection."""
+    return KeepAliveOpener(
+        guarded_connect(resolve, tls_context()),
+        fallback=guarded_opener(resolve, _RefuseRedirects()),
+    )
 
 
 @dataclass(frozen=True)
@@ -137,6 +152,8 @@ def send(
 def _answer_of(
     status: int, headers: Message | None, read: Callable[[int], bytes], sent_at: datetime
 ) -> Answer:
+    # One read of at most the cap: a longer body is left unread, and the opener then
+    # closes that connection rather than pool it (providers/webhook/keepalive.py).
     body = read(_MAX_BODY_BYTES).decode("utf-8", errors="replace")
     retry_after = None
     if status in _RETRY_AFTER_STATUSES and headers is not None:

@@ -1567,9 +1567,10 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _tls_context(directory: Path) -> ssl.SSLContext:
-    """A certificate authority and a server certificate for 127.0.0.1 and localhost,
-    valid for a day; the CA goes to ``ca.pem`` for clients to trust."""
+def _tls_context(directory: Path, names: tuple[str, ...] = ("localhost",)) -> ssl.SSLContext:
+    """A certificate authority and a server certificate for 127.0.0.1 and ``names``
+    (localhost unless told), valid for a day; the CA goes to ``ca.pem`` for clients to
+    trust."""
     now = datetime.now(UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "jit-bot test CA")])
@@ -1610,7 +1611,8 @@ def _tls_context(directory: Path) -> ssl.SSLContext:
         .not_valid_after(now + timedelta(days=1))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [x509.DNSName(name) for name in names]
+                + [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
             ),
             critical=False,
         )

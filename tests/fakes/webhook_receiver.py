@@ -2,13 +2,16 @@
 
 `WebhookReceiver` is `bot.local.receiver.WebhookReceiver` (see its module docstring for
 what it verifies and records) with what only tests need: answering failures
-(`fail_next`), answering slowly (`delay`) and hanging until let go (`hang`, `let_go`,
-`waiting`), as a broken, slow or stuck downstream service would.
+(`fail_next`), answering slowly (`delay`), hanging until let go (`hang`, `let_go`,
+`waiting`), closing a connection instead of answering (`drop_next`) or while it is idle
+(`close_idle_connections`), as a broken, slow or stuck downstream service would; and
+serving https with a certificate of the test's choosing (``tls``).
 """
 
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -41,9 +44,13 @@ class WebhookReceiver(receiver.WebhookReceiver):
         clock: Callable[[], float] = time.time,
         host: str = "127.0.0.1",
         port: int = 0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         super().__init__(secret, clock=clock, host=host, port=port)
+        self._tls = tls
         self._fault: _Fault | None = None
+        # Requests read and then left unanswered, the connection closed: (applied first?).
+        self._drops: list[bool] = []
         # Seconds to take over each answer, like a slow downstream system.
         self.delay = 0.0
         # Events ("grant"/"revoke") left unanswered until let_go(), like a hung service.
@@ -55,6 +62,35 @@ class WebhookReceiver(receiver.WebhookReceiver):
         # Release held requests first, or shutting the server down would wait on them.
         self.let_go()
         super().stop()
+
+    @property
+    def url(self) -> str:
+        plain = super().url
+        return "https" + plain.removeprefix("http") if self._tls else plain
+
+    def _bind(self) -> receiver._Server:
+        server = super()._bind()
+        server.RequestHandlerClass = _DroppingHandler
+        if self._tls is not None:
+            server.socket = self._tls.wrap_socket(server.socket, server_side=True)
+        return server
+
+    def drop_next(self, times: int = 1, *, applied: bool = False) -> None:
+        """Read the next ``times`` requests and close their connection without a word of
+        answer, as a server whose idle timeout fires just as a request arrives does; with
+        ``applied``, the event is applied (and recorded) first, as a server that crashes
+        before answering would have."""
+        with self._lock:
+            self._drops = [applied] * times
+
+    def close_idle_connections(self) -> None:
+        """Close every connection waiting for its next request (a keep-alive timeout)."""
+        if self._server is not None:
+            self._server.close_idle()
+
+    def _next_drop(self) -> bool | None:
+        with self._lock:
+            return self._drops.pop(0) if self._drops else None
 
     def fail_next(
         self,
@@ -125,3 +161,21 @@ class WebhookReceiver(receiver.WebhookReceiver):
         except ValueError:
             return False
         return isinstance(event, dict) and event.get("event") in hung
+
+
+class _DroppingHandler(receiver._Handler):
+    """The receiver's handler, closing the connection unanswered when told to."""
+
+    server: receiver._Server
+
+    def do_POST(self) -> None:
+        fake = self.server.receiver
+        drop = fake._next_drop() if isinstance(fake, WebhookReceiver) else None
+        if drop is None:
+            super().do_POST()
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if drop:
+            headers = {name.lower(): value for name, value in self.headers.items()}
+            fake._handle(self.path, headers, body)
+        self.close_connection = True
