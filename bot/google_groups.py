@@ -18,18 +18,17 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import google.auth.exceptions
-import requests
-from google.auth.transport.requests import AuthorizedSession
 
 from bot.clock import Clock
 from bot.errors import DirectoryError, DirectoryUnavailable
 from providers.base import ProviderError
 from providers.gcp import DomainMap, GoogleAuth
 from providers.resilience import RetryPolicy, TtlCache
+
+if TYPE_CHECKING:  # annotations only: the SDK is imported where it is used
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +74,14 @@ class GoogleGroups:
         ``JIT_GOOGLE_DIRECTORY_ENDPOINT`` (tests); credentials as for the gcp provider."""
         auth = GoogleAuth.from_environ(environ)
         subject = environ.get("JIT_GOOGLE_ADMIN_SUBJECT") or None
+
+        def session() -> requests.Session:
+            from google.auth.transport.requests import AuthorizedSession
+
+            return AuthorizedSession(auth.credentials([SCOPE], subject=subject))
+
         return cls(
-            lambda: AuthorizedSession(auth.credentials([SCOPE], subject=subject)),
+            session,
             clock,
             endpoint=environ.get("JIT_GOOGLE_DIRECTORY_ENDPOINT") or DIRECTORY_API,
             domain_map=DomainMap.parse(environ.get("JIT_GCP_DOMAIN_MAP", "")),
@@ -122,6 +127,9 @@ class GoogleGroups:
 
     def _get(self, group: str, params: dict[str, str]) -> dict[str, Any] | None:
         """One page; None when the group does not exist."""
+        import google.auth.exceptions
+        import requests
+
         url = f"{self._endpoint}/admin/directory/v1/groups/{quote(group, safe='@')}/members"
         tries = self._retry.start(self._sleep)
         while True:

@@ -4,6 +4,9 @@ every call retried under the provider's one `RETRY` policy (providers/resilience
 
 408, 429 and 500/502/503/504 (and no answer) are retried, honouring ``Retry-After``;
 every other error fails at once with Azure's code and message.
+
+The Azure SDK is imported in the functions that build clients and read its errors
+(docs/development.md, "Cloud SDKs are imported where they are used").
 """
 
 from __future__ import annotations
@@ -12,30 +15,20 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import urlsplit
-
-from azure.core import PipelineClient
-from azure.core.credentials import AccessToken, AccessTokenInfo, TokenCredential
-from azure.core.exceptions import (
-    AzureError,
-    ClientAuthenticationError,
-    HttpResponseError,
-)
-from azure.core.pipeline.policies import (
-    BearerTokenCredentialPolicy,
-    HeadersPolicy,
-    HttpLoggingPolicy,
-    UserAgentPolicy,
-)
-from azure.core.pipeline.transport import RequestsTransport
-from azure.core.rest import HttpRequest, HttpResponse
-from azure.mgmt.authorization import AuthorizationManagementClient
-from azure.profiles import ProfileDefinition
 
 from providers.azure.target import SUBSCRIPTION
 from providers.base import ProviderError
 from providers.resilience import Retrying, RetryPolicy, TtlCache, parse_retry_after
+
+if TYPE_CHECKING:  # annotations only: the SDK is imported where it is used
+    from azure.core import PipelineClient
+    from azure.core.credentials import AccessToken, AccessTokenInfo, TokenCredential
+    from azure.core.exceptions import HttpResponseError
+    from azure.core.rest import HttpRequest, HttpResponse
+    from azure.mgmt.authorization import AuthorizationManagementClient
+    from azure.profiles import ProfileDefinition
 
 T = TypeVar("T")
 
@@ -49,18 +42,6 @@ RETRY_AFTER_CAP_SECONDS = 120.0
 #: (tests/unit/test_resilience.py).
 RETRY = RetryPolicy(
     attempts=6, base=1.0, cap=30.0, retry_after_cap=RETRY_AFTER_CAP_SECONDS, budget=90.0
-)
-
-# Pinned API versions: role assignments and definitions 2022-04-01, PIM 2020-10-01.
-_PROFILE = ProfileDefinition(
-    {
-        "azure.mgmt.authorization.AuthorizationManagementClient": {
-            None: "2022-04-01",
-            "role_assignment_schedule_requests": "2020-10-01",
-            "role_assignment_schedules": "2020-10-01",
-        }
-    },
-    "jit-bot",
 )
 _RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -109,6 +90,8 @@ class AzureClients:
         )
 
     def authorization(self, subscription_id: str) -> AuthorizationManagementClient:
+        from azure.mgmt.authorization import AuthorizationManagementClient
+
         with self._lock:
             client = self._authorization.get(subscription_id)
             if client is None:
@@ -116,7 +99,7 @@ class AzureClients:
                     self.credential,
                     subscription_id,
                     base_url=self.arm_endpoint,
-                    profile=_PROFILE,
+                    profile=_profile(),
                     credential_scopes=[f"{_origin(self.arm_endpoint)}/.default"],
                     retry_total=0,
                     user_agent="jit-bot",
@@ -143,6 +126,15 @@ class AzureClients:
             return self._graph
 
     def _pipeline(self, endpoint: str) -> PipelineClient[HttpRequest, HttpResponse]:
+        from azure.core import PipelineClient
+        from azure.core.pipeline.policies import (
+            BearerTokenCredentialPolicy,
+            HeadersPolicy,
+            HttpLoggingPolicy,
+            UserAgentPolicy,
+        )
+        from azure.core.pipeline.transport import RequestsTransport
+
         return PipelineClient(
             base_url=endpoint,
             policies=[
@@ -153,6 +145,22 @@ class AzureClients:
             ],
             transport=RequestsTransport(**self._transport),
         )
+
+
+def _profile() -> ProfileDefinition:
+    """Pinned API versions: role assignments and definitions 2022-04-01, PIM 2020-10-01."""
+    from azure.profiles import ProfileDefinition
+
+    return ProfileDefinition(
+        {
+            "azure.mgmt.authorization.AuthorizationManagementClient": {
+                None: "2022-04-01",
+                "role_assignment_schedule_requests": "2020-10-01",
+                "role_assignment_schedules": "2020-10-01",
+            }
+        },
+        "jit-bot",
+    )
 
 
 class _OnFirstUse:
@@ -243,6 +251,8 @@ class AzureApi:
 
     def arm(self, what: str, operation: Callable[[], T]) -> T:
         """One ARM operation (a listing is read whole), retried while Azure says "later"."""
+        from azure.core.exceptions import AzureError, ClientAuthenticationError, HttpResponseError
+
         tries = self.retry.start(self._sleep)
         while True:
             try:
@@ -268,6 +278,9 @@ class AzureApi:
         missing_ok: bool = False,
     ) -> dict[str, Any] | None:
         """One Microsoft Graph call; None for a 404 when ``missing_ok``."""
+        from azure.core.exceptions import AzureError, ClientAuthenticationError
+        from azure.core.rest import HttpRequest
+
         client = self.clients.graph()
         tries = self.retry.start(self._sleep)
         while True:

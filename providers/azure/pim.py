@@ -14,15 +14,7 @@ from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
-
-from azure.mgmt.authorization import AuthorizationManagementClient
-from azure.mgmt.authorization.v2020_10_01.models import (
-    RoleAssignmentScheduleRequest,
-    RoleAssignmentScheduleRequestPropertiesScheduleInfo,
-    RoleAssignmentScheduleRequestPropertiesScheduleInfoExpiration,
-    RoleAssignmentScheduleRequestPropertiesTicketInfo,
-)
+from typing import TYPE_CHECKING, Any
 
 from providers.azure.api import AzureApi, AzureFailure, path
 from providers.azure.rbac import (
@@ -37,6 +29,9 @@ from providers.azure.rbac import (
 )
 from providers.azure.target import PIM_SHORTEST
 from providers.base import GrantContext, GrantOutcome, ProviderError
+
+if TYPE_CHECKING:  # annotations only: the SDK is imported where it is used
+    from azure.mgmt.authorization import AuthorizationManagementClient
 
 # PIM request statuses: effective, still moving, or waiting for a human.
 _PIM_EFFECTIVE = frozenset({"Provisioned"})
@@ -95,6 +90,8 @@ class PimSchedules:
     def grant(
         self, scope: str, role: RoleDefinition, object_id: str, context: GrantContext
     ) -> GrantOutcome:
+        from azure.mgmt.authorization.v2020_10_01 import models
+
         client = self.api.authorization(scope)
         name = self.request_name(context.request_id, scope, role.guid, object_id)
         what = f"PIM assignment of `{role.name}` at {scope}"
@@ -110,17 +107,17 @@ class PimSchedules:
             return GrantOutcome()
         start = self.now()
         remaining = _whole_minutes(context.expires_at - start)
-        request = RoleAssignmentScheduleRequest(
+        request = models.RoleAssignmentScheduleRequest(
             principal_id=object_id,
             role_definition_id=role.id,
             request_type="AdminAssign",
             justification=note(context),
-            ticket_info=RoleAssignmentScheduleRequestPropertiesTicketInfo(
+            ticket_info=models.RoleAssignmentScheduleRequestPropertiesTicketInfo(
                 ticket_number=context.request_id, ticket_system=MARKER
             ),
-            schedule_info=RoleAssignmentScheduleRequestPropertiesScheduleInfo(
+            schedule_info=models.RoleAssignmentScheduleRequestPropertiesScheduleInfo(
                 start_date_time=start,
-                expiration=RoleAssignmentScheduleRequestPropertiesScheduleInfoExpiration(
+                expiration=models.RoleAssignmentScheduleRequestPropertiesScheduleInfoExpiration(
                     type="AfterDuration", duration=_iso_duration(remaining)
                 ),
             ),
@@ -179,13 +176,15 @@ class PimSchedules:
     def revoke(
         self, scope: str, role: RoleDefinition, object_id: str, context: GrantContext
     ) -> None:
+        from azure.mgmt.authorization.v2020_10_01 import models
+
         client = self.api.authorization(scope)
-        request = RoleAssignmentScheduleRequest(
+        request = models.RoleAssignmentScheduleRequest(
             principal_id=object_id,
             role_definition_id=role.id,
             request_type="AdminRemove",
             justification=note(context, verb="ends"),
-            ticket_info=RoleAssignmentScheduleRequestPropertiesTicketInfo(
+            ticket_info=models.RoleAssignmentScheduleRequestPropertiesTicketInfo(
                 ticket_number=context.request_id, ticket_system=MARKER
             ),
         )
@@ -214,6 +213,8 @@ class PimSchedules:
         schedule's end, so access never lapses and no second assignment appears. Nothing
         is sent when the schedule already ends at or after that time (never shortened);
         an assignment that is gone cannot be extended, and the access ends as planned."""
+        from azure.mgmt.authorization.v2020_10_01 import models
+
         schedule = self._schedule(scope, role, object_id)
         if schedule is not None and (
             schedule["end"] is None or schedule["end"] >= context.expires_at
@@ -226,17 +227,17 @@ class PimSchedules:
         name = self.extension_name(context.request_id, scope, role.guid, object_id, end)
         what = f"extension of the PIM assignment of `{role.name}` at {scope}"
         read = partial(client.role_assignment_schedule_requests.get, path(scope), name)
-        request = RoleAssignmentScheduleRequest(
+        request = models.RoleAssignmentScheduleRequest(
             principal_id=object_id,
             role_definition_id=role.id,
             request_type="AdminExtend",
             justification=note(context, verb="extends"),
-            ticket_info=RoleAssignmentScheduleRequestPropertiesTicketInfo(
+            ticket_info=models.RoleAssignmentScheduleRequestPropertiesTicketInfo(
                 ticket_number=context.request_id, ticket_system=MARKER
             ),
-            schedule_info=RoleAssignmentScheduleRequestPropertiesScheduleInfo(
+            schedule_info=models.RoleAssignmentScheduleRequestPropertiesScheduleInfo(
                 start_date_time=start,
-                expiration=RoleAssignmentScheduleRequestPropertiesScheduleInfoExpiration(
+                expiration=models.RoleAssignmentScheduleRequestPropertiesScheduleInfoExpiration(
                     type="AfterDateTime", end_date_time=end
                 ),
             ),
@@ -267,16 +268,18 @@ class PimSchedules:
     ) -> None:
         """Make a jit-bot PIM assignment last until ``until``: another request of the same
         person relies on it for longer than the request that created it."""
+        from azure.mgmt.authorization.v2020_10_01 import models
+
         client = self.api.authorization(scope)
         start = self.now()
-        request = RoleAssignmentScheduleRequest(
+        request = models.RoleAssignmentScheduleRequest(
             principal_id=object_id,
             role_definition_id=role.id,
             request_type="AdminUpdate",
             justification=f"{MARKER}: extended for a later request until {until:%Y-%m-%d %H:%M}Z",
-            schedule_info=RoleAssignmentScheduleRequestPropertiesScheduleInfo(
+            schedule_info=models.RoleAssignmentScheduleRequestPropertiesScheduleInfo(
                 start_date_time=start,
-                expiration=RoleAssignmentScheduleRequestPropertiesScheduleInfoExpiration(
+                expiration=models.RoleAssignmentScheduleRequestPropertiesScheduleInfoExpiration(
                     type="AfterDuration", duration=_iso_duration(_whole_minutes(until - start))
                 ),
             ),

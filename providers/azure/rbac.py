@@ -12,8 +12,6 @@ from datetime import UTC
 from functools import partial
 from typing import Any
 
-from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
-
 from providers.azure.api import AzureFailure, CachedLookups, path
 from providers.azure.target import ROLE_ID
 from providers.base import GrantContext, GrantOutcome, ProviderError
@@ -102,6 +100,8 @@ class RoleAssignments(CachedLookups[RoleDefinition]):
     def grant(
         self, scope: str, role: RoleDefinition, object_id: str, context: GrantContext
     ) -> GrantOutcome:
+        from azure.mgmt.authorization.v2022_04_01.models import RoleAssignmentCreateParameters
+
         name = self.assignment_name(context.request_id, scope, role.guid)
         client = self._api.authorization(scope)
         parameters = RoleAssignmentCreateParameters(

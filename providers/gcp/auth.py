@@ -1,24 +1,22 @@
 """Where the ``gcp`` provider (and bot/google_groups.py) gets Google credentials, and the
-Google clients it builds with them: Resource Manager over REST, IAM admin over gRPC."""
+Google clients it builds with them: Resource Manager over REST, IAM admin over gRPC.
+
+The Google libraries are imported in the functions that build credentials and clients
+(docs/development.md, "Cloud SDKs are imported where they are used")."""
 
 from __future__ import annotations
 
 import threading
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-import google.auth
-import grpc
-from google.auth import impersonated_credentials
-from google.auth.credentials import Credentials
-from google.auth.transport.grpc import secure_authorized_channel
-from google.auth.transport.requests import Request
-from google.cloud import iam_admin_v1, resourcemanager_v3
-from google.cloud.iam_admin_v1.services.iam.transports.grpc import IAMGrpcTransport
-
 from providers.base import ProviderError
+
+if TYPE_CHECKING:  # annotations only: the SDK is imported where it is used
+    from google.auth.credentials import Credentials
+    from google.cloud import iam_admin_v1
 
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 
@@ -75,6 +73,9 @@ class GoogleAuth:
     def _build(self, scopes: list[str], subject: str | None) -> Credentials:
         # Impersonation needs only cloud-platform on the source: the IAM Credentials API
         # mints the token for the target scopes.
+        import google.auth.exceptions
+        from google.auth import impersonated_credentials
+
         source_scopes = [CLOUD_PLATFORM] if self.impersonate else scopes
         try:
             source, _ = self._source(scopes=source_scopes)
@@ -112,6 +113,8 @@ class GoogleAuth:
 
 
 def _default_source(*, scopes: Sequence[str]) -> tuple[Credentials, str | None]:
+    import google.auth
+
     credentials, project = google.auth.default(scopes=scopes)
     return credentials, project
 
@@ -121,6 +124,8 @@ def _file_source(path: str) -> CredentialsSource:
     read from the environment the composition root was given."""
 
     def load(*, scopes: Sequence[str]) -> tuple[Credentials, str | None]:
+        import google.auth
+
         with warnings.catch_warnings():
             # The generic loader warns about files from untrusted sources; this one is the
             # operator's own, and google.auth.default silences the warning the same way.
@@ -156,6 +161,8 @@ class GcpClients:
 
     def policies(self, resource: str) -> Any:
         """The Resource Manager client for a projects/…, folders/… or organizations/… name."""
+        from google.cloud import resourcemanager_v3
+
         kind = resource.split("/")[0]
         factory = {
             "projects": resourcemanager_v3.ProjectsClient,
@@ -176,6 +183,12 @@ class GcpClients:
         return client
 
     def _build_iam(self) -> iam_admin_v1.IAMClient:
+        import grpc
+        from google.auth.transport.grpc import secure_authorized_channel
+        from google.auth.transport.requests import Request
+        from google.cloud import iam_admin_v1
+        from google.cloud.iam_admin_v1.services.iam.transports.grpc import IAMGrpcTransport
+
         endpoint = self._iam_endpoint
         if endpoint and endpoint.startswith("http://"):
             channel = secure_authorized_channel(
@@ -189,6 +202,8 @@ class GcpClients:
         return iam_admin_v1.IAMClient(credentials=self._creds(), client_options=options)
 
     def _creds(self) -> Credentials:
+        from google.auth.credentials import Credentials
+
         if isinstance(self._credentials, Credentials):
             return self._credentials
         return self._credentials()

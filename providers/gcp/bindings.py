@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-
-from google.iam.v1 import policy_pb2
-from google.type import expr_pb2
+from typing import TYPE_CHECKING
 
 from providers.base import GrantContext
+
+if TYPE_CHECKING:  # annotations only: the SDK is imported where it is used
+    from google.iam.v1 import policy_pb2
+    from google.type import expr_pb2
 
 # Every binding jit-bot writes has a condition titled "jit-bot <request id>"; nothing
 # else is ever removed by the bot.
@@ -30,6 +32,8 @@ def condition_title(request_id: str) -> str:
 
 
 def _condition(member: str, role: str, context: GrantContext) -> expr_pb2.Expr:
+    from google.type import expr_pb2
+
     description = (
         f"jit-bot request {context.request_id}: {member.removeprefix('user:')} as "
         f"{context.role} in {context.environment} ({role})"

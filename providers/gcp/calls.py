@@ -7,30 +7,15 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from typing import Any
-
-import google.auth.exceptions
-import requests
-from google.api_core import exceptions as api
+from typing import TYPE_CHECKING, Any
 
 from providers.base import ProviderError
 from providers.gcp.target import _KINDS, _label
 from providers.resilience import RetryPolicy
 
-_RETRYABLE = (
-    api.TooManyRequests,
-    api.ServerError,  # 500, 502, 503, 504
-    api.DeadlineExceeded,
-    api.ResourceExhausted,
-    api.ServiceUnavailable,
-)
-# What a call may fail with; anything else is a bug and propagates as it is.
-_FAILURES = (
-    api.GoogleAPICallError,
-    requests.ConnectionError,
-    requests.Timeout,
-    google.auth.exceptions.GoogleAuthError,
-)
+if TYPE_CHECKING:  # annotations only: the SDK is imported where it is used
+    from google.api_core import exceptions as api
+
 #: Twelve tries, the backoff doubling from 0.5s to at most 4s (Google's client libraries
 #: send no Retry-After): 35.5s of waiting at worst per call, so a read-modify-write of a
 #: policy (two calls) still fits the revocation deadline (tests/unit/test_resilience.py).
@@ -76,10 +61,24 @@ class GoogleCalls:
             try:
                 # The clients' own retry settings would sleep where tests cannot see it.
                 return method(request, retry=None, timeout=self._timeout)
-            except _FAILURES as exc:
+            except _failures() as exc:
                 error = _failure(subject, operation, exc, self._hint)
             if not error.retryable or not tries.again(why=error):
                 raise error from None
+
+
+def _failures() -> tuple[type[Exception], ...]:
+    """What a call may fail with; anything else is a bug and propagates as it is."""
+    import google.auth.exceptions
+    import requests
+    from google.api_core import exceptions as api
+
+    return (
+        api.GoogleAPICallError,
+        requests.ConnectionError,
+        requests.Timeout,
+        google.auth.exceptions.GoogleAuthError,
+    )
 
 
 def _failure(
@@ -87,6 +86,17 @@ def _failure(
 ) -> ProviderError:
     """What a failed call means, as the ProviderError to raise (or retry); a stale etag
     raises _Stale for the read-modify-write to start over."""
+    import google.auth.exceptions
+    import requests
+    from google.api_core import exceptions as api
+
+    retryable_errors = (
+        api.TooManyRequests,
+        api.ServerError,  # 500, 502, 503, 504
+        api.DeadlineExceeded,
+        api.ResourceExhausted,
+        api.ServiceUnavailable,
+    )
     label = _label(subject)
     if isinstance(exc, api.NotFound):
         return _NotFound(f"{label}: {operation}: {_message(exc)}")
@@ -94,7 +104,7 @@ def _failure(
         if operation == "setIamPolicy":
             raise _Stale() from None
         return ProviderError(f"{label}: {operation}: {_message(exc)}")
-    if isinstance(exc, _RETRYABLE):
+    if isinstance(exc, retryable_errors):
         return ProviderError(
             f"{label}: {operation} failed ({_status(exc)}): {_message(exc)}", retryable=True
         )

@@ -35,11 +35,6 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from google.cloud import iam_admin_v1
-from google.iam.v1 import iam_policy_pb2, options_pb2, policy_pb2
-from google.protobuf import field_mask_pb2
-from google.type import expr_pb2
-
 from providers.base import GrantOutcome, Holding, Provider, ProviderError
 from providers.gcp.auth import CLOUD_PLATFORM, GcpClients, GoogleAuth
 from providers.gcp.bindings import (
@@ -61,7 +56,11 @@ from providers.gcp.calls import RETRY, GoogleCalls, _NotFound, _Stale
 from providers.gcp.target import _KINDS, DomainMap, GcpTarget, _as_gcp, _label
 from providers.resilience import TtlCache
 
-if TYPE_CHECKING:  # annotations only
+if TYPE_CHECKING:  # annotations only: the SDK is imported where it is used
+    from google.cloud import iam_admin_v1
+    from google.iam.v1 import policy_pb2
+    from google.type import expr_pb2
+
     from providers.base import GrantContext, Principal, TargetSpec
 
 CRM_PREFIX = "//cloudresourcemanager.googleapis.com/"
@@ -121,6 +120,8 @@ class GcpProvider(Provider):
         gcp = _as_gcp(target)
         if not live:
             return []
+        from google.cloud import iam_admin_v1
+
         warnings = []
         role = self._role_info(gcp.role)
         if role.deleted:
@@ -358,6 +359,9 @@ class GcpProvider(Provider):
     def _modify(self, resource: str, edit: Callable[[policy_pb2.Policy], bool]) -> None:
         """Read the policy, let ``edit`` change it (it returns False for "nothing to do"),
         write it back with the etag read; on a concurrent change start over."""
+        from google.iam.v1 import iam_policy_pb2
+        from google.protobuf import field_mask_pb2
+
         client = self._clients.policies(resource)
         tries = self._calls.retry.start(self._calls.sleep)
         while True:
@@ -384,6 +388,8 @@ class GcpProvider(Provider):
         )
 
     def _read(self, resource: str) -> policy_pb2.Policy:
+        from google.iam.v1 import iam_policy_pb2, options_pb2
+
         request = iam_policy_pb2.GetIamPolicyRequest(
             resource=resource,
             # Below version 3 Google hides conditions: writing that back would break them.
@@ -399,6 +405,8 @@ class GcpProvider(Provider):
 
     def _role_info(self, name: str) -> iam_admin_v1.Role:
         def load() -> iam_admin_v1.Role:
+            from google.cloud import iam_admin_v1
+
             iam = self._clients.iam()
             request = iam_admin_v1.GetRoleRequest(name=name)
             try:
@@ -411,6 +419,8 @@ class GcpProvider(Provider):
 
     def _grantable_on(self, resource: str) -> set[str]:
         def load() -> set[str]:
+            from google.cloud import iam_admin_v1
+
             iam = self._clients.iam()
             request = iam_admin_v1.QueryGrantableRolesRequest(
                 full_resource_name=CRM_PREFIX + resource, page_size=1000
@@ -425,6 +435,8 @@ class GcpProvider(Provider):
         return self._grantable.get(resource, load)
 
     def _missing_permissions(self, resource: str) -> list[str]:
+        from google.iam.v1 import iam_policy_pb2
+
         kind = resource.split("/")[0]
         wanted = [f"resourcemanager.{kind}.getIamPolicy", f"resourcemanager.{kind}.setIamPolicy"]
         client = self._clients.policies(resource)

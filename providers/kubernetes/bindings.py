@@ -15,8 +15,11 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from kubernetes import client
+if TYPE_CHECKING:  # annotations only: the SDK is imported where it is used
+    from kubernetes import client
+
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -46,6 +49,8 @@ def stamp(when: datetime) -> str:
 def metadata(
     name: str, request_id: str, email: str, expires_at: datetime, unit: str
 ) -> client.V1ObjectMeta:
+    from kubernetes import client
+
     annotations = {
         REQUEST: request_id,
         REQUESTER: email.lower(),
@@ -56,10 +61,14 @@ def metadata(
 
 
 def role_ref(cluster_role: str) -> client.V1RoleRef:
+    from kubernetes import client
+
     return client.V1RoleRef(api_group=RBAC_GROUP, kind="ClusterRole", name=cluster_role)
 
 
 def user_subject(user: str) -> client.RbacV1Subject:
+    from kubernetes import client
+
     return client.RbacV1Subject(api_group=RBAC_GROUP, kind="User", name=user)
 
 
@@ -80,6 +89,8 @@ class Seen:
 
     @classmethod
     def of(cls, binding: client.V1RoleBinding | client.V1ClusterRoleBinding) -> Seen:
+        from kubernetes import client
+
         meta = binding.metadata or client.V1ObjectMeta()
         ref = binding.role_ref
         return cls(

@@ -12,13 +12,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import urllib3.exceptions
-from kubernetes.client.exceptions import ApiException
 
 from providers.base import ProviderError
 from providers.resilience import RetryPolicy, parse_retry_after
+
+if TYPE_CHECKING:  # annotations only: the SDK is imported where it is used
+    from kubernetes.client.exceptions import ApiException
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,8 @@ class KubeCalls:
     def call(self, where: str, operation: str, method: Callable[..., R], *args: Any) -> R:
         """``method(*args)`` with a timeout, tried again while the cluster says "later"
         and the operation has time left."""
+        from kubernetes.client.exceptions import ApiException
+
         deadline = getattr(self._local, "deadline", None)
         if deadline is None:
             deadline = self._monotonic() + self.budget

@@ -7,7 +7,7 @@ admission included); it warns where the bot may not ``bind`` the ClusterRole the
 
 from __future__ import annotations
 
-from kubernetes import client
+from typing import TYPE_CHECKING
 
 from providers.base import ProviderError
 from providers.kubernetes import bindings
@@ -16,6 +16,9 @@ from providers.kubernetes.calls import AlreadyExists, KubeCalls, NotFound
 from providers.kubernetes.escalation import cluster_role_rules, gives_everything, refusal
 from providers.kubernetes.places import Place
 from providers.kubernetes.target import KubernetesTarget
+
+if TYPE_CHECKING:  # annotations only: the SDK is imported where it is used
+    from kubernetes import client
 
 #: What the bot does with its bindings: create on grant, list and read to find them,
 #: delete on revoke, patch on extension.
@@ -28,6 +31,8 @@ def check_target(
     api: client.ApiClient, calls: KubeCalls, kube: KubernetesTarget, places: list[Place]
 ) -> list[str]:
     """Raise ProviderError naming what is wrong; return warnings."""
+    from kubernetes import client
+
     label = f"kubernetes `{kube.cluster.label()}`"
     rules_of = cluster_role_rules(api, calls, label)
     if rules_of(kube.cluster_role) is None:
@@ -73,6 +78,8 @@ def _dry_run_refusal(place: Place, cluster_role: str) -> str | None:
     """Create a binding of the ClusterRole there as a server-side dry run: the API server
     runs its authorizer, RBAC's escalation check and admission on it, stores nothing, and
     says why it would refuse a grant."""
+    from kubernetes import client
+
     meta = client.V1ObjectMeta(name=DRY_RUN_NAME, labels={MANAGED_BY: OURS})
     subject = bindings.user_subject(DRY_RUN_NAME)
     try:
@@ -95,6 +102,8 @@ def _allowed(
     namespace: str | None,
     name: str | None = None,
 ) -> bool:
+    from kubernetes import client
+
     attributes = client.V1ResourceAttributes(
         group=RBAC_GROUP, resource=resource, verb=verb, namespace=namespace, name=name
     )

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-
-from kubernetes import client, config
-from kubernetes.config.config_exception import ConfigException
+from typing import TYPE_CHECKING
 
 from providers.base import ProviderError
 from providers.kubernetes.eks import EksAccess
 from providers.kubernetes.target import Cluster, EksCluster, KubeconfigCluster
+
+if TYPE_CHECKING:  # annotations only: the SDK is imported where it is used
+    from kubernetes import client
 
 
 class KubeClusters:
@@ -28,6 +29,8 @@ class KubeClusters:
         self._clients: dict[Cluster, client.ApiClient] = {}
 
     def api(self, cluster: Cluster) -> client.ApiClient:
+        from kubernetes import client
+
         with self._lock:
             found = self._clients.get(cluster)
         if found is not None:
@@ -58,6 +61,9 @@ class KubeClusters:
             self._eks.forget(cluster)
 
     def _from_kubeconfig(self, cluster: KubeconfigCluster) -> client.Configuration:
+        from kubernetes import client, config
+        from kubernetes.config.config_exception import ConfigException
+
         path = Path(cluster.kubeconfig).expanduser()
         configuration = client.Configuration()
         try:
@@ -75,6 +81,8 @@ class KubeClusters:
         return configuration
 
     def _from_eks(self, cluster: EksCluster) -> client.Configuration:
+        from kubernetes import client
+
         eks = self._eks
         if eks is None:
             raise ProviderError(f"{cluster.label()}: no AWS credentials are configured")

@@ -18,12 +18,14 @@ aggregation, after the check ran.
 from __future__ import annotations
 
 from collections.abc import Callable
-
-from kubernetes import client
+from typing import TYPE_CHECKING
 
 from providers.kubernetes.bindings import RBAC_GROUP
 from providers.kubernetes.calls import KubeCalls, NotFound
 from providers.kubernetes.target import CLUSTER_ADMIN
+
+if TYPE_CHECKING:  # annotations only: the SDK is imported where it is used
+    from kubernetes import client
 
 #: The rules of a ClusterRole by name; None where it does not exist. Raises ProviderError
 #: where it cannot be read.
@@ -58,6 +60,8 @@ def gives_everything(name: str, rules_of: Rules) -> str | None:
 
 def cluster_role_rules(api: client.ApiClient, calls: KubeCalls, label: str) -> Rules:
     """Reads a ClusterRole's rules (None: it does not exist), each role once."""
+    from kubernetes import client
+
     rbac = client.RbacAuthorizationV1Api(api)
     read: dict[str, list[client.V1PolicyRule] | None] = {}
 

@@ -5,13 +5,14 @@ ClusterRoleBindings, so the provider says once what it does with either."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-from kubernetes import client
+from typing import TYPE_CHECKING, Any
 
 from providers.base import ProviderError
 from providers.kubernetes.bindings import Seen
 from providers.kubernetes.calls import AlreadyExists, KubeCalls, NotFound
+
+if TYPE_CHECKING:  # annotations only: the SDK is imported where it is used
+    from kubernetes import client
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class Place:
     ) -> None:
         """Create the binding; with ``dry_run`` the API server checks it all (authorizer,
         RBAC escalation, admission) and stores nothing."""
+        from kubernetes import client
+
         namespace, rbac = self.namespace, self.rbac
         extra = {"dry_run": "All"} if dry_run else {}
 
@@ -85,6 +88,8 @@ class Place:
         """Delete this very binding (its uid): one replaced since it was read stays, and
         that is a failure to try again. Already gone is success; whether it is gone (a
         finalizer keeps it) is for the caller to read back."""
+        from kubernetes import client
+
         namespace, rbac = self.namespace, self.rbac
         options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=seen.uid))
 

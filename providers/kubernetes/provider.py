@@ -21,8 +21,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
-from kubernetes import client
-
 from providers.aws.calls import AwsClients
 from providers.base import GrantOutcome, Holding, Provider, ProviderError
 from providers.kubernetes import bindings
@@ -35,7 +33,9 @@ from providers.kubernetes.target import CLUSTER_ADMIN, Cluster, KubernetesTarget
 from providers.kubernetes.unit import Unit
 from providers.resilience import TtlCache
 
-if TYPE_CHECKING:  # annotations only
+if TYPE_CHECKING:  # annotations only: the SDK is imported where it is used
+    from kubernetes import client
+
     from providers.base import GrantContext, Principal, TargetSpec
 
 log = logging.getLogger(__name__)
@@ -231,6 +231,8 @@ class KubernetesProvider(Provider):
         return [Unit(place, kube) for place in self._places(kube)]
 
     def _places(self, kube: KubernetesTarget) -> list[Place]:
+        from kubernetes import client
+
         rbac = client.RbacAuthorizationV1Api(self._api(kube))
         cluster = f"kubernetes `{kube.cluster.label()}`"
         if kube.cluster_wide:

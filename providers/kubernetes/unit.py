@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from kubernetes import client
-
 from providers.base import ProviderError
 from providers.kubernetes import bindings
 from providers.kubernetes.bindings import REQUEST, SELECTOR, Seen
@@ -18,7 +16,9 @@ from providers.kubernetes.calls import AlreadyExists
 from providers.kubernetes.places import Place
 from providers.kubernetes.target import KubernetesTarget
 
-if TYPE_CHECKING:  # annotations only
+if TYPE_CHECKING:  # annotations only: the SDK is imported where it is used
+    from kubernetes import client
+
     from providers.base import GrantContext
 
 

@@ -13,8 +13,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import pymysql
-
 from providers.dblogins import generate_password
 from providers.mysql.quoting import account, role
 from providers.mysql.target import MAX_NAME_MARIADB, MAX_NAME_MYSQL
@@ -128,6 +126,8 @@ class Server:
     def create_user(self, user: str, marker: str) -> None:
         """An account whose password nobody knows (until a person asks for one), marked
         as the bot's."""
+        import pymysql
+
         self.execute(f"CREATE ROLE IF NOT EXISTS {role(marker)}")
         try:
             self.execute(
@@ -162,6 +162,8 @@ class Server:
                 self._default_role(f"SET DEFAULT ROLE NONE FOR {account(user)}")
 
     def _default_role(self, statement: str) -> None:
+        import pymysql
+
         try:
             self.execute(statement)
         except pymysql.err.OperationalError as exc:
@@ -170,6 +172,8 @@ class Server:
 
     def end_sessions(self, user: str) -> int:
         """KILL every connection of ``user`` (any host); how many there were."""
+        import pymysql
+
         ids = self.execute(
             "SELECT ID FROM information_schema.PROCESSLIST"
             " WHERE USER = %s AND ID <> CONNECTION_ID()",

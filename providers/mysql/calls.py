@@ -9,14 +9,15 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
-
-import pymysql
 
 from providers.base import ProviderError
 from providers.dblogins import DatabaseTarget, redact
 from providers.resilience import RetryPolicy
+
+if TYPE_CHECKING:  # annotations only: the driver is imported where it is used
+    import pymysql
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class MysqlCalls:
     ) -> None:
         self._environ = environ
         self._sleep = sleep
-        self.connect: Callable[..., Any] = pymysql.connect  # replaceable: tests make it fail
+        self.connect: Callable[..., Any] = _connect  # replaceable: tests make it fail
 
     def dsn(self, target: DatabaseTarget) -> Dsn:
         raw = self._environ.get(target.dsn_env, "")
@@ -90,6 +91,8 @@ class MysqlCalls:
     def run(self, target: DatabaseTarget, work: Callable[[Any], R]) -> R:
         """``work`` on a fresh autocommit connection, tried again while the failure is
         temporary."""
+        import pymysql
+
         dsn = self.dsn(target)
         tries = RETRY.start(self._sleep)
         while True:
@@ -114,6 +117,8 @@ class MysqlCalls:
 
 
 def _translate(target: DatabaseTarget, exc: pymysql.err.MySQLError, password: str) -> ProviderError:
+    import pymysql
+
     label = f"mysql `{target.name}`"
     code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
     said = redact(str(exc.args[1]) if len(exc.args) > 1 else type(exc).__name__, password)
@@ -123,3 +128,10 @@ def _translate(target: DatabaseTarget, exc: pymysql.err.MySQLError, password: st
         return ProviderError(f"{label}: cannot reach the server ({said})", retryable=True)
     log.warning("%s: the server answered %s: %s", label, code, said)
     return ProviderError(f"{label}: the server said: {said}", retryable=code in _TEMPORARY_CODES)
+
+
+def _connect(**options: Any) -> Any:
+    """``pymysql.connect``, the driver imported at the first connection."""
+    import pymysql
+
+    return pymysql.connect(**options)

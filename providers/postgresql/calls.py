@@ -8,15 +8,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import TypeVar
-
-import psycopg
-from psycopg import errors
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from providers.base import ProviderError
 from providers.dblogins import DatabaseTarget, redact
 from providers.resilience import RetryPolicy
+
+if TYPE_CHECKING:  # annotations only: the driver is imported where it is used
+    import psycopg
 
 log = logging.getLogger(__name__)
 
@@ -29,17 +28,6 @@ CONNECT_TIMEOUT_SECONDS = 5
 #: No statement of the bot's may wait longer than this for a lock or a slow server.
 STATEMENT_TIMEOUT_MS = 10_000
 
-# The server said "not now" rather than "no": a lock, a race, a restart.
-_TEMPORARY = (
-    errors.SerializationFailure,
-    errors.DeadlockDetected,
-    errors.LockNotAvailable,
-    errors.QueryCanceled,
-    errors.DuplicateObject,  # two grants created the same login at once: look again
-    errors.AdminShutdown,
-    errors.CannotConnectNow,
-)
-
 
 class PgCalls:
     """Opens connections to the servers targets name and runs work on them."""
@@ -49,7 +37,7 @@ class PgCalls:
     ) -> None:
         self._environ = environ
         self._sleep = sleep
-        self.connect = psycopg.connect  # replaceable: tests make connections fail
+        self.connect = _connect  # replaceable: tests make connections fail
 
     def dsn(self, target: DatabaseTarget) -> str:
         dsn = self._environ.get(target.dsn_env, "")
@@ -76,6 +64,8 @@ class PgCalls:
     def run(self, target: DatabaseTarget, work: Callable[[psycopg.Connection], R]) -> R:
         """``work`` on a fresh autocommit connection to the target's server, tried again
         while the failure is temporary."""
+        import psycopg
+
         self._conninfo(target)  # a malformed DSN is not worth trying again
         tries = RETRY.start(self._sleep)
         while True:
@@ -88,6 +78,8 @@ class PgCalls:
                     raise problem from None
 
     def _connect(self, target: DatabaseTarget) -> psycopg.Connection:
+        from psycopg.conninfo import make_conninfo
+
         conninfo = make_conninfo(
             self.dsn(target),
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
@@ -98,6 +90,9 @@ class PgCalls:
         return self.connect(conninfo, autocommit=True)
 
     def _conninfo(self, target: DatabaseTarget) -> dict[str, object]:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+
         try:
             return dict(conninfo_to_dict(self.dsn(target)))
         except psycopg.ProgrammingError:
@@ -107,6 +102,18 @@ class PgCalls:
             ) from None
 
     def _translate(self, target: DatabaseTarget, exc: psycopg.Error) -> ProviderError:
+        from psycopg import errors
+
+        # The server said "not now" rather than "no": a lock, a race, a restart.
+        temporary = (
+            errors.SerializationFailure,
+            errors.DeadlockDetected,
+            errors.LockNotAvailable,
+            errors.QueryCanceled,
+            errors.DuplicateObject,  # two grants created the same login at once: look again
+            errors.AdminShutdown,
+            errors.CannotConnectNow,
+        )
         password = str(self._conninfo(target).get("password") or "")
         label = f"postgresql `{target.name}`"
         if exc.sqlstate is None:  # no answer from a server: refused, down, cut off
@@ -115,6 +122,13 @@ class PgCalls:
             log.warning("%s: cannot reach the server: %s", label, words)
             return ProviderError(f"{label}: cannot reach the server ({words})", retryable=True)
         said = redact(exc.diag.message_primary or type(exc).__name__, password)
-        retryable = isinstance(exc, _TEMPORARY)
+        retryable = isinstance(exc, temporary)
         log.warning("%s: the server answered %s: %s", label, exc.sqlstate, said)
         return ProviderError(f"{label}: the server said: {said}", retryable=retryable)
+
+
+def _connect(conninfo: str, **options: Any) -> psycopg.Connection:
+    """``psycopg.connect``, the driver imported at the first connection."""
+    import psycopg
+
+    return psycopg.connect(conninfo, **options)

@@ -19,15 +19,15 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
-import psycopg
-
 from providers.base import Credentials, GrantOutcome, Holding, Provider, ProviderError
 from providers.dblogins import email_of, generate_password, login_name, one_unit_per_role
 from providers.postgresql import roles
 from providers.postgresql.calls import PgCalls
 from providers.postgresql.target import MAX_NAME_BYTES, PostgresTarget, as_postgres
 
-if TYPE_CHECKING:  # annotations only
+if TYPE_CHECKING:  # annotations only: the driver is imported where it is used
+    import psycopg
+
     from providers.base import GrantContext, Principal, TargetSpec
 
 log = logging.getLogger(__name__)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-import psycopg
-from psycopg import sql
+if TYPE_CHECKING:  # annotations only: the driver is imported where it is used
+    import psycopg
 
 #: The start of the comment on every login the bot created.
 CREATED_MARK = "jit-bot: created for "
@@ -83,6 +84,8 @@ def find_login(connection: psycopg.Connection, name: str) -> Login | None:
 def create_login(connection: psycopg.Connection, name: str, email: str) -> None:
     """A login without a password (people authenticate as the company arranges, or with
     a generated password), marked as the bot's in one transaction."""
+    from psycopg import sql
+
     with connection.transaction():
         connection.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(name)))
         connection.execute(
@@ -107,6 +110,8 @@ def membership(connection: psycopg.Connection, group: str, login: str) -> bool |
 
 
 def grant(connection: psycopg.Connection, group: str, login: str) -> None:
+    from psycopg import sql
+
     connection.execute(
         sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), sql.Identifier(login))
     )
@@ -115,6 +120,8 @@ def grant(connection: psycopg.Connection, group: str, login: str) -> None:
 def revoke(connection: psycopg.Connection, group: str, login: str) -> bool:
     """REVOKE the bot's grant of ``group``; whether it is gone. 16+ revokes only the
     grants the current role made and merely warns otherwise, so the server is asked."""
+    from psycopg import sql
+
     connection.execute(
         sql.SQL("REVOKE {} FROM {}").format(sql.Identifier(group), sql.Identifier(login))
     )
@@ -144,10 +151,12 @@ def end_sessions(connection: psycopg.Connection, login: str) -> int:
 def drop_login(connection: psycopg.Connection, login: str) -> bool:
     """Drop a login the bot created; False (and the login set NOLOGIN instead) where
     the person made objects the server will not drop with it."""
+    from psycopg import errors, sql
+
     try:
         with connection.transaction():
             connection.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login)))
-    except psycopg.errors.DependentObjectsStillExist:
+    except errors.DependentObjectsStillExist:
         with connection.transaction():
             connection.execute(
                 sql.SQL("ALTER ROLE {} NOLOGIN PASSWORD NULL").format(sql.Identifier(login))
@@ -158,6 +167,8 @@ def drop_login(connection: psycopg.Connection, login: str) -> bool:
 
 def enable_login(connection: psycopg.Connection, login: str) -> None:
     """A login the bot created and could not drop last time may log in again."""
+    from psycopg import sql
+
     connection.execute(sql.SQL("ALTER ROLE {} LOGIN").format(sql.Identifier(login)))
 
 
@@ -168,6 +179,8 @@ def set_password(
     after that, even if the bot never comes back). What is sent is its SCRAM verifier,
     made here by libpq: the password itself never reaches the server, so no server log
     (``log_statement = all`` included) can hold it."""
+    from psycopg import sql
+
     verifier = connection.pgconn.encrypt_password(
         password.encode(), login.encode(), b"scram-sha-256"
     ).decode()
@@ -181,6 +194,8 @@ def set_password(
 def move_valid_until(connection: psycopg.Connection, login: str, until: datetime) -> bool:
     """A password set to end earlier than ``until`` now ends then (an extension); one
     with no end (never set by the bot) or a later one is left as it is. Whether it moved."""
+    from psycopg import sql
+
     row = connection.execute(
         "SELECT rolvaliduntil < %s FROM pg_roles WHERE rolname = %s", (until, login)
     ).fetchone()
@@ -195,6 +210,8 @@ def move_valid_until(connection: psycopg.Connection, login: str, until: datetime
 
 
 def clear_password(connection: psycopg.Connection, login: str) -> None:
+    from psycopg import sql
+
     connection.execute(sql.SQL("ALTER ROLE {} PASSWORD NULL").format(sql.Identifier(login)))
 
 
