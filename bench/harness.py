@@ -393,8 +393,8 @@ class Process:
 
 def _attach_profiler(name: str, pid: int, workdir: Path) -> subprocess.Popen[bytes] | None:
     """With JIT_BENCH_PROFILE=<dir> (``run.py --profile``), sample the process with py-spy
-    (all threads, idle ones included, unless JIT_BENCH_PROFILE_CPU=1) into
-    <dir>/<name>-<pid>.txt, collapsed stacks."""
+    (all threads, idle ones included; with JIT_BENCH_PROFILE_CPU=1 only threads holding
+    the GIL, i.e. where the CPU goes) into <dir>/<name>-<pid>.txt, collapsed stacks."""
     out_dir = os.environ.get("JIT_BENCH_PROFILE")
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not out_dir or not Path(py_spy).exists():
@@ -402,7 +402,7 @@ def _attach_profiler(name: str, pid: int, workdir: Path) -> subprocess.Popen[byt
     output = Path(out_dir) / f"{name}-{pid}.txt"
     output.parent.mkdir(parents=True, exist_ok=True)
     with (workdir / f"{name}.py-spy").open("wb") as log:
-        idle = [] if os.environ.get("JIT_BENCH_PROFILE_CPU") == "1" else ["--idle"]
+        idle = ["--gil"] if os.environ.get("JIT_BENCH_PROFILE_CPU") == "1" else ["--idle"]
         options = ["--rate", "250", *idle, "--threads", "--format", "raw"]
         return subprocess.Popen(
             [py_spy, "record", "--pid", str(pid), *options, "--output", str(output)],
@@ -551,7 +551,8 @@ def stack(db_kind: str, *, grant_delay: float = 0.0, start: bool = True) -> Iter
     finally:
         provider.stop()
         slack.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if not os.environ.get("JIT_BENCH_KEEP"):
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def run_threads(count: int, work: Callable[[int], None]) -> list[BaseException]:

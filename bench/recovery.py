@@ -7,7 +7,8 @@ two hours. Then ``python -m bot serve`` is started. The figure is the time from 
 the process until the provider endpoint has received a revoke call for every overdue
 grant and the database shows every one of them ``revoked``. ``/healthz`` answers only
 once the runtime has started (grants ending within five minutes have their expiry job,
-the others get theirs as their end nears), so that moment is reported too. Peak memory is the process's VmHWM (peak resident set size).
+the others get theirs as their end nears), so that moment is reported too. Peak memory
+is the process's VmHWM (peak resident set size).
 
 Issue 23's targets: 10,000 grants (5,000 overdue) in under 5 s, and 100,000 (50,000
 overdue) in under 50 s with peak RSS under 300 MB, which ``bench.run`` has no size for:
