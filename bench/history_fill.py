@@ -17,7 +17,6 @@ request-less events (``jit-bot sync`` by someone) make up the count to ``events`
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sqlite3
 import sys
@@ -30,6 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bench.harness import APPROVAL_ENV, APPROVER, AUDIT_KEY, AUTO_ENV, ROLE, TARGET
+from bot.audit.stored import canonical_json
 from bot.audit.trail import keyed_hash
 from bot.audit_key import AuditKey
 from bot.names import BOT_ACTOR, AuditAction
@@ -494,7 +494,7 @@ def _converter(table: str, columns: Sequence[str], date: Any) -> Any:
             if values[i] is not None:
                 values[i] = date(values[i])
         for i in documents:
-            values[i] = json.dumps(values[i])
+            values[i] = canonical_json(values[i])  # as the bot stores them
         return tuple(values)
 
     return convert

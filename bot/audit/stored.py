@@ -111,14 +111,16 @@ def batches(
         cursor.close()
 
 
-def canonical(event: Stored, *, keyed: bool) -> str:
+def canonical(event: Stored, *, keyed: bool, details: str | None = None) -> str:
     """``trail._canonical`` of a stored event, built from its stored form: the same text,
-    without building the event (tests/unit/test_audit_stored.py holds the two together)."""
+    without building the event (tests/e2e/test_audit_streaming.py holds the two together).
+    ``details``: the details' text to put in, when the caller has it (``canonical_details``
+    of the stored text, or the stored text itself where that is already canonical)."""
     return _FORMAT[keyed] % (
         _string(event.action),
         _string(event.actor),
         iso(event.at),
-        _canonical_details(event.details),
+        canonical_details(event.details) if details is None else details,
         event.id,
         *((_string_or_null(event.key_id),) if keyed else ()),
         _string_or_null(event.request_id),
@@ -134,9 +136,17 @@ _canonical_json = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure
 
 
 @functools.lru_cache(maxsize=4096)
-def _canonical_details(stored: str) -> str:
-    # Most events' details repeat ({}, {"reason": "expired"} …): each is parsed once.
+def canonical_details(stored: str) -> str:
+    """The details' canonical JSON text (what the hash covers) from their stored text. The
+    bot stores them in that form (``bot.storage.db``); events stored by earlier versions
+    are not. Most events' details repeat ({}, {"reason": "expired"} …): each is parsed
+    once."""
     return _canonical_json.encode(json.loads(stored))
+
+
+def canonical_json(value: Any) -> str:
+    """JSON as the audit trail's hashes cover it: sorted keys, no spaces, UTF-8 kept."""
+    return _canonical_json.encode(value)
 
 
 @functools.lru_cache(maxsize=4096)

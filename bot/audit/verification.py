@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
-from bot.audit.stored import Stored, batches, canonical, newest_id, utc
+from bot.audit.stored import Stored, batches, canonical, canonical_details, newest_id, utc
 from bot.audit.trail import KEY_CHANGED
 from bot.audit_key import AuditKey
 from bot.audit_witness import Seal
@@ -123,6 +123,8 @@ class Walk:
         self.keyed_at: datetime | None = None
         #: Events come before this walk's first (a part of the chain walked on its own).
         self.after_others = start is not None
+        #: The last event's details were stored in canonical form: try the next as stored.
+        self.as_stored = True
         if start is not None:
             self.previous, self.previous_key = start.previous, start.previous_key
             self.last_id, self.keyed_from, self.keyed_at = (
@@ -170,8 +172,7 @@ class Walk:
                 event_id,
                 "is not keyed, yet follows a keyed event (rewritten without the key)",
             )
-        message = f"{self.previous}\n{canonical(event, keyed=False)}".encode()
-        if hashlib.sha256(message).hexdigest() != event.hash:
+        if not self._fits(event, keyed=False, digest=_sha256):
             return self.bad(event_id, "its content does not match its hash (changed)")
         if event.action == KEY_CHANGED:
             # The bot signs every change of key with the new key: an unkeyed one
@@ -201,7 +202,7 @@ class Walk:
         key = self.by_id.get(key_id)
         if key is None:
             return self.bad(event_id, _missing_key(key_id, self.keys), unchecked=True)
-        if key.sign(f"{self.previous}\n{canonical(event, keyed=True)}".encode()) != event.hash:
+        if not self._fits(event, keyed=True, digest=key.sign):
             return self.bad(
                 event_id,
                 "its content does not match its HMAC (changed, or re-chained without the key)",
@@ -217,6 +218,20 @@ class Walk:
         if key_id not in self.signed_by:
             self.signed_by.append(key_id)
         return None
+
+    def _fits(self, event: Stored, *, keyed: bool, digest: Callable[[bytes], str]) -> bool:
+        """Whether the event's hash covers it. Its details are taken as stored while they
+        are stored in canonical form (as the bot stores them), which spares parsing and
+        re-encoding them; a trail stored otherwise (by an earlier version) is checked on
+        their canonical form, as is any event that does not fit as stored."""
+        if self.as_stored:
+            text = canonical(event, keyed=keyed, details=event.details)
+            if digest(f"{self.previous}\n{text}".encode()) == event.hash:
+                return True
+        details = canonical_details(event.details)
+        self.as_stored = details == event.details
+        text = canonical(event, keyed=keyed, details=details)
+        return digest(f"{self.previous}\n{text}".encode()) == event.hash
 
     def end(self) -> Verdict:
         """The verdict once every event fitted."""
@@ -237,6 +252,10 @@ class Walk:
             keyed_from=self.keyed_from,
             keyed_at=self.keyed_at,
         )
+
+
+def _sha256(message: bytes) -> str:
+    return hashlib.sha256(message).hexdigest()
 
 
 def _changes_key(event: Stored, previous_key: str | None) -> bool:

@@ -12,21 +12,28 @@ from alembic.config import Config
 from sqlalchemy import Engine, event, text
 from sqlmodel import create_engine
 
+from bot.audit.stored import canonical_json
+
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 _MIGRATE_LOCK = 0x6A17_0001
 
 
 def make_engine(url: str) -> Engine:
-    """An engine whose transactions serialise writers correctly on both databases."""
+    """An engine whose transactions serialise writers correctly on both databases. JSON
+    is stored in canonical form (sorted keys, no spaces): an audit event's details are
+    then stored as its hash covers them, and ``audit verify`` checks them as stored."""
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30, "factory": _SqliteConnection},
             pool_pre_ping=False,
+            json_serializer=canonical_json,
         )
         _sqlite_take_write_lock_at_begin(engine, threading.RLock())
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(
+        url, pool_pre_ping=True, pool_size=10, max_overflow=20, json_serializer=canonical_json
+    )
 
 
 def make_reader(url: str) -> Engine:

@@ -5,6 +5,7 @@ walk gives; both draw a progress bar on a terminal and nothing when piped."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import subprocess
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy import text as sa_text
 from sqlalchemy.orm import sessionmaker
 
 from bot import audit
@@ -145,3 +147,59 @@ def test_a_trail_walked_in_parts_gets_the_verdict_of_one_walk(bot: Bot) -> None:
         assert audit.verify(sessions, keys, workers=4) == one
         with bot.runtime.engine.begin() as connection:
             connection.execute(insert(table), [rows[5]])
+
+
+def _details_as_stored(bot: Bot) -> dict[int, str]:
+    with sessionmaker(bot.runtime.engine)() as session:
+        return {e.id: e.details for batch in stored.batches(session) for e in batch}
+
+
+def test_the_bot_stores_each_events_details_as_its_hash_covers_them(bot: Bot) -> None:
+    granted = submit(bot, ALICE, "prod-support prod 1h INC-7 ünïcødé “quotes”")
+    click(bot, BOB, "approve", granted)
+    details = _details_as_stored(bot)
+    assert len(details) > 3
+    for text in details.values():
+        assert text == stored.canonical_details(text)
+
+
+def test_details_stored_in_another_form_still_verify_and_a_change_is_still_found(
+    bot: Bot,
+) -> None:
+    """A trail written before details were stored in canonical form (``json.dumps`` with
+    spaces and in the order written) verifies as before; a change in its content is found
+    whether the events around it are stored one way or the other."""
+    for n in range(2):
+        granted = submit(bot, ALICE, f"prod-support prod 1h INC-{n} stored")
+        click(bot, BOB, "approve", granted)
+    sessions = sessionmaker(bot.runtime.engine)
+    keys = [AuditKey(AUDIT_KEY.encode(), "test")]
+    details = _details_as_stored(bot)
+    ids = sorted(details)
+    older = ids[: len(ids) // 2]  # the first half as an earlier version stored them
+
+    def store(event_id: int, text: str) -> None:
+        with bot.runtime.engine.begin() as connection:
+            connection.execute(
+                sa_text("UPDATE audit_event SET details = :d WHERE id = :id"),
+                {"d": text, "id": event_id},
+            )
+
+    def reordered(text: str) -> str:
+        value = json.loads(text)
+        return json.dumps(dict(reversed(value.items())) if isinstance(value, dict) else value)
+
+    for event_id in older:
+        store(event_id, reordered(details[event_id]))
+    assert any(_details_as_stored(bot)[i] != details[i] for i in older)
+    assert audit.verify(sessions, keys, workers=1).ok
+    assert audit.verify(sessions, keys, workers=2).ok
+
+    # A changed reason, in an event stored the old way and in one stored canonically.
+    for event_id, text in [(older[0], reordered(details[older[0]])), (ids[-2], details[ids[-2]])]:
+        changed = json.loads(text) | {"tampered": True}
+        store(event_id, json.dumps(changed))
+        verdict = audit.verify(sessions, keys, workers=1)
+        assert verdict.first_bad_id == event_id, verdict
+        store(event_id, text)
+    assert audit.verify(sessions, keys, workers=1).ok
