@@ -82,23 +82,30 @@ def failed_revocations(session: Session, now: datetime) -> list[str]:
     )
 
 
+# The two reads below leave out extensions in Python, not in SQL: "extends IS NULL" is
+# true of nearly every request ever made, yet SQLite, which keeps no statistics, takes
+# it for a selective lookup on the extends index and may walk the whole history that
+# way instead of the few live rows the status index finds (the sweep's "stuck" read took
+# 40 ms on 100,000 finished requests).
+
+
 def approved(session: Session) -> list[str]:
-    return ids_where(
-        session,
-        col(AccessRequest.status) == Status.APPROVED,
-        col(AccessRequest.extends).is_(None),
-    )
+    rows = session.execute(
+        select(col(AccessRequest.id), col(AccessRequest.extends)).where(
+            col(AccessRequest.status) == Status.APPROVED
+        )
+    ).all()
+    return [request_id for request_id, extends in rows if extends is None]
 
 
 def stuck(session: Session, now: datetime, lease: timedelta) -> list[tuple[str, Status]]:
     rows = session.execute(
-        select(col(AccessRequest.id), col(AccessRequest.status)).where(
+        select(col(AccessRequest.id), col(AccessRequest.status), col(AccessRequest.extends)).where(
             col(AccessRequest.status).in_([Status.GRANTING, Status.REVOKING]),
             col(AccessRequest.updated_at) <= now - lease,
-            col(AccessRequest.extends).is_(None),
         )
     ).all()
-    return [(request_id, Status(status)) for request_id, status in rows]
+    return [(request_id, Status(status)) for request_id, status, extends in rows if extends is None]
 
 
 def extensions_to_apply(session: Session, now: datetime, lease: timedelta) -> list[str]:

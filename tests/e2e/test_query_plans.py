@@ -1,18 +1,24 @@
 """Every read the bot makes while people use it stays on an index as history piles up.
 
-A bot is started on a PostgreSQL database that already holds a history (finished
-requests, their targets, votes and audit events, from ``bench.history_fill``, analysed as
-autovacuum would), and driven as Slack drives it: a request asked, ``/jit list`` by a
-newcomer, by someone with a long history and by the approver of half of it, the App Home
-opened, a sweep, reminders, escalations and nudges. Every SELECT the bot sent meanwhile is
-then explained, with the values it was sent with, and none of them may read a whole
-table that history grows (a sequential scan)."""
+A bot is started on a database that already holds a history (finished requests, their
+targets, votes and audit events, from ``bench.history_fill``; on PostgreSQL analysed as
+autovacuum would, on SQLite without statistics, as a bot's own file always is), and
+driven as Slack drives it: a request asked, ``/jit list`` by a newcomer, by someone with a
+long history and by the approver of half of it, the App Home opened, a sweep, reminders,
+escalations and nudges. Every SELECT the bot sent meanwhile is then explained, with the
+values it was sent with, and none of them may read a whole table that history grows (a
+sequential scan on PostgreSQL; a SCAN on SQLite), nor, on SQLite, look rows up by a
+column it asks to be NULL (the extends index, where "extends IS NULL" is nearly every
+request: a lookup there walks the whole history)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,11 +35,17 @@ HISTORY = {"access_request", "request_target", "vote", "audit_event"}
 REQUESTS, PEOPLE = 20_000, 100
 
 
-@pytest.fixture
-def database_url(postgres_url: str) -> str:
-    """Our PostgreSQL database (this module needs its planner), with a history in it."""
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, sqlite_dir: Path) -> str:
+    """A database of each kind with a history in it."""
+    if request.param == "sqlite":
+        directory = Path(tempfile.mkdtemp(prefix="test-", dir=sqlite_dir))
+        url = f"sqlite:///{directory / 'jit.db'}"
+        fill(url, requests=REQUESTS, events=2 * REQUESTS, people=PEOPLE)
+        return url
     if not os.environ.get("JIT_TEST_DATABASE_URL"):
-        pytest.skip("JIT_TEST_DATABASE_URL is not set: plans are PostgreSQL's EXPLAIN")
+        pytest.skip("JIT_TEST_DATABASE_URL is not set")
+    postgres_url: str = request.getfixturevalue("postgres_url")
     engine = create_engine(postgres_url)
     with engine.begin() as connection:
         connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
@@ -70,13 +82,63 @@ def _selects_while(bot: Bot, work: Callable[[], None]) -> list[tuple[str, Any]]:
 
 
 def _full_scans(plan: dict[str, Any]) -> list[str]:
-    """The history tables a plan reads from end to end."""
+    """The history tables a PostgreSQL plan reads from end to end."""
     found = []
     if plan.get("Node Type") == "Seq Scan" and plan.get("Relation Name") in HISTORY:
         found.append(plan["Relation Name"])
     for child in plan.get("Plans", ()):
         found += _full_scans(child)
     return found
+
+
+# A step of SQLite's EXPLAIN QUERY PLAN: "SCAN t [USING …]" reads all of t (or all of an
+# index of it); "SEARCH t USING INDEX i (a=? AND b>?)" looks rows up by a, then b.
+# Unless the statement reads the table in its id's order up to a LIMIT, with no WHERE
+# (the audit chain's last event): that scan stops at once, where the LIMIT says.
+_FIRST_ROWS = re.compile(r"^SELECT (?:(?!WHERE).)* ORDER BY \w+\.id(?: DESC)? LIMIT ")
+_SQLITE_STEP = re.compile(r"^(SCAN|SEARCH) (\w+)(?: AS \w+)?(?: USING .*?INDEX \w+)?(?: \((.*)\))?")
+
+
+def _sqlite_walks(statement: str, steps: list[str]) -> list[str]:
+    """The steps of a SQLite plan that walk a history table: a scan of it, or a lookup
+    whose first column the statement asks to be NULL (SQLite, without statistics, takes
+    that for a selective lookup; on a column NULL for nearly every row it is a scan)."""
+    found, statement = [], " ".join(statement.split())
+    for step in steps:
+        matched = _SQLITE_STEP.match(step)
+        if matched is None:
+            continue
+        kind, name, looked_up = matched.groups()
+        aliased = re.search(rf"(\w+) AS {name}\b", statement)
+        if (aliased[1] if aliased else name) not in HISTORY:
+            continue
+        first = re.match(r"\w+", looked_up or "")
+        if (kind == "SCAN" and not _FIRST_ROWS.match(statement)) or (
+            first and re.search(rf"\.{first[0]} IS NULL\b", statement)
+        ):
+            found.append(step)
+    return found
+
+
+def _plans(bot: Bot, touching: list[tuple[str, Any]]) -> dict[str, list[str]]:
+    """Statement → what its plan reads from end to end (statements that read none left
+    out), each explained with the values it was sent with."""
+    walks = {}
+    with bot.runtime.engine.connect() as connection:
+        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        sqlite = connection.dialect.name == "sqlite"
+        for statement, parameters in touching:
+            if sqlite:
+                cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+                found = _sqlite_walks(statement, [row[3] for row in cursor.fetchall()])
+            else:
+                cursor.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
+                [[document]] = cursor.fetchall()
+                parsed = json.loads(document) if isinstance(document, str) else document
+                found = _full_scans(parsed[0]["Plan"])
+            if found:
+                walks[" ".join(statement.split())] = found
+    return walks
 
 
 def test_every_read_of_a_long_history_uses_an_index(history_bot: Bot) -> None:
@@ -97,13 +159,4 @@ def test_every_read_of_a_long_history_uses_an_index(history_bot: Bot) -> None:
     touching = [(s, p) for s, p in statements if any(table in s for table in HISTORY)]
     assert len(touching) > 20, statements  # the list, the Home, the sweep all read
 
-    scans = {}
-    with bot.runtime.engine.connect() as connection:
-        cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        for statement, parameters in touching:
-            cursor.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
-            [[document]] = cursor.fetchall()
-            plan = (json.loads(document) if isinstance(document, str) else document)[0]["Plan"]
-            if tables := _full_scans(plan):
-                scans[" ".join(statement.split())] = tables
-    assert scans == {}
+    assert _plans(bot, touching) == {}
