@@ -46,6 +46,7 @@ from bot.operations.context import Context, ExpiryScheduler
 from bot.operations.credentials import Shown
 from bot.operations.deciding import VoteResult
 from bot.operations.home import Home, Review
+from bot.operations.queries import Listing
 from bot.operations.requesting import new_request_id
 from bot.policy import RequestCheck
 from bot.stats.figures import Figures
@@ -231,6 +232,9 @@ class AccessService:
 
     def awaiting(self, user_id: str) -> list[AccessRequest]:
         return queries.awaiting(self._ctx, user_id)
+
+    def listing(self, user_id: str) -> Listing:
+        return queries.listing(self._ctx, user_id)
 
     def audit_events(self, request_id: str | None = None) -> list[AuditEvent]:
         return queries.audit_events(self._ctx, request_id)

@@ -50,16 +50,18 @@ class Review:
 
 
 def home(ctx: Context, user_id: str) -> Home:
-    with ctx.transaction() as session:
+    with ctx.transaction() as session:  # one transaction: one round of the pool
         mine = store.unfinished_of(session, user_id)
         recent = store.finished_of(session, user_id, RECENT)
         viewer = session.get(HomeViewer, user_id)
+        waiting = store.pending(session)
+        voted = store.voted_on(session, user_id, [r.id for r in waiting])
     return Home(
         user_id=user_id,
         now=ctx.now(),
         access=[r for r in mine if r.status != Status.PENDING],
         pending=[r for r in mine if r.status == Status.PENDING],
-        awaiting=queries.awaiting(ctx, user_id),
+        awaiting=queries.decidable(ctx, user_id, waiting, voted),
         recent=recent,
         admin=is_admin(ctx, user_id),
         notice=viewer.notice if viewer is not None else None,

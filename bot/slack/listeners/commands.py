@@ -85,8 +85,8 @@ def _extend(jit: Invocation) -> None:
 
 
 def _list(jit: Invocation) -> None:
-    mine, awaiting = jit.service.mine(jit.user), jit.service.awaiting(jit.user)
-    finished, now = jit.service.recently_finished(jit.user), jit.clock.now()
+    listed, now = jit.service.listing(jit.user), jit.clock.now()
+    mine, awaiting, finished = listed.mine, listed.awaiting, listed.finished
     jit.show(
         blocks.list_text(mine, awaiting, now, finished),
         blocks.list_blocks(mine, awaiting, now, finished),
