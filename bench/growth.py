@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.harness import APPROVER, AUDIT_KEY, Row, Stack, machine, percentile, stack, table
-from bench.history import _lists, _ticks
+from bench.history import _lists, _on_disk, _ticks
 from bench.history_fill import fill, person
 from bench.recovery import fill as fill_grants
 from bot.storage.models import Status
@@ -134,6 +134,7 @@ def _measure(requests: int, db: str, samples: int) -> dict[str, float]:
     people = min(2_000, max(requests // 50, 10))
     with stack(db, start=False) as bench:
         fill(bench.database_url, requests=requests, events=5 * requests, people=people)
+        _on_disk(bench, db)
         for command in ("verify", "export"):
             found[command], found[f"{command}_rss"] = _audit(bench, command)
         bench.start_bot().wait_healthy(timeout=600)
