@@ -79,6 +79,15 @@ class OutboxWorker:
     _missed: set[str] = field(default_factory=set, init=False)
     _sent: threading.Condition = field(default_factory=threading.Condition, init=False)
 
+    def __post_init__(self) -> None:
+        # Built once: the look for due messages runs after every commit that queued one.
+        self._scan = (
+            select(_OUTBOX.c.id, _OUTBOX.c.ordering_key, _OUTBOX.c.next_attempt_at)
+            .where(_OUTBOX.c.status == OutboxStatus.PENDING)
+            .order_by(_OUTBOX.c.id)
+            .limit(self.batch)
+        )
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="jit-outbox", daemon=True)
         self._thread.start()
@@ -135,16 +144,7 @@ class OutboxWorker:
         rows only for the messages handed over."""
         now = self.clock.now()
         with self.sessions.begin() as session:
-            queued = session.execute(
-                select(
-                    col(OutboxMessage.id),
-                    col(OutboxMessage.ordering_key),
-                    col(OutboxMessage.next_attempt_at),
-                )
-                .where(col(OutboxMessage.status) == OutboxStatus.PENDING)
-                .order_by(col(OutboxMessage.id))
-                .limit(self.batch)
-            ).all()
+            queued = session.execute(self._scan).all()
             due = _due_by_key(queued, now)
             with self._sent:
                 keys = [key for key in due if key not in self._sending]
