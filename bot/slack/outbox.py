@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
@@ -33,7 +33,7 @@ from bot.clock import Clock
 from bot.daemon_pool import DaemonPool
 from bot.slack import TRANSIENT_ERRORS, retry_after
 from bot.slack.queueing import THREAD_OF
-from bot.storage.models import OutboxMessage, OutboxStatus, SlackMessage
+from bot.storage.models import OutboxMessage, OutboxStatus, SlackMessage, table_of
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,9 @@ _MAX_BACKOFF = timedelta(minutes=5)
 _CLAIM = timedelta(seconds=30)
 # How long the worker waits before looking again while it is told to hold.
 _HOLD_WAIT = 0.05
+# Core statements on the table: the worker's updates need none of the ORM's bookkeeping.
+_OUTBOX = table_of(OutboxMessage)
+_POSTED = table_of(SlackMessage)
 #: Builds a call's payload from its marker when it is sent (see ``OutboxWorker.builders``).
 Builder = Callable[[dict[str, Any]], dict[str, Any] | None]
 
@@ -69,13 +72,21 @@ class OutboxWorker:
     _pass_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _thread: threading.Thread | None = field(default=None, init=False)
     _pool: DaemonPool | None = field(default=None, init=False)
-    # The keys whose messages a sender is sending now: no other sender touches them.
     # key → the newest message handed over with it: the keys a sender has now, which no
     # other sender touches.
     _sending: dict[str, int] = field(default_factory=dict, init=False)
     # Keys given newer due messages while a sender had them: looked at again after it.
     _missed: set[str] = field(default_factory=set, init=False)
     _sent: threading.Condition = field(default_factory=threading.Condition, init=False)
+
+    def __post_init__(self) -> None:
+        # Built once: the look for due messages runs after every commit that queued one.
+        self._scan = (
+            select(_OUTBOX.c.id, _OUTBOX.c.ordering_key, _OUTBOX.c.next_attempt_at)
+            .where(_OUTBOX.c.status == OutboxStatus.PENDING)
+            .order_by(_OUTBOX.c.id)
+            .limit(self.batch)
+        )
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="jit-outbox", daemon=True)
@@ -133,16 +144,7 @@ class OutboxWorker:
         rows only for the messages handed over."""
         now = self.clock.now()
         with self.sessions.begin() as session:
-            queued = session.execute(
-                select(
-                    col(OutboxMessage.id),
-                    col(OutboxMessage.ordering_key),
-                    col(OutboxMessage.next_attempt_at),
-                )
-                .where(col(OutboxMessage.status) == OutboxStatus.PENDING)
-                .order_by(col(OutboxMessage.id))
-                .limit(self.batch)
-            ).all()
+            queued = session.execute(self._scan).all()
             due = _due_by_key(queued, now)
             with self._sent:
                 keys = [key for key in due if key not in self._sending]
@@ -177,11 +179,20 @@ class OutboxWorker:
         return [self._pool.submit(self._send_in_order, key, by_key[key]) for key in keys]
 
     def _send_in_order(self, key: str, messages: Sequence[OutboxMessage]) -> int:
-        """Send one key's messages in order, up to the first that has to wait."""
+        """Send one key's messages in order, up to the first that has to wait; each claimed
+        in the transaction that marks the one before it sent."""
         sent = 0
+        call: _Call | None = None  # the message at hand, claimed and ready to send
         try:
-            for message in messages:
-                if self.hold() or self._stop.is_set() or not self._deliver(message):
+            for index, message in enumerate(messages):
+                if call is None:
+                    with self.sessions.begin() as session:
+                        call = self._take(session, message)
+                    if call is None:  # to wait, or another worker's (the key is blocked)
+                        break
+                following = messages[index + 1] if index + 1 < len(messages) else None
+                delivered, call = self._deliver(message, call, following)
+                if not delivered:
                     break
                 sent += 1
         except Exception:  # the message stays queued and is tried again
@@ -196,47 +207,56 @@ class OutboxWorker:
                 self._wake.set()
         return sent
 
-    def _claim(self, message: OutboxMessage) -> bool:
-        """Take the message for a while, so another replica's worker leaves it alone while
-        we send it (and takes it over if we die mid-send)."""
-        with self.sessions.begin() as session:
-            claimed = session.execute(
-                update(OutboxMessage)
-                .where(
-                    col(OutboxMessage.id) == message.id,
-                    col(OutboxMessage.status) == OutboxStatus.PENDING,
-                    col(OutboxMessage.next_attempt_at) == message.next_attempt_at,
-                )
-                .values(next_attempt_at=self.clock.now() + _CLAIM)
+    def _take(self, session: Session, message: OutboxMessage | None) -> _Call | None:
+        """Claim the message for a while, so another replica's worker leaves it alone while
+        we send it (and takes it over if we die mid-send); with it, in the same
+        transaction, the channel and ts of the message it updates or replies to. None if
+        there is no message, posts are to wait, or another worker has it."""
+        if message is None or self.hold() or self._stop.is_set():
+            return None
+        claimed = session.execute(
+            update(_OUTBOX)
+            .where(
+                _OUTBOX.c.id == message.id,
+                _OUTBOX.c.status == OutboxStatus.PENDING,
+                _OUTBOX.c.next_attempt_at == message.next_attempt_at,
             )
-        return cast(CursorResult[Any], claimed).rowcount == 1
-
-    def _deliver(self, message: OutboxMessage) -> bool:
-        if not self._claim(message):
-            return False  # another worker has it; its key stays blocked for this pass
-        build = self.builders.get(message.method)
-        if build is not None:
-            return self._deliver_built(message, build)
+            .values(next_attempt_at=self.clock.now() + _CLAIM)
+        )
+        if cast(CursorResult[Any], claimed).rowcount != 1:
+            return None
         payload = dict(message.payload)
+        if message.method in self.builders:
+            return _Call(payload)  # built when sent
         if message.method == "chat.update":
-            with self.sessions.begin() as session:
-                target = session.get(SlackMessage, message.message_ref)
+            target = _posted(session, message.message_ref)
             if target is None:
-                self._finish(message, OutboxStatus.DEAD, "the message to update was never posted")
-                return True
+                return _Call(None)
             payload.update(channel=target.channel, ts=target.ts)
         if THREAD_OF in payload:
-            with self.sessions.begin() as session:
-                parent = session.get(SlackMessage, payload.pop(THREAD_OF))
+            parent = _posted(session, payload.pop(THREAD_OF))
             if parent is not None:
                 payload.update(channel=parent.channel, thread_ts=parent.ts)
+        return _Call(payload)
+
+    def _deliver(
+        self, message: OutboxMessage, call: _Call, following: OutboxMessage | None
+    ) -> tuple[bool, _Call | None]:
+        """Send the claimed message: whether it is done with (sent, or refused for good) and,
+        if sent, ``following`` claimed as it was marked (see ``_take``)."""
+        build = self.builders.get(message.method)
+        if build is not None:
+            return self._deliver_built(message, build), None
+        if call.payload is None:
+            self._finish(message, OutboxStatus.DEAD, "the message to update was never posted")
+            return True, None
         try:
-            response = self.client.api_call(message.method, json=payload)
+            response = self.client.api_call(message.method, json=call.payload)
         except SlackApiError as exc:
-            return self._failed(message, exc)
+            return self._failed(message, exc), None
         except (SlackRequestError, OSError) as exc:
             self._retry(message, f"network: {exc}", None)
-            return False
+            return False, None
         with self.sessions.begin() as session:
             if message.method == "chat.postMessage" and message.message_ref:
                 session.merge(
@@ -246,8 +266,9 @@ class OutboxWorker:
                         ts=str(response["ts"]),
                     )
                 )
+                session.flush()  # the next message may update this one: it reads the row
             self._mark(session, message, OutboxStatus.SENT, None)
-        return True
+            return True, self._take(session, following)
 
     def _deliver_built(self, message: OutboxMessage, build: Builder) -> bool:
         """Build the call from its marker and send it. Built now, it also does what the
@@ -323,8 +344,8 @@ class OutboxWorker:
         log.warning("Slack %s #%s deferred %s: %s", message.method, message.id, delay, reason)
         with self.sessions.begin() as session:
             session.execute(
-                update(OutboxMessage)
-                .where(col(OutboxMessage.id) == message.id)
+                update(_OUTBOX)
+                .where(_OUTBOX.c.id == message.id)
                 .values(
                     attempts=message.attempts + 1,
                     next_attempt_at=self.clock.now() + delay,
@@ -340,8 +361,8 @@ class OutboxWorker:
         self, session: Session, message: OutboxMessage, status: OutboxStatus, error: str | None
     ) -> None:
         session.execute(
-            update(OutboxMessage)
-            .where(col(OutboxMessage.id) == message.id)
+            update(_OUTBOX)
+            .where(_OUTBOX.c.id == message.id)
             .values(
                 status=status,
                 attempts=message.attempts + 1,
@@ -349,6 +370,19 @@ class OutboxWorker:
                 last_error=error,
             )
         )
+
+
+class _Call(NamedTuple):
+    """A claimed message's payload as sent (None: the message to update was never posted)."""
+
+    payload: dict[str, Any] | None
+
+
+def _posted(session: Session, ref: str | None) -> Any:
+    """Where the message ``ref`` was posted (channel, ts), or None if it never was."""
+    return session.execute(
+        select(_POSTED.c.channel, _POSTED.c.ts).where(_POSTED.c.ref == ref)
+    ).first()
 
 
 def _due_by_key(queued: Sequence[Any], now: datetime) -> dict[str, list[int]]:

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, event, text
+from sqlalchemy.exc import DisconnectionError
 from sqlmodel import create_engine
 
 from bot.audit.stored import canonical_json
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 _MIGRATE_LOCK = 0x6A17_0001
+# A pooled PostgreSQL connection unused for this long is pinged before it is handed out.
+PING_IDLE_AFTER = 1.0
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, ping_idle_after: float = PING_IDLE_AFTER) -> Engine:
     """An engine whose transactions serialise writers correctly on both databases. JSON
     is stored in canonical form (sorted keys, no spaces): an audit event's details are
     then stored as its hash covers them, and ``audit verify`` checks them as stored."""
@@ -31,9 +35,32 @@ def make_engine(url: str) -> Engine:
         )
         _sqlite_take_write_lock_at_begin(engine, threading.RLock())
         return engine
-    return create_engine(
-        url, pool_pre_ping=True, pool_size=10, max_overflow=20, json_serializer=canonical_json
-    )
+    engine = create_engine(url, pool_size=10, max_overflow=20, json_serializer=canonical_json)
+    _ping_when_idle(engine, ping_idle_after)
+    return engine
+
+
+def _ping_when_idle(engine: Engine, idle_after: float) -> None:
+    """``pool_pre_ping`` for connections that sat in the pool ``idle_after`` seconds or
+    more: those the server, a proxy or a firewall may have closed meanwhile are replaced
+    before anyone uses them. A connection used a moment ago is not asked again: under
+    load, the ping was a round trip before every transaction. One that died in that
+    moment fails its transaction, as one that dies in use does, and SQLAlchemy then
+    replaces every connection of the pool."""
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["checked_in"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        checked_in = record.info.get("checked_in")
+        if checked_in is None or time.monotonic() - checked_in < idle_after:
+            return  # just connected, or used a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)  # what pool_pre_ping asks
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError(f"a pooled connection was closed: {exc}") from exc
 
 
 def make_reader(url: str) -> Engine:
