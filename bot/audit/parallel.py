@@ -44,9 +44,10 @@ def verify_in_parts(
     bind = sessions.kw["bind"]
     url = bind.url.render_as_string(hide_password=False)
     bind.dispose()  # no connection of ours is carried into the workers
-    # fork: the workers share what is already imported and loaded; each opens its own
-    # connection (and exits without closing any of ours).
-    context = multiprocessing.get_context("fork")
+    # spawn, not fork: a process forked while another thread holds a lock (a logging
+    # handler's, an import's, a connection pool's) would wait for it forever in the copy.
+    # Each worker starts afresh (about a second) and opens its own connection.
+    context = multiprocessing.get_context("spawn")
     checked = context.Value("q", 0)
     with ProcessPoolExecutor(
         parts, mp_context=context, initializer=_share, initargs=(checked,)
