@@ -91,7 +91,7 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, receiver: WebhookReceiver, address: tuple[str, int]) -> None:
         super().__init__(address, _Handler)
         self.receiver = receiver
-        self._open_lock = threading.Lock()
+        self._open_lock = threading.Condition()
         self._open: dict[Any, bool] = {}  # connection → busy answering a request
         self._stopping = False
 
@@ -112,13 +112,17 @@ class _Server(ThreadingHTTPServer):
         with self._open_lock:
             if request in self._open:
                 self._open[request] = busy
+                self._open_lock.notify_all()
             return not self._stopping
 
-    def close_idle(self, *, stopping: bool = False) -> None:
+    def close_idle(self, *, stopping: bool = False, settle: float = 0.0) -> None:
         """Close the connections waiting for a next request, as a server's idle timeout
         does; with ``stopping``, busy ones close once answered. Otherwise a stopped
-        receiver would go on serving the clients that kept a connection open."""
+        receiver would go on serving the clients that kept a connection open. ``settle``:
+        wait up to that long for connections still finishing an answer (the client may
+        have read it already) to become idle first."""
         with self._open_lock:
+            self._open_lock.wait_for(lambda: not any(self._open.values()), timeout=settle)
             self._stopping = self._stopping or stopping
             idle = [request for request, busy in self._open.items() if not busy]
         for request in idle:

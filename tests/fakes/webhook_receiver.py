@@ -84,9 +84,11 @@ class WebhookReceiver(receiver.WebhookReceiver):
             self._drops = [applied] * times
 
     def close_idle_connections(self) -> None:
-        """Close every connection waiting for its next request (a keep-alive timeout)."""
+        """Close every connection waiting for its next request (a keep-alive timeout),
+        once those that sent their last answer are done with it (a client may read an
+        answer before its connection is marked idle)."""
         if self._server is not None:
-            self._server.close_idle()
+            self._server.close_idle(settle=5.0)
 
     def _next_drop(self) -> bool | None:
         with self._lock:
