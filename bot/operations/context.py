@@ -38,6 +38,15 @@ class ExpiryScheduler:
 LEASE = timedelta(seconds=8)
 
 
+@dataclass(frozen=True)
+class Backlog:
+    """A backlog of overdue grants the sweeper is working off: when it was found, and
+    when its last batch was done."""
+
+    since: datetime
+    progress: datetime | None = None
+
+
 @dataclass(eq=False)
 class Context:
     config: JitConfig
@@ -59,7 +68,7 @@ class Context:
     # confirmed): a thread that lost its lease to another process stops, see leases.owned.
     fences: dict[str, tuple[int, datetime]] = field(default_factory=dict)
     busy_lock: threading.Lock = field(default_factory=threading.Lock)
-    backlog_since: datetime | None = None  # when the sweeper met a backlog
+    backlog: Backlog | None = None  # the backlog the sweeper is working off
     synced_at: datetime | None = None
     last_holder: str = ""  # where the next sweep's look at who holds access starts
 

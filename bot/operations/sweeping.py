@@ -6,6 +6,7 @@ denials whose sessions have run out."""
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Sequence
@@ -16,7 +17,7 @@ from bot.errors import Deactivated, DirectoryError, DirectoryUnavailable
 from bot.names import BOT_ACTOR
 from bot.operations import admin, due, granting, people, prolonging, revoking
 from bot.operations import holders as holding
-from bot.operations.context import Context
+from bot.operations.context import Backlog, Context
 from bot.operations.transition import EXPIRE_UNDECIDED, move
 from bot.policy import admits
 from bot.storage.models import Status
@@ -28,8 +29,11 @@ _SWEEP_BATCH = 200
 # People holding access whose account one sweep asks Slack about (users.info allows about
 # 100 calls a minute and the sweeper runs twice a minute); more are taken in turns.
 _HOLDER_CHECKS = 50
-# How long Slack posts may wait for the sweeper to work off a backlog.
+# While the sweeper works off a backlog, Slack posts wait as long as its batches keep
+# completing, each within this bound of the one before (a provider that hangs does not
+# silence Slack for longer), and never longer in all than ``_BACKLOG_HOLD_LIMIT``.
 _BACKLOG_PRIORITY = timedelta(seconds=15)
+_BACKLOG_HOLD_LIMIT = timedelta(minutes=5)
 
 
 def sweep(ctx: Context) -> None:
@@ -63,7 +67,8 @@ def sweep(ctx: Context) -> None:
 def _revoke_in_batches(ctx: Context, due: Sequence[str]) -> None:
     # More than one batch is a backlog (the bot was down): say so until it is gone,
     # so Slack posts wait rather than compete with taking access away.
-    ctx.backlog_since = ctx.clock.now() if len(due) > _SWEEP_BATCH else None
+    backlog = len(due) > _SWEEP_BATCH
+    ctx.backlog = Backlog(since=ctx.clock.now()) if backlog else None
     # A batch waits for its calls at most a sweep interval: one held up by a provider
     # that hangs finishes on its own (by its deadline) while the sweeper goes on.
     patience = ctx.config.settings.sweep_interval.total_seconds()
@@ -72,10 +77,10 @@ def _revoke_in_batches(ctx: Context, due: Sequence[str]) -> None:
             batch = revoking.start_revoking(
                 ctx, due[start : start + _SWEEP_BATCH], BOT_ACTOR, "expired", only_due=True
             )
-            if batch is not None:
-                batch.wait(patience)
+            if batch is not None and batch.wait(patience) and ctx.backlog is not None:
+                ctx.backlog = dataclasses.replace(ctx.backlog, progress=ctx.clock.now())
     finally:
-        ctx.backlog_since = None
+        ctx.backlog = None
 
 
 def _step(what: str, job: Callable[[], object]) -> None:
@@ -173,9 +178,17 @@ def upcoming_expiries(ctx: Context, within: timedelta | None = None) -> list[tup
 
 
 def catching_up(ctx: Context) -> bool:
-    """Whether the sweeper is working off a backlog of overdue grants, for at most
-    ``_BACKLOG_PRIORITY`` by the bot's clock: a provider that hangs must not silence
-    Slack (and the audit channel, which reports failed revocations) for longer."""
-    since = ctx.backlog_since
-    # A clock stepped back must not stretch the hold past its bound.
-    return since is not None and timedelta(0) <= ctx.clock.now() - since < _BACKLOG_PRIORITY
+    """Whether Slack posts are to wait for the sweeper working off a backlog of overdue
+    grants: while its batches keep completing, each within ``_BACKLOG_PRIORITY`` by the
+    bot's clock of the one before, and for ``_BACKLOG_HOLD_LIMIT`` at most. A provider
+    that hangs must not silence Slack (and the audit channel, which reports failed
+    revocations) for longer; a backlog that takes minutes is reported as it goes."""
+    backlog = ctx.backlog
+    if backlog is None:
+        return False
+    now = ctx.clock.now()
+    # A clock stepped back must not stretch the hold past its bounds.
+    return (
+        timedelta(0) <= now - backlog.since < _BACKLOG_HOLD_LIMIT
+        and timedelta(0) <= now - (backlog.progress or backlog.since) < _BACKLOG_PRIORITY
+    )

@@ -181,17 +181,18 @@ def test_slack_posts_wait_while_the_sweeper_works_off_a_backlog(
 
 
 class _TakingTime(FakeProvider):
-    """Each revoke call takes ``step`` of the bot's clock. Before each one it notes when
-    (by the bot's clock) and what the audit channel in Slack held by then; before the
-    last one it first waits, on Slack's traffic, for the posts about the revocations
-    already done, for as long as a test waits for anything (not long enough for the
-    sweeper to give up on the batch and end the backlog by itself)."""
+    """Revoke call ``i`` takes ``steps[i]`` of the bot's clock. Each call notes, once its
+    time has passed, when that was (by the bot's clock), whether Slack posts were held
+    back and what the audit channel in Slack held by then. When they were not, it first
+    waits, on Slack's traffic, for the posts about the revocations already done, for as
+    long as a test waits for anything (not long enough for the sweeper to give up on the
+    batch and end the backlog by itself)."""
 
-    def __init__(self, step: timedelta, calls: int) -> None:
+    def __init__(self, steps: list[timedelta]) -> None:
         super().__init__()
-        self._step, self._calls = step, calls
+        self._steps = steps
         self._bot: Bot | None = None
-        self.seen: list[tuple[datetime, list[str]]] = []
+        self.seen: list[tuple[datetime, bool, list[str]]] = []
         self.done: list[str] = []  # request ids revoked, in order
 
     def watch(self, bot: Bot) -> None:
@@ -200,15 +201,16 @@ class _TakingTime(FakeProvider):
     def revoke(self, principal: Principal, target: TargetSpec, context: GrantContext) -> None:
         bot = self._bot
         assert bot is not None
-        if len(self.done) == self._calls - 1:
+        bot.clock.advance(self._steps[len(self.done)])
+        held = bot.service.catching_up
+        if not held:
             earlier = list(self.done)
             with contextlib.suppress(AssertionError):  # not delivered: the test says so
                 bot.slack.wait_for(
                     lambda: all(_said(_posts(bot), rid) == _REVOKING for rid in earlier)
                 )
-        self.seen.append((bot.clock.now(), _posts(bot)))
+        self.seen.append((bot.clock.now(), held, _posts(bot)))
         super().revoke(principal, target, context)
-        bot.clock.advance(self._step)
         self.done.append(context.request_id)
 
 
@@ -225,18 +227,17 @@ def _said(posts: list[str], request_id: str) -> list[str]:
     return [k for p in posts for k in _REVOKING if f"`{request_id}` *{k}*" in p]
 
 
-def test_posts_held_back_by_a_backlog_resume_once_the_bound_has_passed(
-    make_bot, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
-    # Three overdue grants, one per batch: a backlog. Each revocation takes 10 s of the
-    # bot's clock, so the first two start within the 15 s the backlog may hold Slack
-    # back, and the third after it.
-    bound = service_module._BACKLOG_PRIORITY
-    assert bound == timedelta(seconds=15)
-    provider = _TakingTime(step=timedelta(seconds=10), calls=len(PEOPLE))
+def _backlog(
+    make_bot, monkeypatch: pytest.MonkeyPatch, steps: list[timedelta]
+) -> tuple[Bot, _TakingTime, list[str], list[str], datetime]:  # type: ignore[no-untyped-def]
+    """Overdue grants, one per batch (a backlog) and one per step, swept: the bot, the
+    provider, the grants, the audit channel before the sweep and when the sweep began."""
+    assert timedelta(seconds=15) == service_module._BACKLOG_PRIORITY
+    provider = _TakingTime(steps)
     bot: Bot = make_bot(providers={"fake": provider})
     provider.watch(bot)
-    ids = [submit(bot, user, "db-admin dev 30m batch") for user in PEOPLE]
+    users = list(PEOPLE)[: len(steps)]
+    ids = [submit(bot, user, "db-admin dev 30m batch") for user in users]
     monkeypatch.setattr(service_module, "_SWEEP_BATCH", 1)
     bot.clock.advance(timedelta(minutes=31))
     bot.settle()
@@ -244,24 +245,68 @@ def test_posts_held_back_by_a_backlog_resume_once_the_bound_has_passed(
 
     bot.service.sweep()
 
-    [(first_at, first), (second_at, second), (last_at, last)] = provider.seen
-    assert [first_at - swept_at, second_at - swept_at] == [timedelta(0), timedelta(seconds=10)]
-    # Within the bound Slack heard nothing: the first revocation's posts waited.
-    assert first == before
-    assert second == before
-    # Past the bound, while the backlog was still being worked off (the third grant not
-    # yet revoked), the posts held back reached Slack: both earlier revocations, started
-    # and done, in order, and nothing yet of the third.
-    assert last_at - swept_at >= bound
+    # In the end every revocation was said, once, and Slack no longer waits.
+    assert sorted(provider.done) == sorted(ids)
+    posts = bot.audit_posts()
+    assert all(_said(posts, request_id) == _REVOKING for request_id in ids), posts
+    assert not bot.service.catching_up
+    return bot, provider, ids, before, swept_at
+
+
+def test_posts_wait_while_the_backlog_s_batches_keep_completing(
+    make_bot, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    # Three batches of 10 s each: 30 s in all, longer than one batch may hold Slack back,
+    # but each batch is done within 15 s of the one before.
+    steps = [timedelta(seconds=10)] * 3
+    _, provider, _, before, swept_at = _backlog(make_bot, monkeypatch, steps)
+
+    assert [at - swept_at for at, _, _ in provider.seen] == [
+        timedelta(seconds=10),
+        timedelta(seconds=20),
+        timedelta(seconds=30),
+    ]
+    # All the while Slack was held back, and heard nothing of the revocations.
+    assert [held for _, held, _ in provider.seen] == [True, True, True]
+    assert [posts for _, _, posts in provider.seen] == [before] * 3
+
+
+def test_posts_held_back_resume_while_a_batch_takes_longer_than_the_bound(
+    make_bot, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    # The first batch takes 10 s, the second 20 s (a provider that hangs): 15 s after
+    # the first was done, while the second is still being revoked, Slack hears again.
+    steps = [timedelta(seconds=10), timedelta(seconds=20)]
+    _, provider, _, before, _ = _backlog(make_bot, monkeypatch, steps)
+
+    [(_, first_held, first), (_, last_held, last)] = provider.seen
+    assert (first_held, first) == (True, before)
+    assert not last_held
+    new = last[len(before) :]
+    assert last[: len(before)] == before
+    assert _said(new, provider.done[0]) == _REVOKING, new
+    assert "revoked" not in _said(new, provider.done[1])
+
+
+def test_posts_held_back_by_a_long_backlog_resume_at_the_limit(
+    make_bot, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    # Batches keep completing, but the backlog holds Slack back for a limited time in all
+    # (lowered here to 25 s): at 30 s, during the third batch, Slack is no longer held
+    # back, and hears of the two batches before it, and nothing yet of the third.
+    monkeypatch.setattr(service_module, "_BACKLOG_HOLD_LIMIT", timedelta(seconds=25))
+    steps = [timedelta(seconds=10)] * 3
+    _, provider, _, before, swept_at = _backlog(make_bot, monkeypatch, steps)
+
+    assert [held for _, held, _ in provider.seen] == [True, True, False]
+    assert [posts for _, _, posts in provider.seen[:2]] == [before, before]
+    last_at, _, last = provider.seen[2]
+    assert last_at - swept_at >= timedelta(seconds=25)
     new = last[len(before) :]
     assert last[: len(before)] == before
     for request_id in provider.done[:2]:
         assert _said(new, request_id) == _REVOKING, new
     assert "revoked" not in _said(new, provider.done[2])
-    # And in the end every revocation was said, once.
-    assert sorted(provider.done) == sorted(ids)
-    posts = bot.audit_posts()
-    assert all(_said(posts, request_id) == _REVOKING for request_id in ids), posts
 
 
 class _Broken(FakeProvider):
