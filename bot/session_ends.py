@@ -83,17 +83,22 @@ class SessionEnds:
         request's problems (the revocation is then retried, and this with it)."""
         problems: dict[str, list[str]] = {request.id: [] for request in requests}
         by_id = {request.id: request for request in requests}
+        # Only the targets of providers that end sessions: none, no read.
+        able = [name for name, p in self.providers.items() if isinstance(p, EndsSessions)]
+        if not able:
+            return problems
         with self._transaction() as session:
-            revoked = list(
-                session.scalars(
-                    select(RequestTarget)
-                    .where(
-                        col(RequestTarget.request_id).in_(list(by_id)),
-                        col(RequestTarget.status) == TargetStatus.REVOKED,
-                    )
-                    .order_by(col(RequestTarget.request_id), col(RequestTarget.position))
+            # By the requests' ids alone: a lookup by the revoked status would walk every
+            # target ever revoked (SQLite, keeping no statistics, would choose it).
+            found = session.scalars(
+                select(RequestTarget)
+                .where(
+                    col(RequestTarget.request_id).in_(list(by_id)),
+                    col(RequestTarget.provider).in_(able),
                 )
+                .order_by(col(RequestTarget.request_id), col(RequestTarget.position))
             )
+            revoked = [target for target in found if target.status == TargetStatus.REVOKED]
         endings = self._endings(revoked, by_id, problems)
         if not endings:
             return problems

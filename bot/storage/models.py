@@ -76,16 +76,18 @@ TERMINAL = frozenset(
 class AccessRequest(SQLModel, table=True):
     __tablename__ = "access_request"
     # History piles up (see migration 0014): one person's requests by time and by status,
-    # and everyone's by status and expiry, so that the everyday reads find the live few.
+    # and everyone's by status and expiry, so that the everyday reads find the live few;
+    # one person's live requests by email too (0015: the grants another one still needs).
     __table_args__ = (
         Index("ix_access_request_requester_id_created_at", "requester_id", "created_at"),
         Index("ix_access_request_requester_id_status", "requester_id", "status"),
+        Index("ix_access_request_requester_email_status", "requester_email", "status"),
         Index("ix_access_request_status_expires_at", "status", "expires_at"),
     )
 
     id: str = Field(primary_key=True, max_length=32)
     requester_id: str = Field(max_length=32)
-    requester_email: str = Field(index=True, max_length=320)
+    requester_email: str = Field(max_length=320)
     role: str = Field(max_length=100)
     environment: str = Field(max_length=100)
     reason: str
