@@ -30,6 +30,7 @@ from bot.storage.models import (
     Vote,
     table_of,
 )
+from bot.storage.planning import unindexed
 
 #: Every state a request is in until it is finished, in the order of the lifecycle.
 UNFINISHED = [status for status in Status if status not in TERMINAL]
@@ -129,7 +130,8 @@ def set_statuses(
         return []
     condition = and_(
         col(AccessRequest.id).in_(request_ids),
-        col(AccessRequest.status).in_(list(expected)),
+        # Found by id: a lookup by status would walk every live request.
+        unindexed(col(AccessRequest.status)).in_(list(expected)),
     )
     if versions is not None:
         condition = and_(condition, at_versions(versions))
@@ -160,7 +162,7 @@ def take_over(
         update(AccessRequest)
         .where(
             col(AccessRequest.id).in_(request_ids),
-            col(AccessRequest.status) == status,
+            unindexed(col(AccessRequest.status)) == status,
             col(AccessRequest.updated_at) <= now - lease,
         )
         .values(updated_at=now, version=col(AccessRequest.version) + 1),
@@ -173,7 +175,11 @@ def renew(session: Session, versions: Mapping[str, int], now: datetime) -> list[
     return moved(
         session,
         update(AccessRequest)
-        .where(at_versions(versions), col(AccessRequest.status).in_(OWNERS))
+        .where(
+            col(AccessRequest.id).in_(list(versions)),
+            at_versions(versions),
+            unindexed(col(AccessRequest.status)).in_(OWNERS),
+        )
         .values(updated_at=now),
     )
 
