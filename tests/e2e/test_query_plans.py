@@ -68,7 +68,7 @@ def history_bot(make_bot: Callable[..., Bot]) -> Iterator[Bot]:
     yield bot
 
 
-def _selects_while(
+def _statements_while(
     bot: Bot, work: Callable[[], None], kinds: tuple[str, ...] = ("SELECT",)
 ) -> list[tuple[str, Any]]:
     """The statements of these ``kinds`` (with their parameters) the bot sent while
@@ -170,7 +170,7 @@ def test_every_read_of_a_long_history_uses_an_index(history_bot: Bot) -> None:
         bot.service.nudge()
         bot.service.upcoming_expiries()
 
-    statements = _selects_while(bot, use)
+    statements = _statements_while(bot, use)
     touching = [(s, p) for s, p in statements if any(table in s for table in HISTORY)]
     assert len(touching) > 20, statements  # the list, the Home, the sweep all read
 
@@ -245,13 +245,15 @@ def test_a_backlog_of_live_grants_is_revoked_without_walking_them(
     def revoke() -> None:
         bot.service.revoke_many(batch, actor="UADMIN", reason="a batch")
 
-    statements = _selects_while(bot, revoke, ("SELECT", "UPDATE", "DELETE"))
+    statements = _statements_while(bot, revoke, ("SELECT", "UPDATE", "DELETE"))
     assert {bot.service.get(rid).status for rid in batch} == {"revoked"}
     assert bot.service.get(live[-1]).status == "active"
     touching = [(s, p) for s, p in statements if any(table in s for table in HISTORY)]
     assert len(touching) >= 5, statements
 
-    assert _plans(bot, touching, _sqlite_live_walks, _live_scans) == {}
+    # On PostgreSQL only scans of the history count: with statistics, a lookup by a status
+    # few rows have at the time (the batch's own "revoking") is the planner's right choice.
+    assert _plans(bot, touching, _sqlite_live_walks) == {}
 
 
 #: Tables whose live rows (a status that is not final) a backlog fills by the thousand.
@@ -266,17 +268,4 @@ def _sqlite_live_walks(statement: str, steps: list[str]) -> list[str]:
         matched = _SQLITE_STEP.match(step)
         if matched and matched[2] in LIVE_TABLES and (matched[3] or "").startswith("status"):
             found.append(step)
-    return found
-
-
-def _live_scans(plan: dict[str, Any]) -> list[str]:
-    """The history tables a PostgreSQL plan reads from end to end, and the lookups of a
-    live table by its status."""
-    found = _full_scans(plan)
-    if plan.get("Relation Name") in LIVE_TABLES and str(plan.get("Index Cond", "")).startswith(
-        "(status"
-    ):
-        found.append(f"{plan['Relation Name']} by {plan['Index Cond']}")
-    for child in plan.get("Plans", ()):
-        found += [f for f in _live_scans(child) if " by " in f]
     return found
