@@ -54,8 +54,7 @@ def home(ctx: Context, user_id: str) -> Home:
         mine = store.unfinished_of(session, user_id)
         recent = store.finished_of(session, user_id, RECENT)
         viewer = session.get(HomeViewer, user_id)
-        waiting = store.pending(session)
-        voted = store.voted_on(session, user_id, [r.id for r in waiting])
+        waiting, voted = store.pending_and_voted(session, user_id)
     return Home(
         user_id=user_id,
         now=ctx.now(),

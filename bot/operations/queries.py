@@ -47,12 +47,11 @@ class Listing:
 
 def listing(ctx: Context, user_id: str) -> Listing:
     """Everything ``/jit list`` shows, read in one transaction: one connection from the
-    pool and one BEGIN … COMMIT (with PostgreSQL's pre-ping, each costs a round trip to
-    the server) where reading it part by part took four of each."""
+    pool and one BEGIN … COMMIT where reading it part by part took four of each. Who may
+    decide what is worked out after it (it may ask Slack)."""
     with ctx.transaction() as session:
         mine = store.unfinished_of(session, user_id)
-        pending = store.pending(session)
-        voted = store.voted_on(session, user_id, [r.id for r in pending])
+        pending, voted = store.pending_and_voted(session, user_id)
         finished = store.finished_of(session, user_id, requesting_again.RECENT)
     return Listing(mine, decidable(ctx, user_id, pending, voted), finished)
 
@@ -60,8 +59,7 @@ def listing(ctx: Context, user_id: str) -> Listing:
 def awaiting(ctx: Context, user_id: str) -> list[AccessRequest]:
     """Pending requests that this user may decide now."""
     with ctx.transaction() as session:
-        pending = store.pending(session)
-        voted = store.voted_on(session, user_id, [r.id for r in pending])
+        pending, voted = store.pending_and_voted(session, user_id)
     return decidable(ctx, user_id, pending, voted)
 
 

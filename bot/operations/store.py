@@ -340,6 +340,13 @@ def pending(session: Session) -> list[AccessRequest]:
     return requests_where(session, col(AccessRequest.status) == Status.PENDING)
 
 
+def pending_and_voted(session: Session, user_id: str) -> tuple[list[AccessRequest], set[str]]:
+    """Every pending request, and the ids of those this user has voted on (what is left to
+    work out who may decide which, outside the transaction: it asks Slack)."""
+    waiting = pending(session)
+    return waiting, voted_on(session, user_id, [request.id for request in waiting])
+
+
 def voted_on(session: Session, user_id: str, request_ids: Collection[str]) -> set[str]:
     """Which of these requests this user has voted on. Asked of the requests at hand (by
     their index), never of everything an approver ever voted on, which only grows."""

@@ -9,7 +9,8 @@ escalations and nudges. Every SELECT the bot sent meanwhile is then explained, w
 values it was sent with, and none of them may read a whole table that history grows (a
 sequential scan on PostgreSQL; a SCAN on SQLite), nor, on SQLite, look rows up by a
 column it asks to be NULL (the extends index, where "extends IS NULL" is nearly every
-request: a lookup there walks the whole history)."""
+request: a lookup there walks the whole history). And a batch of the sweeper's
+revocations beside thousands of live grants reads and writes only its own rows."""
 
 from __future__ import annotations
 
@@ -134,10 +135,10 @@ def _plans(
     bot: Bot,
     touching: list[tuple[str, Any]],
     sqlite_walks: Callable[[str, list[str]], list[str]] = _sqlite_walks,
-    full_scans: Callable[[dict[str, Any]], list[str]] = _full_scans,
 ) -> dict[str, list[str]]:
     """Statement → what its plan reads from end to end (statements that read none left
-    out), each explained with the values it was sent with."""
+    out), each explained with the values it was sent with. ``sqlite_walks`` names the
+    steps of a SQLite plan that count; on PostgreSQL, scans of the history do."""
     walks = {}
     with bot.runtime.engine.connect() as connection:
         cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -150,7 +151,7 @@ def _plans(
                 cursor.execute("EXPLAIN (FORMAT JSON) " + statement, parameters)
                 [[document]] = cursor.fetchall()
                 parsed = json.loads(document) if isinstance(document, str) else document
-                found = full_scans(parsed[0]["Plan"])
+                found = _full_scans(parsed[0]["Plan"])
             if found:
                 walks[" ".join(statement.split())] = found
     return walks
