@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 def run() -> int:
     """``jit-bot serve``; the exit status."""
+    from bot import collector
     from bot.app import build_runtime
     from bot.audit_key import AuditKeyError
     from bot.local import assembly
@@ -55,6 +56,7 @@ def run() -> int:
     stopping = _stop_on_signals()
     socket_mode: BaseSocketModeHandler | None = None
     try:
+        collector.settle_after_start_up()
         runtime.start()
         if settings.app_token:
             socket_mode = _start_socket_mode(runtime.bolt, settings.app_token, stopping)
