@@ -14,16 +14,18 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import KW_ONLY, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
-from botocore.client import BaseClient
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from providers.aws.target import AwsTarget
 from providers.base import ProviderError
 from providers.resilience import RetryPolicy
+
+if TYPE_CHECKING:
+    import boto3
+    from botocore.client import BaseClient
+    from botocore.config import Config
 
 # Errors worth another try: AWS is busy, or another operation on the same assignment is
 # still running (ConflictException).
@@ -52,11 +54,16 @@ class AwsCredentials:
 
 class AwsClients:
     """Builds boto3 clients, assuming a role through STS when one is configured, and
-    rebuilds them before the temporary credentials run out."""
+    rebuilds them before the temporary credentials run out.
+
+    Without a ``session``, the default one (AWS_PROFILE, the environment's keys, …) is
+    made when first needed: boto3 is imported only by a bot that uses AWS, and a profile
+    that is not there is reported, as a ProviderError, by the first target that needs it
+    (at start-up, when the configuration's AWS targets are checked)."""
 
     def __init__(
         self,
-        session: boto3.Session,
+        session: boto3.Session | None = None,
         *,
         region: str,
         endpoint_url: str | None = None,
@@ -76,19 +83,13 @@ class AwsClients:
         self._on_call = on_call
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, AwsCredentials], tuple[datetime, BaseClient]] = {}
-        self._config = Config(
-            region_name=region,
-            retries={"max_attempts": 1, "mode": "standard"},  # we retry ourselves
-            connect_timeout=5,
-            read_timeout=30,
-            user_agent_extra="jit-bot",
-        )
+        self._config: Config | None = None
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> AwsClients:
         region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         return cls(
-            boto3.Session(),
+            None,
             region=region,
             endpoint_url=environ.get("AWS_ENDPOINT_URL") or None,
             default=AwsCredentials(
@@ -112,11 +113,38 @@ class AwsClients:
             self._cache[key] = (valid_until, client)
         return client
 
+    def session(self) -> boto3.Session:
+        """The boto3 session clients are made from (the default one, made now if needed)."""
+        with self._lock:
+            if self._session is None:
+                import boto3
+
+                try:
+                    self._session = boto3.Session()
+                except BotoCoreError as exc:  # AWS_PROFILE names no profile, say
+                    raise ProviderError(f"AWS credentials: {exc}") from None
+            return self._session
+
+    def _client_config(self) -> Config:
+        with self._lock:
+            if self._config is None:
+                from botocore.config import Config
+
+                self._config = Config(
+                    region_name=self._region,
+                    retries={"max_attempts": 1, "mode": "standard"},  # we retry ourselves
+                    connect_timeout=5,
+                    read_timeout=30,
+                    user_agent_extra="jit-bot",
+                )
+            return self._config
+
     def _build(self, service: str, creds: AwsCredentials) -> tuple[BaseClient, datetime]:
-        kwargs: dict[str, Any] = {"config": self._config, "endpoint_url": self._endpoint_url}
+        session, config = self.session(), self._client_config()
+        kwargs: dict[str, Any] = {"config": config, "endpoint_url": self._endpoint_url}
         valid_until = datetime.max.replace(tzinfo=UTC)
         if creds.assume_role_arn:
-            sts = self._watch(self._session.client("sts", **kwargs))
+            sts = self._watch(session.client("sts", **kwargs))
             extra = {"ExternalId": creds.external_id} if creds.external_id else {}
             answer = self._assume(sts, creds.assume_role_arn, extra)
             secret = answer["Credentials"]
@@ -127,7 +155,7 @@ class AwsClients:
             )
             # Rebuild five minutes before AWS would start refusing the credentials.
             valid_until = _aware(secret["Expiration"]) - timedelta(minutes=5)
-        return self._watch(self._session.client(service, **kwargs)), valid_until
+        return self._watch(session.client(service, **kwargs)), valid_until
 
     def _assume(self, sts: BaseClient, role_arn: str, extra: dict[str, str]) -> Any:
         tries = self._retry.start(self._sleep)

@@ -24,8 +24,6 @@ from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
-from botocore.client import BaseClient
-
 from providers import aws_sessions
 from providers.aws.calls import RETRY, AwsCalls, AwsClients, _NotFound
 from providers.aws.lookups import IdentityCenter, _NoSuchUser, _Resolved
@@ -34,6 +32,8 @@ from providers.base import GrantOutcome, Holding, Provider, ProviderError
 from providers.sessions import Denial, EndsSessions, SessionScope
 
 if TYPE_CHECKING:  # annotations only
+    from botocore.client import BaseClient
+
     from providers.base import GrantContext, Principal, TargetSpec
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,9 @@ class AwsProvider(Provider, EndsSessions):
 
     def validate(self, target: TargetSpec, *, live: bool = False) -> list[str]:
         aws = _as_aws(target)
+        # AWS's own settings (AWS_PROFILE, …) are read now: a profile that is not there
+        # stops the bot at start-up, naming this target, rather than its first grant.
+        self._clients.session()
         if not live:
             return []
         warnings = []

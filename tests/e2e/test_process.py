@@ -100,6 +100,34 @@ def test_serve_with_a_bad_roles_file_exits_naming_file_path_and_expectation(
     assert "Traceback" not in stderr, process.output()
 
 
+def test_serve_with_aws_targets_and_an_aws_profile_that_is_not_there_exits_naming_it(
+    launcher: Launcher, fake_slack: FakeSlack, receiver: WebhookReceiver, database_url: str
+) -> None:
+    """boto3 reads its settings when the first AWS target is checked: a bot whose roles
+    use AWS refuses to start on a profile that is not there, naming the target, rather
+    than failing its first grant (a bot without AWS targets never imports boto3:
+    tests/unit/test_start_imports.py)."""
+    env = _bot_env(launcher, fake_slack, receiver, database_url)
+    roles = Path(env["JIT_ROLES_FILE"])
+    aws = (
+        "\n        - provider: aws\n          permission_set: ProdSupport\n"
+        '          accounts: ["111111111111"]\n'
+    )
+    roles.write_text(roles.read_text().rstrip("\n") + aws)
+    config_dir = launcher.tmp_path / "aws"
+    config_dir.mkdir()
+    (config_dir / "config").write_text("[profile staging]\nregion = eu-west-1\n")
+    env |= {"AWS_PROFILE": "prodution", "AWS_CONFIG_FILE": str(config_dir / "config")}
+
+    process = launcher.start(["serve"], {**env, "PORT": str(free_port())})
+
+    assert process.wait_exit() != 0, process.output()
+    stderr = process.stderr.read_text()
+    assert str(roles) in stderr, process.output()
+    assert "AWS credentials" in stderr and "(prodution)" in stderr, process.output()
+    assert "Traceback" not in stderr, process.output()
+
+
 def test_serve_in_http_mode_answers_health_and_signed_slack_requests_only(
     launcher: Launcher, fake_slack: FakeSlack, receiver: WebhookReceiver, database_url: str
 ) -> None:

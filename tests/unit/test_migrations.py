@@ -6,13 +6,19 @@ from the models and break on a real database; autogenerate's comparison catches 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
-from bot.storage.db import make_engine, upgrade
+from bot.storage.db import HEAD, MIGRATIONS, make_engine, upgrade
 from bot.storage.models import SQLModel, UTCDateTime
 
 
@@ -55,6 +61,46 @@ def test_upgrade_twice_is_harmless(database_url: str) -> None:
             assert len(list(versions)) == 1
     finally:
         engine.dispose()
+
+
+def test_head_names_the_newest_migration() -> None:
+    """A database at ``HEAD`` is taken as migrated without asking Alembic: a migration
+    added without moving ``HEAD`` would never be applied."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_heads() == [HEAD]
+
+
+def test_a_database_behind_is_migrated_and_one_at_head_starts_without_alembic(
+    database_url: str, tmp_path: Path
+) -> None:
+    engine = make_engine(database_url)
+    try:
+        upgrade(engine, "0014")
+        upgrade(engine)  # behind: migrated
+        with engine.connect() as connection:
+            at = connection.execute(sa.text("SELECT version_num FROM alembic_version")).all()
+        assert [row[0] for row in at] == [HEAD]
+    finally:
+        engine.dispose()
+    # In a fresh interpreter: this one imported Alembic long ago.
+    snippet = f"""
+    import sys
+    from bot.storage.db import make_engine, upgrade
+
+    upgrade(make_engine({database_url!r}))
+    print("alembic" in sys.modules)
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(snippet)],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False"]
 
 
 def test_requests_stored_before_break_glass_existed_read_as_routine(database_url: str) -> None:

@@ -81,6 +81,64 @@ def test_starting_the_bot_with_every_provider_configured_imports_no_cloud_sdk(
     assert _sdks_loaded_by(snippet, tmp_path) == set()
 
 
+def test_a_bot_without_aws_targets_never_imports_boto3(tmp_path: Path) -> None:
+    """boto3 (with botocore, a tenth of a second of every start) is imported when an AWS
+    target is first checked or called, as the other SDKs are."""
+    (tmp_path / "roles.yaml").write_text(
+        textwrap.dedent(
+            """\
+            roles:
+              tooling:
+                description: Admin of the internal tools
+                max_duration: 4h
+                environments:
+                  dev:
+                    - provider: webhook
+                      name: tools
+                      url: https://hooks.example.com/jit
+                      secret_env: JIT_WEBHOOK_SECRET
+            """
+        )
+    )
+    (tmp_path / "approvers.yaml").write_text(
+        "rules:\n  - environments: [dev]\n    roles: ['*']\n    auto_approve: true\n"
+        "settings:\n  allowed_email_domains: [example.com]\n"
+    )
+    snippet = """
+    import sys
+    from pathlib import Path
+    from bot.app import build_runtime, default_providers
+    from bot.local.slack import LocalSlack
+    from bot.settings import Settings
+
+    environ = {"JIT_WEBHOOK_SECRET": "a-webhook-secret"}
+    slack = LocalSlack(token="xoxb-test").start()
+    settings = Settings(
+        bot_token="xoxb-test",
+        signing_secret="a-signing-secret",
+        api_url=slack.api_url,
+        database_url="sqlite:///" + str(Path("bot.db").resolve()),
+        roles_file=str(Path("roles.yaml").resolve()),
+        approvers_file=str(Path("approvers.yaml").resolve()),
+        audit_key="a-test-audit-key-0123456789abcdef",
+    )
+    runtime = build_runtime(settings, providers=default_providers(environ), environ=environ)
+    runtime.stop()
+    slack.stop()
+    print(sorted(m for m in ("boto3", "botocore.client") if m in sys.modules))
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(snippet)],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
 _FIRST_CALL = {
     # Credentials are asked for once the client is built: a key file that is not there.
     "gcp": """
