@@ -32,6 +32,7 @@ from bot import audit
 from bot.clock import Clock
 from bot.names import AuditAction
 from bot.notify import Notifier
+from bot.storage.lists import among
 from bot.storage.models import (
     AccessRequest,
     DenialStatus,
@@ -93,7 +94,7 @@ class SessionEnds:
             found = session.scalars(
                 select(RequestTarget)
                 .where(
-                    col(RequestTarget.request_id).in_(list(by_id)),
+                    among(session, col(RequestTarget.request_id), by_id),
                     col(RequestTarget.provider).in_(able),
                 )
                 .order_by(col(RequestTarget.request_id), col(RequestTarget.position))

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from bot.operations.store import HOLDING, RELEASABLE
+from bot.storage.lists import among
 from bot.storage.models import AccessRequest, RequestTarget, Status, TargetStatus
 
 
@@ -33,8 +34,8 @@ def other_holders(
         )
         .join(RequestTarget, col(RequestTarget.request_id) == col(AccessRequest.id))
         .where(
-            col(AccessRequest.requester_email).in_(emails),
-            col(AccessRequest.id).not_in([request.id for request in requests]),
+            among(session, col(AccessRequest.requester_email), emails),
+            ~among(session, col(AccessRequest.id), [request.id for request in requests]),
         )
         .order_by(col(RequestTarget.request_id).desc())
     )

@@ -19,6 +19,7 @@ from sqlmodel import col
 
 from bot.errors import RequestNotFound
 from bot.names import Decision
+from bot.storage.lists import among
 from bot.storage.models import (
     TERMINAL,
     AccessRequest,
@@ -65,7 +66,7 @@ def load_all(session: Session, request_ids: Sequence[str]) -> dict[str, AccessRe
         request.id: request
         for request in session.scalars(
             select(AccessRequest)
-            .where(col(AccessRequest.id).in_(request_ids))
+            .where(among(session, col(AccessRequest.id), request_ids))
             .execution_options(populate_existing=True)
         )
     }
@@ -83,12 +84,12 @@ def snapshots(session: Session, request_ids: Sequence[str]) -> dict[str, Snapsho
         return found
     for target in session.scalars(
         select(RequestTarget)
-        .where(col(RequestTarget.request_id).in_(request_ids))
+        .where(among(session, col(RequestTarget.request_id), request_ids))
         .order_by(col(RequestTarget.request_id), col(RequestTarget.position))
     ):
         found[target.request_id][0].append(target)
     for vote in session.scalars(
-        select(Vote).where(col(Vote.request_id).in_(request_ids)).order_by(col(Vote.id))
+        select(Vote).where(among(session, col(Vote.request_id), request_ids)).order_by(col(Vote.id))
     ):
         found[vote.request_id][1].append(vote)
     return found
@@ -129,7 +130,7 @@ def set_statuses(
     if not request_ids:
         return []
     condition = and_(
-        col(AccessRequest.id).in_(request_ids),
+        among(session, col(AccessRequest.id), request_ids),
         # Found by id: a lookup by status would walk every live request.
         unindexed(col(AccessRequest.status)).in_(list(expected)),
     )
@@ -161,7 +162,7 @@ def take_over(
         session,
         update(AccessRequest)
         .where(
-            col(AccessRequest.id).in_(request_ids),
+            among(session, col(AccessRequest.id), request_ids),
             unindexed(col(AccessRequest.status)) == status,
             col(AccessRequest.updated_at) <= now - lease,
         )
@@ -176,7 +177,7 @@ def renew(session: Session, versions: Mapping[str, int], now: datetime) -> list[
         session,
         update(AccessRequest)
         .where(
-            col(AccessRequest.id).in_(list(versions)),
+            among(session, col(AccessRequest.id), versions),
             at_versions(versions),
             unindexed(col(AccessRequest.status)).in_(OWNERS),
         )
@@ -355,7 +356,7 @@ def voted_on(session: Session, user_id: str, request_ids: Collection[str]) -> se
     return set(
         session.scalars(
             select(col(Vote.request_id)).where(
-                col(Vote.request_id).in_(list(request_ids)), col(Vote.voter_id) == user_id
+                among(session, col(Vote.request_id), request_ids), col(Vote.voter_id) == user_id
             )
         )
     )
