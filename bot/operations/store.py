@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Update, and_, bindparam, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Update, and_, bindparam, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -100,9 +100,15 @@ def by_origin(session: Session, origin: str) -> AccessRequest | None:
     return session.scalars(select(AccessRequest).where(col(AccessRequest.origin) == origin)).first()
 
 
-def at_versions(versions: Mapping[str, int]) -> ColumnElement[bool]:
-    """Requests at exactly these versions: ``(id, version) IN (…)``, one bound list."""
-    return tuple_(col(AccessRequest.id), col(AccessRequest.version)).in_(list(versions.items()))
+def at_versions(session: Session, versions: Mapping[str, int]) -> ColumnElement[bool]:
+    """Requests at exactly these versions, checked on the rows found by id:
+    ``(id, version) IN (…)``; on PostgreSQL ``id || '@' || version`` among one array (the
+    version, only digits, follows the last ``@``: no two pairs read alike)."""
+    if session.get_bind().dialect.name != "postgresql":
+        pairs = list(versions.items())
+        return tuple_(col(AccessRequest.id), col(AccessRequest.version)).in_(pairs)
+    pair = func.concat(col(AccessRequest.id), "@", col(AccessRequest.version))
+    return among(session, pair, [f"{request_id}@{v}" for request_id, v in versions.items()])
 
 
 def moved(session: Session, statement: Update) -> list[str]:
@@ -135,7 +141,7 @@ def set_statuses(
         unindexed(col(AccessRequest.status)).in_(list(expected)),
     )
     if versions is not None:
-        condition = and_(condition, at_versions(versions))
+        condition = and_(condition, at_versions(session, versions))
     if where is not None:
         condition = and_(condition, where)
     return moved(
@@ -178,7 +184,7 @@ def renew(session: Session, versions: Mapping[str, int], now: datetime) -> list[
         update(AccessRequest)
         .where(
             among(session, col(AccessRequest.id), versions),
-            at_versions(versions),
+            at_versions(session, versions),
             unindexed(col(AccessRequest.status)).in_(OWNERS),
         )
         .values(updated_at=now),
