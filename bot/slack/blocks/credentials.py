@@ -13,10 +13,10 @@ from slack_sdk.models.blocks import (
     ButtonElement,
     ContextBlock,
     MarkdownTextObject,
-    SectionBlock,
 )
 
 from bot.slack.blocks.common import literal, one_line, when
+from bot.slack.blocks.section import MarkdownSection
 from bot.storage.models import AccessRequest, RequestTarget
 from providers.dblogins import GENERATED
 
@@ -58,8 +58,8 @@ def credentials_message(
     """The ephemeral answer: each login's connection details and fresh password."""
     until = when(request.expires_at) if request.expires_at else "the end of the access"
     text = f"Credentials for {request.id} (`{request.role}` in `{request.environment}`)"
-    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=text))]
-    blocks += [SectionBlock(text=MarkdownTextObject(text=_login(s))) for s in shown]
+    blocks: list[Block] = [MarkdownSection(text)]
+    blocks += [MarkdownSection(_login(s)) for s in shown]
     blocks.append(
         ContextBlock(
             elements=[

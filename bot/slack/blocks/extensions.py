@@ -31,6 +31,7 @@ from bot.slack.blocks.common import (
     duration,
     when,
 )
+from bot.slack.blocks.section import MarkdownSection
 from bot.slack.mrkdwn import inline
 from bot.storage.models import AccessRequest, Status
 
@@ -73,7 +74,7 @@ def facts(extension: AccessRequest, original: AccessRequest) -> list[Block]:
             f"{BREAK_GLASS_BADGE} It extends access taken with break-glass, with no "
             f"approval, for incident {incident}."
         )
-    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text="\n".join(lines)))]
+    blocks: list[Block] = [MarkdownSection("\n".join(lines))]
     maximum = past_maximum(extension, original)
     if maximum is not None:
         blocks.append(
@@ -118,7 +119,7 @@ def nudge_message(request: AccessRequest, left: timedelta) -> tuple[str, list[di
         f":alarm_clock: {format_duration(timedelta(minutes=minutes))} left: your "
         f"`{request.role}` in `{request.environment}` ({request.id}) ends at {until}."
     )
-    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=text))]
+    blocks: list[Block] = [MarkdownSection(text)]
     if request.status == Status.ACTIVE:
         blocks.append(access_buttons(request))
     return text, [b.to_dict() for b in blocks]

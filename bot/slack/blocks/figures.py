@@ -16,6 +16,7 @@ from slack_sdk.models.blocks import (
 
 from bot.config import USER_ID
 from bot.slack.blocks.common import literal, mention
+from bot.slack.blocks.section import MarkdownSection
 from bot.stats.figures import ApproverLoad, Figures
 from bot.stats.words import percent, span
 
@@ -64,4 +65,4 @@ def _approver(load: ApproverLoad) -> str:
 
 
 def _text(text: str) -> SectionBlock:
-    return SectionBlock(text=MarkdownTextObject(text=text))
+    return MarkdownSection(text)

@@ -44,6 +44,7 @@ from bot.slack.blocks.common import (
     when,
 )
 from bot.slack.blocks.extensions import access_buttons
+from bot.slack.blocks.section import MarkdownSection
 from bot.slack.mrkdwn import clip, inline, quote
 from bot.storage.models import AccessRequest, Status
 
@@ -163,7 +164,7 @@ def _rest(count: int, shown: int, hint: str) -> list[Block]:
 
 
 def _text(text: str) -> SectionBlock:
-    return SectionBlock(text=MarkdownTextObject(text=clip(text, 3000)))
+    return MarkdownSection(clip(text, 3000))
 
 
 def _what(request: AccessRequest) -> str:

@@ -22,6 +22,7 @@ from bot.break_glass import INCIDENT_MAX
 from bot.durations import format_duration
 from bot.slack.blocks.again import template_notes
 from bot.slack.blocks.common import DENY_MODAL, REQUEST_MODAL, ROLE_SELECT
+from bot.slack.blocks.section import MarkdownSection
 from bot.slack.mrkdwn import clip
 from bot.templates import RequestTemplate
 
@@ -42,7 +43,7 @@ def loading_modal(title: str) -> dict[str, Any]:
         type="modal",
         title=PlainTextObject(text=title),
         close=PlainTextObject(text="Close"),
-        blocks=[SectionBlock(text=MarkdownTextObject(text=":hourglass_flowing_sand: Loading…"))],
+        blocks=[MarkdownSection(":hourglass_flowing_sand: Loading…")],
     ).to_dict()
 
 
@@ -53,7 +54,7 @@ def notice_modal(title: str, text: str) -> dict[str, Any]:
         type="modal",
         title=PlainTextObject(text=title),
         close=PlainTextObject(text="Close"),
-        blocks=[SectionBlock(text=MarkdownTextObject(text=clip(text, 3000)))],
+        blocks=[MarkdownSection(clip(text, 3000))],
     ).to_dict()
 
 
@@ -201,7 +202,7 @@ def deny_modal(request_id: str) -> dict[str, Any]:
         submit=PlainTextObject(text="Deny"),
         close=PlainTextObject(text="Back"),
         blocks=[
-            SectionBlock(text=MarkdownTextObject(text=f"Deny request *{request_id}*?")),
+            MarkdownSection(f"Deny request *{request_id}*?"),
             InputBlock(
                 block_id="reason",
                 label="Reason (optional, shown to the requester)",

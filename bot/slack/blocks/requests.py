@@ -33,6 +33,7 @@ from bot.slack.blocks.common import (
     one_line,
     when,
 )
+from bot.slack.blocks.section import MarkdownSection
 from bot.slack.mrkdwn import clip, inline, quote
 from bot.storage.models import AccessRequest, RequestTarget, Status, TargetStatus, Vote
 
@@ -69,7 +70,7 @@ def _summary(request: AccessRequest) -> SectionBlock:
 def _targets(targets: Sequence[RequestTarget], heading: str = "Will grant") -> SectionBlock:
     # Descriptions are the providers' own wording around names from config or a cloud.
     lines = "\n".join(f"• {one_line(t.description)}" for t in targets) or "• (nothing)"
-    return SectionBlock(text=MarkdownTextObject(text=clip(f"*{heading}*\n{lines}", 3000)))
+    return MarkdownSection(clip(f"*{heading}*\n{lines}", 3000))
 
 
 def _principal(request: AccessRequest, targets: Sequence[RequestTarget]) -> SectionBlock:
@@ -79,13 +80,13 @@ def _principal(request: AccessRequest, targets: Sequence[RequestTarget]) -> Sect
     lines += [
         f"• {one_line(t.description)}: {literal(t.principal)}" for t in targets if t.principal
     ]
-    return SectionBlock(text=MarkdownTextObject(text=clip("\n".join(lines), 3000)))
+    return MarkdownSection(clip("\n".join(lines), 3000))
 
 
 def _reason(request: AccessRequest) -> SectionBlock:
     # The requester's words come after the bot's fields, quoted: they cannot pass for one.
     body = quote(request.reason, 3000 - len("*Reason*\n"))
-    return SectionBlock(text=MarkdownTextObject(text=f"*Reason*\n{body}"))
+    return MarkdownSection(f"*Reason*\n{body}")
 
 
 def left_behind(request: AccessRequest, targets: Sequence[RequestTarget]) -> list[RequestTarget]:
@@ -202,7 +203,7 @@ def approver_message(
     if request.status == Status.PENDING:
         blocks += _decision_blocks(request, votes, buttons=buttons)
     else:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=_outcome(request, targets, votes))))
+        blocks.append(MarkdownSection(_outcome(request, targets, votes)))
     return text, [b.to_dict() for b in blocks]
 
 
@@ -220,13 +221,13 @@ def break_glass_alert(
     incident = inline(request.incident or "", 200)
     blocks: list[Block] = [
         HeaderBlock(text=PlainTextObject(text=f":rotating_light: Break-glass {request.id}")),
-        SectionBlock(text=MarkdownTextObject(text=f"*{_BROKEN}*")),
+        MarkdownSection(f"*{_BROKEN}*"),
         _summary(request),
-        SectionBlock(text=MarkdownTextObject(text=f"*Incident*\n{incident}")),
+        MarkdownSection(f"*Incident*\n{incident}"),
         _principal(request, targets),
         _reason(request),
         _targets(targets),
-        SectionBlock(text=MarkdownTextObject(text=_outcome(request, targets, []))),
+        MarkdownSection(_outcome(request, targets, [])),
     ]
     if request.status == Status.ACTIVE:
         blocks.append(_end_access_button(request))
@@ -352,11 +353,11 @@ def requester_message(
 ) -> tuple[str, list[dict[str, Any]]]:
     """What the requester is told. ``original``: the request is an extension of it."""
     text = _news_text(request, targets, news, original)
-    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=text))]
+    blocks: list[Block] = [MarkdownSection(text)]
     if news in (RequesterNews.SUBMITTED, RequesterNews.GRANTED) and original is None:
         blocks.append(_principal(request, targets))
     if news in _OUTCOMES:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=_outcome(request, targets, votes))))
+        blocks.append(MarkdownSection(_outcome(request, targets, votes)))
     if news == RequesterNews.GRANTED:
         blocks.append(_targets(targets))
         blocks.append(extensions.access_buttons(request))

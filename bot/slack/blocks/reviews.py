@@ -29,6 +29,7 @@ from bot.slack.blocks.common import (
     mention,
     when,
 )
+from bot.slack.blocks.section import MarkdownSection
 from bot.slack.mrkdwn import clip, inline, quote
 from bot.storage.models import AccessRequest, BreakGlassReview
 
@@ -44,7 +45,7 @@ def _use(request: AccessRequest) -> SectionBlock:
         f"`{request.environment}` for {duration(request)}, at {when(request.created_at)}, for "
         f"incident {incident}.\n*Reason*\n{quote(request.reason, 1500)}"
     )
-    return SectionBlock(text=MarkdownTextObject(text=clip(text, 3000)))
+    return MarkdownSection(clip(text, 3000))
 
 
 def outcome(review: BreakGlassReview) -> str:
@@ -97,7 +98,7 @@ def review_message(
             )
         )
     else:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=outcome(review))))
+        blocks.append(MarkdownSection(outcome(review)))
     return text, [b.to_dict() for b in blocks]
 
 
@@ -142,7 +143,7 @@ def not_justified_alert(
     blocks: list[Block] = [
         HeaderBlock(text=PlainTextObject(text=f":x: Break-glass {request.id} not justified")),
         _use(request),
-        SectionBlock(text=MarkdownTextObject(text=outcome(review))),
+        MarkdownSection(outcome(review)),
     ]
     return text, [b.to_dict() for b in blocks]
 

@@ -16,6 +16,7 @@ from bot.errors import WrongState
 from bot.slack.blocks.again import finished_line, request_again_button
 from bot.slack.blocks.common import badge, duration, mention, mentions, when
 from bot.slack.blocks.extensions import extension_line
+from bot.slack.blocks.section import MarkdownSection
 from bot.slack.mrkdwn import clip, escape, quote
 from bot.storage.models import AccessRequest, Status
 
@@ -89,16 +90,13 @@ def list_blocks(
 ) -> list[dict[str, Any]]:
     """/jit list as blocks: the same lines, then each recently finished request with
     "Request again"."""
-    sections = [
-        SectionBlock(text=MarkdownTextObject(text=text))
-        for text in _packed(_list_lines(mine, awaiting, now))
-    ]
+    sections = [MarkdownSection(text) for text in _packed(_list_lines(mine, awaiting, now))]
     shown: list[Block] = list(sections[:_LIST_SECTIONS_MAX])
     if len(sections) > _LIST_SECTIONS_MAX:
         more = f"{len(sections) - _LIST_SECTIONS_MAX} more part(s) of the list do not fit here."
         shown.append(ContextBlock(elements=[MarkdownTextObject(text=more)]))
     if finished:
-        shown.append(SectionBlock(text=MarkdownTextObject(text=FINISHED_HEADING)))
+        shown.append(MarkdownSection(FINISHED_HEADING))
         shown += [
             SectionBlock(
                 text=MarkdownTextObject(text=finished_line(r)),
