@@ -20,6 +20,7 @@ from sqlmodel import col
 
 from bot.names import AuditAction
 from bot.operations.context import Context
+from bot.storage.lists import among
 from bot.storage.models import AccessRequest, HomeViewer
 
 #: What changes the admins' sections of the Home: access starting, moving or ending
@@ -90,6 +91,6 @@ def _update(ctx: Context, user_id: str, **values: Any) -> None:
 
 def _viewers(session: Session, users: Collection[str], *, admins: bool) -> set[str]:
     """Those of ``users`` who have opened their Home, and, ``admins``, every admin who has."""
-    among = col(HomeViewer.user_id).in_(sorted(users))
-    where = or_(among, col(HomeViewer.admin)) if admins else among
+    asked = among(session, col(HomeViewer.user_id), sorted(users))
+    where = or_(asked, col(HomeViewer.admin)) if admins else asked
     return set(session.scalars(select(col(HomeViewer.user_id)).where(where)))
