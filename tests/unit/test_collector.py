@@ -5,13 +5,9 @@ keep every test's garbage alive."""
 
 from __future__ import annotations
 
-import ast
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.kit.fresh import last_value
 
 _SNIPPET = """
 import gc
@@ -38,16 +34,7 @@ print(repr((frozen, gc.get_threshold()[0], gone() is None)))
 
 
 def test_start_up_is_frozen_and_later_cycles_are_still_collected(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(_SNIPPET)],
-        cwd=tmp_path,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    frozen, young, cycle_freed = ast.literal_eval(done.stdout.strip().splitlines()[-1])
+    frozen, young, cycle_freed = last_value(_SNIPPET, tmp_path)
     # Every module, mapping and model of the bot: tens of thousands of objects.
     assert frozen > 50_000
     assert young == 10_000

@@ -7,15 +7,12 @@ every SDK long ago."""
 
 from __future__ import annotations
 
-import ast
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.kit.fresh import ROOT, last_value
 
 # The SDKs' top-level packages, by the provider that needs them.
 SDKS = {
@@ -33,58 +30,59 @@ print(sorted(sdk for sdk in {every!r} if sdk in sys.modules))
 
 def _sdks_loaded_by(snippet: str, tmp_path: Path) -> set[str]:
     every = [sdk for sdks in SDKS.values() for sdk in sdks]
-    code = textwrap.dedent(snippet) + _REPORT.format(every=every)
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return set(ast.literal_eval(done.stdout.strip().splitlines()[-1]))
+    return set(last_value(textwrap.dedent(snippet) + _REPORT.format(every=every), tmp_path))
 
 
-def test_starting_the_bot_with_every_provider_configured_imports_no_cloud_sdk(
-    tmp_path: Path,
-) -> None:
-    snippet = f"""
+def _start_up(roles: Path, approvers: Path, environ: dict[str, str]) -> str:
+    """A snippet that builds the runtime as ``serve`` does (against a local Slack), from
+    these files, and stops it; ``providers`` and ``runtime`` are left to look at."""
+    return f"""
     from pathlib import Path
-    import bot.app
     from bot.app import build_runtime, default_providers
     from bot.local.slack import LocalSlack
     from bot.settings import Settings
 
-    environ = {{
-        "JIT_WEBHOOK_SECRET": "a-webhook-secret",
-        "JIT_ORDERS_PG_DSN": "postgresql://jit@127.0.0.1:1/orders",
-        "JIT_ORDERS_MYSQL_DSN": "mysql://jit@127.0.0.1:1/orders",
-    }}
+    environ = {environ!r}
     slack = LocalSlack(token="xoxb-test").start()
     settings = Settings(
         bot_token="xoxb-test",
         signing_secret="a-signing-secret",
         api_url=slack.api_url,
         database_url="sqlite:///" + str(Path("bot.db").resolve()),
-        roles_file={str(ROOT / "roles.yaml")!r},
-        approvers_file={str(ROOT / "approvers.yaml")!r},
+        roles_file={str(roles)!r},
+        approvers_file={str(approvers)!r},
         audit_key="a-test-audit-key-0123456789abcdef",
     )
     providers = default_providers(environ)
     runtime = build_runtime(settings, providers=providers, environ=environ)
-    kinds = {{t.provider for ts in runtime.service.config.targets.values() for t in ts}}
-    assert kinds == set(providers), kinds  # the example names every provider
     runtime.stop()
     slack.stop()
     """
+
+
+def test_starting_the_bot_with_every_provider_configured_imports_no_cloud_sdk(
+    tmp_path: Path,
+) -> None:
+    environ = {
+        "JIT_WEBHOOK_SECRET": "a-webhook-secret",
+        "JIT_ORDERS_PG_DSN": "postgresql://jit@127.0.0.1:1/orders",
+        "JIT_ORDERS_MYSQL_DSN": "mysql://jit@127.0.0.1:1/orders",
+    }
+    snippet = (
+        _start_up(ROOT / "roles.yaml", ROOT / "approvers.yaml", environ)
+        + """
+    kinds = {t.provider for ts in runtime.service.config.targets.values() for t in ts}
+    assert kinds == set(providers), kinds  # the example names every provider
+    """
+    )
     assert _sdks_loaded_by(snippet, tmp_path) == set()
 
 
 def test_a_bot_without_aws_targets_never_imports_boto3(tmp_path: Path) -> None:
     """boto3 (with botocore, a tenth of a second of every start) is imported when an AWS
     target is first checked or called, as the other SDKs are."""
-    (tmp_path / "roles.yaml").write_text(
+    roles, approvers = tmp_path / "roles.yaml", tmp_path / "approvers.yaml"
+    roles.write_text(
         textwrap.dedent(
             """\
             roles:
@@ -100,43 +98,18 @@ def test_a_bot_without_aws_targets_never_imports_boto3(tmp_path: Path) -> None:
             """
         )
     )
-    (tmp_path / "approvers.yaml").write_text(
+    approvers.write_text(
         "rules:\n  - environments: [dev]\n    roles: ['*']\n    auto_approve: true\n"
         "settings:\n  allowed_email_domains: [example.com]\n"
     )
-    snippet = """
+    snippet = (
+        _start_up(roles, approvers, {"JIT_WEBHOOK_SECRET": "a-webhook-secret"})
+        + """
     import sys
-    from pathlib import Path
-    from bot.app import build_runtime, default_providers
-    from bot.local.slack import LocalSlack
-    from bot.settings import Settings
-
-    environ = {"JIT_WEBHOOK_SECRET": "a-webhook-secret"}
-    slack = LocalSlack(token="xoxb-test").start()
-    settings = Settings(
-        bot_token="xoxb-test",
-        signing_secret="a-signing-secret",
-        api_url=slack.api_url,
-        database_url="sqlite:///" + str(Path("bot.db").resolve()),
-        roles_file=str(Path("roles.yaml").resolve()),
-        approvers_file=str(Path("approvers.yaml").resolve()),
-        audit_key="a-test-audit-key-0123456789abcdef",
-    )
-    runtime = build_runtime(settings, providers=default_providers(environ), environ=environ)
-    runtime.stop()
-    slack.stop()
     print(sorted(m for m in ("boto3", "botocore.client") if m in sys.modules))
     """
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(snippet)],
-        cwd=tmp_path,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=120,
     )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert last_value(snippet, tmp_path) == []
 
 
 _FIRST_CALL = {
