@@ -4,7 +4,8 @@ Messages are written in the same transaction as the state change they report. Th
 worker sends them in order per ordering key (one request's messages never overtake each
 other) and different keys side by side (one person's DM does not wait behind another
 request's posts), waits out a 429's Retry-After, backs off on 5xx and network errors, and
-never drops a message for a transient failure: a Slack outage delays posts and loses none.
+never drops a message for a transient failure: a Slack outage delays posts and loses none
+(``bot.slack.outbox_marks`` records each attempt).
 While the bot works off a backlog of revocations (``hold``), posts wait: taking access
 away on time matters more than saying so a few seconds sooner.
 
@@ -31,13 +32,13 @@ from sqlmodel import col
 
 from bot.clock import Clock
 from bot.daemon_pool import DaemonPool
-from bot.slack import TRANSIENT_ERRORS, retry_after
+from bot.slack.outbox_marks import Marks
 from bot.slack.queueing import THREAD_OF
+from bot.storage.lists import among
 from bot.storage.models import OutboxMessage, OutboxStatus, SlackMessage, table_of
 
 log = logging.getLogger(__name__)
 
-_MAX_BACKOFF = timedelta(minutes=5)
 # Longer than one Slack call can take (a 10 s timeout, one retry after a connection
 # error), so a live sender never loses its claim; a dead one's is taken over after this.
 _CLAIM = timedelta(seconds=30)
@@ -87,6 +88,7 @@ class OutboxWorker:
             .order_by(_OUTBOX.c.id)
             .limit(self.batch)
         )
+        self._marks = Marks(self.sessions, self.clock)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="jit-outbox", daemon=True)
@@ -162,7 +164,7 @@ class OutboxWorker:
             ids = [message_id for key in keys for message_id in due[key]]
             messages = session.scalars(
                 select(OutboxMessage)
-                .where(col(OutboxMessage.id).in_(ids))
+                .where(among(session, col(OutboxMessage.id), ids))
                 .order_by(col(OutboxMessage.id))
             ).all()
         # Judged due again as loaded: a claim compares the row with what was judged due,
@@ -248,14 +250,14 @@ class OutboxWorker:
         if build is not None:
             return self._deliver_built(message, build), None
         if call.payload is None:
-            self._finish(message, OutboxStatus.DEAD, "the message to update was never posted")
+            self._marks.finish(message, OutboxStatus.DEAD, "the message to update was never posted")
             return True, None
         try:
             response = self.client.api_call(message.method, json=call.payload)
         except SlackApiError as exc:
-            return self._failed(message, exc), None
+            return self._marks.failed(message, exc), None
         except (SlackRequestError, OSError) as exc:
-            self._retry(message, f"network: {exc}", None)
+            self._marks.retry(message, f"network: {exc}", None)
             return False, None
         with self.sessions.begin() as session:
             if message.method == "chat.postMessage" and message.message_ref:
@@ -267,7 +269,7 @@ class OutboxWorker:
                     )
                 )
                 session.flush()  # the next message may update this one: it reads the row
-            self._mark(session, message, OutboxStatus.SENT, None)
+            self._marks.mark(session, message, OutboxStatus.SENT, None)
             return True, self._take(session, following)
 
     def _deliver_built(self, message: OutboxMessage, build: Builder) -> bool:
@@ -282,22 +284,22 @@ class OutboxWorker:
             payload = build(marker)
         except Exception as exc:  # the database or a lookup failed: try again later
             log.exception("building %s #%s failed", message.method, message.id)
-            self._retry(message, f"build: {exc}", None)
+            self._marks.retry(message, f"build: {exc}", None)
             return False
         if payload is not None:
             try:
                 self.client.api_call(message.method, json=payload)
             except SlackApiError as exc:
-                return self._failed(message, exc)
+                return self._marks.failed(message, exc)
             except (SlackRequestError, OSError) as exc:
-                self._retry(message, f"network: {exc}", None)
+                self._marks.retry(message, f"network: {exc}", None)
                 return False
         with self.sessions.begin() as session:
-            self._mark(session, message, OutboxStatus.SENT, None)
+            self._marks.mark(session, message, OutboxStatus.SENT, None)
             session.execute(
                 update(OutboxMessage)
                 .where(
-                    col(OutboxMessage.id).in_([m.id for m in later]),
+                    among(session, col(OutboxMessage.id), [m.id for m in later]),
                     col(OutboxMessage.status) == OutboxStatus.PENDING,
                 )
                 .values(status=OutboxStatus.SENT, sent_at=self.clock.now())
@@ -321,55 +323,6 @@ class OutboxWorker:
                     .limit(self.batch)
                 )
             )
-
-    def _failed(self, message: OutboxMessage, exc: SlackApiError) -> bool:
-        status = exc.response.status_code
-        error = str(exc.response.get("error", "")) if exc.response.data else ""
-        if status == 429:
-            wait = retry_after(exc)
-            self._retry(message, f"429 ratelimited, retry after {wait:g}s", wait)
-            return False
-        if status >= 500 or error in TRANSIENT_ERRORS:
-            self._retry(message, f"HTTP {status} {error}".strip(), None)
-            return False
-        log.error("Slack refused %s #%s for good: %s", message.method, message.id, error or status)
-        self._finish(message, OutboxStatus.DEAD, error or f"HTTP {status}")
-        return True
-
-    def _retry(self, message: OutboxMessage, reason: str, wait: float | None) -> None:
-        if wait is not None:
-            delay = timedelta(seconds=wait)
-        else:
-            delay = min(timedelta(seconds=2 ** min(message.attempts, 10)), _MAX_BACKOFF)
-        log.warning("Slack %s #%s deferred %s: %s", message.method, message.id, delay, reason)
-        with self.sessions.begin() as session:
-            session.execute(
-                update(_OUTBOX)
-                .where(_OUTBOX.c.id == message.id)
-                .values(
-                    attempts=message.attempts + 1,
-                    next_attempt_at=self.clock.now() + delay,
-                    last_error=reason,
-                )
-            )
-
-    def _finish(self, message: OutboxMessage, status: OutboxStatus, error: str | None) -> None:
-        with self.sessions.begin() as session:
-            self._mark(session, message, status, error)
-
-    def _mark(
-        self, session: Session, message: OutboxMessage, status: OutboxStatus, error: str | None
-    ) -> None:
-        session.execute(
-            update(_OUTBOX)
-            .where(_OUTBOX.c.id == message.id)
-            .values(
-                status=status,
-                attempts=message.attempts + 1,
-                sent_at=self.clock.now() if status == OutboxStatus.SENT else None,
-                last_error=error,
-            )
-        )
 
 
 class _Call(NamedTuple):
