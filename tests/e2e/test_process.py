@@ -17,11 +17,9 @@ from urllib.parse import urlencode
 
 import pytest
 import sqlalchemy as sa
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 
 from bot.slack.blocks import HELP
-from bot.storage.db import MIGRATIONS
+from bot.storage.db import HEAD
 from bot.storage.models import AccessRequest
 from tests.conftest import ALICE, BOT_TOKEN, SIGNING_SECRET
 from tests.fakes.processes import JIT_BOT_SCRIPT, START_TIMEOUT, Launcher, free_port, get, wait
@@ -30,14 +28,6 @@ from tests.fakes.slack_client import SlackSim
 from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.kit.processes import APP_TOKEN, TARGET
 from tests.kit.processes import bot_env as _bot_env
-
-
-def _head_revision() -> str:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    head = ScriptDirectory.from_config(config).get_current_head()
-    assert head is not None
-    return head
 
 
 def _rows(database_url: str) -> list[sa.Row[Any]]:
@@ -160,7 +150,7 @@ def test_serve_in_http_mode_answers_health_and_signed_slack_requests_only(
     try:
         with engine.connect() as connection:
             versions = connection.execute(sa.text("SELECT version_num FROM alembic_version"))
-            assert [row[0] for row in versions] == [_head_revision()]
+            assert [row[0] for row in versions] == [HEAD]
             assert "access_request" in sa.inspect(connection).get_table_names()
     finally:
         engine.dispose()
@@ -312,7 +302,7 @@ def test_db_upgrade_creates_the_schema_and_is_idempotent(
         with engine.connect() as connection:
             tables = set(sa.inspect(connection).get_table_names())
             versions = connection.execute(sa.text("SELECT version_num FROM alembic_version"))
-            assert [row[0] for row in versions] == [_head_revision()]
+            assert [row[0] for row in versions] == [HEAD]
     finally:
         engine.dispose()
     assert {"access_request", "request_target", "vote", "alembic_version"} <= tables
