@@ -11,11 +11,19 @@ Under that load, two waits people feel are taken from the fake Slack's own call 
 time it received the post) against the time the client sent the command or the click:
 ``/jit request`` → the approver's DM posted, and Approve → the requester's "Access
 granted" DM posted. The bot's CPU time over the run shows how busy it was.
+
+The load is a closed loop: each worker starts its next lifecycle when one ends. So the
+waits follow from the rate (Little's law: a lifecycle takes workers ÷ lifecycles/s), and
+the rate is bounded by the machine: its cores over the CPU a lifecycle costs, the bot's
+and this process's (the workers, the fake Slack and the provider, which share the
+machine). The last rows show both, so a target that no bot could meet on this machine is
+seen as such.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from typing import NamedTuple
@@ -68,10 +76,12 @@ def run(size: str, db: str) -> list[Row]:
 
         assert bench.bot is not None
         cpu_before = bench.bot.cpu_seconds()
+        harness_before = time.process_time()  # every thread of this process
         started = time.monotonic()
         errors = run_threads(workers, worker)
         elapsed = time.monotonic() - started
         cpu = bench.bot.cpu_seconds() - cpu_before
+        harness = time.process_time() - harness_before
         if errors:
             raise errors[0]
         statuses = bench.statuses()
@@ -101,6 +111,14 @@ def run(size: str, db: str) -> list[Row]:
             f"{ms(cpu / lifecycles)} ({cpu / elapsed:.0%} of one core)",
             None,
         ),
+        Row(
+            NAME,
+            f"load generator, fake Slack and provider CPU per lifecycle, {db}",
+            "",
+            f"{ms(harness / lifecycles)} ({harness / elapsed:.0%} of one core)",
+            None,
+        ),
+        _ceiling(db, workers, bot=cpu / lifecycles, load=harness / lifecycles),
     ]
 
 
@@ -112,6 +130,25 @@ def _latency(figure: str, waits: list[float]) -> Row:
         "< 100 ms / < 300 ms",
         f"{ms(p50)} / {ms(p99)}",
         p50 < 0.1 and p99 < 0.3,
+    )
+
+
+def _ceiling(db: str, workers: int, *, bot: float, load: float) -> Row:
+    """The most lifecycles per second at the CPU a lifecycle cost here (``bot`` and
+    ``load``, seconds; the database server's not counted): the machine's cores over both,
+    and one bot process's interpreter (one core at a time) over the bot's. A closed loop
+    of ``workers`` at that rate takes workers ÷ rate per lifecycle at the least, and the
+    waits people feel are parts of it."""
+    cores = os.cpu_count() or 1
+    machine, one_process = cores / (bot + load), 1 / bot
+    most = min(machine, one_process)
+    return Row(
+        NAME,
+        f"ceiling: lifecycles/s on all cores, in one bot process; a lifecycle then, {db}",
+        "",
+        f"{cores} cores: {machine:.1f} /s; 1 process: {one_process:.1f} /s; "
+        f"≥ {secs(workers / most)}",
+        None,
     )
 
 

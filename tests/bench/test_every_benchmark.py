@@ -99,6 +99,8 @@ FIGURES = {
         "/jit request → approver DM p50 / p99, sqlite",
         'Approve → "Access granted" DM p50 / p99, sqlite',
         "bot CPU per lifecycle, sqlite",
+        "load generator, fake Slack and provider CPU per lifecycle, sqlite",
+        "ceiling: lifecycles/s on all cores, in one bot process; a lifecycle then, sqlite",
     ],
 }
 # A tiny run is a few requests, but every one starts real processes (the bot, the bare
