@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, cast
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import CursorResult, func, literal_column, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
@@ -47,6 +47,11 @@ _HOLD_WAIT = 0.05
 # Core statements on the table: the worker's updates need none of the ORM's bookkeeping.
 _OUTBOX = table_of(OutboxMessage)
 _POSTED = table_of(SlackMessage)
+# "Pending" as a constant in the looks for pending messages, not a parameter: the index
+# of the pending messages (migration 0016) is partial, and a plan made for any status (a
+# prepared statement's generic plan) could not use it. Statements that name their rows'
+# ids keep it a parameter: the primary key finds them, however many are pending.
+_PENDING = _OUTBOX.c.status == literal_column(f"'{OutboxStatus.PENDING}'")
 #: Builds a call's payload from its marker when it is sent (see ``OutboxWorker.builders``).
 Builder = Callable[[dict[str, Any]], dict[str, Any] | None]
 
@@ -84,7 +89,7 @@ class OutboxWorker:
         # Built once: the look for due messages runs after every commit that queued one.
         self._scan = (
             select(_OUTBOX.c.id, _OUTBOX.c.ordering_key, _OUTBOX.c.next_attempt_at)
-            .where(_OUTBOX.c.status == OutboxStatus.PENDING)
+            .where(_PENDING)
             .order_by(_OUTBOX.c.id)
             .limit(self.batch)
         )
@@ -107,11 +112,7 @@ class OutboxWorker:
 
     def pending(self) -> int:
         with self.sessions.begin() as session:
-            count = session.scalar(
-                select(func.count())
-                .select_from(OutboxMessage)
-                .where(col(OutboxMessage.status) == OutboxStatus.PENDING)
-            )
+            count = session.scalar(select(func.count()).select_from(OutboxMessage).where(_PENDING))
         return int(count or 0)
 
     def _run(self) -> None:
@@ -135,63 +136,131 @@ class OutboxWorker:
         """One pass over due messages, once the senders are idle; returns how many were
         delivered by it."""
         with self._pass_lock:
-            with self._sent:
-                self._sent.wait_for(lambda: not self._sending)
+            with self._sent:  # a sender's call ends within its claim
+                self._sent.wait_for(lambda: not self._sending, _CLAIM.total_seconds())
             return sum(sending.result() for sending in self._dispatch())
 
     def _dispatch(self) -> list[Future[int]]:
-        """Hand each key with due messages that no sender has now to a sender; the
-        senders' futures tell how many each delivered. Looked for often (after every
-        commit that queued something), so the look is light: ids and keys first, whole
-        rows only for the messages handed over."""
+        """Hand each key with due messages that no sender has now to a sender, its first
+        message claimed; the senders' futures tell how many each delivered. Looked for
+        often (after every commit that queued something), so the look is light: ids and
+        keys first, whole rows only for the messages handed over."""
         now = self.clock.now()
-        with self.sessions.begin() as session:
-            queued = session.execute(self._scan).all()
-            due = _due_by_key(queued, now)
-            with self._sent:
-                keys = [key for key in due if key not in self._sending]
-                self._sending.update((key, due[key][-1]) for key in keys)
-                # Keys with due messages a sender has now: looked at again when it is done.
-                # (Not the messages handed over already, which are still pending while
-                # they are sent: looking again for those would look once per message.)
-                self._missed.update(
-                    key
-                    for key, ids in due.items()
-                    if key in self._sending and key not in keys and ids[-1] > self._sending[key]
-                )
-            if not keys:
-                return []
-            ids = [message_id for key in keys for message_id in due[key]]
-            messages = session.scalars(
-                select(OutboxMessage)
-                .where(among(session, col(OutboxMessage.id), ids))
-                .order_by(col(OutboxMessage.id))
-            ).all()
-        # Judged due again as loaded: a claim compares the row with what was judged due,
-        # and another replica may have claimed a message since it was listed.
-        by_key: dict[str, list[OutboxMessage]] = {key: [] for key in keys}
-        late: set[str] = set()
-        for message in messages:
-            if message.ordering_key in late or message.next_attempt_at > now:
-                late.add(message.ordering_key)
-            else:
-                by_key[message.ordering_key].append(message)
+        keys: list[str] = []
+        try:
+            with self.sessions.begin() as session:
+                due = _due_by_key(session.execute(self._scan).all(), now)
+                keys = self._hand_over(due)
+                if not keys:
+                    return []
+                ids = [message_id for key in keys for message_id in due[key]]
+                messages = session.scalars(
+                    select(OutboxMessage)
+                    .where(among(session, col(OutboxMessage.id), ids))
+                    .order_by(col(OutboxMessage.id))
+                ).all()
+                # Judged due again as loaded: another replica may have claimed a message
+                # since it was listed.
+                by_key: dict[str, list[OutboxMessage]] = {key: [] for key in keys}
+                late: set[str] = set()
+                for message in messages:
+                    if message.ordering_key in late or message.next_attempt_at > now:
+                        late.add(message.ordering_key)
+                    else:
+                        by_key[message.ordering_key].append(message)
+                heads = self._claim_heads(session, [run[0] for run in by_key.values() if run], now)
+        except BaseException:  # no sender got them: the next look hands them over again
+            self._give_back(keys)
+            raise
         if self._pool is None:
             self._pool = DaemonPool(self.senders, "jit-outbox-send")
-        return [self._pool.submit(self._send_in_order, key, by_key[key]) for key in keys]
+        # A key whose first message is not claimed is left to whoever has it (or to wait).
+        return [
+            self._pool.submit(self._send_in_order, key, run, heads.get(run[0].id) if run else None)
+            for key, run in by_key.items()
+        ]
 
-    def _send_in_order(self, key: str, messages: Sequence[OutboxMessage]) -> int:
-        """Send one key's messages in order, up to the first that has to wait; each claimed
-        in the transaction that marks the one before it sent."""
+    def _hand_over(self, due: Mapping[str, list[int]]) -> list[str]:
+        """The keys with due messages that no sender has now, marked as had."""
+        with self._sent:
+            keys = [key for key in due if key not in self._sending]
+            self._sending.update((key, due[key][-1]) for key in keys)
+            # Keys with due messages a sender has now: looked at again when it is done.
+            # (Not the messages handed over already, which are still pending while they
+            # are sent: looking again for those would look once per message.)
+            self._missed.update(
+                key
+                for key, ids in due.items()
+                if key in self._sending and key not in keys and ids[-1] > self._sending[key]
+            )
+        return keys
+
+    def _give_back(self, keys: Sequence[str]) -> None:
+        with self._sent:
+            for key in keys:
+                self._sending.pop(key, None)
+            self._sent.notify_all()
+
+    def _claim_heads(
+        self, session: Session, heads: Sequence[OutboxMessage], now: datetime
+    ) -> dict[int | None, _Call]:
+        """Claim the first due message of each key handed over, all in one statement, and
+        build each one's call (where the message it updates or replies to was posted: the
+        messages before it under its key are sent already). id → call, for those claimed;
+        the rest are another replica's now. The messages after a head are claimed one by
+        one as it is marked sent (``_take``), so a claim never outlasts one Slack call."""
+        if not heads:
+            return {}
+        until = now + _CLAIM
+        claimed = set(
+            session.scalars(
+                update(_OUTBOX)
+                .where(
+                    among(session, _OUTBOX.c.id, [head.id for head in heads]),
+                    _OUTBOX.c.status == OutboxStatus.PENDING,
+                    _OUTBOX.c.next_attempt_at <= now,
+                )
+                .values(next_attempt_at=until)
+                .returning(_OUTBOX.c.id)
+            )
+        )
+        return {
+            head.id: self._call(session, head)._replace(until=until)
+            for head in heads
+            if head.id in claimed
+        }
+
+    def _release(self, message: OutboxMessage, claimed: _Call) -> None:
+        """Give back a claim not used: the message is due again as it was."""
+        with self.sessions.begin() as session:
+            session.execute(
+                update(_OUTBOX)
+                .where(
+                    _OUTBOX.c.id == message.id,
+                    _OUTBOX.c.status == OutboxStatus.PENDING,
+                    _OUTBOX.c.next_attempt_at == claimed.until,
+                )
+                .values(next_attempt_at=message.next_attempt_at)
+            )
+
+    def _send_in_order(
+        self, key: str, messages: Sequence[OutboxMessage], first: _Call | None
+    ) -> int:
+        """Send one key's messages in order, up to the first that has to wait: the first as
+        the dispatcher claimed it (None: it did not), each of the others claimed in the
+        transaction that marks the one before it sent."""
         sent = 0
-        call: _Call | None = None  # the message at hand, claimed and ready to send
+        call = first  # the message at hand, claimed and ready to send
         try:
+            if call is not None and (self.hold() or self._stop.is_set()):
+                self._release(messages[0], call)  # posts are to wait: this one too
+                call = None
             for index, message in enumerate(messages):
-                if call is None:
+                if call is None and index > 0:  # not claimed as the one before was marked
                     with self.sessions.begin() as session:
                         call = self._take(session, message)
-                    if call is None:  # to wait, or another worker's (the key is blocked)
-                        break
+                if call is None:  # to wait, or another worker's (the key is blocked)
+                    break
                 following = messages[index + 1] if index + 1 < len(messages) else None
                 delivered, call = self._deliver(message, call, following)
                 if not delivered:
@@ -227,6 +296,11 @@ class OutboxWorker:
         )
         if cast(CursorResult[Any], claimed).rowcount != 1:
             return None
+        return self._call(session, message)
+
+    def _call(self, session: Session, message: OutboxMessage) -> _Call:
+        """The claimed message's call as sent: with the channel and ts of the message it
+        updates or replies to, read in the claim's transaction."""
         payload = dict(message.payload)
         if message.method in self.builders:
             return _Call(payload)  # built when sent
@@ -300,7 +374,7 @@ class OutboxWorker:
                 update(OutboxMessage)
                 .where(
                     among(session, col(OutboxMessage.id), [m.id for m in later]),
-                    col(OutboxMessage.status) == OutboxStatus.PENDING,
+                    _OUTBOX.c.status == OutboxStatus.PENDING,
                 )
                 .values(status=OutboxStatus.SENT, sent_at=self.clock.now())
             )
@@ -316,7 +390,7 @@ class OutboxWorker:
                     .where(
                         col(OutboxMessage.ordering_key) == message.ordering_key,
                         col(OutboxMessage.method) == message.method,
-                        col(OutboxMessage.status) == OutboxStatus.PENDING,
+                        _PENDING,
                         col(OutboxMessage.id) > message.id,
                     )
                     .order_by(col(OutboxMessage.id))
@@ -326,9 +400,11 @@ class OutboxWorker:
 
 
 class _Call(NamedTuple):
-    """A claimed message's payload as sent (None: the message to update was never posted)."""
+    """A claimed message's payload as sent (None: the message to update was never posted),
+    and until when it is claimed where the dispatcher claimed it."""
 
     payload: dict[str, Any] | None
+    until: datetime | None = None
 
 
 def _posted(session: Session, ref: str | None) -> Any:

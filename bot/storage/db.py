@@ -18,7 +18,7 @@ MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 #: The newest migration's revision: a database already there is not handed to Alembic
 #: (importing it and reading every migration is a tenth of a second of each start).
 #: tests/unit/test_migrations.py checks that it is the head of ``MIGRATIONS``.
-HEAD = "0015"
+HEAD = "0016"
 _MIGRATE_LOCK = 0x6A17_0001
 # A pooled PostgreSQL connection unused for this long is pinged before it is handed out.
 PING_IDLE_AFTER = 1.0

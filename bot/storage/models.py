@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, Table, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Table, UniqueConstraint, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -222,6 +222,16 @@ class OutboxMessage(SQLModel, table=True):
     a Slack outage delays a post and never loses it."""
 
     __tablename__ = "outbox_message"
+    # The pending messages in order, for the look for due ones (migration 0016): a
+    # constant predicate, so a statement that names the status as one can use it.
+    __table_args__ = (
+        Index(
+            "ix_outbox_message_pending",
+            "id",
+            postgresql_where=text(f"status = '{OutboxStatus.PENDING}'"),
+            sqlite_where=text(f"status = '{OutboxStatus.PENDING}'"),
+        ),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     created_at: datetime = _when(nullable=False)

@@ -24,11 +24,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from psycopg import ClientCursor
 from sqlalchemy import create_engine, event, insert, select, text
 
 from bench.harness import APPROVER
 from bench.history_fill import fill, person
-from bot.storage.models import AccessRequest, RequestTarget, table_of
+from bot.storage.models import (
+    AccessRequest,
+    OutboxMessage,
+    OutboxStatus,
+    RequestTarget,
+    table_of,
+)
 from providers.base import Principal, TargetSpec
 from providers.fake import FakeProvider
 from providers.sessions import Denial, EndsSessions, SessionScope
@@ -269,4 +276,104 @@ def _sqlite_live_walks(statement: str, steps: list[str]) -> list[str]:
         matched = _SQLITE_STEP.match(step)
         if matched and matched[2] in LIVE_TABLES and (matched[3] or "").startswith("status"):
             found.append(step)
+    return found
+
+
+#: Messages sent over a long history: the outbox keeps each one it sent.
+SENT = 30_000
+
+
+def test_the_outbox_finds_its_pending_messages_without_walking_the_sent_ones(
+    history_bot: Bot,
+) -> None:
+    # The outbox looks for due messages after every commit that queued one. On
+    # PostgreSQL each look is a prepared statement, planned once for any value
+    # (psycopg prepares a statement from its fifth run): that generic plan must not walk
+    # every message ever sent to find the few pending ones.
+    bot = history_bot
+    bot.settle()
+    outbox = table_of(OutboxMessage)
+    now = bot.clock.now()
+    with bot.runtime.engine.begin() as connection:
+        connection.execute(
+            insert(outbox),
+            [
+                {
+                    "created_at": now,
+                    "ordering_key": f"audit:R-SENT{i:05d}",
+                    "method": "chat.postMessage",
+                    "payload": {},
+                    "status": OutboxStatus.SENT,
+                    "attempts": 1,
+                    "next_attempt_at": now,
+                    "sent_at": now,
+                }
+                for i in range(SENT)
+            ],
+        )
+        if connection.dialect.name == "postgresql":
+            connection.execute(text("ANALYZE outbox_message"))
+
+    statements = _statements_while(
+        bot, lambda: submit(bot, ALICE, "prod-support prod 1h INC-1 checkout errors")
+    )
+    looks = [(s, p) for s, p in statements if "FROM outbox_message" in s]
+    assert looks, statements
+
+    with bot.runtime.engine.connect() as connection:
+        driver = connection.connection.driver_connection
+        if connection.dialect.name == "sqlite":
+            walks = {s: _sqlite_outbox_walks(driver, s, p) for s, p in looks}
+        else:
+            walks = {s: _generic_plan_walks(driver, s, p) for s, p in looks}
+    assert {" ".join(s.split()): w for s, w in walks.items() if w} == {}
+
+
+def _sqlite_outbox_walks(driver: Any, statement: str, parameters: Any) -> list[str]:
+    """A SQLite plan's scans of the outbox, but for one of the pending messages' index."""
+    cursor = driver.cursor()
+    cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+    steps = [row[3] for row in cursor.fetchall()]
+    return [
+        step
+        for step in steps
+        if step.startswith("SCAN outbox_message") and "ix_outbox_message_pending" not in step
+    ]
+
+
+def _generic_plan_walks(driver: Any, statement: str, parameters: Any) -> list[str]:
+    """Where PostgreSQL's generic plan of the statement (as a prepared statement gets it)
+    reads many outbox rows to keep few: a sequential scan, or an index walked through
+    rows its filter then throws away."""
+    names: list[str] = []
+
+    def numbered(found: re.Match[str]) -> str:
+        names.append(found[1])
+        return f"${len(names)}"
+
+    prepared = re.sub(r"%\((\w+)\)s", numbered, statement).replace("%%", "%")
+    arguments = ClientCursor(driver).mogrify(
+        ", ".join(["%s"] * len(names)), [parameters[name] for name in names]
+    )
+    cursor = driver.cursor()
+    cursor.execute("SET plan_cache_mode = force_generic_plan")
+    cursor.execute(f"PREPARE outbox_look AS {prepared}")
+    try:
+        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE outbox_look({arguments})")
+        [[document]] = cursor.fetchall()
+    finally:
+        cursor.execute("DEALLOCATE outbox_look")
+        cursor.execute("RESET plan_cache_mode")
+    parsed = json.loads(document) if isinstance(document, str) else document
+    return _outbox_walks(parsed[0]["Plan"])
+
+
+def _outbox_walks(plan: dict[str, Any]) -> list[str]:
+    found = []
+    if plan.get("Relation Name") == "outbox_message" and (
+        plan["Node Type"] == "Seq Scan" or plan.get("Rows Removed by Filter", 0) > SENT // 10
+    ):
+        found.append(f"{plan['Node Type']} on {plan.get('Index Name', 'the table')}")
+    for child in plan.get("Plans", ()):
+        found += _outbox_walks(child)
     return found
