@@ -8,9 +8,11 @@ the driver's own connection, PostgreSQL ``COPY``), never through the ORM.
 Requests are spread evenly over ``days`` ending now, and over ``people`` unevenly (a few
 people ask for much more than most, as in a real workspace). Each finished request
 carries the story the bot would have written for it: asked, auto-approved or approved by
-the approver, granted and revoked; or denied, expired undecided, cancelled, failed. The
-audit chain is signed with the benchmarks' audit key (``bench.harness.AUDIT_KEY``), so
-``jit-bot audit verify`` passes on it and a bot started on it carries on the same chain;
+the approver, granted and revoked; or denied, expired undecided, cancelled, failed. Each
+audit event's post to the audit channel is in the outbox, sent, as the bot keeps it (the
+outbox's look for due messages runs beside them all). The audit chain is signed with the
+benchmarks' audit key (``bench.harness.AUDIT_KEY``), so ``jit-bot audit verify`` passes on
+it and a bot started on it carries on the same chain;
 request-less events (``jit-bot sync`` by someone) make up the count to ``events``.
 """
 
@@ -28,13 +30,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bench.harness import APPROVAL_ENV, APPROVER, AUDIT_KEY, AUTO_ENV, ROLE, TARGET
+from bench.harness import APPROVAL_ENV, APPROVER, AUDIT_CHANNEL, AUDIT_KEY, AUTO_ENV, ROLE, TARGET
 from bot.audit.stored import canonical_json
 from bot.audit.trail import keyed_hash
 from bot.audit_key import AuditKey
 from bot.names import BOT_ACTOR, AuditAction
 from bot.storage.db import make_engine, upgrade
-from bot.storage.models import Status, TargetStatus
+from bot.storage.models import OutboxStatus, Status, TargetStatus
 
 #: Rows handed to the database at a time.
 CHUNK = 20_000
@@ -112,6 +114,7 @@ class _Batch:
     targets: list[tuple[Any, ...]]
     votes: list[tuple[Any, ...]]
     events: list[tuple[Any, ...]]
+    posts: list[tuple[Any, ...]]
 
 
 REQUEST_COLUMNS = (
@@ -165,6 +168,16 @@ EVENT_COLUMNS = (
     "hash",
     "key_id",
 )
+POST_COLUMNS = (
+    "created_at",
+    "ordering_key",
+    "method",
+    "payload",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "sent_at",
+)
 # (column, value) pairs are kept as tuples in these orders; a datetime or a JSON value
 # is converted by the sink.
 _DATES = {
@@ -179,18 +192,21 @@ _DATES = {
     "request_target": {"granted_at", "revoked_at"},
     "vote": {"created_at"},
     "audit_event": {"at"},
+    "outbox_message": {"created_at", "next_attempt_at", "sent_at"},
 }
 _JSON = {
     "access_request": {"approvers", "quiet_approvers", "watchers"},
     "request_target": {"spec"},
     "vote": set(),
     "audit_event": {"details"},
+    "outbox_message": {"payload"},
 }
 _TABLES = (
     ("access_request", REQUEST_COLUMNS, "requests"),
     ("request_target", TARGET_COLUMNS, "targets"),
     ("vote", VOTE_COLUMNS, "votes"),
     ("audit_event", EVENT_COLUMNS, "events"),
+    ("outbox_message", POST_COLUMNS, "posts"),
 )
 
 
@@ -214,12 +230,12 @@ class _Story:
         self.spare = max(events - round(requests * 4.83), 0)
 
     def batches(self) -> Iterator[_Batch]:
-        batch = _Batch([], [], [], [])
+        batch = _Batch([], [], [], [], [])
         for index in range(self.requests):
             self._request(index, batch)
             if len(batch.events) >= CHUNK:
                 yield batch
-                batch = _Batch([], [], [], [])
+                batch = _Batch([], [], [], [], [])
         while self.event_count < self.events:  # a short history: syncs make up the count
             self._event(
                 batch,
@@ -231,7 +247,7 @@ class _Story:
             )
             if len(batch.events) >= CHUNK:
                 yield batch
-                batch = _Batch([], [], [], [])
+                batch = _Batch([], [], [], [], [])
         yield batch
 
     def _request(self, index: int, batch: _Batch) -> None:
@@ -411,6 +427,10 @@ class _Story:
             )
         )
         self.previous = digest
+        post = {"channel": AUDIT_CHANNEL, "text": f"{action.value} {rid or ''} by {actor}"}
+        key = f"audit:{rid}" if rid else "audit"
+        sent = OutboxStatus.SENT
+        batch.posts.append((at, key, "chat.postMessage", post, sent, 1, at, at))
 
 
 class _SqliteSink:

@@ -1,16 +1,17 @@
 """Every read the bot makes while people use it stays on an index as history piles up.
 
 A bot is started on a database that already holds a history (finished requests, their
-targets, votes and audit events, from ``bench.history_fill``; on PostgreSQL analysed as
-autovacuum would, on SQLite without statistics, as a bot's own file always is), and
-driven as Slack drives it: a request asked, ``/jit list`` by a newcomer, by someone with a
-long history and by the approver of half of it, the App Home opened, a sweep, reminders,
-escalations and nudges. Every SELECT the bot sent meanwhile is then explained, with the
-values it was sent with, and none of them may read a whole table that history grows (a
-sequential scan on PostgreSQL; a SCAN on SQLite), nor, on SQLite, look rows up by a
-column it asks to be NULL (the extends index, where "extends IS NULL" is nearly every
-request: a lookup there walks the whole history). And a batch of the sweeper's
-revocations beside thousands of live grants reads and writes only its own rows."""
+targets, votes, audit events and the outbox's sent posts, from ``bench.history_fill``; on
+PostgreSQL analysed as autovacuum would, on SQLite without statistics, as a bot's own
+file always is), and driven as Slack drives it: a request asked, ``/jit list`` by a
+newcomer, by someone with a long history and by the approver of half of it, the App Home
+opened, a sweep, reminders, escalations and nudges. Every SELECT the bot sent meanwhile
+is then explained, with the values it was sent with, and none of them may read a whole
+table that history grows (a sequential scan on PostgreSQL; a SCAN on SQLite), nor, on
+SQLite, look rows up by a column it asks to be NULL (the extends index, where "extends IS
+NULL" is nearly every request: a lookup there walks the whole history). And a batch of
+the sweeper's revocations beside thousands of live grants reads and writes only its own
+rows."""
 
 from __future__ import annotations
 
@@ -43,7 +44,10 @@ from tests.conftest import ALICE, Bot
 from tests.e2e.helpers import submit
 
 #: Tables that grow with every request for as long as the bot runs.
-HISTORY = {"access_request", "request_target", "vote", "audit_event"}
+HISTORY = {"access_request", "request_target", "vote", "audit_event", "outbox_message"}
+#: Partial indexes, of the rows still to be worked on only (the outbox's pending
+#: messages): reading one from end to end does not walk the history.
+LIVE_ROWS_ONLY = {"ix_outbox_message_pending"}
 #: Big enough that the planner prefers an index wherever one serves (a few seconds).
 REQUESTS, PEOPLE = 20_000, 100
 
@@ -131,6 +135,8 @@ def _sqlite_walks(statement: str, steps: list[str]) -> list[str]:
         if (aliased[1] if aliased else name) not in HISTORY:
             continue
         first = re.match(r"\w+", looked_up or "")
+        if kind == "SCAN" and any(f"USING INDEX {index}" in step for index in LIVE_ROWS_ONLY):
+            continue
         if (kind == "SCAN" and not _FIRST_ROWS.match(statement)) or (
             first and re.search(rf"\.{first[0]} IS NULL\b", statement)
         ):
