@@ -33,12 +33,13 @@ from bot.scheduler import HORIZON, LOOK_AHEAD_EVERY, Periodic, Timers
 from bot.service import AccessService
 from bot.session_ends import SessionEnds
 from bot.settings import Settings
-from bot.slack import handlers
+from bot.slack import handlers, outbox_retention
 from bot.slack.directory import SlackDirectory
 from bot.slack.edge import keep_request_bodies_out_of_logs
 from bot.slack.home import HomeTab
 from bot.slack.notifier import SlackNotifier
 from bot.slack.outbox import OutboxWorker
+from bot.slack.outbox_retention import OutboxRetention
 from bot.slack.workspace import WorkspaceGuard
 from bot.storage.db import make_engine, upgrade
 from providers.aws import AwsClients, AwsProvider
@@ -195,8 +196,14 @@ class Runtime:
             Periodic("reminders", self.service.remind_approvers, reminding.CHECK_EVERY),
             Periodic("escalations", self.service.escalate, escalating.CHECK_EVERY),
             Periodic("look_ahead", self.look_ahead, LOOK_AHEAD_EVERY, at_start=True),
+            Periodic("outbox_retention", self.prune_outbox, outbox_retention.EVERY),
         ]
         self.timers.start(periodic)
+
+    def prune_outbox(self) -> int:
+        """Delete the messages the outbox is done with, at the age configured now."""
+        keep = self.service.config.settings.keep_sent_messages
+        return OutboxRetention(self.outbox.sessions, self.outbox.clock, keep).prune()
 
     def look_ahead(self) -> None:
         """Give the grants ending within the timers' horizon their expiry jobs."""

@@ -289,6 +289,9 @@ class Settings(_Strict):
     # could otherwise pick any cloud user: only these domains are served (required as
     # soon as a provider hands out real access; see check_email_domains).
     allowed_email_domains: list[EmailDomain] = Field(default_factory=list)
+    # How long the outbox keeps a message it sent (or Slack refused for good) before
+    # deleting it (bot/slack/outbox_retention.py); what happened stays in the audit trail.
+    keep_sent_messages: Duration = timedelta(days=30)
 
     @field_validator("sweep_interval")
     @classmethod
@@ -297,6 +300,16 @@ class Settings(_Strict):
             raise ValueError(
                 f"{format_duration(value)} is too long; expected at most 30s "
                 "(the sweeper is the backstop for revocation)"
+            )
+        return value
+
+    @field_validator("keep_sent_messages")
+    @classmethod
+    def _kept_a_day(cls, value: timedelta) -> timedelta:
+        if value < timedelta(days=1):
+            raise ValueError(
+                f"{format_duration(value)} is too short; expected at least 1d (a message "
+                "sent is kept a while to tell what was posted when)"
             )
         return value
 

@@ -21,32 +21,28 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import KW_ONLY, dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, NamedTuple, cast
+from datetime import datetime
+from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
-from sqlalchemy import CursorResult, func, literal_column, select, update
+from sqlalchemy import func, literal_column, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
 from bot.clock import Clock
 from bot.daemon_pool import DaemonPool
+from bot.slack.outbox_claims import CLAIM, Call, Claims
 from bot.slack.outbox_marks import Marks
-from bot.slack.queueing import THREAD_OF
 from bot.storage.lists import among
 from bot.storage.models import OutboxMessage, OutboxStatus, SlackMessage, table_of
 
 log = logging.getLogger(__name__)
 
-# Longer than one Slack call can take (a 10 s timeout, one retry after a connection
-# error), so a live sender never loses its claim; a dead one's is taken over after this.
-_CLAIM = timedelta(seconds=30)
 # How long the worker waits before looking again while it is told to hold.
 _HOLD_WAIT = 0.05
 # Core statements on the table: the worker's updates need none of the ORM's bookkeeping.
 _OUTBOX = table_of(OutboxMessage)
-_POSTED = table_of(SlackMessage)
 # "Pending" as a constant in the looks for pending messages, not a parameter: the index
 # of the pending messages (migration 0016) is partial, and a plan made for any status (a
 # prepared statement's generic plan) could not use it. Statements that name their rows'
@@ -94,6 +90,7 @@ class OutboxWorker:
             .limit(self.batch)
         )
         self._marks = Marks(self.sessions, self.clock)
+        self._claims = Claims(self.sessions, self.clock, frozenset(self.builders))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="jit-outbox", daemon=True)
@@ -137,7 +134,7 @@ class OutboxWorker:
         delivered by it."""
         with self._pass_lock:
             with self._sent:  # a sender's call ends within its claim
-                self._sent.wait_for(lambda: not self._sending, _CLAIM.total_seconds())
+                self._sent.wait_for(lambda: not self._sending, CLAIM.total_seconds())
             return sum(sending.result() for sending in self._dispatch())
 
     def _dispatch(self) -> list[Future[int]]:
@@ -168,7 +165,7 @@ class OutboxWorker:
                         late.add(message.ordering_key)
                     else:
                         by_key[message.ordering_key].append(message)
-                heads = self._claim_heads(session, [run[0] for run in by_key.values() if run], now)
+                heads = self._claims.first(session, [run[0] for run in by_key.values() if run], now)
         except BaseException:  # no sender got them: the next look hands them over again
             self._give_back(keys)
             raise
@@ -201,50 +198,8 @@ class OutboxWorker:
                 self._sending.pop(key, None)
             self._sent.notify_all()
 
-    def _claim_heads(
-        self, session: Session, heads: Sequence[OutboxMessage], now: datetime
-    ) -> dict[int | None, _Call]:
-        """Claim the first due message of each key handed over, all in one statement, and
-        build each one's call (where the message it updates or replies to was posted: the
-        messages before it under its key are sent already). id → call, for those claimed;
-        the rest are another replica's now. The messages after a head are claimed one by
-        one as it is marked sent (``_take``), so a claim never outlasts one Slack call."""
-        if not heads:
-            return {}
-        until = now + _CLAIM
-        claimed = set(
-            session.scalars(
-                update(_OUTBOX)
-                .where(
-                    among(session, _OUTBOX.c.id, [head.id for head in heads]),
-                    _OUTBOX.c.status == OutboxStatus.PENDING,
-                    _OUTBOX.c.next_attempt_at <= now,
-                )
-                .values(next_attempt_at=until)
-                .returning(_OUTBOX.c.id)
-            )
-        )
-        return {
-            head.id: self._call(session, head)._replace(until=until)
-            for head in heads
-            if head.id in claimed
-        }
-
-    def _release(self, message: OutboxMessage, claimed: _Call) -> None:
-        """Give back a claim not used: the message is due again as it was."""
-        with self.sessions.begin() as session:
-            session.execute(
-                update(_OUTBOX)
-                .where(
-                    _OUTBOX.c.id == message.id,
-                    _OUTBOX.c.status == OutboxStatus.PENDING,
-                    _OUTBOX.c.next_attempt_at == claimed.until,
-                )
-                .values(next_attempt_at=message.next_attempt_at)
-            )
-
     def _send_in_order(
-        self, key: str, messages: Sequence[OutboxMessage], first: _Call | None
+        self, key: str, messages: Sequence[OutboxMessage], first: Call | None
     ) -> int:
         """Send one key's messages in order, up to the first that has to wait: the first as
         the dispatcher claimed it (None: it did not), each of the others claimed in the
@@ -253,7 +208,7 @@ class OutboxWorker:
         call = first  # the message at hand, claimed and ready to send
         try:
             if call is not None and (self.hold() or self._stop.is_set()):
-                self._release(messages[0], call)  # posts are to wait: this one too
+                self._claims.release(messages[0], call)  # posts are to wait: this one too
                 call = None
             for index, message in enumerate(messages):
                 if call is None and index > 0:  # not claimed as the one before was marked
@@ -278,46 +233,16 @@ class OutboxWorker:
                 self._wake.set()
         return sent
 
-    def _take(self, session: Session, message: OutboxMessage | None) -> _Call | None:
-        """Claim the message for a while, so another replica's worker leaves it alone while
-        we send it (and takes it over if we die mid-send); with it, in the same
-        transaction, the channel and ts of the message it updates or replies to. None if
+    def _take(self, session: Session, message: OutboxMessage | None) -> Call | None:
+        """Claim the message in the caller's transaction (see ``Claims.next``). None if
         there is no message, posts are to wait, or another worker has it."""
         if message is None or self.hold() or self._stop.is_set():
             return None
-        claimed = session.execute(
-            update(_OUTBOX)
-            .where(
-                _OUTBOX.c.id == message.id,
-                _OUTBOX.c.status == OutboxStatus.PENDING,
-                _OUTBOX.c.next_attempt_at == message.next_attempt_at,
-            )
-            .values(next_attempt_at=self.clock.now() + _CLAIM)
-        )
-        if cast(CursorResult[Any], claimed).rowcount != 1:
-            return None
-        return self._call(session, message)
-
-    def _call(self, session: Session, message: OutboxMessage) -> _Call:
-        """The claimed message's call as sent: with the channel and ts of the message it
-        updates or replies to, read in the claim's transaction."""
-        payload = dict(message.payload)
-        if message.method in self.builders:
-            return _Call(payload)  # built when sent
-        if message.method == "chat.update":
-            target = _posted(session, message.message_ref)
-            if target is None:
-                return _Call(None)
-            payload.update(channel=target.channel, ts=target.ts)
-        if THREAD_OF in payload:
-            parent = _posted(session, payload.pop(THREAD_OF))
-            if parent is not None:
-                payload.update(channel=parent.channel, thread_ts=parent.ts)
-        return _Call(payload)
+        return self._claims.next(session, message)
 
     def _deliver(
-        self, message: OutboxMessage, call: _Call, following: OutboxMessage | None
-    ) -> tuple[bool, _Call | None]:
+        self, message: OutboxMessage, call: Call, following: OutboxMessage | None
+    ) -> tuple[bool, Call | None]:
         """Send the claimed message: whether it is done with (sent, or refused for good) and,
         if sent, ``following`` claimed as it was marked (see ``_take``)."""
         build = self.builders.get(message.method)
@@ -397,21 +322,6 @@ class OutboxWorker:
                     .limit(self.batch)
                 )
             )
-
-
-class _Call(NamedTuple):
-    """A claimed message's payload as sent (None: the message to update was never posted),
-    and until when it is claimed where the dispatcher claimed it."""
-
-    payload: dict[str, Any] | None
-    until: datetime | None = None
-
-
-def _posted(session: Session, ref: str | None) -> Any:
-    """Where the message ``ref`` was posted (channel, ts), or None if it never was."""
-    return session.execute(
-        select(_POSTED.c.channel, _POSTED.c.ts).where(_POSTED.c.ref == ref)
-    ).first()
 
 
 def _due_by_key(queued: Sequence[Any], now: datetime) -> dict[str, list[int]]:

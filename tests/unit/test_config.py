@@ -490,6 +490,17 @@ BROKEN = [
         Broken(
             "approvers.yaml",
             "  pending_ttl: 1h\n",
+            "  pending_ttl: 1h\n  keep_sent_messages: 2h\n",
+            path="settings.keep_sent_messages",
+            at="keep_sent_messages: 2h",
+            says="2h is too short; expected at least 1d",
+        ),
+        id="sent_messages_kept_less_than_a_day",
+    ),
+    pytest.param(
+        Broken(
+            "approvers.yaml",
+            "  pending_ttl: 1h\n",
             "  pending_ttl: soon\n",
             path="settings.pending_ttl",
             at="pending_ttl: soon",
