@@ -14,10 +14,10 @@ granted" DM posted. The bot's CPU time over the run shows how busy it was.
 
 The load is a closed loop: each worker starts its next lifecycle when one ends. So the
 waits follow from the rate (Little's law: a lifecycle takes workers ÷ lifecycles/s), and
-the rate is bounded by the machine: its cores over the CPU a lifecycle costs, the bot's
-and this process's (the workers, the fake Slack and the provider, which share the
-machine). The last rows show both, so a target that no bot could meet on this machine is
-seen as such.
+the rate is bounded by the machine: its cores over the CPU a lifecycle costs, the bot's,
+this process's (the workers, the fake Slack and the provider, which share the machine)
+and the database server's. The last rows show them, so a target that no bot could meet
+on this machine is seen as such.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import threading
 import time
 from typing import NamedTuple
 
+from bench import server_cpu
 from bench.harness import (
     APPROVAL_ENV,
     APPROVER,
@@ -77,11 +78,13 @@ def run(size: str, db: str) -> list[Row]:
         assert bench.bot is not None
         cpu_before = bench.bot.cpu_seconds()
         harness_before = time.process_time()  # every thread of this process
+        server_before = server_cpu.snapshot() if db == "postgresql" else {}
         started = time.monotonic()
         errors = run_threads(workers, worker)
         elapsed = time.monotonic() - started
         cpu = bench.bot.cpu_seconds() - cpu_before
         harness = time.process_time() - harness_before
+        server = server_cpu.spent(server_before, server_cpu.snapshot()) if server_before else 0.0
         if errors:
             raise errors[0]
         statuses = bench.statuses()
@@ -118,7 +121,16 @@ def run(size: str, db: str) -> list[Row]:
             f"{ms(harness / lifecycles)} ({harness / elapsed:.0%} of one core)",
             None,
         ),
-        _ceiling(db, workers, bot=cpu / lifecycles, load=harness / lifecycles),
+        Row(
+            NAME,
+            f"database server CPU per lifecycle, {db}",
+            "",
+            f"{ms(server / lifecycles)} ({server / elapsed:.0%} of one core)"
+            if db == "postgresql"
+            else "0 ms apart: SQLite runs in the bot's process",
+            None,
+        ),
+        _ceiling(db, workers, bot=cpu / lifecycles, load=(harness + server) / lifecycles),
     ]
 
 
@@ -134,11 +146,11 @@ def _latency(figure: str, waits: list[float]) -> Row:
 
 
 def _ceiling(db: str, workers: int, *, bot: float, load: float) -> Row:
-    """The most lifecycles per second at the CPU a lifecycle cost here (``bot`` and
-    ``load``, seconds; the database server's not counted): the machine's cores over both,
-    and one bot process's interpreter (one core at a time) over the bot's. A closed loop
-    of ``workers`` at that rate takes workers ÷ rate per lifecycle at the least, and the
-    waits people feel are parts of it."""
+    """The most lifecycles per second at the CPU a lifecycle cost here (``bot``, and
+    ``load``: this process's and the database server's; seconds): the machine's cores
+    over both, and one bot process's interpreter (one core at a time) over the bot's. A
+    closed loop of ``workers`` at that rate takes workers ÷ rate per lifecycle at the
+    least, and the waits people feel are parts of it."""
     cores = os.cpu_count() or 1
     machine, one_process = cores / (bot + load), 1 / bot
     most = min(machine, one_process)

@@ -100,6 +100,7 @@ FIGURES = {
         'Approve → "Access granted" DM p50 / p99, sqlite',
         "bot CPU per lifecycle, sqlite",
         "load generator, fake Slack and provider CPU per lifecycle, sqlite",
+        "database server CPU per lifecycle, sqlite",
         "ceiling: lifecycles/s on all cores, in one bot process; a lifecycle then, sqlite",
     ],
 }
