@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
+from bench.server_cpu import process_cpu
 from bot.local import receiver as webhook_receiver
 from bot.local.slack.wire import ApiServer
 from tests.fakes.processes import clean_env, free_port, wait_healthy
@@ -368,8 +369,7 @@ class Process:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the process has used so far."""
-        fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu(self.popen.pid)
 
     def peak_rss_mb(self) -> float:
         return self.status("VmHWM") / 1024

@@ -1,6 +1,6 @@
-"""CPU time a local PostgreSQL server spends, read from ``/proc`` (Linux): every process
-of the server (its backends and its writers), so a benchmark can count the database's
-CPU beside the bot's where the two share the machine.
+"""CPU time processes spend, read from ``/proc`` (Linux): one process's (the bot's), or a
+local PostgreSQL server's, every process of it (its backends and its writers), so a
+benchmark can count the database's CPU beside the bot's where the two share the machine.
 
 A snapshot maps each server process to the CPU seconds it has used; the CPU spent
 between two snapshots counts processes that started in between in full, and misses those
@@ -16,7 +16,6 @@ _PROC = Path("/proc")
 
 def snapshot() -> dict[int, float]:
     """pid → user + system CPU seconds, for each process of a PostgreSQL server here."""
-    ticks = os.sysconf("SC_CLK_TCK")
     found: dict[int, float] = {}
     for entry in _PROC.iterdir():
         if not entry.name.isdigit():
@@ -24,11 +23,17 @@ def snapshot() -> dict[int, float]:
         try:
             if not (entry / "cmdline").read_bytes().startswith(b"postgres"):
                 continue
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            found[int(entry.name)] = process_cpu(int(entry.name))
         except OSError:  # ended meanwhile, or not ours to read
             continue
-        found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
     return found
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds the process has used so far (OSError once it is gone)."""
+    # The name in (…) may hold spaces: the fields are counted after its closing one.
+    fields = (_PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def spent(before: dict[int, float], after: dict[int, float]) -> float:

@@ -217,6 +217,10 @@ class OutboxStatus(StrEnum):
     DEAD = "dead"
 
 
+# The predicate of the pending messages' partial index (migration 0016).
+_PENDING_ONLY = text(f"status = '{OutboxStatus.PENDING}'")
+
+
 class OutboxMessage(SQLModel, table=True):
     """A Slack call to make. Written in the same transaction as the change it reports, so
     a Slack outage delays a post and never loses it."""
@@ -228,8 +232,8 @@ class OutboxMessage(SQLModel, table=True):
         Index(
             "ix_outbox_message_pending",
             "id",
-            postgresql_where=text(f"status = '{OutboxStatus.PENDING}'"),
-            sqlite_where=text(f"status = '{OutboxStatus.PENDING}'"),
+            postgresql_where=_PENDING_ONLY,
+            sqlite_where=_PENDING_ONLY,
         ),
     )
 

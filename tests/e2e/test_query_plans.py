@@ -326,25 +326,13 @@ def test_the_outbox_finds_its_pending_messages_without_walking_the_sent_ones(
     looks = [(s, p) for s, p in statements if "FROM outbox_message" in s]
     assert looks, statements
 
+    if bot.runtime.engine.dialect.name == "sqlite":  # SQLite plans with the values anyway
+        assert _plans(bot, looks) == {}
+        return
     with bot.runtime.engine.connect() as connection:
         driver = connection.connection.driver_connection
-        if connection.dialect.name == "sqlite":
-            walks = {s: _sqlite_outbox_walks(driver, s, p) for s, p in looks}
-        else:
-            walks = {s: _generic_plan_walks(driver, s, p) for s, p in looks}
+        walks = {s: _generic_plan_walks(driver, s, p) for s, p in looks}
     assert {" ".join(s.split()): w for s, w in walks.items() if w} == {}
-
-
-def _sqlite_outbox_walks(driver: Any, statement: str, parameters: Any) -> list[str]:
-    """A SQLite plan's scans of the outbox, but for one of the pending messages' index."""
-    cursor = driver.cursor()
-    cursor.execute("EXPLAIN QUERY PLAN " + statement, parameters)
-    steps = [row[3] for row in cursor.fetchall()]
-    return [
-        step
-        for step in steps
-        if step.startswith("SCAN outbox_message") and "ix_outbox_message_pending" not in step
-    ]
 
 
 def _generic_plan_walks(driver: Any, statement: str, parameters: Any) -> list[str]:
