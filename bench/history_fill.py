@@ -35,6 +35,7 @@ from bot.audit.stored import canonical_json
 from bot.audit.trail import keyed_hash
 from bot.audit_key import AuditKey
 from bot.names import BOT_ACTOR, AuditAction
+from bot.slack import audit_posts
 from bot.storage.db import make_engine, upgrade
 from bot.storage.models import OutboxStatus, Status, TargetStatus
 
@@ -427,10 +428,9 @@ class _Story:
             )
         )
         self.previous = digest
-        post = {"channel": AUDIT_CHANNEL, "text": f"{action.value} {rid or ''} by {actor}"}
-        key = f"audit:{rid}" if rid else "audit"
+        line = audit_posts.marker(AUDIT_CHANNEL, f"{action.value} {rid or ''} by {actor}")
         sent = OutboxStatus.SENT
-        batch.posts.append((at, key, "chat.postMessage", post, sent, 1, at, at))
+        batch.posts.append((at, audit_posts.KEY, audit_posts.METHOD, line, sent, 1, at, at))
 
 
 class _SqliteSink:

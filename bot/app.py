@@ -33,7 +33,7 @@ from bot.scheduler import HORIZON, LOOK_AHEAD_EVERY, Periodic, Timers
 from bot.service import AccessService
 from bot.session_ends import SessionEnds
 from bot.settings import Settings
-from bot.slack import handlers, outbox_retention
+from bot.slack import audit_posts, handlers, outbox_retention
 from bot.slack.directory import SlackDirectory
 from bot.slack.edge import keep_request_bodies_out_of_logs
 from bot.slack.home import HomeTab
@@ -356,7 +356,10 @@ def _outbox(
         client,
         clock,
         hold=lambda: service().catching_up,
-        builders={"views.publish": lambda marker: HomeTab(service()).build(marker)},
+        builders={
+            "views.publish": lambda markers: HomeTab(service()).build(markers),
+            audit_posts.METHOD: audit_posts.build,
+        },
     )
 
 

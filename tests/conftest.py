@@ -21,6 +21,7 @@ from bot.app import Runtime, build_runtime
 from bot.clock import FakeClock
 from bot.server import HttpServer
 from bot.settings import Settings
+from bot.slack import audit_posts
 from bot.storage.db import make_engine, upgrade
 from providers.base import Provider
 from providers.fake import FakeProvider
@@ -200,8 +201,15 @@ class Bot:
         return [m for m in self.slack.messages_in(user) if m.get("thread_ts")]
 
     def audit_posts(self) -> list[str]:
+        """The audit channel's lines, one per event, oldest first."""
         self.settle()
-        return [m["text"] for m in self.slack.messages_in(AUDIT_CHANNEL)]
+        return audit_lines(self.slack)
+
+
+def audit_lines(slack: FakeSlack, channel: str = AUDIT_CHANNEL) -> list[str]:
+    """The event lines the bot posted to the audit channel, oldest first, as Slack has
+    them now: one per event, whether it was posted alone or with others."""
+    return [line for m in slack.messages_in(channel) for line in audit_posts.lines_of(m)]
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Read the audit channel back (``conversations.history``, every page) and collect the
-seals the bot posted: each event's id and hash, as ``blocks.audit_line`` ends a post."""
+seals the bot posted: each event's id and hash, as ``blocks.audit_line`` ends its line
+(``bot.slack.audit_posts``: a section of its own in a post of several)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.audit_witness import Seal
-from bot.slack import retry_after
+from bot.slack import audit_posts, retry_after
 
 # The end of the bot's own audit line: " · #<id> `<hash>`", or that on a line of its own after
 # quoted text. Anchored at the end, which the bot writes after truncating the rest, so text
-# quoted inside a post cannot pass for it.
+# quoted inside a line cannot pass for it.
 _SEAL = re.compile(r"(?:\A|\n| · )#(\d+) `([0-9a-f]{12,64})`\Z")
 _PAGE_SIZE = 200
 _MAX_RATE_LIMITED = 10
@@ -46,9 +47,10 @@ def read_seals(
         for message in page.get("messages") or []:
             if message.get("bot_id") != me.get("bot_id"):
                 continue
-            found = _SEAL.search(message.get("text") or "")
-            if found:
-                seals.append(Seal(int(found[1]), found[2]))
+            for line in audit_posts.lines_of(message):
+                found = _SEAL.search(line)
+                if found:
+                    seals.append(Seal(int(found[1]), found[2]))
         cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
         if not page.get("has_more") or not cursor:
             return seals

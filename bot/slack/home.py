@@ -12,7 +12,7 @@ one more section is one more line there.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from slack_sdk.models.blocks import Block
@@ -20,6 +20,7 @@ from slack_sdk.models.blocks import Block
 from bot.errors import DirectoryUnavailable, JitError
 from bot.service import AccessService
 from bot.slack import blocks
+from bot.slack.outbox import Built
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +50,16 @@ class HomeTab:
     def __init__(self, service: AccessService) -> None:
         self._service = service
 
-    def build(self, marker: dict[str, Any]) -> dict[str, Any] | None:
-        """The call that publishes the Home the marker names, as it reads now; None when
-        there is none to show (the person is gone)."""
+    def build(self, markers: Sequence[dict[str, Any]]) -> Built:
+        """One call for all the markers: the Home they name, published as it reads now."""
+        marker: dict[str, Any] = {}
+        for each in markers:  # the later wins
+            marker.update(each)
+        return Built("views.publish", self._payload(marker), len(markers))
+
+    def _payload(self, marker: dict[str, Any]) -> dict[str, Any] | None:
+        """The call that publishes the Home the marker names; None when there is none to
+        show (the person is gone)."""
         user = str(marker.get("user_id") or "")
         if not user:
             log.error("a Home marker names nobody: %s", sorted(marker))

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from bot.clock import Clock
 from bot.names import Verdict
 from bot.notify import RequesterNews, RequestState, asked
-from bot.slack import blocks
+from bot.slack import audit_posts, blocks
 from bot.slack.queueing import THREAD_OF, enqueue
 from bot.storage.models import AccessRequest, AuditEvent, BreakGlassReview
 
@@ -223,11 +223,10 @@ class SlackNotifier:
     def post_audit(self, session: Session, event: AuditEvent) -> None:
         if not self._audit_channel:
             return
-        post = {"channel": self._audit_channel, "text": blocks.audit_line(event)}
-        # In order per request, but under a key of their own: people's DMs about the
-        # request never wait behind the audit channel's posts.
-        key = f"audit:{event.request_id}" if event.request_id else "audit"
-        self._send(session, key, ("chat.postMessage", post, None))
+        # Under the channel's own key: people's DMs never wait behind its posts, and the
+        # lines queued while one post is on its way go out together in the next.
+        line = audit_posts.marker(self._audit_channel, blocks.audit_line(event))
+        self._send(session, audit_posts.KEY, (audit_posts.METHOD, line, None))
 
     def refresh_homes(self, session: Session, users: Collection[str]) -> None:
         for user in users:

@@ -9,9 +9,10 @@ never drops a message for a transient failure: a Slack outage delays posts and l
 While the bot works off a backlog of revocations (``hold``), posts wait: taking access
 away on time matters more than saying so a few seconds sooner.
 
-Some calls are queued as markers and built when they are sent (``builders``: a Home tab's
-``views.publish`` shows the database as it is then); the markers queued after one under
-its key are sent with it, as one call.
+Some calls are queued as markers and built when they are sent (``builders``): a Home tab's
+``views.publish`` shows the database as it is then, and the audit channel's lines go out
+several to a post when they come faster than one post. The markers queued after one under
+its key are built with it, into one call that stands for as many of them as it says.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import datetime
-from typing import Any
+from itertools import takewhile
+from typing import Any, NamedTuple
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
@@ -48,8 +50,20 @@ _OUTBOX = table_of(OutboxMessage)
 # prepared statement's generic plan) could not use it. Statements that name their rows'
 # ids keep it a parameter: the primary key finds them, however many are pending.
 _PENDING = _OUTBOX.c.status == literal_column(f"'{OutboxStatus.PENDING}'")
-#: Builds a call's payload from its marker when it is sent (see ``OutboxWorker.builders``).
-Builder = Callable[[dict[str, Any]], dict[str, Any] | None]
+
+
+class Built(NamedTuple):
+    """The call a builder made of markers: its method and payload (None: nothing to send),
+    and how many of the markers it stands for (the first ``used`` of those it was given)."""
+
+    method: str
+    payload: dict[str, Any] | None
+    used: int
+
+
+#: Builds one call, when it is sent, from the markers queued under one key with one method:
+#: the first is the one due, the rest were queued after it (see ``OutboxWorker.builders``).
+Builder = Callable[[Sequence[dict[str, Any]]], Built]
 
 
 @dataclass(eq=False)
@@ -66,8 +80,8 @@ class OutboxWorker:
     idle_wait: float = 1.0
     senders: int = 8
     hold: Callable[[], bool] = lambda: False
-    #: Calls queued as markers and built when sent (method → builder): the payload to
-    #: send, or None for nothing to send. A builder that raises is retried like a 5xx.
+    #: Calls queued as markers and built when sent (the marker's method → its builder).
+    #: A builder that raises is retried like a 5xx.
     builders: Mapping[str, Builder] = field(default_factory=dict)
     _wake: threading.Event = field(default_factory=threading.Event, init=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
@@ -206,18 +220,26 @@ class OutboxWorker:
         transaction that marks the one before it sent."""
         sent = 0
         call = first  # the message at hand, claimed and ready to send
+        built: set[int | None] = set()  # sent already, as part of a call built with another
         try:
             if call is not None and (self.hold() or self._stop.is_set()):
                 self._claims.release(messages[0], call)  # posts are to wait: this one too
                 call = None
             for index, message in enumerate(messages):
+                if message.id in built:
+                    continue
                 if call is None and index > 0:  # not claimed as the one before was marked
                     with self.sessions.begin() as session:
                         call = self._take(session, message)
                 if call is None:  # to wait, or another worker's (the key is blocked)
                     break
-                following = messages[index + 1] if index + 1 < len(messages) else None
-                delivered, call = self._deliver(message, call, following)
+                build = self.builders.get(message.method)
+                if build is not None:
+                    later = _same_method_after(messages, index)
+                    delivered, call = self._deliver_built(message, build, later, built), None
+                else:
+                    following = messages[index + 1] if index + 1 < len(messages) else None
+                    delivered, call = self._deliver(message, call, following)
                 if not delivered:
                     break
                 sent += 1
@@ -245,9 +267,6 @@ class OutboxWorker:
     ) -> tuple[bool, Call | None]:
         """Send the claimed message: whether it is done with (sent, or refused for good) and,
         if sent, ``following`` claimed as it was marked (see ``_take``)."""
-        build = self.builders.get(message.method)
-        if build is not None:
-            return self._deliver_built(message, build), None
         if call.payload is None:
             self._marks.finish(message, OutboxStatus.DEAD, "the message to update was never posted")
             return True, None
@@ -271,57 +290,44 @@ class OutboxWorker:
             self._marks.mark(session, message, OutboxStatus.SENT, None)
             return True, self._take(session, following)
 
-    def _deliver_built(self, message: OutboxMessage, build: Builder) -> bool:
-        """Build the call from its marker and send it. Built now, it also does what the
-        markers queued after it under its key would: they are merged into it (the later
-        wins) and marked sent with it."""
-        later = self._later_markers(message)
-        marker = dict(message.payload)
-        for other in later:
-            marker.update(other.payload)
+    def _deliver_built(
+        self,
+        message: OutboxMessage,
+        build: Builder,
+        later: Sequence[OutboxMessage],
+        built: set[int | None],
+    ) -> bool:
+        """Build the call from the marker and the markers of its method queued right after it
+        under its key (as the look found them), and send it. Those it stands for are
+        marked sent with it, and their ids added to ``built``."""
         try:
-            payload = build(marker)
+            call = build([message.payload, *(other.payload for other in later)])
         except Exception as exc:  # the database or a lookup failed: try again later
             log.exception("building %s #%s failed", message.method, message.id)
             self._marks.retry(message, f"build: {exc}", None)
             return False
-        if payload is not None:
+        if call.payload is not None:
             try:
-                self.client.api_call(message.method, json=payload)
+                self.client.api_call(call.method, json=call.payload)
             except SlackApiError as exc:
                 return self._marks.failed(message, exc)
             except (SlackRequestError, OSError) as exc:
                 self._marks.retry(message, f"network: {exc}", None)
                 return False
+        with_it = [other.id for other in later[: max(call.used - 1, 0)]]
         with self.sessions.begin() as session:
             self._marks.mark(session, message, OutboxStatus.SENT, None)
-            session.execute(
-                update(OutboxMessage)
-                .where(
-                    among(session, col(OutboxMessage.id), [m.id for m in later]),
-                    _OUTBOX.c.status == OutboxStatus.PENDING,
-                )
-                .values(status=OutboxStatus.SENT, sent_at=self.clock.now())
-            )
-        return True
-
-    def _later_markers(self, message: OutboxMessage) -> list[OutboxMessage]:
-        """The markers of the same method queued under the same key after ``message``,
-        committed before it is built, so the call built now shows what they would."""
-        with self.sessions.begin() as session:
-            return list(
-                session.scalars(
-                    select(OutboxMessage)
+            if with_it:
+                session.execute(
+                    update(_OUTBOX)
                     .where(
-                        col(OutboxMessage.ordering_key) == message.ordering_key,
-                        col(OutboxMessage.method) == message.method,
-                        _PENDING,
-                        col(OutboxMessage.id) > message.id,
+                        among(session, _OUTBOX.c.id, with_it),
+                        _OUTBOX.c.status == OutboxStatus.PENDING,
                     )
-                    .order_by(col(OutboxMessage.id))
-                    .limit(self.batch)
+                    .values(status=OutboxStatus.SENT, sent_at=self.clock.now())
                 )
-            )
+        built.update(with_it)
+        return True
 
 
 def _due_by_key(queued: Sequence[Any], now: datetime) -> dict[str, list[int]]:
@@ -337,3 +343,9 @@ def _due_by_key(queued: Sequence[Any], now: datetime) -> dict[str, list[int]]:
             continue
         due.setdefault(key, []).append(message_id)
     return due
+
+
+def _same_method_after(messages: Sequence[OutboxMessage], index: int) -> list[OutboxMessage]:
+    """The messages right after the one at ``index`` queued with its method."""
+    method = messages[index].method
+    return list(takewhile(lambda message: message.method == method, messages[index + 1 :]))

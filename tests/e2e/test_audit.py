@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from tests.conftest import ALICE, AUDIT_CHANNEL, BOB, CAROL, Bot
+from tests.conftest import ALICE, AUDIT_CHANNEL, BOB, CAROL, Bot, audit_lines
 from tests.e2e.helpers import click, submit
 
 
 def _audit_texts(bot: Bot) -> list[str]:
-    return [m["text"] for m in bot.slack.messages_in(AUDIT_CHANNEL)]
+    return audit_lines(bot.slack)
 
 
 def test_every_transition_is_an_audit_event_with_time_actor_action_and_details(

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.orm import sessionmaker
 
 from bot import audit
+from bot.slack import audit_posts
 from tests.conftest import ALICE, AUDIT_CHANNEL, BOB, CAROL, MALLORY, SEC1, Bot, stop
 from tests.e2e.helpers import (
     buttons,
@@ -65,6 +66,11 @@ def _texts(message: dict[str, Any]) -> str:
 def _about(bot: Bot, channel: str, request_id: str) -> list[dict[str, Any]]:
     bot.settle()
     return [m for m in bot.slack.messages_in(channel) if request_id in str(m)]
+
+
+def _is_alert(message: dict[str, Any]) -> bool:
+    """A break-glass alert, not a post of audit lines (blocks both)."""
+    return bool(message.get("blocks")) and not audit_posts.lines_of(message)
 
 
 def _glass(bot: Bot, user: str, text: str) -> str:
@@ -282,7 +288,7 @@ def test_hostile_incident_and_reason_are_escaped_in_every_message(
     shown = {
         "alert to an approver": _texts(_about(bot, BOB, request_id)[0]),
         "alert to the security channel": _texts(
-            next(m for m in _about(bot, AUDIT_CHANNEL, request_id) if m.get("blocks"))
+            next(m for m in _about(bot, AUDIT_CHANNEL, request_id) if _is_alert(m))
         ),
         "requester DMs": "\n".join(_texts(m) for m in _about(bot, ALICE, request_id)),
         "audit posts": "\n".join(p for p in bot.audit_posts() if request_id in p),
@@ -358,7 +364,7 @@ def test_the_request_modal_breaks_the_glass_where_a_rule_allows_it_with_the_same
     glass, routine = sorted(requests_of(bot, ALICE), key=lambda r: r.break_glass, reverse=True)
     assert (glass.break_glass, glass.incident, glass.status) == (True, "INC-42", "active")
     assert (routine.break_glass, routine.status) == (False, "pending")
-    [alert] = [m for m in _about(bot, AUDIT_CHANNEL, glass.id) if m.get("blocks")]
+    [alert] = [m for m in _about(bot, AUDIT_CHANNEL, glass.id) if _is_alert(m)]
     _assert_loud_alert(alert, glass.id, active=True)
 
 

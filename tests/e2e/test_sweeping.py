@@ -18,7 +18,16 @@ from bot.operations import sweeping as service_module
 from providers.base import GrantContext, Principal, TargetSpec
 from providers.fake import FakeProvider
 from providers.gcp import GcpProvider, GcpTarget
-from tests.conftest import ALICE, AUDIT_CHANNEL, AUDIT_KEY, BOB, CAROL, MALLORY, Bot, stop
+from tests.conftest import (
+    ALICE,
+    AUDIT_KEY,
+    BOB,
+    CAROL,
+    MALLORY,
+    Bot,
+    audit_lines,
+    stop,
+)
 from tests.e2e.helpers import submit
 from tests.fakes.slack_api import FakeSlack
 
@@ -219,7 +228,7 @@ _REVOKING = ["revoke_started", "revoked"]
 
 def _posts(bot: Bot) -> list[str]:
     """The audit channel as Slack has it now (without waiting for the bot to settle)."""
-    return [m["text"] for m in bot.slack.messages_in(AUDIT_CHANNEL)]
+    return audit_lines(bot.slack)
 
 
 def _said(posts: list[str], request_id: str) -> list[str]:

@@ -15,11 +15,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
+from bot.slack import audit_posts
 from bot.slack.mrkdwn import inline
 from bot.storage.models import AccessRequest, OutboxMessage, SlackMessage
 from providers.base import GrantContext, GrantOutcome, Principal, ProviderError, TargetSpec
 from providers.fake import FakeProvider, FakeTarget
-from tests.conftest import ALICE, AUDIT_CHANNEL, BOB, CAROL, Bot
+from tests.conftest import ALICE, BOB, CAROL, Bot, audit_lines
 from tests.e2e.helpers import requests_of
 from tests.fakes.slack_api import SlackCall
 from tests.kit.configs import AUTO_APPROVE_ALL
@@ -158,7 +159,7 @@ def test_thirty_percent_provider_faults_over_500_operations_all_converge(make_bo
 
 
 def _audit_posts(bot: Bot) -> list[str]:
-    return [m["text"] for m in bot.slack.messages_in(AUDIT_CHANNEL)]
+    return audit_lines(bot.slack)
 
 
 def test_slack_storms_of_429_and_5xx_deliver_everything_once_in_order(bot: Bot) -> None:
@@ -217,10 +218,16 @@ def test_slack_storms_of_429_and_5xx_deliver_everything_once_in_order(bot: Bot) 
     # What Slack accepted is exactly what the outbox queued: each row once, no call that
     # no row asked for (a post or update repeated after a 429 or 5xx shows up here).
     where = _posted_where(bot)
-    queued = {_queued_call(m, where): m for m in outbox}
-    assert len(queued) == len(outbox), "the same post or update queued twice"
-    delivered = [_delivered_call(c) for c in bot.slack.calls if c.ok and c.method in _CHAT]
+    calls = [m for m in outbox if m.method != audit_posts.METHOD]
+    queued = {_queued_call(m, where): m for m in calls}
+    assert len(queued) == len(calls), "the same post or update queued twice"
+    accepted = [c for c in bot.slack.calls if c.ok and c.method in _CHAT]
+    delivered = [_delivered_call(c) for c in accepted if not _lines(c)]
     assert Counter(delivered) == Counter(list(queued)), "a Slack call lost, repeated or invented"
+    # The audit channel's lines, several to a post: each queued line posted once, in order.
+    lines = [line for c in accepted for line in _lines(c)]
+    queued_lines = [m.payload["text"] for m in outbox if m.method == audit_posts.METHOD]
+    assert lines == queued_lines, "an audit line lost, repeated, invented or out of order"
 
     # One request's messages arrive in the order they were queued, across every channel.
     order: dict[str, list[int]] = {}
@@ -291,6 +298,16 @@ def _delivered_call(call: SlackCall) -> Call:
         call.params["text"],
         _canonical(call.params.get("blocks")),
     )
+
+
+def _lines(call: SlackCall) -> list[str]:
+    """The audit lines a post carries, each in its own block; none for any other call."""
+    blocks = call.params.get("blocks") or []
+    return [
+        block["text"]["text"]
+        for block in blocks
+        if str(block.get("block_id", "")).startswith(audit_posts.LINE_BLOCK)
+    ]
 
 
 def _canonical(value: object) -> str:

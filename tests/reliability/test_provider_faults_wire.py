@@ -22,7 +22,7 @@ import pytest
 
 from bot.storage.models import AccessRequest
 from providers.gcp import GcpClients, GcpProvider
-from tests.conftest import AUDIT_CHANNEL, Bot
+from tests.conftest import Bot, audit_lines
 from tests.e2e.helpers import requests_of
 from tests.fakes.gcp import (
     APPLIED_LOST,
@@ -186,7 +186,7 @@ def test_thirty_percent_google_faults_on_the_wire_over_500_operations_all_conver
     # A grant Google refuses for good fails, rolled back, and says why in Google's words.
     failed = [r for r in requests if r.status == "failed"]
     assert failed, "no grant was refused: the test shows nothing"
-    audit = [m["text"] for m in bot.slack.messages_in(AUDIT_CHANNEL)]
+    audit = audit_lines(bot.slack)
     for request in failed:
         assert request.error and "403 PERMISSION_DENIED" in request.error, (
             f"{request.id} failed on a fault that can be retried: {request.error}"

@@ -28,7 +28,7 @@ from urllib.parse import urlencode
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import BOB, BOT_TOKEN, CAROL, SIGNING_SECRET
+from tests.conftest import BOB, BOT_TOKEN, CAROL, SIGNING_SECRET, audit_lines
 from tests.fakes.balancer import Balancer
 from tests.fakes.processes import BotProcess, Launcher, wait
 from tests.fakes.slack_api import APP_ID, TEAM_DOMAIN, TEAM_ID, FakeSlack
@@ -256,9 +256,7 @@ def test_two_replicas_handle_each_request_once_revoke_once_and_post_once(
         assert endings_of[ids[i]] == ("jit-bot", "expired"), ids[i]
 
     posted = Counter(
-        int(m.group(1))
-        for message in slack.messages_in(AUDIT)
-        if (m := re.search(r"#(\d+) `", message["text"]))
+        int(m.group(1)) for line in audit_lines(slack, AUDIT) if (m := re.search(r"#(\d+) `", line))
     )
     assert sorted(posted) == sorted(event_id for event_id, _, _ in trail)
     assert set(posted.values()) == {1}

@@ -24,7 +24,7 @@ from bot.clock import as_utc
 from bot.storage.models import AccessRequest, RequestTarget
 from providers.base import GrantContext, GrantOutcome, Principal, Provider, TargetSpec
 from providers.fake import FakeProvider
-from tests.conftest import ALICE, AUDIT_CHANNEL, BOT_TOKEN, SIGNING_SECRET, Bot, stop
+from tests.conftest import ALICE, BOT_TOKEN, SIGNING_SECRET, Bot, audit_lines, stop
 from tests.e2e.helpers import submit
 from tests.fakes.processes import START_TIMEOUT, Launcher, wait
 from tests.fakes.slack_api import FakeSlack
@@ -187,7 +187,7 @@ def test_revocations_hanging_on_one_provider_delay_no_other_and_end_by_their_dea
     for user, rid in zip(HUNG, hung, strict=True):
         assert "failed; the bot keeps retrying" in bot.dms_to(user)[-1]["text"]
         assert [e.action for e in bot.service.audit_events(rid)][-1] == "revoke_failed"
-    posts = [m["text"] for m in slack.messages_in(AUDIT_CHANNEL)]
+    posts = audit_lines(slack)
     assert all(any(f"`{rid}` *revoke_failed*" in p for p in posts) for rid in hung)
 
     # The four calls still out answer now, after the deadline: nothing they say changes
