@@ -16,6 +16,7 @@ import multiprocessing
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import replace
+from multiprocessing.context import BaseContext
 from typing import Any
 
 from sqlalchemy import select
@@ -44,10 +45,7 @@ def verify_in_parts(
     bind = sessions.kw["bind"]
     url = bind.url.render_as_string(hide_password=False)
     bind.dispose()  # no connection of ours is carried into the workers
-    # spawn, not fork: a process forked while another thread holds a lock (a logging
-    # handler's, an import's, a connection pool's) would wait for it forever in the copy.
-    # Each worker starts afresh (about a second) and opens its own connection.
-    context = multiprocessing.get_context("spawn")
+    context = _context()
     checked = context.Value("q", 0)
     with ProcessPoolExecutor(
         parts, mp_context=context, initializer=_share, initargs=(checked,)
@@ -64,6 +62,19 @@ def verify_in_parts(
                 break
         results = [future.result() for future in futures]
     return _verdict(keys, results)
+
+
+def _context() -> BaseContext:
+    """How the workers start. Not by forking this process: a copy made while another
+    thread holds a lock (a logging handler's, an import's, a connection pool's) would wait
+    for it forever. A fork server is a fresh process with this module imported and no
+    other thread, started once: each worker is a copy of it, ready at once, and opens its
+    own connection. Where there is none, each worker starts afresh (about a second)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])  # read when the server starts
+    return context
 
 
 def _start(session: Session, first: int) -> Start | None:
