@@ -41,7 +41,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tests.conftest import BOT_TOKEN, SIGNING_SECRET
+from tests.conftest import BOT_TOKEN, SIGNING_SECRET, audit_lines
 from tests.fakes.processes import BotProcess, Launcher, wait
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_client import SlackSim
@@ -320,9 +320,7 @@ def _figures(
         or (status == "failed" and "grant_failed" not in actions.get(request_id, set()))
     )
     posted = Counter(
-        int(m.group(1))
-        for message in slack.messages_in(AUDIT)
-        if (m := re.search(r"#(\d+) `", message["text"]))
+        int(m.group(1)) for line in audit_lines(slack, AUDIT) if (m := re.search(r"#(\d+) `", line))
     )
     undelivered = sum(1 for event_id, *_ in audit if event_id not in posted)
     repeated = sum(n - 1 for n in posted.values() if n > 1)
