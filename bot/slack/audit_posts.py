@@ -6,8 +6,9 @@ seven events or so. So the notifier queues each event's line as a marker (``METH
 under one key for the whole channel (``KEY``), in the transaction that records the
 event, and the outbox builds the post when it sends it (``build``): the line due and the
 lines queued after it, up to ``MOST_LINES`` lines and ``MOST_CHARS`` characters. A
-quiet bot posts each event alone, as it happens; a busy one posts what piled up while
-the last post was on its way, in order.
+quiet bot posts each change as it happens (the events of one transaction, an approval
+and the grant it starts, share a post); a busy one posts what piled up while the last
+post was on its way, in order.
 
 Each line is a section block of its own, marked by its ``block_id``, so ``audit verify
 --against-slack`` reads every event's seal back from its own block (``lines_of``), and

@@ -1,7 +1,7 @@
-"""The audit channel gets one line per event: alone while the bot is quiet, several to a
-post when they come faster than the posts go out (Slack takes about one post a second
-in a channel). Each line is a section block of its own, ending with its event's seal,
-which `audit verify --against-slack` reads back."""
+"""The audit channel gets one line per event: a change's lines as it happens while the
+bot is quiet, several changes' to a post when they come faster than the posts go out
+(Slack takes about one post a second in a channel). Each line is a section block of its
+own, ending with its event's seal, which `audit verify --against-slack` reads back."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def _record(bot: Bot, entries: list[audit.Entry]) -> None:
         audit.record_all(session, bot.clock, notifier, entries)
 
 
-def test_a_quiet_bot_posts_each_event_alone_its_line_in_a_block_of_its_own(bot: Bot) -> None:
+def test_a_quiet_bot_posts_a_request_as_it_is_made_its_line_in_a_block_of_its_own(bot: Bot) -> None:
     request_id = submit(bot, ALICE, "prod-support prod 1h INC-5")
     bot.settle()
     [post] = bot.slack.messages_in(AUDIT_CHANNEL)
