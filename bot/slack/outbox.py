@@ -94,6 +94,8 @@ class OutboxWorker:
     # Keys given newer due messages while a sender had them: looked at again after it.
     _missed: set[str] = field(default_factory=set, init=False)
     _sent: threading.Condition = field(default_factory=threading.Condition, init=False)
+    # Whether the last look found as many due messages as it reads at once (``batch``).
+    _full: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         # Built once: the look for due messages runs after every commit that queued one.
@@ -140,7 +142,10 @@ class OutboxWorker:
             except Exception:  # keep the worker alive; the message stays queued
                 log.exception("outbox pass failed")
                 started = []
-            if not started:
+            # At once only if this look handed keys over and saw no further than its batch:
+            # there may be more due behind it. Otherwise a commit that queues something, or
+            # a sender done with a key that got more meanwhile, wakes it.
+            if not (started and self._full):
                 self._wake.wait(self.idle_wait)
 
     def deliver_due(self) -> int:
@@ -160,7 +165,9 @@ class OutboxWorker:
         keys: list[str] = []
         try:
             with self.sessions.begin() as session:
-                due = _due_by_key(session.execute(self._scan).all(), now)
+                queued = session.execute(self._scan).all()
+                self._full = len(queued) >= self.batch
+                due = _due_by_key(queued, now)
                 keys = self._hand_over(due)
                 if not keys:
                     return []
