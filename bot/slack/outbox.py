@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
-from sqlalchemy import func, literal_column, select, update
+from sqlalchemy import bindparam, func, literal_column, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col
 
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 # How long the worker waits before looking again while it is told to hold.
 _HOLD_WAIT = 0.05
+# How many batches one look reads at most, looking past keys it cannot hand over.
+_PAGES = 10
 # Core statements on the table: the worker's updates need none of the ORM's bookkeeping.
 _OUTBOX = table_of(OutboxMessage)
 # "Pending" as a constant in the looks for pending messages, not a parameter: the index
@@ -101,7 +103,7 @@ class OutboxWorker:
         # Built once: the look for due messages runs after every commit that queued one.
         self._scan = (
             select(_OUTBOX.c.id, _OUTBOX.c.ordering_key, _OUTBOX.c.next_attempt_at)
-            .where(_PENDING)
+            .where(_PENDING, _OUTBOX.c.id > bindparam("after"))
             .order_by(_OUTBOX.c.id)
             .limit(self.batch)
         )
@@ -165,9 +167,7 @@ class OutboxWorker:
         keys: list[str] = []
         try:
             with self.sessions.begin() as session:
-                queued = session.execute(self._scan).all()
-                self._full = len(queued) >= self.batch
-                due = _due_by_key(queued, now)
+                due = _due_by_key(self._read_pending(session, now), now)
                 keys = self._hand_over(due)
                 if not keys:
                     return []
@@ -197,6 +197,25 @@ class OutboxWorker:
             self._pool.submit(self._send_in_order, key, run, heads.get(run[0].id) if run else None)
             for key, run in by_key.items()
         ]
+
+    def _read_pending(self, session: Session, now: datetime) -> list[Any]:
+        """The pending messages (id, key, when due) in order, a batch at a time. Past the
+        first batch only while every key read so far is a sender's now or waits: a backlog
+        under one key (a rate-limited channel's lines) must not hide the messages of
+        other keys queued behind it. At most ``_PAGES`` batches."""
+        rows: list[Any] = []
+        after = 0
+        for _ in range(_PAGES):
+            page = session.execute(self._scan, {"after": after}).all()
+            rows.extend(page)
+            self._full = len(page) >= self.batch
+            if not self._full:
+                break
+            with self._sent:
+                if any(key not in self._sending for key in _due_by_key(rows, now)):
+                    break
+            after = page[-1].id
+        return rows
 
     def _hand_over(self, due: Mapping[str, list[int]]) -> list[str]:
         """The keys with due messages that no sender has now, marked as had."""

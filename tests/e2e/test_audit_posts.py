@@ -18,6 +18,7 @@ from bot.audit_witness import Seal
 from bot.slack import audit_posts
 from bot.slack.audit_channel import read_seals
 from bot.slack.notifier import SlackNotifier
+from bot.slack.queueing import enqueue
 from bot.storage.models import AuditEvent
 from tests.conftest import ALICE, AUDIT_CHANNEL, AUDIT_KEY, BOB, BOT_TOKEN, Bot
 from tests.e2e.helpers import click, submit
@@ -126,4 +127,27 @@ def test_a_post_slack_refuses_for_good_loses_only_its_first_line(bot: Bot) -> No
     [post] = bot.slack.messages_in(AUDIT_CHANNEL)
     assert len(post["blocks"]) == 4
     assert _seals_in_the_channel(bot) == _seals_in_the_database(bot)[1:]
+    assert bot.runtime.outbox.pending() == 0
+
+
+def test_a_dm_queued_behind_a_rate_limited_backlog_of_lines_goes_out_at_once(bot: Bot) -> None:
+    bot.settle()
+    bot.slack.fail_next(
+        "chat.postMessage", times=1, retry_after=30, where={"channel": AUDIT_CHANNEL}
+    )
+    # More lines than the outbox reads in one batch, all waiting for Slack's Retry-After.
+    _record(bot, [audit.Entry("cli", "sync", None, {"n": n}) for n in range(450)])
+    bot.settle()
+    assert bot.slack.messages_in(AUDIT_CHANNEL) == []
+    with bot.runtime.outbox.sessions.begin() as session:
+        post = {"channel": ALICE, "text": "queued behind the lines"}
+        enqueue(session, bot.clock, key="dm", method="chat.postMessage", payload=post)
+    bot.runtime.outbox.wake()
+    bot.settle()
+    assert [m["text"] for m in bot.slack.messages_in(ALICE)] == ["queued behind the lines"]
+    assert bot.slack.messages_in(AUDIT_CHANNEL) == []
+
+    bot.clock.advance(timedelta(seconds=30))
+    bot.settle()
+    assert _seals_in_the_channel(bot) == _seals_in_the_database(bot)
     assert bot.runtime.outbox.pending() == 0
