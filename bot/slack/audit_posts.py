@@ -65,15 +65,17 @@ def build(markers: Sequence[dict[str, Any]]) -> Built:
 
 def lines_of(message: dict[str, Any]) -> list[str]:
     """The event lines of one of the bot's posts in the channel, each ending with its seal:
-    the text of each line's section, or the whole text of a post of one event alone
-    (as the bot wrote them before it put lines in blocks)."""
+    the text of each line's section; for any other post its text, as the bot wrote one
+    event's line before it put lines in blocks (Slack may show such a post with a block
+    of its own making, and a break-glass alert's text ends with the bot's words)."""
     sections = [
-        block.get("text") or {}
-        for block in message.get("blocks") or []
-        if str(block.get("block_id") or "").startswith(LINE_BLOCK)
+        block.get("text") or {} for block in message.get("blocks") or [] if carries_a_line(block)
     ]
     if sections:
         return [str(text.get("text") or "") for text in sections]
-    if message.get("blocks"):  # the bot's other posts (a break-glass alert) seal nothing
-        return []
     return [str(message.get("text") or "")]
+
+
+def carries_a_line(block: dict[str, Any]) -> bool:
+    """Whether a block of a post is one of the lines ``build`` puts in it."""
+    return str(block.get("block_id") or "").startswith(LINE_BLOCK)

@@ -151,3 +151,17 @@ def test_a_dm_queued_behind_a_rate_limited_backlog_of_lines_goes_out_at_once(bot
     bot.settle()
     assert _seals_in_the_channel(bot) == _seals_in_the_database(bot)
     assert bot.runtime.outbox.pending() == 0
+
+
+def test_a_post_of_one_line_from_before_still_reads_as_its_line() -> None:
+    line = "`R-1` *requested* by <@UALICE> · #5 `" + "ab" * 32 + "`"
+    # As Slack may return a text post: with a rich_text block of its own making.
+    made_by_slack = {"type": "rich_text", "block_id": "x1", "elements": []}
+    assert audit_posts.lines_of({"text": line}) == [line]
+    assert audit_posts.lines_of({"text": line, "blocks": [made_by_slack]}) == [line]
+    # A post of lines is read from its line blocks alone, never from its text.
+    post = audit_posts.build(
+        [audit_posts.marker("C0AUDIT", "one"), {"channel": "C0AUDIT", "text": "two"}]
+    )
+    assert post.payload is not None and post.used == 2
+    assert audit_posts.lines_of({**post.payload, "text": line}) == ["one", "two"]

@@ -70,7 +70,8 @@ def _about(bot: Bot, channel: str, request_id: str) -> list[dict[str, Any]]:
 
 def _is_alert(message: dict[str, Any]) -> bool:
     """A break-glass alert, not a post of audit lines (blocks both)."""
-    return bool(message.get("blocks")) and not audit_posts.lines_of(message)
+    blocks = message.get("blocks") or []
+    return bool(blocks) and not any(audit_posts.carries_a_line(block) for block in blocks)
 
 
 def _glass(bot: Bot, user: str, text: str) -> str:

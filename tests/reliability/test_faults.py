@@ -303,11 +303,7 @@ def _delivered_call(call: SlackCall) -> Call:
 def _lines(call: SlackCall) -> list[str]:
     """The audit lines a post carries, each in its own block; none for any other call."""
     blocks = call.params.get("blocks") or []
-    return [
-        block["text"]["text"]
-        for block in blocks
-        if str(block.get("block_id", "")).startswith(audit_posts.LINE_BLOCK)
-    ]
+    return [block["text"]["text"] for block in blocks if audit_posts.carries_a_line(block)]
 
 
 def _canonical(value: object) -> str:
