@@ -96,8 +96,6 @@ class OutboxWorker:
     # Keys given newer due messages while a sender had them: looked at again after it.
     _missed: set[str] = field(default_factory=set, init=False)
     _sent: threading.Condition = field(default_factory=threading.Condition, init=False)
-    # Whether the last look found as many due messages as it reads at once (``batch``).
-    _full: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         # Built once: the look for due messages runs after every commit that queued one.
@@ -140,14 +138,14 @@ class OutboxWorker:
             self._wake.clear()
             try:
                 with self._pass_lock:
-                    started = self._dispatch()
+                    look = self._dispatch()
             except Exception:  # keep the worker alive; the message stays queued
                 log.exception("outbox pass failed")
-                started = []
-            # At once only if this look handed keys over and saw no further than its batch:
-            # there may be more due behind it. Otherwise a commit that queues something, or
-            # a sender done with a key that got more meanwhile, wakes it.
-            if not (started and self._full):
+                look = _Look([], more=False)
+            # At once only if this look handed keys over and read a full batch: there may
+            # be more due behind it. Otherwise a commit that queues something, or a sender
+            # done with a key that got more meanwhile, wakes it.
+            if not (look.sending and look.more):
                 self._wake.wait(self.idle_wait)
 
     def deliver_due(self) -> int:
@@ -156,9 +154,9 @@ class OutboxWorker:
         with self._pass_lock:
             with self._sent:  # a sender's call ends within its claim
                 self._sent.wait_for(lambda: not self._sending, CLAIM.total_seconds())
-            return sum(sending.result() for sending in self._dispatch())
+            return sum(sending.result() for sending in self._dispatch().sending)
 
-    def _dispatch(self) -> list[Future[int]]:
+    def _dispatch(self) -> _Look:
         """Hand each key with due messages that no sender has now to a sender, its first
         message claimed; the senders' futures tell how many each delivered. Looked for
         often (after every commit that queued something), so the look is light: ids and
@@ -167,10 +165,11 @@ class OutboxWorker:
         keys: list[str] = []
         try:
             with self.sessions.begin() as session:
-                due = _due_by_key(self._read_pending(session, now), now)
+                pending, more = self._read_pending(session, now)
+                due = _due_by_key(pending, now)
                 keys = self._hand_over(due)
                 if not keys:
-                    return []
+                    return _Look([], more)
                 ids = [message_id for key in keys for message_id in due[key]]
                 messages = session.scalars(
                     select(OutboxMessage)
@@ -193,14 +192,16 @@ class OutboxWorker:
         if self._pool is None:
             self._pool = DaemonPool(self.senders, "jit-outbox-send")
         # A key whose first message is not claimed is left to whoever has it (or to wait).
-        return [
+        sending = [
             self._pool.submit(self._send_in_order, key, run, heads.get(run[0].id) if run else None)
             for key, run in by_key.items()
         ]
+        return _Look(sending, more)
 
-    def _read_pending(self, session: Session, now: datetime) -> list[Any]:
-        """The pending messages (id, key, when due) in order, a batch at a time. Past the
-        first batch only while every key read so far is a sender's now or waits: a backlog
+    def _read_pending(self, session: Session, now: datetime) -> tuple[list[Any], bool]:
+        """The pending messages (id, key, when due) in order, a batch at a time, and
+        whether the last batch was full (more may be pending behind it). Past the first
+        batch only while every key read so far is a sender's now or waits: a backlog
         under one key (a rate-limited channel's lines) must not hide the messages of
         other keys queued behind it. At most ``_PAGES`` batches."""
         rows: list[Any] = []
@@ -208,14 +209,13 @@ class OutboxWorker:
         for _ in range(_PAGES):
             page = session.execute(self._scan, {"after": after}).all()
             rows.extend(page)
-            self._full = len(page) >= self.batch
-            if not self._full:
-                break
+            if len(page) < self.batch:
+                return rows, False
             with self._sent:
                 if any(key not in self._sending for key in _due_by_key(rows, now)):
                     break
             after = page[-1].id
-        return rows
+        return rows, True
 
     def _hand_over(self, due: Mapping[str, list[int]]) -> list[str]:
         """The keys with due messages that no sender has now, marked as had."""
@@ -262,7 +262,9 @@ class OutboxWorker:
                 build = self.builders.get(message.method)
                 if build is not None:
                     later = _same_method_after(messages, index)
-                    delivered, call = self._deliver_built(message, build, later, built), None
+                    delivered, with_it = self._deliver_built(message, build, later)
+                    built.update(with_it)
+                    call = None
                 else:
                     following = messages[index + 1] if index + 1 < len(messages) else None
                     delivered, call = self._deliver(message, call, following)
@@ -321,25 +323,24 @@ class OutboxWorker:
         message: OutboxMessage,
         build: Builder,
         later: Sequence[OutboxMessage],
-        built: set[int | None],
-    ) -> bool:
+    ) -> tuple[bool, list[int | None]]:
         """Build the call from the marker and the markers of its method queued right after it
-        under its key (as the look found them), and send it. Those it stands for are
-        marked sent with it, and their ids added to ``built``."""
+        under its key (as the look found them), and send it: whether it is done with, and
+        the ids of the later markers it stood for, marked sent with it."""
         try:
             call = build([message.payload, *(other.payload for other in later)])
         except Exception as exc:  # the database or a lookup failed: try again later
             log.exception("building %s #%s failed", message.method, message.id)
             self._marks.retry(message, f"build: {exc}", None)
-            return False
+            return False, []
         if call.payload is not None:
             try:
                 self.client.api_call(call.method, json=call.payload)
             except SlackApiError as exc:
-                return self._marks.failed(message, exc)
+                return self._marks.failed(message, exc), []
             except (SlackRequestError, OSError) as exc:
                 self._marks.retry(message, f"network: {exc}", None)
-                return False
+                return False, []
         with_it = [other.id for other in later[: max(call.used - 1, 0)]]
         with self.sessions.begin() as session:
             self._marks.mark(session, message, OutboxStatus.SENT, None)
@@ -352,8 +353,15 @@ class OutboxWorker:
                     )
                     .values(status=OutboxStatus.SENT, sent_at=self.clock.now())
                 )
-        built.update(with_it)
-        return True
+        return True, with_it
+
+
+class _Look(NamedTuple):
+    """What a look for due messages started: a sender per key handed over (each one's
+    future tells how many it delivered), and whether it read a full batch (``more``)."""
+
+    sending: list[Future[int]]
+    more: bool
 
 
 def _due_by_key(queued: Sequence[Any], now: datetime) -> dict[str, list[int]]:
