@@ -72,7 +72,7 @@ def measure(total: int, db: str) -> list[Row]:
         done = math.nan
         revoked_calls = revoked_rows = 0
         while time.monotonic() - started < TIMEOUT:
-            revoked_calls = len(bench.provider.arrivals("revoke"))
+            revoked_calls = bench.provider.distinct("revoke")
             if revoked_calls >= overdue:
                 revoked_rows = bench.statuses().get(Status.REVOKED, 0)
                 if revoked_rows >= overdue:
