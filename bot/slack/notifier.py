@@ -242,8 +242,11 @@ class SlackNotifier:
             enqueue(
                 session, self._clock, key=key, method=method, payload=dict(payload), message_ref=ref
             )
-        # Wake the worker once this transaction has committed, not before.
-        session.info.setdefault("after_commit", []).append(self._on_enqueue)
+        # Wake the worker once this transaction has committed, not before (one wake for
+        # all the calls the transaction queues).
+        callbacks = session.info.setdefault("after_commit", [])
+        if self._on_enqueue not in callbacks:
+            callbacks.append(self._on_enqueue)
 
 
 def _approver_ref(request_id: str, approver: str) -> str:
