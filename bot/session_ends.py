@@ -79,14 +79,23 @@ class SessionEnds:
 
     # ----------------------------------------------------------------- ending
 
-    def end(self, requests: Sequence[AccessRequest]) -> dict[str, list[str]]:
+    def end(
+        self, grants: Sequence[tuple[AccessRequest, Sequence[RequestTarget]]]
+    ) -> dict[str, list[str]]:
         """End the live sessions of what these requests' revocation removed; each
-        request's problems (the revocation is then retried, and this with it)."""
-        problems: dict[str, list[str]] = {request.id: [] for request in requests}
-        by_id = {request.id: request for request in requests}
-        # Only the targets of providers that end sessions: none, no read.
+        request's problems (the revocation is then retried, and this with it).
+        ``grants``: each request with its targets as read when the revocation began."""
+        problems: dict[str, list[str]] = {request.id: [] for request, _ in grants}
         able = [name for name, p in self.providers.items() if isinstance(p, EndsSessions)]
-        if not able:
+        # Only requests with a target on a provider that ends sessions (a target's
+        # provider never changes): none, no read. A backlog of webhook grants read its
+        # targets again for nothing, a twelfth of the time it took.
+        by_id = {
+            request.id: request
+            for request, targets in grants
+            if any(target.provider in able for target in targets)
+        }
+        if not by_id:
             return problems
         with self._transaction() as session:
             # By the requests' ids alone: a lookup by the revoked status would walk every

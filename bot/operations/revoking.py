@@ -112,7 +112,7 @@ def start_revoking(
             # Sessions taken during the grant outlive it where the cloud lets them: end
             # those too; a failure leaves the revocation failed, and retrying it
             # retries this.
-            for request_id, problems in ctx.session_ends.end(list(requests.values())).items():
+            for request_id, problems in ctx.session_ends.end(grants).items():
                 errors[request_id] += problems
             _end_revoke(ctx, requests, errors, actor)
         finally:

@@ -50,6 +50,9 @@ roles:
           permission_set: ProdSupport
           accounts: ["{seeded.accounts["shared"]}", "{seeded.accounts["prod-a"]}"]
           {end_sessions}
+      dev:
+        - provider: fake
+          resource: dev-logs
 """
 
 
@@ -149,6 +152,25 @@ def test_revoking_an_aws_grant_denies_the_sessions_the_user_took_before_it(
     assert moto.provisionings() == [(aws.permission_sets["ProdSupport"], ALL_ACCOUNTS)]
     assert "sessions_ended" in _actions(bot, request_id)
     assert any("sessions_ended" in post for post in bot.audit_posts())
+
+
+def test_a_sweep_batch_ends_sessions_only_for_the_grants_on_a_provider_that_can(
+    bots: AwsBots, moto: MotoAws, aws: Seeded
+) -> None:
+    bot = bots.start()
+    on_aws = _granted(bot)
+    elsewhere = _granted(bot, "prod-support dev 1h INC-8")
+    _expire(bot)  # both are due: one sweep revokes them in one batch
+
+    assert bot.service.get(on_aws).status == "revoked"
+    assert bot.service.get(elsewhere).status == "revoked"
+    [deny] = _denies(moto, aws)
+    assert deny["Sid"] == "JitBotEndSessions" + on_aws.replace("-", "")
+    with bot.runtime.engine.connect() as connection:
+        denied = connection.execute(select(col(SessionDenial.request_id))).scalars().all()
+    assert denied == [on_aws]
+    assert "sessions_ended" in _actions(bot, on_aws)
+    assert "sessions_ended" not in _actions(bot, elsewhere)
 
 
 def test_ending_access_early_ends_the_live_sessions_too(
