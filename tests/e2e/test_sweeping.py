@@ -176,7 +176,7 @@ def test_slack_posts_wait_while_the_sweeper_works_off_a_backlog(
     provider = _Watching(slack)
     bot: Bot = make_bot(providers={"fake": provider})
     ids = [submit(bot, user, "db-admin dev 30m batch") for user in PEOPLE]
-    monkeypatch.setattr(service_module, "_SWEEP_BATCH", 1)  # three batches: a backlog
+    _batches_of_one(monkeypatch)  # three batches: a backlog
     bot.clock.advance(timedelta(minutes=31))
     before = len(slack.calls)
 
@@ -187,6 +187,72 @@ def test_slack_posts_wait_while_the_sweeper_works_off_a_backlog(
     bot.settle()
     assert len(slack.calls) > before
     assert all("has ended" in bot.dms_to(user)[-1]["text"] for user in PEOPLE)
+
+
+def _batches_of_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(service_module, "_SWEEP_BATCH", 1)
+    monkeypatch.setattr(service_module, "_SWEEP_BATCH_MOST", 1)
+
+
+class _Stopwatch:
+    """Real time as the sweeper reads it, each batch taking the next of ``took``."""
+
+    def __init__(self, took: list[float]) -> None:
+        self._took, self._now, self._began = list(took), 0.0, True
+
+    def __call__(self) -> float:
+        self._began = not self._began
+        if self._began:  # read when the batch is done
+            self._now += self._took.pop(0)
+        return self._now
+
+
+def _batch_sizes(make_bot, monkeypatch: pytest.MonkeyPatch, took: list[float]) -> list[int]:  # type: ignore[no-untyped-def]
+    """Sweep three overdue grants, batches of 1 to 2 taking ``took`` seconds each: the
+    batches' sizes, in order."""
+    bot: Bot = make_bot()
+    ids = [submit(bot, user, "db-admin dev 30m batch") for user in PEOPLE]
+    monkeypatch.setattr(service_module, "_SWEEP_BATCH", 1)
+    monkeypatch.setattr(service_module, "_SWEEP_BATCH_MOST", 2)
+    monkeypatch.setattr(service_module, "_elapsed", _Stopwatch(took))
+    sizes: list[int] = []
+    start_revoking = service_module.revoking.start_revoking
+
+    def noting(ctx, request_ids, *args, **kwargs):  # type: ignore[no-untyped-def]
+        sizes.append(len(request_ids))
+        return start_revoking(ctx, request_ids, *args, **kwargs)
+
+    monkeypatch.setattr(service_module.revoking, "start_revoking", noting)
+    bot.clock.advance(timedelta(minutes=31))
+    bot.service.sweep()
+    assert {bot.service.get(request_id).status for request_id in ids} == {"revoked"}
+    return sizes
+
+
+def test_a_backlog_of_quick_revocations_goes_in_bigger_batches(
+    make_bot, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    assert _batch_sizes(make_bot, monkeypatch, [0.1, 0.1]) == [1, 2]
+
+
+def test_slow_revocations_keep_the_batches_small(make_bot, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    assert _batch_sizes(make_bot, monkeypatch, [3.0, 3.0, 3.0]) == [1, 1, 1]
+
+
+def test_batches_neither_quick_nor_slow_keep_their_size(
+    make_bot, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    assert _batch_sizes(make_bot, monkeypatch, [1.0, 1.0, 1.0]) == [1, 1, 1]
+
+
+def test_batch_sizes_double_while_quick_and_halve_while_slow_within_bounds() -> None:
+    first, most = service_module._SWEEP_BATCH, service_module._SWEEP_BATCH_MOST
+    quick, slow = service_module._QUICK_BATCH / 2, service_module._SLOW_BATCH * 2
+    assert service_module._next_size(first, quick) == first * 2
+    assert service_module._next_size(most, quick) == most
+    assert service_module._next_size(most, slow) == most // 2
+    assert service_module._next_size(first, slow) == first
+    assert service_module._next_size(first * 2, service_module._SLOW_BATCH) == first * 2
 
 
 class _TakingTime(FakeProvider):
@@ -247,7 +313,7 @@ def _backlog(
     provider.watch(bot)
     users = list(PEOPLE)[: len(steps)]
     ids = [submit(bot, user, "db-admin dev 30m batch") for user in users]
-    monkeypatch.setattr(service_module, "_SWEEP_BATCH", 1)
+    _batches_of_one(monkeypatch)
     bot.clock.advance(timedelta(minutes=31))
     bot.settle()
     before, swept_at = _posts(bot), bot.clock.now()
