@@ -21,6 +21,7 @@ from bot.operations import holders as holding
 from bot.operations.context import Backlog, Context
 from bot.operations.transition import EXPIRE_UNDECIDED, move
 from bot.policy import admits
+from bot.storage.lists import SQLITE_PARAMETERS
 from bot.storage.models import Status
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ _SWEEP_BATCH = 200
 # goes faster in bigger ones (10,000 grants on PostgreSQL: 5.1 s in batches of 200, 4.5 s
 # of 1,000). Calls that answer slowly keep batches at 200, well within the revocation
 # deadline, which a batch's calls share.
-_SWEEP_BATCH_MOST = 1_000
+_SWEEP_BATCH_MOST = min(1_000, SQLITE_PARAMETERS // 2 - 100)
 _QUICK_BATCH = 0.5
 _SLOW_BATCH = 2.0
 # Real seconds, for how long a batch took (the bot's clock may be a test's).

@@ -253,6 +253,8 @@ def test_batch_sizes_double_while_quick_and_halve_while_slow_within_bounds() -> 
     assert service_module._next_size(most, slow) == most // 2
     assert service_module._next_size(first, slow) == first
     assert service_module._next_size(first * 2, service_module._SLOW_BATCH) == first * 2
+    # A batch's statements bind two values a request: within what SQLite takes, however old.
+    assert first <= most and 2 * most < service_module.SQLITE_PARAMETERS
 
 
 class _TakingTime(FakeProvider):
