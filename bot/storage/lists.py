@@ -10,18 +10,12 @@ the primary key or index is used all the same. SQLite, which has no arrays, keep
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import ColumnElement, String, any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, QueryableAttribute, Session
-
-#: The values a statement may bind on SQLite: 999 before SQLite 3.32 (2020), which some
-#: systems' Python still links, 32,766 since. A batch's statements bind up to two values
-#: per request (``(id, version) IN (…)``), so batches stay well under half of it.
-SQLITE_PARAMETERS = 32_766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
 
 
 def among(
