@@ -207,13 +207,21 @@ class _Stopwatch:
         return self._now
 
 
-def _batch_sizes(make_bot, monkeypatch: pytest.MonkeyPatch, took: list[float]) -> list[int]:  # type: ignore[no-untyped-def]
-    """Sweep three overdue grants, batches of 1 to 2 taking ``took`` seconds each: the
-    batches' sizes, in order."""
+def _batch_sizes(  # type: ignore[no-untyped-def]
+    make_bot,
+    monkeypatch: pytest.MonkeyPatch,
+    took: list[float],
+    most: dict[str, int] | None = None,
+) -> list[int]:
+    """Sweep three overdue grants, the first batch of one, each batch taking ``took``
+    seconds, at most ``most`` by database (2 on both unless given): the batches' sizes,
+    in order."""
     bot: Bot = make_bot()
     ids = [submit(bot, user, "db-admin dev 30m batch") for user in PEOPLE]
     monkeypatch.setattr(service_module, "_SWEEP_BATCH", 1)
-    monkeypatch.setattr(service_module, "_SWEEP_BATCH_MOST", {"sqlite": 2, "postgresql": 2})
+    if most is None:
+        most = {"sqlite": 2, "postgresql": 2}
+    monkeypatch.setattr(service_module, "_SWEEP_BATCH_MOST", most)
     monkeypatch.setattr(service_module, "_elapsed", _Stopwatch(took))
     sizes: list[int] = []
     start_revoking = service_module.revoking.start_revoking
@@ -255,11 +263,14 @@ def test_batch_sizes_double_while_quick_and_halve_while_slow_within_bounds() -> 
     assert service_module._next_size(first * 2, service_module._SLOW_BATCH, most) == first * 2
 
 
-def test_batches_grow_on_postgresql_only(bot: Bot) -> None:
-    # SQLite, in the bot's process, has no round trips for bigger batches to save.
-    server = bot.runtime.engine.dialect.name == "postgresql"
-    expected = 1_000 if server else service_module._SWEEP_BATCH
-    assert service_module._largest_batch(bot.service._ctx) == expected
+def test_batches_grow_on_postgresql_only(
+    make_bot, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    # The bounds as the bot has them: SQLite, in the bot's process, has no round trips
+    # for bigger batches to save.
+    most = dict(service_module._SWEEP_BATCH_MOST)
+    sizes = _batch_sizes(make_bot, monkeypatch, [0.1, 0.1, 0.1], most)
+    assert sizes == ([1, 2] if database_url.startswith("postgresql") else [1, 1, 1])
 
 
 class _TakingTime(FakeProvider):
